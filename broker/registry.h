@@ -1,0 +1,99 @@
+/*
+ * registry.h: the registry as the broker core sees it.
+ *
+ * The registry owns the data model and every identity rule of
+ * ../shared/DESIGN.md: validation (which field, why), permissions by role and
+ * hospital domain, enroll/link/unlink/update/merge/unmerge semantics, events.
+ * Behind it sits a backend (SQLite now, PostgreSQL later) chosen by the --db
+ * URL at start-up through a table of functions (registry_backend.h); the
+ * broker core never includes sqlite3.h or libpq-fe.h.
+ *
+ * Threads: a handle is used by one thread only. Each worker opens a read
+ * handle; the one writer thread opens the write handle and applies writes in
+ * batches: registry_batch_begin, registry_write for each queued write (each
+ * under its own savepoint, so one failing write leaves its neighbours alone),
+ * registry_batch_commit (one transaction, one sync). A reply is appended to
+ * the caller's evbuffer as a complete frame; if the commit fails, the caller
+ * throws those replies away and answers every write of the batch with
+ * UNAVAILABLE (wire_append_error).
+ */
+#ifndef ONECARD_REGISTRY_H
+#define ONECARD_REGISTRY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "onecard.pb-c.h"
+
+struct evbuffer;
+struct registry;
+
+/* Input limits; every one is a flag and a config key of onecardd. */
+struct registry_limits {
+	size_t max_ids;     /* identifiers in one request (default 16) */
+	size_t max_name;    /* bytes of a name (default 128) */
+	size_t max_address; /* bytes of an address (default 256) */
+	unsigned
+	    search_limit; /* most results of a search or history (default 50) */
+};
+
+#define REGISTRY_DEFAULT_MAX_IDS      16
+#define REGISTRY_DEFAULT_MAX_NAME     128
+#define REGISTRY_DEFAULT_MAX_ADDRESS  256
+#define REGISTRY_DEFAULT_SEARCH_LIMIT 50
+
+/* Who is asking: the certificate's CN and the role it was given. */
+struct actor {
+	const char *cn;
+	int role; /* ONECARD__V1__ROLE__ROLE_HOSPITAL or ..._ROLE_ADMIN */
+};
+
+/* What an operation did, for the audit trail, metrics and the broker core. */
+struct op_result {
+	int code;            /* ONECARD__V1__CODE__* sent in the reply */
+	char patient_id[48]; /* the patient it touched, "" if none */
+	char target[112];    /* the identifier or code it named, cn-id masked */
+};
+
+/* Set every limit to its default. */
+void registry_limits_default(struct registry_limits *lim);
+
+/*
+ * Open a handle on the registry at url (a file path, "sqlite:PATH", or later
+ * "postgresql://..."). writer != 0 for the writer thread's handle: it creates
+ * the schema and runs migrations. NULL on failure with a reason in err.
+ */
+struct registry *registry_open(const char *url, int writer,
+    const struct registry_limits *lim, char *err, size_t errlen);
+void registry_close(struct registry *reg);
+
+/* Does this op change the registry (and so go to the writer)? */
+int registry_op_is_write(int op_case);
+
+/*
+ * Role of an active hospital (or admin) registered under code: 0 and *role
+ * set when it is active, 1 when it is unknown or revoked, -1 on error.
+ */
+int registry_hospital_role(struct registry *reg, const char *code, int *role);
+
+/* 0 when the registry answers a trivial query (for /healthz), -1 otherwise. */
+int registry_ping(struct registry *reg);
+
+/* Answer a read op (lookup, search, history, hospital_list, stats). */
+void registry_read(struct registry *reg, const struct actor *who,
+    const Onecard__V1__Request *req, struct evbuffer *out,
+    struct op_result *res);
+
+/* Writer thread only. 0 or -1. */
+int registry_batch_begin(struct registry *reg);
+void registry_write(struct registry *reg, const struct actor *who,
+    const Onecard__V1__Request *req, struct evbuffer *out,
+    struct op_result *res);
+int registry_batch_commit(struct registry *reg);
+void registry_batch_rollback(struct registry *reg);
+
+/* Mask a cn-id for logs and the audit trail: 410102********123X. */
+void registry_mask_id(
+    const char *domain, const char *value, char *dst, size_t dstlen);
+
+#endif

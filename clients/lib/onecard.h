@@ -1,0 +1,134 @@
+/*
+ * onecard.h: libonecard, the client library for the onecard broker.
+ *
+ * Connect over mutual TLS (CA, client certificate, key; the broker's name is
+ * checked against its certificate), send onecard.v1.Request messages and
+ * receive onecard.v1.Reply messages. Three ways to talk:
+ *  - blocking: onecard_call sends one request and waits for its reply;
+ *  - pipelined: onecard_send queues many requests, onecard_recv returns the
+ *    replies in the order sent;
+ *  - async: for programs that run their own libevent loop (onecard-bench),
+ *    onecard_async_* call back when each reply arrives.
+ * Every function returns ONECARD_OK (0) or a negative ONECARD_E* code;
+ * onecard_strerror turns one into text. The protocol is in docs/protocol.md.
+ */
+#ifndef ONECARD_H
+#define ONECARD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "onecard.pb-c.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct event_base;
+
+/* Library errors (transport level; a broker's answer is Reply.code). */
+enum onecard_err {
+	ONECARD_OK = 0,
+	ONECARD_EINVAL = -1, /* a bad argument (message names it) */
+	ONECARD_ECONNECT =
+	    -2,            /* TCP connect failed or the name did not resolve */
+	ONECARD_ETLS = -3, /* TLS handshake or certificate check failed */
+	ONECARD_ETIMEDOUT = -4, /* connect or call timeout passed */
+	ONECARD_ECLOSED = -5,   /* the broker closed the connection */
+	ONECARD_EPROTO =
+	    -6, /* the broker sent something that is not a valid frame */
+	ONECARD_ENOMEM = -7,
+	ONECARD_EIO = -8, /* a read or write failed */
+};
+
+/* Where the broker is and who we are. */
+struct onecard_options {
+	const char
+	    *broker; /* "HOST:PORT"; NULL: $ONECARD_BROKER or 127.0.0.1:7443 */
+	const char *ca;          /* PEM file; NULL: $ONECARD_CA */
+	const char *cert;        /* PEM file; NULL: $ONECARD_CERT */
+	const char *key;         /* PEM file; NULL: $ONECARD_KEY */
+	const char *server_name; /* name checked in the broker's certificate;
+				    NULL: HOST */
+	int connect_timeout_ms;  /* 0: 10000 */
+	int call_timeout_ms;     /* 0: 30000; applies to onecard_call and
+				    onecard_recv */
+	size_t max_frame;        /* largest reply accepted; 0: 16 MiB */
+};
+
+struct onecard_conn;
+
+/* Text for an onecard_err code. */
+const char *onecard_strerror(int err);
+
+/* Text of the last error on conn (with OpenSSL's reason when there is one). */
+const char *onecard_last_error(const struct onecard_conn *conn);
+
+/*
+ * Connect and complete the TLS handshake. On failure returns an error code,
+ * *out is NULL and errbuf (if given) says why.
+ */
+int onecard_connect(const struct onecard_options *opt,
+    struct onecard_conn **out, char *errbuf, size_t errlen);
+
+/* Send close_notify and free everything. */
+void onecard_close(struct onecard_conn *conn);
+
+/*
+ * Send req and wait for its reply. When req->id is 0 the library picks one.
+ * *reply is freed with onecard_reply_free.
+ */
+int onecard_call(struct onecard_conn *conn, Onecard__V1__Request *req,
+    Onecard__V1__Reply **reply);
+
+/* Queue req for sending (assigns an id when 0); written out by flush or recv.
+ */
+int onecard_send(struct onecard_conn *conn, Onecard__V1__Request *req);
+
+/* Write every queued request. */
+int onecard_flush(struct onecard_conn *conn);
+
+/* Flush, then wait for the next reply (in the order requests were sent). */
+int onecard_recv(struct onecard_conn *conn, Onecard__V1__Reply **reply);
+
+/* Requests sent whose replies have not been received yet. */
+size_t onecard_pending(const struct onecard_conn *conn);
+
+void onecard_reply_free(Onecard__V1__Reply *reply);
+
+/*
+ * Async API on a caller's event_base. The callback gets the reply (owned by
+ * the library, valid during the call only) or NULL and an error code when
+ * the connection failed; every outstanding callback is called once.
+ */
+struct onecard_async;
+typedef void (*onecard_reply_cb)(
+    const Onecard__V1__Reply *reply, int err, void *arg);
+typedef void (*onecard_connect_cb)(
+    struct onecard_async *ac, int err, void *arg);
+
+/* Start connecting; cb runs once with ONECARD_OK or an error. */
+struct onecard_async *onecard_async_connect(struct event_base *base,
+    const struct onecard_options *opt, onecard_connect_cb cb, void *arg);
+/* Queue a request; cb runs once with its reply. */
+int onecard_async_send(struct onecard_async *ac, Onecard__V1__Request *req,
+    onecard_reply_cb cb, void *arg);
+size_t onecard_async_pending(const struct onecard_async *ac);
+void onecard_async_close(struct onecard_async *ac);
+
+/*
+ * Parse "DOMAIN=VALUE" into id, pointing into buf (a copy of s the caller
+ * keeps alive). -1 with a reason in errbuf when malformed. Only the syntax is
+ * checked here; the broker validates each domain.
+ */
+int onecard_identifier_parse(const char *s, char *buf, size_t buflen,
+    Onecard__V1__Identifier *id, char *errbuf, size_t errlen);
+
+/* Fill opt from the ONECARD_* environment for each field left NULL. */
+void onecard_options_from_env(struct onecard_options *opt);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

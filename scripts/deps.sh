@@ -1,0 +1,21 @@
+#!/bin/sh
+# Installs the Debian packages onecard needs to build, test and run, and does
+# nothing (quietly) when all are there. Run as root, or with sudo available.
+#   scripts/deps.sh          build + run + test dependencies
+set -eu
+pkgs="build-essential cmake pkg-config openssl ca-certificates git
+libevent-dev libprotobuf-c-dev protobuf-c-compiler libssl-dev libsqlite3-dev
+libcmocka-dev libinih-dev libpq-dev clang-format protobuf-compiler python3-protobuf"
+missing=""
+for p in $pkgs; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+	    missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+echo "deps: installing$missing" >&2
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo=sudo
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq >/dev/null
+# shellcheck disable=SC2086
+$sudo apt-get install -y -qq --no-install-recommends $missing >/dev/null
