@@ -1,0 +1,33 @@
+/*
+ * audit.h: the audit trail, one JSON line per request (who, what, whose
+ * record, result), hash-chained so an edited, dropped or reordered line is
+ * found. Called by the connection code for every request, before its reply
+ * is sent; safe from any thread. Never given a full cn-id: target is masked.
+ */
+#ifndef ONECARD_AUDIT_H
+#define ONECARD_AUDIT_H
+
+#include <stdint.h>
+
+struct audit_entry {
+	const char *actor;      /* certificate CN */
+	int role;               /* ONECARD__V1__ROLE__* */
+	const char *op;         /* wire_op_name() */
+	const char *target;     /* op_result.target (masked), may be "" */
+	const char *patient_id; /* op_result.patient_id, may be "" */
+	int code;               /* reply code */
+	uint64_t latency_us;    /* from frame decoded to reply queued */
+};
+
+/* Start the trail at path (NULL: off). 0 or -1 (logged). Start-up only. */
+int audit_open(const char *path, const char *node);
+/* Is the trail on? Callers skip building entries when not. */
+int audit_enabled(void);
+/* Append one entry. */
+void audit_log(const struct audit_entry *e);
+/* Reopen the file (SIGHUP, for rotation); the chain carries over. */
+int audit_reopen(void);
+/* Sync and close at shutdown. */
+void audit_close(void);
+
+#endif

@@ -1,0 +1,35 @@
+/*
+ * metrics.h: counters the broker keeps and the HTTP endpoint (evhttp, on its
+ * own thread) that serves them as Prometheus text at GET /metrics, and
+ * GET /healthz (200 when the registry answers, 503 when not). The counting
+ * functions are lock-free and safe from any thread; they are on the hot path.
+ */
+#ifndef ONECARD_METRICS_H
+#define ONECARD_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct registry_limits;
+
+/* One request answered: op (Request op case), reply code, latency. */
+void metrics_request(int op_case, int code, uint64_t latency_us);
+/* A connection opened (+1) or closed (-1). */
+void metrics_connection(int delta);
+/* A TLS handshake finished: ok or failed; failed with a reason word. */
+void metrics_handshake(int ok);
+/* The writer committed a batch of n writes in latency_us. */
+void metrics_commit(size_t n, uint64_t latency_us);
+/* An audit line was written. */
+void metrics_audit_line(void);
+
+/*
+ * Serve /metrics and /healthz on hostport ("127.0.0.1:0" picks a port and
+ * prints "metrics on 127.0.0.1:PORT" to stderr). Opens its own read handle on
+ * db_url for /healthz and registry size. 0 or -1. Start-up only.
+ */
+int metrics_start(const char *hostport, const char *db_url,
+    const struct registry_limits *lim);
+void metrics_stop(void);
+
+#endif
