@@ -1,0 +1,21 @@
+#!/bin/sh
+# Every test: install what is missing, build, run the whole suite through ctest.
+#   scripts/test.sh              (README quick start, command 2)
+#   scripts/test.sh --sanitize   the same suite built with AddressSanitizer + UBSan
+# Under CI (CI=true) warnings are errors.
+set -eu
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+scripts/deps.sh
+dir=build
+opts="-DCMAKE_BUILD_TYPE=RelWithDebInfo"
+if [ "${1:-}" = "--sanitize" ]; then
+	dir=build-asan
+	opts="-DCMAKE_BUILD_TYPE=Debug -DONECARD_SANITIZE=ON -DONECARD_BIN_DIR=$root/build-asan/bin"
+	export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+fi
+[ "${CI:-}" = "true" ] && opts="$opts -DONECARD_WERROR=ON"
+# shellcheck disable=SC2086
+cmake -S . -B "$dir" $opts >/dev/null
+cmake --build "$dir" -j"$(nproc)"
+ctest --test-dir "$dir" --output-on-failure
