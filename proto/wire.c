@@ -21,6 +21,15 @@
 /* The size of a block sits in front of it, padded to keep the alignment. */
 #define WIRE_BLOCK_HDR sizeof(max_align_t)
 
+/*
+ * A cap below this is raised to it. A message of empty sub-messages takes
+ * far more than WIRE_MEM_FACTOR times its few bytes once unpacked (an
+ * 8-byte Update{identifier{}, demographics{}} takes about 260), and such a
+ * message must reach validation to get its INVALID_ARGUMENT rather than look
+ * like an attack. A floor this small bounds nothing an attacker could use.
+ */
+#define WIRE_MEM_FLOOR 4096
+
 /* What one unpack has taken so far, and what it may take. */
 struct wire_mem {
 	size_t used;
@@ -145,7 +154,9 @@ static ProtobufCMessage *
 wire_unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *body,
     size_t len, size_t mem_cap, int *over_cap)
 {
-	struct wire_mem mem = {.used = 0, .cap = mem_cap, .over = 0};
+	struct wire_mem mem = {.used = 0,
+	    .cap = mem_cap < WIRE_MEM_FLOOR ? WIRE_MEM_FLOOR : mem_cap,
+	    .over = 0};
 	ProtobufCAllocator a = {
 	    .alloc = wire_mem_alloc,
 	    .free = wire_mem_free,
