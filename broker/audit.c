@@ -1,0 +1,494 @@
+/*
+ * audit.c: the audit trail. Owns the --audit-log file, the hash chain that
+ * links its lines, and the thread that syncs it.
+ *
+ * Each request becomes one JSON line:
+ *   {"seq":N,"time":"...Z","node":..,"actor":..,"role":..,"op":..,
+ *    "target":..,"patient_id":..,"code":..,"latency_us":N,"prev":"<hex>"}
+ * where prev is the SHA-256 of the previous line's bytes (newline included)
+ * and seq counts lines across files, so `onecardctl audit verify` can tell an
+ * edited line from a missing or a moved one. The line is formatted into a
+ * stack buffer, hashed and written with one write(2) under a mutex before
+ * audit_log returns, so the reply that follows is never ahead of its line.
+ * A background thread fdatasyncs the file once a second; nothing here ever
+ * syncs on the caller's thread (an event loop), except audit_close.
+ * It must never write a full cn-id: the caller masks the target, and every
+ * string is masked again here as a second line of defence.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/sha.h>
+
+#include "audit.h"
+#include "log.h"
+#include "metrics.h"
+#include "onecard.pb-c.h"
+#include "wire.h"
+
+#define AUDIT_LINE_MAX  4096 /* longest line written; fields are cut to fit */
+#define AUDIT_FIELD_MAX 256  /* bytes of one string field before escaping */
+#define AUDIT_HASH_HEX  (SHA256_DIGEST_LENGTH * 2)
+#define AUDIT_TAIL_READ 8192 /* bytes read back to find the last line */
+
+static struct {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int fd;
+	int retired_fd; /* fd left by audit_reopen, synced and closed by syncer
+			 */
+	int dirty;      /* lines written since the last sync */
+	int stop;
+	uint64_t seq; /* seq of the last line written */
+	char prev[AUDIT_HASH_HEX + 1];
+	char *path;
+	char node[128];
+	pthread_t syncer;
+	int syncer_running;
+	atomic_int on;
+} audit = {
+    .mu = PTHREAD_MUTEX_INITIALIZER,
+    .cv = PTHREAD_COND_INITIALIZER,
+    .fd = -1,
+    .retired_fd = -1,
+};
+
+static const char audit_hex[] = "0123456789abcdef";
+
+/* Hex of a SHA-256 over buf into out (AUDIT_HASH_HEX + 1 bytes). */
+static void
+audit_hash(const char *buf, size_t len, char *out)
+{
+	unsigned char md[SHA256_DIGEST_LENGTH];
+
+	SHA256((const unsigned char *)buf, len, md);
+	for (int i = 0; i < SHA256_DIGEST_LENGTH; i++) {
+		out[2 * i] = audit_hex[md[i] >> 4];
+		out[2 * i + 1] = audit_hex[md[i] & 0xf];
+	}
+	out[AUDIT_HASH_HEX] = '\0';
+}
+
+/*
+ * Copy src into dst (n bytes) masking every run that looks like a full cn-id
+ * (17 digits then a digit or X, not inside a longer alphanumeric run) to
+ * 410102********123X. Returns the bytes copied.
+ */
+static size_t
+audit_mask_copy(const char *src, char *dst, size_t n)
+{
+	size_t len = strnlen(src, n);
+
+	memcpy(dst, src, len);
+	for (size_t i = 0; i + 18 <= len; i++) {
+		if (i > 0 &&
+		    ((dst[i - 1] >= '0' && dst[i - 1] <= '9') ||
+			dst[i - 1] == 'X' || dst[i - 1] == 'x'))
+			continue;
+		size_t j = i;
+		while (j < len && j - i < 17 && dst[j] >= '0' && dst[j] <= '9')
+			j++;
+		if (j - i != 17)
+			continue;
+		char c = dst[j];
+		if (!((c >= '0' && c <= '9') || c == 'X' || c == 'x'))
+			continue;
+		if (j + 1 < len &&
+		    ((dst[j + 1] >= '0' && dst[j + 1] <= '9') ||
+			dst[j + 1] == 'X' || dst[j + 1] == 'x'))
+			continue;
+		memset(dst + i + 6, '*', 8);
+		i = j;
+	}
+	return len;
+}
+
+/* Append s as a JSON string (quoted, escaped, masked) at *p, not past end. */
+static int
+audit_put_str(char **p, char *end, const char *s)
+{
+	char tmp[AUDIT_FIELD_MAX];
+	size_t len = audit_mask_copy(s != NULL ? s : "", tmp, sizeof(tmp));
+	char *q = *p;
+
+	if (end - q < 2)
+		return -1;
+	*q++ = '"';
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)tmp[i];
+		if (end - q < 8)
+			return -1;
+		if (c == '"' || c == '\\') {
+			*q++ = '\\';
+			*q++ = (char)c;
+		} else if (c < 0x20 || c == 0x7f) {
+			*q++ = '\\';
+			*q++ = 'u';
+			*q++ = '0';
+			*q++ = '0';
+			*q++ = audit_hex[c >> 4];
+			*q++ = audit_hex[c & 0xf];
+		} else
+			*q++ = (char)c;
+	}
+	*q++ = '"';
+	*p = q;
+	return 0;
+}
+
+/* Append a literal of known length. */
+static int
+audit_put_raw(char **p, char *end, const char *s, size_t len)
+{
+	if ((size_t)(end - *p) < len)
+		return -1;
+	memcpy(*p, s, len);
+	*p += len;
+	return 0;
+}
+
+#define AUDIT_PUT_LIT(p, end, lit) audit_put_raw(p, end, lit, sizeof(lit) - 1)
+
+/* Append an unsigned decimal. */
+static int
+audit_put_u64(char **p, char *end, uint64_t v)
+{
+	char tmp[24];
+	int n = 0;
+
+	do {
+		tmp[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v != 0);
+	if (end - *p < n)
+		return -1;
+	while (n > 0)
+		*(*p)++ = tmp[--n];
+	return 0;
+}
+
+/* Append the current time as "2026-11-26T14:30:00.123Z" (quoted). */
+static int
+audit_put_time(char **p, char *end)
+{
+	static _Thread_local time_t cached_sec = -1;
+	static _Thread_local char cached[20]; /* YYYY-MM-DDTHH:MM:SS */
+	struct timespec ts;
+	struct tm tm;
+	long ms;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	if (ts.tv_sec != cached_sec) {
+		gmtime_r(&ts.tv_sec, &tm);
+		strftime(cached, sizeof(cached), "%Y-%m-%dT%H:%M:%S", &tm);
+		cached_sec = ts.tv_sec;
+	}
+	if (end - *p < 27)
+		return -1;
+	ms = ts.tv_nsec / 1000000;
+	*(*p)++ = '"';
+	memcpy(*p, cached, 19);
+	*p += 19;
+	*(*p)++ = '.';
+	*(*p)++ = (char)('0' + ms / 100);
+	*(*p)++ = (char)('0' + ms / 10 % 10);
+	*(*p)++ = (char)('0' + ms % 10);
+	*(*p)++ = 'Z';
+	*(*p)++ = '"';
+	return 0;
+}
+
+/* Name of a role for the trail. */
+static const char *
+audit_role_name(int role)
+{
+	return role == ONECARD__V1__ROLE__ROLE_ADMIN ? "admin" : "hospital";
+}
+
+/*
+ * Read the last line of the file at fd: its hash into prev and its seq into
+ * *seq. An empty file leaves both alone. A last line cut short by a crash is
+ * ended with a newline and chained to as it is (verify then names it).
+ */
+static int
+audit_read_tail(int fd, char *prev, uint64_t *seq)
+{
+	char buf[AUDIT_TAIL_READ + 1];
+	struct stat st;
+	off_t off;
+	ssize_t n;
+	char *line, *nl;
+
+	if (fstat(fd, &st) == -1) {
+		log_warn("audit: fstat");
+		return -1;
+	}
+	if (st.st_size == 0)
+		return 0;
+	off = st.st_size > AUDIT_TAIL_READ ? st.st_size - AUDIT_TAIL_READ : 0;
+	n = pread(fd, buf, (size_t)(st.st_size - off), off);
+	if (n <= 0) {
+		log_warn("audit: read");
+		return -1;
+	}
+	buf[n] = '\0';
+	if (buf[n - 1] != '\n') {
+		log_warnx("audit: last line of the trail is incomplete; ending "
+			  "it and chaining on");
+		if (write(fd, "\n", 1) != 1) {
+			log_warn("audit: write");
+			return -1;
+		}
+		buf[n++] = '\n';
+		buf[n] = '\0';
+	}
+	buf[n - 1] = '\0';
+	nl = strrchr(buf, '\n');
+	if (nl == NULL && off > 0) {
+		log_warnx("audit: last line of the trail is too long");
+		return -1;
+	}
+	line = nl != NULL ? nl + 1 : buf;
+	buf[n - 1] = '\n';
+	audit_hash(line, (size_t)(buf + n - line), prev);
+	if (strncmp(line, "{\"seq\":", 7) == 0)
+		*seq = strtoull(line + 7, NULL, 10);
+	return 0;
+}
+
+/* Open path for appending. -1 (logged) on failure. */
+static int
+audit_open_file(const char *path)
+{
+	int fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+
+	if (fd == -1)
+		log_warn("audit: %s", path);
+	return fd;
+}
+
+/* Sync the trail once a second while lines are being written. */
+static void *
+audit_syncer(void *arg)
+{
+	struct timespec deadline;
+
+	pthread_mutex_lock(&audit.mu);
+	while (!audit.stop) {
+		clock_gettime(CLOCK_REALTIME, &deadline);
+		deadline.tv_sec += 1;
+		pthread_cond_timedwait(&audit.cv, &audit.mu, &deadline);
+		int retired = audit.retired_fd;
+		int fd = -1;
+		audit.retired_fd = -1;
+		if (audit.dirty && audit.fd != -1) {
+			fd = dup(audit.fd);
+			audit.dirty = 0;
+		}
+		pthread_mutex_unlock(&audit.mu);
+		if (retired != -1) {
+			if (fdatasync(retired) == -1)
+				log_warn("audit: fdatasync");
+			close(retired);
+		}
+		if (fd != -1) {
+			if (fdatasync(fd) == -1)
+				log_warn("audit: fdatasync");
+			close(fd);
+		}
+		pthread_mutex_lock(&audit.mu);
+	}
+	pthread_mutex_unlock(&audit.mu);
+	return NULL;
+}
+
+/* Start the trail at path; the chain continues from its last line. */
+int
+audit_open(const char *path, const char *node)
+{
+	int fd;
+
+	if (path == NULL)
+		return 0;
+	if ((fd = audit_open_file(path)) == -1)
+		return -1;
+	memset(audit.prev, '0', AUDIT_HASH_HEX);
+	audit.prev[AUDIT_HASH_HEX] = '\0';
+	audit.seq = 0;
+	if (audit_read_tail(fd, audit.prev, &audit.seq) == -1) {
+		close(fd);
+		return -1;
+	}
+	if ((audit.path = strdup(path)) == NULL) {
+		log_warn("audit: strdup");
+		close(fd);
+		return -1;
+	}
+	snprintf(audit.node, sizeof(audit.node), "%s", node ? node : "");
+	audit.fd = fd;
+	audit.stop = 0;
+	audit.dirty = 0;
+	if (pthread_create(&audit.syncer, NULL, audit_syncer, NULL) != 0) {
+		log_warnx("audit: cannot start the sync thread");
+		close(fd);
+		audit.fd = -1;
+		free(audit.path);
+		audit.path = NULL;
+		return -1;
+	}
+	audit.syncer_running = 1;
+	atomic_store(&audit.on, 1);
+	log_info("audit trail %s from seq %llu", path,
+	    (unsigned long long)audit.seq + 1);
+	return 0;
+}
+
+int
+audit_enabled(void)
+{
+	return atomic_load_explicit(&audit.on, memory_order_relaxed);
+}
+
+/* Format everything of e but seq and prev into buf. Returns the end. */
+static char *
+audit_format_body(const struct audit_entry *e, char *p, char *end)
+{
+	int ok = 0;
+
+	ok |= AUDIT_PUT_LIT(&p, end, ",\"time\":");
+	ok |= audit_put_time(&p, end);
+	ok |= AUDIT_PUT_LIT(&p, end, ",\"node\":");
+	ok |= audit_put_str(&p, end, audit.node);
+	ok |= AUDIT_PUT_LIT(&p, end, ",\"actor\":");
+	ok |= audit_put_str(&p, end, e->actor);
+	ok |= AUDIT_PUT_LIT(&p, end, ",\"role\":\"");
+	const char *role = audit_role_name(e->role);
+	ok |= audit_put_raw(&p, end, role, strlen(role));
+	ok |= AUDIT_PUT_LIT(&p, end, "\",\"op\":");
+	ok |= audit_put_str(&p, end, e->op);
+	ok |= AUDIT_PUT_LIT(&p, end, ",\"target\":");
+	ok |= audit_put_str(&p, end, e->target);
+	ok |= AUDIT_PUT_LIT(&p, end, ",\"patient_id\":");
+	ok |= audit_put_str(&p, end, e->patient_id);
+	ok |= AUDIT_PUT_LIT(&p, end, ",\"code\":");
+	ok |= audit_put_str(&p, end, wire_code_name(e->code));
+	ok |= AUDIT_PUT_LIT(&p, end, ",\"latency_us\":");
+	ok |= audit_put_u64(&p, end, e->latency_us);
+	return ok == 0 ? p : NULL;
+}
+
+/*
+ * Append one entry: the body is formatted outside the lock; seq, prev, the
+ * hash and the write happen under it so the chain follows file order.
+ */
+void
+audit_log(const struct audit_entry *e)
+{
+	char body[AUDIT_LINE_MAX];
+	char line[AUDIT_LINE_MAX + 128];
+	char *bend, *p, *end = line + sizeof(line);
+	size_t blen;
+	ssize_t n;
+
+	if (!audit_enabled())
+		return;
+	bend = audit_format_body(e, body, body + sizeof(body));
+	if (bend == NULL) {
+		log_warnx("audit: entry too long, fields cut");
+		struct audit_entry cut = *e;
+		cut.target = "(too long)";
+		cut.actor = "(too long)";
+		if ((bend = audit_format_body(
+			 &cut, body, body + sizeof(body))) == NULL)
+			return;
+	}
+	blen = (size_t)(bend - body);
+
+	pthread_mutex_lock(&audit.mu);
+	if (audit.fd == -1) {
+		pthread_mutex_unlock(&audit.mu);
+		return;
+	}
+	p = line;
+	AUDIT_PUT_LIT(&p, end, "{\"seq\":");
+	audit_put_u64(&p, end, audit.seq + 1);
+	audit_put_raw(&p, end, body, blen);
+	AUDIT_PUT_LIT(&p, end, ",\"prev\":\"");
+	audit_put_raw(&p, end, audit.prev, AUDIT_HASH_HEX);
+	AUDIT_PUT_LIT(&p, end, "\"}\n");
+	n = write(audit.fd, line, (size_t)(p - line));
+	if (n == p - line) {
+		audit_hash(line, (size_t)(p - line), audit.prev);
+		audit.seq++;
+		audit.dirty = 1;
+	}
+	pthread_mutex_unlock(&audit.mu);
+	if (n != p - line)
+		log_warn("audit: write");
+	else
+		metrics_audit_line();
+}
+
+/* Reopen the file at the same path (after rotation); the chain carries on. */
+int
+audit_reopen(void)
+{
+	int fd;
+
+	if (!audit_enabled())
+		return 0;
+	if ((fd = audit_open_file(audit.path)) == -1)
+		return -1;
+	pthread_mutex_lock(&audit.mu);
+	if (audit.retired_fd != -1)
+		close(audit.retired_fd);
+	audit.retired_fd = audit.fd;
+	audit.fd = fd;
+	audit.dirty = 1;
+	pthread_cond_signal(&audit.cv);
+	pthread_mutex_unlock(&audit.mu);
+	log_info("audit trail reopened at seq %llu",
+	    (unsigned long long)audit.seq + 1);
+	return 0;
+}
+
+/* Stop the syncer, sync and close. */
+void
+audit_close(void)
+{
+	if (!audit_enabled())
+		return;
+	atomic_store(&audit.on, 0);
+	pthread_mutex_lock(&audit.mu);
+	audit.stop = 1;
+	pthread_cond_signal(&audit.cv);
+	pthread_mutex_unlock(&audit.mu);
+	if (audit.syncer_running) {
+		pthread_join(audit.syncer, NULL);
+		audit.syncer_running = 0;
+	}
+	pthread_mutex_lock(&audit.mu);
+	if (audit.retired_fd != -1) {
+		fdatasync(audit.retired_fd);
+		close(audit.retired_fd);
+		audit.retired_fd = -1;
+	}
+	if (audit.fd != -1) {
+		if (fdatasync(audit.fd) == -1)
+			log_warn("audit: fdatasync");
+		close(audit.fd);
+		audit.fd = -1;
+	}
+	pthread_mutex_unlock(&audit.mu);
+	free(audit.path);
+	audit.path = NULL;
+}

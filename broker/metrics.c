@@ -1,0 +1,592 @@
+/*
+ * metrics.c: the broker's counters and the HTTP endpoint that shows them.
+ *
+ * Counters are C11 atomics updated with relaxed ordering from any thread;
+ * a histogram keeps one counter per bucket (not cumulative) plus a count and
+ * a sum in microseconds, and the scrape adds them up. metrics_start runs an
+ * evhttp server on its own thread and event_base, with its own read handle
+ * on the registry for /healthz and the registry size. Nothing here may
+ * block a worker: the hot-path functions never lock or allocate.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
+#include "log.h"
+#include "metrics.h"
+#include "onecard.pb-c.h"
+#include "registry.h"
+#include "wire.h"
+
+#define METRICS_OPS   64 /* Request op cases (field numbers) we count */
+#define METRICS_CODES 17 /* Reply codes 0..16 */
+
+/* Request latency buckets, in microseconds and as Prometheus "le" text. */
+static const uint64_t lat_bounds[] = {50, 100, 250, 500, 1000, 2500, 5000,
+    10000, 25000, 50000, 100000, 250000, 500000, 1000000, 2500000, 5000000,
+    10000000};
+static const char *const lat_les[] = {"5e-05", "0.0001", "0.00025", "0.0005",
+    "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5",
+    "1", "2.5", "5", "10"};
+#define LAT_BUCKETS (sizeof(lat_bounds) / sizeof(lat_bounds[0]))
+
+/* Commit batch size buckets. */
+static const uint64_t batch_bounds[] = {
+    1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024};
+static const char *const batch_les[] = {
+    "1", "2", "4", "8", "16", "32", "64", "128", "256", "512", "1024"};
+#define BATCH_BUCKETS (sizeof(batch_bounds) / sizeof(batch_bounds[0]))
+
+struct histogram {
+	atomic_uint_fast64_t bucket[LAT_BUCKETS + 1]; /* last: +Inf only */
+	atomic_uint_fast64_t count;
+	atomic_uint_fast64_t sum; /* microseconds, or items for batch sizes */
+};
+
+static struct {
+	atomic_uint_fast64_t requests[METRICS_OPS][METRICS_CODES];
+	struct histogram latency[METRICS_OPS];
+	atomic_int_fast64_t conns_open;
+	atomic_uint_fast64_t conns_total;
+	atomic_uint_fast64_t handshakes[2]; /* failed, ok */
+	struct histogram batch;
+	struct histogram commit;
+	atomic_uint_fast64_t audit_lines;
+} m;
+
+/* The HTTP side: touched only by start, stop and the metrics thread. */
+static struct {
+	struct event_base *base;
+	struct evhttp *http;
+	struct event *wake;
+	int pipe[2];
+	pthread_t thread;
+	int running;
+	struct registry *reg;
+	char *db_url;
+	struct registry_limits lim;
+	time_t started;
+} srv = {.pipe = {-1, -1}};
+
+/* Count v into h using bounds (n of them). */
+static inline void
+histogram_observe(
+    struct histogram *h, const uint64_t *bounds, size_t n, uint64_t v)
+{
+	size_t i = 0;
+
+	while (i < n && v > bounds[i])
+		i++;
+	atomic_fetch_add_explicit(&h->bucket[i], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&h->count, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&h->sum, v, memory_order_relaxed);
+}
+
+/* Clamp an op case to the table. */
+static inline int
+metrics_op_index(int op_case)
+{
+	return op_case >= 0 && op_case < METRICS_OPS ? op_case : 0;
+}
+
+void
+metrics_request(int op_case, int code, uint64_t latency_us)
+{
+	int op = metrics_op_index(op_case);
+
+	if (code < 0 || code >= METRICS_CODES)
+		code = ONECARD__V1__CODE__INTERNAL;
+	atomic_fetch_add_explicit(
+	    &m.requests[op][code], 1, memory_order_relaxed);
+	histogram_observe(&m.latency[op], lat_bounds, LAT_BUCKETS, latency_us);
+}
+
+void
+metrics_connection(int delta)
+{
+	atomic_fetch_add_explicit(&m.conns_open, delta, memory_order_relaxed);
+	if (delta > 0)
+		atomic_fetch_add_explicit(
+		    &m.conns_total, (uint64_t)delta, memory_order_relaxed);
+}
+
+void
+metrics_handshake(int ok)
+{
+	atomic_fetch_add_explicit(
+	    &m.handshakes[ok ? 1 : 0], 1, memory_order_relaxed);
+}
+
+void
+metrics_commit(size_t n, uint64_t latency_us)
+{
+	histogram_observe(&m.batch, batch_bounds, BATCH_BUCKETS, n);
+	histogram_observe(&m.commit, lat_bounds, LAT_BUCKETS, latency_us);
+}
+
+void
+metrics_audit_line(void)
+{
+	atomic_fetch_add_explicit(&m.audit_lines, 1, memory_order_relaxed);
+}
+
+/* Load a counter. */
+static inline uint64_t
+ld(atomic_uint_fast64_t *a)
+{
+	return atomic_load_explicit(a, memory_order_relaxed);
+}
+
+/* Write the HELP and TYPE lines of a family. */
+static void
+expo_header(
+    struct evbuffer *b, const char *name, const char *type, const char *help)
+{
+	evbuffer_add_printf(
+	    b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/*
+ * Write the series of one histogram: labels is "" or `op="lookup",`; scale
+ * turns the sum into the unit of the buckets (1e-6 for microseconds).
+ */
+static void
+expo_histogram(struct evbuffer *b, const char *name, const char *labels,
+    struct histogram *h, const char *const *les, size_t n, double scale)
+{
+	uint64_t cum = 0, count;
+
+	for (size_t i = 0; i < n; i++) {
+		cum += ld(&h->bucket[i]);
+		evbuffer_add_printf(b, "%s_bucket{%sle=\"%s\"} %llu\n", name,
+		    labels, les[i], (unsigned long long)cum);
+	}
+	cum += ld(&h->bucket[n]);
+	count = ld(&h->count);
+	/* A scrape can land between the bucket and the count increment. */
+	if (count < cum)
+		count = cum;
+	evbuffer_add_printf(b, "%s_bucket{%sle=\"+Inf\"} %llu\n", name, labels,
+	    (unsigned long long)count);
+	size_t ll = strlen(labels);
+	/* Strip the trailing comma for the _sum/_count label set. */
+	if (ll > 0)
+		evbuffer_add_printf(b,
+		    "%s_sum{%.*s} %.6f\n%s_count{%.*s} %llu\n", name,
+		    (int)(ll - 1), labels, (double)ld(&h->sum) * scale, name,
+		    (int)(ll - 1), labels, (unsigned long long)count);
+	else
+		evbuffer_add_printf(b, "%s_sum %.6f\n%s_count %llu\n", name,
+		    (double)ld(&h->sum) * scale, name,
+		    (unsigned long long)count);
+}
+
+/* Name of an op for a label; "none" for frames without one. */
+static const char *
+metrics_op_name(int op)
+{
+	return wire_op_name(op);
+}
+
+/* Resident memory in bytes from /proc/self/statm, -1 if unknown. */
+static long long
+proc_rss(void)
+{
+	FILE *f = fopen("/proc/self/statm", "r");
+	long long size, rss;
+	int ok;
+
+	if (f == NULL)
+		return -1;
+	ok = fscanf(f, "%lld %lld", &size, &rss) == 2;
+	fclose(f);
+	return ok ? rss * sysconf(_SC_PAGESIZE) : -1;
+}
+
+/* Open file descriptors, from /proc/self/fd; -1 if unknown. */
+static long long
+proc_open_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *de;
+	long long n = 0;
+
+	if (d == NULL)
+		return -1;
+	while ((de = readdir(d)) != NULL)
+		if (de->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n - 1; /* the directory's own fd */
+}
+
+/* Open the metrics thread's read handle if it is not open. 0 or -1. */
+static int
+metrics_registry(void)
+{
+	char err[256];
+
+	if (srv.reg != NULL)
+		return 0;
+	srv.reg = registry_open(srv.db_url, 0, &srv.lim, err, sizeof(err));
+	if (srv.reg == NULL) {
+		log_warnx("metrics: registry: %s", err);
+		return -1;
+	}
+	return 0;
+}
+
+/* Ask the registry for its Stats; 0 and *patients, *ids set, or -1. */
+static int
+metrics_registry_size(uint64_t *patients, uint64_t *ids)
+{
+	Onecard__V1__Request req = ONECARD__V1__REQUEST__INIT;
+	Onecard__V1__Stats stats = ONECARD__V1__STATS__INIT;
+	struct actor who = {"metrics", ONECARD__V1__ROLE__ROLE_ADMIN};
+	struct op_result res;
+	struct evbuffer *out;
+	Onecard__V1__Reply *reply = NULL;
+	size_t len;
+	int rc = -1;
+
+	if (metrics_registry() == -1)
+		return -1;
+	req.id = 1;
+	req.op_case = ONECARD__V1__REQUEST__OP_STATS;
+	req.stats = &stats;
+	if ((out = evbuffer_new()) == NULL)
+		return -1;
+	memset(&res, 0, sizeof(res));
+	registry_read(srv.reg, &who, &req, out, &res);
+	if (wire_peek_evbuffer(out, SIZE_MAX, &len) == WIRE_FRAME) {
+		uint8_t *p = evbuffer_pullup(out, (ssize_t)(len + 4));
+		if (p != NULL)
+			reply = wire_reply_unpack(
+			    p + 4, len, 64 * len + 4096, NULL);
+	}
+	if (reply != NULL && reply->code == ONECARD__V1__CODE__OK &&
+	    reply->result_case == ONECARD__V1__REPLY__RESULT_STATS) {
+		*patients = reply->stats->patients;
+		*ids = reply->stats->identifiers;
+		rc = 0;
+	}
+	if (reply != NULL)
+		wire_reply_free(reply);
+	evbuffer_free(out);
+	return rc;
+}
+
+/* Write the whole exposition into b. */
+static void
+metrics_render(struct evbuffer *b)
+{
+	uint64_t patients, ids;
+	long long v;
+
+	expo_header(b, "onecard_requests_total", "counter",
+	    "Requests answered, by operation and reply code.");
+	for (int op = 0; op < METRICS_OPS; op++)
+		for (int c = 0; c < METRICS_CODES; c++) {
+			uint64_t n = ld(&m.requests[op][c]);
+			if (n != 0)
+				evbuffer_add_printf(b,
+				    "onecard_requests_total{op=\"%s\","
+				    "code=\"%s\"} %llu\n",
+				    metrics_op_name(op), wire_code_name(c),
+				    (unsigned long long)n);
+		}
+
+	expo_header(b, "onecard_request_duration_seconds", "histogram",
+	    "Time from a request decoded to its reply queued, by operation.");
+	for (int op = 0; op < METRICS_OPS; op++) {
+		char labels[64];
+		if (ld(&m.latency[op].count) == 0)
+			continue;
+		snprintf(
+		    labels, sizeof(labels), "op=\"%s\",", metrics_op_name(op));
+		expo_histogram(b, "onecard_request_duration_seconds", labels,
+		    &m.latency[op], lat_les, LAT_BUCKETS, 1e-6);
+	}
+
+	expo_header(b, "onecard_connections_open", "gauge",
+	    "Client connections open now.");
+	evbuffer_add_printf(b, "onecard_connections_open %lld\n",
+	    (long long)atomic_load_explicit(
+		&m.conns_open, memory_order_relaxed));
+	expo_header(b, "onecard_connections_total", "counter",
+	    "Client connections accepted since start.");
+	evbuffer_add_printf(b, "onecard_connections_total %llu\n",
+	    (unsigned long long)ld(&m.conns_total));
+
+	expo_header(b, "onecard_tls_handshakes_total", "counter",
+	    "TLS handshakes finished, by result.");
+	evbuffer_add_printf(b,
+	    "onecard_tls_handshakes_total{result=\"ok\"} %llu\n"
+	    "onecard_tls_handshakes_total{result=\"failed\"} %llu\n",
+	    (unsigned long long)ld(&m.handshakes[1]),
+	    (unsigned long long)ld(&m.handshakes[0]));
+
+	expo_header(b, "onecard_commit_batch_size", "histogram",
+	    "Writes committed in one transaction.");
+	expo_histogram(b, "onecard_commit_batch_size", "", &m.batch, batch_les,
+	    BATCH_BUCKETS, 1);
+	expo_header(b, "onecard_commit_duration_seconds", "histogram",
+	    "Time to apply and sync one batch of writes.");
+	expo_histogram(b, "onecard_commit_duration_seconds", "", &m.commit,
+	    lat_les, LAT_BUCKETS, 1e-6);
+
+	expo_header(b, "onecard_audit_lines_total", "counter",
+	    "Lines written to the audit trail.");
+	evbuffer_add_printf(b, "onecard_audit_lines_total %llu\n",
+	    (unsigned long long)ld(&m.audit_lines));
+
+	if (metrics_registry_size(&patients, &ids) == 0) {
+		expo_header(b, "onecard_registry_patients", "gauge",
+		    "Live (not merged-away) patients in the registry.");
+		evbuffer_add_printf(b, "onecard_registry_patients %llu\n",
+		    (unsigned long long)patients);
+		expo_header(b, "onecard_registry_identifiers", "gauge",
+		    "Identifiers in the registry.");
+		evbuffer_add_printf(b, "onecard_registry_identifiers %llu\n",
+		    (unsigned long long)ids);
+	}
+
+	if ((v = proc_rss()) >= 0) {
+		expo_header(b, "onecard_process_resident_memory_bytes", "gauge",
+		    "Resident memory of the broker.");
+		evbuffer_add_printf(
+		    b, "onecard_process_resident_memory_bytes %lld\n", v);
+	}
+	if ((v = proc_open_fds()) >= 0) {
+		expo_header(b, "onecard_process_open_fds", "gauge",
+		    "Open file descriptors of the broker.");
+		evbuffer_add_printf(b, "onecard_process_open_fds %lld\n", v);
+	}
+	expo_header(b, "onecard_process_start_time_seconds", "gauge",
+	    "Start time of the broker, seconds since the Unix epoch.");
+	evbuffer_add_printf(b, "onecard_process_start_time_seconds %lld\n",
+	    (long long)srv.started);
+}
+
+/* GET /metrics. */
+static void
+metrics_serve_metrics(struct evhttp_request *req, void *arg)
+{
+	struct evbuffer *b = evbuffer_new();
+
+	if (b == NULL) {
+		evhttp_send_error(req, HTTP_INTERNAL, NULL);
+		return;
+	}
+	metrics_render(b);
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+	    "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+	evhttp_send_reply(req, HTTP_OK, "OK", b);
+	evbuffer_free(b);
+}
+
+/*
+ * GET /healthz: 200 when the registry answers on our handle, 503 when not.
+ * A handle that failed is closed so the next probe opens a fresh one.
+ */
+static void
+metrics_serve_healthz(struct evhttp_request *req, void *arg)
+{
+	struct evbuffer *b = evbuffer_new();
+	int ok;
+
+	if (b == NULL) {
+		evhttp_send_error(req, HTTP_INTERNAL, NULL);
+		return;
+	}
+	ok = metrics_registry() == 0 && registry_ping(srv.reg) == 0;
+	if (!ok && srv.reg != NULL) {
+		registry_close(srv.reg);
+		srv.reg = NULL;
+	}
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+	    "Content-Type", "text/plain; charset=utf-8");
+	evbuffer_add_printf(b, ok ? "ok\n" : "registry unavailable\n");
+	evhttp_send_reply(
+	    req, ok ? HTTP_OK : 503, ok ? "OK" : "Service Unavailable", b);
+	evbuffer_free(b);
+}
+
+/* Anything else: 404. */
+static void
+metrics_serve_other(struct evhttp_request *req, void *arg)
+{
+	evhttp_send_error(req, HTTP_NOTFOUND, NULL);
+}
+
+/* metrics_stop wrote to the pipe: leave the loop. */
+static void
+metrics_wake(evutil_socket_t fd, short what, void *arg)
+{
+	char c;
+
+	if (read(fd, &c, 1) < 0)
+		log_debug("metrics: wake read");
+	event_base_loopbreak(srv.base);
+}
+
+/* The metrics thread: serve until stopped. */
+static void *
+metrics_thread(void *arg)
+{
+	event_base_dispatch(srv.base);
+	return NULL;
+}
+
+/* Split "host:port" or "[v6]:port"; 0 or -1. */
+static int
+metrics_split(const char *hostport, char *host, size_t hostlen, int *port)
+{
+	const char *colon = strrchr(hostport, ':');
+	const char *h = hostport;
+	size_t n;
+	char *end;
+	long p;
+
+	if (colon == NULL)
+		return -1;
+	n = (size_t)(colon - hostport);
+	if (n >= 2 && h[0] == '[' && h[n - 1] == ']') {
+		h++;
+		n -= 2;
+	}
+	if (n == 0 || n >= hostlen)
+		return -1;
+	memcpy(host, h, n);
+	host[n] = '\0';
+	errno = 0;
+	p = strtol(colon + 1, &end, 10);
+	if (errno != 0 || *end != '\0' || end == colon + 1 || p < 0 ||
+	    p > 65535)
+		return -1;
+	*port = (int)p;
+	return 0;
+}
+
+/* The port a bound socket got. */
+static int
+metrics_bound_port(evutil_socket_t fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) == -1)
+		return -1;
+	if (ss.ss_family == AF_INET)
+		return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	if (ss.ss_family == AF_INET6)
+		return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+	return -1;
+}
+
+/* Free whatever start made. */
+static void
+metrics_free(void)
+{
+	if (srv.http != NULL)
+		evhttp_free(srv.http);
+	if (srv.wake != NULL)
+		event_free(srv.wake);
+	if (srv.base != NULL)
+		event_base_free(srv.base);
+	for (int i = 0; i < 2; i++)
+		if (srv.pipe[i] != -1)
+			close(srv.pipe[i]);
+	if (srv.reg != NULL)
+		registry_close(srv.reg);
+	free(srv.db_url);
+	memset(&srv, 0, sizeof(srv));
+	srv.pipe[0] = srv.pipe[1] = -1;
+}
+
+int
+metrics_start(
+    const char *hostport, const char *db_url, const struct registry_limits *lim)
+{
+	struct evhttp_bound_socket *bound;
+	char host[256];
+	int port;
+
+	if (hostport == NULL)
+		return 0;
+	if (metrics_split(hostport, host, sizeof(host), &port) == -1) {
+		log_warnx("metrics: bad address %s (want HOST:PORT)", hostport);
+		return -1;
+	}
+	srv.started = time(NULL);
+	if (lim != NULL)
+		srv.lim = *lim;
+	else
+		registry_limits_default(&srv.lim);
+	if ((srv.db_url = strdup(db_url)) == NULL)
+		goto fail;
+	if ((srv.base = event_base_new()) == NULL ||
+	    (srv.http = evhttp_new(srv.base)) == NULL)
+		goto fail;
+	if (pipe(srv.pipe) == -1)
+		goto fail;
+	for (int i = 0; i < 2; i++)
+		if (fcntl(srv.pipe[i], F_SETFD, FD_CLOEXEC) == -1 ||
+		    fcntl(srv.pipe[i], F_SETFL, O_NONBLOCK) == -1)
+			goto fail;
+	srv.wake = event_new(
+	    srv.base, srv.pipe[0], EV_READ | EV_PERSIST, metrics_wake, NULL);
+	if (srv.wake == NULL || event_add(srv.wake, NULL) == -1)
+		goto fail;
+	evhttp_set_allowed_methods(srv.http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
+	evhttp_set_timeout(srv.http, 10);
+	evhttp_set_cb(srv.http, "/metrics", metrics_serve_metrics, NULL);
+	evhttp_set_cb(srv.http, "/healthz", metrics_serve_healthz, NULL);
+	evhttp_set_gencb(srv.http, metrics_serve_other, NULL);
+	bound = evhttp_bind_socket_with_handle(srv.http, host, (uint16_t)port);
+	if (bound == NULL) {
+		log_warnx("metrics: cannot listen on %s", hostport);
+		metrics_free();
+		return -1;
+	}
+	port = metrics_bound_port(evhttp_bound_socket_get_fd(bound));
+	/* The registry may be down at start; /healthz says so until it is not.
+	 */
+	metrics_registry();
+	if (pthread_create(&srv.thread, NULL, metrics_thread, NULL) != 0)
+		goto fail;
+	srv.running = 1;
+	log_info("metrics on %s:%d", host, port);
+	return 0;
+fail:
+	log_warn("metrics: start");
+	metrics_free();
+	return -1;
+}
+
+void
+metrics_stop(void)
+{
+	if (!srv.running)
+		return;
+	if (write(srv.pipe[1], "x", 1) != 1)
+		log_warn("metrics: stop");
+	pthread_join(srv.thread, NULL);
+	metrics_free();
+}
