@@ -1,0 +1,600 @@
+/*
+ * harness.c: start a real onecardd for an integration test and clean up.
+ *
+ * Owns the test's temporary folder, the broker child process and the client
+ * commands run through /bin/sh. It talks to the broker only through
+ * libonecard, as a hospital would, and never leaves a broker running or a
+ * folder behind (set ONECARD_KEEP=1 to keep the folder for a post-mortem).
+ * Failures are reported on stderr once, where they are detected, with the
+ * broker's log when the broker is the likely cause.
+ */
+#define _GNU_SOURCE /* nftw */
+
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+#define HARNESS_START_TIMEOUT_MS 15000
+#define HARNESS_STOP_TIMEOUT_MS  30000
+#define HARNESS_RUN_TIMEOUT_MS   60000
+#define HARNESS_MAX_ARGS         64
+#define LISTEN_MARK              "listening on 127.0.0.1:"
+
+/* Milliseconds on a monotonic clock. */
+static long long
+harness_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Print why the harness failed. */
+static void __attribute__((format(printf, 1, 2)))
+harness_warnx(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	fprintf(stderr, "harness: ");
+	vfprintf(stderr, fmt, ap);
+	fprintf(stderr, "\n");
+	va_end(ap);
+}
+
+int
+harness_log(struct harness *h, char *buf, size_t buflen)
+{
+	FILE *f;
+	size_t n;
+
+	if (buflen == 0)
+		return -1;
+	buf[0] = '\0';
+	if ((f = fopen(h->log_path, "r")) == NULL)
+		return -1;
+	n = fread(buf, 1, buflen - 1, f);
+	buf[n] = '\0';
+	fclose(f);
+	return 0;
+}
+
+/* Copy the broker's log to stderr so a failing test shows why. */
+static void
+harness_dump_log(struct harness *h)
+{
+	char buf[16384];
+
+	if (harness_log(h, buf, sizeof buf) == -1)
+		return;
+	fprintf(stderr, "---- onecardd log (%s) ----\n%s---- end of log ----\n",
+	    h->log_path, buf);
+}
+
+/* Wait for pid with a deadline; SIGKILL it when the deadline passes. */
+static int
+harness_wait(pid_t pid, int timeout_ms)
+{
+	long long deadline = harness_now_ms() + timeout_ms;
+	int status;
+	pid_t r;
+
+	for (;;) {
+		r = waitpid(pid, &status, WNOHANG);
+		if (r == pid)
+			break;
+		if (r == -1 && errno != EINTR)
+			return -1;
+		if (harness_now_ms() > deadline) {
+			kill(pid, SIGKILL);
+			if (waitpid(pid, &status, 0) != pid)
+				return -1;
+			break;
+		}
+		usleep(5000);
+	}
+	if (WIFEXITED(status))
+		return WEXITSTATUS(status);
+	if (WIFSIGNALED(status))
+		return 128 + WTERMSIG(status);
+	return -1;
+}
+
+/* Run argv with stdout to /dev/null; its exit status or -1. */
+static int
+harness_exec(char *const argv[])
+{
+	pid_t pid;
+	int fd;
+
+	if ((pid = fork()) == -1)
+		return -1;
+	if (pid == 0) {
+		if ((fd = open("/dev/null", O_WRONLY)) != -1)
+			dup2(fd, STDOUT_FILENO);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	return harness_wait(pid, HARNESS_RUN_TIMEOUT_MS);
+}
+
+int
+harness_certs(struct harness *h, const char *const *codes)
+{
+	char script[PATH_MAX];
+	char *argv[HARNESS_MAX_ARGS];
+	int argc = 0, status;
+
+	snprintf(
+	    script, sizeof script, "%s/certs/mkcerts.sh", ONECARD_SOURCE_DIR);
+	argv[argc++] = (char *)"/bin/sh";
+	argv[argc++] = script;
+	argv[argc++] = (char *)"-d";
+	argv[argc++] = h->certs;
+	for (; codes != NULL && *codes != NULL; codes++) {
+		if (argc >= HARNESS_MAX_ARGS - 1) {
+			harness_warnx("too many certificate names");
+			return -1;
+		}
+		argv[argc++] = (char *)*codes;
+	}
+	argv[argc] = NULL;
+	if ((status = harness_exec(argv)) != 0) {
+		harness_warnx("mkcerts.sh failed (status %d)", status);
+		return -1;
+	}
+	return 0;
+}
+
+void
+harness_options(struct harness *h, const char *cn, struct onecard_options *opt)
+{
+	/* Paths live as long as the harness; one slot per call would do, but
+	 * tests open several connections with different CNs at once. */
+	static char paths[32][3][384];
+	static unsigned next;
+	unsigned slot = next++ % 32;
+
+	memset(opt, 0, sizeof *opt);
+	snprintf(
+	    paths[slot][0], sizeof paths[slot][0], "%s/%s.pem", h->certs, cn);
+	snprintf(
+	    paths[slot][1], sizeof paths[slot][1], "%s/%s.key", h->certs, cn);
+	opt->broker = h->addr;
+	opt->cert = paths[slot][0];
+	opt->key = paths[slot][1];
+	snprintf(paths[slot][2], sizeof paths[slot][2], "%s/ca.pem", h->certs);
+	opt->ca = paths[slot][2];
+	opt->connect_timeout_ms = 5000;
+	opt->call_timeout_ms = 30000;
+}
+
+int
+harness_connect(struct harness *h, const char *cn, struct onecard_conn **out)
+{
+	struct onecard_options opt;
+	char err[512];
+	int r;
+
+	harness_options(h, cn, &opt);
+	r = onecard_connect(&opt, out, err, sizeof err);
+	if (r != ONECARD_OK)
+		harness_warnx("connect to %s as %s: %s", h->addr, cn, err);
+	return r;
+}
+
+/* Register each code as an active hospital, as admin. */
+static int
+harness_add_hospitals(struct harness *h, const char *const *codes)
+{
+	struct onecard_conn *conn;
+	Onecard__V1__Request req = ONECARD__V1__REQUEST__INIT;
+	Onecard__V1__HospitalAdd add = ONECARD__V1__HOSPITAL_ADD__INIT;
+	Onecard__V1__Reply *reply;
+	int r, ret = 0;
+
+	if (codes == NULL || codes[0] == NULL)
+		return 0;
+	if (harness_connect(h, "admin", &conn) != ONECARD_OK)
+		return -1;
+	for (; *codes != NULL; codes++) {
+		req.id = 0;
+		req.op_case = ONECARD__V1__REQUEST__OP_HOSPITAL_ADD;
+		req.hospital_add = &add;
+		add.code = (char *)*codes;
+		add.name = (char *)*codes;
+		add.role = ONECARD__V1__ROLE__ROLE_HOSPITAL;
+		if ((r = onecard_call(conn, &req, &reply)) != ONECARD_OK) {
+			harness_warnx("hospital_add %s: %s", *codes,
+			    onecard_last_error(conn));
+			ret = -1;
+			break;
+		}
+		if (reply->code != ONECARD__V1__CODE__OK) {
+			harness_warnx("hospital_add %s: code %d: %s", *codes,
+			    reply->code, reply->message);
+			ret = -1;
+		}
+		onecard_reply_free(reply);
+		if (ret == -1)
+			break;
+	}
+	onecard_close(conn);
+	return ret;
+}
+
+/* Size of the log now, so a restart looks only at what comes after. */
+static off_t
+harness_log_size(struct harness *h)
+{
+	struct stat st;
+
+	if (stat(h->log_path, &st) == -1)
+		return 0;
+	return st.st_size;
+}
+
+/* Wait for the "listening on" line after offset; fill h->port and h->addr. */
+static int
+harness_wait_listening(struct harness *h, off_t offset)
+{
+	long long deadline = harness_now_ms() + HARNESS_START_TIMEOUT_MS;
+	char buf[16384], *p;
+	size_t n;
+	FILE *f;
+	int status;
+
+	for (;;) {
+		if ((f = fopen(h->log_path, "r")) != NULL) {
+			fseeko(f, offset, SEEK_SET);
+			n = fread(buf, 1, sizeof buf - 1, f);
+			buf[n] = '\0';
+			fclose(f);
+			if ((p = strstr(buf, LISTEN_MARK)) != NULL &&
+			    strchr(p, '\n') != NULL) {
+				h->port = atoi(p + strlen(LISTEN_MARK));
+				if (h->port <= 0 || h->port > 65535) {
+					harness_warnx("bad port in log");
+					return -1;
+				}
+				snprintf(h->addr, sizeof h->addr,
+				    "127.0.0.1:%d", h->port);
+				return 0;
+			}
+		}
+		if (waitpid(h->pid, &status, WNOHANG) == h->pid) {
+			harness_warnx("onecardd exited before listening "
+				      "(status 0x%x)",
+			    status);
+			h->pid = 0;
+			return -1;
+		}
+		if (harness_now_ms() > deadline) {
+			harness_warnx("onecardd did not say \"%s\" in %d ms",
+			    LISTEN_MARK, HARNESS_START_TIMEOUT_MS);
+			return -1;
+		}
+		usleep(10000);
+	}
+}
+
+/* Fork and exec onecardd with the standard flags plus extra_args. */
+static int
+harness_spawn(struct harness *h, const char *const *extra_args)
+{
+	char bin[PATH_MAX], cert[384], key[384], ca[384];
+	char *argv[HARNESS_MAX_ARGS];
+	int argc = 0, fd;
+	off_t offset;
+	pid_t pid;
+
+	snprintf(bin, sizeof bin, "%s/onecardd", ONECARD_BIN_DIR);
+	snprintf(cert, sizeof cert, "%s/broker.pem", h->certs);
+	snprintf(key, sizeof key, "%s/broker.key", h->certs);
+	snprintf(ca, sizeof ca, "%s/ca.pem", h->certs);
+	argv[argc++] = bin;
+	argv[argc++] = (char *)"--listen";
+	argv[argc++] = (char *)"127.0.0.1:0";
+	argv[argc++] = (char *)"--db";
+	argv[argc++] = h->db;
+	argv[argc++] = (char *)"--cert";
+	argv[argc++] = cert;
+	argv[argc++] = (char *)"--key";
+	argv[argc++] = key;
+	argv[argc++] = (char *)"--ca";
+	argv[argc++] = ca;
+	argv[argc++] = (char *)"--admins";
+	argv[argc++] = (char *)"admin";
+	argv[argc++] = (char *)"--threads";
+	argv[argc++] = (char *)"2";
+	for (; extra_args != NULL && *extra_args != NULL; extra_args++) {
+		if (argc >= HARNESS_MAX_ARGS - 1) {
+			harness_warnx("too many broker arguments");
+			return -1;
+		}
+		argv[argc++] = (char *)*extra_args;
+	}
+	argv[argc] = NULL;
+
+	offset = harness_log_size(h);
+	if ((pid = fork()) == -1) {
+		harness_warnx("fork: %s", strerror(errno));
+		return -1;
+	}
+	if (pid == 0) {
+		fd = open(h->log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+		if (fd == -1)
+			_exit(126);
+		dup2(fd, STDERR_FILENO);
+		close(fd);
+		if ((fd = open("/dev/null", O_RDWR)) != -1) {
+			dup2(fd, STDIN_FILENO);
+			dup2(fd, STDOUT_FILENO);
+			close(fd);
+		}
+		execv(bin, argv);
+		fprintf(stderr, "harness: exec %s: %s\n", bin, strerror(errno));
+		_exit(127);
+	}
+	h->pid = pid;
+	h->port = 0;
+	h->addr[0] = '\0';
+	if (harness_wait_listening(h, offset) == -1) {
+		harness_dump_log(h);
+		if (h->pid > 0) {
+			kill(h->pid, SIGKILL);
+			harness_wait(h->pid, HARNESS_STOP_TIMEOUT_MS);
+			h->pid = 0;
+		}
+		return -1;
+	}
+	return 0;
+}
+
+int
+harness_start(
+    struct harness *h, const char *const *codes, const char *const *extra_args)
+{
+	const char *tmp;
+
+	/* A broker that closes on us must not kill the test with SIGPIPE. */
+	signal(SIGPIPE, SIG_IGN);
+	memset(h, 0, sizeof *h);
+	if ((tmp = getenv("TMPDIR")) == NULL || *tmp == '\0')
+		tmp = "/tmp";
+	snprintf(h->dir, sizeof h->dir, "%s/onecard-it.XXXXXX", tmp);
+	if (mkdtemp(h->dir) == NULL) {
+		harness_warnx("mkdtemp %s: %s", h->dir, strerror(errno));
+		h->dir[0] = '\0';
+		return -1;
+	}
+	snprintf(h->certs, sizeof h->certs, "%s/certs", h->dir);
+	snprintf(h->db, sizeof h->db, "%s/registry.db", h->dir);
+	snprintf(h->log_path, sizeof h->log_path, "%s/onecardd.log", h->dir);
+	if (harness_certs(h, codes) == -1)
+		return -1;
+	if (harness_spawn(h, extra_args) == -1)
+		return -1;
+	if (harness_add_hospitals(h, codes) == -1) {
+		harness_dump_log(h);
+		return -1;
+	}
+	return 0;
+}
+
+int
+harness_restart(struct harness *h, const char *const *extra_args)
+{
+	if (h->pid > 0) {
+		harness_warnx("restart: onecardd is still running");
+		return -1;
+	}
+	return harness_spawn(h, extra_args);
+}
+
+int
+harness_stop(struct harness *h, int sig)
+{
+	int status;
+
+	if (h->pid <= 0)
+		return -1;
+	if (kill(h->pid, sig) == -1) {
+		harness_warnx("kill %d: %s", (int)h->pid, strerror(errno));
+		return -1;
+	}
+	status = harness_wait(h->pid, HARNESS_STOP_TIMEOUT_MS);
+	h->pid = 0;
+	return status;
+}
+
+/* nftw callback: remove one entry. */
+static int
+harness_rm(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	remove(path);
+	return 0;
+}
+
+void
+harness_cleanup(struct harness *h)
+{
+	const char *keep = getenv("ONECARD_KEEP");
+
+	if (h->pid > 0) {
+		kill(h->pid, SIGKILL);
+		harness_wait(h->pid, HARNESS_STOP_TIMEOUT_MS);
+		h->pid = 0;
+	}
+	if (h->dir[0] == '\0')
+		return;
+	if (keep != NULL && *keep != '\0' && strcmp(keep, "0") != 0)
+		fprintf(stderr, "harness: kept %s\n", h->dir);
+	else
+		nftw(h->dir, harness_rm, 16, FTW_DEPTH | FTW_PHYS);
+	h->dir[0] = '\0';
+}
+
+/* Read what fd gives into buf at *len (keeping room for a NUL); drop the
+ * overflow. 0 at EOF, 1 when there may be more, -1 on error. */
+static int
+harness_drain(int fd, char *buf, size_t buflen, size_t *len)
+{
+	char scratch[4096];
+	ssize_t n;
+
+	if (buf != NULL && *len + 1 < buflen)
+		n = read(fd, buf + *len, buflen - 1 - *len);
+	else
+		n = read(fd, scratch, sizeof scratch);
+	if (n == -1)
+		return errno == EINTR || errno == EAGAIN ? 1 : -1;
+	if (n == 0)
+		return 0;
+	if (buf != NULL && *len + 1 < buflen) {
+		*len += n;
+		buf[*len] = '\0';
+	}
+	return 1;
+}
+
+/* Set up the child's environment for cn and exec the command line. */
+static void __attribute__((noreturn))
+harness_child(struct harness *h, const char *cn, const char *cmdline)
+{
+	char buf[PATH_MAX + 4096];
+	const char *path = getenv("PATH");
+
+	setenv("ONECARD_BROKER", h->addr, 1);
+	snprintf(buf, sizeof buf, "%s/ca.pem", h->certs);
+	setenv("ONECARD_CA", buf, 1);
+	if (cn != NULL) {
+		snprintf(buf, sizeof buf, "%s/%s.pem", h->certs, cn);
+		setenv("ONECARD_CERT", buf, 1);
+		snprintf(buf, sizeof buf, "%s/%s.key", h->certs, cn);
+		setenv("ONECARD_KEY", buf, 1);
+	} else {
+		unsetenv("ONECARD_CERT");
+		unsetenv("ONECARD_KEY");
+	}
+	snprintf(buf, sizeof buf, "%s:%s", ONECARD_BIN_DIR,
+	    path != NULL ? path : "/usr/bin:/bin");
+	setenv("PATH", buf, 1);
+	execl("/bin/sh", "sh", "-c", cmdline, (char *)NULL);
+	_exit(127);
+}
+
+int
+harness_run2(struct harness *h, const char *cn, char *out, size_t outlen,
+    char *err, size_t errlen, const char *cmdline)
+{
+	long long deadline = harness_now_ms() + HARNESS_RUN_TIMEOUT_MS;
+	int opipe[2], epipe[2] = {-1, -1}, devnull;
+	struct pollfd pfd[2];
+	size_t olen = 0, elen = 0;
+	int nfds, r, open_fds;
+	pid_t pid;
+
+	if (out != NULL && outlen > 0)
+		out[0] = '\0';
+	if (err != NULL && errlen > 0)
+		err[0] = '\0';
+	fflush(NULL);
+	if (pipe(opipe) == -1)
+		return -1;
+	if (err != NULL && pipe(epipe) == -1) {
+		close(opipe[0]);
+		close(opipe[1]);
+		return -1;
+	}
+	if ((pid = fork()) == -1) {
+		close(opipe[0]);
+		close(opipe[1]);
+		if (epipe[0] != -1) {
+			close(epipe[0]);
+			close(epipe[1]);
+		}
+		return -1;
+	}
+	if (pid == 0) {
+		if ((devnull = open("/dev/null", O_RDONLY)) != -1)
+			dup2(devnull, STDIN_FILENO);
+		dup2(opipe[1], STDOUT_FILENO);
+		if (epipe[1] != -1)
+			dup2(epipe[1], STDERR_FILENO);
+		close(opipe[0]);
+		close(opipe[1]);
+		if (epipe[0] != -1) {
+			close(epipe[0]);
+			close(epipe[1]);
+		}
+		harness_child(h, cn, cmdline);
+	}
+	close(opipe[1]);
+	if (epipe[1] != -1)
+		close(epipe[1]);
+
+	pfd[0].fd = opipe[0];
+	pfd[0].events = POLLIN;
+	pfd[1].fd = epipe[0];
+	pfd[1].events = POLLIN;
+	nfds = epipe[0] != -1 ? 2 : 1;
+	open_fds = nfds;
+	while (open_fds > 0) {
+		long long left = deadline - harness_now_ms();
+		if (left <= 0) {
+			harness_warnx("command timed out: %s", cmdline);
+			kill(pid, SIGKILL);
+			break;
+		}
+		if (poll(pfd, nfds, (int)left) == -1) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (pfd[0].fd != -1 && pfd[0].revents != 0) {
+			r = harness_drain(pfd[0].fd, out, outlen, &olen);
+			if (r <= 0) {
+				close(pfd[0].fd);
+				pfd[0].fd = -1;
+				open_fds--;
+			}
+		}
+		if (nfds > 1 && pfd[1].fd != -1 && pfd[1].revents != 0) {
+			r = harness_drain(pfd[1].fd, err, errlen, &elen);
+			if (r <= 0) {
+				close(pfd[1].fd);
+				pfd[1].fd = -1;
+				open_fds--;
+			}
+		}
+	}
+	if (pfd[0].fd != -1)
+		close(pfd[0].fd);
+	if (nfds > 1 && pfd[1].fd != -1)
+		close(pfd[1].fd);
+	return harness_wait(pid, HARNESS_RUN_TIMEOUT_MS);
+}
+
+int
+harness_run(struct harness *h, const char *cn, char *out, size_t outlen,
+    const char *cmdline)
+{
+	return harness_run2(h, cn, out, outlen, NULL, 0, cmdline);
+}

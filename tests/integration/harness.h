@@ -1,0 +1,79 @@
+/*
+ * harness.h: the integration test harness.
+ *
+ * Each test gets a fresh temporary folder with its own development PKI
+ * (certs/mkcerts.sh), starts the real onecardd from ONECARD_BIN_DIR on
+ * 127.0.0.1:0, learns the port from the broker's "listening on" line and
+ * registers the hospitals it needs through an admin connection. Everything
+ * the harness makes lives in h->dir and is removed by harness_cleanup. The
+ * harness never reads the broker's database itself: tests see only what a
+ * client sees.
+ */
+#ifndef ONECARD_HARNESS_H
+#define ONECARD_HARNESS_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "onecard.h"
+
+struct harness {
+	char dir[256];      /* the temporary folder */
+	char certs[320];    /* dir/certs: ca.pem, broker.*, admin.*, CODE.* */
+	char db[320];       /* dir/registry.db */
+	char addr[64];      /* "127.0.0.1:PORT" */
+	int port;           /* the port onecardd got */
+	pid_t pid;          /* onecardd, or 0 when not running */
+	char log_path[320]; /* onecardd's stderr */
+};
+
+/*
+ * Fresh temp dir; certs for "admin" and codes (NULL-terminated, may be NULL);
+ * start onecardd --listen 127.0.0.1:0 --db <dir>/registry.db --cert/--key
+ * broker --ca ca --admins admin --threads 2 plus extra_args (NULL-terminated,
+ * may be NULL), stderr to log_path; wait for "listening on 127.0.0.1:PORT";
+ * then register each code as an active hospital (HospitalAdd as admin).
+ * 0 or -1 (the reason and the broker's log go to stderr).
+ */
+int harness_start(
+    struct harness *h, const char *const *codes, const char *const *extra_args);
+
+/* Start onecardd again on the same dir, db and certs; it gets a new port. */
+int harness_restart(struct harness *h, const char *const *extra_args);
+
+/* kill(sig) and waitpid; returns the exit status (128+N if killed by signal
+ * N), or -1. */
+int harness_stop(struct harness *h, int sig);
+
+/* SIGKILL onecardd if still running, rm -rf the folder. */
+void harness_cleanup(struct harness *h);
+
+/* Fill opt to connect to the broker as cn (h->certs/cn.pem, cn.key). */
+void harness_options(
+    struct harness *h, const char *cn, struct onecard_options *opt);
+
+/* Connect as cn; ONECARD_OK or an onecard_err (the reason goes to stderr). */
+int harness_connect(
+    struct harness *h, const char *cn, struct onecard_conn **out);
+
+/* Make certificates for more CNs (NULL-terminated) in h->certs. 0 or -1. */
+int harness_certs(struct harness *h, const char *const *codes);
+
+/*
+ * Run a shell command line (/bin/sh -c) with ONECARD_BROKER/CERT/KEY/CA set
+ * for cn (cn NULL: only ONECARD_BROKER and ONECARD_CA) and PATH starting with
+ * ONECARD_BIN_DIR; stdout goes to out (may be NULL; NUL-terminated, truncated
+ * to outlen), stderr to the test's stderr. A command still running after 60 s
+ * is killed. Returns the exit status (128+N if killed by signal N), or -1.
+ */
+int harness_run(struct harness *h, const char *cn, char *out, size_t outlen,
+    const char *cmdline);
+
+/* harness_run with stderr captured too, into err (may be NULL). */
+int harness_run2(struct harness *h, const char *cn, char *out, size_t outlen,
+    char *err, size_t errlen, const char *cmdline);
+
+/* Read the broker's log so far into buf (NUL-terminated). 0 or -1. */
+int harness_log(struct harness *h, char *buf, size_t buflen);
+
+#endif
