@@ -114,6 +114,8 @@ struct onecard_async *onecard_async_connect(struct event_base *base,
 int onecard_async_send(struct onecard_async *ac, Onecard__V1__Request *req,
     onecard_reply_cb cb, void *arg);
 size_t onecard_async_pending(const struct onecard_async *ac);
+/* Text of the last error on ac (a reply with id 0 leaves its reason here). */
+const char *onecard_async_last_error(const struct onecard_async *ac);
 void onecard_async_close(struct onecard_async *ac);
 
 /*

@@ -1,0 +1,473 @@
+/*
+ * async.c: the libonecard connection for programs with their own libevent
+ * loop (onecard-bench).
+ *
+ * Owns one bufferevent_openssl, the queue of callbacks waiting for replies
+ * (in the order the requests were sent) and the connect callback. Every
+ * callback handed in is called exactly once: with its reply, or with NULL
+ * and an error when the connection fails or is closed. A callback may call
+ * onecard_async_send or onecard_async_close; the handle is then freed only
+ * once the library is back out of its callbacks.
+ */
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <openssl/err.h>
+
+#include "client.h"
+#include "wire.h"
+
+struct async_req {
+	uint64_t id;
+	onecard_reply_cb cb;
+	void *arg;
+};
+
+enum async_state {
+	ASYNC_CONNECTING,
+	ASYNC_READY,
+	ASYNC_FAILED,
+};
+
+struct onecard_async {
+	struct event_base *base;
+	struct bufferevent *bev;
+	SSL_CTX *ctx;
+	enum async_state state;
+	int failed_err;
+	struct timeval call_tv;
+	size_t max_frame;
+	uint64_t next_id;
+
+	onecard_connect_cb connect_cb;
+	void *connect_arg;
+
+	struct async_req *q; /* ring of requests awaiting replies */
+	size_t q_head, q_count, q_cap;
+
+	int depth;   /* how deep we are inside user callbacks */
+	int closing; /* onecard_async_close was called inside a callback */
+	struct event *start_ev;
+	char err[ONECARD_ERRLEN];
+};
+
+static void async_fail(struct onecard_async *, int);
+
+const char *
+onecard_async_last_error(const struct onecard_async *ac)
+{
+	if (ac == NULL)
+		return "no connection";
+	return ac->err[0] != '\0' ? ac->err : "no error";
+}
+
+size_t
+onecard_async_pending(const struct onecard_async *ac)
+{
+	return ac->q_count;
+}
+
+/* Free everything ac holds. */
+static void
+async_free(struct onecard_async *ac)
+{
+	if (ac->bev != NULL)
+		bufferevent_free(ac->bev);
+	if (ac->start_ev != NULL)
+		event_free(ac->start_ev);
+	SSL_CTX_free(ac->ctx);
+	free(ac->q);
+	free(ac);
+}
+
+/* Arm the reply timeout while replies are owed, disarm it otherwise. */
+static void
+async_set_timeout(struct onecard_async *ac)
+{
+	if (ac->bev == NULL || ac->state != ASYNC_READY)
+		return;
+	bufferevent_set_timeouts(
+	    ac->bev, ac->q_count > 0 ? &ac->call_tv : NULL, NULL);
+}
+
+/* Call the connect callback once. */
+static void
+async_connected(struct onecard_async *ac, int err)
+{
+	onecard_connect_cb cb = ac->connect_cb;
+
+	if (cb == NULL)
+		return;
+	ac->connect_cb = NULL;
+	ac->depth++;
+	cb(ac, err, ac->connect_arg);
+	ac->depth--;
+}
+
+/* Fail the connection: every waiting callback gets err, once. */
+static void
+async_fail(struct onecard_async *ac, int err)
+{
+	struct async_req r;
+
+	if (ac->state == ASYNC_FAILED)
+		return;
+	ac->state = ASYNC_FAILED;
+	ac->failed_err = err;
+	if (ac->bev != NULL) {
+		bufferevent_free(ac->bev);
+		ac->bev = NULL;
+	}
+	ac->depth++;
+	async_connected(ac, err);
+	while (ac->q_count > 0) {
+		r = ac->q[ac->q_head];
+		ac->q_head = (ac->q_head + 1) % ac->q_cap;
+		ac->q_count--;
+		r.cb(NULL, err, r.arg);
+	}
+	ac->depth--;
+}
+
+/* Collect the reasons for a bufferevent error into ac->err; returns how
+ * many came from OpenSSL. */
+static int
+async_error_text(struct onecard_async *ac, const char *what, int sockerr)
+{
+	unsigned long e;
+	int nssl = 0;
+	size_t n;
+	SSL *ssl;
+
+	snprintf(ac->err, sizeof ac->err, "%s", what);
+	while (ac->bev != NULL &&
+	    (e = bufferevent_get_openssl_error(ac->bev)) != 0) {
+		nssl++;
+		n = strlen(ac->err);
+		if (n + 3 < sizeof ac->err)
+			snprintf(ac->err + n, sizeof ac->err - n, ": %s",
+			    ERR_reason_error_string(e) != NULL
+				? ERR_reason_error_string(e)
+				: "OpenSSL error");
+	}
+	client_err_append_ssl(ac->err, sizeof ac->err);
+	if (ac->bev != NULL &&
+	    (ssl = bufferevent_openssl_get_ssl(ac->bev)) != NULL &&
+	    SSL_get_verify_result(ssl) != X509_V_OK) {
+		nssl++;
+		client_tls_verify_reason(ssl, ac->err, sizeof ac->err);
+	}
+	if (sockerr != 0 && nssl == 0) {
+		n = strlen(ac->err);
+		snprintf(
+		    ac->err + n, sizeof ac->err - n, ": %s", strerror(sockerr));
+	}
+	return nssl;
+}
+
+/* Hand each whole reply frame in the input to its callback. */
+static void
+async_readcb(struct bufferevent *bev, void *arg)
+{
+	struct onecard_async *ac = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	Onecard__V1__Reply *reply;
+	struct async_req r;
+	size_t body_len;
+	uint8_t *p;
+	int over_cap = 0;
+
+	ac->depth++;
+	while (ac->state == ASYNC_READY && !ac->closing) {
+		switch (wire_peek_evbuffer(in, ac->max_frame, &body_len)) {
+		case WIRE_NEED_MORE:
+			goto out;
+		case WIRE_EMPTY:
+		case WIRE_OVERSIZE:
+			snprintf(ac->err, sizeof ac->err,
+			    "reply frame empty or over %zu bytes",
+			    ac->max_frame);
+			async_fail(ac, ONECARD_EPROTO);
+			goto out;
+		case WIRE_FRAME:
+			break;
+		}
+		p = evbuffer_pullup(in, WIRE_HEADER_LEN + body_len);
+		reply = p == NULL
+		    ? NULL
+		    : wire_reply_unpack(p + WIRE_HEADER_LEN, body_len,
+			  body_len * WIRE_MEM_FACTOR + 65536, &over_cap);
+		evbuffer_drain(in, WIRE_HEADER_LEN + body_len);
+		if (reply == NULL) {
+			snprintf(ac->err, sizeof ac->err,
+			    "reply is not a valid message");
+			async_fail(ac, ONECARD_EPROTO);
+			goto out;
+		}
+		if (reply->id == 0) {
+			/* Answers no request: keep its reason for the close
+			 * that usually follows. */
+			snprintf(ac->err, sizeof ac->err, "broker: %s: %s",
+			    wire_code_name(reply->code), reply->message);
+			wire_reply_free(reply);
+			continue;
+		}
+		if (ac->q_count == 0 || ac->q[ac->q_head].id != reply->id) {
+			snprintf(ac->err, sizeof ac->err,
+			    "reply id %llu does not match the oldest request",
+			    (unsigned long long)reply->id);
+			wire_reply_free(reply);
+			async_fail(ac, ONECARD_EPROTO);
+			goto out;
+		}
+		r = ac->q[ac->q_head];
+		ac->q_head = (ac->q_head + 1) % ac->q_cap;
+		ac->q_count--;
+		if (ac->q_count == 0)
+			async_set_timeout(ac);
+		r.cb(reply, ONECARD_OK, r.arg);
+		wire_reply_free(reply);
+	}
+out:
+	ac->depth--;
+	if (ac->closing && ac->depth == 0)
+		async_free(ac);
+}
+
+/* Connected, closed, timed out or failed. */
+static void
+async_eventcb(struct bufferevent *bev, short what, void *arg)
+{
+	struct onecard_async *ac = arg;
+	int sockerr = EVUTIL_SOCKET_ERROR();
+
+	ac->depth++;
+	if (what & BEV_EVENT_CONNECTED) {
+		ac->state = ASYNC_READY;
+		ac->err[0] = '\0';
+		async_set_timeout(ac);
+		async_connected(ac, ONECARD_OK);
+	} else if (what & BEV_EVENT_TIMEOUT) {
+		snprintf(ac->err, sizeof ac->err, "%s timed out",
+		    ac->state == ASYNC_CONNECTING ? "connect" : "reply");
+		async_fail(ac, ONECARD_ETIMEDOUT);
+	} else if (what & BEV_EVENT_EOF) {
+		if (ac->err[0] == '\0')
+			snprintf(ac->err, sizeof ac->err,
+			    "the broker closed the connection");
+		async_fail(ac,
+		    ac->state == ASYNC_CONNECTING ? ONECARD_ETLS
+						  : ONECARD_ECLOSED);
+	} else if (what & BEV_EVENT_ERROR) {
+		int nssl, err;
+
+		if (ac->state == ASYNC_CONNECTING) {
+			nssl = async_error_text(ac, "connect", sockerr);
+			err = nssl > 0 || sockerr == 0 ? ONECARD_ETLS
+						       : ONECARD_ECONNECT;
+		} else {
+			nssl = async_error_text(ac, "connection", sockerr);
+			err = nssl > 0 ? ONECARD_ETLS
+			    : sockerr == ECONNRESET || sockerr == EPIPE
+			    ? ONECARD_ECLOSED
+			    : ONECARD_EIO;
+		}
+		async_fail(ac, err);
+	}
+	ac->depth--;
+	if (ac->closing && ac->depth == 0)
+		async_free(ac);
+}
+
+/* Report a failure found inside onecard_async_connect from the loop, so the
+ * callback never runs before onecard_async_connect returns. */
+static void
+async_startcb(evutil_socket_t fd, short what, void *arg)
+{
+	struct onecard_async *ac = arg;
+
+	ac->depth++;
+	async_fail(ac, ac->failed_err);
+	ac->depth--;
+	if (ac->closing && ac->depth == 0)
+		async_free(ac);
+}
+
+struct onecard_async *
+onecard_async_connect(struct event_base *base,
+    const struct onecard_options *optin, onecard_connect_cb cb, void *arg)
+{
+	struct onecard_options opt;
+	struct onecard_async *ac;
+	struct addrinfo hints, *res = NULL;
+	struct timeval tv;
+	char host[256], port[16];
+	SSL *ssl = NULL;
+	int r, err = ONECARD_EINVAL;
+
+	if (base == NULL || optin == NULL)
+		return NULL;
+	if ((ac = calloc(1, sizeof *ac)) == NULL)
+		return NULL;
+	client_options_resolve(optin, &opt);
+	ac->base = base;
+	ac->state = ASYNC_CONNECTING;
+	ac->connect_cb = cb;
+	ac->connect_arg = arg;
+	ac->max_frame = opt.max_frame;
+	ac->next_id = 1;
+	ac->call_tv.tv_sec = opt.call_timeout_ms / 1000;
+	ac->call_tv.tv_usec = (opt.call_timeout_ms % 1000) * 1000;
+	ac->start_ev = event_new(base, -1, 0, async_startcb, ac);
+	if (ac->start_ev == NULL) {
+		free(ac);
+		return NULL;
+	}
+
+	if (client_split_addr(
+		opt.broker, host, sizeof host, port, sizeof port) == -1) {
+		snprintf(ac->err, sizeof ac->err,
+		    "broker address \"%s\" is not HOST:PORT", opt.broker);
+		goto fail;
+	}
+	if ((ac->ctx = client_tls_ctx(&opt, ac->err, sizeof ac->err)) == NULL)
+		goto fail;
+	ssl = client_tls_new(ac->ctx,
+	    opt.server_name != NULL ? opt.server_name : host, ac->err,
+	    sizeof ac->err);
+	if (ssl == NULL)
+		goto fail;
+	memset(&hints, 0, sizeof hints);
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICSERV;
+	if ((r = getaddrinfo(host, port, &hints, &res)) != 0) {
+		snprintf(ac->err, sizeof ac->err, "resolve %s: %s", host,
+		    gai_strerror(r));
+		err = ONECARD_ECONNECT;
+		SSL_free(ssl);
+		goto fail;
+	}
+	ac->bev = bufferevent_openssl_socket_new(base, -1, ssl,
+	    BUFFEREVENT_SSL_CONNECTING,
+	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+	if (ac->bev == NULL) {
+		snprintf(ac->err, sizeof ac->err, "bufferevent_openssl");
+		SSL_free(ssl);
+		err = ONECARD_ENOMEM;
+		goto fail;
+	}
+	bufferevent_openssl_set_allow_dirty_shutdown(ac->bev, 1);
+	bufferevent_setcb(ac->bev, async_readcb, NULL, async_eventcb, ac);
+	tv.tv_sec = opt.connect_timeout_ms / 1000;
+	tv.tv_usec = (opt.connect_timeout_ms % 1000) * 1000;
+	bufferevent_set_timeouts(ac->bev, &tv, &tv);
+	bufferevent_enable(ac->bev, EV_READ | EV_WRITE);
+	if (bufferevent_socket_connect(
+		ac->bev, res->ai_addr, (int)res->ai_addrlen) == -1) {
+		snprintf(ac->err, sizeof ac->err, "connect to %s: %s",
+		    opt.broker, strerror(errno));
+		err = ONECARD_ECONNECT;
+		goto fail;
+	}
+	freeaddrinfo(res);
+	return ac;
+fail:
+	if (res != NULL)
+		freeaddrinfo(res);
+	ac->failed_err = err;
+	event_active(ac->start_ev, 0, 1);
+	return ac;
+}
+
+/* Remember a request awaiting its reply. */
+static int
+async_push(
+    struct onecard_async *ac, uint64_t id, onecard_reply_cb cb, void *arg)
+{
+	struct async_req *q;
+	size_t i, cap;
+
+	if (ac->q_count == ac->q_cap) {
+		cap = ac->q_cap == 0 ? 64 : ac->q_cap * 2;
+		if ((q = malloc(cap * sizeof *q)) == NULL)
+			return -1;
+		for (i = 0; i < ac->q_count; i++)
+			q[i] = ac->q[(ac->q_head + i) % ac->q_cap];
+		free(ac->q);
+		ac->q = q;
+		ac->q_cap = cap;
+		ac->q_head = 0;
+	}
+	ac->q[(ac->q_head + ac->q_count) % ac->q_cap] =
+	    (struct async_req){id, cb, arg};
+	ac->q_count++;
+	return 0;
+}
+
+int
+onecard_async_send(struct onecard_async *ac, Onecard__V1__Request *req,
+    onecard_reply_cb cb, void *arg)
+{
+	if (ac == NULL || req == NULL || cb == NULL || ac->closing)
+		return ONECARD_EINVAL;
+	if (ac->state == ASYNC_FAILED)
+		return ac->failed_err;
+	if (req->op_case == ONECARD__V1__REQUEST__OP__NOT_SET) {
+		snprintf(ac->err, sizeof ac->err, "request has no op");
+		return ONECARD_EINVAL;
+	}
+	if (req->id == 0)
+		req->id = ac->next_id++;
+	else if (req->id >= ac->next_id)
+		ac->next_id = req->id + 1;
+	if (wire_frame_size(&req->base) - WIRE_HEADER_LEN > ac->max_frame) {
+		snprintf(ac->err, sizeof ac->err, "request is too large");
+		return ONECARD_EINVAL;
+	}
+	if (async_push(ac, req->id, cb, arg) == -1)
+		return ONECARD_ENOMEM;
+	if (ac->bev == NULL)
+		return ONECARD_OK; /* async_startcb fails it from the loop */
+	if (wire_append(bufferevent_get_output(ac->bev), &req->base) == -1) {
+		ac->q_count--;
+		return ONECARD_ENOMEM;
+	}
+	if (ac->q_count == 1)
+		async_set_timeout(ac);
+	return ONECARD_OK;
+}
+
+void
+onecard_async_close(struct onecard_async *ac)
+{
+	SSL *ssl;
+
+	if (ac == NULL || ac->closing)
+		return;
+	if (ac->state == ASYNC_READY && ac->bev != NULL &&
+	    (ssl = bufferevent_openssl_get_ssl(ac->bev)) != NULL) {
+		/* One try at close_notify; the socket is non-blocking. */
+		SSL_shutdown(ssl);
+		ERR_clear_error();
+	}
+	if (ac->state != ASYNC_FAILED) {
+		snprintf(ac->err, sizeof ac->err, "closed by the caller");
+		async_fail(ac, ONECARD_ECLOSED);
+	}
+	if (ac->depth > 0) {
+		ac->closing = 1;
+		return;
+	}
+	async_free(ac);
+}

@@ -1,0 +1,45 @@
+/*
+ * client.h: what the files of libonecard share and callers never see.
+ *
+ * The grouping follows the files: client_tls.c builds the TLS context and
+ * names the peer, client_util.c parses addresses and identifiers, conn.c is
+ * the blocking connection and async.c the libevent one.
+ */
+#ifndef ONECARD_CLIENT_H
+#define ONECARD_CLIENT_H
+
+#include <stddef.h>
+
+#include <openssl/ssl.h>
+
+#include "onecard.h"
+
+#define ONECARD_DEFAULT_BROKER          "127.0.0.1:7443"
+#define ONECARD_DEFAULT_CONNECT_TIMEOUT 10000
+#define ONECARD_DEFAULT_CALL_TIMEOUT    30000
+#define ONECARD_DEFAULT_MAX_FRAME       (16u * 1024 * 1024)
+#define ONECARD_ERRLEN                  512
+
+/* client_util.c */
+/* Split "HOST:PORT" or "[V6]:PORT" into host and port. 0 or -1. */
+int client_split_addr(
+    const char *addr, char *host, size_t hostlen, char *port, size_t portlen);
+/* Options with every default applied (env, then built-in). */
+void client_options_resolve(
+    const struct onecard_options *in, struct onecard_options *out);
+/* Print into buf; a NULL buf or zero len is allowed. */
+void client_errf(char *buf, size_t len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Append OpenSSL's queued reasons to buf; clears the queue. */
+void client_err_append_ssl(char *buf, size_t len);
+
+/* client_tls.c */
+/* A client SSL_CTX for opt (TLS 1.2+, CA, certificate, key). */
+SSL_CTX *client_tls_ctx(
+    const struct onecard_options *opt, char *err, size_t errlen);
+/* An SSL that checks the broker's certificate names host (name or IP). */
+SSL *client_tls_new(SSL_CTX *ctx, const char *host, char *err, size_t errlen);
+/* Why the handshake failed, when the certificate check was the reason. */
+void client_tls_verify_reason(SSL *ssl, char *buf, size_t len);
+
+#endif
