@@ -1,0 +1,602 @@
+/*
+ * test_audit.c: the audit trail (broker/audit.c) and its offline checker
+ * (clients/onecardctl/audit.c) together: lines written by the one are
+ * verified by the other, and every kind of tampering is caught and named.
+ * Both sources are compiled into this test (they are not in a library);
+ * metrics_audit_line is stubbed to count lines.
+ */
+#include <fcntl.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "../../broker/audit.c"
+#include "../../clients/onecardctl/audit.c"
+
+static int metric_lines;
+
+/* Stub: the real one is in broker/metrics.c (onecardd only). */
+void
+metrics_audit_line(void)
+{
+	__atomic_add_fetch(&metric_lines, 1, __ATOMIC_RELAXED);
+}
+
+struct fixture {
+	char dir[64];
+	char path[128];
+	char out[16384]; /* what the last ctl_audit printed */
+};
+
+static int
+setup(void **state)
+{
+	struct fixture *fx = calloc(1, sizeof(*fx));
+
+	assert_non_null(fx);
+	strcpy(fx->dir, "/tmp/test_audit.XXXXXX");
+	assert_non_null(mkdtemp(fx->dir));
+	snprintf(fx->path, sizeof(fx->path), "%s/audit.log", fx->dir);
+	metric_lines = 0;
+	*state = fx;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct fixture *fx = *state;
+	char cmd[128];
+
+	audit_close();
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", fx->dir);
+	assert_int_equal(system(cmd), 0);
+	free(fx);
+	return 0;
+}
+
+/* Write n entries for actor XC001 with patient P<i>. */
+static void
+log_entries(int n, int from)
+{
+	for (int i = from; i < from + n; i++) {
+		char pid[32], target[64];
+		snprintf(pid, sizeof(pid), "P%d", i);
+		snprintf(target, sizeof(target), "hosp:XC001=MRN-%d", i);
+		struct audit_entry e = {
+		    .actor = "XC001",
+		    .role = ONECARD__V1__ROLE__ROLE_HOSPITAL,
+		    .op = "lookup",
+		    .target = target,
+		    .patient_id = pid,
+		    .code = ONECARD__V1__CODE__OK,
+		    .latency_us = (uint64_t)i * 10,
+		};
+		audit_log(&e);
+	}
+}
+
+/* Run ctl_audit with a NULL-terminated argument list; capture stdout. */
+static int
+run_ctl(struct fixture *fx, ...)
+{
+	char *argv[32];
+	int argc = 0, rc, saved, fd;
+	char cap[160];
+	va_list ap;
+	ssize_t n;
+
+	va_start(ap, fx);
+	while ((argv[argc] = va_arg(ap, char *)) != NULL)
+		argc++;
+	va_end(ap);
+	snprintf(cap, sizeof(cap), "%s/ctl.out", fx->dir);
+	fflush(stdout);
+	saved = dup(1);
+	fd = open(cap, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0 && saved >= 0);
+	dup2(fd, 1);
+	close(fd);
+	rc = ctl_audit(argc, argv);
+	fflush(stdout);
+	dup2(saved, 1);
+	close(saved);
+	fd = open(cap, O_RDONLY);
+	n = read(fd, fx->out, sizeof(fx->out) - 1);
+	close(fd);
+	fx->out[n > 0 ? n : 0] = '\0';
+	return rc;
+}
+
+/* Read a whole file into a malloc'd string. */
+static char *
+slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "r");
+	char *buf;
+	long n;
+
+	assert_non_null(f);
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	buf = malloc((size_t)n + 1);
+	assert_non_null(buf);
+	assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
+	buf[n] = '\0';
+	fclose(f);
+	if (len != NULL)
+		*len = (size_t)n;
+	return buf;
+}
+
+static void
+spit(const char *path, const char *buf, size_t len)
+{
+	FILE *f = fopen(path, "w");
+
+	assert_non_null(f);
+	assert_int_equal(fwrite(buf, 1, len, f), len);
+	fclose(f);
+}
+
+/* Start of line k (1-based) in buf. */
+static char *
+line_at(char *buf, int k)
+{
+	while (--k > 0) {
+		buf = strchr(buf, '\n');
+		assert_non_null(buf);
+		buf++;
+	}
+	return buf;
+}
+
+static size_t
+line_len(const char *l)
+{
+	return (size_t)(strchr(l, '\n') - l) + 1;
+}
+
+static void
+written_lines_verify_intact(void **state)
+{
+	struct fixture *fx = *state;
+
+	assert_int_equal(audit_open(fx->path, "node-a"), 0);
+	assert_true(audit_enabled());
+	log_entries(5, 1);
+	audit_close();
+	assert_false(audit_enabled());
+	assert_int_equal(metric_lines, 5);
+
+	assert_int_equal(run_ctl(fx, "audit", "verify", fx->path, NULL), 0);
+	assert_non_null(strstr(fx->out, "ok: 5 lines intact (seq 1..5)"));
+
+	char *buf = slurp(fx->path, NULL);
+	char *l3 = line_at(buf, 3);
+	assert_memory_equal(l3, "{\"seq\":3,\"time\":\"", 17);
+	/* 2026-11-26T14:30:00.123Z */
+	assert_int_equal(l3[17 + 23], 'Z');
+	assert_int_equal(l3[17 + 19], '.');
+	assert_non_null(strstr(buf,
+	    "\"node\":\"node-a\",\"actor\":\"XC001\","
+	    "\"role\":\"hospital\",\"op\":\"lookup\","
+	    "\"target\":\"hosp:XC001=MRN-3\","
+	    "\"patient_id\":\"P3\",\"code\":\"OK\","
+	    "\"latency_us\":30,\"prev\":\""));
+	/* The first line of a new trail chains to zeros. */
+	char zeros[80];
+	memset(zeros, '0', 64);
+	zeros[64] = '\0';
+	assert_non_null(strstr(line_at(buf, 1), zeros));
+	free(buf);
+}
+
+static void
+edited_byte_is_found_and_named(void **state)
+{
+	struct fixture *fx = *state;
+	size_t len;
+
+	assert_int_equal(audit_open(fx->path, "n"), 0);
+	log_entries(5, 1);
+	audit_close();
+	char *buf = slurp(fx->path, &len);
+	char *l3 = line_at(buf, 3);
+	char *p = strstr(l3, "MRN-3");
+	p[4] = '4'; /* MRN-3 -> MRN-4 */
+	spit(fx->path, buf, len);
+	free(buf);
+
+	assert_int_equal(run_ctl(fx, "audit", "verify", fx->path, NULL), 1);
+	assert_non_null(strstr(fx->out, "audit.log:3: edited"));
+}
+
+static void
+edited_seq_is_found_and_named(void **state)
+{
+	struct fixture *fx = *state;
+	size_t len;
+
+	assert_int_equal(audit_open(fx->path, "n"), 0);
+	log_entries(5, 1);
+	audit_close();
+	char *buf = slurp(fx->path, &len);
+	line_at(buf, 5)[7] = '9'; /* seq 5 -> 9, the last line */
+	spit(fx->path, buf, len);
+	free(buf);
+
+	assert_int_equal(run_ctl(fx, "audit", "verify", fx->path, NULL), 1);
+	assert_non_null(strstr(fx->out, "audit.log:5: edited"));
+}
+
+static void
+deleted_line_is_found_and_named_missing(void **state)
+{
+	struct fixture *fx = *state;
+	size_t len;
+
+	assert_int_equal(audit_open(fx->path, "n"), 0);
+	log_entries(5, 1);
+	audit_close();
+	char *buf = slurp(fx->path, &len);
+	char *l3 = line_at(buf, 3);
+	size_t l3len = line_len(l3);
+	memmove(l3, l3 + l3len, len - (size_t)(l3 - buf) - l3len);
+	spit(fx->path, buf, len - l3len);
+	free(buf);
+
+	assert_int_equal(run_ctl(fx, "verify", fx->path, NULL), 1);
+	assert_non_null(strstr(fx->out,
+	    "audit.log:3: missing: 1 line(s) "
+	    "(seq 3..3)"));
+}
+
+static void
+swapped_lines_are_found_and_named_reordered(void **state)
+{
+	struct fixture *fx = *state;
+	size_t len;
+
+	assert_int_equal(audit_open(fx->path, "n"), 0);
+	log_entries(5, 1);
+	audit_close();
+	char *buf = slurp(fx->path, &len);
+	char *l2 = line_at(buf, 2), *l3 = line_at(buf, 3);
+	size_t a = line_len(l2), b = line_len(l3);
+	char *tmp = malloc(a + b);
+	memcpy(tmp, l3, b);
+	memcpy(tmp + b, l2, a);
+	memcpy(l2, tmp, a + b);
+	free(tmp);
+	spit(fx->path, buf, len);
+	free(buf);
+
+	assert_int_equal(run_ctl(fx, "audit", "verify", fx->path, NULL), 1);
+	assert_non_null(strstr(fx->out, "audit.log:2: reordered"));
+}
+
+static void
+chain_carries_across_rotation(void **state)
+{
+	struct fixture *fx = *state;
+	char old[160];
+
+	snprintf(old, sizeof(old), "%s.1", fx->path);
+	assert_int_equal(audit_open(fx->path, "n"), 0);
+	log_entries(3, 1);
+	assert_int_equal(rename(fx->path, old), 0);
+	assert_int_equal(audit_reopen(), 0);
+	log_entries(3, 4);
+	audit_close();
+
+	assert_int_equal(
+	    run_ctl(fx, "audit", "verify", old, fx->path, NULL), 0);
+	assert_non_null(strstr(fx->out, "ok: 6 lines intact (seq 1..6) in 2"));
+	/* The new file alone verifies, as a chain that starts mid-trail. */
+	assert_int_equal(run_ctl(fx, "audit", "verify", fx->path, NULL), 0);
+	assert_non_null(strstr(fx->out, "seq 4..6"));
+	/* Files in the wrong order do not. */
+	assert_int_equal(
+	    run_ctl(fx, "audit", "verify", fx->path, old, NULL), 1);
+	assert_non_null(strstr(fx->out, "audit.log.1:1: reordered"));
+	/* Dropping the first file in the middle of a set is a gap. */
+	char *buf = slurp(old, NULL);
+	char *l3 = line_at(buf, 3);
+	spit(old, buf, (size_t)(l3 - buf));
+	free(buf);
+	assert_int_equal(
+	    run_ctl(fx, "audit", "verify", old, fx->path, NULL), 1);
+	assert_non_null(strstr(fx->out, "audit.log:1: missing"));
+}
+
+static void
+chain_carries_across_restart(void **state)
+{
+	struct fixture *fx = *state;
+
+	assert_int_equal(audit_open(fx->path, "n"), 0);
+	log_entries(2, 1);
+	audit_close();
+	assert_int_equal(audit_open(fx->path, "n"), 0);
+	log_entries(2, 3);
+	audit_close();
+
+	assert_int_equal(run_ctl(fx, "audit", "verify", fx->path, NULL), 0);
+	assert_non_null(strstr(fx->out, "ok: 4 lines intact (seq 1..4)"));
+}
+
+static void
+full_cn_id_is_never_written(void **state)
+{
+	struct fixture *fx = *state;
+	struct audit_entry e = {
+	    .actor = "110105194912310029",
+	    .role = ONECARD__V1__ROLE__ROLE_ADMIN,
+	    .op = "lookup",
+	    /* A caller that forgot to mask. */
+	    .target = "cn-id=11010519491231002X",
+	    .patient_id = "",
+	    .code = ONECARD__V1__CODE__NOT_FOUND,
+	};
+	struct audit_entry lower = e;
+	lower.target = "link cn-id=11010519491231002x,hosp:A=1";
+
+	assert_int_equal(audit_open(fx->path, "n"), 0);
+	audit_log(&e);
+	audit_log(&lower);
+	/* Longer digit runs are not cn-ids and are kept. */
+	struct audit_entry mrn = e;
+	mrn.actor = "XC001";
+	mrn.target = "hosp:XC001=1234567890123456789";
+	audit_log(&mrn);
+	audit_close();
+
+	char *buf = slurp(fx->path, NULL);
+	assert_null(strstr(buf, "11010519491231002X"));
+	assert_null(strstr(buf, "11010519491231002x"));
+	assert_null(strstr(buf, "110105194912310029"));
+	assert_null(strstr(buf, "19491231"));
+	assert_non_null(strstr(buf, "\"target\":\"cn-id=110105********002X\""));
+	assert_non_null(strstr(buf, "\"actor\":\"110105********0029\""));
+	assert_non_null(strstr(buf, "cn-id=110105********002x,hosp:A=1"));
+	assert_non_null(strstr(buf, "hosp:XC001=1234567890123456789"));
+	assert_non_null(strstr(buf, "\"role\":\"admin\""));
+	assert_non_null(strstr(buf, "\"code\":\"NOT_FOUND\""));
+	free(buf);
+}
+
+static void
+quotes_and_control_bytes_are_escaped(void **state)
+{
+	struct fixture *fx = *state;
+	struct audit_entry e = {
+	    .actor = "evil\",\"actor\":\"XC002",
+	    .op = "link",
+	    .target = "hosp:X=a\\b\nc",
+	    .patient_id = "P1",
+	};
+
+	assert_int_equal(audit_open(fx->path, "n"), 0);
+	audit_log(&e);
+	log_entries(1, 2);
+	audit_close();
+
+	char *buf = slurp(fx->path, NULL);
+	assert_non_null(
+	    strstr(buf, "\"actor\":\"evil\\\",\\\"actor\\\":\\\"XC002\""));
+	assert_non_null(strstr(buf, "\"target\":\"hosp:X=a\\\\b\\u000ac\""));
+	free(buf);
+	assert_int_equal(run_ctl(fx, "audit", "verify", fx->path, NULL), 0);
+	/* The forged actor does not match a search for the real one. */
+	assert_int_equal(
+	    run_ctl(fx, "audit", "search", "--actor", "XC002", fx->path, NULL),
+	    0);
+	assert_string_equal(fx->out, "");
+	assert_int_equal(run_ctl(fx, "audit", "search", "--actor",
+			     "evil\",\"actor\":\"XC002", fx->path, NULL),
+	    0);
+	assert_non_null(strstr(fx->out, "\"seq\":1,"));
+}
+
+struct writer_arg {
+	int n;
+	char actor[16];
+};
+
+static void *
+writer_thread(void *p)
+{
+	struct writer_arg *w = p;
+	struct audit_entry e = {.actor = w->actor, .op = "lookup"};
+
+	for (int i = 0; i < w->n; i++)
+		audit_log(&e);
+	return NULL;
+}
+
+static void
+concurrent_writers_keep_the_chain(void **state)
+{
+	struct fixture *fx = *state;
+	pthread_t t[4];
+	struct writer_arg w[4];
+
+	assert_int_equal(audit_open(fx->path, "n"), 0);
+	for (int i = 0; i < 4; i++) {
+		w[i].n = 2000;
+		snprintf(w[i].actor, sizeof(w[i].actor), "H%d", i);
+		assert_int_equal(
+		    pthread_create(&t[i], NULL, writer_thread, &w[i]), 0);
+	}
+	/* A rotation in the middle of it. */
+	char old[160];
+	snprintf(old, sizeof(old), "%s.1", fx->path);
+	usleep(2000);
+	assert_int_equal(rename(fx->path, old), 0);
+	assert_int_equal(audit_reopen(), 0);
+	for (int i = 0; i < 4; i++)
+		pthread_join(t[i], NULL);
+	audit_close();
+
+	assert_int_equal(
+	    run_ctl(fx, "audit", "verify", old, fx->path, NULL), 0);
+	assert_non_null(strstr(fx->out, "ok: 8000 lines intact (seq 1..8000)"));
+	assert_int_equal(metric_lines, 8000);
+}
+
+static void
+search_matches_patient_actor_and_since(void **state)
+{
+	struct fixture *fx = *state;
+
+	assert_int_equal(audit_open(fx->path, "n"), 0);
+	log_entries(3, 1);
+	struct audit_entry e = {
+	    .actor = "XC002", .op = "enroll", .patient_id = "P2"};
+	audit_log(&e);
+	e.patient_id = "P21";
+	audit_log(&e);
+	audit_close();
+
+	assert_int_equal(
+	    run_ctl(fx, "audit", "search", "--patient", "P2", fx->path, NULL),
+	    0);
+	assert_non_null(strstr(fx->out, "\"seq\":2,"));
+	assert_non_null(strstr(fx->out, "\"seq\":4,"));
+	assert_null(strstr(fx->out, "\"seq\":1,"));
+	/* P2 does not match P21. */
+	assert_null(strstr(fx->out, "\"seq\":3,"));
+	assert_null(strstr(fx->out, "\"seq\":5,"));
+
+	assert_int_equal(run_ctl(fx, "audit", "search", "--patient", "P2",
+			     "--actor", "XC002", fx->path, NULL),
+	    0);
+	assert_null(strstr(fx->out, "\"seq\":2,"));
+	assert_non_null(strstr(fx->out, "\"seq\":4,"));
+
+	/* Every line is after 2000, and none is after 2999 (+08:00 form). */
+	assert_int_equal(run_ctl(fx, "audit", "search", "--actor", "XC001",
+			     "--since", "2000-01-01", fx->path, NULL),
+	    0);
+	assert_non_null(strstr(fx->out, "\"seq\":3,"));
+	assert_int_equal(
+	    run_ctl(fx, "audit", "search", "--actor", "XC001", "--since",
+		"2999-01-01T08:00:00.5+08:00", fx->path, NULL),
+	    0);
+	assert_string_equal(fx->out, "");
+
+	assert_int_equal(run_ctl(fx, "audit", "search", "--since", "yesterday",
+			     "--actor", "X", fx->path, NULL),
+	    2);
+	assert_int_equal(run_ctl(fx, "audit", "search", fx->path, NULL), 2);
+}
+
+static void
+since_is_normalised_to_utc(void **state)
+{
+	char out[32];
+
+	(void)state;
+	assert_int_equal(
+	    trail_since_parse("2026-11-26T14:30:00.123Z", out, sizeof(out)), 0);
+	assert_string_equal(out, "2026-11-26T14:30:00.123Z");
+	assert_int_equal(
+	    trail_since_parse("2026-11-27T00:30:00+08:00", out, sizeof(out)),
+	    0);
+	assert_string_equal(out, "2026-11-26T16:30:00.000Z");
+	assert_int_equal(trail_since_parse("2026-11-26", out, sizeof(out)), 0);
+	assert_string_equal(out, "2026-11-26T00:00:00.000Z");
+	assert_int_equal(
+	    trail_since_parse("2026-11-26T14:30", out, sizeof(out)), -1);
+	assert_int_equal(trail_since_parse("2026-13-01", out, sizeof(out)), -1);
+}
+
+static void
+reopen_keeps_appending_when_not_rotated(void **state)
+{
+	struct fixture *fx = *state;
+
+	assert_int_equal(audit_open(fx->path, "n"), 0);
+	log_entries(2, 1);
+	assert_int_equal(audit_reopen(), 0);
+	log_entries(2, 3);
+	audit_close();
+	assert_int_equal(run_ctl(fx, "verify", fx->path, NULL), 0);
+	assert_non_null(strstr(fx->out, "ok: 4 lines"));
+}
+
+static void
+truncated_last_line_is_reported(void **state)
+{
+	struct fixture *fx = *state;
+	size_t len;
+
+	assert_int_equal(audit_open(fx->path, "n"), 0);
+	log_entries(3, 1);
+	audit_close();
+	char *buf = slurp(fx->path, &len);
+	spit(fx->path, buf, len - 10);
+	free(buf);
+	assert_int_equal(run_ctl(fx, "verify", fx->path, NULL), 1);
+	assert_non_null(strstr(fx->out, "audit.log:3: truncated"));
+}
+
+static void
+unreadable_file_and_bad_usage_exit_2(void **state)
+{
+	struct fixture *fx = *state;
+
+	assert_int_equal(run_ctl(fx, "verify", "/nonexistent/x", NULL), 2);
+	assert_int_equal(run_ctl(fx, "verify", NULL), 2);
+	assert_int_equal(run_ctl(fx, "frobnicate", NULL), 2);
+	assert_int_equal(audit_open("/nonexistent/dir/audit.log", "n"), -1);
+	assert_false(audit_enabled());
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(
+		written_lines_verify_intact, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		edited_byte_is_found_and_named, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		edited_seq_is_found_and_named, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		deleted_line_is_found_and_named_missing, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		swapped_lines_are_found_and_named_reordered, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		chain_carries_across_rotation, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		chain_carries_across_restart, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		full_cn_id_is_never_written, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		quotes_and_control_bytes_are_escaped, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		concurrent_writers_keep_the_chain, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		search_matches_patient_actor_and_since, setup, teardown),
+	    cmocka_unit_test(since_is_normalised_to_utc),
+	    cmocka_unit_test_setup_teardown(
+		reopen_keeps_appending_when_not_rotated, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		truncated_last_line_is_reported, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		unreadable_file_and_bad_usage_exit_2, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
