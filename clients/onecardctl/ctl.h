@@ -1,0 +1,57 @@
+/*
+ * ctl.h: what the onecardctl subcommands share.
+ *
+ * The connection flags (--broker --cert --key --ca, ONECARD_* otherwise),
+ * --json, one blocking call with the broker's answer turned into a clear
+ * message, and the printers for patients and events. Exit codes are the same
+ * for every subcommand (CTL_EXIT_*).
+ */
+#ifndef ONECARD_CTL_H
+#define ONECARD_CTL_H
+
+#include <stdio.h>
+
+#include "onecard.h"
+
+#define CTL_EXIT_OK      0 /* done */
+#define CTL_EXIT_REFUSED 1 /* the broker said no, or rows were rejected */
+#define CTL_EXIT_USAGE   2 /* bad command line or input file */
+#define CTL_EXIT_CONNECT 3 /* the broker could not be reached or talked to */
+
+struct ctl_global {
+	const char *broker;
+	const char *cert;
+	const char *key;
+	const char *ca;
+	int json;
+};
+extern struct ctl_global ctl_g;
+
+/* onecardctl.c */
+void ctl_options(struct onecard_options *opt);
+int ctl_connect(struct onecard_conn **out);
+const char *ctl_code_name(int code);
+void ctl_refused(const char *what, int code, const char *message);
+int ctl_call(
+    const char *what, Onecard__V1__Request *req, Onecard__V1__Reply **reply);
+int ctl_id_parse(const char *what, const char *s, char *buf, size_t len,
+    Onecard__V1__Identifier *id);
+int ctl_help_wanted(int argc, char **argv);
+void ctl_json_str(FILE *fp, const char *s);
+void ctl_print_patient(const Onecard__V1__Patient *p);
+void ctl_print_events(Onecard__V1__Event **ev, size_t n);
+
+/* hospital.c */
+int ctl_hospital(int argc, char **argv);
+
+/* patient.c */
+int ctl_patient(int argc, char **argv);
+int ctl_merge(int argc, char **argv);
+int ctl_unmerge(int argc, char **argv);
+int ctl_stats(int argc, char **argv);
+
+/* import.c */
+int ctl_import(int argc, char **argv);
+int ctl_export(int argc, char **argv);
+
+#endif
