@@ -1,0 +1,147 @@
+/*
+ * registry_backend.h: the primitives a registry store provides.
+ *
+ * registry.c owns every rule (validation, permissions, enroll/merge
+ * semantics, events); a backend only stores and fetches rows, runs
+ * transactions and savepoints, and reports errors. A new store (PostgreSQL)
+ * implements this table and nothing else. Only registry*.c include this
+ * file; it never names sqlite3 or libpq types.
+ *
+ * Return values: 0 done (or found), 1 not found, REGISTRY_EFAIL (-1) on an
+ * unexpected error, REGISTRY_EUNAVAIL (-2) when the store cannot take writes
+ * now (disk full, I/O error, busy). The backend logs the error once where it
+ * happens. Strings handed to a callback live only during the call.
+ */
+#ifndef ONECARD_REGISTRY_BACKEND_H
+#define ONECARD_REGISTRY_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define REGISTRY_EFAIL    (-1)
+#define REGISTRY_EUNAVAIL (-2)
+
+#define REGISTRY_PID_MAX 48
+
+struct registry_arena;
+
+/* Copy len bytes of s (plus a NUL) into the arena; NULL if out of memory. */
+char *registry_arena_strndup(
+    struct registry_arena *a, const char *s, size_t len);
+
+/* A row of patients; strings are in the caller's arena. */
+struct registry_patient {
+	char id[REGISTRY_PID_MAX];
+	char *name;
+	int sex;
+	char *birth_date;
+	char *phone;
+	char *address;
+	uint64_t version;
+	char merged_into[REGISTRY_PID_MAX]; /* "" when live */
+};
+
+/* A row of events. */
+struct registry_event {
+	uint64_t seq;
+	const char *op;
+	const char *patient_id;
+	const char *actor;
+	int64_t time_ms;
+	const char *detail;
+};
+
+/* A row of hospitals. */
+struct registry_hospital {
+	const char *code;
+	const char *name;
+	int role;
+	int active;
+};
+
+/* Counts for stats. */
+struct registry_counts {
+	uint64_t patients;    /* live */
+	uint64_t identifiers; /* all */
+	uint64_t merged;      /* merged away */
+	uint64_t last_seq;
+};
+
+typedef int (*registry_ident_cb)(
+    void *arg, const char *domain, const char *value);
+typedef int (*registry_pid_cb)(void *arg, const char *pid);
+typedef int (*registry_event_cb)(void *arg, const struct registry_event *ev);
+typedef int (*registry_hospital_cb)(
+    void *arg, const struct registry_hospital *h);
+typedef int (*registry_count_cb)(void *arg, const char *key, uint64_t n);
+
+struct registry_backend {
+	const char *name;
+	/* path is what follows the scheme; writer creates and migrates. */
+	void *(*open)(const char *path, int writer, char *err, size_t errlen);
+	void (*close)(void *h);
+	int (*ping)(void *h);
+
+	int (*begin)(void *h, int write);
+	int (*commit)(void *h);
+	int (*rollback)(void *h);
+	int (*savepoint)(void *h);
+	int (*release)(void *h);
+	int (*rollback_to)(void *h);
+
+	/* Identifier -> owning patient id (pidlen >= REGISTRY_PID_MAX). */
+	int (*ident_owner)(
+	    void *h, const char *domain, const char *value, char *pid);
+	int (*ident_insert)(
+	    void *h, const char *domain, const char *value, const char *pid);
+	int (*ident_delete)(void *h, const char *domain, const char *value);
+	int (*ident_move)(
+	    void *h, const char *domain, const char *value, const char *pid);
+	/* The identifiers of a patient, ordered by domain and value. */
+	int (*patient_idents)(
+	    void *h, const char *pid, registry_ident_cb cb, void *arg);
+
+	int (*patient_get)(void *h, const char *pid, struct registry_arena *a,
+	    struct registry_patient *p);
+	int (*patient_insert)(
+	    void *h, const struct registry_patient *p, int64_t now_ms);
+	/* Rewrite every column but the id. */
+	int (*patient_update)(void *h, const struct registry_patient *p);
+	/* Live patients after the id after (""
+	 * for the start), in id order. */
+	int (*patient_page)(void *h, const char *after, unsigned limit,
+	    registry_pid_cb cb, void *arg);
+	/* Live patients matching every non-empty field, at most limit. */
+	int (*patient_search)(void *h, const char *name, const char *birth_date,
+	    int sex, unsigned limit, registry_pid_cb cb, void *arg);
+
+	int (*event_append)(void *h, struct registry_event *ev);
+	/* The newest limit events of a patient, newest first. */
+	int (*event_list)(void *h, const char *pid, unsigned limit,
+	    registry_event_cb cb, void *arg);
+
+	int (*hospital_get)(void *h, const char *code, struct registry_arena *a,
+	    struct registry_hospital *out);
+	int (*hospital_put)(
+	    void *h, const struct registry_hospital *hosp, int64_t now_ms);
+	int (*hospital_list)(void *h, registry_hospital_cb cb, void *arg);
+
+	int (*merge_insert)(void *h, const char *survivor,
+	    const char *duplicate, uint64_t seq, int64_t *merge_id);
+	int (*merge_ident_insert)(
+	    void *h, int64_t merge_id, const char *domain, const char *value);
+	/* The latest merge of duplicate not yet undone. */
+	int (*merge_find)(
+	    void *h, const char *duplicate, int64_t *merge_id, char *survivor);
+	int (*merge_idents)(
+	    void *h, int64_t merge_id, registry_ident_cb cb, void *arg);
+	int (*merge_undo)(void *h, int64_t merge_id);
+
+	/* Totals, then cb once per domain with its identifier count. */
+	int (*counts)(void *h, struct registry_counts *c, registry_count_cb cb,
+	    void *arg);
+};
+
+extern const struct registry_backend registry_sqlite;
+
+#endif
