@@ -1,0 +1,56 @@
+/*
+ * cli.h: what the files of the onecard desk CLI share.
+ *
+ * onecard.c reads the global options, connects and maps outcomes to exit
+ * codes; cmd.c holds one function per command; print.c prints a reply as
+ * text for a person or as one JSON object for a script.
+ */
+#ifndef ONECARD_CLI_H
+#define ONECARD_CLI_H
+
+#include <stdio.h>
+
+#include "onecard.h"
+
+/* Exit codes (documented in docs/cli.md). */
+#define EXIT_FOUND     0
+#define EXIT_NOTFOUND  1
+#define EXIT_USAGE     2 /* usage error or INVALID_ARGUMENT */
+#define EXIT_REFUSED   3 /* conflict, version mismatch, permission, auth */
+#define EXIT_TRANSPORT 4 /* cannot connect, TLS, timeout, closed */
+#define EXIT_BROKER    5 /* any other broker error */
+
+struct cli {
+	struct onecard_options opt;
+	int json;
+	const char *cmd; /* the command's name, for messages */
+};
+
+/* onecard.c */
+/* Print "onecard: CMD: message" to stderr. */
+void cli_warnx(struct cli *, const char *, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Report a usage error for the command; returns EXIT_USAGE. */
+int cli_usage_error(struct cli *, const char *usage, const char *, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Connect, send req, print the reply; the exit code. */
+int cli_call(struct cli *, Onecard__V1__Request *);
+
+/* cmd.c */
+struct cli_command {
+	const char *name;
+	int (*fn)(struct cli *, int, char **);
+	const char *usage; /* options and operands after the name */
+	const char *help;  /* one line on what it does */
+};
+extern const struct cli_command cli_commands[];
+
+/* print.c */
+/* Print a successful reply, as text or JSON. */
+void print_reply(struct cli *, FILE *, const Onecard__V1__Reply *);
+/* Print a broker error (JSON on stdout when --json). */
+void print_error_json(FILE *, const char *code, const char *message);
+/* Name of a sex value as the CLI spells it. */
+const char *print_sex_name(Onecard__V1__Sex);
+
+#endif

@@ -1,0 +1,262 @@
+/*
+ * print.c: how the onecard desk CLI shows a reply.
+ *
+ * Text for a person: one "field: value" line each, control characters from
+ * the registry replaced so a name can never drive the desk's terminal. JSON
+ * for a script: exactly one object per run, every string escaped (quotes,
+ * backslashes, control characters), UTF-8 passed through as is.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+
+#include "cli.h"
+
+const char *
+print_sex_name(Onecard__V1__Sex sex)
+{
+	switch (sex) {
+	case ONECARD__V1__SEX__SEX_MALE:
+		return "male";
+	case ONECARD__V1__SEX__SEX_FEMALE:
+		return "female";
+	default:
+		return "unknown";
+	}
+}
+
+/* Print s for a terminal: control characters become '?'. */
+static void
+print_text(FILE *f, const char *s)
+{
+	const unsigned char *p;
+
+	for (p = (const unsigned char *)s; p != NULL && *p != '\0'; p++)
+		fputc(*p < 0x20 || *p == 0x7f ? '?' : *p, f);
+}
+
+/* Print "label: value" when value is not empty. */
+static void
+print_field(FILE *f, const char *indent, const char *label, const char *value)
+{
+	if (value == NULL || value[0] == '\0')
+		return;
+	fprintf(f, "%s%-12s ", indent, label);
+	print_text(f, value);
+	fputc('\n', f);
+}
+
+/* Print s as a JSON string, quotes included. */
+static void
+print_json_string(FILE *f, const char *s)
+{
+	const unsigned char *p;
+
+	fputc('"', f);
+	for (p = (const unsigned char *)(s != NULL ? s : ""); *p != '\0'; p++) {
+		switch (*p) {
+		case '"':
+			fputs("\\\"", f);
+			break;
+		case '\\':
+			fputs("\\\\", f);
+			break;
+		case '\n':
+			fputs("\\n", f);
+			break;
+		case '\r':
+			fputs("\\r", f);
+			break;
+		case '\t':
+			fputs("\\t", f);
+			break;
+		case '\b':
+			fputs("\\b", f);
+			break;
+		case '\f':
+			fputs("\\f", f);
+			break;
+		default:
+			if (*p < 0x20 || *p == 0x7f)
+				fprintf(f, "\\u%04x", *p);
+			else
+				fputc(*p, f);
+		}
+	}
+	fputc('"', f);
+}
+
+/* Print a patient as text, each line starting with indent. */
+static void
+print_patient_text(FILE *f, const char *indent, const Onecard__V1__Patient *p)
+{
+	const Onecard__V1__Demographics *d = p->demographics;
+	char version[32];
+	size_t i;
+
+	print_field(f, indent, "patient:", p->patient_id);
+	if (d != NULL) {
+		print_field(f, indent, "name:", d->name);
+		if (d->sex != ONECARD__V1__SEX__SEX_UNKNOWN)
+			print_field(f, indent, "sex:", print_sex_name(d->sex));
+		print_field(f, indent, "birth date:", d->birth_date);
+		print_field(f, indent, "phone:", d->phone);
+		print_field(f, indent, "address:", d->address);
+	}
+	snprintf(version, sizeof version, "%" PRIu64, p->version);
+	print_field(f, indent, "version:", version);
+	print_field(f, indent, "merged into:", p->merged_into);
+	for (i = 0; i < p->n_identifiers; i++) {
+		fprintf(f, "%s%-12s ", indent, "identifier:");
+		print_text(f, p->identifiers[i]->domain);
+		fputc('=', f);
+		print_text(f, p->identifiers[i]->value);
+		fputc('\n', f);
+	}
+}
+
+/* Print a patient as a JSON object. */
+static void
+print_patient_json(FILE *f, const Onecard__V1__Patient *p)
+{
+	const Onecard__V1__Demographics *d = p->demographics;
+	size_t i;
+
+	fputs("{\"patient_id\":", f);
+	print_json_string(f, p->patient_id);
+	fputs(",\"name\":", f);
+	print_json_string(f, d != NULL ? d->name : "");
+	fputs(",\"sex\":", f);
+	print_json_string(f,
+	    print_sex_name(d != NULL ? d->sex : ONECARD__V1__SEX__SEX_UNKNOWN));
+	fputs(",\"birth_date\":", f);
+	print_json_string(f, d != NULL ? d->birth_date : "");
+	fputs(",\"phone\":", f);
+	print_json_string(f, d != NULL ? d->phone : "");
+	fputs(",\"address\":", f);
+	print_json_string(f, d != NULL ? d->address : "");
+	fprintf(f, ",\"version\":%" PRIu64 ",\"merged_into\":", p->version);
+	print_json_string(f, p->merged_into);
+	fputs(",\"identifiers\":[", f);
+	for (i = 0; i < p->n_identifiers; i++) {
+		fputs(i > 0 ? ",{\"domain\":" : "{\"domain\":", f);
+		print_json_string(f, p->identifiers[i]->domain);
+		fputs(",\"value\":", f);
+		print_json_string(f, p->identifiers[i]->value);
+		fputc('}', f);
+	}
+	fputs("]}", f);
+}
+
+void
+print_error_json(FILE *f, const char *code, const char *message)
+{
+	fputs("{\"error\":", f);
+	print_json_string(f, code);
+	fputs(",\"message\":", f);
+	print_json_string(f, message);
+	fputs("}\n", f);
+}
+
+/* Print an enroll result. */
+static void
+print_enrolled(struct cli *cli, FILE *f, const Onecard__V1__EnrollResult *e)
+{
+	size_t i;
+
+	if (cli->json) {
+		fprintf(f, "{\"created\":%s,\"patient\":",
+		    e->created ? "true" : "false");
+		if (e->patient != NULL)
+			print_patient_json(f, e->patient);
+		else
+			fputs("null", f);
+		fputs(",\"possible_duplicates\":[", f);
+		for (i = 0; i < e->n_possible_duplicates; i++) {
+			fputs(i > 0 ? ",{\"patient_id\":" : "{\"patient_id\":",
+			    f);
+			print_json_string(
+			    f, e->possible_duplicates[i]->patient_id);
+			fputs(",\"reason\":", f);
+			print_json_string(f, e->possible_duplicates[i]->reason);
+			fputc('}', f);
+		}
+		fputs("]}\n", f);
+		return;
+	}
+	fprintf(f, "%-12s %s\n", "created:", e->created ? "yes" : "no");
+	if (e->patient != NULL)
+		print_patient_text(f, "", e->patient);
+	for (i = 0; i < e->n_possible_duplicates; i++) {
+		fprintf(f, "%-12s ", "duplicate?");
+		print_text(f, e->possible_duplicates[i]->patient_id);
+		fputs(" (", f);
+		print_text(f, e->possible_duplicates[i]->reason);
+		fputs(")\n", f);
+	}
+}
+
+/* Print a search result. */
+static void
+print_search(struct cli *cli, FILE *f, const Onecard__V1__SearchResult *s)
+{
+	size_t i;
+
+	if (cli->json) {
+		fputs("{\"patients\":[", f);
+		for (i = 0; i < s->n_patients; i++) {
+			if (i > 0)
+				fputc(',', f);
+			print_patient_json(f, s->patients[i]);
+		}
+		fputs("]}\n", f);
+		return;
+	}
+	fprintf(
+	    f, "%zu patient%s\n", s->n_patients, s->n_patients == 1 ? "" : "s");
+	for (i = 0; i < s->n_patients; i++) {
+		fputc('\n', f);
+		print_patient_text(f, "", s->patients[i]);
+	}
+}
+
+void
+print_reply(struct cli *cli, FILE *f, const Onecard__V1__Reply *reply)
+{
+	switch (reply->result_case) {
+	case ONECARD__V1__REPLY__RESULT_PONG:
+		if (cli->json) {
+			fputs("{\"node\":", f);
+			print_json_string(f, reply->pong->node);
+			fputs(",\"version\":", f);
+			print_json_string(f, reply->pong->version);
+			fputs("}\n", f);
+		} else {
+			fputs("pong from ", f);
+			print_text(f, reply->pong->node);
+			fputs(" (onecardd ", f);
+			print_text(f, reply->pong->version);
+			fputs(")\n", f);
+		}
+		break;
+	case ONECARD__V1__REPLY__RESULT_PATIENT:
+		if (cli->json) {
+			print_patient_json(f, reply->patient);
+			fputc('\n', f);
+		} else {
+			print_patient_text(f, "", reply->patient);
+		}
+		break;
+	case ONECARD__V1__REPLY__RESULT_ENROLLED:
+		print_enrolled(cli, f, reply->enrolled);
+		break;
+	case ONECARD__V1__REPLY__RESULT_SEARCH:
+		print_search(cli, f, reply->search);
+		break;
+	default:
+		if (cli->json)
+			fputs("{}\n", f);
+		else
+			fputs("ok\n", f);
+		break;
+	}
+}
