@@ -1,0 +1,747 @@
+/*
+ * conn.c: one client connection, from the accepted socket to its close. A
+ * small state machine over a bufferevent_openssl: handshake (under
+ * --handshake-timeout), identify (certificate CN -> admin, hospital or
+ * UNAUTHENTICATED), read frames one at a time, dispatch, write replies,
+ * drain and close. conn_free is the one teardown path: it frees the
+ * bufferevent, the SSL, the fd and every parked request.
+ *
+ * Order: requests on a connection take effect in the order sent and their
+ * replies leave in that order. Writes go to the writer thread (FIFO, so
+ * several may be outstanding); a read (or any core-answered request) waits,
+ * parked, until every earlier write is answered; once something is parked,
+ * everything after it is parked too. Writer replies come back through the
+ * worker's queue and find their connection by id; one for a connection
+ * that is gone is dropped.
+ *
+ * Limits: a frame over --max-frame ends the connection after a
+ * RESOURCE_EXHAUSTED reply; pending output over --max-pending-output, or too
+ * many requests in flight, stops reading until it drains; an idle client,
+ * or one whose output stays stuck, is closed after --idle-timeout.
+ *
+ * Only this worker's thread touches its connections.
+ */
+#include <sys/socket.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <openssl/err.h>
+
+#include "audit.h"
+#include "log.h"
+#include "metrics.h"
+#include "onecardd.h"
+#include "wire.h"
+
+static atomic_uint_fast64_t conn_next_id = 1;
+
+static const char *const conn_state_names[] = {
+    "handshake", "open", "draining", "closing"};
+
+static void conn_readcb(struct bufferevent *, void *);
+static void conn_writecb(struct bufferevent *, void *);
+static void conn_eventcb(struct bufferevent *, short, void *);
+static void conn_read(struct conn *c);
+static void conn_unpark(struct conn *c);
+
+/* Bucket of a connection id in its worker's table. */
+static struct conn_list *
+conn_bucket(struct worker *w, uint64_t id)
+{
+	return &w->conns[id & (WORKER_CONN_BUCKETS - 1)];
+}
+
+/* The connection with this id on w, or NULL if it has gone. */
+static struct conn *
+conn_find(struct worker *w, uint64_t id)
+{
+	struct conn *c;
+
+	LIST_FOREACH(c, conn_bucket(w, id), entry)
+	if (c->id == id)
+		return c;
+	return NULL;
+}
+
+/* Move to state s. */
+static void
+conn_set_state(struct conn *c, enum conn_state s)
+{
+	if (c->state == s)
+		return;
+	log_debug("conn state id=%llu %s->%s", (unsigned long long)c->id,
+	    conn_state_names[c->state], conn_state_names[s]);
+	c->state = s;
+}
+
+/* Set both bufferevent timeouts to secs (0: none). */
+static void
+conn_set_timeouts(struct conn *c, int secs)
+{
+	struct timeval tv = {secs, 0};
+
+	if (secs > 0)
+		bufferevent_set_timeouts(c->bev, &tv, &tv);
+	else
+		bufferevent_set_timeouts(c->bev, NULL, NULL);
+}
+
+/* Free a parked item and the request it holds. */
+static void
+conn_item_free(struct conn_item *it)
+{
+	if (it->req != NULL)
+		wire_request_free(it->req);
+	free(it);
+}
+
+/*
+ * The one teardown path. clean: the session is healthy, say close_notify.
+ */
+static void
+conn_free(struct conn *c, const char *reason, int clean)
+{
+	struct worker *w = c->w;
+	struct conn_item *it;
+	SSL *ssl;
+
+	LIST_REMOVE(c, entry);
+	w->nconns--;
+	while ((it = TAILQ_FIRST(&c->parked)) != NULL) {
+		TAILQ_REMOVE(&c->parked, it, entry);
+		conn_item_free(it);
+	}
+	ssl = bufferevent_openssl_get_ssl(c->bev);
+	if (clean)
+		tls_close_notify(ssl);
+	bufferevent_free(c->bev); /* BEV_OPT_CLOSE_ON_FREE: SSL and fd too */
+	tls_clear_errors();
+	log_debug("connection closed id=%llu peer=%s cn=%s reason=\"%s\" "
+		  "outstanding=%u",
+	    (unsigned long long)c->id, c->peer, c->cn[0] ? c->cn : "-", reason,
+	    c->outstanding);
+	free(c);
+	metrics_connection(-1);
+	server_conn_closed();
+	if (w->stopping)
+		server_worker_check_done(w);
+}
+
+/* Close once what is in the output has been written. */
+static void
+conn_close_after_flush(struct conn *c)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+
+	conn_set_state(c, CONN_CLOSING);
+	bufferevent_disable(c->bev, EV_READ);
+	if (evbuffer_get_length(out) == 0) {
+		conn_free(c, "closed", 1);
+		return;
+	}
+	bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+	/* A client that will not take its last reply is not waited on long. */
+	conn_set_timeouts(c, cfg->handshake_timeout);
+	bufferevent_enable(c->bev, EV_WRITE);
+}
+
+/* Send Reply{id 0, code, message} and close after it is flushed. */
+static void
+conn_fail(struct conn *c, int code, const char *message)
+{
+	wire_append_error(bufferevent_get_output(c->bev), 0, code, message);
+	conn_close_after_flush(c);
+}
+
+/* Read when open, not over the output bound and not over the in-flight cap. */
+static int
+conn_wants_read(const struct conn *c)
+{
+	return c->state == CONN_OPEN && !c->read_paused && !c->inflight_paused;
+}
+
+/* Turn reading on or off to match the limits; 1 if it was turned back on. */
+static int
+conn_update_reading(struct conn *c)
+{
+	size_t out = evbuffer_get_length(bufferevent_get_output(c->bev));
+	unsigned inflight = c->outstanding + c->nparked;
+
+	if (c->state != CONN_OPEN)
+		return 0;
+	if (!c->read_paused && out > cfg->max_pending_output) {
+		c->read_paused = 1;
+		log_debug("conn output over bound, pausing reads id=%llu "
+			  "pending=%zu",
+		    (unsigned long long)c->id, out);
+	} else if (c->read_paused && out <= cfg->max_pending_output / 2)
+		c->read_paused = 0;
+	if (!c->inflight_paused && inflight >= CONN_MAX_INFLIGHT)
+		c->inflight_paused = 1;
+	else if (c->inflight_paused && inflight <= CONN_MAX_INFLIGHT / 2)
+		c->inflight_paused = 0;
+	if (conn_wants_read(c)) {
+		if ((bufferevent_get_enabled(c->bev) & EV_READ) == 0) {
+			bufferevent_enable(c->bev, EV_READ);
+			return 1;
+		}
+	} else
+		bufferevent_disable(c->bev, EV_READ);
+	return 0;
+}
+
+/* Draining and nothing left in flight: close. 1 if c was freed or closing. */
+static int
+conn_check_drained(struct conn *c)
+{
+	if (c->state == CONN_DRAINING && c->outstanding == 0 &&
+	    c->nparked == 0) {
+		conn_close_after_flush(c);
+		return 1;
+	}
+	return c->state == CONN_CLOSING;
+}
+
+/* Count and audit one answered request. */
+static void
+conn_record(struct conn *c, int op_case, int code, const struct op_result *res,
+    uint64_t start_us)
+{
+	uint64_t lat = onecardd_now_us() - start_us;
+
+	metrics_request(op_case, code, lat);
+	if (audit_enabled()) {
+		struct audit_entry e = {
+		    .actor = c->cn,
+		    .role = c->role,
+		    .op = wire_op_name(op_case),
+		    .target = res ? res->target : "",
+		    .patient_id = res ? res->patient_id : "",
+		    .code = code,
+		    .latency_us = lat,
+		};
+		audit_log(&e);
+	}
+}
+
+/* Answer ping with this node's name and version. */
+static void
+conn_pong(struct conn *c, const Onecard__V1__Request *req)
+{
+	Onecard__V1__Reply r = ONECARD__V1__REPLY__INIT;
+	Onecard__V1__Pong p = ONECARD__V1__PONG__INIT;
+
+	p.node = cfg->node;
+	p.version = (char *)onecardd_version;
+	r.id = req->id;
+	r.code = ONECARD__V1__CODE__OK;
+	r.result_case = ONECARD__V1__REPLY__RESULT_PONG;
+	r.pong = &p;
+	wire_append(bufferevent_get_output(c->bev), &r.base);
+}
+
+/* Answer an item on this thread (a read, ping, subscribe or an error). */
+static void
+conn_answer(struct conn *c, struct conn_item *it)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	struct op_result res;
+	struct actor who = {c->cn, c->role};
+	int op;
+
+	memset(&res, 0, sizeof(res));
+	if (it->req == NULL) {
+		wire_append_error(out, 0, it->code, it->message);
+		conn_record(c, 0, it->code, NULL, it->start_us);
+		if (it->code == ONECARD__V1__CODE__RESOURCE_EXHAUSTED)
+			conn_set_state(c, CONN_DRAINING);
+		return;
+	}
+	op = it->req->op_case;
+	switch (op) {
+	case ONECARD__V1__REQUEST__OP_PING:
+		conn_pong(c, it->req);
+		res.code = ONECARD__V1__CODE__OK;
+		break;
+	case ONECARD__V1__REQUEST__OP_SUBSCRIBE:
+		res.code = ONECARD__V1__CODE__UNIMPLEMENTED;
+		wire_append_error(out, it->req->id, res.code,
+		    "subscribe: not served by this broker yet");
+		break;
+	default:
+		registry_read(c->w->reg, &who, it->req, out, &res);
+		break;
+	}
+	conn_record(c, op, res.code, &res, it->start_us);
+}
+
+/* Hand a write to the writer thread. The item is consumed. */
+static void
+conn_send_write(struct conn *c, struct conn_item *it)
+{
+	struct writer_job *job;
+
+	job = calloc(1, sizeof(*job));
+	if (job == NULL) {
+		wire_append_error(bufferevent_get_output(c->bev), it->req->id,
+		    ONECARD__V1__CODE__UNAVAILABLE, "broker out of memory");
+		conn_record(c, it->req->op_case, ONECARD__V1__CODE__UNAVAILABLE,
+		    NULL, it->start_us);
+		conn_item_free(it);
+		return;
+	}
+	job->worker = c->w->idx;
+	job->conn_id = c->id;
+	job->req = it->req;
+	job->role = c->role;
+	job->start_us = it->start_us;
+	snprintf(job->cn, sizeof(job->cn), "%s", c->cn);
+	it->req = NULL;
+	conn_item_free(it);
+	c->outstanding++;
+	writer_submit(job);
+}
+
+/* Does this item go to the writer? */
+static int
+conn_item_is_write(const struct conn_item *it)
+{
+	return it->req != NULL && registry_op_is_write(it->req->op_case);
+}
+
+/* Dispatch an item now, or park it behind earlier work. */
+static void
+conn_submit(struct conn *c, struct conn_item *it)
+{
+	if (TAILQ_EMPTY(&c->parked)) {
+		if (conn_item_is_write(it)) {
+			conn_send_write(c, it);
+			return;
+		}
+		if (c->outstanding == 0) {
+			conn_answer(c, it);
+			conn_item_free(it);
+			return;
+		}
+	}
+	TAILQ_INSERT_TAIL(&c->parked, it, entry);
+	c->nparked++;
+}
+
+/* Dispatch parked items whose turn has come. */
+static void
+conn_unpark(struct conn *c)
+{
+	struct conn_item *it;
+
+	while ((it = TAILQ_FIRST(&c->parked)) != NULL) {
+		if (!conn_item_is_write(it) && c->outstanding > 0)
+			break;
+		TAILQ_REMOVE(&c->parked, it, entry);
+		c->nparked--;
+		if (conn_item_is_write(it))
+			conn_send_write(c, it);
+		else {
+			conn_answer(c, it);
+			conn_item_free(it);
+		}
+	}
+}
+
+/* A new item answering with id 0 and code. */
+static struct conn_item *
+conn_item_error(int code, const char *message, uint64_t start_us)
+{
+	struct conn_item *it = calloc(1, sizeof(*it));
+
+	if (it == NULL)
+		return NULL;
+	it->code = code;
+	it->message = message;
+	it->start_us = start_us;
+	return it;
+}
+
+/*
+ * Take one frame off the input: 1 if one was taken (and submitted), 0 if
+ * there is not a whole frame, -1 when the connection must stop reading, -2
+ * when it was freed.
+ */
+static int
+conn_read_frame(struct conn *c, struct evbuffer *in)
+{
+	Onecard__V1__Request *req;
+	struct conn_item *it;
+	uint64_t now = onecardd_now_us();
+	size_t len = 0;
+	int over = 0;
+
+	switch (wire_peek_evbuffer(in, cfg->max_frame, &len)) {
+	case WIRE_NEED_MORE:
+		return 0;
+	case WIRE_OVERSIZE:
+		log_info("frame over --max-frame, closing id=%llu cn=%s",
+		    (unsigned long long)c->id, c->cn);
+		it = conn_item_error(ONECARD__V1__CODE__RESOURCE_EXHAUSTED,
+		    "frame: length over the broker's --max-frame", now);
+		evbuffer_drain(in, evbuffer_get_length(in));
+		if (it == NULL) {
+			conn_free(c, "out of memory", 0);
+			return -2;
+		}
+		conn_set_state(c, CONN_DRAINING);
+		bufferevent_disable(c->bev, EV_READ);
+		conn_submit(c, it);
+		return -1;
+	case WIRE_EMPTY:
+		evbuffer_drain(in, WIRE_HEADER_LEN);
+		it = conn_item_error(ONECARD__V1__CODE__INVALID_ARGUMENT,
+		    "frame: length must be at least 1", now);
+		break;
+	case WIRE_FRAME:
+	default:
+		evbuffer_drain(in, WIRE_HEADER_LEN);
+		evbuffer_remove(in, c->w->scratch, len);
+		req = wire_request_unpack(
+		    c->w->scratch, len, len * WIRE_MEM_FACTOR + 4096, &over);
+		if (req == NULL)
+			it =
+			    conn_item_error(ONECARD__V1__CODE__INVALID_ARGUMENT,
+				over ? "frame: message too large to decode"
+				     : "frame: not a valid onecard.v1.Request",
+				now);
+		else if (req->op_case == ONECARD__V1__REQUEST__OP__NOT_SET) {
+			wire_request_free(req);
+			it =
+			    conn_item_error(ONECARD__V1__CODE__INVALID_ARGUMENT,
+				"op: not set", now);
+		} else if (req->id == 0) {
+			wire_request_free(req);
+			it =
+			    conn_item_error(ONECARD__V1__CODE__INVALID_ARGUMENT,
+				"id: must be non-zero", now);
+		} else {
+			it = calloc(1, sizeof(*it));
+			if (it == NULL)
+				wire_request_free(req);
+			else {
+				it->req = req;
+				it->start_us = now;
+			}
+		}
+		break;
+	}
+	if (it == NULL) {
+		conn_free(c, "out of memory", 0);
+		return -2;
+	}
+	conn_submit(c, it);
+	return 1;
+}
+
+/* Take whole frames off the input while reading is allowed. */
+static void
+conn_read(struct conn *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+
+	int r;
+
+	while (conn_wants_read(c)) {
+		if ((r = conn_read_frame(c, in)) == -2)
+			return;
+		if (r <= 0)
+			break;
+		if (c->state != CONN_OPEN)
+			break;
+		conn_update_reading(c);
+	}
+	if (c->state == CONN_OPEN)
+		conn_update_reading(c);
+	else
+		conn_check_drained(c);
+}
+
+/* Input arrived. */
+static void
+conn_readcb(struct bufferevent *bev, void *arg)
+{
+	struct conn *c = arg;
+
+	if (c->state == CONN_OPEN)
+		conn_read(c);
+}
+
+/* Output drained to the low watermark. */
+static void
+conn_writecb(struct bufferevent *bev, void *arg)
+{
+	struct conn *c = arg;
+
+	if (c->state == CONN_CLOSING) {
+		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+			conn_free(c, "closed", 1);
+		return;
+	}
+	if (c->state == CONN_OPEN && conn_update_reading(c))
+		conn_read(c);
+}
+
+/* The handshake is done: turn the certificate into an identity. */
+static void
+conn_identify(struct conn *c)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+	char msg[160];
+	int rc, role;
+
+	if (tls_peer_cn(ssl, c->cn, sizeof(c->cn)) == -1) {
+		c->cn[0] = '\0';
+		log_info("connection refused peer=%s reason=\"no usable CN\"",
+		    c->peer);
+		conn_fail(c, ONECARD__V1__CODE__UNAUTHENTICATED,
+		    "certificate has no usable subject CN");
+		return;
+	}
+	if (onecardd_is_admin(c->cn)) {
+		c->role = ONECARD__V1__ROLE__ROLE_ADMIN;
+	} else {
+		rc = registry_hospital_role(c->w->reg, c->cn, &role);
+		if (rc == 1) {
+			log_info("connection refused peer=%s cn=%s "
+				 "reason=\"not a registered hospital\"",
+			    c->peer, c->cn);
+			snprintf(msg, sizeof(msg),
+			    "certificate CN %s is not a registered hospital",
+			    c->cn);
+			conn_fail(c, ONECARD__V1__CODE__UNAUTHENTICATED, msg);
+			return;
+		}
+		if (rc != 0) {
+			log_warnx("connection refused peer=%s cn=%s "
+				  "reason=\"registry error\"",
+			    c->peer, c->cn);
+			conn_fail(c, ONECARD__V1__CODE__UNAVAILABLE,
+			    "registry unavailable");
+			return;
+		}
+		c->role = role;
+	}
+	log_debug("connection identified id=%llu peer=%s cn=%s role=%s",
+	    (unsigned long long)c->id, c->peer, c->cn,
+	    c->role == ONECARD__V1__ROLE__ROLE_ADMIN ? "admin" : "hospital");
+	conn_set_state(c, CONN_OPEN);
+	conn_set_timeouts(c, cfg->idle_timeout);
+	bufferevent_setwatermark(
+	    c->bev, EV_WRITE, cfg->max_pending_output / 2, 0);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	if (c->w->stopping) {
+		conn_set_state(c, CONN_DRAINING);
+		conn_check_drained(c);
+		return;
+	}
+	conn_read(c);
+}
+
+/* Log why a handshake failed. */
+static void
+conn_log_handshake_error(struct conn *c, const char *what)
+{
+	unsigned long e;
+	char buf[256] = "";
+
+	while ((e = bufferevent_get_openssl_error(c->bev)) != 0)
+		ERR_error_string_n(e, buf, sizeof(buf));
+	log_info("tls handshake failed peer=%s reason=\"%s%s%s\"", c->peer,
+	    what, buf[0] ? ": " : "", buf);
+}
+
+/* Handshake done, timeout, end of stream or error. */
+static void
+conn_eventcb(struct bufferevent *bev, short events, void *arg)
+{
+	struct conn *c = arg;
+
+	if (events & BEV_EVENT_CONNECTED) {
+		metrics_handshake(1);
+		conn_identify(c);
+		return;
+	}
+	if (events & BEV_EVENT_TIMEOUT) {
+		if (c->state == CONN_HANDSHAKE) {
+			metrics_handshake(0);
+			conn_log_handshake_error(c, "handshake timeout");
+			conn_free(c, "handshake timeout", 0);
+		} else if (events & BEV_EVENT_WRITING)
+			conn_free(c, "output stuck", 1);
+		else if (c->outstanding > 0 || c->nparked > 0 ||
+		    c->state != CONN_OPEN) {
+			/* Busy, not idle: the timeout disabled reading. */
+			if (c->state == CONN_OPEN && conn_update_reading(c))
+				conn_read(c);
+		} else
+			conn_free(c, "idle timeout", 1);
+		return;
+	}
+	if (c->state == CONN_HANDSHAKE) {
+		metrics_handshake(0);
+		conn_log_handshake_error(
+		    c, (events & BEV_EVENT_EOF) ? "peer closed" : "tls error");
+		conn_free(c, "handshake failed", 0);
+		return;
+	}
+	conn_free(c, (events & BEV_EVENT_EOF) ? "peer closed" : "error", 0);
+}
+
+/* Take a new socket accepted by w's listener. */
+void
+conn_accept(struct worker *w, int fd, const struct sockaddr *sa, int slen)
+{
+	struct conn *c;
+	SSL *ssl;
+	char host[INET6_ADDRSTRLEN] = "?";
+	int port = 0;
+
+	if ((c = calloc(1, sizeof(*c))) == NULL || (ssl = tls_new()) == NULL) {
+		log_warnx("cannot take a connection: out of memory");
+		free(c);
+		close(fd);
+		server_conn_closed();
+		return;
+	}
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *sin = (const void *)sa;
+		inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host));
+		port = ntohs(sin->sin_port);
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *sin6 = (const void *)sa;
+		inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof(host));
+		port = ntohs(sin6->sin6_port);
+	}
+	snprintf(c->peer, sizeof(c->peer), "%s:%d", host, port);
+	c->bev = bufferevent_openssl_socket_new(
+	    w->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+	if (c->bev == NULL) {
+		log_warnx("cannot take a connection from %s", c->peer);
+		SSL_free(ssl);
+		close(fd);
+		free(c);
+		server_conn_closed();
+		return;
+	}
+	c->id = atomic_fetch_add(&conn_next_id, 1);
+	c->w = w;
+	c->state = CONN_HANDSHAKE;
+	TAILQ_INIT(&c->parked);
+	LIST_INSERT_HEAD(conn_bucket(w, c->id), c, entry);
+	w->nconns++;
+	metrics_connection(1);
+	bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
+	bufferevent_setcb(c->bev, conn_readcb, conn_writecb, conn_eventcb, c);
+	conn_set_timeouts(c, cfg->handshake_timeout);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+}
+
+/* A write came back from the writer: send its reply and go on. */
+void
+conn_writer_done(struct worker *w, struct writer_job *job)
+{
+	struct conn *c = conn_find(w, job->conn_id);
+
+	if (c == NULL) {
+		writer_job_free(job);
+		return;
+	}
+	c->outstanding--;
+	if (c->state != CONN_CLOSING) {
+		evbuffer_add_buffer(bufferevent_get_output(c->bev), job->out);
+		conn_record(c, job->req->op_case, job->res.code, &job->res,
+		    job->start_us);
+	}
+	writer_job_free(job);
+	if (c->state == CONN_CLOSING)
+		return;
+	conn_unpark(c);
+	if (conn_check_drained(c))
+		return;
+	if (conn_update_reading(c))
+		conn_read(c);
+}
+
+/* Close every connection of the revoked hospital code. */
+void
+conn_revoke(struct worker *w, const char *code)
+{
+	struct conn *c, *next;
+	char msg[160];
+
+	for (size_t i = 0; i < WORKER_CONN_BUCKETS; i++) {
+		for (c = LIST_FIRST(&w->conns[i]); c != NULL; c = next) {
+			next = LIST_NEXT(c, entry);
+			if (c->state != CONN_OPEN && c->state != CONN_DRAINING)
+				continue;
+			if (strcmp(c->cn, code) != 0 ||
+			    onecardd_is_admin(c->cn))
+				continue;
+			log_info("closing connection of revoked hospital "
+				 "id=%llu cn=%s",
+			    (unsigned long long)c->id, c->cn);
+			snprintf(
+			    msg, sizeof(msg), "hospital %s was revoked", code);
+			conn_fail(c, ONECARD__V1__CODE__UNAUTHENTICATED, msg);
+		}
+	}
+}
+
+/* Shutdown: stop reading everywhere, finish what is in flight, close. */
+void
+conn_drain_all(struct worker *w)
+{
+	struct conn *c, *next;
+	int r;
+
+	for (size_t i = 0; i < WORKER_CONN_BUCKETS; i++) {
+		for (c = LIST_FIRST(&w->conns[i]); c != NULL; c = next) {
+			next = LIST_NEXT(c, entry);
+			if (c->state == CONN_HANDSHAKE) {
+				conn_free(c, "shutdown", 0);
+				continue;
+			}
+			if (c->state != CONN_OPEN)
+				continue;
+			/* Frames already received are in flight too. */
+			c->read_paused = c->inflight_paused = 0;
+			do
+				r = conn_read_frame(
+				    c, bufferevent_get_input(c->bev));
+			while (r > 0 && c->state == CONN_OPEN);
+			if (r == -2)
+				continue;
+			if (c->state == CONN_OPEN)
+				conn_set_state(c, CONN_DRAINING);
+			bufferevent_disable(c->bev, EV_READ);
+			conn_check_drained(c);
+		}
+	}
+}
+
+/* Grace is over: close whatever is left. */
+void
+conn_free_all(struct worker *w, const char *reason)
+{
+	struct conn *c;
+
+	for (size_t i = 0; i < WORKER_CONN_BUCKETS; i++)
+		while ((c = LIST_FIRST(&w->conns[i])) != NULL)
+			conn_free(c, reason, c->state != CONN_HANDSHAKE);
+}

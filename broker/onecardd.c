@@ -1,0 +1,519 @@
+/*
+ * onecardd.c: the broker's start and end. Reads the config file and the
+ * flags (flags win; a bad value is refused naming its flag, exit 1), raises
+ * the descriptor limit, builds the TLS context, opens the audit trail, the
+ * registry (writer first: it creates the schema), the listeners and the
+ * metrics endpoint, drops privileges (--user) once everything privileged is
+ * open, then runs until SIGTERM/SIGINT and tears down in order: workers
+ * drained, writer emptied, files closed, exit 0.
+ */
+#include <sys/resource.h>
+#include <sys/socket.h>
+
+#include <errno.h>
+#include <getopt.h>
+#include <grp.h>
+#include <limits.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <ini.h>
+
+#include "audit.h"
+#include "log.h"
+#include "metrics.h"
+#include "onecardd.h"
+#include "wire.h"
+
+#ifndef ONECARD_VERSION
+#define ONECARD_VERSION "0.0.0"
+#endif
+
+static struct config config;
+struct config *cfg = &config;
+const char *onecardd_version = ONECARD_VERSION;
+
+static const struct option onecardd_longopts[] = {
+    {"listen", required_argument, NULL, 'l'},
+    {"db", required_argument, NULL, 'd'},
+    {"cert", required_argument, NULL, 'c'},
+    {"key", required_argument, NULL, 'k'},
+    {"ca", required_argument, NULL, 'A'},
+    {"crl", required_argument, NULL, 'R'},
+    {"admins", required_argument, NULL, 'a'},
+    {"audit-log", required_argument, NULL, 'L'},
+    {"metrics-listen", required_argument, NULL, 'm'},
+    {"threads", required_argument, NULL, 't'},
+    {"max-frame", required_argument, NULL, 'F'},
+    {"idle-timeout", required_argument, NULL, 'i'},
+    {"config", required_argument, NULL, 'f'},
+    {"max-conns", required_argument, NULL, 'C'},
+    {"max-pending-output", required_argument, NULL, 'P'},
+    {"handshake-timeout", required_argument, NULL, 'H'},
+    {"max-ids", required_argument, NULL, 'I'},
+    {"max-name", required_argument, NULL, 'N'},
+    {"max-address", required_argument, NULL, 'D'},
+    {"search-limit", required_argument, NULL, 'S'},
+    {"node", required_argument, NULL, 'n'},
+    {"user", required_argument, NULL, 'u'},
+    {"syslog", no_argument, NULL, 's'},
+    {"log-level", required_argument, NULL, 'v'},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, 'V'},
+    {NULL, 0, NULL, 0},
+};
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: onecardd --db PATH --cert FILE --key FILE --ca FILE "
+	    "[options]\n"
+	    "  --listen HOST:PORT         address to serve (127.0.0.1:7443)\n"
+	    "  --db PATH|URL              the registry (SQLite file)\n"
+	    "  --cert FILE, --key FILE    the broker's certificate and key\n"
+	    "  --ca FILE                  CA that client certificates chain "
+	    "to\n"
+	    "  --crl FILE                 revoked client certificates (PEM)\n"
+	    "  --admins CN,CN             certificate CNs with the admin role\n"
+	    "  --audit-log PATH           the audit trail (off if not given)\n"
+	    "  --metrics-listen HOST:PORT /metrics and /healthz (off if not "
+	    "given)\n"
+	    "  --threads N                worker threads (online CPUs)\n"
+	    "  --max-frame BYTES          largest request frame (65536)\n"
+	    "  --idle-timeout SECONDS     close idle clients (300; 0: never)\n"
+	    "  --handshake-timeout SECONDS  TLS handshake deadline (10)\n"
+	    "  --max-conns N              open connections at most (10000)\n"
+	    "  --max-pending-output BYTES stop reading a client past this "
+	    "(1048576)\n"
+	    "  --max-ids N, --max-name BYTES, --max-address BYTES, "
+	    "--search-limit N\n"
+	    "                             input limits (16, 128, 256, 50)\n"
+	    "  --node NAME                node name in pong (hostname)\n"
+	    "  --user USER                drop privileges to USER after "
+	    "start-up\n"
+	    "  --syslog                   log to syslog instead of stderr\n"
+	    "  --log-level LEVEL          error, warn, info or debug (info)\n"
+	    "  --config FILE              INI file, [onecardd] section; flags "
+	    "win\n"
+	    "  --help, --version\n");
+}
+
+/* Monotonic microseconds, for latencies. */
+uint64_t
+onecardd_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Is cn one of --admins? */
+int
+onecardd_is_admin(const char *cn)
+{
+	const char *p = cfg->admins;
+	size_t n = strlen(cn);
+
+	while (p != NULL && *p != '\0') {
+		const char *end = strchr(p, ',');
+		size_t len = end ? (size_t)(end - p) : strlen(p);
+
+		if (len == n && strncmp(p, cn, n) == 0)
+			return 1;
+		p = end ? end + 1 : NULL;
+	}
+	return 0;
+}
+
+/* Parse an integer in [lo, hi] into *out; -1 if it is not one. */
+static int
+config_number(const char *s, long long lo, long long hi, long long *out)
+{
+	char *end;
+	long long v;
+
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+/* Replace a string setting. */
+static void
+config_string(char **dst, const char *value)
+{
+	free(*dst);
+	if ((*dst = strdup(value)) == NULL)
+		fatalx("out of memory");
+}
+
+/* A yes/no value: 1, 0, or -1. */
+static int
+config_bool(const char *s)
+{
+	if (strcasecmp(s, "yes") == 0 || strcasecmp(s, "true") == 0 ||
+	    strcasecmp(s, "on") == 0 || strcmp(s, "1") == 0)
+		return 1;
+	if (strcasecmp(s, "no") == 0 || strcasecmp(s, "false") == 0 ||
+	    strcasecmp(s, "off") == 0 || strcmp(s, "0") == 0)
+		return 0;
+	return -1;
+}
+
+/*
+ * Set the flag called name (without dashes) to value. -1 with a message
+ * naming the flag in err when the value is refused or the name unknown.
+ */
+static int
+config_set(struct config *c, const char *name, const char *value, char *err,
+    size_t errlen)
+{
+	struct sockaddr_storage ss;
+	long long v;
+	int len = sizeof(ss), b;
+
+#define RANGE(lo, hi)                                                          \
+	do {                                                                   \
+		if (config_number(value, lo, hi, &v) == -1) {                  \
+			snprintf(err, errlen,                                  \
+			    "--%s: '%s' is not a number from %lld to %lld",    \
+			    name, value, (long long)(lo), (long long)(hi));    \
+			return -1;                                             \
+		}                                                              \
+	} while (0)
+
+	if (value == NULL) {
+		snprintf(err, errlen, "--%s: needs a value", name);
+		return -1;
+	}
+	if (strcmp(name, "listen") == 0 ||
+	    strcmp(name, "metrics-listen") == 0) {
+		if (server_parse_address(value, &ss, &len) == -1) {
+			snprintf(err, errlen, "--%s: '%s' is not HOST:PORT",
+			    name, value);
+			return -1;
+		}
+		config_string(
+		    name[0] == 'l' ? &c->listen : &c->metrics_listen, value);
+	} else if (strcmp(name, "db") == 0)
+		config_string(&c->db, value);
+	else if (strcmp(name, "cert") == 0)
+		config_string(&c->cert, value);
+	else if (strcmp(name, "key") == 0)
+		config_string(&c->key, value);
+	else if (strcmp(name, "ca") == 0)
+		config_string(&c->ca, value);
+	else if (strcmp(name, "crl") == 0)
+		config_string(&c->crl, value);
+	else if (strcmp(name, "admins") == 0) {
+		for (const char *p = value; *p; p++)
+			if (*p == ' ' || *p == '\t') {
+				snprintf(err, errlen,
+				    "--admins: CNs are separated by commas "
+				    "only, no spaces");
+				return -1;
+			}
+		config_string(&c->admins, value);
+	} else if (strcmp(name, "audit-log") == 0)
+		config_string(&c->audit_log, value);
+	else if (strcmp(name, "user") == 0)
+		config_string(&c->user, value);
+	else if (strcmp(name, "node") == 0) {
+		if (*value == '\0' || strlen(value) > 255) {
+			snprintf(err, errlen, "--node: 1 to 255 characters");
+			return -1;
+		}
+		config_string(&c->node, value);
+	} else if (strcmp(name, "threads") == 0) {
+		RANGE(1, 256);
+		c->threads = v;
+	} else if (strcmp(name, "max-frame") == 0) {
+		RANGE(64, 64 * 1024 * 1024);
+		c->max_frame = v;
+	} else if (strcmp(name, "idle-timeout") == 0) {
+		RANGE(0, 86400 * 7);
+		c->idle_timeout = v;
+	} else if (strcmp(name, "handshake-timeout") == 0) {
+		RANGE(1, 3600);
+		c->handshake_timeout = v;
+	} else if (strcmp(name, "max-conns") == 0) {
+		RANGE(1, 10000000);
+		c->max_conns = v;
+	} else if (strcmp(name, "max-pending-output") == 0) {
+		RANGE(4096, 1LL << 30);
+		c->max_pending_output = v;
+	} else if (strcmp(name, "max-ids") == 0) {
+		RANGE(1, 4096);
+		c->limits.max_ids = v;
+	} else if (strcmp(name, "max-name") == 0) {
+		RANGE(1, 65536);
+		c->limits.max_name = v;
+	} else if (strcmp(name, "max-address") == 0) {
+		RANGE(1, 65536);
+		c->limits.max_address = v;
+	} else if (strcmp(name, "search-limit") == 0) {
+		RANGE(1, 100000);
+		c->limits.search_limit = v;
+	} else if (strcmp(name, "syslog") == 0) {
+		if ((b = config_bool(value)) == -1) {
+			snprintf(err, errlen, "--syslog: '%s' is not yes or no",
+			    value);
+			return -1;
+		}
+		c->use_syslog = b;
+	} else if (strcmp(name, "log-level") == 0) {
+		if ((b = log_level_parse(value)) == -1) {
+			snprintf(err, errlen,
+			    "--log-level: '%s' is not error, warn, info or "
+			    "debug",
+			    value);
+			return -1;
+		}
+		c->log_level = b;
+	} else {
+		snprintf(err, errlen, "unknown setting '%s'", name);
+		return -1;
+	}
+	return 0;
+#undef RANGE
+}
+
+struct config_file {
+	struct config *c;
+	const char *path;
+	int failed;
+};
+
+/* inih callback: one key of the [onecardd] section. */
+static int
+config_ini_handler(
+    void *arg, const char *section, const char *key, const char *value)
+{
+	struct config_file *cf = arg;
+	char name[64], err[256];
+
+	if (strcmp(section, "onecardd") != 0) {
+		fprintf(stderr, "onecardd: %s: unknown section [%s]\n",
+		    cf->path, section);
+		cf->failed = 1;
+		return 0;
+	}
+	snprintf(name, sizeof(name), "%s", key);
+	for (char *p = name; *p; p++)
+		if (*p == '_')
+			*p = '-';
+	if (strcmp(name, "config") == 0 ||
+	    config_set(cf->c, name, value, err, sizeof(err)) == -1) {
+		fprintf(stderr, "onecardd: %s: key %s: %s\n", cf->path, key,
+		    strcmp(name, "config") == 0 ? "not allowed here" : err);
+		cf->failed = 1;
+		return 0;
+	}
+	return 1;
+}
+
+/* Fill c with the defaults. */
+static void
+config_defaults(struct config *c)
+{
+	char host[256];
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	memset(c, 0, sizeof(*c));
+	config_string(&c->listen, "127.0.0.1:7443");
+	if (gethostname(host, sizeof(host)) == -1 || host[0] == '\0')
+		snprintf(host, sizeof(host), "onecardd");
+	host[sizeof(host) - 1] = '\0';
+	config_string(&c->node, host);
+	c->threads = n > 0 ? (n > 256 ? 256 : (int)n) : 1;
+	c->max_frame = WIRE_MAX_FRAME_DEFAULT;
+	c->idle_timeout = 300;
+	c->handshake_timeout = 10;
+	c->max_conns = 10000;
+	c->max_pending_output = 1024 * 1024;
+	c->log_level = LOG_LEVEL_INFO;
+	registry_limits_default(&c->limits);
+}
+
+/* Read flags and the config file into c; exits on a bad one. */
+static void
+config_load(struct config *c, int argc, char **argv)
+{
+	const char *path = NULL;
+	char err[256];
+	int ch, rc;
+
+	config_defaults(c);
+	/* The file first, wherever --config is: flags override it. */
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+			path = argv[i + 1];
+		else if (strncmp(argv[i], "--config=", 9) == 0)
+			path = argv[i] + 9;
+	}
+	if (path != NULL) {
+		struct config_file cf = {c, path, 0};
+
+		rc = ini_parse(path, config_ini_handler, &cf);
+		if (rc == -1) {
+			fprintf(stderr, "onecardd: --config %s: %s\n", path,
+			    strerror(errno));
+			exit(1);
+		}
+		if (rc != 0 || cf.failed) {
+			if (!cf.failed)
+				fprintf(stderr,
+				    "onecardd: --config %s: line %d: "
+				    "syntax error\n",
+				    path, rc);
+			exit(1);
+		}
+	}
+	while ((ch = getopt_long(argc, argv, "h", onecardd_longopts, NULL)) !=
+	    -1) {
+		const char *name = NULL;
+
+		switch (ch) {
+		case 'h':
+			usage(stdout);
+			exit(0);
+		case 'V':
+			printf("onecardd %s\n", onecardd_version);
+			exit(0);
+		case 'f':
+			continue;
+		case 's':
+			c->use_syslog = 1;
+			continue;
+		case '?':
+			usage(stderr);
+			exit(1);
+		}
+		for (const struct option *o = onecardd_longopts; o->name; o++)
+			if (o->val == ch)
+				name = o->name;
+		if (name == NULL ||
+		    config_set(c, name, optarg, err, sizeof(err)) == -1) {
+			fprintf(stderr, "onecardd: %s\n",
+			    name ? err : "unknown flag");
+			exit(1);
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "onecardd: unexpected argument '%s'\n",
+		    argv[optind]);
+		exit(1);
+	}
+	if (c->db == NULL || c->cert == NULL || c->key == NULL ||
+	    c->ca == NULL) {
+		fprintf(stderr, "onecardd: %s is required\n",
+		    c->db == NULL         ? "--db"
+			: c->cert == NULL ? "--cert"
+			: c->key == NULL  ? "--key"
+					  : "--ca");
+		exit(1);
+	}
+}
+
+/* Let the process hold as many descriptors as the hard limit allows. */
+static void
+onecardd_raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1)
+		return;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
+			log_warn("setrlimit RLIMIT_NOFILE");
+	}
+	if (rl.rlim_cur != RLIM_INFINITY &&
+	    rl.rlim_cur < (rlim_t)cfg->max_conns + 64)
+		log_warnx("descriptor limit %llu is below --max-conns %d",
+		    (unsigned long long)rl.rlim_cur, cfg->max_conns);
+}
+
+/* Become --user: groups, gid, uid, in that order; fatal if it fails. */
+static void
+onecardd_drop_privileges(const char *user)
+{
+	struct passwd *pw;
+
+	if ((pw = getpwnam(user)) == NULL)
+		fatalx("--user %s: no such user", user);
+	if (setgroups(1, &pw->pw_gid) == -1 || setgid(pw->pw_gid) == -1 ||
+	    setuid(pw->pw_uid) == -1)
+		fatal("--user %s: cannot drop privileges", user);
+	if (pw->pw_uid != 0 && setuid(0) != -1)
+		fatalx("--user %s: privileges were not dropped", user);
+	log_info("running as user=%s uid=%u", user, (unsigned)pw->pw_uid);
+}
+
+/* Free the configuration's strings. */
+static void
+config_free(struct config *c)
+{
+	free(c->listen);
+	free(c->db);
+	free(c->cert);
+	free(c->key);
+	free(c->ca);
+	free(c->crl);
+	free(c->admins);
+	free(c->audit_log);
+	free(c->metrics_listen);
+	free(c->user);
+	free(c->node);
+}
+
+int
+main(int argc, char **argv)
+{
+	config_load(cfg, argc, argv);
+	log_init("onecardd", cfg->log_level, cfg->use_syslog);
+	signal(SIGPIPE, SIG_IGN);
+	onecardd_raise_nofile();
+
+	if (tls_init(cfg) == -1)
+		fatalx("cannot set up TLS from --cert, --key, --ca%s",
+		    cfg->crl ? ", --crl" : "");
+	if (audit_open(cfg->audit_log, cfg->node) == -1)
+		fatalx("--audit-log %s: cannot open", cfg->audit_log);
+	if (writer_start(cfg->db, &cfg->limits) == -1)
+		fatalx("--db %s: cannot open the registry", cfg->db);
+	if (server_init(cfg) == -1)
+		fatalx("cannot start the server");
+	if (cfg->metrics_listen != NULL &&
+	    metrics_start(cfg->metrics_listen, cfg->db, &cfg->limits) == -1)
+		fatalx(
+		    "--metrics-listen %s: cannot start", cfg->metrics_listen);
+	if (cfg->user != NULL)
+		onecardd_drop_privileges(cfg->user);
+	if (server_start() == -1)
+		fatalx("cannot start the worker threads");
+	log_info("onecardd %s started node=%s threads=%d max_conns=%d",
+	    onecardd_version, cfg->node, cfg->threads, cfg->max_conns);
+
+	server_run();
+	server_stop();
+	writer_stop();
+	server_free();
+	if (cfg->metrics_listen != NULL)
+		metrics_stop();
+	audit_close();
+	tls_shutdown();
+	log_info("onecardd stopped");
+	config_free(cfg);
+	return 0;
+}

@@ -1,0 +1,191 @@
+/*
+ * onecardd.h: the daemon's internal map. The structures the network core
+ * shares between its files (configuration, workers, connections, the writer's
+ * jobs) and the prototypes grouped by the file that defines them. Nothing
+ * outside broker/ includes this; the registry never sees it.
+ *
+ * Threads: main parses flags and starts everything, then runs the signal
+ * loop; each worker thread owns an event_base, a listener, a read handle on
+ * the registry and every connection it accepted; one writer thread owns the
+ * write handle. Work crosses threads only through a worker's queue (under
+ * its lock, followed by event_active on its notify event) or the writer's
+ * queue (under its lock and condition variable).
+ */
+#ifndef ONECARDD_H
+#define ONECARDD_H
+
+#include <sys/queue.h>
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/ssl.h>
+
+#include "registry.h"
+
+struct bufferevent;
+struct sockaddr;
+struct sockaddr_storage;
+struct event;
+struct event_base;
+struct evconnlistener;
+
+#define ONECARDD_CN_MAX 64
+/* Parked plus outstanding requests on one connection before reads pause. */
+#define CONN_MAX_INFLIGHT 4096
+/* Buckets of a worker's connection table (a power of two). */
+#define WORKER_CONN_BUCKETS 4096
+/* Seconds the shutdown waits for connections to finish. */
+#define SERVER_GRACE_SECONDS 5
+
+/* Everything a flag or a config key can set. Read-only once threads start. */
+struct config {
+	char *listen;
+	char *db;
+	char *cert;
+	char *key;
+	char *ca;
+	char *crl;
+	char *admins; /* comma-separated CNs */
+	char *audit_log;
+	char *metrics_listen;
+	char *user;
+	char *node;
+	int threads;
+	size_t max_frame;
+	int idle_timeout;      /* seconds */
+	int handshake_timeout; /* seconds */
+	int max_conns;
+	size_t max_pending_output;
+	int use_syslog;
+	int log_level;
+	struct registry_limits limits;
+};
+
+/* A write on its way to the writer and its answer on the way back. */
+struct writer_job {
+	TAILQ_ENTRY(writer_job) entry;
+	int worker;       /* index of the worker that owns the connection */
+	uint64_t conn_id; /* the connection, found again by id */
+	Onecard__V1__Request *req;
+	char cn[ONECARDD_CN_MAX + 1];
+	int role;
+	uint64_t start_us;
+	struct evbuffer *out; /* the reply frame, filled by the writer */
+	struct op_result res;
+};
+TAILQ_HEAD(writer_jobq, writer_job);
+
+/* What a worker is told by another thread. */
+enum worker_msg_type {
+	WORKER_MSG_REPLY,  /* a writer job came back */
+	WORKER_MSG_REVOKE, /* close connections of a revoked hospital */
+	WORKER_MSG_STOP,   /* shut down gracefully */
+};
+
+struct worker_msg {
+	TAILQ_ENTRY(worker_msg) entry;
+	enum worker_msg_type type;
+	struct writer_job *job;         /* REPLY */
+	char code[ONECARDD_CN_MAX + 1]; /* REVOKE */
+};
+TAILQ_HEAD(worker_msgq, worker_msg);
+
+struct conn;
+LIST_HEAD(conn_list, conn);
+
+struct worker {
+	int idx;
+	pthread_t thread;
+	struct event_base *base;
+	struct evconnlistener *listener;
+	struct registry *reg; /* read handle, this thread only */
+	struct event *notify; /* activated by other threads */
+	struct event *grace;  /* shutdown deadline */
+	pthread_mutex_t lock;
+	struct worker_msgq msgs; /* under lock */
+	struct conn_list conns[WORKER_CONN_BUCKETS];
+	size_t nconns;
+	int stopping;
+	uint8_t *scratch; /* one frame body, max_frame bytes */
+};
+
+/* States of a connection; conn_set_state logs each transition at debug. */
+enum conn_state {
+	CONN_HANDSHAKE, /* TLS handshake under its deadline */
+	CONN_OPEN,      /* identified; reading and answering frames */
+	CONN_DRAINING,  /* no more reads; finish in-flight, then close */
+	CONN_CLOSING,   /* last reply queued; close once output is flushed */
+};
+
+/* A request waiting its turn on a connection (see conn.c on ordering). */
+struct conn_item {
+	TAILQ_ENTRY(conn_item) entry;
+	Onecard__V1__Request *req; /* NULL: answer with code/message, id 0 */
+	int code;
+	const char *message;
+	uint64_t start_us;
+};
+TAILQ_HEAD(conn_itemq, conn_item);
+
+struct conn {
+	LIST_ENTRY(conn) entry;
+	uint64_t id;
+	struct worker *w;
+	struct bufferevent *bev;
+	enum conn_state state;
+	int role;
+	unsigned outstanding; /* writes at the writer */
+	unsigned nparked;
+	unsigned read_paused : 1; /* pending output over the bound */
+	unsigned inflight_paused : 1;
+	struct conn_itemq parked;
+	char peer[48];
+	char cn[ONECARDD_CN_MAX + 1];
+};
+
+/* onecardd.c */
+extern struct config *cfg;
+extern const char *onecardd_version;
+int onecardd_is_admin(const char *cn);
+uint64_t onecardd_now_us(void);
+
+/* tls.c */
+int tls_init(const struct config *c);
+int tls_reload(const struct config *c);
+SSL *tls_new(void);
+int tls_peer_cn(SSL *ssl, char *cn, size_t cnlen);
+void tls_close_notify(SSL *ssl);
+void tls_clear_errors(void);
+void tls_shutdown(void);
+
+/* server.c */
+int server_parse_address(const char *s, struct sockaddr_storage *ss, int *len);
+int server_init(const struct config *c);
+int server_start(void);
+void server_run(void);
+void server_stop(void);
+void server_free(void);
+void server_reload(void);
+int server_nworkers(void);
+struct worker *server_worker(int idx);
+void worker_post(struct worker *w, struct worker_msg *m);
+void server_post_revoke(const char *code);
+void server_conn_closed(void);
+void server_worker_check_done(struct worker *w);
+
+/* conn.c */
+void conn_accept(struct worker *w, int fd, const struct sockaddr *sa, int slen);
+void conn_writer_done(struct worker *w, struct writer_job *job);
+void conn_revoke(struct worker *w, const char *code);
+void conn_drain_all(struct worker *w);
+void conn_free_all(struct worker *w, const char *reason);
+
+/* writer.c */
+int writer_start(const char *db, const struct registry_limits *lim);
+void writer_submit(struct writer_job *job);
+void writer_stop(void);
+void writer_job_free(struct writer_job *job);
+
+#endif

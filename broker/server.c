@@ -1,0 +1,476 @@
+/*
+ * server.c: the daemon's threads and their lifetimes. Makes one worker per
+ * --threads, each with its own event_base, its own SO_REUSEPORT listener on
+ * the --listen address, its own read handle on the registry and a queue that
+ * other threads post to (writer replies, revocations, stop). The main thread
+ * runs a small loop for signals: SIGTERM/SIGINT drain and stop everything,
+ * SIGHUP reloads certificates and reopens the audit log. Counts connections
+ * against --max-conns. It never touches a connection's bufferevent: that is
+ * conn.c, on the connection's own worker thread.
+ */
+#include <sys/socket.h>
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <event2/thread.h>
+#include <event2/util.h>
+
+#include "audit.h"
+#include "log.h"
+#include "onecardd.h"
+
+static struct worker *workers;
+static int nworkers;
+static struct event_base *main_base;
+static struct event *sig_term, *sig_int, *sig_hup;
+static atomic_int conn_count;
+static atomic_int stopping;
+static time_t last_full_log;
+
+/* Route libevent's own messages into our log. */
+static void
+server_libevent_log(int severity, const char *msg)
+{
+	if (severity >= EVENT_LOG_WARN)
+		log_warnx("libevent: %s", msg);
+	else
+		log_debug("libevent: %s", msg);
+}
+
+/* A connection was accepted on w's listener. */
+static void
+server_acceptcb(struct evconnlistener *lis, evutil_socket_t fd,
+    struct sockaddr *sa, int slen, void *arg)
+{
+	struct worker *w = arg;
+	int one = 1;
+	time_t now;
+
+	if (atomic_fetch_add(&conn_count, 1) >= cfg->max_conns) {
+		atomic_fetch_sub(&conn_count, 1);
+		evutil_closesocket(fd);
+		now = time(NULL);
+		if (now != last_full_log) { /* once a second at most */
+			last_full_log = now;
+			log_warnx("connection refused: --max-conns %d reached",
+			    cfg->max_conns);
+		}
+		return;
+	}
+	if (w->stopping) {
+		atomic_fetch_sub(&conn_count, 1);
+		evutil_closesocket(fd);
+		return;
+	}
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	conn_accept(w, fd, sa, slen);
+}
+
+/* accept() failed (out of descriptors, most likely): say so. */
+static void
+server_accept_errorcb(struct evconnlistener *lis, void *arg)
+{
+	int err = EVUTIL_SOCKET_ERROR();
+	time_t now = time(NULL);
+
+	if (now != last_full_log) {
+		last_full_log = now;
+		log_warnx("accept: %s", evutil_socket_error_to_string(err));
+	}
+}
+
+/* A connection is gone (or was never taken): release its slot. */
+void
+server_conn_closed(void)
+{
+	atomic_fetch_sub(&conn_count, 1);
+}
+
+/* Shutdown grace ran out on w: close what is left. */
+static void
+worker_gracecb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+
+	if (w->nconns > 0)
+		log_warnx(
+		    "shutdown grace over, closing %zu connections", w->nconns);
+	conn_free_all(w, "shutdown grace over");
+	server_worker_check_done(w);
+}
+
+/* Stop w: no more accepting, drain connections, leave when none is left. */
+static void
+worker_stop(struct worker *w)
+{
+	struct timeval tv = {SERVER_GRACE_SECONDS, 0};
+
+	if (w->stopping)
+		return;
+	w->stopping = 1;
+	if (w->listener != NULL) {
+		evconnlistener_free(w->listener);
+		w->listener = NULL;
+	}
+	conn_drain_all(w);
+	w->grace = evtimer_new(w->base, worker_gracecb, w);
+	if (w->grace != NULL)
+		evtimer_add(w->grace, &tv);
+	server_worker_check_done(w);
+}
+
+/* End w's loop once it is stopping and holds no connection. */
+void
+server_worker_check_done(struct worker *w)
+{
+	if (w->stopping && w->nconns == 0)
+		event_base_loopexit(w->base, NULL);
+}
+
+/* Other threads posted to w: handle every message queued. */
+static void
+worker_notifycb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	struct worker_msgq q;
+	struct worker_msg *m;
+
+	TAILQ_INIT(&q);
+	pthread_mutex_lock(&w->lock);
+	TAILQ_CONCAT(&q, &w->msgs, entry);
+	pthread_mutex_unlock(&w->lock);
+	while ((m = TAILQ_FIRST(&q)) != NULL) {
+		TAILQ_REMOVE(&q, m, entry);
+		switch (m->type) {
+		case WORKER_MSG_REPLY:
+			conn_writer_done(w, m->job);
+			break;
+		case WORKER_MSG_REVOKE:
+			conn_revoke(w, m->code);
+			break;
+		case WORKER_MSG_STOP:
+			worker_stop(w);
+			break;
+		}
+		free(m);
+	}
+}
+
+/* Queue m for w and wake its loop; m is w's to free. Any thread. */
+void
+worker_post(struct worker *w, struct worker_msg *m)
+{
+	pthread_mutex_lock(&w->lock);
+	TAILQ_INSERT_TAIL(&w->msgs, m, entry);
+	pthread_mutex_unlock(&w->lock);
+	event_active(w->notify, EV_READ, 0);
+}
+
+/* Tell every worker to close the connections of a revoked hospital. */
+void
+server_post_revoke(const char *code)
+{
+	struct worker_msg *m;
+
+	for (int i = 0; i < nworkers; i++) {
+		if ((m = calloc(1, sizeof(*m))) == NULL) {
+			log_warnx("revoke of %s: out of memory", code);
+			continue;
+		}
+		m->type = WORKER_MSG_REVOKE;
+		snprintf(m->code, sizeof(m->code), "%s", code);
+		worker_post(&workers[i], m);
+	}
+}
+
+int
+server_nworkers(void)
+{
+	return nworkers;
+}
+
+struct worker *
+server_worker(int idx)
+{
+	return &workers[idx];
+}
+
+/* SIGTERM or SIGINT: stop every worker, then leave the signal loop. */
+static void
+server_sigterm(evutil_socket_t sig, short what, void *arg)
+{
+	struct worker_msg *m;
+
+	if (atomic_exchange(&stopping, 1))
+		return;
+	log_info("signal %d: shutting down", (int)sig);
+	for (int i = 0; i < nworkers; i++) {
+		if ((m = calloc(1, sizeof(*m))) == NULL)
+			fatalx("out of memory");
+		m->type = WORKER_MSG_STOP;
+		worker_post(&workers[i], m);
+	}
+	event_base_loopbreak(main_base);
+}
+
+/* SIGHUP: new certificates and CRL for new connections, reopen the audit. */
+static void
+server_sighup(evutil_socket_t sig, short what, void *arg)
+{
+	log_info("signal %d: reloading", (int)sig);
+	server_reload();
+}
+
+/* Reload what SIGHUP reloads. */
+void
+server_reload(void)
+{
+	tls_reload(cfg);
+	if (audit_enabled() && audit_reopen() == -1)
+		log_warnx("audit log reopen failed");
+}
+
+/*
+ * Parse HOST:PORT ([V6]:PORT too; PORT may be 0) into ss. 0 or -1.
+ */
+int
+server_parse_address(const char *s, struct sockaddr_storage *ss, int *len)
+{
+	struct addrinfo hints, *res;
+	char host[256];
+	const char *colon = strrchr(s, ':');
+	size_t hlen;
+	int rc;
+
+	if (colon == NULL || colon == s || colon[1] == '\0')
+		return -1;
+	hlen = colon - s;
+	if (s[0] == '[' && hlen >= 2 && s[hlen - 1] == ']') {
+		s++;
+		hlen -= 2;
+	}
+	if (hlen == 0 || hlen >= sizeof(host))
+		return -1;
+	memcpy(host, s, hlen);
+	host[hlen] = '\0';
+	for (const char *p = colon + 1; *p; p++)
+		if (*p < '0' || *p > '9')
+			return -1;
+	if (atoi(colon + 1) > 65535)
+		return -1;
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+	if ((rc = getaddrinfo(host, colon + 1, &hints, &res)) != 0)
+		return -1;
+	memset(ss, 0, sizeof(*ss));
+	memcpy(ss, res->ai_addr, res->ai_addrlen);
+	*len = res->ai_addrlen;
+	freeaddrinfo(res);
+	return 0;
+}
+
+/* Print "listening on HOST:PORT" for the address fd is bound to. */
+static void
+server_print_address(evutil_socket_t fd, struct sockaddr_storage *ss)
+{
+	char host[INET6_ADDRSTRLEN] = "?";
+	int port = 0;
+
+	if (ss->ss_family == AF_INET) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+		inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host));
+		port = ntohs(sin->sin_port);
+		fprintf(stderr, "onecardd: listening on %s:%d\n", host, port);
+	} else {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+		inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof(host));
+		port = ntohs(sin6->sin6_port);
+		fprintf(stderr, "onecardd: listening on [%s]:%d\n", host, port);
+	}
+	fflush(stderr);
+	(void)fd;
+}
+
+/*
+ * Make the workers: bases, read handles, and listeners (the first binds the
+ * address, the others the same port with SO_REUSEPORT). 0 or -1 (logged).
+ */
+int
+server_init(const struct config *c)
+{
+	struct sockaddr_storage ss;
+	socklen_t sslen;
+	int len = sizeof(ss);
+	char err[256];
+
+	event_set_log_callback(server_libevent_log);
+	if (evthread_use_pthreads() == -1) {
+		log_warnx("libevent: no pthreads support");
+		return -1;
+	}
+	if ((main_base = event_base_new()) == NULL)
+		return -1;
+	memset(&ss, 0, sizeof(ss));
+	if (server_parse_address(c->listen, &ss, &len) == -1) {
+		log_warnx("--listen %s: not HOST:PORT", c->listen);
+		return -1;
+	}
+	nworkers = c->threads;
+	if ((workers = calloc(nworkers, sizeof(*workers))) == NULL)
+		return -1;
+	for (int i = 0; i < nworkers; i++) {
+		struct worker *w = &workers[i];
+
+		w->idx = i;
+		pthread_mutex_init(&w->lock, NULL);
+		TAILQ_INIT(&w->msgs);
+		for (size_t b = 0; b < WORKER_CONN_BUCKETS; b++)
+			LIST_INIT(&w->conns[b]);
+		if ((w->base = event_base_new()) == NULL ||
+		    (w->notify = event_new(w->base, -1, EV_PERSIST,
+			 worker_notifycb, w)) == NULL ||
+		    (w->scratch = malloc(c->max_frame)) == NULL) {
+			log_warnx("worker %d: out of memory", i);
+			return -1;
+		}
+		w->reg = registry_open(c->db, 0, &c->limits, err, sizeof(err));
+		if (w->reg == NULL) {
+			log_warnx("registry %s: %s", c->db, err);
+			return -1;
+		}
+		w->listener =
+		    evconnlistener_new_bind(w->base, server_acceptcb, w,
+			LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC |
+			    LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT,
+			1024, (struct sockaddr *)&ss, len);
+		if (w->listener == NULL) {
+			log_warn("--listen %s: cannot bind", c->listen);
+			return -1;
+		}
+		evconnlistener_set_error_cb(w->listener, server_accept_errorcb);
+		if (i == 0) {
+			/* Port 0 picked a port: the others bind the same. */
+			sslen = sizeof(ss);
+			if (getsockname(evconnlistener_get_fd(w->listener),
+				(struct sockaddr *)&ss, &sslen) == -1) {
+				log_warn("getsockname");
+				return -1;
+			}
+			len = sslen;
+			server_print_address(
+			    evconnlistener_get_fd(w->listener), &ss);
+		}
+	}
+	sig_term = evsignal_new(main_base, SIGTERM, server_sigterm, NULL);
+	sig_int = evsignal_new(main_base, SIGINT, server_sigterm, NULL);
+	sig_hup = evsignal_new(main_base, SIGHUP, server_sighup, NULL);
+	if (sig_term == NULL || sig_int == NULL || sig_hup == NULL ||
+	    evsignal_add(sig_term, NULL) == -1 ||
+	    evsignal_add(sig_int, NULL) == -1 ||
+	    evsignal_add(sig_hup, NULL) == -1) {
+		log_warnx("cannot set signal handlers");
+		return -1;
+	}
+	return 0;
+}
+
+/* A worker thread: run its loop until it is stopped and empty. */
+static void *
+worker_main(void *arg)
+{
+	struct worker *w = arg;
+
+	event_base_loop(w->base, EVLOOP_NO_EXIT_ON_EMPTY);
+	return NULL;
+}
+
+/* Start the worker threads (with signals blocked: main takes them). */
+int
+server_start(void)
+{
+	sigset_t all, old;
+	int rc = 0;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	for (int i = 0; i < nworkers; i++) {
+		if (pthread_create(&workers[i].thread, NULL, worker_main,
+			&workers[i]) != 0) {
+			log_warnx("cannot start worker %d", i);
+			rc = -1;
+			break;
+		}
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return rc;
+}
+
+/* Run the signal loop until SIGTERM or SIGINT. */
+void
+server_run(void)
+{
+	event_base_dispatch(main_base);
+}
+
+/* Wait for every worker to finish draining. */
+void
+server_stop(void)
+{
+	for (int i = 0; i < nworkers; i++)
+		pthread_join(workers[i].thread, NULL);
+}
+
+/* Free what the workers held; after server_stop and writer_stop. */
+void
+server_free(void)
+{
+	struct worker_msg *m;
+
+	for (int i = 0; i < nworkers; i++) {
+		struct worker *w = &workers[i];
+
+		while ((m = TAILQ_FIRST(&w->msgs)) != NULL) {
+			TAILQ_REMOVE(&w->msgs, m, entry);
+			if (m->job != NULL)
+				writer_job_free(m->job);
+			free(m);
+		}
+		conn_free_all(w, "exit");
+		if (w->listener != NULL)
+			evconnlistener_free(w->listener);
+		if (w->grace != NULL)
+			event_free(w->grace);
+		if (w->notify != NULL)
+			event_free(w->notify);
+		if (w->reg != NULL)
+			registry_close(w->reg);
+		if (w->base != NULL)
+			event_base_free(w->base);
+		free(w->scratch);
+		pthread_mutex_destroy(&w->lock);
+	}
+	free(workers);
+	workers = NULL;
+	if (sig_term != NULL)
+		event_free(sig_term);
+	if (sig_int != NULL)
+		event_free(sig_int);
+	if (sig_hup != NULL)
+		event_free(sig_hup);
+	if (main_base != NULL)
+		event_base_free(main_base);
+}

@@ -1,0 +1,191 @@
+/*
+ * writer.c: the group-commit writer, where a write is made durable. One
+ * thread owns the registry's write handle. Workers queue writes (a decoded
+ * request, who asked, which connection); the writer takes everything queued
+ * at once, applies it in one transaction (each write under its own
+ * savepoint, inside the registry), syncs once, and hands each reply back to
+ * the worker that owns the connection through that worker's queue. A write
+ * is thus answered OK only after it is on disk, and a burst of writes costs
+ * one sync, not one each. If the commit fails, every write of the batch is
+ * answered UNAVAILABLE. After a committed hospital revocation every worker is
+ * told to close that hospital's connections. It never touches a bufferevent.
+ */
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+
+#include "log.h"
+#include "metrics.h"
+#include "onecardd.h"
+#include "wire.h"
+
+static pthread_t writer_thread;
+static pthread_mutex_t writer_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t writer_cond = PTHREAD_COND_INITIALIZER;
+static struct writer_jobq writer_queue = TAILQ_HEAD_INITIALIZER(writer_queue);
+static int writer_stopping; /* under writer_lock */
+static int writer_running;
+static struct registry *writer_reg;
+
+/* Free a job and everything it holds. */
+void
+writer_job_free(struct writer_job *job)
+{
+	if (job == NULL)
+		return;
+	if (job->req != NULL)
+		wire_request_free(job->req);
+	if (job->out != NULL)
+		evbuffer_free(job->out);
+	free(job);
+}
+
+/* Queue a write; the job now belongs to the writer. Any thread. */
+void
+writer_submit(struct writer_job *job)
+{
+	pthread_mutex_lock(&writer_lock);
+	TAILQ_INSERT_TAIL(&writer_queue, job, entry);
+	pthread_cond_signal(&writer_cond);
+	pthread_mutex_unlock(&writer_lock);
+}
+
+/* Replace every reply of the batch with UNAVAILABLE: nothing was kept. */
+static void
+writer_fail_batch(struct writer_jobq *batch)
+{
+	struct writer_job *job;
+
+	TAILQ_FOREACH(job, batch, entry)
+	{
+		evbuffer_drain(job->out, evbuffer_get_length(job->out));
+		memset(&job->res, 0, sizeof(job->res));
+		job->res.code = ONECARD__V1__CODE__UNAVAILABLE;
+		wire_append_error(job->out, job->req->id, job->res.code,
+		    "registry: write not committed; retry");
+	}
+}
+
+/* Apply a batch in one transaction, then send each reply home. */
+static void
+writer_apply(struct writer_jobq *batch)
+{
+	struct writer_job *job;
+	struct worker_msg *m;
+	uint64_t t0 = onecardd_now_us();
+	size_t n = 0;
+	int ok;
+
+	ok = registry_batch_begin(writer_reg) == 0;
+	TAILQ_FOREACH(job, batch, entry)
+	{
+		struct actor who = {job->cn, job->role};
+
+		n++;
+		if ((job->out = evbuffer_new()) == NULL)
+			fatalx("writer: out of memory");
+		if (ok)
+			registry_write(
+			    writer_reg, &who, job->req, job->out, &job->res);
+	}
+	if (ok && registry_batch_commit(writer_reg) == -1) {
+		registry_batch_rollback(writer_reg);
+		ok = 0;
+	}
+	if (!ok) {
+		log_warnx("writer: batch of %zu not committed, answering "
+			  "UNAVAILABLE",
+		    n);
+		writer_fail_batch(batch);
+	}
+	metrics_commit(n, onecardd_now_us() - t0);
+	log_debug("writer: batch=%zu committed=%d us=%llu", n, ok,
+	    (unsigned long long)(onecardd_now_us() - t0));
+	while ((job = TAILQ_FIRST(batch)) != NULL) {
+		char revoked[ONECARDD_CN_MAX + 1] = "";
+
+		TAILQ_REMOVE(batch, job, entry);
+		if (ok && job->res.code == ONECARD__V1__CODE__OK &&
+		    job->req->op_case ==
+			ONECARD__V1__REQUEST__OP_HOSPITAL_REVOKE &&
+		    job->req->hospital_revoke != NULL &&
+		    job->req->hospital_revoke->code != NULL)
+			snprintf(revoked, sizeof(revoked), "%s",
+			    job->req->hospital_revoke->code);
+		if ((m = calloc(1, sizeof(*m))) == NULL)
+			fatalx("writer: out of memory");
+		m->type = WORKER_MSG_REPLY;
+		m->job = job;
+		worker_post(server_worker(job->worker), m);
+		if (revoked[0] != '\0')
+			server_post_revoke(revoked);
+	}
+}
+
+/* The writer thread: wait for writes, apply them in batches. */
+static void *
+writer_main(void *arg)
+{
+	struct writer_jobq batch;
+
+	for (;;) {
+		TAILQ_INIT(&batch);
+		pthread_mutex_lock(&writer_lock);
+		while (TAILQ_EMPTY(&writer_queue) && !writer_stopping)
+			pthread_cond_wait(&writer_cond, &writer_lock);
+		if (TAILQ_EMPTY(&writer_queue)) {
+			pthread_mutex_unlock(&writer_lock);
+			break;
+		}
+		TAILQ_CONCAT(&batch, &writer_queue, entry);
+		pthread_mutex_unlock(&writer_lock);
+		writer_apply(&batch);
+	}
+	return NULL;
+}
+
+/* Open the write handle (creating the schema) and start the thread. */
+int
+writer_start(const char *db, const struct registry_limits *lim)
+{
+	char err[256];
+	sigset_t all, old;
+	int rc;
+
+	writer_reg = registry_open(db, 1, lim, err, sizeof(err));
+	if (writer_reg == NULL) {
+		log_warnx("registry %s: %s", db, err);
+		return -1;
+	}
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	rc = pthread_create(&writer_thread, NULL, writer_main, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != 0) {
+		log_warnx("cannot start the writer thread");
+		return -1;
+	}
+	writer_running = 1;
+	return 0;
+}
+
+/* Commit and answer everything still queued, then stop the thread. */
+void
+writer_stop(void)
+{
+	if (writer_running) {
+		pthread_mutex_lock(&writer_lock);
+		writer_stopping = 1;
+		pthread_cond_signal(&writer_cond);
+		pthread_mutex_unlock(&writer_lock);
+		pthread_join(writer_thread, NULL);
+		writer_running = 0;
+	}
+	if (writer_reg != NULL) {
+		registry_close(writer_reg);
+		writer_reg = NULL;
+	}
+}
