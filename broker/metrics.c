@@ -81,6 +81,7 @@ static struct {
 	struct registry *reg;
 	char *db_url;
 	struct registry_limits lim;
+	int unhealthy; /* the last /healthz failed (log transitions only) */
 	time_t started;
 } srv = {.pipe = {-1, -1}};
 
@@ -244,9 +245,10 @@ metrics_registry(void)
 
 	if (srv.reg != NULL)
 		return 0;
+	/* Not logged: /healthz says when the registry is down. */
 	srv.reg = registry_open(srv.db_url, 0, &srv.lim, err, sizeof(err));
 	if (srv.reg == NULL) {
-		log_warnx("metrics: registry: %s", err);
+		log_debug("metrics: registry: %s", err);
 		return -1;
 	}
 	return 0;
@@ -285,6 +287,10 @@ metrics_registry_size(uint64_t *patients, uint64_t *ids)
 		*patients = reply->stats->patients;
 		*ids = reply->stats->identifiers;
 		rc = 0;
+	} else {
+		/* A handle that failed is dropped; the next scrape reopens. */
+		registry_close(srv.reg);
+		srv.reg = NULL;
 	}
 	if (reply != NULL)
 		wire_reply_free(reply);
@@ -402,27 +408,42 @@ metrics_serve_metrics(struct evhttp_request *req, void *arg)
 }
 
 /*
- * GET /healthz: 200 when the registry answers on our handle, 503 when not.
- * A handle that failed is closed so the next probe opens a fresh one.
+ * GET /healthz: 200 when the registry answers, 503 when not. Each probe
+ * opens a fresh read handle and pings it, then keeps it for the scrapes: a
+ * handle held open would go on reading a database file that was deleted,
+ * made unreadable or replaced under it, and so would say "ok" about a
+ * registry that the next broker start cannot open.
  */
 static void
 metrics_serve_healthz(struct evhttp_request *req, void *arg)
 {
 	struct evbuffer *b = evbuffer_new();
+	struct registry *fresh;
+	char err[256] = "";
 	int ok;
 
 	if (b == NULL) {
 		evhttp_send_error(req, HTTP_INTERNAL, NULL);
 		return;
 	}
-	ok = metrics_registry() == 0 && registry_ping(srv.reg) == 0;
-	if (!ok && srv.reg != NULL) {
-		registry_close(srv.reg);
-		srv.reg = NULL;
+	fresh = registry_open(srv.db_url, 0, &srv.lim, err, sizeof(err));
+	ok = fresh != NULL && registry_ping(fresh) == 0;
+	if (ok) {
+		if (srv.reg != NULL)
+			registry_close(srv.reg);
+		srv.reg = fresh;
+	} else if (fresh != NULL) {
+		snprintf(err, sizeof(err), "ping failed");
+		registry_close(fresh);
 	}
+	if (!ok && !srv.unhealthy)
+		log_warnx("metrics: /healthz: registry unavailable: %s", err);
+	else if (ok && srv.unhealthy)
+		log_info("metrics: /healthz: registry answers again");
+	srv.unhealthy = !ok;
 	evhttp_add_header(evhttp_request_get_output_headers(req),
 	    "Content-Type", "text/plain; charset=utf-8");
-	evbuffer_add_printf(b, ok ? "ok\n" : "registry unavailable\n");
+	evbuffer_add_printf(b, "%s\n", ok ? "ok" : "registry unavailable");
 	evhttp_send_reply(
 	    req, ok ? HTTP_OK : 503, ok ? "OK" : "Service Unavailable", b);
 	evbuffer_free(b);
