@@ -428,11 +428,13 @@ metrics_serve_healthz(struct evhttp_request *req, void *arg)
 	}
 	fresh = registry_open(srv.db_url, 0, &srv.lim, err, sizeof(err));
 	ok = fresh != NULL && registry_ping(fresh) == 0;
-	if (ok) {
-		if (srv.reg != NULL)
-			registry_close(srv.reg);
+	/* The scrapes go on with the fresh handle, or none. */
+	if (srv.reg != NULL)
+		registry_close(srv.reg);
+	srv.reg = NULL;
+	if (ok)
 		srv.reg = fresh;
-	} else if (fresh != NULL) {
+	else if (fresh != NULL) {
 		snprintf(err, sizeof(err), "ping failed");
 		registry_close(fresh);
 	}
