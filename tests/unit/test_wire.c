@@ -724,6 +724,7 @@ names_follow_the_proto(void **state)
 	    {ONECARD__V1__REQUEST__OP_UNMERGE, "unmerge"},
 	    {ONECARD__V1__REQUEST__OP_SUBSCRIBE, "subscribe"},
 	    {ONECARD__V1__REQUEST__OP_HISTORY, "history"},
+	    {ONECARD__V1__REQUEST__OP_EXPORT, "export"},
 	    {ONECARD__V1__REQUEST__OP_HOSPITAL_ADD, "hospital_add"},
 	    {ONECARD__V1__REQUEST__OP_HOSPITAL_REVOKE, "hospital_revoke"},
 	    {ONECARD__V1__REQUEST__OP_HOSPITAL_LIST, "hospital_list"},
