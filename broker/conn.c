@@ -553,17 +553,23 @@ conn_identify(struct conn *c)
 	conn_read(c);
 }
 
-/* Log why a handshake failed. */
+/* Log why a handshake failed (the first real OpenSSL error, the verify result).
+ */
 static void
 conn_log_handshake_error(struct conn *c, const char *what)
 {
+	SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
 	unsigned long e;
 	char buf[256] = "";
+	long v;
 
 	while ((e = bufferevent_get_openssl_error(c->bev)) != 0)
-		ERR_error_string_n(e, buf, sizeof(buf));
-	log_info("tls handshake failed peer=%s reason=\"%s%s%s\"", c->peer,
-	    what, buf[0] ? ": " : "", buf);
+		if (buf[0] == '\0' && ERR_GET_LIB(e) != 0)
+			ERR_error_string_n(e, buf, sizeof(buf));
+	v = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
+	log_info("tls handshake failed peer=%s reason=\"%s%s%s\" verify=\"%s\"",
+	    c->peer, what, buf[0] ? ": " : "", buf,
+	    v == X509_V_OK ? "-" : X509_verify_cert_error_string(v));
 }
 
 /* Handshake done, timeout, end of stream or error. */
