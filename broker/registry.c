@@ -816,10 +816,6 @@ op_enroll(struct reg_op *o)
 			cn = (int)i;
 			info = one;
 		}
-		rc =
-		    op_may_write_domain(o, field, e->identifiers[i]->domain, 1);
-		if (rc != CODE_OK)
-			return rc;
 	}
 	if (cn >= 0 &&
 	    validate_agrees_cn_id(
@@ -832,8 +828,15 @@ op_enroll(struct reg_op *o)
 		    reg->h, e->identifiers[i]->domain, norm[i], pid);
 		if (rc < 0)
 			return op_backend(o, rc);
-		if (rc == 1)
+		if (rc == 1) {
+			/* New to the registry: may the caller add it? */
+			snprintf(field, sizeof(field), "identifiers[%zu]", i);
+			rc = op_may_write_domain(
+			    o, field, e->identifiers[i]->domain, 1);
+			if (rc != CODE_OK)
+				return rc;
 			continue;
+		}
 		if ((rc = reg->be->patient_get(reg->h, pid, &reg->arena, &p)) !=
 		    0)
 			return rc < 0 ? op_backend(o, rc)
@@ -910,8 +913,10 @@ op_enroll(struct reg_op *o)
 	p.phone = d && d->phone ? d->phone : "";
 	p.address = d && d->address ? d->address : "";
 	if (cn >= 0) {
-		if (p.birth_date[0] == '\0')
-			p.birth_date = info.birth_date;
+		if (p.birth_date[0] == '\0' &&
+		    (p.birth_date =
+			    arena_strdup(&reg->arena, info.birth_date)) == NULL)
+			return op_nomem(o);
 		if (p.sex == ONECARD__V1__SEX__SEX_UNKNOWN)
 			p.sex = info.sex;
 	}

@@ -1,0 +1,1092 @@
+/*
+ * test_registry.c: the registry's rules against a real SQLite file in a
+ * temporary folder, through registry.h only. Each test opens a fresh
+ * registry, sends requests as an admin or a hospital, and decodes the reply
+ * frames the registry appended: every code of the contract, merges undone
+ * exactly, group commits with a failing write, durability across reopen.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <event2/buffer.h>
+
+#include "registry.h"
+#include "wire.h"
+
+#define CODE(x) ONECARD__V1__CODE__##x
+
+static const struct actor admin = {"admin", ONECARD__V1__ROLE__ROLE_ADMIN};
+static const struct actor xc1 = {"XC001", ONECARD__V1__ROLE__ROLE_HOSPITAL};
+static const struct actor xc2 = {"XC002", ONECARD__V1__ROLE__ROLE_HOSPITAL};
+
+/* Valid cn-ids: two women born 1949-12-31 and 1985-06-15, a man 1985-06-15. */
+#define CNID_F49 "11010519491231002X"
+#define CNID_F85 "320102198506150022"
+#define CNID_M85 "320102198506150030"
+
+static char dir[256];
+static char path[320];
+static struct registry *reg;
+static Onecard__V1__Reply *replies[256];
+static size_t nreplies;
+static struct op_result last;
+static uint64_t next_id = 1;
+
+/* A fresh registry in a new temporary folder. */
+static int
+setup(void **state)
+{
+	char err[256];
+
+	snprintf(dir, sizeof(dir), "/tmp/onecard-test-registry-XXXXXX");
+	if (mkdtemp(dir) == NULL)
+		return -1;
+	snprintf(path, sizeof(path), "%s/registry.db", dir);
+	reg = registry_open(path, 1, NULL, err, sizeof(err));
+	if (reg == NULL) {
+		fprintf(stderr, "registry_open: %s\n", err);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	char cmd[300];
+
+	registry_close(reg);
+	reg = NULL;
+	for (size_t i = 0; i < nreplies; i++)
+		wire_reply_free(replies[i]);
+	nreplies = 0;
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+/* Decode the one frame in out; the reply is freed at teardown. */
+static Onecard__V1__Reply *
+take_reply(struct evbuffer *out)
+{
+	size_t len;
+	uint8_t *buf;
+	Onecard__V1__Reply *r;
+
+	assert_int_equal(wire_peek_evbuffer(out, 1 << 24, &len), WIRE_FRAME);
+	assert_int_equal(evbuffer_get_length(out), len + WIRE_HEADER_LEN);
+	buf = evbuffer_pullup(out, -1);
+	r = wire_reply_unpack(buf + WIRE_HEADER_LEN, len, 1 << 26, NULL);
+	assert_non_null(r);
+	evbuffer_drain(out, evbuffer_get_length(out));
+	assert_true(nreplies < sizeof(replies) / sizeof(replies[0]));
+	replies[nreplies++] = r;
+	return r;
+}
+
+/* Send req on handle h as who; returns the decoded reply. */
+static Onecard__V1__Reply *
+call_on(struct registry *h, const struct actor *who, Onecard__V1__Request *req)
+{
+	struct evbuffer *out = evbuffer_new();
+	Onecard__V1__Reply *r;
+
+	req->id = next_id++;
+	if (registry_op_is_write(req->op_case))
+		registry_write(h, who, req, out, &last);
+	else
+		registry_read(h, who, req, out, &last);
+	r = take_reply(out);
+	evbuffer_free(out);
+	assert_int_equal(r->id, req->id);
+	assert_int_equal(r->code, last.code);
+	if (r->code != CODE(OK))
+		assert_true(r->message[0] != '\0');
+	return r;
+}
+
+static Onecard__V1__Reply *
+call(const struct actor *who, Onecard__V1__Request *req)
+{
+	return call_on(reg, who, req);
+}
+
+/* Enroll with demographics and identifiers given as domain, value, ...,
+ * NULL. */
+static Onecard__V1__Reply *
+enroll(
+    const struct actor *who, const char *name, const char *birth, int sex, ...)
+{
+	Onecard__V1__Request req = ONECARD__V1__REQUEST__INIT;
+	Onecard__V1__Enroll e = ONECARD__V1__ENROLL__INIT;
+	Onecard__V1__Demographics d = ONECARD__V1__DEMOGRAPHICS__INIT;
+	Onecard__V1__Identifier ids[40], *idp[40];
+	va_list ap;
+	const char *dom;
+	size_t n = 0;
+
+	d.name = (char *)(name ? name : "");
+	d.birth_date = (char *)(birth ? birth : "");
+	d.sex = sex;
+	va_start(ap, sex);
+	while ((dom = va_arg(ap, const char *)) != NULL) {
+		assert_true(n < 40);
+		onecard__v1__identifier__init(&ids[n]);
+		ids[n].domain = (char *)dom;
+		ids[n].value = va_arg(ap, char *);
+		idp[n] = &ids[n];
+		n++;
+	}
+	va_end(ap);
+	e.demographics = &d;
+	e.identifiers = idp;
+	e.n_identifiers = n;
+	req.op_case = ONECARD__V1__REQUEST__OP_ENROLL;
+	req.enroll = &e;
+	return call(who, &req);
+}
+
+static Onecard__V1__Reply *
+lookup_on(struct registry *h, const char *dom, const char *val)
+{
+	Onecard__V1__Request req = ONECARD__V1__REQUEST__INIT;
+	Onecard__V1__Lookup l = ONECARD__V1__LOOKUP__INIT;
+	Onecard__V1__Identifier id = ONECARD__V1__IDENTIFIER__INIT;
+
+	id.domain = (char *)dom;
+	id.value = (char *)val;
+	l.identifier = &id;
+	req.op_case = ONECARD__V1__REQUEST__OP_LOOKUP;
+	req.lookup = &l;
+	return call_on(h, &xc1, &req);
+}
+
+static Onecard__V1__Reply *
+lookup(const char *dom, const char *val)
+{
+	return lookup_on(reg, dom, val);
+}
+
+static Onecard__V1__Reply *
+link_id(const struct actor *who, const char *kd, const char *kv, const char *ad,
+    const char *av)
+{
+	Onecard__V1__Request req = ONECARD__V1__REQUEST__INIT;
+	Onecard__V1__Link l = ONECARD__V1__LINK__INIT;
+	Onecard__V1__Identifier k = ONECARD__V1__IDENTIFIER__INIT;
+	Onecard__V1__Identifier a = ONECARD__V1__IDENTIFIER__INIT;
+
+	k.domain = (char *)kd;
+	k.value = (char *)kv;
+	a.domain = (char *)ad;
+	a.value = (char *)av;
+	l.known = &k;
+	l.added = &a;
+	req.op_case = ONECARD__V1__REQUEST__OP_LINK;
+	req.link = &l;
+	return call(who, &req);
+}
+
+static Onecard__V1__Reply *
+unlink_id(const struct actor *who, const char *dom, const char *val)
+{
+	Onecard__V1__Request req = ONECARD__V1__REQUEST__INIT;
+	Onecard__V1__Unlink u = ONECARD__V1__UNLINK__INIT;
+	Onecard__V1__Identifier id = ONECARD__V1__IDENTIFIER__INIT;
+
+	id.domain = (char *)dom;
+	id.value = (char *)val;
+	u.identifier = &id;
+	req.op_case = ONECARD__V1__REQUEST__OP_UNLINK;
+	req.unlink = &u;
+	return call(who, &req);
+}
+
+static Onecard__V1__Reply *
+update(const struct actor *who, const char *dom, const char *val,
+    const char *name, const char *phone, const char *birth, uint64_t expect)
+{
+	Onecard__V1__Request req = ONECARD__V1__REQUEST__INIT;
+	Onecard__V1__Update u = ONECARD__V1__UPDATE__INIT;
+	Onecard__V1__Identifier id = ONECARD__V1__IDENTIFIER__INIT;
+	Onecard__V1__Demographics d = ONECARD__V1__DEMOGRAPHICS__INIT;
+
+	id.domain = (char *)dom;
+	id.value = (char *)val;
+	d.name = (char *)(name ? name : "");
+	d.phone = (char *)(phone ? phone : "");
+	d.birth_date = (char *)(birth ? birth : "");
+	u.identifier = &id;
+	u.demographics = &d;
+	u.expected_version = expect;
+	req.op_case = ONECARD__V1__REQUEST__OP_UPDATE;
+	req.update = &u;
+	return call(who, &req);
+}
+
+static Onecard__V1__Reply *
+merge(const struct actor *who, const char *sd, const char *sv, const char *dd,
+    const char *dv)
+{
+	Onecard__V1__Request req = ONECARD__V1__REQUEST__INIT;
+	Onecard__V1__Merge m = ONECARD__V1__MERGE__INIT;
+	Onecard__V1__Identifier s = ONECARD__V1__IDENTIFIER__INIT;
+	Onecard__V1__Identifier d = ONECARD__V1__IDENTIFIER__INIT;
+
+	s.domain = (char *)sd;
+	s.value = (char *)sv;
+	d.domain = (char *)dd;
+	d.value = (char *)dv;
+	m.survivor = &s;
+	m.duplicate = &d;
+	req.op_case = ONECARD__V1__REQUEST__OP_MERGE;
+	req.merge = &m;
+	return call(who, &req);
+}
+
+static Onecard__V1__Reply *
+unmerge(const struct actor *who, const char *pid)
+{
+	Onecard__V1__Request req = ONECARD__V1__REQUEST__INIT;
+	Onecard__V1__Unmerge u = ONECARD__V1__UNMERGE__INIT;
+
+	u.patient_id = (char *)pid;
+	req.op_case = ONECARD__V1__REQUEST__OP_UNMERGE;
+	req.unmerge = &u;
+	return call(who, &req);
+}
+
+static Onecard__V1__Reply *
+history(const struct actor *who, const char *dom, const char *val)
+{
+	Onecard__V1__Request req = ONECARD__V1__REQUEST__INIT;
+	Onecard__V1__History h = ONECARD__V1__HISTORY__INIT;
+	Onecard__V1__Identifier id = ONECARD__V1__IDENTIFIER__INIT;
+
+	id.domain = (char *)dom;
+	id.value = (char *)val;
+	h.identifier = &id;
+	req.op_case = ONECARD__V1__REQUEST__OP_HISTORY;
+	req.history = &h;
+	return call(who, &req);
+}
+
+static Onecard__V1__Reply *
+hospital_add(
+    const struct actor *who, const char *code, const char *name, int role)
+{
+	Onecard__V1__Request req = ONECARD__V1__REQUEST__INIT;
+	Onecard__V1__HospitalAdd h = ONECARD__V1__HOSPITAL_ADD__INIT;
+
+	h.code = (char *)code;
+	h.name = (char *)name;
+	h.role = role;
+	req.op_case = ONECARD__V1__REQUEST__OP_HOSPITAL_ADD;
+	req.hospital_add = &h;
+	return call(who, &req);
+}
+
+static Onecard__V1__Reply *
+hospital_revoke(const struct actor *who, const char *code)
+{
+	Onecard__V1__Request req = ONECARD__V1__REQUEST__INIT;
+	Onecard__V1__HospitalRevoke h = ONECARD__V1__HOSPITAL_REVOKE__INIT;
+
+	h.code = (char *)code;
+	req.op_case = ONECARD__V1__REQUEST__OP_HOSPITAL_REVOKE;
+	req.hospital_revoke = &h;
+	return call(who, &req);
+}
+
+static Onecard__V1__Reply *
+hospital_list(const struct actor *who)
+{
+	Onecard__V1__Request req = ONECARD__V1__REQUEST__INIT;
+	Onecard__V1__HospitalList h = ONECARD__V1__HOSPITAL_LIST__INIT;
+
+	req.op_case = ONECARD__V1__REQUEST__OP_HOSPITAL_LIST;
+	req.hospital_list = &h;
+	return call(who, &req);
+}
+
+static Onecard__V1__Reply *
+stats(void)
+{
+	Onecard__V1__Request req = ONECARD__V1__REQUEST__INIT;
+	Onecard__V1__Stats s = ONECARD__V1__STATS__INIT;
+
+	req.op_case = ONECARD__V1__REQUEST__OP_STATS;
+	req.stats = &s;
+	return call(&xc1, &req);
+}
+
+static Onecard__V1__Reply *
+search(const char *name, const char *birth, int sex, unsigned limit)
+{
+	Onecard__V1__Request req = ONECARD__V1__REQUEST__INIT;
+	Onecard__V1__Search s = ONECARD__V1__SEARCH__INIT;
+
+	s.name = (char *)(name ? name : "");
+	s.birth_date = (char *)(birth ? birth : "");
+	s.sex = sex;
+	s.limit = limit;
+	req.op_case = ONECARD__V1__REQUEST__OP_SEARCH;
+	req.search = &s;
+	return call(&xc1, &req);
+}
+
+/* The patient of an OK reply (patient or enrolled). */
+static const Onecard__V1__Patient *
+patient_of(const Onecard__V1__Reply *r)
+{
+	assert_int_equal(r->code, CODE(OK));
+	if (r->result_case == ONECARD__V1__REPLY__RESULT_ENROLLED)
+		return r->enrolled->patient;
+	assert_int_equal(r->result_case, ONECARD__V1__REPLY__RESULT_PATIENT);
+	return r->patient;
+}
+
+/* Does p hold domain=value? */
+static int
+holds(const Onecard__V1__Patient *p, const char *dom, const char *val)
+{
+	for (size_t i = 0; i < p->n_identifiers; i++)
+		if (strcmp(p->identifiers[i]->domain, dom) == 0 &&
+		    strcmp(p->identifiers[i]->value, val) == 0)
+			return 1;
+	return 0;
+}
+
+/* Records equal in everything but version. */
+static void
+assert_same_record(const Onecard__V1__Patient *a, const Onecard__V1__Patient *b)
+{
+	assert_string_equal(a->patient_id, b->patient_id);
+	assert_string_equal(a->merged_into, b->merged_into);
+	assert_string_equal(a->demographics->name, b->demographics->name);
+	assert_int_equal(a->demographics->sex, b->demographics->sex);
+	assert_string_equal(
+	    a->demographics->birth_date, b->demographics->birth_date);
+	assert_string_equal(a->demographics->phone, b->demographics->phone);
+	assert_string_equal(a->demographics->address, b->demographics->address);
+	assert_int_equal(a->n_identifiers, b->n_identifiers);
+	for (size_t i = 0; i < a->n_identifiers; i++) {
+		assert_string_equal(
+		    a->identifiers[i]->domain, b->identifiers[i]->domain);
+		assert_string_equal(
+		    a->identifiers[i]->value, b->identifiers[i]->value);
+	}
+}
+
+static uint64_t
+event_count(void)
+{
+	return stats()->stats->events;
+}
+
+static void
+enroll_creates_a_patient_with_an_opaque_id(void **state)
+{
+	Onecard__V1__Reply *r = enroll(&xc1, "Zhang San", NULL, 0, "cn-id",
+	    "11010519491231002x", "hosp:XC001", "MRN-1", NULL);
+	const Onecard__V1__Patient *p = patient_of(r);
+
+	assert_true(r->enrolled->created);
+	assert_int_equal(strlen(p->patient_id), 27);
+	assert_int_equal(p->patient_id[0], 'P');
+	assert_int_equal(p->version, 1);
+	assert_string_equal(p->merged_into, "");
+	assert_true(holds(p, "cn-id", CNID_F49)); /* x stored as X */
+	assert_true(holds(p, "hosp:XC001", "MRN-1"));
+	/* birth date and sex filled from the cn-id */
+	assert_string_equal(p->demographics->birth_date, "1949-12-31");
+	assert_int_equal(p->demographics->sex, ONECARD__V1__SEX__SEX_FEMALE);
+	assert_string_equal(last.patient_id, p->patient_id);
+	assert_string_equal(last.target, "cn-id=110105********002X");
+	assert_int_equal(event_count(), 1);
+}
+
+static void
+enroll_twice_is_harmless(void **state)
+{
+	const Onecard__V1__Patient *a, *b;
+	Onecard__V1__Reply *r;
+
+	a = patient_of(enroll(&xc1, "Li Si", NULL, 0, "cn-id", CNID_F85,
+	    "cn-ssc", "ab1234", NULL));
+	r = enroll(&xc1, "Li Si", NULL, 0, "cn-id", CNID_F85, "cn-ssc",
+	    "AB1234", NULL);
+	b = patient_of(r);
+	assert_false(r->enrolled->created);
+	assert_string_equal(a->patient_id, b->patient_id);
+	assert_int_equal(b->version, 1);
+	assert_int_equal(event_count(), 1);
+}
+
+static void
+enroll_links_the_rest_to_the_one_existing_patient(void **state)
+{
+	const Onecard__V1__Patient *a, *b;
+	Onecard__V1__Reply *r;
+
+	a = patient_of(enroll(&xc1, "Wang", NULL, 0, "hosp:XC001", "M1", NULL));
+	r = enroll(&xc2, "", NULL, 0, "hosp:XC001", "M1", "hosp:XC002", "N9",
+	    "cn-ssc", "SSC777", NULL);
+	b = patient_of(r);
+	assert_false(r->enrolled->created);
+	assert_string_equal(a->patient_id, b->patient_id);
+	assert_int_equal(b->n_identifiers, 3);
+	assert_int_equal(b->version, 2);
+	assert_string_equal(
+	    patient_of(lookup("hosp:XC002", "N9"))->patient_id, a->patient_id);
+}
+
+static void
+enroll_spanning_two_patients_conflicts_and_changes_nothing(void **state)
+{
+	uint64_t before;
+	Onecard__V1__Reply *r;
+
+	patient_of(enroll(&xc1, "A", NULL, 0, "hosp:XC001", "A1", NULL));
+	patient_of(enroll(&xc1, "B", NULL, 0, "hosp:XC001", "B1", NULL));
+	before = event_count();
+	r = enroll(&xc1, "", NULL, 0, "cn-ssc", "NEW1", "hosp:XC001", "A1",
+	    "hosp:XC001", "B1", NULL);
+	assert_int_equal(r->code, CODE(CONFLICT));
+	assert_non_null(strstr(r->message, "identifiers[2]"));
+	assert_int_equal(lookup("cn-ssc", "NEW1")->code, CODE(NOT_FOUND));
+	assert_int_equal(patient_of(lookup("hosp:XC001", "A1"))->version, 1);
+	assert_int_equal(event_count(), before);
+}
+
+static void
+enroll_with_a_second_cn_id_conflicts(void **state)
+{
+	Onecard__V1__Reply *r;
+
+	patient_of(enroll(
+	    &xc1, "", NULL, 0, "cn-id", CNID_F85, "hosp:XC001", "K1", NULL));
+	r = enroll(
+	    &xc1, "", NULL, 0, "hosp:XC001", "K1", "cn-id", CNID_M85, NULL);
+	assert_int_equal(r->code, CODE(CONFLICT));
+	assert_int_equal(lookup("cn-id", CNID_M85)->code, CODE(NOT_FOUND));
+	/* Two different cn-ids in one request. */
+	r = enroll(
+	    &xc1, "", NULL, 0, "cn-id", CNID_M85, "cn-id", CNID_F49, NULL);
+	assert_int_equal(r->code, CODE(CONFLICT));
+	assert_int_equal(lookup("cn-id", CNID_M85)->code, CODE(NOT_FOUND));
+}
+
+static void
+enroll_demographics_must_agree_with_the_cn_id(void **state)
+{
+	Onecard__V1__Reply *r;
+
+	r = enroll(&xc1, "", "1985-06-16", 0, "cn-id", CNID_F85, NULL);
+	assert_int_equal(r->code, CODE(INVALID_ARGUMENT));
+	assert_non_null(strstr(r->message, "demographics.birth_date"));
+	r = enroll(&xc1, "", NULL, ONECARD__V1__SEX__SEX_MALE, "cn-id",
+	    CNID_F85, NULL);
+	assert_int_equal(r->code, CODE(INVALID_ARGUMENT));
+	assert_non_null(strstr(r->message, "demographics.sex"));
+	r = enroll(&xc1, "", "1985-06-15", ONECARD__V1__SEX__SEX_FEMALE,
+	    "cn-id", CNID_F85, NULL);
+	assert_int_equal(r->code, CODE(OK));
+}
+
+static void
+enroll_without_cn_id_names_possible_duplicates(void **state)
+{
+	const Onecard__V1__Patient *a;
+	Onecard__V1__Reply *r;
+
+	a = patient_of(enroll(
+	    &xc1, "Zhao Liu", "1990-01-01", 1, "hosp:XC001", "D1", NULL));
+	r = enroll(&xc2, "Zhao Liu", "1990-01-01", 0, "hosp:XC002", "D2", NULL);
+	assert_true(patient_of(r) != NULL && r->enrolled->created);
+	assert_int_equal(r->enrolled->n_possible_duplicates, 1);
+	assert_string_equal(
+	    r->enrolled->possible_duplicates[0]->patient_id, a->patient_id);
+	r = enroll(&xc2, "Zhao Liu", "1990-01-02", 0, "hosp:XC002", "D3", NULL);
+	assert_int_equal(r->enrolled->n_possible_duplicates, 0);
+}
+
+static void
+enroll_refuses_malformed_input_naming_the_field(void **state)
+{
+	Onecard__V1__Reply *r;
+	char vals[17][8];
+
+	r = enroll(&xc1, "", NULL, 0, NULL);
+	assert_int_equal(r->code, CODE(INVALID_ARGUMENT));
+	r = enroll(
+	    &xc1, "", NULL, 0, "hosp:XC001", "ok", "passport", "1", NULL);
+	assert_int_equal(r->code, CODE(INVALID_ARGUMENT));
+	assert_non_null(strstr(r->message, "identifiers[1].domain"));
+	r = enroll(&xc1, "", NULL, 0, "cn-id", "110105194912310021", NULL);
+	assert_int_equal(r->code, CODE(INVALID_ARGUMENT));
+	assert_string_equal(r->message,
+	    "identifiers[0].value: cn-id check character should be X");
+	r = enroll(
+	    &admin, "", NULL, 0, "pid", "PABCDEFGHIJKLMNOPQRSTUVWXYZ", NULL);
+	assert_int_equal(r->code, CODE(INVALID_ARGUMENT));
+	r = enroll(&xc1, "", "2999-01-01", 0, "hosp:XC001", "F", NULL);
+	assert_int_equal(r->code, CODE(INVALID_ARGUMENT));
+	assert_non_null(strstr(r->message, "demographics.birth_date"));
+	for (int i = 0; i < 17; i++)
+		snprintf(vals[i], sizeof(vals[i]), "V%d", i);
+#define V16                                                                    \
+	"hosp:XC001", vals[0], "hosp:XC001", vals[1], "hosp:XC001", vals[2],   \
+	    "hosp:XC001", vals[3], "hosp:XC001", vals[4], "hosp:XC001",        \
+	    vals[5], "hosp:XC001", vals[6], "hosp:XC001", vals[7],             \
+	    "hosp:XC001", vals[8], "hosp:XC001", vals[9], "hosp:XC001",        \
+	    vals[10], "hosp:XC001", vals[11], "hosp:XC001", vals[12],          \
+	    "hosp:XC001", vals[13], "hosp:XC001", vals[14], "hosp:XC001",      \
+	    vals[15]
+	r = enroll(&xc1, "", NULL, 0, V16, "hosp:XC001", vals[16], NULL);
+	assert_int_equal(r->code, CODE(INVALID_ARGUMENT));
+	assert_non_null(strstr(r->message, "over the limit of 16"));
+	r = enroll(&xc1, "", NULL, 0, V16, NULL);
+	assert_int_equal(r->code, CODE(OK));
+	assert_int_equal(patient_of(r)->n_identifiers, 16);
+#undef V16
+}
+
+static void
+hospital_writes_only_its_own_domain(void **state)
+{
+	Onecard__V1__Reply *r;
+
+	r = enroll(&xc1, "", NULL, 0, "hosp:XC002", "X", NULL);
+	assert_int_equal(r->code, CODE(PERMISSION_DENIED));
+	assert_non_null(strstr(r->message, "identifiers[0]"));
+	assert_int_equal(lookup("hosp:XC002", "X")->code, CODE(NOT_FOUND));
+	patient_of(enroll(
+	    &xc1, "", NULL, 0, "hosp:XC001", "H1", "cn-ssc", "SSC1", NULL));
+	r = link_id(&xc1, "hosp:XC001", "H1", "hosp:XC002", "H2");
+	assert_int_equal(r->code, CODE(PERMISSION_DENIED));
+	patient_of(link_id(&xc2, "hosp:XC001", "H1", "hosp:XC002", "H2"));
+	/* removal: only its own hosp domain */
+	assert_int_equal(
+	    unlink_id(&xc1, "cn-ssc", "SSC1")->code, CODE(PERMISSION_DENIED));
+	assert_int_equal(
+	    unlink_id(&xc1, "hosp:XC002", "H2")->code, CODE(PERMISSION_DENIED));
+	patient_of(unlink_id(&xc2, "hosp:XC002", "H2"));
+	patient_of(unlink_id(&admin, "cn-ssc", "SSC1"));
+	/* a hospital may look up anything */
+	assert_int_equal(lookup("hosp:XC001", "H1")->code, CODE(OK));
+}
+
+static void
+link_cases(void **state)
+{
+	const Onecard__V1__Patient *a, *p;
+	Onecard__V1__Reply *r;
+
+	a = patient_of(enroll(&xc1, "", NULL, 0, "hosp:XC001", "L1", NULL));
+	patient_of(enroll(&xc1, "", NULL, 0, "hosp:XC001", "L2", NULL));
+	r = link_id(&xc1, "hosp:XC001", "nobody", "cn-ssc", "SS99");
+	assert_int_equal(r->code, CODE(NOT_FOUND));
+	r = link_id(&xc1, "hosp:XC001", "L1", "hosp:XC001", "L2");
+	assert_int_equal(r->code, CODE(CONFLICT));
+	p = patient_of(link_id(&xc1, "hosp:XC001", "L1", "cn-ssc", "SS99"));
+	assert_int_equal(p->version, 2);
+	assert_true(holds(p, "cn-ssc", "SS99"));
+	/* already there: OK, no change */
+	p = patient_of(link_id(&xc1, "pid", a->patient_id, "cn-ssc", "ss99"));
+	assert_int_equal(p->version, 2);
+	/* a cn-id that disagrees with the stored birth date */
+	update(&xc1, "hosp:XC001", "L1", NULL, NULL, "1970-01-01", 0);
+	r = link_id(&xc1, "hosp:XC001", "L1", "cn-id", CNID_F49);
+	assert_int_equal(r->code, CODE(CONFLICT));
+	p = patient_of(link_id(&xc1, "hosp:XC001", "L2", "cn-id", CNID_F49));
+	r = link_id(&xc1, "hosp:XC001", "L2", "cn-id", CNID_F85);
+	assert_int_equal(r->code, CODE(CONFLICT));
+	r = link_id(&admin, "hosp:XC001", "L2", "pid", a->patient_id);
+	assert_int_equal(r->code, CODE(INVALID_ARGUMENT));
+}
+
+static void
+unlink_cases(void **state)
+{
+	Onecard__V1__Reply *r;
+	const Onecard__V1__Patient *p;
+
+	patient_of(enroll(
+	    &xc1, "", NULL, 0, "hosp:XC001", "U1", "hosp:XC001", "U2", NULL));
+	r = unlink_id(&xc1, "hosp:XC001", "nope");
+	assert_int_equal(r->code, CODE(NOT_FOUND));
+	p = patient_of(unlink_id(&xc1, "hosp:XC001", "U1"));
+	assert_int_equal(p->n_identifiers, 1);
+	assert_int_equal(p->version, 2);
+	r = unlink_id(&xc1, "hosp:XC001", "U2");
+	assert_int_equal(r->code, CODE(CONFLICT));
+	assert_non_null(strstr(r->message, "at least one identifier"));
+	r = unlink_id(&admin, "pid", p->patient_id);
+	assert_int_equal(r->code, CODE(INVALID_ARGUMENT));
+	assert_int_equal(lookup("hosp:XC001", "U1")->code, CODE(NOT_FOUND));
+}
+
+static void
+update_sets_given_fields_and_checks_the_version(void **state)
+{
+	const Onecard__V1__Patient *p;
+	Onecard__V1__Reply *r;
+
+	p = patient_of(
+	    enroll(&xc1, "Old", "1980-05-05", 1, "hosp:XC001", "P1", NULL));
+	p = patient_of(update(&xc1, "hosp:XC001", "P1", NULL, "123", NULL, 1));
+	assert_int_equal(p->version, 2);
+	assert_string_equal(p->demographics->name, "Old");
+	assert_string_equal(p->demographics->phone, "123");
+	r = update(&xc1, "hosp:XC001", "P1", "New", NULL, NULL, 1);
+	assert_int_equal(r->code, CODE(VERSION_MISMATCH));
+	p = patient_of(lookup("hosp:XC001", "P1"));
+	assert_string_equal(p->demographics->name, "Old");
+	p = patient_of(update(&xc1, "hosp:XC001", "P1", "New", NULL, NULL, 0));
+	assert_string_equal(p->demographics->name, "New");
+	assert_int_equal(p->version, 3);
+	/* nothing changes: no bump */
+	p = patient_of(update(&xc1, "hosp:XC001", "P1", "New", NULL, NULL, 3));
+	assert_int_equal(p->version, 3);
+	r = update(&xc1, "hosp:XC001", "nope", "X", NULL, NULL, 0);
+	assert_int_equal(r->code, CODE(NOT_FOUND));
+	/* a birth date against the cn-id */
+	patient_of(enroll(&xc1, "", NULL, 0, "cn-id", CNID_F85, NULL));
+	r = update(&xc1, "cn-id", CNID_F85, NULL, NULL, "1985-06-14", 0);
+	assert_int_equal(r->code, CODE(CONFLICT));
+	r = update(&xc1, "cn-id", CNID_F85, NULL, "phone?", NULL, 0);
+	assert_int_equal(r->code, CODE(INVALID_ARGUMENT));
+	assert_non_null(strstr(r->message, "demographics.phone"));
+}
+
+static void
+merge_then_unmerge_restores_both_records_exactly(void **state)
+{
+	const Onecard__V1__Patient *s0, *d0, *m, *u, *dm;
+	Onecard__V1__Reply *r;
+	uint64_t seq0;
+
+	patient_of(enroll(&xc1, "Chen", NULL, 0, "cn-id", CNID_M85,
+	    "hosp:XC001", "S1", NULL));
+	patient_of(enroll(&xc2, "Chen Er", "1985-06-15", 1, "hosp:XC002", "D1",
+	    "cn-ssc", "DSSC1", NULL));
+	s0 = patient_of(lookup("hosp:XC001", "S1"));
+	d0 = patient_of(lookup("hosp:XC002", "D1"));
+	seq0 = event_count();
+
+	m = patient_of(merge(&admin, "cn-id", CNID_M85, "hosp:XC002", "D1"));
+	assert_string_equal(m->patient_id, s0->patient_id);
+	assert_int_equal(m->n_identifiers, 4);
+	assert_true(holds(m, "cn-ssc", "DSSC1"));
+	assert_int_equal(m->version, s0->version + 1);
+	assert_true(event_count() > seq0);
+	/* any identifier or the pid of the duplicate names the survivor */
+	assert_string_equal(
+	    patient_of(lookup("pid", d0->patient_id))->patient_id,
+	    s0->patient_id);
+	assert_string_equal(
+	    patient_of(lookup("hosp:XC002", "D1"))->patient_id, s0->patient_id);
+	/* the duplicate's own history shows the merge */
+	r = history(&admin, "pid", d0->patient_id);
+	assert_int_equal(r->code, CODE(OK));
+	assert_string_equal(r->history->events[0]->op, "merge");
+
+	u = patient_of(unmerge(&admin, d0->patient_id));
+	assert_same_record(u, d0);
+	assert_true(u->version > d0->version);
+	assert_same_record(patient_of(lookup("hosp:XC001", "S1")), s0);
+	dm = patient_of(lookup("hosp:XC002", "D1"));
+	assert_same_record(dm, d0);
+	/* a second unmerge has nothing to undo */
+	assert_int_equal(unmerge(&admin, d0->patient_id)->code, CODE(CONFLICT));
+	assert_int_equal(unmerge(&admin, "PABCDEFGHIJKLMNOPQRSTUVWXYZ")->code,
+	    CODE(NOT_FOUND));
+}
+
+static void
+merge_follows_chains_and_unmerges_in_any_order(void **state)
+{
+	const Onecard__V1__Patient *a, *b, *c;
+
+	a = patient_of(enroll(&xc1, "", NULL, 0, "hosp:XC001", "CA", NULL));
+	b = patient_of(enroll(&xc1, "", NULL, 0, "hosp:XC001", "CB", NULL));
+	c = patient_of(enroll(&xc1, "", NULL, 0, "hosp:XC001", "CC", NULL));
+	patient_of(merge(&admin, "hosp:XC001", "CB", "hosp:XC001", "CA"));
+	patient_of(merge(&admin, "hosp:XC001", "CC", "hosp:XC001", "CB"));
+	assert_string_equal(
+	    patient_of(lookup("pid", a->patient_id))->patient_id,
+	    c->patient_id);
+	assert_int_equal(
+	    patient_of(lookup("pid", c->patient_id))->n_identifiers, 3);
+	/* undo the first merge while the second stands */
+	patient_of(unmerge(&admin, a->patient_id));
+	assert_string_equal(
+	    patient_of(lookup("hosp:XC001", "CA"))->patient_id, a->patient_id);
+	patient_of(unmerge(&admin, b->patient_id));
+	assert_string_equal(
+	    patient_of(lookup("hosp:XC001", "CB"))->patient_id, b->patient_id);
+	assert_int_equal(
+	    patient_of(lookup("pid", c->patient_id))->n_identifiers, 1);
+}
+
+static void
+merge_refuses_two_cn_ids_and_the_same_patient(void **state)
+{
+	Onecard__V1__Reply *r;
+
+	patient_of(enroll(&xc1, "", NULL, 0, "cn-id", CNID_M85, NULL));
+	patient_of(enroll(
+	    &xc1, "", NULL, 0, "cn-id", CNID_F85, "hosp:XC001", "F", NULL));
+	r = merge(&admin, "cn-id", CNID_M85, "cn-id", CNID_F85);
+	assert_int_equal(r->code, CODE(CONFLICT));
+	assert_non_null(strstr(r->message, "cn-id"));
+	assert_int_equal(patient_of(lookup("cn-id", CNID_F85))->version, 1);
+	r = merge(&admin, "cn-id", CNID_F85, "hosp:XC001", "F");
+	assert_int_equal(r->code, CODE(CONFLICT));
+	r = merge(&admin, "cn-id", CNID_F85, "hosp:XC001", "nobody");
+	assert_int_equal(r->code, CODE(NOT_FOUND));
+}
+
+static void
+admin_only_ops_are_denied_to_hospitals(void **state)
+{
+	const Onecard__V1__Patient *a;
+
+	a = patient_of(enroll(&xc1, "", NULL, 0, "hosp:XC001", "Q1", NULL));
+	patient_of(enroll(&xc1, "", NULL, 0, "hosp:XC001", "Q2", NULL));
+	assert_int_equal(
+	    merge(&xc1, "hosp:XC001", "Q1", "hosp:XC001", "Q2")->code,
+	    CODE(PERMISSION_DENIED));
+	assert_int_equal(
+	    unmerge(&xc1, a->patient_id)->code, CODE(PERMISSION_DENIED));
+	assert_int_equal(
+	    hospital_add(&xc1, "XC009", "x", ONECARD__V1__ROLE__ROLE_HOSPITAL)
+		->code,
+	    CODE(PERMISSION_DENIED));
+	assert_int_equal(
+	    hospital_revoke(&xc1, "XC001")->code, CODE(PERMISSION_DENIED));
+	assert_int_equal(hospital_list(&xc1)->code, CODE(PERMISSION_DENIED));
+	assert_int_equal(
+	    history(&xc1, "hosp:XC001", "Q1")->code, CODE(PERMISSION_DENIED));
+	assert_int_equal(stats()->code, CODE(OK));
+}
+
+static void
+hospitals_are_added_revoked_and_reactivated(void **state)
+{
+	Onecard__V1__Reply *r;
+	int role = -1;
+
+	assert_int_equal(registry_hospital_role(reg, "XC001", &role), 1);
+	assert_int_equal(hospital_add(&admin, "XC001", "First Hospital",
+			     ONECARD__V1__ROLE__ROLE_HOSPITAL)
+			     ->code,
+	    CODE(OK));
+	assert_string_equal(last.target, "XC001");
+	assert_int_equal(registry_hospital_role(reg, "XC001", &role), 0);
+	assert_int_equal(role, ONECARD__V1__ROLE__ROLE_HOSPITAL);
+	assert_int_equal(hospital_add(&admin, "ops", "Ops desk",
+			     ONECARD__V1__ROLE__ROLE_ADMIN)
+			     ->code,
+	    CODE(OK));
+	assert_int_equal(registry_hospital_role(reg, "ops", &role), 0);
+	assert_int_equal(role, ONECARD__V1__ROLE__ROLE_ADMIN);
+	/* re-adding an active one unchanged writes no event */
+	uint64_t seq = event_count();
+	hospital_add(&admin, "XC001", "First Hospital",
+	    ONECARD__V1__ROLE__ROLE_HOSPITAL);
+	assert_int_equal(event_count(), seq);
+
+	assert_int_equal(hospital_revoke(&admin, "XC001")->code, CODE(OK));
+	assert_int_equal(registry_hospital_role(reg, "XC001", &role), 1);
+	assert_int_equal(
+	    hospital_revoke(&admin, "NOPE")->code, CODE(NOT_FOUND));
+	r = hospital_list(&admin);
+	assert_int_equal(r->code, CODE(OK));
+	assert_int_equal(r->hospitals->n_hospitals, 2);
+	assert_string_equal(r->hospitals->hospitals[0]->code, "XC001");
+	assert_false(r->hospitals->hospitals[0]->active);
+	assert_true(r->hospitals->hospitals[1]->active);
+	assert_int_equal(hospital_add(&admin, "XC001", "First Hospital",
+			     ONECARD__V1__ROLE__ROLE_HOSPITAL)
+			     ->code,
+	    CODE(OK));
+	assert_int_equal(registry_hospital_role(reg, "XC001", &role), 0);
+	assert_int_equal(hospital_add(&admin, "bad code", "x", 0)->code,
+	    CODE(INVALID_ARGUMENT));
+}
+
+static void
+batch_with_a_failing_write_commits_its_neighbours(void **state)
+{
+	struct registry *rd;
+	char err[256];
+	Onecard__V1__Reply *r;
+
+	patient_of(enroll(&xc1, "", NULL, 0, "hosp:XC001", "E1", NULL));
+	patient_of(enroll(&xc1, "", NULL, 0, "hosp:XC001", "E2", NULL));
+	assert_int_equal(registry_batch_begin(reg), 0);
+	patient_of(enroll(&xc1, "", NULL, 0, "hosp:XC001", "B1", NULL));
+	r = enroll(&xc1, "", NULL, 0, "cn-ssc", "BAD1", "hosp:XC001", "E1",
+	    "hosp:XC001", "E2", NULL);
+	assert_int_equal(r->code, CODE(CONFLICT));
+	r = link_id(&xc1, "hosp:XC001", "E1", "hosp:XC001", "E2");
+	assert_int_equal(r->code, CODE(CONFLICT));
+	patient_of(link_id(&xc1, "hosp:XC001", "B1", "cn-ssc", "B1SSC"));
+	assert_int_equal(registry_batch_commit(reg), 0);
+
+	rd = registry_open(path, 0, NULL, err, sizeof(err));
+	assert_non_null(rd);
+	assert_int_equal(
+	    patient_of(lookup_on(rd, "cn-ssc", "B1SSC"))->n_identifiers, 2);
+	assert_int_equal(
+	    lookup_on(rd, "cn-ssc", "BAD1")->code, CODE(NOT_FOUND));
+	registry_close(rd);
+
+	/* a batch rolled back leaves nothing behind */
+	assert_int_equal(registry_batch_begin(reg), 0);
+	patient_of(enroll(&xc1, "", NULL, 0, "hosp:XC001", "GONE", NULL));
+	registry_batch_rollback(reg);
+	assert_int_equal(lookup("hosp:XC001", "GONE")->code, CODE(NOT_FOUND));
+}
+
+static void
+patient_ids_are_unique_and_not_sequential(void **state)
+{
+	char ids[64][32], val[16];
+
+	for (int i = 0; i < 64; i++) {
+		snprintf(val, sizeof(val), "N%d", i);
+		snprintf(ids[i], sizeof(ids[i]), "%s",
+		    patient_of(
+			enroll(&xc1, "", NULL, 0, "hosp:XC001", val, NULL))
+			->patient_id);
+	}
+	for (int i = 0; i < 64; i++)
+		for (int j = i + 1; j < 64; j++)
+			assert_string_not_equal(ids[i], ids[j]);
+	/* Consecutive ids share no long prefix: they are random. */
+	int close = 0;
+	for (int i = 1; i < 64; i++)
+		if (strncmp(ids[i - 1], ids[i], 4) == 0)
+			close++;
+	assert_true(close < 2);
+}
+
+static void
+events_are_appended_with_increasing_seq(void **state)
+{
+	Onecard__V1__Reply *r;
+
+	patient_of(enroll(&xc1, "", NULL, 0, "hosp:XC001", "V1", NULL));
+	patient_of(link_id(&xc1, "hosp:XC001", "V1", "cn-id", CNID_F49));
+	patient_of(update(&xc1, "hosp:XC001", "V1", "Name", NULL, NULL, 0));
+	patient_of(unlink_id(&xc1, "hosp:XC001", "V1"));
+	r = history(&admin, "cn-id", CNID_F49);
+	assert_int_equal(r->code, CODE(OK));
+	assert_int_equal(r->history->n_events, 4);
+	assert_string_equal(r->history->events[0]->op, "unlink");
+	assert_string_equal(r->history->events[3]->op, "enroll");
+	for (size_t i = 1; i < r->history->n_events; i++)
+		assert_true(r->history->events[i - 1]->seq >
+		    r->history->events[i]->seq);
+	assert_string_equal(r->history->events[0]->actor, "XC001");
+	assert_true(r->history->events[0]->time_ms > 0);
+	/* the cn-id is masked in the event detail */
+	assert_null(strstr(r->history->events[2]->detail, CNID_F49));
+	assert_non_null(
+	    strstr(r->history->events[2]->detail, "110105********002X"));
+	assert_int_equal(event_count(), r->history->events[0]->seq);
+}
+
+static void
+writes_survive_close_and_reopen(void **state)
+{
+	char err[256];
+	const Onecard__V1__Patient *p;
+
+	p = patient_of(
+	    enroll(&xc1, "Durable", "1960-03-03", 2, "hosp:XC001", "R1", NULL));
+	char pid[48];
+	snprintf(pid, sizeof(pid), "%s", p->patient_id);
+	registry_close(reg);
+	reg = registry_open(path, 1, NULL, err, sizeof(err));
+	assert_non_null(reg);
+	p = patient_of(lookup("hosp:XC001", "R1"));
+	assert_string_equal(p->patient_id, pid);
+	assert_string_equal(p->demographics->name, "Durable");
+	assert_int_equal(event_count(), 1);
+}
+
+static void
+read_handle_sees_the_writers_commits(void **state)
+{
+	struct registry *rd;
+	char err[256];
+
+	rd = registry_open(path, 0, NULL, err, sizeof(err));
+	assert_non_null(rd);
+	assert_int_equal(registry_ping(rd), 0);
+	assert_int_equal(
+	    lookup_on(rd, "hosp:XC001", "W1")->code, CODE(NOT_FOUND));
+	patient_of(enroll(&xc1, "", NULL, 0, "hosp:XC001", "W1", NULL));
+	assert_int_equal(lookup_on(rd, "hosp:XC001", "W1")->code, CODE(OK));
+	/* a write sent to a read handle is refused, not applied */
+	Onecard__V1__Request req = ONECARD__V1__REQUEST__INIT;
+	Onecard__V1__Unlink u = ONECARD__V1__UNLINK__INIT;
+	Onecard__V1__Identifier id = ONECARD__V1__IDENTIFIER__INIT;
+	id.domain = "hosp:XC001";
+	id.value = "W1";
+	u.identifier = &id;
+	req.op_case = ONECARD__V1__REQUEST__OP_UNLINK;
+	req.unlink = &u;
+	assert_int_equal(call_on(rd, &admin, &req)->code, CODE(INTERNAL));
+	registry_close(rd);
+}
+
+static void
+lookup_validates_and_reports_not_found(void **state)
+{
+	Onecard__V1__Reply *r;
+
+	r = lookup("cn-id", "110105194912310021");
+	assert_int_equal(r->code, CODE(INVALID_ARGUMENT));
+	assert_string_equal(
+	    r->message, "identifier.value: cn-id check character should be X");
+	r = lookup("cn-id", CNID_F49);
+	assert_int_equal(r->code, CODE(NOT_FOUND));
+	assert_string_equal(last.target, "cn-id=110105********002X");
+	assert_int_equal(lookup("fax", "1")->code, CODE(INVALID_ARGUMENT));
+	assert_int_equal(lookup("pid", "PABCDEFGHIJKLMNOPQRSTUVWXYZ")->code,
+	    CODE(NOT_FOUND));
+}
+
+static void
+search_matches_exact_fields_up_to_the_limit(void **state)
+{
+	Onecard__V1__Reply *r;
+
+	for (int i = 0; i < 3; i++) {
+		char v[8];
+		snprintf(v, sizeof(v), "S%d", i);
+		patient_of(enroll(&xc1, "Sun", "1999-09-09", i == 0 ? 1 : 2,
+		    "hosp:XC001", v, NULL));
+	}
+	patient_of(
+	    enroll(&xc1, "Sun", "1999-09-10", 1, "hosp:XC001", "S9", NULL));
+	r = search("Sun", "1999-09-09", 0, 0);
+	assert_int_equal(r->search->n_patients, 3);
+	r = search("Sun", NULL, 0, 0);
+	assert_int_equal(r->search->n_patients, 4);
+	r = search("Sun", NULL, ONECARD__V1__SEX__SEX_MALE, 0);
+	assert_int_equal(r->search->n_patients, 2);
+	r = search(NULL, "1999-09-09", ONECARD__V1__SEX__SEX_FEMALE, 0);
+	assert_int_equal(r->search->n_patients, 2);
+	r = search("Sun", NULL, 0, 2);
+	assert_int_equal(r->search->n_patients, 2);
+	assert_int_equal(
+	    search(NULL, NULL, 0, 0)->code, CODE(INVALID_ARGUMENT));
+	assert_int_equal(
+	    search("Sun", "1999-02-30", 0, 0)->code, CODE(INVALID_ARGUMENT));
+}
+
+static void
+stats_count_patients_identifiers_and_merges(void **state)
+{
+	Onecard__V1__Reply *r;
+
+	patient_of(enroll(
+	    &xc1, "", NULL, 0, "hosp:XC001", "T1", "cn-ssc", "TSS1", NULL));
+	patient_of(enroll(&xc1, "", NULL, 0, "hosp:XC001", "T2", NULL));
+	patient_of(merge(&admin, "hosp:XC001", "T1", "hosp:XC001", "T2"));
+	r = stats();
+	assert_int_equal(r->stats->patients, 1);
+	assert_int_equal(r->stats->identifiers, 3);
+	assert_int_equal(r->stats->merges, 1);
+	assert_int_equal(r->stats->n_by_domain, 2);
+	assert_string_equal(r->stats->by_domain[0]->domain, "cn-ssc");
+	assert_int_equal(r->stats->by_domain[1]->count, 2);
+}
+
+static void
+mask_id_hides_the_middle_of_a_cn_id_only(void **state)
+{
+	char buf[64];
+
+	registry_mask_id("cn-id", "410102198001011234", buf, sizeof(buf));
+	assert_string_equal(buf, "410102********1234");
+	registry_mask_id("cn-id", "12345", buf, sizeof(buf));
+	assert_string_equal(buf, "*****");
+	registry_mask_id("hosp:XC001", "MRN-1", buf, sizeof(buf));
+	assert_string_equal(buf, "MRN-1");
+}
+
+static void
+postgresql_url_is_refused_until_built(void **state)
+{
+	char err[256] = "";
+
+	assert_null(registry_open(
+	    "postgresql://db/onecard", 1, NULL, err, sizeof(err)));
+	assert_non_null(strstr(err, "not built"));
+}
+
+static void
+sqlite_url_scheme_opens_the_same_file(void **state)
+{
+	char url[400], err[256];
+	struct registry *rd;
+
+	patient_of(enroll(&xc1, "", NULL, 0, "hosp:XC001", "Z1", NULL));
+	snprintf(url, sizeof(url), "sqlite:%s", path);
+	rd = registry_open(url, 0, NULL, err, sizeof(err));
+	assert_non_null(rd);
+	assert_int_equal(lookup_on(rd, "hosp:XC001", "Z1")->code, CODE(OK));
+	registry_close(rd);
+}
+
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    T(enroll_creates_a_patient_with_an_opaque_id),
+	    T(enroll_twice_is_harmless),
+	    T(enroll_links_the_rest_to_the_one_existing_patient),
+	    T(enroll_spanning_two_patients_conflicts_and_changes_nothing),
+	    T(enroll_with_a_second_cn_id_conflicts),
+	    T(enroll_demographics_must_agree_with_the_cn_id),
+	    T(enroll_without_cn_id_names_possible_duplicates),
+	    T(enroll_refuses_malformed_input_naming_the_field),
+	    T(hospital_writes_only_its_own_domain),
+	    T(link_cases),
+	    T(unlink_cases),
+	    T(update_sets_given_fields_and_checks_the_version),
+	    T(merge_then_unmerge_restores_both_records_exactly),
+	    T(merge_follows_chains_and_unmerges_in_any_order),
+	    T(merge_refuses_two_cn_ids_and_the_same_patient),
+	    T(admin_only_ops_are_denied_to_hospitals),
+	    T(hospitals_are_added_revoked_and_reactivated),
+	    T(batch_with_a_failing_write_commits_its_neighbours),
+	    T(patient_ids_are_unique_and_not_sequential),
+	    T(events_are_appended_with_increasing_seq),
+	    T(writes_survive_close_and_reopen),
+	    T(read_handle_sees_the_writers_commits),
+	    T(lookup_validates_and_reports_not_found),
+	    T(search_matches_exact_fields_up_to_the_limit),
+	    T(stats_count_patients_identifiers_and_merges),
+	    T(mask_id_hides_the_middle_of_a_cn_id_only),
+	    T(postgresql_url_is_refused_until_built),
+	    T(sqlite_url_scheme_opens_the_same_file),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
