@@ -1,0 +1,765 @@
+/*
+ * test_client.c: libonecard against a real onecardd over mutual TLS.
+ *
+ * Proves what callers rely on: the broker's certificate and name are
+ * checked, blocking calls and pipelined requests get their own replies in
+ * order, the async API calls every callback once, timeouts and refused
+ * connections fail fast with the right code, and a reply with the wrong id
+ * (from a fake broker in this file) is a protocol error.
+ */
+#include <sys/socket.h>
+
+#include <netinet/in.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <event2/event.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "harness.h"
+#include "wire.h"
+
+static struct harness h;
+
+/* Milliseconds on a monotonic clock. */
+static long long
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A valid cn-id for a birth date and sequence number (odd: male). */
+static void
+make_cn_id(char out[19], const char *yyyymmdd, int seq)
+{
+	static const int w[17] = {
+	    7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2};
+	static const char check[] = "10X98765432";
+	int i, sum = 0;
+
+	snprintf(out, 19, "110105%.8s%03d", yyyymmdd, seq % 1000);
+	for (i = 0; i < 17; i++)
+		sum += (out[i] - '0') * w[i];
+	out[17] = check[sum % 11];
+	out[18] = '\0';
+}
+
+/* Fill req as a lookup of domain=value. */
+static void
+set_lookup(Onecard__V1__Request *req, Onecard__V1__Lookup *lookup,
+    Onecard__V1__Identifier *id, const char *domain, const char *value)
+{
+	onecard__v1__request__init(req);
+	onecard__v1__lookup__init(lookup);
+	onecard__v1__identifier__init(id);
+	id->domain = (char *)domain;
+	id->value = (char *)value;
+	lookup->identifier = id;
+	req->op_case = ONECARD__V1__REQUEST__OP_LOOKUP;
+	req->lookup = lookup;
+}
+
+/* Fill req as a ping. */
+static void
+set_ping(Onecard__V1__Request *req, Onecard__V1__Ping *ping)
+{
+	onecard__v1__request__init(req);
+	onecard__v1__ping__init(ping);
+	req->op_case = ONECARD__V1__REQUEST__OP_PING;
+	req->ping = ping;
+}
+
+static int
+group_setup(void **state)
+{
+	static const char *const codes[] = {"XC001", "XC002", NULL};
+
+	if (harness_start(&h, codes, NULL) == -1)
+		return -1;
+	/* A CN the CA signed but the registry does not know. */
+	static const char *const strangers[] = {"stranger", NULL};
+	return harness_certs(&h, strangers);
+}
+
+static int
+group_teardown(void **state)
+{
+	harness_cleanup(&h);
+	return 0;
+}
+
+static void
+connect_with_right_certs_answers_ping(void **state)
+{
+	Onecard__V1__Request req;
+	Onecard__V1__Ping ping;
+	Onecard__V1__Reply *reply;
+	struct onecard_conn *conn;
+
+	assert_int_equal(harness_connect(&h, "XC001", &conn), ONECARD_OK);
+	set_ping(&req, &ping);
+	assert_int_equal(onecard_call(conn, &req, &reply), ONECARD_OK);
+	assert_int_not_equal(req.id, 0); /* the library picked one */
+	assert_int_equal(reply->id, req.id);
+	assert_int_equal(reply->code, ONECARD__V1__CODE__OK);
+	assert_int_equal(reply->result_case, ONECARD__V1__REPLY__RESULT_PONG);
+	onecard_reply_free(reply);
+	assert_int_equal(onecard_pending(conn), 0);
+	onecard_close(conn);
+}
+
+static void
+broker_name_in_certificate_is_accepted(void **state)
+{
+	struct onecard_options opt;
+	struct onecard_conn *conn;
+	char addr[64], err[512];
+
+	/* localhost may resolve to ::1 first, where nobody listens: the
+	 * library must go on to 127.0.0.1. */
+	snprintf(addr, sizeof addr, "localhost:%d", h.port);
+	harness_options(&h, "XC001", &opt);
+	opt.broker = addr;
+	assert_int_equal(
+	    onecard_connect(&opt, &conn, err, sizeof err), ONECARD_OK);
+	onecard_close(conn);
+}
+
+static void
+server_name_mismatch_is_refused(void **state)
+{
+	struct onecard_options opt;
+	struct onecard_conn *conn = (void *)1;
+	char err[512];
+
+	harness_options(&h, "XC001", &opt);
+	opt.server_name = "broker.elsewhere.example";
+	assert_int_equal(
+	    onecard_connect(&opt, &conn, err, sizeof err), ONECARD_ETLS);
+	assert_null(conn);
+	assert_non_null(strstr(err, "certificate"));
+}
+
+static void
+broker_signed_by_another_ca_is_refused(void **state)
+{
+	struct onecard_options opt;
+	struct onecard_conn *conn;
+	char other[512], ca[600], err[512];
+
+	/* A second PKI: its CA did not sign our broker. */
+	snprintf(other, sizeof other, "%s/other-pki", h.dir);
+	snprintf(ca, sizeof ca,
+	    "/bin/sh %s/certs/mkcerts.sh -d %s >/dev/null 2>&1",
+	    ONECARD_SOURCE_DIR, other);
+	assert_int_equal(system(ca), 0);
+	snprintf(ca, sizeof ca, "%s/ca.pem", other);
+	harness_options(&h, "XC001", &opt);
+	opt.ca = ca;
+	assert_int_equal(
+	    onecard_connect(&opt, &conn, err, sizeof err), ONECARD_ETLS);
+	assert_non_null(strstr(err, "certificate"));
+}
+
+static void
+missing_key_file_is_invalid_argument(void **state)
+{
+	struct onecard_options opt;
+	struct onecard_conn *conn;
+	char err[512];
+
+	harness_options(&h, "XC001", &opt);
+	opt.key = "/nonexistent/XC001.key";
+	assert_int_equal(
+	    onecard_connect(&opt, &conn, err, sizeof err), ONECARD_EINVAL);
+	assert_non_null(strstr(err, "/nonexistent/XC001.key"));
+}
+
+static void
+unknown_cn_gets_unauthenticated(void **state)
+{
+	Onecard__V1__Request req;
+	Onecard__V1__Ping ping;
+	Onecard__V1__Reply *reply = NULL;
+	struct onecard_conn *conn;
+	int r;
+
+	assert_int_equal(harness_connect(&h, "stranger", &conn), ONECARD_OK);
+	set_ping(&req, &ping);
+	r = onecard_call(conn, &req, &reply);
+	/* The broker answers id 0 UNAUTHENTICATED, then closes. */
+	if (r == ONECARD_OK) {
+		assert_int_equal(reply->id, 0);
+		assert_int_equal(
+		    reply->code, ONECARD__V1__CODE__UNAUTHENTICATED);
+		onecard_reply_free(reply);
+	} else {
+		assert_int_equal(r, ONECARD_ECLOSED);
+	}
+	onecard_close(conn);
+}
+
+static void
+blocking_enroll_then_lookup_finds_same_patient(void **state)
+{
+	Onecard__V1__Request req = ONECARD__V1__REQUEST__INIT;
+	Onecard__V1__Enroll enroll = ONECARD__V1__ENROLL__INIT;
+	Onecard__V1__Demographics demo = ONECARD__V1__DEMOGRAPHICS__INIT;
+	Onecard__V1__Identifier cnid = ONECARD__V1__IDENTIFIER__INIT;
+	Onecard__V1__Identifier mrn = ONECARD__V1__IDENTIFIER__INIT;
+	Onecard__V1__Identifier *ids[] = {&cnid, &mrn};
+	Onecard__V1__Lookup lookup;
+	Onecard__V1__Identifier lid;
+	Onecard__V1__Reply *reply;
+	struct onecard_conn *conn;
+	char number[19], pid[128];
+
+	make_cn_id(number, "19800101", 11);
+	cnid.domain = "cn-id";
+	cnid.value = number;
+	mrn.domain = "hosp:XC001";
+	mrn.value = "MRN-BLOCK-1";
+	demo.name = "Li Lei";
+	demo.sex = ONECARD__V1__SEX__SEX_MALE;
+	demo.birth_date = "1980-01-01";
+	enroll.demographics = &demo;
+	enroll.n_identifiers = 2;
+	enroll.identifiers = ids;
+	req.op_case = ONECARD__V1__REQUEST__OP_ENROLL;
+	req.enroll = &enroll;
+
+	assert_int_equal(harness_connect(&h, "XC001", &conn), ONECARD_OK);
+	assert_int_equal(onecard_call(conn, &req, &reply), ONECARD_OK);
+	assert_int_equal(reply->code, ONECARD__V1__CODE__OK);
+	assert_int_equal(
+	    reply->result_case, ONECARD__V1__REPLY__RESULT_ENROLLED);
+	assert_true(reply->enrolled->created);
+	snprintf(pid, sizeof pid, "%s", reply->enrolled->patient->patient_id);
+	assert_true(pid[0] != '\0');
+	onecard_reply_free(reply);
+
+	/* Another hospital finds the same patient by the resident number. */
+	onecard_close(conn);
+	assert_int_equal(harness_connect(&h, "XC002", &conn), ONECARD_OK);
+	set_lookup(&req, &lookup, &lid, "cn-id", number);
+	assert_int_equal(onecard_call(conn, &req, &reply), ONECARD_OK);
+	assert_int_equal(reply->code, ONECARD__V1__CODE__OK);
+	assert_string_equal(reply->patient->patient_id, pid);
+	assert_string_equal(reply->patient->demographics->name, "Li Lei");
+	assert_int_equal(reply->patient->n_identifiers, 2);
+	onecard_reply_free(reply);
+
+	set_lookup(&req, &lookup, &lid, "cn-ssc", "NOSUCHCARD1");
+	assert_int_equal(onecard_call(conn, &req, &reply), ONECARD_OK);
+	assert_int_equal(reply->code, ONECARD__V1__CODE__NOT_FOUND);
+	onecard_reply_free(reply);
+	onecard_close(conn);
+}
+
+#define PIPELINE_N 500
+
+static void
+pipelined_500_requests_come_back_in_order(void **state)
+{
+	static Onecard__V1__Request req[PIPELINE_N];
+	static Onecard__V1__Enroll enroll[PIPELINE_N];
+	static Onecard__V1__Lookup lookup[PIPELINE_N];
+	static Onecard__V1__Identifier id[PIPELINE_N];
+	static Onecard__V1__Identifier *idp[PIPELINE_N];
+	static char value[PIPELINE_N][32];
+	Onecard__V1__Reply *reply;
+	struct onecard_conn *conn;
+	int i, half = PIPELINE_N / 2;
+
+	assert_int_equal(harness_connect(&h, "XC001", &conn), ONECARD_OK);
+	/* First half enrolls MRN-P<i>; second half looks each one up. */
+	for (i = 0; i < PIPELINE_N; i++) {
+		snprintf(value[i], sizeof value[i], "MRN-P%d", i % half);
+		if (i < half) {
+			onecard__v1__request__init(&req[i]);
+			onecard__v1__enroll__init(&enroll[i]);
+			onecard__v1__identifier__init(&id[i]);
+			id[i].domain = "hosp:XC001";
+			id[i].value = value[i];
+			idp[i] = &id[i];
+			enroll[i].n_identifiers = 1;
+			enroll[i].identifiers = &idp[i];
+			req[i].op_case = ONECARD__V1__REQUEST__OP_ENROLL;
+			req[i].enroll = &enroll[i];
+		} else {
+			set_lookup(&req[i], &lookup[i], &id[i], "hosp:XC001",
+			    value[i]);
+		}
+		assert_int_equal(onecard_send(conn, &req[i]), ONECARD_OK);
+	}
+	assert_int_equal(onecard_pending(conn), PIPELINE_N);
+	assert_int_equal(onecard_flush(conn), ONECARD_OK);
+	for (i = 0; i < PIPELINE_N; i++) {
+		assert_int_equal(onecard_recv(conn, &reply), ONECARD_OK);
+		assert_int_equal(reply->id, req[i].id);
+		assert_int_equal(reply->code, ONECARD__V1__CODE__OK);
+		if (i >= half) {
+			assert_int_equal(reply->patient->n_identifiers, 1);
+			assert_string_equal(
+			    reply->patient->identifiers[0]->value, value[i]);
+		}
+		onecard_reply_free(reply);
+	}
+	assert_int_equal(onecard_pending(conn), 0);
+	onecard_close(conn);
+}
+
+struct async_result {
+	struct event_base *base;
+	struct onecard_async *ac;
+	int connect_err;
+	int connected_calls;
+	int order[8];
+	int n;
+	int errs[8];
+	uint64_t ids[8];
+	int codes[8];
+};
+
+struct async_tag {
+	struct async_result *res;
+	int index;
+};
+
+/* Record one reply callback. */
+static void
+async_reply(const Onecard__V1__Reply *reply, int err, void *arg)
+{
+	struct async_tag *tag = arg;
+	struct async_result *res = tag->res;
+
+	res->order[res->n] = tag->index;
+	res->errs[res->n] = err;
+	res->ids[res->n] = reply != NULL ? reply->id : 0;
+	res->codes[res->n] = reply != NULL ? (int)reply->code : -1;
+	res->n++;
+	if (res->n == 3)
+		event_base_loopexit(res->base, NULL);
+}
+
+/* Record the connect callback; stop the loop on failure. */
+static void
+async_connected(struct onecard_async *ac, int err, void *arg)
+{
+	struct async_result *res = arg;
+
+	res->connect_err = err;
+	res->connected_calls++;
+	if (err != ONECARD_OK)
+		event_base_loopexit(res->base, NULL);
+}
+
+static void
+async_round_trip_calls_back_in_order(void **state)
+{
+	struct async_result res;
+	struct async_tag tags[3];
+	struct onecard_options opt;
+	Onecard__V1__Request req[3];
+	Onecard__V1__Ping ping[2];
+	Onecard__V1__Lookup lookup;
+	Onecard__V1__Identifier id;
+	struct timeval limit = {10, 0};
+	int i;
+
+	memset(&res, 0, sizeof res);
+	res.base = event_base_new();
+	res.connect_err = 99;
+	harness_options(&h, "XC002", &opt);
+	res.ac = onecard_async_connect(res.base, &opt, async_connected, &res);
+	assert_non_null(res.ac);
+	/* Requests may be queued before the handshake is done. */
+	set_ping(&req[0], &ping[0]);
+	set_lookup(&req[1], &lookup, &id, "hosp:XC001", "MRN-BLOCK-1");
+	set_ping(&req[2], &ping[1]);
+	for (i = 0; i < 3; i++) {
+		tags[i].res = &res;
+		tags[i].index = i;
+		assert_int_equal(
+		    onecard_async_send(res.ac, &req[i], async_reply, &tags[i]),
+		    ONECARD_OK);
+	}
+	assert_int_equal(onecard_async_pending(res.ac), 3);
+	event_base_loopexit(res.base, &limit);
+	event_base_dispatch(res.base);
+
+	assert_int_equal(res.connected_calls, 1);
+	assert_int_equal(res.connect_err, ONECARD_OK);
+	assert_int_equal(res.n, 3);
+	for (i = 0; i < 3; i++) {
+		assert_int_equal(res.order[i], i);
+		assert_int_equal(res.errs[i], ONECARD_OK);
+		assert_int_equal(res.ids[i], req[i].id);
+		assert_int_equal(res.codes[i], ONECARD__V1__CODE__OK);
+	}
+	assert_int_equal(onecard_async_pending(res.ac), 0);
+	onecard_async_close(res.ac);
+	event_base_free(res.base);
+}
+
+/* A port nothing listens on. */
+static int
+closed_port(void)
+{
+	struct sockaddr_in sin;
+	socklen_t len = sizeof sin;
+	int fd, port;
+
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	memset(&sin, 0, sizeof sin);
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	bind(fd, (struct sockaddr *)&sin, sizeof sin);
+	getsockname(fd, (struct sockaddr *)&sin, &len);
+	port = ntohs(sin.sin_port);
+	close(fd);
+	return port;
+}
+
+static void
+async_failure_calls_every_callback_once(void **state)
+{
+	struct async_result res;
+	struct async_tag tags[3];
+	struct onecard_options opt;
+	Onecard__V1__Request req[3];
+	Onecard__V1__Ping ping[3];
+	struct timeval limit = {10, 0};
+	char addr[64];
+	int i;
+
+	memset(&res, 0, sizeof res);
+	res.base = event_base_new();
+	snprintf(addr, sizeof addr, "127.0.0.1:%d", closed_port());
+	harness_options(&h, "XC002", &opt);
+	opt.broker = addr;
+	res.ac = onecard_async_connect(res.base, &opt, async_connected, &res);
+	assert_non_null(res.ac);
+	for (i = 0; i < 3; i++) {
+		tags[i].res = &res;
+		tags[i].index = i;
+		set_ping(&req[i], &ping[i]);
+		assert_int_equal(
+		    onecard_async_send(res.ac, &req[i], async_reply, &tags[i]),
+		    ONECARD_OK);
+	}
+	event_base_loopexit(res.base, &limit);
+	event_base_dispatch(res.base);
+
+	assert_int_equal(res.connected_calls, 1);
+	assert_int_equal(res.connect_err, ONECARD_ECONNECT);
+	assert_non_null(strstr(onecard_async_last_error(res.ac), "refused"));
+	assert_int_equal(res.n, 3);
+	for (i = 0; i < 3; i++) {
+		assert_int_equal(res.order[i], i);
+		assert_int_equal(res.errs[i], ONECARD_ECONNECT);
+	}
+	onecard_async_close(res.ac);
+	/* Nothing is called again after close. */
+	event_base_loop(res.base, EVLOOP_NONBLOCK);
+	assert_int_equal(res.n, 3);
+	assert_int_equal(res.connected_calls, 1);
+	event_base_free(res.base);
+}
+
+static void
+async_server_name_mismatch_is_etls(void **state)
+{
+	struct async_result res;
+	struct async_tag tag;
+	struct onecard_options opt;
+	Onecard__V1__Request req;
+	Onecard__V1__Ping ping;
+	struct timeval limit = {10, 0};
+
+	memset(&res, 0, sizeof res);
+	res.base = event_base_new();
+	harness_options(&h, "XC002", &opt);
+	opt.server_name = "broker.elsewhere.example";
+	res.ac = onecard_async_connect(res.base, &opt, async_connected, &res);
+	tag.res = &res;
+	tag.index = 0;
+	set_ping(&req, &ping);
+	assert_int_equal(
+	    onecard_async_send(res.ac, &req, async_reply, &tag), ONECARD_OK);
+	event_base_loopexit(res.base, &limit);
+	event_base_dispatch(res.base);
+	assert_int_equal(res.connected_calls, 1);
+	assert_int_equal(res.connect_err, ONECARD_ETLS);
+	assert_non_null(
+	    strstr(onecard_async_last_error(res.ac), "certificate"));
+	assert_int_equal(res.n, 1);
+	assert_int_equal(res.errs[0], ONECARD_ETLS);
+	onecard_async_close(res.ac);
+	event_base_free(res.base);
+}
+
+static void
+async_close_fails_outstanding_callbacks(void **state)
+{
+	struct async_result res;
+	struct async_tag tag;
+	struct onecard_options opt;
+	Onecard__V1__Request req;
+	Onecard__V1__Ping ping;
+
+	memset(&res, 0, sizeof res);
+	res.base = event_base_new();
+	harness_options(&h, "XC002", &opt);
+	res.ac = onecard_async_connect(res.base, &opt, async_connected, &res);
+	tag.res = &res;
+	tag.index = 0;
+	set_ping(&req, &ping);
+	assert_int_equal(
+	    onecard_async_send(res.ac, &req, async_reply, &tag), ONECARD_OK);
+	onecard_async_close(res.ac);
+	assert_int_equal(res.connected_calls, 1);
+	assert_int_equal(res.connect_err, ONECARD_ECLOSED);
+	assert_int_equal(res.n, 1);
+	assert_int_equal(res.errs[0], ONECARD_ECLOSED);
+	event_base_loop(res.base, EVLOOP_NONBLOCK);
+	assert_int_equal(res.n, 1);
+	event_base_free(res.base);
+}
+
+static void
+call_timeout_gives_etimedout(void **state)
+{
+	struct onecard_options opt;
+	struct onecard_conn *conn;
+	Onecard__V1__Request req;
+	Onecard__V1__Ping ping;
+	Onecard__V1__Reply *reply;
+	char err[512];
+	long long t0, elapsed;
+	int r;
+
+	harness_options(&h, "XC001", &opt);
+	opt.call_timeout_ms = 300;
+	assert_int_equal(
+	    onecard_connect(&opt, &conn, err, sizeof err), ONECARD_OK);
+	/* A broker that stops answering. */
+	assert_int_equal(kill(h.pid, SIGSTOP), 0);
+	set_ping(&req, &ping);
+	t0 = now_ms();
+	r = onecard_call(conn, &req, &reply);
+	elapsed = now_ms() - t0;
+	kill(h.pid, SIGCONT);
+	assert_int_equal(r, ONECARD_ETIMEDOUT);
+	assert_true(elapsed >= 250 && elapsed < 2000);
+	assert_non_null(strstr(onecard_last_error(conn), "no reply"));
+	/* The connection is spent: later calls say so at once. */
+	assert_int_equal(onecard_call(conn, &req, &reply), ONECARD_ETIMEDOUT);
+	onecard_close(conn);
+}
+
+static void
+closed_port_gives_econnect_quickly(void **state)
+{
+	struct onecard_options opt;
+	struct onecard_conn *conn;
+	char addr[64], err[512];
+	long long t0;
+
+	snprintf(addr, sizeof addr, "127.0.0.1:%d", closed_port());
+	harness_options(&h, "XC001", &opt);
+	opt.broker = addr;
+	t0 = now_ms();
+	assert_int_equal(
+	    onecard_connect(&opt, &conn, err, sizeof err), ONECARD_ECONNECT);
+	assert_true(now_ms() - t0 < 1000);
+	assert_non_null(strstr(err, "refused"));
+}
+
+static void
+bad_broker_address_is_invalid_argument(void **state)
+{
+	struct onecard_options opt;
+	struct onecard_conn *conn;
+	char err[512];
+
+	harness_options(&h, "XC001", &opt);
+	opt.broker = "127.0.0.1";
+	assert_int_equal(
+	    onecard_connect(&opt, &conn, err, sizeof err), ONECARD_EINVAL);
+	assert_non_null(strstr(err, "HOST:PORT"));
+}
+
+/* A fake broker: accepts one TLS client and answers every request with the
+ * reply id the test chose. */
+struct fake {
+	int lfd;
+	int port;
+	uint64_t reply_id;
+	SSL_CTX *ctx;
+	pthread_t thread;
+};
+
+/* Serve one connection: read one frame, answer it with fake->reply_id. */
+static void *
+fake_serve(void *arg)
+{
+	struct fake *f = arg;
+	Onecard__V1__Reply reply = ONECARD__V1__REPLY__INIT;
+	uint8_t buf[4096];
+	size_t n = 0, body;
+	SSL *ssl;
+	int fd, r;
+
+	if ((fd = accept(f->lfd, NULL, NULL)) == -1)
+		return NULL;
+	ssl = SSL_new(f->ctx);
+	SSL_set_fd(ssl, fd);
+	if (SSL_accept(ssl) == 1) {
+		while (wire_peek(buf, n, 65536, &body) == WIRE_NEED_MORE &&
+		    (r = SSL_read(ssl, buf + n, sizeof buf - n)) > 0)
+			n += r;
+		reply.id = f->reply_id;
+		reply.code = ONECARD__V1__CODE__UNAUTHENTICATED;
+		reply.message = "who are you?";
+		n = wire_encode(&reply.base, buf, sizeof buf);
+		SSL_write(ssl, buf, (int)n);
+		SSL_shutdown(ssl);
+	}
+	SSL_free(ssl);
+	close(fd);
+	return NULL;
+}
+
+/* Start the fake broker with the harness's broker certificate. */
+static void
+fake_start(struct fake *f, uint64_t reply_id)
+{
+	struct sockaddr_in sin;
+	socklen_t len = sizeof sin;
+	char path[512];
+
+	memset(f, 0, sizeof *f);
+	f->reply_id = reply_id;
+	f->ctx = SSL_CTX_new(TLS_server_method());
+	snprintf(path, sizeof path, "%s/broker.pem", h.certs);
+	assert_int_equal(
+	    SSL_CTX_use_certificate_file(f->ctx, path, SSL_FILETYPE_PEM), 1);
+	snprintf(path, sizeof path, "%s/broker.key", h.certs);
+	assert_int_equal(
+	    SSL_CTX_use_PrivateKey_file(f->ctx, path, SSL_FILETYPE_PEM), 1);
+	f->lfd = socket(AF_INET, SOCK_STREAM, 0);
+	memset(&sin, 0, sizeof sin);
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(f->lfd, (struct sockaddr *)&sin, sizeof sin), 0);
+	assert_int_equal(listen(f->lfd, 4), 0);
+	getsockname(f->lfd, (struct sockaddr *)&sin, &len);
+	f->port = ntohs(sin.sin_port);
+	assert_int_equal(pthread_create(&f->thread, NULL, fake_serve, f), 0);
+}
+
+/* Wait for the fake broker and free it. */
+static void
+fake_stop(struct fake *f)
+{
+	pthread_join(f->thread, NULL);
+	close(f->lfd);
+	SSL_CTX_free(f->ctx);
+}
+
+static void
+reply_with_wrong_id_is_protocol_error(void **state)
+{
+	struct onecard_options opt;
+	struct onecard_conn *conn;
+	Onecard__V1__Request req;
+	Onecard__V1__Ping ping;
+	Onecard__V1__Reply *reply;
+	struct fake f;
+	char addr[64], err[512];
+
+	fake_start(&f, 777);
+	snprintf(addr, sizeof addr, "127.0.0.1:%d", f.port);
+	harness_options(&h, "XC001", &opt);
+	opt.broker = addr;
+	assert_int_equal(
+	    onecard_connect(&opt, &conn, err, sizeof err), ONECARD_OK);
+	set_ping(&req, &ping);
+	req.id = 5;
+	assert_int_equal(onecard_call(conn, &req, &reply), ONECARD_EPROTO);
+	assert_null(reply);
+	/* Broken for good: the next call fails the same way at once. */
+	assert_int_equal(onecard_call(conn, &req, &reply), ONECARD_EPROTO);
+	assert_non_null(strstr(onecard_last_error(conn), "777"));
+	onecard_close(conn);
+	fake_stop(&f);
+}
+
+static void
+reply_with_id_zero_reaches_the_caller(void **state)
+{
+	struct onecard_options opt;
+	struct onecard_conn *conn;
+	Onecard__V1__Request req;
+	Onecard__V1__Ping ping;
+	Onecard__V1__Reply *reply;
+	struct fake f;
+	char addr[64], err[512];
+
+	fake_start(&f, 0);
+	snprintf(addr, sizeof addr, "127.0.0.1:%d", f.port);
+	harness_options(&h, "XC001", &opt);
+	opt.broker = addr;
+	assert_int_equal(
+	    onecard_connect(&opt, &conn, err, sizeof err), ONECARD_OK);
+	set_ping(&req, &ping);
+	assert_int_equal(onecard_call(conn, &req, &reply), ONECARD_OK);
+	assert_int_equal(reply->id, 0);
+	assert_int_equal(reply->code, ONECARD__V1__CODE__UNAUTHENTICATED);
+	onecard_reply_free(reply);
+	/* The request itself is still owed a reply. */
+	assert_int_equal(onecard_pending(conn), 1);
+	onecard_close(conn);
+	fake_stop(&f);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(connect_with_right_certs_answers_ping),
+	    cmocka_unit_test(broker_name_in_certificate_is_accepted),
+	    cmocka_unit_test(server_name_mismatch_is_refused),
+	    cmocka_unit_test(broker_signed_by_another_ca_is_refused),
+	    cmocka_unit_test(missing_key_file_is_invalid_argument),
+	    cmocka_unit_test(unknown_cn_gets_unauthenticated),
+	    cmocka_unit_test(blocking_enroll_then_lookup_finds_same_patient),
+	    cmocka_unit_test(pipelined_500_requests_come_back_in_order),
+	    cmocka_unit_test(async_round_trip_calls_back_in_order),
+	    cmocka_unit_test(async_failure_calls_every_callback_once),
+	    cmocka_unit_test(async_server_name_mismatch_is_etls),
+	    cmocka_unit_test(async_close_fails_outstanding_callbacks),
+	    cmocka_unit_test(call_timeout_gives_etimedout),
+	    cmocka_unit_test(closed_port_gives_econnect_quickly),
+	    cmocka_unit_test(bad_broker_address_is_invalid_argument),
+	    cmocka_unit_test(reply_with_wrong_id_is_protocol_error),
+	    cmocka_unit_test(reply_with_id_zero_reaches_the_caller),
+	};
+
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
