@@ -14,9 +14,12 @@
 
 #include <errno.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -59,9 +62,21 @@ struct onecard_async {
 	int closing; /* onecard_async_close was called inside a callback */
 	struct event *start_ev;
 	char err[ONECARD_ERRLEN];
+
+	/* Until TLS starts: the addresses left to try, the socket being
+	 * connected, its SSL and the requests queued meanwhile. */
+	struct addrinfo *ai, *ai_next;
+	int fd;
+	struct event *tcp_ev;
+	SSL *ssl;
+	struct evbuffer *early;
+	struct timeval connect_tv;
+	char addr[300];
 };
 
 static void async_fail(struct onecard_async *, int);
+static void async_tcpcb(evutil_socket_t, short, void *);
+static int async_tls_start(struct onecard_async *);
 
 const char *
 onecard_async_last_error(const struct onecard_async *ac)
@@ -77,6 +92,22 @@ onecard_async_pending(const struct onecard_async *ac)
 	return ac->q_count;
 }
 
+/* Drop the connect in progress, if any. */
+static void
+async_drop_tcp(struct onecard_async *ac)
+{
+	if (ac->tcp_ev != NULL) {
+		event_free(ac->tcp_ev);
+		ac->tcp_ev = NULL;
+	}
+	if (ac->fd != -1) {
+		close(ac->fd);
+		ac->fd = -1;
+	}
+	SSL_free(ac->ssl);
+	ac->ssl = NULL;
+}
+
 /* Free everything ac holds. */
 static void
 async_free(struct onecard_async *ac)
@@ -85,6 +116,11 @@ async_free(struct onecard_async *ac)
 		bufferevent_free(ac->bev);
 	if (ac->start_ev != NULL)
 		event_free(ac->start_ev);
+	async_drop_tcp(ac);
+	if (ac->ai != NULL)
+		freeaddrinfo(ac->ai);
+	if (ac->early != NULL)
+		evbuffer_free(ac->early);
 	SSL_CTX_free(ac->ctx);
 	free(ac->q);
 	free(ac);
@@ -128,6 +164,7 @@ async_fail(struct onecard_async *ac, int err)
 		bufferevent_free(ac->bev);
 		ac->bev = NULL;
 	}
+	async_drop_tcp(ac);
 	ac->depth++;
 	async_connected(ac, err);
 	while (ac->q_count > 0) {
@@ -152,6 +189,14 @@ async_error_text(struct onecard_async *ac, const char *what, int sockerr)
 	snprintf(ac->err, sizeof ac->err, "%s", what);
 	while (ac->bev != NULL &&
 	    (e = bufferevent_get_openssl_error(ac->bev)) != 0) {
+		if (ERR_GET_LIB(e) == 0)
+			continue; /* libevent's copy of SSL_get_error() */
+		if (ERR_SYSTEM_ERROR(e)) {
+			/* A socket error OpenSSL saw: the TCP layer's. */
+			if (sockerr == 0)
+				sockerr = ERR_GET_REASON(e);
+			continue;
+		}
 		nssl++;
 		n = strlen(ac->err);
 		if (n + 3 < sizeof ac->err)
@@ -244,49 +289,149 @@ out:
 		async_free(ac);
 }
 
-/* Connected, closed, timed out or failed. */
+/* Connected (TLS done), closed, timed out or failed. */
 static void
 async_eventcb(struct bufferevent *bev, short what, void *arg)
 {
 	struct onecard_async *ac = arg;
-	int sockerr = EVUTIL_SOCKET_ERROR();
+	int sockerr = EVUTIL_SOCKET_ERROR(), nssl, err;
 
 	ac->depth++;
 	if (what & BEV_EVENT_CONNECTED) {
 		ac->state = ASYNC_READY;
 		ac->err[0] = '\0';
+		bufferevent_set_timeouts(ac->bev, NULL, NULL);
 		async_set_timeout(ac);
 		async_connected(ac, ONECARD_OK);
 	} else if (what & BEV_EVENT_TIMEOUT) {
 		snprintf(ac->err, sizeof ac->err, "%s timed out",
-		    ac->state == ASYNC_CONNECTING ? "connect" : "reply");
+		    ac->state == ASYNC_CONNECTING ? "TLS handshake" : "reply");
 		async_fail(ac, ONECARD_ETIMEDOUT);
+	} else if (ac->state == ASYNC_CONNECTING) {
+		/* TCP is up (async_tcpcb): a failure now is TLS refusing us,
+		 * a hang-up included (say, our certificate was refused). */
+		async_error_text(
+		    ac, "TLS handshake", (what & BEV_EVENT_EOF) ? 0 : sockerr);
+		async_fail(ac, ONECARD_ETLS);
 	} else if (what & BEV_EVENT_EOF) {
 		if (ac->err[0] == '\0')
 			snprintf(ac->err, sizeof ac->err,
 			    "the broker closed the connection");
-		async_fail(ac,
-		    ac->state == ASYNC_CONNECTING ? ONECARD_ETLS
-						  : ONECARD_ECLOSED);
+		async_fail(ac, ONECARD_ECLOSED);
 	} else if (what & BEV_EVENT_ERROR) {
-		int nssl, err;
-
-		if (ac->state == ASYNC_CONNECTING) {
-			nssl = async_error_text(ac, "connect", sockerr);
-			err = nssl > 0 || sockerr == 0 ? ONECARD_ETLS
-						       : ONECARD_ECONNECT;
-		} else {
-			nssl = async_error_text(ac, "connection", sockerr);
-			err = nssl > 0 ? ONECARD_ETLS
-			    : sockerr == ECONNRESET || sockerr == EPIPE
-			    ? ONECARD_ECLOSED
-			    : ONECARD_EIO;
-		}
+		nssl = async_error_text(ac, "connection", sockerr);
+		err = nssl > 0 ? ONECARD_ETLS
+		    : sockerr == ECONNRESET || sockerr == EPIPE
+		    ? ONECARD_ECLOSED
+		    : ONECARD_EIO;
 		async_fail(ac, err);
 	}
 	ac->depth--;
 	if (ac->closing && ac->depth == 0)
 		async_free(ac);
+}
+
+/* Start a non-blocking TCP connect to the next address; 0 or -1 with
+ * ac->err set. */
+static int
+async_tcp_next(struct onecard_async *ac)
+{
+	const struct addrinfo *ai;
+	int fd, one = 1;
+
+	while ((ai = ac->ai_next) != NULL) {
+		ac->ai_next = ai->ai_next;
+		fd = socket(ai->ai_family,
+		    ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
+		    ai->ai_protocol);
+		if (fd == -1) {
+			snprintf(ac->err, sizeof ac->err, "socket: %s",
+			    strerror(errno));
+			continue;
+		}
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == -1 &&
+		    errno != EINPROGRESS) {
+			snprintf(ac->err, sizeof ac->err, "connect to %s: %s",
+			    ac->addr, strerror(errno));
+			close(fd);
+			continue;
+		}
+		ac->fd = fd;
+		ac->tcp_ev = event_new(ac->base, fd, EV_WRITE, async_tcpcb, ac);
+		if (ac->tcp_ev == NULL ||
+		    event_add(ac->tcp_ev, &ac->connect_tv) == -1) {
+			snprintf(ac->err, sizeof ac->err, "event_new");
+			return -1;
+		}
+		return 0;
+	}
+	return -1;
+}
+
+/* The TCP connect finished or timed out: start TLS, or try the next
+ * address. */
+static void
+async_tcpcb(evutil_socket_t fd, short what, void *arg)
+{
+	struct onecard_async *ac = arg;
+	socklen_t len = sizeof(int);
+	int e = 0, err = ONECARD_ECONNECT;
+
+	event_free(ac->tcp_ev);
+	ac->tcp_ev = NULL;
+	if (what & EV_TIMEOUT) {
+		snprintf(ac->err, sizeof ac->err, "connect to %s: timed out",
+		    ac->addr);
+		err = ONECARD_ETIMEDOUT;
+	} else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &len) == -1 ||
+	    e != 0) {
+		snprintf(ac->err, sizeof ac->err, "connect to %s: %s", ac->addr,
+		    strerror(e != 0 ? e : errno));
+	} else {
+		if (async_tls_start(ac) == -1) {
+			err = ONECARD_ENOMEM;
+			goto fail;
+		}
+		return;
+	}
+	close(ac->fd);
+	ac->fd = -1;
+	if (err == ONECARD_ECONNECT && async_tcp_next(ac) == 0)
+		return;
+fail:
+	ac->depth++;
+	async_fail(ac, err);
+	ac->depth--;
+	if (ac->closing && ac->depth == 0)
+		async_free(ac);
+}
+
+/* TCP is up: put TLS on it and send what was queued meanwhile. */
+static int
+async_tls_start(struct onecard_async *ac)
+{
+	SSL *ssl = ac->ssl;
+
+	ac->ssl = NULL;
+	ac->bev = bufferevent_openssl_socket_new(ac->base, ac->fd, ssl,
+	    BUFFEREVENT_SSL_CONNECTING,
+	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+	if (ac->bev == NULL) {
+		SSL_free(ssl);
+		snprintf(ac->err, sizeof ac->err, "bufferevent_openssl");
+		return -1;
+	}
+	ac->fd = -1; /* the bufferevent owns it now */
+	bufferevent_openssl_set_allow_dirty_shutdown(ac->bev, 1);
+	bufferevent_setcb(ac->bev, async_readcb, NULL, async_eventcb, ac);
+	bufferevent_set_timeouts(ac->bev, &ac->connect_tv, &ac->connect_tv);
+	if (bufferevent_write_buffer(ac->bev, ac->early) == -1 ||
+	    bufferevent_enable(ac->bev, EV_READ | EV_WRITE) == -1) {
+		snprintf(ac->err, sizeof ac->err, "bufferevent_enable");
+		return -1;
+	}
+	return 0;
 }
 
 /* Report a failure found inside onecard_async_connect from the loop, so the
@@ -309,10 +454,8 @@ onecard_async_connect(struct event_base *base,
 {
 	struct onecard_options opt;
 	struct onecard_async *ac;
-	struct addrinfo hints, *res = NULL;
-	struct timeval tv;
+	struct addrinfo hints;
 	char host[256], port[16];
-	SSL *ssl = NULL;
 	int r, err = ONECARD_EINVAL;
 
 	if (base == NULL || optin == NULL)
@@ -321,6 +464,7 @@ onecard_async_connect(struct event_base *base,
 		return NULL;
 	client_options_resolve(optin, &opt);
 	ac->base = base;
+	ac->fd = -1;
 	ac->state = ASYNC_CONNECTING;
 	ac->connect_cb = cb;
 	ac->connect_arg = arg;
@@ -328,9 +472,13 @@ onecard_async_connect(struct event_base *base,
 	ac->next_id = 1;
 	ac->call_tv.tv_sec = opt.call_timeout_ms / 1000;
 	ac->call_tv.tv_usec = (opt.call_timeout_ms % 1000) * 1000;
+	ac->connect_tv.tv_sec = opt.connect_timeout_ms / 1000;
+	ac->connect_tv.tv_usec = (opt.connect_timeout_ms % 1000) * 1000;
+	snprintf(ac->addr, sizeof ac->addr, "%s", opt.broker);
 	ac->start_ev = event_new(base, -1, 0, async_startcb, ac);
-	if (ac->start_ev == NULL) {
-		free(ac);
+	ac->early = evbuffer_new();
+	if (ac->start_ev == NULL || ac->early == NULL) {
+		async_free(ac);
 		return NULL;
 	}
 
@@ -342,49 +490,27 @@ onecard_async_connect(struct event_base *base,
 	}
 	if ((ac->ctx = client_tls_ctx(&opt, ac->err, sizeof ac->err)) == NULL)
 		goto fail;
-	ssl = client_tls_new(ac->ctx,
+	ac->ssl = client_tls_new(ac->ctx,
 	    opt.server_name != NULL ? opt.server_name : host, ac->err,
 	    sizeof ac->err);
-	if (ssl == NULL)
+	if (ac->ssl == NULL)
 		goto fail;
 	memset(&hints, 0, sizeof hints);
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = AI_NUMERICSERV;
-	if ((r = getaddrinfo(host, port, &hints, &res)) != 0) {
+	err = ONECARD_ECONNECT;
+	if ((r = getaddrinfo(host, port, &hints, &ac->ai)) != 0) {
 		snprintf(ac->err, sizeof ac->err, "resolve %s: %s", host,
 		    gai_strerror(r));
-		err = ONECARD_ECONNECT;
-		SSL_free(ssl);
+		ac->ai = NULL;
 		goto fail;
 	}
-	ac->bev = bufferevent_openssl_socket_new(base, -1, ssl,
-	    BUFFEREVENT_SSL_CONNECTING,
-	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-	if (ac->bev == NULL) {
-		snprintf(ac->err, sizeof ac->err, "bufferevent_openssl");
-		SSL_free(ssl);
-		err = ONECARD_ENOMEM;
+	ac->ai_next = ac->ai;
+	if (async_tcp_next(ac) == -1)
 		goto fail;
-	}
-	bufferevent_openssl_set_allow_dirty_shutdown(ac->bev, 1);
-	bufferevent_setcb(ac->bev, async_readcb, NULL, async_eventcb, ac);
-	tv.tv_sec = opt.connect_timeout_ms / 1000;
-	tv.tv_usec = (opt.connect_timeout_ms % 1000) * 1000;
-	bufferevent_set_timeouts(ac->bev, &tv, &tv);
-	bufferevent_enable(ac->bev, EV_READ | EV_WRITE);
-	if (bufferevent_socket_connect(
-		ac->bev, res->ai_addr, (int)res->ai_addrlen) == -1) {
-		snprintf(ac->err, sizeof ac->err, "connect to %s: %s",
-		    opt.broker, strerror(errno));
-		err = ONECARD_ECONNECT;
-		goto fail;
-	}
-	freeaddrinfo(res);
 	return ac;
 fail:
-	if (res != NULL)
-		freeaddrinfo(res);
 	ac->failed_err = err;
 	event_active(ac->start_ev, 0, 1);
 	return ac;
@@ -437,9 +563,9 @@ onecard_async_send(struct onecard_async *ac, Onecard__V1__Request *req,
 	}
 	if (async_push(ac, req->id, cb, arg) == -1)
 		return ONECARD_ENOMEM;
-	if (ac->bev == NULL)
-		return ONECARD_OK; /* async_startcb fails it from the loop */
-	if (wire_append(bufferevent_get_output(ac->bev), &req->base) == -1) {
+	if (wire_append(
+		ac->bev != NULL ? bufferevent_get_output(ac->bev) : ac->early,
+		&req->base) == -1) {
 		ac->q_count--;
 		return ONECARD_ENOMEM;
 	}

@@ -55,7 +55,10 @@ client_err_append_ssl(char *buf, size_t len)
 		if (n + 3 >= len)
 			continue; /* keep draining the queue */
 		reason = ERR_reason_error_string(e);
-		if (reason != NULL)
+		if (ERR_SYSTEM_ERROR(e))
+			snprintf(buf + n, len - n, ": %s",
+			    strerror(ERR_GET_REASON(e)));
+		else if (reason != NULL)
 			snprintf(buf + n, len - n, ": %s", reason);
 		else
 			snprintf(buf + n, len - n, ": OpenSSL error %lx", e);
