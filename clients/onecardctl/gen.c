@@ -217,15 +217,16 @@ gen_free(struct gen *g)
 }
 
 /* A keyed one-to-one map of [0, 10^10): a four-round Feistel network on two
- * five-digit halves, so cn-ssc numbers are unique yet look random. */
+ * five-digit halves, so cn-ssc and visit card numbers are unique yet look
+ * random (and two seeds rarely hand out the same one). */
 static uint64_t
-gen_permute(struct gen *g, uint64_t x)
+gen_permute(uint64_t key, uint64_t x)
 {
 	uint64_t l = x / 100000, r = x % 100000, t, k;
 	int round;
 
 	for (round = 0; round < 4; round++) {
-		k = g->ssc_key + (uint64_t)round * 0x9e3779b97f4a7c15ULL + r;
+		k = key + (uint64_t)round * 0x9e3779b97f4a7c15ULL + r;
 		t = r;
 		r = (l + gen_splitmix(&k) % 100000) % 100000;
 		l = t;
@@ -344,7 +345,7 @@ gen_next(struct gen *g, struct gen_patient *p)
 	row->ids[row->nids].domain = "cn-id";
 	row->ids[row->nids++].value = p->cnid;
 	if (gen_below(g, 100) < 85) {
-		ssc = gen_permute(g, g->made);
+		ssc = gen_permute(g->ssc_key, g->made);
 		snprintf(p->ssc, sizeof(p->ssc), "HA%010llu",
 		    (unsigned long long)ssc);
 		row->ids[row->nids].domain = "cn-ssc";
@@ -362,8 +363,11 @@ gen_next(struct gen *g, struct gen_patient *p)
 		pick[i] = k;
 		snprintf(p->visit_domain[i], sizeof(p->visit_domain[i]),
 		    "hosp:%s", g->codes[k]);
-		snprintf(p->visit_value[i], sizeof(p->visit_value[i]), "V%08lu",
-		    ++g->visits[k]);
+		snprintf(p->visit_value[i], sizeof(p->visit_value[i]),
+		    "MZ%010llu",
+		    (unsigned long long)gen_permute(
+			g->ssc_key ^ (0x5851f42d4c957f2dULL * (k + 1)),
+			g->visits[k]++));
 		row->ids[row->nids].domain = p->visit_domain[i];
 		row->ids[row->nids++].value = p->visit_value[i];
 	}

@@ -1,5 +1,5 @@
 /*
- * import.c: onecardctl import, bulk enrollment from CSV (and export's stub).
+ * import.c: onecardctl import, bulk enrollment from CSV.
  *
  * Owns the pipeline that makes a million rows go in within a minute: several
  * connections, one thread each, every one keeping a window of Enroll requests
@@ -27,7 +27,7 @@
 #define IMPORT_DEPTH         128
 #define IMPORT_MAX_CONNS     64
 #define IMPORT_MAX_DEPTH     4096
-#define IMPORT_REPORT_LIMIT  100 /* bad rows told on stderr; all go to file */
+#define IMPORT_REPORT_LIMIT  20 /* bad rows told on stderr; all go to file */
 #define IMPORT_PROGRESS_NSEC 250000000L
 
 /* One row on its way to the broker: kept until its reply is in. */
@@ -527,19 +527,4 @@ done:
 	free(w);
 	fclose(fp);
 	return rc;
-}
-
-int
-ctl_export(int argc, char **argv)
-{
-	if (ctl_help_wanted(argc, argv)) {
-		printf("usage: onecardctl export [--out FILE]\n"
-		       "Every live patient as import CSV. Not available yet: "
-		       "the protocol has\nno bulk-read operation.\n");
-		return CTL_EXIT_OK;
-	}
-	fprintf(stderr,
-	    "onecardctl export: not available yet: the broker has "
-	    "no bulk-read operation (see docs/onecardctl.md)\n");
-	return CTL_EXIT_REFUSED;
 }
