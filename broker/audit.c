@@ -51,7 +51,7 @@ static struct {
 	uint64_t seq; /* seq of the last line written */
 	char prev[AUDIT_HASH_HEX + 1];
 	char *path;
-	char node[128];
+	char node[256];
 	pthread_t syncer;
 	int syncer_running;
 	atomic_int on;
@@ -442,6 +442,8 @@ audit_log(const struct audit_entry *e)
 int
 audit_reopen(void)
 {
+	char head[AUDIT_HASH_HEX + 1];
+	uint64_t seq;
 	int fd;
 
 	if (!audit_enabled())
@@ -454,10 +456,14 @@ audit_reopen(void)
 	audit.retired_fd = audit.fd;
 	audit.fd = fd;
 	audit.dirty = 1;
+	seq = audit.seq;
+	memcpy(head, audit.prev, sizeof(head));
 	pthread_cond_signal(&audit.cv);
 	pthread_mutex_unlock(&audit.mu);
-	log_info("audit trail reopened at seq %llu",
-	    (unsigned long long)audit.seq + 1);
+	/* The head lets `audit verify --head` see lines cut off the end. */
+	log_info("audit trail reopened; the previous file ends at seq %llu, "
+		 "head %s",
+	    (unsigned long long)seq, head);
 	return 0;
 }
 
@@ -487,6 +493,8 @@ audit_close(void)
 			log_warn("audit: fdatasync");
 		close(audit.fd);
 		audit.fd = -1;
+		log_info("audit trail closed at seq %llu, head %s",
+		    (unsigned long long)audit.seq, audit.prev);
 	}
 	pthread_mutex_unlock(&audit.mu);
 	free(audit.path);

@@ -198,11 +198,16 @@ expo_histogram(struct evbuffer *b, const char *name, const char *labels,
 		    (unsigned long long)count);
 }
 
-/* Name of an op for a label; "none" for frames without one. */
+/*
+ * Name of an op for a label; "none" for frames without one. NULL for a
+ * number that is no op (never counted; skipped so no series is doubled).
+ */
 static const char *
 metrics_op_name(int op)
 {
-	return wire_op_name(op);
+	const char *name = wire_op_name(op);
+
+	return op != 0 && strcmp(name, "none") == 0 ? NULL : name;
 }
 
 /* Resident memory in bytes from /proc/self/statm, -1 if unknown. */
@@ -310,7 +315,7 @@ metrics_render(struct evbuffer *b)
 	for (int op = 0; op < METRICS_OPS; op++)
 		for (int c = 0; c < METRICS_CODES; c++) {
 			uint64_t n = ld(&m.requests[op][c]);
-			if (n != 0)
+			if (n != 0 && metrics_op_name(op) != NULL)
 				evbuffer_add_printf(b,
 				    "onecard_requests_total{op=\"%s\","
 				    "code=\"%s\"} %llu\n",
@@ -322,7 +327,8 @@ metrics_render(struct evbuffer *b)
 	    "Time from a request decoded to its reply queued, by operation.");
 	for (int op = 0; op < METRICS_OPS; op++) {
 		char labels[64];
-		if (ld(&m.latency[op].count) == 0)
+		if (ld(&m.latency[op].count) == 0 ||
+		    metrics_op_name(op) == NULL)
 			continue;
 		snprintf(
 		    labels, sizeof(labels), "op=\"%s\",", metrics_op_name(op));

@@ -40,7 +40,7 @@ static int
 trail_usage(void)
 {
 	fprintf(stderr,
-	    "usage: onecardctl audit verify FILE...\n"
+	    "usage: onecardctl audit verify [--head HASH] FILE...\n"
 	    "       onecardctl audit search (--patient ID | --actor CODE) "
 	    "[--since RFC3339] FILE...\n");
 	return 2;
@@ -191,6 +191,8 @@ trail_check(struct chain *c, char **files, int nfiles, const char *file,
 static int
 trail_verify(int nfiles, char **files)
 {
+	const char *head = NULL;
+
 	struct chain c = {0};
 	char *line = NULL;
 	size_t cap = 0, total = 0;
@@ -198,6 +200,13 @@ trail_verify(int nfiles, char **files)
 	ssize_t n;
 	int rc = 0;
 
+	if (nfiles >= 2 && strcmp(files[0], "--head") == 0) {
+		head = files[1];
+		nfiles -= 2;
+		files += 2;
+		if (strlen(head) != HASH_HEX)
+			return trail_usage();
+	}
 	if (nfiles < 1)
 		return trail_usage();
 	for (int i = 0; i < nfiles && rc == 0; i++) {
@@ -237,13 +246,20 @@ trail_verify(int nfiles, char **files)
 	}
 	free(line);
 	if (rc == 0) {
+		if (head != NULL && (!c.have || strcmp(head, c.hash) != 0)) {
+			printf("%s:%lu: missing: the trail ends at seq %llu, "
+			       "not at head %s (lines cut off the end?)\n",
+			    c.have ? c.file : files[nfiles - 1], c.line,
+			    (unsigned long long)c.seq, head);
+			return 1;
+		}
 		if (total == 0)
 			printf("ok: 0 lines\n");
 		else
 			printf("ok: %zu lines intact (seq %llu..%llu) in %d "
-			       "file(s)%s\n",
+			       "file(s), head %s%s\n",
 			    total, (unsigned long long)first,
-			    (unsigned long long)c.seq, nfiles,
+			    (unsigned long long)c.seq, nfiles, c.hash,
 			    first > 1 ? "; the chain starts mid-trail, "
 					"earlier files were not given"
 				      : "");

@@ -515,6 +515,30 @@ healthz_is_503_while_the_registry_file_is_gone(void **state)
 	free(log);
 }
 
+/* After everything else: SIGTERM closes the trail and logs its head. */
+static void
+shutdown_logs_the_head_that_verify_checks(void **state)
+{
+	char old[160], out[4096], cmd[700], head[65], *log, *p;
+
+	assert_int_equal(harness_stop(&obs.h, SIGTERM), 0);
+	assert_non_null(log = slurp(obs.h.log_path));
+	assert_non_null(p = strstr(log, "audit trail closed at seq "));
+	assert_non_null(p = strstr(p, "head "));
+	snprintf(head, sizeof(head), "%.64s", p + 5);
+	free(log);
+
+	snprintf(old, sizeof(old), "%s.1", obs.audit);
+	snprintf(cmd, sizeof(cmd), "onecardctl audit verify --head %s %s %s",
+	    head, old, obs.audit);
+	assert_int_equal(harness_run(&obs.h, NULL, out, sizeof(out), cmd), 0);
+	assert_non_null(strstr(out, head));
+	/* The old file alone does not end at that head. */
+	snprintf(cmd, sizeof(cmd), "onecardctl audit verify --head %s %s", head,
+	    old);
+	assert_int_equal(harness_run(&obs.h, NULL, out, sizeof(out), cmd), 1);
+}
+
 int
 main(void)
 {
@@ -528,6 +552,7 @@ main(void)
 	    cmocka_unit_test(metrics_exposition_passes_promtool),
 	    cmocka_unit_test(unknown_path_is_404),
 	    cmocka_unit_test(healthz_is_503_while_the_registry_file_is_gone),
+	    cmocka_unit_test(shutdown_logs_the_head_that_verify_checks),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

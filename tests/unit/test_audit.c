@@ -286,6 +286,39 @@ swapped_lines_are_found_and_named_reordered(void **state)
 }
 
 static void
+lines_cut_off_the_end_are_found_with_head(void **state)
+{
+	struct fixture *fx = *state;
+	char head[65], *h;
+	size_t len;
+
+	assert_int_equal(audit_open(fx->path, "n"), 0);
+	log_entries(4, 1);
+	audit_close();
+	assert_int_equal(run_ctl(fx, "audit", "verify", fx->path, NULL), 0);
+	assert_non_null(h = strstr(fx->out, "head "));
+	memcpy(head, h + 5, 64);
+	head[64] = '\0';
+	/* The head the broker logged at close. */
+	assert_string_equal(head, audit.prev);
+	assert_int_equal(
+	    run_ctl(fx, "audit", "verify", "--head", head, fx->path, NULL), 0);
+
+	/* Without its last line the chain alone still holds... */
+	char *buf = slurp(fx->path, &len);
+	char *l4 = line_at(buf, 4);
+	spit(fx->path, buf, (size_t)(l4 - buf));
+	free(buf);
+	assert_int_equal(run_ctl(fx, "audit", "verify", fx->path, NULL), 0);
+	/* ...but not against the head. */
+	assert_int_equal(
+	    run_ctl(fx, "audit", "verify", "--head", head, fx->path, NULL), 1);
+	assert_non_null(strstr(fx->out,
+	    "audit.log:3: missing: the trail ends "
+	    "at seq 3"));
+}
+
+static void
 chain_carries_across_rotation(void **state)
 {
 	struct fixture *fx = *state;
@@ -577,6 +610,8 @@ main(void)
 		deleted_line_is_found_and_named_missing, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		swapped_lines_are_found_and_named_reordered, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		lines_cut_off_the_end_are_found_with_head, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		chain_carries_across_rotation, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
