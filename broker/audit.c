@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
 #include <openssl/sha.h>
 
 #include "audit.h"
@@ -52,6 +53,8 @@ static struct {
 	char prev[AUDIT_HASH_HEX + 1];
 	char *path;
 	char node[256];
+	EVP_MD *md;      /* SHA-256, fetched once */
+	EVP_MD_CTX *ctx; /* used under mu */
 	pthread_t syncer;
 	int syncer_running;
 	atomic_int on;
@@ -64,13 +67,21 @@ static struct {
 
 static const char audit_hex[] = "0123456789abcdef";
 
-/* Hex of a SHA-256 over buf into out (AUDIT_HASH_HEX + 1 bytes). */
+/*
+ * Hex of a SHA-256 over buf into out (AUDIT_HASH_HEX + 1 bytes). Under the
+ * mutex (or before the trail is shared): it uses the one context, with the
+ * digest fetched once, since SHA256() looks the algorithm up on every call.
+ */
 static void
 audit_hash(const char *buf, size_t len, char *out)
 {
 	unsigned char md[SHA256_DIGEST_LENGTH];
+	unsigned int mdlen;
 
-	SHA256((const unsigned char *)buf, len, md);
+	if (EVP_DigestInit_ex(audit.ctx, audit.md, NULL) != 1 ||
+	    EVP_DigestUpdate(audit.ctx, buf, len) != 1 ||
+	    EVP_DigestFinal_ex(audit.ctx, md, &mdlen) != 1)
+		SHA256((const unsigned char *)buf, len, md);
 	for (int i = 0; i < SHA256_DIGEST_LENGTH; i++) {
 		out[2 * i] = audit_hex[md[i] >> 4];
 		out[2 * i + 1] = audit_hex[md[i] & 0xf];
@@ -319,6 +330,15 @@ audit_open(const char *path, const char *node)
 
 	if (path == NULL)
 		return 0;
+	if (audit.md == NULL &&
+	    (audit.md = EVP_MD_fetch(NULL, "SHA256", NULL)) == NULL) {
+		log_warnx("audit: no SHA-256 in OpenSSL");
+		return -1;
+	}
+	if (audit.ctx == NULL && (audit.ctx = EVP_MD_CTX_new()) == NULL) {
+		log_warnx("audit: out of memory");
+		return -1;
+	}
 	if ((fd = audit_open_file(path)) == -1)
 		return -1;
 	memset(audit.prev, '0', AUDIT_HASH_HEX);
@@ -499,4 +519,8 @@ audit_close(void)
 	pthread_mutex_unlock(&audit.mu);
 	free(audit.path);
 	audit.path = NULL;
+	EVP_MD_CTX_free(audit.ctx);
+	audit.ctx = NULL;
+	EVP_MD_free(audit.md);
+	audit.md = NULL;
 }
