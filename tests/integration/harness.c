@@ -14,6 +14,7 @@
 #include <sys/types.h>
 #include <sys/wait.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -422,6 +423,75 @@ harness_stop(struct harness *h, int sig)
 	status = harness_wait(h->pid, HARNESS_STOP_TIMEOUT_MS);
 	h->pid = 0;
 	return status;
+}
+
+/* The state letter of one /proc stat file (R, S, T, ...), or 0. */
+static char
+harness_proc_state(const char *path)
+{
+	char buf[512], *p;
+	size_t n;
+	FILE *f;
+
+	if ((f = fopen(path, "r")) == NULL)
+		return 0;
+	n = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	/* "pid (comm) S ...": comm may hold spaces, so find the last ')'. */
+	if ((p = strrchr(buf, ')')) == NULL || p[1] != ' ')
+		return 0;
+	return p[2];
+}
+
+/* Are all threads of pid stopped? */
+static int
+harness_all_stopped(pid_t pid)
+{
+	char path[PATH_MAX];
+	struct dirent *de;
+	int stopped = 1;
+	DIR *d;
+
+	snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+	if ((d = opendir(path)) == NULL)
+		return 0;
+	while (stopped && (de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof path, "/proc/%d/task/%s/stat", (int)pid,
+		    de->d_name);
+		if (harness_proc_state(path) != 'T')
+			stopped = 0;
+	}
+	closedir(d);
+	return stopped;
+}
+
+int
+harness_freeze(struct harness *h)
+{
+	long long deadline = harness_now_ms() + HARNESS_START_TIMEOUT_MS;
+
+	if (h->pid <= 0 || kill(h->pid, SIGSTOP) == -1)
+		return -1;
+	/* kill() returns before the threads stop; wait for them. */
+	while (!harness_all_stopped(h->pid)) {
+		if (harness_now_ms() > deadline) {
+			harness_warnx("onecardd did not stop");
+			return -1;
+		}
+		usleep(1000);
+	}
+	return 0;
+}
+
+int
+harness_thaw(struct harness *h)
+{
+	if (h->pid <= 0)
+		return -1;
+	return kill(h->pid, SIGCONT);
 }
 
 /* nftw callback: remove one entry. */

@@ -73,6 +73,11 @@ int harness_run(struct harness *h, const char *cn, char *out, size_t outlen,
 int harness_run2(struct harness *h, const char *cn, char *out, size_t outlen,
     char *err, size_t errlen, const char *cmdline);
 
+/* SIGSTOP onecardd and wait until it is stopped (a broker that answers
+ * nothing); harness_thaw sends SIGCONT. 0 or -1. */
+int harness_freeze(struct harness *h);
+int harness_thaw(struct harness *h);
+
 /* Read the broker's log so far into buf (NUL-terminated). 0 or -1. */
 int harness_log(struct harness *h, char *buf, size_t buflen);
 

@@ -558,12 +558,12 @@ call_timeout_gives_etimedout(void **state)
 	assert_int_equal(
 	    onecard_connect(&opt, &conn, err, sizeof err), ONECARD_OK);
 	/* A broker that stops answering. */
-	assert_int_equal(kill(h.pid, SIGSTOP), 0);
+	assert_int_equal(harness_freeze(&h), 0);
 	set_ping(&req, &ping);
 	t0 = now_ms();
 	r = onecard_call(conn, &req, &reply);
 	elapsed = now_ms() - t0;
-	kill(h.pid, SIGCONT);
+	harness_thaw(&h);
 	assert_int_equal(r, ONECARD_ETIMEDOUT);
 	assert_true(elapsed >= 250 && elapsed < 2000);
 	assert_non_null(strstr(onecard_last_error(conn), "no reply"));

@@ -1,0 +1,393 @@
+/*
+ * test_cli.c: the onecard desk CLI against a real onecardd.
+ *
+ * Each command is run through /bin/sh with the ONECARD_* environment of a
+ * hospital, as a desk script would run it; the tests check the text a person
+ * reads, the JSON a script parses and the documented exit code of every kind
+ * of outcome (docs/cli.md).
+ */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+
+static struct harness h;
+static char out[65536];
+static char err[65536];
+
+/* A valid cn-id for a birth date and sequence number (odd: male). */
+static void
+make_cn_id(char id[19], const char *yyyymmdd, int seq)
+{
+	static const int w[17] = {
+	    7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2};
+	static const char check[] = "10X98765432";
+	int i, sum = 0;
+
+	snprintf(id, 19, "110105%.8s%03d", yyyymmdd, seq % 1000);
+	for (i = 0; i < 17; i++)
+		sum += (id[i] - '0') * w[i];
+	id[17] = check[sum % 11];
+	id[18] = '\0';
+}
+
+/* Run an onecard command line as cn; stdout in out, stderr in err. */
+static int run(const char *cn, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static int
+run(const char *cn, const char *fmt, ...)
+{
+	char cmd[4096];
+	va_list ap;
+	int status;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof cmd, fmt, ap);
+	va_end(ap);
+	status = harness_run2(&h, cn, out, sizeof out, err, sizeof err, cmd);
+	if (getenv("ONECARD_TEST_VERBOSE") != NULL)
+		fprintf(stderr, "$ %s\n[%d]\n%s%s", cmd, status, out, err);
+	return status;
+}
+
+static int
+group_setup(void **state)
+{
+	static const char *const codes[] = {"XC001", "XC002", NULL};
+	static const char *const strangers[] = {"stranger", NULL};
+
+	if (harness_start(&h, codes, NULL) == -1)
+		return -1;
+	return harness_certs(&h, strangers);
+}
+
+static int
+group_teardown(void **state)
+{
+	harness_cleanup(&h);
+	return 0;
+}
+
+static void
+help_lists_commands_and_exits_0(void **state)
+{
+	assert_int_equal(run(NULL, "onecard --help"), 0);
+	assert_non_null(strstr(out, "usage: onecard"));
+	assert_non_null(strstr(out, "lookup"));
+	assert_non_null(strstr(out, "Exit: 0 ok, 1 not found"));
+	assert_int_equal(run(NULL, "onecard help"), 0);
+	assert_non_null(strstr(out, "commands:"));
+}
+
+static void
+every_command_has_help(void **state)
+{
+	static const char *const cmds[] = {"ping", "lookup", "enroll", "link",
+	    "unlink", "update", "search", NULL};
+	const char *const *c;
+	char want[64];
+
+	for (c = cmds; *c != NULL; c++) {
+		assert_int_equal(run(NULL, "onecard %s --help", *c), 0);
+		snprintf(want, sizeof want, "usage: onecard %s", *c);
+		assert_non_null(strstr(out, want));
+	}
+	assert_int_equal(run(NULL, "onecard update --help"), 0);
+	assert_non_null(strstr(out, "--expect-version"));
+	assert_int_equal(run(NULL, "onecard enroll --help"), 0);
+	assert_non_null(strstr(out, "--birth"));
+}
+
+static void
+usage_errors_exit_2(void **state)
+{
+	assert_int_equal(run("XC001", "onecard"), 2);
+	assert_non_null(strstr(err, "no command"));
+	assert_int_equal(run("XC001", "onecard frobnicate"), 2);
+	assert_non_null(strstr(err, "unknown command"));
+	assert_int_equal(run("XC001", "onecard lookup"), 2);
+	assert_non_null(strstr(err, "usage: onecard lookup ID"));
+	assert_int_equal(run("XC001", "onecard lookup a=1 b=2"), 2);
+	assert_int_equal(run("XC001", "onecard lookup 12345"), 2);
+	assert_non_null(strstr(err, "DOMAIN=VALUE"));
+	assert_int_equal(run("XC001", "onecard link cn-ssc=A1234"), 2);
+	assert_int_equal(run("XC001",
+			     "onecard enroll --sex other "
+			     "hosp:XC001=U1"),
+	    2);
+	assert_int_equal(run("XC001",
+			     "onecard enroll --birth 1/2/1990 "
+			     "hosp:XC001=U1"),
+	    2);
+	assert_int_equal(run("XC001", "onecard update hosp:XC001=U1"), 2);
+	assert_non_null(strstr(err, "nothing to update"));
+	assert_int_equal(run("XC001",
+			     "onecard update --expect-version x "
+			     "--phone 1 hosp:XC001=U1"),
+	    2);
+	assert_int_equal(run("XC001", "onecard search"), 2);
+	assert_int_equal(run("XC001", "onecard --timeout soon ping"), 2);
+	assert_int_equal(run("XC001", "onecard lookup --bogus cn-ssc=A1"), 2);
+}
+
+static void
+ping_prints_pong_as_text_and_json(void **state)
+{
+	assert_int_equal(run("XC001", "onecard ping"), 0);
+	assert_non_null(strstr(out, "pong from "));
+	assert_int_equal(run("XC001", "onecard --json ping"), 0);
+	assert_memory_equal(out, "{\"node\":", 8);
+	assert_non_null(strstr(out, "\"version\":"));
+}
+
+static void
+enroll_then_lookup_shows_the_patient(void **state)
+{
+	char cnid[19];
+
+	make_cn_id(cnid, "19750315", 123);
+	assert_int_equal(run("XC001",
+			     "onecard enroll --name 'Zhang San' --sex male "
+			     "--birth 1975-03-15 --phone '+86 10 1234' "
+			     "--address 'Xicheng, Beijing' cn-id=%s "
+			     "hosp:XC001=MRN-100",
+			     cnid),
+	    0);
+	assert_non_null(strstr(out, "created:     yes"));
+	assert_non_null(strstr(out, "patient:"));
+
+	/* Another hospital reads the same record by the card number. */
+	assert_int_equal(run("XC002", "onecard lookup cn-id=%s", cnid), 0);
+	assert_non_null(strstr(out, "name:        Zhang San"));
+	assert_non_null(strstr(out, "sex:         male"));
+	assert_non_null(strstr(out, "birth date:  1975-03-15"));
+	assert_non_null(strstr(out, "phone:       +86 10 1234"));
+	assert_non_null(strstr(out, "address:     Xicheng, Beijing"));
+	assert_non_null(strstr(out, "version:"));
+	assert_non_null(strstr(out, "identifier:  hosp:XC001=MRN-100"));
+	assert_non_null(strstr(out, "identifier:  cn-id="));
+
+	/* Enrolling again is harmless: the same patient, not created. */
+	assert_int_equal(run("XC001", "onecard enroll hosp:XC001=MRN-100"), 0);
+	assert_non_null(strstr(out, "created:     no"));
+}
+
+static void
+lookup_json_is_one_object_with_every_field(void **state)
+{
+	char cnid[19];
+
+	make_cn_id(cnid, "19750315", 123);
+	assert_int_equal(
+	    run("XC002", "onecard --json lookup hosp:XC001=MRN-100"), 0);
+	assert_memory_equal(out, "{\"patient_id\":\"", 15);
+	assert_non_null(strstr(out, "\"name\":\"Zhang San\""));
+	assert_non_null(strstr(out, "\"sex\":\"male\""));
+	assert_non_null(strstr(out, "\"birth_date\":\"1975-03-15\""));
+	assert_non_null(strstr(out, "\"phone\":\"+86 10 1234\""));
+	assert_non_null(strstr(out, "\"merged_into\":\"\""));
+	assert_non_null(strstr(out, "\"version\":"));
+	assert_non_null(
+	    strstr(out, "{\"domain\":\"hosp:XC001\",\"value\":\"MRN-100\"}"));
+	assert_non_null(strstr(out, cnid));
+	/* One object, one line. */
+	assert_string_equal(strchr(out, '\n'), "\n");
+}
+
+static void
+json_escapes_quotes_and_backslashes(void **state)
+{
+	assert_int_equal(run("XC001",
+			     "onecard --json enroll --name 'Wang \"Er\" \\ "
+			     "Xiao' hosp:XC001=MRN-JSON"),
+	    0);
+	assert_non_null(strstr(out, "\"created\":true"));
+	assert_non_null(strstr(out, "\"name\":\"Wang \\\"Er\\\" \\\\ Xiao\""));
+	assert_non_null(strstr(out, "\"possible_duplicates\":["));
+}
+
+static void
+unknown_identifier_exits_1(void **state)
+{
+	assert_int_equal(run("XC001", "onecard lookup cn-ssc=NOSUCH123"), 1);
+	assert_non_null(strstr(err, "NOT_FOUND"));
+	assert_string_equal(out, "");
+	assert_int_equal(
+	    run("XC001", "onecard --json lookup cn-ssc=NOSUCH123"), 1);
+	assert_memory_equal(out, "{\"error\":\"NOT_FOUND\",\"message\":", 31);
+}
+
+static void
+invalid_argument_from_broker_exits_2(void **state)
+{
+	/* Well-formed DOMAIN=VALUE, but the check character is wrong. */
+	assert_int_equal(
+	    run("XC001", "onecard lookup cn-id=110105197503151231"), 2);
+	assert_non_null(strstr(err, "INVALID_ARGUMENT"));
+	assert_int_equal(run("XC001", "onecard lookup nosuchdomain=1"), 2);
+}
+
+static void
+link_adds_identifier_and_conflict_exits_3(void **state)
+{
+	assert_int_equal(
+	    run("XC001", "onecard link hosp:XC001=MRN-100 cn-ssc=SSC100A"), 0);
+	assert_non_null(strstr(out, "identifier:  cn-ssc=SSC100A"));
+	/* The card belongs to another patient now: refused. */
+	assert_int_equal(
+	    run("XC001", "onecard link hosp:XC001=MRN-JSON cn-ssc=SSC100A"), 3);
+	assert_non_null(strstr(err, "CONFLICT"));
+	/* Unknown KNOWN is not found. */
+	assert_int_equal(
+	    run("XC001", "onecard link hosp:XC001=NOPE cn-ssc=SSC100B"), 1);
+}
+
+static void
+unlink_of_another_hospitals_id_exits_3(void **state)
+{
+	assert_int_equal(run("XC001",
+			     "onecard link hosp:XC001=MRN-100 "
+			     "hosp:XC001=MRN-100-OLD"),
+	    0);
+	assert_int_equal(
+	    run("XC002", "onecard unlink hosp:XC001=MRN-100-OLD"), 3);
+	assert_non_null(strstr(err, "PERMISSION_DENIED"));
+	assert_int_equal(
+	    run("XC001", "onecard unlink hosp:XC001=MRN-100-OLD"), 0);
+	assert_null(strstr(out, "MRN-100-OLD"));
+	assert_int_equal(
+	    run("XC001", "onecard lookup hosp:XC001=MRN-100-OLD"), 1);
+}
+
+/* The version lookup prints for hosp:XC001=MRN-100. */
+static unsigned long long
+current_version(void)
+{
+	const char *v;
+
+	if (run("XC001", "onecard --json lookup hosp:XC001=MRN-100") != 0)
+		return 0;
+	if ((v = strstr(out, "\"version\":")) == NULL)
+		return 0;
+	return strtoull(v + 10, NULL, 10);
+}
+
+static void
+update_with_stale_version_exits_3(void **state)
+{
+	unsigned long long v = current_version();
+
+	assert_true(v > 0);
+	assert_int_equal(run("XC001",
+			     "onecard update --phone 010-5555 "
+			     "--expect-version %llu hosp:XC001=MRN-100",
+			     v + 7),
+	    3);
+	assert_non_null(strstr(err, "VERSION_MISMATCH"));
+	assert_int_equal(run("XC001",
+			     "onecard update --phone 010-5555 "
+			     "--expect-version %llu hosp:XC001=MRN-100",
+			     v),
+	    0);
+	assert_non_null(strstr(out, "phone:       010-5555"));
+	/* Fields not given keep their value. */
+	assert_non_null(strstr(out, "name:        Zhang San"));
+	assert_true(current_version() > v);
+}
+
+static void
+search_finds_by_name_and_birth(void **state)
+{
+	assert_int_equal(run("XC002",
+			     "onecard search --name 'Zhang San' --birth "
+			     "1975-03-15"),
+	    0);
+	assert_non_null(strstr(out, "1 patient\n"));
+	assert_non_null(strstr(out, "name:        Zhang San"));
+	assert_int_equal(run("XC002",
+			     "onecard --json search --name 'Zhang San' "
+			     "--limit 5"),
+	    0);
+	assert_memory_equal(out, "{\"patients\":[{\"patient_id\":", 27);
+	assert_int_equal(
+	    run("XC002", "onecard --json search --name 'Nobody Here'"), 0);
+	assert_string_equal(out, "{\"patients\":[]}\n");
+}
+
+static void
+unknown_certificate_exits_3(void **state)
+{
+	assert_int_equal(run("stranger", "onecard ping"), 3);
+	assert_non_null(strstr(err, "UNAUTHENTICATED"));
+}
+
+static void
+unreachable_broker_exits_4(void **state)
+{
+	/* Port 1 on loopback: nothing listens there. */
+	assert_int_equal(run("XC001", "onecard --broker 127.0.0.1:1 ping"), 4);
+	assert_non_null(strstr(err, "refused"));
+	assert_int_equal(
+	    run("XC001", "onecard --json --broker 127.0.0.1:1 ping"), 4);
+	assert_memory_equal(out, "{\"error\":\"CLIENT_CONNECT\"", 25);
+}
+
+static void
+silent_broker_times_out_with_exit_4(void **state)
+{
+	int status;
+
+	assert_int_equal(harness_freeze(&h), 0);
+	status = run("XC001", "onecard --timeout 0.5 ping");
+	harness_thaw(&h);
+	assert_int_equal(status, 4);
+}
+
+static void
+flags_override_the_environment(void **state)
+{
+	/* The environment names a key that does not exist; the flag wins. */
+	assert_int_equal(
+	    run("XC001",
+		"ONECARD_KEY=/nonexistent onecard --key %s/XC001.key "
+		"ping",
+		h.certs),
+	    0);
+	assert_int_equal(
+	    run("XC001", "ONECARD_KEY=/nonexistent onecard ping"), 2);
+	assert_non_null(strstr(err, "/nonexistent"));
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(help_lists_commands_and_exits_0),
+	    cmocka_unit_test(every_command_has_help),
+	    cmocka_unit_test(usage_errors_exit_2),
+	    cmocka_unit_test(ping_prints_pong_as_text_and_json),
+	    cmocka_unit_test(enroll_then_lookup_shows_the_patient),
+	    cmocka_unit_test(lookup_json_is_one_object_with_every_field),
+	    cmocka_unit_test(json_escapes_quotes_and_backslashes),
+	    cmocka_unit_test(unknown_identifier_exits_1),
+	    cmocka_unit_test(invalid_argument_from_broker_exits_2),
+	    cmocka_unit_test(link_adds_identifier_and_conflict_exits_3),
+	    cmocka_unit_test(unlink_of_another_hospitals_id_exits_3),
+	    cmocka_unit_test(update_with_stale_version_exits_3),
+	    cmocka_unit_test(search_finds_by_name_and_birth),
+	    cmocka_unit_test(unknown_certificate_exits_3),
+	    cmocka_unit_test(unreachable_broker_exits_4),
+	    cmocka_unit_test(silent_broker_times_out_with_exit_4),
+	    cmocka_unit_test(flags_override_the_environment),
+	};
+
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
