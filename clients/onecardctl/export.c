@@ -111,7 +111,6 @@ ctl_export(int argc, char **argv)
 		return CTL_EXIT_USAGE;
 	}
 	setvbuf(fp, NULL, _IOFBF, 1 << 20);
-	fputs(CSV_HEADER "\n", fp);
 	req.op_case = ONECARD__V1__REQUEST__OP_EXPORT;
 	req.export = &ex;
 	ex.limit = EXPORT_PAGE;
@@ -128,6 +127,8 @@ ctl_export(int argc, char **argv)
 			rc = CTL_EXIT_REFUSED;
 			goto done;
 		}
+		if (n == 0) /* the broker said yes: now the file is ours */
+			fputs(CSV_HEADER "\n", fp);
 		if (reply->result_case != ONECARD__V1__REPLY__RESULT_SEARCH ||
 		    reply->search->n_patients == 0)
 			break;
