@@ -446,7 +446,6 @@ op_resolve(struct reg_op *o, const char *field,
     char *norm, int *kind)
 {
 	struct registry *reg = o->reg;
-	char pid[REGISTRY_PID_MAX];
 	int k, rc;
 
 	k = validate_identifier(&o->vc, field, id, norm, VALIDATE_MAX_VALUE + 1,
@@ -457,20 +456,16 @@ op_resolve(struct reg_op *o, const char *field,
 		*kind = k;
 	op_target(o, id->domain, norm);
 	if (k == VALIDATE_PID)
-		snprintf(pid, sizeof(pid), "%s", norm);
-	else {
-		rc = reg->be->ident_owner(reg->h, id->domain, norm, pid);
-		if (rc < 0)
-			return op_backend(o, rc);
-		if (rc == 1)
-			return op_fail(o, CODE_NOT_FOUND,
-			    "%s: no patient holds this identifier", field);
-	}
-	rc = reg->be->patient_get(reg->h, pid, &reg->arena, p);
+		rc = reg->be->patient_get(reg->h, norm, &reg->arena, p);
+	else
+		rc = reg->be->ident_patient(
+		    reg->h, id->domain, norm, &reg->arena, p);
 	if (rc < 0)
 		return op_backend(o, rc);
 	if (rc == 1)
-		return op_fail(o, CODE_NOT_FOUND, "%s: no such patient", field);
+		return op_fail(o, CODE_NOT_FOUND, "%s: %s", field,
+		    k == VALIDATE_PID ? "no such patient"
+				      : "no patient holds this identifier");
 	if (follow && (rc = op_follow(o, p)) != CODE_OK)
 		return rc;
 	op_patient_id(o, p->id);

@@ -92,6 +92,9 @@ struct registry_backend {
 	/* Identifier -> owning patient id (pidlen >= REGISTRY_PID_MAX). */
 	int (*ident_owner)(
 	    void *h, const char *domain, const char *value, char *pid);
+	/* Identifier -> its patient's row, in one step. */
+	int (*ident_patient)(void *h, const char *domain, const char *value,
+	    struct registry_arena *a, struct registry_patient *p);
 	int (*ident_insert)(
 	    void *h, const char *domain, const char *value, const char *pid);
 	int (*ident_delete)(void *h, const char *domain, const char *value);

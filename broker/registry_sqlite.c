@@ -18,6 +18,8 @@
 #include "registry_backend.h"
 
 #define SQLITE_BUSY_MS 5000
+#define SQLITE_READ_PRAGMAS                                                    \
+	"PRAGMA mmap_size=1073741824; PRAGMA cache_size=-32768;"
 
 /* Each migration takes the schema from version i to i + 1. */
 static const char *const sqlite_migrations[] = {
@@ -63,6 +65,7 @@ enum sqlite_stmt {
 	ST_ROLLBACK_TO,
 	ST_PING,
 	ST_IDENT_OWNER,
+	ST_IDENT_PATIENT,
 	ST_IDENT_INSERT,
 	ST_IDENT_DELETE,
 	ST_IDENT_MOVE,
@@ -101,6 +104,10 @@ static const char *const sqlite_sql[ST_MAX] = {
     [ST_PING] = "SELECT 1",
     [ST_IDENT_OWNER] =
 	"SELECT patient_id FROM identifiers WHERE domain = ?1 AND value = ?2",
+    [ST_IDENT_PATIENT] =
+	"SELECT p.name, p.sex, p.birth_date, p.phone, p.address, p.version,"
+	" p.merged_into, p.id FROM identifiers i JOIN patients p"
+	" ON p.id = i.patient_id WHERE i.domain = ?1 AND i.value = ?2",
     [ST_IDENT_INSERT] =
 	"INSERT INTO identifiers (domain, value, patient_id) VALUES (?1,?2,?3)",
     [ST_IDENT_DELETE] =
@@ -347,6 +354,9 @@ sqlite_open(const char *path, int writer, char *err, size_t errlen)
 	}
 	sqlite3_busy_timeout(h->db, SQLITE_BUSY_MS);
 	sqlite3_extended_result_codes(h->db, 1);
+	/* Lookups read pages through a memory map and keep a large page cache
+	 * instead of a pread per page per request. */
+	sqlite3_exec(h->db, SQLITE_READ_PRAGMAS, NULL, NULL, NULL);
 	if (writer) {
 		if (sqlite3_exec(h->db,
 			"PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
@@ -536,6 +546,27 @@ sqlite_dup(struct registry_arena *a, sqlite3_stmt *s, int i)
 	return registry_arena_strndup(a, v, (size_t)sqlite3_column_bytes(s, i));
 }
 
+/* Read a patient row (name .. merged_into in columns 0..6) into p. */
+static int
+sqlite_patient_row(sqlite3_stmt *s, const char *pid, struct registry_arena *a,
+    struct registry_patient *p)
+{
+	snprintf(p->id, sizeof(p->id), "%s", pid);
+	p->name = sqlite_dup(a, s, 0);
+	p->sex = sqlite3_column_int(s, 1);
+	p->birth_date = sqlite_dup(a, s, 2);
+	p->phone = sqlite_dup(a, s, 3);
+	p->address = sqlite_dup(a, s, 4);
+	p->version = (uint64_t)sqlite3_column_int64(s, 5);
+	snprintf(
+	    p->merged_into, sizeof(p->merged_into), "%s", sqlite_col(s, 6));
+	if (!p->name || !p->birth_date || !p->phone || !p->address) {
+		log_warnx("registry: out of scratch memory");
+		return REGISTRY_EFAIL;
+	}
+	return 0;
+}
+
 static int
 sqlite_patient_get(void *hv, const char *pid, struct registry_arena *a,
     struct registry_patient *p)
@@ -547,23 +578,26 @@ sqlite_patient_get(void *hv, const char *pid, struct registry_arena *a,
 	if (s == NULL)
 		return REGISTRY_EFAIL;
 	sqlite_text(s, 1, pid);
-	if ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		snprintf(p->id, sizeof(p->id), "%s", pid);
-		p->name = sqlite_dup(a, s, 0);
-		p->sex = sqlite3_column_int(s, 1);
-		p->birth_date = sqlite_dup(a, s, 2);
-		p->phone = sqlite_dup(a, s, 3);
-		p->address = sqlite_dup(a, s, 4);
-		p->version = (uint64_t)sqlite3_column_int64(s, 5);
-		snprintf(p->merged_into, sizeof(p->merged_into), "%s",
-		    sqlite_col(s, 6));
-		ret = 0;
-		if (!p->name || !p->birth_date || !p->phone || !p->address) {
-			log_warnx("registry: out of scratch memory");
-			ret = REGISTRY_EFAIL;
-		}
-	}
+	if ((rc = sqlite3_step(s)) == SQLITE_ROW)
+		ret = sqlite_patient_row(s, pid, a, p);
 	return sqlite_done(h, ST_PATIENT_GET, s, rc, ret);
+}
+
+static int
+sqlite_ident_patient(void *hv, const char *domain, const char *value,
+    struct registry_arena *a, struct registry_patient *p)
+{
+	struct sqlite_handle *h = hv;
+	sqlite3_stmt *s = sqlite_stmt(h, ST_IDENT_PATIENT);
+	int rc, ret = 1;
+
+	if (s == NULL)
+		return REGISTRY_EFAIL;
+	sqlite_text(s, 1, domain);
+	sqlite_text(s, 2, value);
+	if ((rc = sqlite3_step(s)) == SQLITE_ROW)
+		ret = sqlite_patient_row(s, sqlite_col(s, 7), a, p);
+	return sqlite_done(h, ST_IDENT_PATIENT, s, rc, ret);
 }
 
 /* Bind the columns of a patient row as ?1..?8. */
@@ -884,6 +918,7 @@ const struct registry_backend registry_sqlite = {
     .release = sqlite_release,
     .rollback_to = sqlite_rollback_to,
     .ident_owner = sqlite_ident_owner,
+    .ident_patient = sqlite_ident_patient,
     .ident_insert = sqlite_ident_insert,
     .ident_delete = sqlite_ident_delete,
     .ident_move = sqlite_ident_move,
