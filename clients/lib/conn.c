@@ -213,6 +213,13 @@ conn_ssl_result(
 		return conn_fail(
 		    conn, ONECARD_EIO, "%s: %s", what, strerror(errno));
 	default:
+		/* A peer that hangs up without close_notify has closed. */
+		if (ERR_GET_REASON(ERR_peek_last_error()) ==
+		    SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+			ERR_clear_error();
+			return conn_fail(conn, ONECARD_ECLOSED,
+			    "%s: the broker closed the connection", what);
+		}
 		conn_fail(conn, ONECARD_ETLS, "%s", what);
 		client_tls_verify_reason(
 		    conn->ssl, conn->err, sizeof conn->err);
