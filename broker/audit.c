@@ -39,7 +39,8 @@
 #define AUDIT_LINE_MAX  4096 /* longest line written; fields are cut to fit */
 #define AUDIT_FIELD_MAX 256  /* bytes of one string field before escaping */
 #define AUDIT_HASH_HEX  (SHA256_DIGEST_LENGTH * 2)
-#define AUDIT_TAIL_READ 8192 /* bytes read back to find the last line */
+#define AUDIT_TAIL_READ 8192  /* bytes read back to find the last line */
+#define AUDIT_PEND_MAX  65536 /* lines held for one write in a batch */
 
 static struct {
 	pthread_mutex_t mu;
@@ -49,8 +50,16 @@ static struct {
 			 */
 	int dirty;      /* lines written since the last sync */
 	int stop;
-	uint64_t seq; /* seq of the last line written */
+	uint64_t seq; /* seq of the last line made (written or pending) */
 	char prev[AUDIT_HASH_HEX + 1];
+	/* The chain as of the last line in the file, for a failed write. */
+	uint64_t written_seq;
+	char written_prev[AUDIT_HASH_HEX + 1];
+	int failing; /* the last write failed (log transitions only) */
+	/* Lines made but not yet written, in seq order. */
+	char pend[AUDIT_PEND_MAX];
+	size_t pend_len;
+	unsigned pend_lines;
 	char *path;
 	char node[256];
 	EVP_MD *md;      /* SHA-256, fetched once */
@@ -64,6 +73,9 @@ static struct {
     .fd = -1,
     .retired_fd = -1,
 };
+
+/* This thread is inside audit_batch_begin/end. */
+static _Thread_local int audit_batching;
 
 static const char audit_hex[] = "0123456789abcdef";
 
@@ -123,33 +135,41 @@ audit_mask_copy(const char *src, char *dst, size_t n)
 	return len;
 }
 
-/* Append s as a JSON string (quoted, escaped, masked) at *p, not past end. */
+/*
+ * Append s as a JSON string (quoted, escaped, masked) at *p, not past end.
+ * Strings longer than AUDIT_FIELD_MAX - 1 bytes are cut there.
+ */
 static int
 audit_put_str(char **p, char *end, const char *s)
 {
 	char tmp[AUDIT_FIELD_MAX];
-	size_t len = audit_mask_copy(s != NULL ? s : "", tmp, sizeof(tmp));
+	size_t len;
 	char *q = *p;
 
-	if (end - q < 2)
+	if (s == NULL)
+		s = "";
+	len = strnlen(s, sizeof(tmp) - 1);
+	/* Masking needs 18 characters; shorter strings skip the copy. */
+	if (len >= 18) {
+		audit_mask_copy(s, tmp, len);
+		s = tmp;
+	}
+	if ((size_t)(end - q) < 6 * len + 2)
 		return -1;
 	*q++ = '"';
 	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)tmp[i];
-		if (end - q < 8)
-			return -1;
-		if (c == '"' || c == '\\') {
+		unsigned char c = (unsigned char)s[i];
+		if (c >= 0x20 && c != '"' && c != '\\' && c != 0x7f) {
+			*q++ = (char)c;
+		} else if (c == '"' || c == '\\') {
 			*q++ = '\\';
 			*q++ = (char)c;
-		} else if (c < 0x20 || c == 0x7f) {
-			*q++ = '\\';
-			*q++ = 'u';
-			*q++ = '0';
-			*q++ = '0';
-			*q++ = audit_hex[c >> 4];
-			*q++ = audit_hex[c & 0xf];
-		} else
-			*q++ = (char)c;
+		} else {
+			memcpy(q, "\\u00", 4);
+			q[4] = audit_hex[c >> 4];
+			q[5] = audit_hex[c & 0xf];
+			q += 6;
+		}
 	}
 	*q++ = '"';
 	*p = q;
@@ -354,6 +374,11 @@ audit_open(const char *path, const char *node)
 		return -1;
 	}
 	snprintf(audit.node, sizeof(audit.node), "%s", node ? node : "");
+	memcpy(audit.written_prev, audit.prev, sizeof(audit.prev));
+	audit.written_seq = audit.seq;
+	audit.pend_len = 0;
+	audit.pend_lines = 0;
+	audit.failing = 0;
 	audit.fd = fd;
 	audit.stop = 0;
 	audit.dirty = 0;
@@ -407,23 +432,66 @@ audit_format_body(const struct audit_entry *e, char *p, char *end)
 }
 
 /*
- * Append one entry: the body is formatted outside the lock; seq, prev, the
- * hash and the write happen under it so the chain follows file order.
+ * Write the pending lines with one write(2). Under the mutex. On failure the
+ * lines are dropped and the chain goes back to the last line in the file,
+ * so the trail stays verifiable; the failure is logged when it starts.
+ */
+static void
+audit_flush_locked(void)
+{
+	size_t off = 0;
+	ssize_t n;
+
+	while (off < audit.pend_len) {
+		n = write(audit.fd, audit.pend + off, audit.pend_len - off);
+		if (n <= 0) {
+			if (n == -1 && errno == EINTR)
+				continue;
+			break;
+		}
+		off += (size_t)n;
+	}
+	if (off == audit.pend_len) {
+		for (unsigned i = 0; i < audit.pend_lines; i++)
+			metrics_audit_line();
+		if (audit.failing)
+			log_info("audit: writing again at seq %llu",
+			    (unsigned long long)audit.seq);
+		audit.failing = 0;
+		audit.dirty = 1;
+	} else {
+		if (!audit.failing)
+			log_warn("audit: write: %u line(s) lost from seq %llu",
+			    audit.pend_lines,
+			    (unsigned long long)audit.written_seq + 1);
+		audit.failing = 1;
+		memcpy(audit.prev, audit.written_prev, sizeof(audit.prev));
+		audit.seq = audit.written_seq;
+	}
+	memcpy(audit.written_prev, audit.prev, sizeof(audit.prev));
+	audit.written_seq = audit.seq;
+	audit.pend_len = 0;
+	audit.pend_lines = 0;
+}
+
+/*
+ * Append one entry: the body is formatted outside the lock; seq, prev and
+ * the hash are set under it so the chain follows file order. The line is
+ * written before this returns, unless this thread is in a batch: then it
+ * waits in the shared buffer for audit_batch_end (or for any other thread's
+ * write, which takes every pending line, in order).
  */
 void
 audit_log(const struct audit_entry *e)
 {
 	char body[AUDIT_LINE_MAX];
-	char line[AUDIT_LINE_MAX + 128];
-	char *bend, *p, *end = line + sizeof(line);
+	char *bend, *p, *line, *end;
 	size_t blen;
-	ssize_t n;
 
 	if (!audit_enabled())
 		return;
 	bend = audit_format_body(e, body, body + sizeof(body));
 	if (bend == NULL) {
-		log_warnx("audit: entry too long, fields cut");
 		struct audit_entry cut = *e;
 		cut.target = "(too long)";
 		cut.actor = "(too long)";
@@ -438,24 +506,43 @@ audit_log(const struct audit_entry *e)
 		pthread_mutex_unlock(&audit.mu);
 		return;
 	}
-	p = line;
+	if (sizeof(audit.pend) - audit.pend_len < AUDIT_LINE_MAX + 128)
+		audit_flush_locked();
+	line = p = audit.pend + audit.pend_len;
+	end = audit.pend + sizeof(audit.pend);
 	AUDIT_PUT_LIT(&p, end, "{\"seq\":");
 	audit_put_u64(&p, end, audit.seq + 1);
 	audit_put_raw(&p, end, body, blen);
 	AUDIT_PUT_LIT(&p, end, ",\"prev\":\"");
 	audit_put_raw(&p, end, audit.prev, AUDIT_HASH_HEX);
 	AUDIT_PUT_LIT(&p, end, "\"}\n");
-	n = write(audit.fd, line, (size_t)(p - line));
-	if (n == p - line) {
-		audit_hash(line, (size_t)(p - line), audit.prev);
-		audit.seq++;
-		audit.dirty = 1;
-	}
+	audit_hash(line, (size_t)(p - line), audit.prev);
+	audit.seq++;
+	audit.pend_len += (size_t)(p - line);
+	audit.pend_lines++;
+	if (!audit_batching)
+		audit_flush_locked();
 	pthread_mutex_unlock(&audit.mu);
-	if (n != p - line)
-		log_warn("audit: write");
-	else
-		metrics_audit_line();
+}
+
+/* Hold this thread's lines until audit_batch_end. */
+void
+audit_batch_begin(void)
+{
+	audit_batching = 1;
+}
+
+/* Write every pending line (this thread's and any other's). */
+void
+audit_batch_end(void)
+{
+	audit_batching = 0;
+	if (!audit_enabled())
+		return;
+	pthread_mutex_lock(&audit.mu);
+	if (audit.pend_len > 0 && audit.fd != -1)
+		audit_flush_locked();
+	pthread_mutex_unlock(&audit.mu);
 }
 
 /* Reopen the file at the same path (after rotation); the chain carries on. */
@@ -471,6 +558,8 @@ audit_reopen(void)
 	if ((fd = audit_open_file(audit.path)) == -1)
 		return -1;
 	pthread_mutex_lock(&audit.mu);
+	if (audit.pend_len > 0)
+		audit_flush_locked();
 	if (audit.retired_fd != -1)
 		close(audit.retired_fd);
 	audit.retired_fd = audit.fd;
@@ -509,6 +598,8 @@ audit_close(void)
 		audit.retired_fd = -1;
 	}
 	if (audit.fd != -1) {
+		if (audit.pend_len > 0)
+			audit_flush_locked();
 		if (fdatasync(audit.fd) == -1)
 			log_warn("audit: fdatasync");
 		close(audit.fd);

@@ -25,6 +25,15 @@ int audit_open(const char *path, const char *node);
 int audit_enabled(void);
 /* Append one entry. */
 void audit_log(const struct audit_entry *e);
+/*
+ * Optional, for speed: between begin and end, this thread's lines wait in a
+ * buffer and end writes them all with one write(2). Bracket a callback that
+ * answers a burst of requests; its replies must not reach the socket before
+ * end (a bufferevent sends them only after the callback returns). Without
+ * a batch, audit_log writes each line before it returns.
+ */
+void audit_batch_begin(void);
+void audit_batch_end(void);
 /* Reopen the file (SIGHUP, for rotation); the chain carries over. */
 int audit_reopen(void);
 /* Sync and close at shutdown. */

@@ -596,6 +596,99 @@ unreadable_file_and_bad_usage_exit_2(void **state)
 	assert_false(audit_enabled());
 }
 
+/* Size of a file, -1 if missing. */
+static long
+file_size(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 ? (long)st.st_size : -1;
+}
+
+static void
+batched_lines_wait_for_batch_end(void **state)
+{
+	struct fixture *fx = *state;
+
+	assert_int_equal(audit_open(fx->path, "n"), 0);
+	audit_batch_begin();
+	log_entries(3, 1);
+	assert_int_equal(file_size(fx->path), 0);
+	assert_int_equal(metric_lines, 0);
+	audit_batch_end();
+	assert_true(file_size(fx->path) > 0);
+	assert_int_equal(metric_lines, 3);
+	/* Outside a batch each line is written before audit_log returns. */
+	long before = file_size(fx->path);
+	log_entries(1, 4);
+	assert_true(file_size(fx->path) > before);
+	audit_close();
+	assert_int_equal(run_ctl(fx, "audit", "verify", fx->path, NULL), 0);
+	assert_non_null(strstr(fx->out, "ok: 4 lines"));
+}
+
+static void *
+unbatched_writer(void *arg)
+{
+	log_entries(1, 100);
+	return NULL;
+}
+
+static void
+an_unbatched_line_writes_the_pending_ones_first(void **state)
+{
+	struct fixture *fx = *state;
+	pthread_t t;
+
+	assert_int_equal(audit_open(fx->path, "n"), 0);
+	audit_batch_begin();
+	log_entries(2, 1);
+	assert_int_equal(pthread_create(&t, NULL, unbatched_writer, NULL), 0);
+	pthread_join(t, NULL);
+	/* The other thread's write took this thread's pending lines along. */
+	char *buf = slurp(fx->path, NULL);
+	assert_non_null(strstr(line_at(buf, 1), "\"seq\":1,"));
+	assert_non_null(strstr(line_at(buf, 3), "\"patient_id\":\"P100\""));
+	free(buf);
+	audit_batch_end();
+	audit_close();
+	assert_int_equal(run_ctl(fx, "verify", fx->path, NULL), 0);
+	assert_non_null(strstr(fx->out, "ok: 3 lines"));
+}
+
+static void
+a_long_batch_is_written_as_the_buffer_fills(void **state)
+{
+	struct fixture *fx = *state;
+
+	assert_int_equal(audit_open(fx->path, "n"), 0);
+	audit_batch_begin();
+	log_entries(1000, 1);
+	/* 1000 lines of ~300 bytes do not fit the 64 KiB buffer. */
+	assert_true(file_size(fx->path) > 0);
+	audit_batch_end();
+	audit_close();
+	assert_int_equal(metric_lines, 1000);
+	assert_int_equal(run_ctl(fx, "verify", fx->path, NULL), 0);
+	assert_non_null(strstr(fx->out, "ok: 1000 lines"));
+}
+
+static void
+failed_writes_leave_the_chain_at_the_last_written_line(void **state)
+{
+	(void)state;
+	/* Every write to /dev/full fails with ENOSPC. */
+	assert_int_equal(audit_open("/dev/full", "n"), 0);
+	log_entries(3, 1);
+	audit_batch_begin();
+	log_entries(3, 4);
+	audit_batch_end();
+	assert_int_equal(metric_lines, 0);
+	assert_int_equal(audit.seq, 0);
+	assert_int_equal(audit.pend_len, 0);
+	audit_close();
+}
+
 int
 main(void)
 {
@@ -631,6 +724,16 @@ main(void)
 		truncated_last_line_is_reported, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		unreadable_file_and_bad_usage_exit_2, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		batched_lines_wait_for_batch_end, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		an_unbatched_line_writes_the_pending_ones_first, setup,
+		teardown),
+	    cmocka_unit_test_setup_teardown(
+		a_long_batch_is_written_as_the_buffer_fills, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		failed_writes_leave_the_chain_at_the_last_written_line, setup,
+		teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
