@@ -1753,14 +1753,22 @@ registry_write(struct registry *reg, const struct actor *who,
 		code = op_fail(&o, CODE_INTERNAL, "write on a read handle");
 		goto done;
 	}
+	/*
+	 * A store error (disk full, I/O) may have ended the batch's
+	 * transaction behind our back; a write run now would commit on its
+	 * own while its batch is answered UNAVAILABLE. Refuse it instead.
+	 */
+	if (reg->in_batch && (reg->broken || !reg->be->in_txn(reg->h))) {
+		if (!reg->broken)
+			log_warnx("registry: batch transaction ended early");
+		reg->broken = 1;
+		code = op_fail(&o, CODE_UNAVAIL, "batch failed; retry");
+		goto done;
+	}
 	/* Outside a batch, a write is its own transaction. */
 	own_txn = !reg->in_batch;
 	if (own_txn && (rc = reg->be->begin(reg->h, 1)) < 0) {
 		code = op_backend(&o, rc);
-		goto done;
-	}
-	if (reg->broken) {
-		code = op_fail(&o, CODE_UNAVAIL, "batch failed; retry");
 		goto done;
 	}
 	if ((rc = reg->be->savepoint(reg->h)) < 0) {
@@ -1809,7 +1817,8 @@ registry_batch_commit(struct registry *reg)
 
 	if (!reg->in_batch)
 		return -1;
-	if (!reg->broken && reg->be->commit(reg->h) == 0)
+	if (!reg->broken && reg->be->in_txn(reg->h) &&
+	    reg->be->commit(reg->h) == 0)
 		rc = 0;
 	else
 		reg->be->rollback(reg->h);

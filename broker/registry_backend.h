@@ -83,6 +83,8 @@ struct registry_backend {
 	int (*ping)(void *h);
 
 	int (*begin)(void *h, int write);
+	/* 1 while a transaction is open (a store may end one on an error). */
+	int (*in_txn)(void *h);
 	int (*commit)(void *h);
 	int (*rollback)(void *h);
 	int (*savepoint)(void *h);

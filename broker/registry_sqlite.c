@@ -415,6 +415,14 @@ sqlite_begin(void *h, int write)
 }
 
 static int
+sqlite_in_txn(void *hv)
+{
+	struct sqlite_handle *h = hv;
+
+	return !sqlite3_get_autocommit(h->db);
+}
+
+static int
 sqlite_commit(void *h)
 {
 	return sqlite_simple(h, ST_COMMIT);
@@ -912,6 +920,7 @@ const struct registry_backend registry_sqlite = {
     .close = sqlite_close,
     .ping = sqlite_ping,
     .begin = sqlite_begin,
+    .in_txn = sqlite_in_txn,
     .commit = sqlite_commit,
     .rollback = sqlite_rollback,
     .savepoint = sqlite_savepoint,
