@@ -28,7 +28,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <netinet/in.h>
+#include <pthread.h>
+#include <sys/socket.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #include "harness.h"
+#include "wire.h"
 
 #define HARNESS_START_TIMEOUT_MS 15000
 #define HARNESS_STOP_TIMEOUT_MS  30000
@@ -667,4 +675,135 @@ harness_run(struct harness *h, const char *cn, char *out, size_t outlen,
     const char *cmdline)
 {
 	return harness_run2(h, cn, out, outlen, NULL, 0, cmdline);
+}
+
+/* Serve one client of the fake broker until it goes away. */
+static void
+harness_fake_conn(struct harness_fake *f, int fd)
+{
+	Onecard__V1__Reply reply = ONECARD__V1__REPLY__INIT;
+	Onecard__V1__Request *req;
+	uint8_t buf[65536 + WIRE_HEADER_LEN], out[4096];
+	size_t n = 0, body, len;
+	SSL *ssl;
+	int r;
+
+	ssl = SSL_new((SSL_CTX *)f->ctx);
+	SSL_set_fd(ssl, fd);
+	if (SSL_accept(ssl) != 1)
+		goto done;
+	for (;;) {
+		while (wire_peek(buf, n, 65536, &body) == WIRE_FRAME) {
+			f->requests++;
+			req = wire_request_unpack(
+			    buf + WIRE_HEADER_LEN, body, 1 << 20, NULL);
+			reply.id = f->reply_id >= 0 ? (uint64_t)f->reply_id
+			    : req != NULL           ? req->id
+						    : 0;
+			reply.code = f->code;
+			reply.message = (char *)(f->message ? f->message : "");
+			if (req != NULL)
+				wire_request_free(req);
+			len = wire_encode(&reply.base, out, sizeof out);
+			if (len == 0 || SSL_write(ssl, out, (int)len) <= 0)
+				goto done;
+			n -= WIRE_HEADER_LEN + body;
+			memmove(buf, buf + WIRE_HEADER_LEN + body, n);
+		}
+		if (n == sizeof buf)
+			goto done;
+		r = SSL_read(ssl, buf + n, (int)(sizeof buf - n));
+		if (r <= 0) {
+			if (SSL_get_error(ssl, r) == SSL_ERROR_ZERO_RETURN)
+				f->close_notifies++;
+			goto done;
+		}
+		n += r;
+	}
+done:
+	ERR_clear_error();
+	SSL_free(ssl);
+	close(fd);
+}
+
+/* The fake broker's thread: accept and serve until stopped. */
+static void *
+harness_fake_main(void *arg)
+{
+	struct harness_fake *f = arg;
+	struct pollfd pfd;
+	int fd;
+
+	pfd.fd = f->lfd;
+	pfd.events = POLLIN;
+	while (!f->stop) {
+		if (poll(&pfd, 1, 50) <= 0)
+			continue;
+		if ((fd = accept(f->lfd, NULL, NULL)) == -1)
+			continue;
+		harness_fake_conn(f, fd);
+	}
+	return NULL;
+}
+
+int
+harness_fake_start(struct harness *h, struct harness_fake *f)
+{
+	struct sockaddr_in sin;
+	socklen_t len = sizeof sin;
+	char path[512];
+	SSL_CTX *ctx;
+	pthread_t t;
+
+	f->requests = f->close_notifies = 0;
+	f->stop = 0;
+	if ((ctx = SSL_CTX_new(TLS_server_method())) == NULL)
+		return -1;
+	f->ctx = ctx;
+	f->lfd = -1;
+	snprintf(path, sizeof path, "%s/broker.pem", h->certs);
+	if (SSL_CTX_use_certificate_chain_file(ctx, path) != 1)
+		goto fail;
+	snprintf(path, sizeof path, "%s/broker.key", h->certs);
+	if (SSL_CTX_use_PrivateKey_file(ctx, path, SSL_FILETYPE_PEM) != 1)
+		goto fail;
+	snprintf(path, sizeof path, "%s/ca.pem", h->certs);
+	if (SSL_CTX_load_verify_locations(ctx, path, NULL) != 1)
+		goto fail;
+	SSL_CTX_set_verify(
+	    ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+	if ((f->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
+		goto fail;
+	memset(&sin, 0, sizeof sin);
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (bind(f->lfd, (struct sockaddr *)&sin, sizeof sin) == -1 ||
+	    listen(f->lfd, 16) == -1 ||
+	    getsockname(f->lfd, (struct sockaddr *)&sin, &len) == -1)
+		goto fail;
+	snprintf(f->addr, sizeof f->addr, "127.0.0.1:%d", ntohs(sin.sin_port));
+	if (pthread_create(&t, NULL, harness_fake_main, f) != 0)
+		goto fail;
+	f->thread = t;
+	return 0;
+fail:
+	harness_warnx("fake broker: cannot start");
+	ERR_clear_error();
+	if (f->lfd != -1)
+		close(f->lfd);
+	SSL_CTX_free(ctx);
+	f->ctx = NULL;
+	return -1;
+}
+
+void
+harness_fake_stop(struct harness_fake *f)
+{
+	if (f->ctx == NULL)
+		return;
+	f->stop = 1;
+	pthread_join(f->thread, NULL);
+	close(f->lfd);
+	SSL_CTX_free((SSL_CTX *)f->ctx);
+	f->ctx = NULL;
 }

@@ -13,7 +13,10 @@
 #define ONECARD_HARNESS_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
+
+#include <pthread.h>
 
 #include "onecard.h"
 
@@ -80,5 +83,30 @@ int harness_thaw(struct harness *h);
 
 /* Read the broker's log so far into buf (NUL-terminated). 0 or -1. */
 int harness_log(struct harness *h, char *buf, size_t buflen);
+
+/*
+ * A fake broker for the answers a real one rarely gives. It serves TLS with
+ * h's broker certificate (client certificates must chain to h's CA), one
+ * connection at a time, and answers every request with Reply{id, code,
+ * message}: id is the request's when reply_id is -1, else reply_id. Set
+ * reply_id, code and message before harness_fake_start; read the counters
+ * after harness_fake_stop.
+ */
+struct harness_fake {
+	int64_t reply_id;    /* -1: echo the request's id */
+	int code;            /* Reply.code to send */
+	const char *message; /* Reply.message (may be NULL) */
+	char addr[64];       /* "127.0.0.1:PORT", set by start */
+	int requests;        /* frames received */
+	int close_notifies;  /* connections that ended with close_notify */
+	/* private */
+	int lfd;
+	void *ctx;
+	pthread_t thread;
+	volatile int stop;
+};
+
+int harness_fake_start(struct harness *h, struct harness_fake *f);
+void harness_fake_stop(struct harness_fake *f);
 
 #endif

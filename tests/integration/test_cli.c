@@ -352,6 +352,24 @@ silent_broker_times_out_with_exit_4(void **state)
 }
 
 static void
+other_broker_errors_exit_5(void **state)
+{
+	struct harness_fake f = {.reply_id = -1,
+	    .code = ONECARD__V1__CODE__UNAVAILABLE,
+	    .message = "disk full"};
+
+	assert_int_equal(harness_fake_start(&h, &f), 0);
+	assert_int_equal(run("XC001", "onecard --broker %s ping", f.addr), 5);
+	assert_non_null(strstr(err, "UNAVAILABLE: disk full"));
+	assert_int_equal(
+	    run("XC001", "onecard --json --broker %s ping", f.addr), 5);
+	assert_string_equal(
+	    out, "{\"error\":\"UNAVAILABLE\",\"message\":\"disk full\"}\n");
+	harness_fake_stop(&f);
+	assert_int_equal(f.requests, 2);
+}
+
+static void
 flags_override_the_environment(void **state)
 {
 	/* The environment names a key that does not exist; the flag wins. */
@@ -386,6 +404,7 @@ main(void)
 	    cmocka_unit_test(unknown_certificate_exits_3),
 	    cmocka_unit_test(unreachable_broker_exits_4),
 	    cmocka_unit_test(silent_broker_times_out_with_exit_4),
+	    cmocka_unit_test(other_broker_errors_exit_5),
 	    cmocka_unit_test(flags_override_the_environment),
 	};
 

@@ -10,7 +10,6 @@
 #include <sys/socket.h>
 
 #include <netinet/in.h>
-#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -604,138 +603,87 @@ bad_broker_address_is_invalid_argument(void **state)
 	assert_non_null(strstr(err, "HOST:PORT"));
 }
 
-/* A fake broker: accepts one TLS client and answers every request with the
- * reply id the test chose. */
-struct fake {
-	int lfd;
-	int port;
-	uint64_t reply_id;
-	SSL_CTX *ctx;
-	pthread_t thread;
-};
-
-/* Serve one connection: read one frame, answer it with fake->reply_id. */
-static void *
-fake_serve(void *arg)
+/* Connect to the fake broker f as XC001. */
+static struct onecard_conn *
+fake_connect(struct harness_fake *f)
 {
-	struct fake *f = arg;
-	Onecard__V1__Reply reply = ONECARD__V1__REPLY__INIT;
-	uint8_t buf[4096];
-	size_t n = 0, body;
-	SSL *ssl;
-	int fd, r;
+	struct onecard_options opt;
+	struct onecard_conn *conn;
+	char err[512];
 
-	if ((fd = accept(f->lfd, NULL, NULL)) == -1)
-		return NULL;
-	ssl = SSL_new(f->ctx);
-	SSL_set_fd(ssl, fd);
-	if (SSL_accept(ssl) == 1) {
-		while (wire_peek(buf, n, 65536, &body) == WIRE_NEED_MORE &&
-		    (r = SSL_read(ssl, buf + n, sizeof buf - n)) > 0)
-			n += r;
-		reply.id = f->reply_id;
-		reply.code = ONECARD__V1__CODE__UNAUTHENTICATED;
-		reply.message = "who are you?";
-		n = wire_encode(&reply.base, buf, sizeof buf);
-		SSL_write(ssl, buf, (int)n);
-		SSL_shutdown(ssl);
-	}
-	SSL_free(ssl);
-	close(fd);
-	return NULL;
-}
-
-/* Start the fake broker with the harness's broker certificate. */
-static void
-fake_start(struct fake *f, uint64_t reply_id)
-{
-	struct sockaddr_in sin;
-	socklen_t len = sizeof sin;
-	char path[512];
-
-	memset(f, 0, sizeof *f);
-	f->reply_id = reply_id;
-	f->ctx = SSL_CTX_new(TLS_server_method());
-	snprintf(path, sizeof path, "%s/broker.pem", h.certs);
+	harness_options(&h, "XC001", &opt);
+	opt.broker = f->addr;
 	assert_int_equal(
-	    SSL_CTX_use_certificate_file(f->ctx, path, SSL_FILETYPE_PEM), 1);
-	snprintf(path, sizeof path, "%s/broker.key", h.certs);
-	assert_int_equal(
-	    SSL_CTX_use_PrivateKey_file(f->ctx, path, SSL_FILETYPE_PEM), 1);
-	f->lfd = socket(AF_INET, SOCK_STREAM, 0);
-	memset(&sin, 0, sizeof sin);
-	sin.sin_family = AF_INET;
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	assert_int_equal(bind(f->lfd, (struct sockaddr *)&sin, sizeof sin), 0);
-	assert_int_equal(listen(f->lfd, 4), 0);
-	getsockname(f->lfd, (struct sockaddr *)&sin, &len);
-	f->port = ntohs(sin.sin_port);
-	assert_int_equal(pthread_create(&f->thread, NULL, fake_serve, f), 0);
-}
-
-/* Wait for the fake broker and free it. */
-static void
-fake_stop(struct fake *f)
-{
-	pthread_join(f->thread, NULL);
-	close(f->lfd);
-	SSL_CTX_free(f->ctx);
+	    onecard_connect(&opt, &conn, err, sizeof err), ONECARD_OK);
+	return conn;
 }
 
 static void
 reply_with_wrong_id_is_protocol_error(void **state)
 {
-	struct onecard_options opt;
+	struct harness_fake f = {.reply_id = 777};
 	struct onecard_conn *conn;
 	Onecard__V1__Request req;
 	Onecard__V1__Ping ping;
 	Onecard__V1__Reply *reply;
-	struct fake f;
-	char addr[64], err[512];
 
-	fake_start(&f, 777);
-	snprintf(addr, sizeof addr, "127.0.0.1:%d", f.port);
-	harness_options(&h, "XC001", &opt);
-	opt.broker = addr;
-	assert_int_equal(
-	    onecard_connect(&opt, &conn, err, sizeof err), ONECARD_OK);
+	assert_int_equal(harness_fake_start(&h, &f), 0);
+	conn = fake_connect(&f);
 	set_ping(&req, &ping);
 	req.id = 5;
 	assert_int_equal(onecard_call(conn, &req, &reply), ONECARD_EPROTO);
 	assert_null(reply);
+	assert_non_null(strstr(onecard_last_error(conn), "777"));
 	/* Broken for good: the next call fails the same way at once. */
 	assert_int_equal(onecard_call(conn, &req, &reply), ONECARD_EPROTO);
-	assert_non_null(strstr(onecard_last_error(conn), "777"));
 	onecard_close(conn);
-	fake_stop(&f);
+	harness_fake_stop(&f);
+	assert_int_equal(f.requests, 1);
 }
 
 static void
 reply_with_id_zero_reaches_the_caller(void **state)
 {
-	struct onecard_options opt;
+	struct harness_fake f = {.reply_id = 0,
+	    .code = ONECARD__V1__CODE__UNAUTHENTICATED,
+	    .message = "who are you?"};
 	struct onecard_conn *conn;
 	Onecard__V1__Request req;
 	Onecard__V1__Ping ping;
 	Onecard__V1__Reply *reply;
-	struct fake f;
-	char addr[64], err[512];
 
-	fake_start(&f, 0);
-	snprintf(addr, sizeof addr, "127.0.0.1:%d", f.port);
-	harness_options(&h, "XC001", &opt);
-	opt.broker = addr;
-	assert_int_equal(
-	    onecard_connect(&opt, &conn, err, sizeof err), ONECARD_OK);
+	assert_int_equal(harness_fake_start(&h, &f), 0);
+	conn = fake_connect(&f);
 	set_ping(&req, &ping);
 	assert_int_equal(onecard_call(conn, &req, &reply), ONECARD_OK);
 	assert_int_equal(reply->id, 0);
 	assert_int_equal(reply->code, ONECARD__V1__CODE__UNAUTHENTICATED);
+	assert_string_equal(reply->message, "who are you?");
 	onecard_reply_free(reply);
 	/* The request itself is still owed a reply. */
 	assert_int_equal(onecard_pending(conn), 1);
 	onecard_close(conn);
-	fake_stop(&f);
+	harness_fake_stop(&f);
+}
+
+static void
+close_sends_close_notify(void **state)
+{
+	struct harness_fake f = {.reply_id = -1};
+	struct onecard_conn *conn;
+	Onecard__V1__Request req;
+	Onecard__V1__Ping ping;
+	Onecard__V1__Reply *reply;
+
+	assert_int_equal(harness_fake_start(&h, &f), 0);
+	conn = fake_connect(&f);
+	set_ping(&req, &ping);
+	assert_int_equal(onecard_call(conn, &req, &reply), ONECARD_OK);
+	assert_int_equal(reply->id, req.id);
+	onecard_reply_free(reply);
+	onecard_close(conn);
+	harness_fake_stop(&f);
+	assert_int_equal(f.close_notifies, 1);
 }
 
 int
@@ -759,6 +707,7 @@ main(void)
 	    cmocka_unit_test(bad_broker_address_is_invalid_argument),
 	    cmocka_unit_test(reply_with_wrong_id_is_protocol_error),
 	    cmocka_unit_test(reply_with_id_zero_reaches_the_caller),
+	    cmocka_unit_test(close_sends_close_notify),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
