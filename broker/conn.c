@@ -478,8 +478,13 @@ conn_readcb(struct bufferevent *bev, void *arg)
 {
 	struct conn *c = arg;
 
-	if (c->state == CONN_OPEN)
+	if (c->state == CONN_OPEN) {
+		/* Replies leave after this callback: audit lines go in one
+		 * write. */
+		audit_batch_begin();
 		conn_read(c);
+		audit_batch_end();
+	}
 }
 
 /* Output drained to the low watermark. */

@@ -151,6 +151,7 @@ worker_notifycb(evutil_socket_t fd, short what, void *arg)
 	pthread_mutex_lock(&w->lock);
 	TAILQ_CONCAT(&q, &w->msgs, entry);
 	pthread_mutex_unlock(&w->lock);
+	audit_batch_begin();
 	while ((m = TAILQ_FIRST(&q)) != NULL) {
 		TAILQ_REMOVE(&q, m, entry);
 		switch (m->type) {
@@ -166,6 +167,7 @@ worker_notifycb(evutil_socket_t fd, short what, void *arg)
 		}
 		free(m);
 	}
+	audit_batch_end();
 }
 
 /* Queue m for w and wake its loop; m is w's to free. Any thread. */

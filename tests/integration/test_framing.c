@@ -93,7 +93,8 @@ raw_send_frame(struct raw *r, uint32_t len, const void *body, size_t n)
 	buf[2] = len >> 8;
 	buf[3] = len;
 	assert_true(n + 4 <= sizeof(buf));
-	memcpy(buf + 4, body, n);
+	if (n > 0)
+		memcpy(buf + 4, body, n);
 	raw_send(r, buf, n + 4);
 }
 
