@@ -8,10 +8,13 @@
  * where prev is the SHA-256 of the previous line's bytes (newline included)
  * and seq counts lines across files, so `onecardctl audit verify` can tell an
  * edited line from a missing or a moved one. The line is formatted into a
- * stack buffer, hashed and written with one write(2) under a mutex before
- * audit_log returns, so the reply that follows is never ahead of its line.
- * A background thread fdatasyncs the file once a second; nothing here ever
- * syncs on the caller's thread (an event loop), except audit_close.
+ * stack buffer, given its seq and prev and hashed under a mutex, and written
+ * with write(2) before audit_log returns, so the reply that follows is never
+ * ahead of its line; inside audit_batch_begin/end the lines of a burst wait
+ * in one shared buffer and are written together before the burst's replies
+ * can leave. A background thread fdatasyncs the file once a second; nothing
+ * here ever syncs on the caller's thread (an event loop), except
+ * audit_close.
  * It must never write a full cn-id: the caller masks the target, and every
  * string is masked again here as a second line of defence.
  */
@@ -46,8 +49,7 @@ static struct {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	int fd;
-	int retired_fd; /* fd left by audit_reopen, synced and closed by syncer
-			 */
+	int retired_fd; /* left by audit_reopen for the syncer to close */
 	int dirty;      /* lines written since the last sync */
 	int stop;
 	uint64_t seq; /* seq of the last line made (written or pending) */
@@ -253,7 +255,7 @@ audit_role_name(int role)
 static int
 audit_read_tail(int fd, char *prev, uint64_t *seq)
 {
-	char buf[AUDIT_TAIL_READ + 1];
+	char buf[AUDIT_TAIL_READ + 2]; /* room for an added newline and NUL */
 	struct stat st;
 	off_t off;
 	ssize_t n;

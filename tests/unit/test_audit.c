@@ -689,6 +689,33 @@ failed_writes_leave_the_chain_at_the_last_written_line(void **state)
 	audit_close();
 }
 
+static void
+a_line_cut_by_a_crash_is_ended_and_chained_on(void **state)
+{
+	struct fixture *fx = *state;
+	size_t len;
+
+	assert_int_equal(audit_open(fx->path, "n"), 0);
+	log_entries(3, 1);
+	audit_close();
+	char *buf = slurp(fx->path, &len);
+	spit(fx->path, buf, len - 40);
+	free(buf);
+
+	/* The broker starts again: the cut line is ended, the chain goes on. */
+	assert_int_equal(audit_open(fx->path, "n"), 0);
+	log_entries(2, 4);
+	audit_close();
+	buf = slurp(fx->path, NULL);
+	assert_non_null(strstr(line_at(buf, 4), "{\"seq\":4,"));
+	free(buf);
+	/* verify names the damaged line, and nothing else is wrong. */
+	assert_int_equal(run_ctl(fx, "verify", fx->path, NULL), 1);
+	assert_non_null(strstr(fx->out,
+	    "audit.log:3: edited: not a "
+	    "well-formed audit line"));
+}
+
 int
 main(void)
 {
@@ -734,6 +761,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(
 		failed_writes_leave_the_chain_at_the_last_written_line, setup,
 		teardown),
+	    cmocka_unit_test_setup_teardown(
+		a_line_cut_by_a_crash_is_ended_and_chained_on, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
