@@ -557,10 +557,12 @@ conn_take_reply(struct onecard_conn *conn, Onecard__V1__Reply **reply)
 	if (r->id != 0) {
 		if (conn->p_count == 0 ||
 		    conn->pending[conn->p_head] != r->id) {
+			unsigned long long id = r->id;
+
 			wire_reply_free(r);
 			return conn_fail(conn, ONECARD_EPROTO,
 			    "reply id %llu does not match the oldest request",
-			    (unsigned long long)r->id);
+			    id);
 		}
 		conn->p_head = (conn->p_head + 1) % conn->p_cap;
 		conn->p_count--;
