@@ -675,7 +675,11 @@ conn_writer_done(struct worker *w, struct writer_job *job)
 	}
 	c->outstanding--;
 	if (c->state != CONN_CLOSING) {
-		evbuffer_add_buffer(bufferevent_get_output(c->bev), job->out);
+		/* Copy, not move: the bytes join the output's last chain, so
+		 * a batch of replies leaves in one TLS record, not one each. */
+		size_t n = evbuffer_get_length(job->out);
+		evbuffer_add(bufferevent_get_output(c->bev),
+		    evbuffer_pullup(job->out, -1), n);
 		conn_record(c, job->req->op_case, job->res.code, &job->res,
 		    job->start_us);
 	}

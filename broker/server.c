@@ -37,7 +37,7 @@ static struct event_base *main_base;
 static struct event *sig_term, *sig_int, *sig_hup;
 static atomic_int conn_count;
 static atomic_int stopping;
-static time_t last_full_log;
+static _Atomic time_t last_full_log; /* rate-limits two warnings */
 
 /* Route libevent's own messages into our log. */
 static void
@@ -62,8 +62,8 @@ server_acceptcb(struct evconnlistener *lis, evutil_socket_t fd,
 		atomic_fetch_sub(&conn_count, 1);
 		evutil_closesocket(fd);
 		now = time(NULL);
-		if (now != last_full_log) { /* once a second at most */
-			last_full_log = now;
+		if (atomic_exchange(&last_full_log, now) != now) {
+			/* once a second at most */
 			log_warnx("connection refused: --max-conns %d reached",
 			    cfg->max_conns);
 		}
@@ -85,8 +85,7 @@ server_accept_errorcb(struct evconnlistener *lis, void *arg)
 	int err = EVUTIL_SOCKET_ERROR();
 	time_t now = time(NULL);
 
-	if (now != last_full_log) {
-		last_full_log = now;
+	if (atomic_exchange(&last_full_log, now) != now) {
 		log_warnx("accept: %s", evutil_socket_error_to_string(err));
 	}
 }

@@ -286,6 +286,36 @@ test_max_ids_and_max_name_hold_at_their_edge(void **state)
 	harness_cleanup(&h);
 }
 
+static void
+test_silent_client_is_closed_after_handshake_timeout(void **state)
+{
+	struct harness h;
+	const char *codes[] = {"H1", NULL};
+	const char *extra[] = {"--handshake-timeout", "1", NULL};
+	struct sockaddr_in sin;
+	struct timeval tv = {10, 0};
+	char byte;
+	long long start;
+	int fd;
+
+	assert_int_equal(harness_start(&h, codes, extra), 0);
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_port = htons(h.port);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	/* Say nothing: the broker hangs up after about a second. */
+	start = now_ms();
+	assert_true(recv(fd, &byte, 1, 0) <= 0);
+	assert_true(now_ms() - start >= 500);
+	assert_true(now_ms() - start < 5000);
+	close(fd);
+	assert_int_equal(ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
+	harness_cleanup(&h);
+}
+
 int
 main(void)
 {
@@ -293,6 +323,8 @@ main(void)
 	    cmocka_unit_test(
 		test_client_that_never_reads_is_cut_off_while_others_are_served),
 	    cmocka_unit_test(test_idle_client_is_closed_after_idle_timeout),
+	    cmocka_unit_test(
+		test_silent_client_is_closed_after_handshake_timeout),
 	    cmocka_unit_test(test_max_conns_admits_exactly_that_many),
 	    cmocka_unit_test(test_max_ids_and_max_name_hold_at_their_edge),
 	};
