@@ -513,20 +513,33 @@ metrics_split(const char *hostport, char *host, size_t hostlen, int *port)
 	return 0;
 }
 
-/* The port a bound socket got. */
-static int
-metrics_bound_port(evutil_socket_t fd)
+/*
+ * Print "metrics on HOST:PORT" with the port the socket got, on stderr like
+ * the listener's line (a caller that asked for port 0 waits for it).
+ */
+static void
+metrics_print_address(evutil_socket_t fd)
 {
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
+	char host[INET6_ADDRSTRLEN] = "?";
 
-	if (getsockname(fd, (struct sockaddr *)&ss, &len) == -1)
-		return -1;
-	if (ss.ss_family == AF_INET)
-		return ntohs(((struct sockaddr_in *)&ss)->sin_port);
-	if (ss.ss_family == AF_INET6)
-		return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-	return -1;
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) == -1) {
+		log_warn("metrics: getsockname");
+		return;
+	}
+	if (ss.ss_family == AF_INET) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+		inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host));
+		fprintf(stderr, "onecardd: metrics on %s:%d\n", host,
+		    ntohs(sin->sin_port));
+	} else if (ss.ss_family == AF_INET6) {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+		inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof(host));
+		fprintf(stderr, "onecardd: metrics on [%s]:%d\n", host,
+		    ntohs(sin6->sin6_port));
+	}
+	fflush(stderr);
 }
 
 /* Free whatever start made. */
@@ -594,14 +607,13 @@ metrics_start(
 		metrics_free();
 		return -1;
 	}
-	port = metrics_bound_port(evhttp_bound_socket_get_fd(bound));
 	/* The registry may be down at start; /healthz says so until it is not.
 	 */
 	metrics_registry();
 	if (pthread_create(&srv.thread, NULL, metrics_thread, NULL) != 0)
 		goto fail;
 	srv.running = 1;
-	log_info("metrics on %s:%d", host, port);
+	metrics_print_address(evhttp_bound_socket_get_fd(bound));
 	return 0;
 fail:
 	log_warn("metrics: start");
