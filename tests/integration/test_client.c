@@ -572,6 +572,67 @@ call_timeout_gives_etimedout(void **state)
 }
 
 static void
+async_reply_timeout_fails_waiting_callbacks(void **state)
+{
+	struct async_result res;
+	struct async_tag tag;
+	struct onecard_options opt;
+	Onecard__V1__Request req;
+	Onecard__V1__Ping ping;
+	struct timeval limit = {10, 0};
+	long long t0;
+
+	memset(&res, 0, sizeof res);
+	res.base = event_base_new();
+	harness_options(&h, "XC002", &opt);
+	opt.call_timeout_ms = 300;
+	res.ac = onecard_async_connect(res.base, &opt, async_connected, &res);
+	/* Connect first, then freeze the broker and ask. */
+	while (res.connected_calls == 0)
+		event_base_loop(res.base, EVLOOP_ONCE);
+	assert_int_equal(res.connect_err, ONECARD_OK);
+	assert_int_equal(harness_freeze(&h), 0);
+	tag.res = &res;
+	tag.index = 0;
+	set_ping(&req, &ping);
+	assert_int_equal(
+	    onecard_async_send(res.ac, &req, async_reply, &tag), ONECARD_OK);
+	t0 = now_ms();
+	event_base_loopexit(res.base, &limit);
+	while (res.n == 0 && event_base_loop(res.base, EVLOOP_ONCE) == 0)
+		;
+	harness_thaw(&h);
+	assert_int_equal(res.n, 1);
+	assert_int_equal(res.errs[0], ONECARD_ETIMEDOUT);
+	assert_true(now_ms() - t0 < 2000);
+	onecard_async_close(res.ac);
+	event_base_free(res.base);
+}
+
+static void
+broker_restart_keeps_enrolled_patients(void **state)
+{
+	Onecard__V1__Request req;
+	Onecard__V1__Lookup lookup;
+	Onecard__V1__Identifier id;
+	Onecard__V1__Reply *reply;
+	struct onecard_conn *conn;
+
+	/* A graceful stop exits 0; the registry survives a restart. */
+	assert_int_equal(harness_stop(&h, SIGTERM), 0);
+	assert_int_equal(h.pid, 0);
+	assert_int_equal(harness_restart(&h, NULL), 0);
+	assert_true(h.port > 0);
+	assert_int_equal(harness_connect(&h, "XC002", &conn), ONECARD_OK);
+	set_lookup(&req, &lookup, &id, "hosp:XC001", "MRN-BLOCK-1");
+	assert_int_equal(onecard_call(conn, &req, &reply), ONECARD_OK);
+	assert_int_equal(reply->code, ONECARD__V1__CODE__OK);
+	assert_string_equal(reply->patient->demographics->name, "Li Lei");
+	onecard_reply_free(reply);
+	onecard_close(conn);
+}
+
+static void
 closed_port_gives_econnect_quickly(void **state)
 {
 	struct onecard_options opt;
@@ -703,11 +764,13 @@ main(void)
 	    cmocka_unit_test(async_server_name_mismatch_is_etls),
 	    cmocka_unit_test(async_close_fails_outstanding_callbacks),
 	    cmocka_unit_test(call_timeout_gives_etimedout),
+	    cmocka_unit_test(async_reply_timeout_fails_waiting_callbacks),
 	    cmocka_unit_test(closed_port_gives_econnect_quickly),
 	    cmocka_unit_test(bad_broker_address_is_invalid_argument),
 	    cmocka_unit_test(reply_with_wrong_id_is_protocol_error),
 	    cmocka_unit_test(reply_with_id_zero_reaches_the_caller),
 	    cmocka_unit_test(close_sends_close_notify),
+	    cmocka_unit_test(broker_restart_keeps_enrolled_patients),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
