@@ -616,6 +616,26 @@ encode_and_append_agree_and_round_trip(void **state)
 }
 
 static void
+append_to_a_buffer_that_refuses_data_fails_and_adds_nothing(void **state)
+{
+	struct evbuffer *out = evbuffer_new();
+	struct sample s;
+
+	sample_init(&s, 3);
+	evbuffer_add(out, "x", 1);
+	/* A frozen end takes no reservation and no add: both paths fail. */
+	evbuffer_freeze(out, 0);
+	assert_int_equal(wire_append(out, &s.req.base), -1);
+	assert_int_equal(wire_append_error(out, 3, 13, "x"), -1);
+	assert_int_equal(evbuffer_get_length(out), 1);
+	evbuffer_unfreeze(out, 0);
+	assert_int_equal(wire_append(out, &s.req.base), 0);
+	assert_int_equal(
+	    evbuffer_get_length(out), 1 + wire_frame_size(&s.req.base));
+	evbuffer_free(out);
+}
+
+static void
 reply_with_patient_round_trips_and_is_capped(void **state)
 {
 	Onecard__V1__Reply reply = ONECARD__V1__REPLY__INIT, *got;
@@ -776,6 +796,8 @@ main(void)
 		flood_of_empty_identifiers_passes_the_cap_and_is_refused),
 	    cmocka_unit_test(garbage_bytes_return_null_without_crash),
 	    cmocka_unit_test(encode_and_append_agree_and_round_trip),
+	    cmocka_unit_test(
+		append_to_a_buffer_that_refuses_data_fails_and_adds_nothing),
 	    cmocka_unit_test(reply_with_patient_round_trips_and_is_capped),
 	    cmocka_unit_test(
 		append_error_writes_a_reply_with_id_code_message_and_no_result),
