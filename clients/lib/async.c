@@ -414,6 +414,11 @@ async_tls_start(struct onecard_async *ac)
 	SSL *ssl = ac->ssl;
 
 	ac->ssl = NULL;
+	if (client_tls_set_socket(ssl, ac->fd) == -1) {
+		SSL_free(ssl);
+		snprintf(ac->err, sizeof ac->err, "socket BIO");
+		return -1;
+	}
 	ac->bev = bufferevent_openssl_socket_new(ac->base, ac->fd, ssl,
 	    BUFFEREVENT_SSL_CONNECTING,
 	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);

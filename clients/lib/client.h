@@ -39,6 +39,9 @@ SSL_CTX *client_tls_ctx(
     const struct onecard_options *opt, char *err, size_t errlen);
 /* An SSL that checks the broker's certificate names host (name or IP). */
 SSL *client_tls_new(SSL_CTX *ctx, const char *host, char *err, size_t errlen);
+/* Attach fd to ssl through a socket BIO that never raises SIGPIPE; the
+ * caller keeps owning fd. 0 or -1. */
+int client_tls_set_socket(SSL *ssl, int fd);
 /* Why the handshake failed, when the certificate check was the reason. */
 void client_tls_verify_reason(SSL *ssl, char *buf, size_t len);
 

@@ -3,10 +3,16 @@
  *
  * Owns the client SSL_CTX (TLS 1.2 or newer, the CA that must sign the
  * broker's certificate, our certificate and key) and the per-connection SSL
- * that checks the broker's name or IP address and sends SNI for names. It
- * never does I/O: conn.c and async.c drive the handshake.
+ * that checks the broker's name or IP address and sends SNI for names, and
+ * the socket BIO both connection kinds use: a plain socket BIO, except that
+ * it writes with MSG_NOSIGNAL so a broker that hangs up gives an error code
+ * instead of killing the caller with SIGPIPE. It never does I/O itself:
+ * conn.c and async.c drive the handshake.
  */
+#include <sys/socket.h>
+
 #include <arpa/inet.h>
+#include <pthread.h>
 #include <string.h>
 
 #include <openssl/err.h>
@@ -113,4 +119,57 @@ client_tls_verify_reason(SSL *ssl, char *buf, size_t len)
 	if (n + 3 < len)
 		snprintf(buf + n, len - n, ": broker certificate: %s",
 		    X509_verify_cert_error_string(v));
+}
+
+static BIO_METHOD *tls_bio_method;
+static pthread_once_t tls_bio_once = PTHREAD_ONCE_INIT;
+
+/* Write to the BIO's socket without raising SIGPIPE. */
+static int
+tls_bio_write(BIO *b, const char *buf, int len)
+{
+	int fd = (int)BIO_get_fd(b, NULL), r;
+
+	r = (int)send(fd, buf, (size_t)len, MSG_NOSIGNAL);
+	BIO_clear_retry_flags(b);
+	if (r <= 0 && BIO_sock_should_retry(r))
+		BIO_set_retry_write(b);
+	return r;
+}
+
+/* Make the BIO method once: OpenSSL's socket BIO with our write. */
+static void
+tls_bio_init(void)
+{
+	const BIO_METHOD *sock = BIO_s_socket();
+	BIO_METHOD *m;
+
+	m = BIO_meth_new(
+	    BIO_get_new_index() | BIO_TYPE_SOURCE_SINK | BIO_TYPE_DESCRIPTOR,
+	    "onecard socket");
+	if (m == NULL)
+		return;
+	if (BIO_meth_set_write(m, tls_bio_write) != 1 ||
+	    BIO_meth_set_read(m, BIO_meth_get_read(sock)) != 1 ||
+	    BIO_meth_set_puts(m, BIO_meth_get_puts(sock)) != 1 ||
+	    BIO_meth_set_ctrl(m, BIO_meth_get_ctrl(sock)) != 1 ||
+	    BIO_meth_set_create(m, BIO_meth_get_create(sock)) != 1 ||
+	    BIO_meth_set_destroy(m, BIO_meth_get_destroy(sock)) != 1) {
+		BIO_meth_free(m);
+		return;
+	}
+	tls_bio_method = m;
+}
+
+int
+client_tls_set_socket(SSL *ssl, int fd)
+{
+	BIO *bio;
+
+	pthread_once(&tls_bio_once, tls_bio_init);
+	if (tls_bio_method == NULL || (bio = BIO_new(tls_bio_method)) == NULL)
+		return -1;
+	BIO_set_fd(bio, fd, BIO_NOCLOSE);
+	SSL_set_bio(ssl, bio, bio);
+	return 0;
 }

@@ -325,8 +325,8 @@ onecard_connect(const struct onecard_options *optin, struct onecard_conn **out,
 	}
 	if ((r = conn_tcp(conn, host, port, deadline)) != ONECARD_OK)
 		goto fail;
-	if (SSL_set_fd(conn->ssl, conn->fd) != 1) {
-		r = conn_fail(conn, ONECARD_ETLS, "SSL_set_fd");
+	if (client_tls_set_socket(conn->ssl, conn->fd) == -1) {
+		r = conn_fail(conn, ONECARD_ENOMEM, "socket BIO");
 		goto fail;
 	}
 	if ((r = conn_handshake(conn, deadline)) != ONECARD_OK)

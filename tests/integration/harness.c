@@ -690,7 +690,7 @@ harness_fake_conn(struct harness_fake *f, int fd)
 
 	ssl = SSL_new((SSL_CTX *)f->ctx);
 	SSL_set_fd(ssl, fd);
-	if (SSL_accept(ssl) != 1)
+	if (SSL_accept(ssl) != 1 || f->hangup)
 		goto done;
 	for (;;) {
 		while (wire_peek(buf, n, 65536, &body) == WIRE_FRAME) {

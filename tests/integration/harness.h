@@ -88,14 +88,17 @@ int harness_log(struct harness *h, char *buf, size_t buflen);
  * A fake broker for the answers a real one rarely gives. It serves TLS with
  * h's broker certificate (client certificates must chain to h's CA), one
  * connection at a time, and answers every request with Reply{id, code,
- * message}: id is the request's when reply_id is -1, else reply_id. Set
- * reply_id, code and message before harness_fake_start; read the counters
- * after harness_fake_stop.
+ * message}: id is the request's when reply_id is -1, else reply_id (or,
+ * with hangup set, closes each connection right after the handshake). Set
+ * the fields before harness_fake_start; read the counters after
+ * harness_fake_stop.
  */
 struct harness_fake {
 	int64_t reply_id;    /* -1: echo the request's id */
 	int code;            /* Reply.code to send */
 	const char *message; /* Reply.message (may be NULL) */
+	int hangup;          /* close right after the handshake, reading
+				nothing */
 	char addr[64];       /* "127.0.0.1:PORT", set by start */
 	int requests;        /* frames received */
 	int close_notifies;  /* connections that ended with close_notify */

@@ -747,6 +747,33 @@ close_sends_close_notify(void **state)
 	assert_int_equal(f.close_notifies, 1);
 }
 
+static void
+writing_to_hung_up_broker_is_an_error_not_sigpipe(void **state)
+{
+	struct harness_fake f = {.hangup = 1};
+	Onecard__V1__Request req;
+	Onecard__V1__Ping ping;
+	struct onecard_conn *conn;
+	int i, j, r = ONECARD_OK;
+
+	/* The default SIGPIPE action would kill this test. */
+	signal(SIGPIPE, SIG_DFL);
+	assert_int_equal(harness_fake_start(&h, &f), 0);
+	conn = fake_connect(&f);
+	for (i = 0; i < 50 && r == ONECARD_OK; i++) {
+		for (j = 0; j < 100; j++) {
+			set_ping(&req, &ping);
+			assert_int_equal(onecard_send(conn, &req), ONECARD_OK);
+		}
+		r = onecard_flush(conn);
+		usleep(20000);
+	}
+	signal(SIGPIPE, SIG_IGN);
+	assert_int_equal(r, ONECARD_ECLOSED);
+	onecard_close(conn);
+	harness_fake_stop(&f);
+}
+
 int
 main(void)
 {
@@ -770,6 +797,7 @@ main(void)
 	    cmocka_unit_test(reply_with_wrong_id_is_protocol_error),
 	    cmocka_unit_test(reply_with_id_zero_reaches_the_caller),
 	    cmocka_unit_test(close_sends_close_notify),
+	    cmocka_unit_test(writing_to_hung_up_broker_is_an_error_not_sigpipe),
 	    cmocka_unit_test(broker_restart_keeps_enrolled_patients),
 	};
 
