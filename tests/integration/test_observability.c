@@ -331,6 +331,54 @@ requests_move_the_counters(void **state)
 }
 
 static void
+a_certificate_from_another_ca_counts_as_a_failed_handshake(void **state)
+{
+	struct onecard_options opt;
+	struct onecard_conn *c = NULL;
+	char cmd[512], rogue[160], cert[200], key[200];
+	char *before = scrape(), *after = NULL;
+	double failed0, ok0;
+
+	snprintf(rogue, sizeof(rogue), "%s/rogue", obs.tmp);
+	snprintf(cmd, sizeof(cmd), "%s/certs/mkcerts.sh -d %s XC001 >/dev/null",
+	    ONECARD_SOURCE_DIR, rogue);
+	assert_int_equal(system(cmd), 0);
+	snprintf(cert, sizeof(cert), "%s/XC001.pem", rogue);
+	snprintf(key, sizeof(key), "%s/XC001.key", rogue);
+	harness_options(&obs.h, "XC001", &opt);
+	opt.cert = cert;
+	opt.key = key;
+	/* With TLS 1.3 the client may only hear of it on its first read. */
+	if (onecard_connect(&opt, &c, NULL, 0) == ONECARD_OK) {
+		Onecard__V1__Request req = ONECARD__V1__REQUEST__INIT;
+		Onecard__V1__Ping ping = ONECARD__V1__PING__INIT;
+		Onecard__V1__Reply *rep = NULL;
+		req.op_case = ONECARD__V1__REQUEST__OP_PING;
+		req.ping = &ping;
+		assert_int_not_equal(onecard_call(c, &req, &rep), ONECARD_OK);
+		onecard_close(c);
+	}
+
+	failed0 =
+	    metric(before, "onecard_tls_handshakes_total{result=\"failed\"}");
+	ok0 = metric(before, "onecard_tls_handshakes_total{result=\"ok\"}");
+	for (int i = 0;; i++) {
+		after = scrape();
+		if (metric(after,
+			"onecard_tls_handshakes_total{result="
+			"\"failed\"}") == failed0 + 1)
+			break;
+		assert_true(i < 50);
+		free(after);
+		usleep(100 * 1000);
+	}
+	assert_true(metric(after,
+			"onecard_tls_handshakes_total{result=\"ok\"}") == ok0);
+	free(before);
+	free(after);
+}
+
+static void
 audit_trail_has_a_masked_line_per_request(void **state)
 {
 	char *trail = slurp(obs.audit);
@@ -544,6 +592,8 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(requests_move_the_counters),
+	    cmocka_unit_test(
+		a_certificate_from_another_ca_counts_as_a_failed_handshake),
 	    cmocka_unit_test(audit_trail_has_a_masked_line_per_request),
 	    cmocka_unit_test(audit_trail_verifies_with_onecardctl),
 	    cmocka_unit_test(no_full_cn_id_or_name_in_the_trail_or_the_log),
