@@ -211,7 +211,7 @@ registry_mask_id(
 	if (dstlen == 0)
 		return;
 	if (domain == NULL || strcmp(domain, "cn-id") != 0) {
-		snprintf(dst, dstlen, "%s", value);
+		registry_copy(dst, value, dstlen);
 		return;
 	}
 	/* Keep the region code and the last four; star everything else. */
@@ -226,10 +226,14 @@ static void
 registry_ident_text(
     const char *domain, const char *value, char *dst, size_t dstlen)
 {
-	char masked[VALIDATE_MAX_VALUE + 1];
+	size_t n;
 
-	registry_mask_id(domain, value, masked, sizeof(masked));
-	snprintf(dst, dstlen, "%s=%s", domain, masked);
+	registry_copy(dst, domain, dstlen);
+	n = strlen(dst);
+	if (n + 1 >= dstlen)
+		return;
+	dst[n++] = '=';
+	registry_mask_id(domain, value, dst + n, dstlen - n);
 }
 
 struct registry *
@@ -394,7 +398,7 @@ op_target(struct reg_op *o, const char *domain, const char *value)
 	if (o->res->target[0] != '\0')
 		return;
 	if (domain == NULL)
-		snprintf(o->res->target, sizeof(o->res->target), "%s", value);
+		registry_copy(o->res->target, value, sizeof(o->res->target));
 	else
 		registry_ident_text(
 		    domain, value, o->res->target, sizeof(o->res->target));
@@ -404,7 +408,7 @@ op_target(struct reg_op *o, const char *domain, const char *value)
 static void
 op_patient_id(struct reg_op *o, const char *pid)
 {
-	snprintf(o->res->patient_id, sizeof(o->res->patient_id), "%s", pid);
+	registry_copy(o->res->patient_id, pid, sizeof(o->res->patient_id));
 }
 
 /* Follow merged_into from p to the live patient, reloading p. */
@@ -534,19 +538,15 @@ op_patient_cn_id(struct reg_op *o, const char *pid, int *has, char *cnid)
 	return CODE_OK;
 }
 
-/* Build the wire form of a patient row with its identifiers. */
+/* Build the wire form of a patient row and the identifiers it holds. */
 static int
-op_patient_msg(struct reg_op *o, const struct registry_patient *p,
-    Onecard__V1__Patient **out)
+op_patient_build(struct reg_op *o, const struct registry_patient *p,
+    const struct ident_vec *iv, Onecard__V1__Patient **out)
 {
 	struct registry_arena *a = &o->reg->arena;
 	Onecard__V1__Patient *m;
 	Onecard__V1__Demographics *d;
-	struct ident_vec iv;
-	int rc;
 
-	if ((rc = op_idents(o, p->id, &iv)) != CODE_OK)
-		return rc;
 	if ((m = arena_alloc(a, sizeof(*m))) == NULL ||
 	    (d = arena_alloc(a, sizeof(*d))) == NULL)
 		return op_nomem(o);
@@ -562,10 +562,23 @@ op_patient_msg(struct reg_op *o, const struct registry_patient *p,
 		return op_nomem(o);
 	m->demographics = d;
 	m->version = p->version;
-	m->identifiers = iv.v;
-	m->n_identifiers = iv.n;
+	m->identifiers = iv->v;
+	m->n_identifiers = iv->n;
 	*out = m;
 	return CODE_OK;
+}
+
+/* Build the wire form of a patient row with its identifiers. */
+static int
+op_patient_msg(struct reg_op *o, const struct registry_patient *p,
+    Onecard__V1__Patient **out)
+{
+	struct ident_vec iv;
+	int rc;
+
+	if ((rc = op_idents(o, p->id, &iv)) != CODE_OK)
+		return rc;
+	return op_patient_build(o, p, &iv, out);
 }
 
 /* Answer with the record of p as it now stands. */
@@ -1354,6 +1367,54 @@ op_lookup(struct reg_op *o)
 	return op_reply_patient(o, &p);
 }
 
+/*
+ * Lookup by an identifier in one statement and no explicit transaction:
+ * the hot path. 1 when the general path must answer instead (a pid, or a
+ * record merged away); 0 with *code set otherwise.
+ */
+static int
+op_lookup_fast(struct reg_op *o, int *code)
+{
+	struct registry *reg = o->reg;
+	const Onecard__V1__Lookup *l = o->req->lookup;
+	struct ident_vec iv = {.a = &reg->arena};
+	struct registry_patient p;
+	Onecard__V1__Patient *m;
+	char norm[VALIDATE_MAX_VALUE + 1];
+	int k, rc;
+
+	if (l == NULL)
+		return 1;
+	k = validate_identifier(&o->vc, "identifier", l->identifier, norm,
+	    sizeof(norm), NULL, o->msg, sizeof(o->msg));
+	if (k < 0) {
+		*code = CODE_INVALID;
+		return 0;
+	}
+	if (k == VALIDATE_PID)
+		return 1;
+	op_target(o, l->identifier->domain, norm);
+	rc = reg->be->ident_record(reg->h, l->identifier->domain, norm,
+	    &reg->arena, &p, ident_vec_add, &iv);
+	if (rc < 0) {
+		*code = op_backend(o, rc);
+		return 0;
+	}
+	if (rc == 1) {
+		*code = op_fail(o, CODE_NOT_FOUND,
+		    "identifier: no patient holds this identifier");
+		return 0;
+	}
+	if (p.merged_into[0] != '\0')
+		return 1;
+	op_patient_id(o, p.id);
+	if ((*code = op_patient_build(o, &p, &iv, &m)) == CODE_OK) {
+		o->reply.result_case = ONECARD__V1__REPLY__RESULT_PATIENT;
+		o->reply.patient = m;
+	}
+	return 0;
+}
+
 /* Answer with the records of a list of patient ids. */
 static int
 op_reply_patients(struct reg_op *o, const struct pid_vec *pv)
@@ -1723,6 +1784,9 @@ registry_read(struct registry *reg, const struct actor *who,
 		code = op_fail(&o, CODE_INTERNAL, "write on the read path");
 		goto done;
 	}
+	if (req->op_case == ONECARD__V1__REQUEST__OP_LOOKUP &&
+	    op_lookup_fast(&o, &code) == 0)
+		goto done;
 	/* One read transaction: the record and its identifiers agree. */
 	if (own_txn && (rc = reg->be->begin(reg->h, 0)) < 0) {
 		code = op_backend(&o, rc);

@@ -17,6 +17,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define REGISTRY_EFAIL    (-1)
 #define REGISTRY_EUNAVAIL (-2)
@@ -24,6 +25,21 @@
 #define REGISTRY_PID_MAX 48
 
 struct registry_arena;
+
+/* Copy src into dst (dstlen bytes), cut short and always terminated: the
+ * hot path's snprintf("%s"). */
+static inline void
+registry_copy(char *dst, const char *src, size_t dstlen)
+{
+	size_t n = strlen(src);
+
+	if (dstlen == 0)
+		return;
+	if (n >= dstlen)
+		n = dstlen - 1;
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+}
 
 /* Copy len bytes of s (plus a NUL) into the arena; NULL if out of memory. */
 char *registry_arena_strndup(
@@ -97,6 +113,12 @@ struct registry_backend {
 	/* Identifier -> its patient's row, in one step. */
 	int (*ident_patient)(void *h, const char *domain, const char *value,
 	    struct registry_arena *a, struct registry_patient *p);
+	/* Identifier -> its patient's row and every identifier the patient
+	 * holds (cb, in domain and value order), in one statement: one
+	 * consistent snapshot with no explicit transaction. */
+	int (*ident_record)(void *h, const char *domain, const char *value,
+	    struct registry_arena *a, struct registry_patient *p,
+	    registry_ident_cb cb, void *arg);
 	int (*ident_insert)(
 	    void *h, const char *domain, const char *value, const char *pid);
 	int (*ident_delete)(void *h, const char *domain, const char *value);

@@ -8,6 +8,7 @@
  * holds a snapshot between requests. It knows nothing of the rules: it
  * stores what registry.c tells it to and logs an SQLite error once, here.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,6 +67,7 @@ enum sqlite_stmt {
 	ST_PING,
 	ST_IDENT_OWNER,
 	ST_IDENT_PATIENT,
+	ST_IDENT_RECORD,
 	ST_IDENT_INSERT,
 	ST_IDENT_DELETE,
 	ST_IDENT_MOVE,
@@ -108,6 +110,12 @@ static const char *const sqlite_sql[ST_MAX] = {
 	"SELECT p.name, p.sex, p.birth_date, p.phone, p.address, p.version,"
 	" p.merged_into, p.id FROM identifiers i JOIN patients p"
 	" ON p.id = i.patient_id WHERE i.domain = ?1 AND i.value = ?2",
+    [ST_IDENT_RECORD] =
+	"SELECT p.name, p.sex, p.birth_date, p.phone, p.address, p.version,"
+	" p.merged_into, p.id, j.domain, j.value FROM identifiers i"
+	" JOIN patients p ON p.id = i.patient_id"
+	" JOIN identifiers j ON j.patient_id = p.id"
+	" WHERE i.domain = ?1 AND i.value = ?2 ORDER BY j.domain, j.value",
     [ST_IDENT_INSERT] =
 	"INSERT INTO identifiers (domain, value, patient_id) VALUES (?1,?2,?3)",
     [ST_IDENT_DELETE] =
@@ -175,6 +183,9 @@ struct sqlite_handle {
 	int writer;
 	sqlite3_stmt *st[ST_MAX];
 };
+
+static int sqlite_patient_row(sqlite3_stmt *, const char *,
+    struct registry_arena *, struct registry_patient *);
 
 /* The statement for q, prepared on first use. NULL (logged) on error. */
 static sqlite3_stmt *
@@ -319,6 +330,15 @@ fail:
 	return -1;
 }
 
+/* Once per process: no allocation statistics (they take a global mutex
+ * on every malloc), then start SQLite. */
+static void
+sqlite_init_once(void)
+{
+	sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+	sqlite3_initialize();
+}
+
 static void
 sqlite_close(void *hv)
 {
@@ -339,8 +359,10 @@ sqlite_open(const char *path, int writer, char *err, size_t errlen)
 	struct sqlite_handle *h;
 	int flags = writer ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
 			   : SQLITE_OPEN_READONLY;
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	int version;
 
+	pthread_once(&once, sqlite_init_once);
 	if ((h = calloc(1, sizeof(*h))) == NULL) {
 		snprintf(err, errlen, "out of memory");
 		return NULL;
@@ -498,6 +520,33 @@ sqlite_write3(
 }
 
 static int
+sqlite_ident_record(void *hv, const char *domain, const char *value,
+    struct registry_arena *a, struct registry_patient *p, registry_ident_cb cb,
+    void *arg)
+{
+	struct sqlite_handle *h = hv;
+	sqlite3_stmt *s = sqlite_stmt(h, ST_IDENT_RECORD);
+	int rc, ret = 1;
+
+	if (s == NULL)
+		return REGISTRY_EFAIL;
+	sqlite_text(s, 1, domain);
+	sqlite_text(s, 2, value);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (ret == 1 &&
+		    (ret = sqlite_patient_row(s, sqlite_col(s, 7), a, p)) != 0)
+			break;
+		if (cb(arg, sqlite_col(s, 8), sqlite_col(s, 9)) == -1) {
+			ret = REGISTRY_EFAIL;
+			break;
+		}
+	}
+	if (rc == SQLITE_ROW)
+		rc = SQLITE_DONE;
+	return sqlite_done(h, ST_IDENT_RECORD, s, rc, ret);
+}
+
+static int
 sqlite_ident_insert(
     void *h, const char *domain, const char *value, const char *pid)
 {
@@ -559,7 +608,7 @@ static int
 sqlite_patient_row(sqlite3_stmt *s, const char *pid, struct registry_arena *a,
     struct registry_patient *p)
 {
-	snprintf(p->id, sizeof(p->id), "%s", pid);
+	registry_copy(p->id, pid, sizeof(p->id));
 	p->name = sqlite_dup(a, s, 0);
 	p->sex = sqlite3_column_int(s, 1);
 	p->birth_date = sqlite_dup(a, s, 2);
@@ -928,6 +977,7 @@ const struct registry_backend registry_sqlite = {
     .rollback_to = sqlite_rollback_to,
     .ident_owner = sqlite_ident_owner,
     .ident_patient = sqlite_ident_patient,
+    .ident_record = sqlite_ident_record,
     .ident_insert = sqlite_ident_insert,
     .ident_delete = sqlite_ident_delete,
     .ident_move = sqlite_ident_move,

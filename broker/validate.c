@@ -31,6 +31,24 @@ validate_fail(char *err, size_t errlen, const char *field, const char *fmt, ...)
 	return -1;
 }
 
+/* Write "field.suffix: why" into err and return -1. */
+static int __attribute__((format(printf, 5, 6))) validate_fail2(char *err,
+    size_t errlen, const char *field, const char *suffix, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (err == NULL || errlen == 0)
+		return -1;
+	n = snprintf(err, errlen, "%s.%s: ", field, suffix);
+	if (n >= 0 && (size_t)n < errlen) {
+		va_start(ap, fmt);
+		vsnprintf(err + n, errlen - n, fmt, ap);
+		va_end(ap);
+	}
+	return -1;
+}
+
 int
 validate_today(void)
 {
@@ -282,17 +300,30 @@ validate_pid(const char *field, const char *v, char *err, size_t errlen)
 	return 0;
 }
 
+/* A sub-check wrote ": why" (it was given an empty field name); make it
+ * "field.suffix: why". Returns -1. */
+static int
+validate_rename(char *err, size_t errlen, const char *field, const char *suffix)
+{
+	char why[192];
+
+	if (err == NULL || errlen == 0)
+		return -1;
+	snprintf(why, sizeof(why), "%s", strncmp(err, ": ", 2) ? err : err + 2);
+	snprintf(err, errlen, "%s.%s: %s", field, suffix, why);
+	return -1;
+}
+
 int
 validate_identifier(const struct validate_ctx *c, const char *field,
     const Onecard__V1__Identifier *id, char *norm, size_t normlen,
     struct validate_cn_id_info *info, char *err, size_t errlen)
 {
-	char fd[96], fv[96];
 	const char *dom, *val;
 	size_t len;
 
-	snprintf(fd, sizeof(fd), "%s.domain", field);
-	snprintf(fv, sizeof(fv), "%s.value", field);
+	/* Field paths are composed only when a check fails: this runs on
+	 * every lookup. */
 	if (id == NULL)
 		return validate_fail(err, errlen, field, "is missing");
 	dom = id->domain ? id->domain : "";
@@ -301,19 +332,19 @@ validate_identifier(const struct validate_ctx *c, const char *field,
 	if (normlen < VALIDATE_MAX_VALUE + 1)
 		return validate_fail(err, errlen, field, "no room to store");
 	if (strlen(dom) > VALIDATE_MAX_DOMAIN)
-		return validate_fail(
-		    err, errlen, fd, "is over %d bytes", VALIDATE_MAX_DOMAIN);
+		return validate_fail2(err, errlen, field, "domain",
+		    "is over %d bytes", VALIDATE_MAX_DOMAIN);
 	if (len == 0)
-		return validate_fail(err, errlen, fv, "is empty");
+		return validate_fail2(err, errlen, field, "value", "is empty");
 
 	if (strcmp(dom, "cn-id") == 0) {
-		if (validate_cn_id(c->today, fv, val, norm, info, err, errlen))
-			return -1;
+		if (validate_cn_id(c->today, "", val, norm, info, err, errlen))
+			return validate_rename(err, errlen, field, "value");
 		return VALIDATE_CN_ID;
 	}
 	if (strcmp(dom, "cn-ssc") == 0) {
 		if (len < VALIDATE_MIN_SSC || len > VALIDATE_MAX_SSC)
-			return validate_fail(err, errlen, fv,
+			return validate_fail2(err, errlen, field, "value",
 			    "cn-ssc should be %d..%d characters, not %zu",
 			    VALIDATE_MIN_SSC, VALIDATE_MAX_SSC, len);
 		for (size_t i = 0; i < len; i++) {
@@ -322,7 +353,8 @@ validate_identifier(const struct validate_ctx *c, const char *field,
 				ch = ch - 'a' + 'A';
 			else if (!((ch >= 'A' && ch <= 'Z') ||
 				     (ch >= '0' && ch <= '9')))
-				return validate_fail(err, errlen, fv,
+				return validate_fail2(err, errlen, field,
+				    "value",
 				    "cn-ssc may hold only letters and digits");
 			norm[i] = ch;
 		}
@@ -330,29 +362,31 @@ validate_identifier(const struct validate_ctx *c, const char *field,
 		return VALIDATE_CN_SSC;
 	}
 	if (strncmp(dom, "hosp:", 5) == 0) {
-		if (validate_hospital_code(fd, dom + 5, err, errlen) == -1)
-			return -1;
+		if (validate_hospital_code("", dom + 5, err, errlen) == -1)
+			return validate_rename(err, errlen, field, "domain");
 		if (len > VALIDATE_MAX_VALUE)
-			return validate_fail(err, errlen, fv,
+			return validate_fail2(err, errlen, field, "value",
 			    "is %zu bytes, over the limit of %d", len,
 			    VALIDATE_MAX_VALUE);
 		for (size_t i = 0; i < len; i++)
 			if (val[i] < 0x21 || val[i] > 0x7e)
-				return validate_fail(err, errlen, fv,
+				return validate_fail2(err, errlen, field,
+				    "value",
 				    "may hold only printable ASCII without "
 				    "spaces");
 		memcpy(norm, val, len + 1);
 		return VALIDATE_HOSP;
 	}
 	if (strcmp(dom, "pid") == 0) {
-		if (validate_pid(fv, val, err, errlen) == -1)
-			return -1;
+		if (validate_pid("", val, err, errlen) == -1)
+			return validate_rename(err, errlen, field, "value");
 		memcpy(norm, val, len + 1);
 		return VALIDATE_PID;
 	}
 	if (validate_utf8(dom, strlen(dom)) == -1)
-		return validate_fail(err, errlen, fd, "is not valid UTF-8");
-	return validate_fail(err, errlen, fd,
+		return validate_fail2(
+		    err, errlen, field, "domain", "is not valid UTF-8");
+	return validate_fail2(err, errlen, field, "domain",
 	    "unknown domain (cn-id, cn-ssc, hosp:<CODE> or pid)");
 }
 
