@@ -598,6 +598,9 @@ metrics_start(
 		goto fail;
 	evhttp_set_allowed_methods(srv.http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
 	evhttp_set_timeout(srv.http, 10);
+	/* Scrapers send a short GET; anything bigger is not one. */
+	evhttp_set_max_headers_size(srv.http, 8192);
+	evhttp_set_max_body_size(srv.http, 0);
 	evhttp_set_cb(srv.http, "/metrics", metrics_serve_metrics, NULL);
 	evhttp_set_cb(srv.http, "/healthz", metrics_serve_healthz, NULL);
 	evhttp_set_gencb(srv.http, metrics_serve_other, NULL);
