@@ -190,6 +190,28 @@ ctl_unmerge(int argc, char **argv)
 	return CTL_EXIT_OK;
 }
 
+/* Print the registry-wide domains (hosp == 0) or the per-hospital ones. */
+static void
+stats_print_domains(const Onecard__V1__StatsResult *s, int hosp)
+{
+	const char *d;
+	size_t i;
+	int first = 1;
+
+	for (i = 0; i < s->n_by_domain; i++) {
+		d = s->by_domain[i]->domain;
+		if ((strncmp(d, "hosp:", 5) == 0) != hosp)
+			continue;
+		if (first)
+			printf("%s\n",
+			    hosp ? "visit cards per hospital:"
+				 : "identifiers by domain:");
+		first = 0;
+		printf("  %-16s %llu\n", hosp ? d + 5 : d,
+		    (unsigned long long)s->by_domain[i]->count);
+	}
+}
+
 int
 ctl_stats(int argc, char **argv)
 {
@@ -238,9 +260,8 @@ ctl_stats(int argc, char **argv)
 		    "identifiers  %llu\n", (unsigned long long)s->identifiers);
 		printf("merges       %llu\n", (unsigned long long)s->merges);
 		printf("events       %llu\n", (unsigned long long)s->events);
-		for (i = 0; i < s->n_by_domain; i++)
-			printf("  %-16s %llu\n", s->by_domain[i]->domain,
-			    (unsigned long long)s->by_domain[i]->count);
+		stats_print_domains(s, 0);
+		stats_print_domains(s, 1);
 	}
 	onecard_reply_free(reply);
 	return CTL_EXIT_OK;

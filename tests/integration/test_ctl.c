@@ -369,6 +369,9 @@ reimport_and_export_round_trip_change_nothing(void **state)
 	    strstr(out, "created 0, already there 400, rejected 0"));
 	assert_int_equal(ctl(h, "admin", "onecardctl stats"), 0);
 	assert_non_null(strstr(out, "patients     400\n"));
+	assert_non_null(strstr(out, "identifiers by domain:\n  cn-id "));
+	assert_non_null(strstr(out, "visit cards per hospital:\n"));
+	assert_non_null(strstr(out, "\n  H002 "));
 }
 
 static void
