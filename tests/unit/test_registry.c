@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <pthread.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -1052,6 +1053,147 @@ sqlite_url_scheme_opens_the_same_file(void **state)
 	registry_close(rd);
 }
 
+static Onecard__V1__Reply *
+export_page(const struct actor *who, const char *after, unsigned limit)
+{
+	Onecard__V1__Request req = ONECARD__V1__REQUEST__INIT;
+	Onecard__V1__Export x = ONECARD__V1__EXPORT__INIT;
+
+	x.after_patient_id = (char *)after;
+	x.limit = limit;
+	req.op_case = ONECARD__V1__REQUEST__OP_EXPORT;
+	req.export = &x;
+	return call(who, &req);
+}
+
+static void
+export_pages_live_patients_in_id_order(void **state)
+{
+	Onecard__V1__Reply *r;
+	char after[48] = "", val[8];
+	size_t seen = 0;
+
+	for (int i = 0; i < 7; i++) {
+		snprintf(val, sizeof(val), "X%d", i);
+		patient_of(enroll(&xc1, "", NULL, 0, "hosp:XC001", val, NULL));
+	}
+	patient_of(merge(&admin, "hosp:XC001", "X0", "hosp:XC001", "X1"));
+	assert_int_equal(
+	    export_page(&xc1, "", 0)->code, CODE(PERMISSION_DENIED));
+	for (;;) {
+		r = export_page(&admin, after, 4);
+		assert_int_equal(r->code, CODE(OK));
+		if (r->search->n_patients == 0)
+			break;
+		for (size_t i = 0; i < r->search->n_patients; i++) {
+			const char *pid = r->search->patients[i]->patient_id;
+			assert_true(strcmp(pid, after) > 0);
+			assert_string_equal(
+			    r->search->patients[i]->merged_into, "");
+			snprintf(after, sizeof(after), "%s", pid);
+			seen++;
+		}
+	}
+	assert_int_equal(seen, 6); /* the merged-away one is left out */
+}
+
+struct reader_arg {
+	int stop;
+	int bad;
+	long reads;
+};
+
+/* Look the same patient up in a loop on its own read handle while the
+ * writer moves identifiers around; every answer must be a whole record. */
+static void *
+reader_main(void *v)
+{
+	struct reader_arg *ra = v;
+	struct registry *rd;
+	char err[256];
+
+	if ((rd = registry_open(path, 0, NULL, err, sizeof(err))) == NULL) {
+		ra->bad++;
+		return NULL;
+	}
+	while (!__atomic_load_n(&ra->stop, __ATOMIC_ACQUIRE)) {
+		Onecard__V1__Request req = ONECARD__V1__REQUEST__INIT;
+		Onecard__V1__Lookup l = ONECARD__V1__LOOKUP__INIT;
+		Onecard__V1__Identifier id = ONECARD__V1__IDENTIFIER__INIT;
+		struct evbuffer *out = evbuffer_new();
+		struct op_result res;
+		Onecard__V1__Reply *r;
+		size_t len;
+
+		id.domain = "hosp:XC001";
+		id.value = "C0";
+		l.identifier = &id;
+		req.id = 1;
+		req.op_case = ONECARD__V1__REQUEST__OP_LOOKUP;
+		req.lookup = &l;
+		registry_read(rd, &xc1, &req, out, &res);
+		if (wire_peek_evbuffer(out, 1 << 24, &len) != WIRE_FRAME) {
+			ra->bad++;
+			evbuffer_free(out);
+			break;
+		}
+		r = wire_reply_unpack(
+		    evbuffer_pullup(out, -1) + WIRE_HEADER_LEN, len, 1 << 26,
+		    NULL);
+		/* C0 and C1 always travel together: 2 or 4 identifiers. */
+		if (r == NULL || r->code != CODE(OK) ||
+		    (r->patient->n_identifiers != 2 &&
+			r->patient->n_identifiers != 4))
+			ra->bad++;
+		if (r != NULL)
+			wire_reply_free(r);
+		evbuffer_free(out);
+		ra->reads++;
+	}
+	registry_close(rd);
+	return NULL;
+}
+
+static void
+reads_during_writes_always_see_whole_records(void **state)
+{
+	struct reader_arg ra = {0};
+	char cpid[48], dpid[48];
+	pthread_t t;
+
+	snprintf(cpid, sizeof(cpid), "%s",
+	    patient_of(enroll(&xc1, "", NULL, 0, "hosp:XC001", "C0",
+			   "hosp:XC001", "C1", NULL))
+		->patient_id);
+	snprintf(dpid, sizeof(dpid), "%s",
+	    patient_of(enroll(&xc1, "", NULL, 0, "hosp:XC001", "D0",
+			   "hosp:XC001", "D1", NULL))
+		->patient_id);
+	assert_int_equal(pthread_create(&t, NULL, reader_main, &ra), 0);
+	for (int i = 0; i < 40; i++) {
+		/* Merge D into C or C into D, then undo it. */
+		if (i % 2 == 0) {
+			assert_int_equal(
+			    patient_of(merge(&admin, "hosp:XC001", "C0",
+					   "hosp:XC001", "D0"))
+				->n_identifiers,
+			    4);
+			patient_of(unmerge(&admin, dpid));
+		} else {
+			assert_int_equal(
+			    patient_of(merge(&admin, "hosp:XC001", "D0",
+					   "hosp:XC001", "C0"))
+				->n_identifiers,
+			    4);
+			patient_of(unmerge(&admin, cpid));
+		}
+	}
+	__atomic_store_n(&ra.stop, 1, __ATOMIC_RELEASE);
+	pthread_join(t, NULL);
+	assert_int_equal(ra.bad, 0);
+	assert_true(ra.reads > 0);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int
@@ -1086,6 +1228,8 @@ main(void)
 	    T(mask_id_hides_the_middle_of_a_cn_id_only),
 	    T(postgresql_url_is_refused_until_built),
 	    T(sqlite_url_scheme_opens_the_same_file),
+	    T(export_pages_live_patients_in_id_order),
+	    T(reads_during_writes_always_see_whole_records),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
