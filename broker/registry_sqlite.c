@@ -382,6 +382,7 @@ sqlite_open(const char *path, int writer, char *err, size_t errlen)
 	if (writer) {
 		if (sqlite3_exec(h->db,
 			"PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+			" PRAGMA journal_size_limit=67108864;"
 			" PRAGMA foreign_keys=OFF;",
 			NULL, NULL, NULL) != SQLITE_OK) {
 			snprintf(
