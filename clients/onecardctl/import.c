@@ -65,6 +65,7 @@ struct import {
 struct import_worker {
 	pthread_t tid;
 	struct import *im;
+	struct onecard_conn *conn; /* connected before the thread starts */
 	int rc;
 };
 
@@ -246,7 +247,7 @@ import_worker_run(void *arg)
 	struct import_worker *w = arg;
 	struct import *im = w->im;
 	struct import_slot *slots;
-	struct onecard_conn *conn = NULL;
+	struct onecard_conn *conn = w->conn;
 	Onecard__V1__Reply *reply;
 	size_t head = 0, count = 0, depth = (size_t)im->depth;
 	int done = 0, rc = 0;
@@ -256,8 +257,6 @@ import_worker_run(void *arg)
 		fprintf(stderr, "onecardctl import: out of memory\n");
 		goto out;
 	}
-	if (ctl_connect(&conn) == -1)
-		goto out;
 	for (;;) {
 		rc = 0;
 		while (!done && count < depth && !atomic_load(&im->failed)) {
@@ -275,8 +274,10 @@ import_worker_run(void *arg)
 			}
 			count++;
 		}
-		if (rc == -1 && !done)
+		if (rc == -1 && !done) {
+			w->rc = CTL_EXIT_USAGE; /* the file, not the broker */
 			goto out;
+		}
 		if (count == 0)
 			break;
 		if ((rc = onecard_recv(conn, &reply)) != ONECARD_OK) {
@@ -306,14 +307,46 @@ out:
 			    count);
 		atomic_store(&im->failed, 1);
 	}
-	if (conn != NULL)
-		onecard_close(conn);
+	onecard_close(conn);
+	w->conn = NULL;
 	if (slots != NULL)
 		for (head = 0; head < depth; head++)
 			free(slots[head].raw);
 	free(slots);
 	atomic_fetch_sub(&im->running, 1);
 	return NULL;
+}
+
+/* Connect and ping, so a certificate the broker does not know is refused
+ * before any row is read. */
+static int
+import_connect(struct onecard_conn **out)
+{
+	Onecard__V1__Request req = ONECARD__V1__REQUEST__INIT;
+	Onecard__V1__Ping ping = ONECARD__V1__PING__INIT;
+	Onecard__V1__Reply *reply = NULL;
+	int rc;
+
+	if (ctl_connect(out) == -1)
+		return CTL_EXIT_CONNECT;
+	req.op_case = ONECARD__V1__REQUEST__OP_PING;
+	req.ping = &ping;
+	if ((rc = onecard_call(*out, &req, &reply)) != ONECARD_OK) {
+		fprintf(stderr, "onecardctl import: %s\n",
+		    onecard_last_error(*out));
+		rc = CTL_EXIT_CONNECT;
+	} else if (reply->code != ONECARD__V1__CODE__OK) {
+		ctl_refused("import", reply->code, reply->message);
+		rc = CTL_EXIT_REFUSED;
+	} else
+		rc = CTL_EXIT_OK;
+	if (reply != NULL)
+		onecard_reply_free(reply);
+	if (rc != CTL_EXIT_OK) {
+		onecard_close(*out);
+		*out = NULL;
+	}
+	return rc;
 }
 
 /* Draw the progress bar on a terminal: share done, rate, time left. */
@@ -465,6 +498,13 @@ ctl_import(int argc, char **argv)
 		rc = CTL_EXIT_USAGE;
 		goto done;
 	}
+	/* Connect first, so a broker that refuses us is told once. */
+	for (i = 0; i < conns; i++)
+		if ((rc = import_connect(&w[i].conn)) != CTL_EXIT_OK) {
+			while (i-- > 0)
+				onecard_close(w[i].conn);
+			goto done;
+		}
 	pthread_mutex_init(&im.lock, NULL);
 	tty = isatty(2);
 	start = import_now();
@@ -477,8 +517,11 @@ ctl_import(int argc, char **argv)
 			    "onecardctl import: cannot start a "
 			    "thread\n");
 			atomic_store(&im.failed, 1);
-			atomic_store(&im.running, i);
+			atomic_fetch_sub(&im.running, conns - i);
+			for (ch = i; ch < conns; ch++)
+				onecard_close(w[ch].conn);
 			conns = i;
+			rc = CTL_EXIT_CONNECT;
 			break;
 		}
 	}

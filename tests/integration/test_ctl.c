@@ -393,6 +393,37 @@ hospital_certificate_is_refused_with_a_clear_message(void **state)
 	assert_non_null(strstr(err, "permission denied"));
 }
 
+static void
+unknown_certificate_and_unreachable_broker_are_told_apart(void **state)
+{
+	static const char *const stranger[] = {"stranger", NULL};
+	struct harness *h = *state;
+
+	assert_int_equal(harness_certs(h, stranger), 0);
+	assert_int_equal(ctl(h, "stranger", "onecardctl stats"), 1);
+	assert_non_null(strstr(err,
+	    "\"stranger\" is neither an admin nor an "
+	    "active hospital"));
+	assert_int_equal(
+	    ctl(h, "admin", "onecardctl gen --patients 5 --out %s/five.csv",
+		h->dir),
+	    0);
+	/* Refused before a row is read: nothing is counted or rejected. */
+	assert_int_equal(
+	    ctl(h, "stranger", "onecardctl import %s/five.csv", h->dir), 1);
+	assert_non_null(strstr(err, "unauthenticated"));
+	assert_null(strstr(out, "rows"));
+
+	assert_int_equal(
+	    ctl(h, "admin", "onecardctl --broker 127.0.0.1:1 stats"), 3);
+	assert_non_null(strstr(err, "cannot connect to 127.0.0.1:1"));
+	assert_int_equal(ctl(h, "admin",
+			     "onecardctl import --broker=127.0.0.1:1 "
+			     "%s/five.csv",
+			     h->dir),
+	    3);
+}
+
 int
 main(void)
 {
@@ -415,6 +446,9 @@ main(void)
 	    cmocka_unit_test_setup_teardown(
 		hospital_certificate_is_refused_with_a_clear_message, setup,
 		teardown),
+	    cmocka_unit_test_setup_teardown(
+		unknown_certificate_and_unreachable_broker_are_told_apart,
+		setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
