@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# bench/writes-vs-postgres.sh: durable enrollments on onecardd against
+# PostgreSQL insert transactions with synchronous_commit=on, on this
+# machine, 50 connections each. An enrollment is a new patient with a cn-id
+# and a hosp:BENCH visit card; the PostgreSQL transaction inserts a patient
+# row and those two identifier rows. PostgreSQL is a throwaway cluster in a
+# temp folder, run by an unprivileged user (postgres, or $PG_USER) on a
+# loopback TCP port. Each side runs RUNS times, interleaved; medians and the
+# ratio broker/postgres are printed.
+#
+#   bench/writes-vs-postgres.sh
+#   env: RUNS (3), SECONDS_PER_RUN (10), CONNS (50), BROKER_THREADS,
+#        BENCH_THREADS, PG_BIN (newest /usr/lib/postgresql/*/bin), PG_USER
+
+source "$(dirname "$0")/lib.sh"
+
+CONNS=${CONNS:-50}
+PG_USER=${PG_USER:-postgres}
+PG_BIN=${PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)}
+[ -x "$PG_BIN/initdb" ] || die "PostgreSQL server binaries not found: run bench/deps.sh"
+[ -x "$PG_BIN/pgbench" ] || die "pgbench not found: run bench/deps.sh"
+id "$PG_USER" >/dev/null 2>&1 || die "user $PG_USER does not exist (set PG_USER)"
+
+bench_setup
+
+# Run a command as the unprivileged PostgreSQL user.
+as_pg() {
+	if [ "$(id -u)" = 0 ]; then
+		runuser -u "$PG_USER" -- "$@"
+	else
+		"$@"
+	fi
+}
+
+# --- PostgreSQL ---------------------------------------------------------------
+PGDATA=$WORK/pg
+PGPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo $((20000 + RANDOM % 20000)))
+PGLOG=$WORK/pglog
+mkdir -p "$PGDATA" "$PGLOG"
+[ "$(id -u)" = 0 ] && chown "$PG_USER" "$PGDATA" "$PGLOG"
+as_pg "$PG_BIN/initdb" -D "$PGDATA" -U bench --auth=trust -E UTF8 --no-locale >"$PGLOG/initdb.log" 2>&1 ||
+	{ cat "$PGLOG/initdb.log" >&2; die "initdb failed"; }
+as_pg "$PG_BIN/pg_ctl" -D "$PGDATA" -l "$PGLOG/pg.log" -w -o \
+	"-p $PGPORT -k $PGDATA -c listen_addresses=127.0.0.1 -c max_connections=200 -c synchronous_commit=on -c fsync=on -c shared_buffers=256MB" \
+	start >/dev/null || { cat "$PGLOG/pg.log" >&2; die "pg_ctl start failed"; }
+pg_stop() {
+	as_pg "$PG_BIN/pg_ctl" -D "$PGDATA" -m fast stop >/dev/null 2>&1 || true
+	bench_cleanup
+}
+trap pg_stop EXIT
+PSQL=("$PG_BIN/psql" -h 127.0.0.1 -p "$PGPORT" -U bench -d postgres -qAt -v ON_ERROR_STOP=1)
+"${PSQL[@]}" <<'EOF'
+CREATE TABLE patient (
+	id bigserial PRIMARY KEY,
+	name text NOT NULL,
+	sex smallint NOT NULL,
+	birth_date date NOT NULL,
+	version bigint NOT NULL DEFAULT 1,
+	created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE identifier (
+	domain text NOT NULL,
+	value text NOT NULL,
+	patient_id bigint NOT NULL REFERENCES patient (id),
+	PRIMARY KEY (domain, value)
+);
+CREATE INDEX identifier_patient ON identifier (patient_id);
+EOF
+cat >"$WORK/enroll.sql" <<'EOF'
+BEGIN;
+WITH p AS (INSERT INTO patient (name, sex, birth_date) VALUES ('王伟明', 1, '1980-02-29') RETURNING id)
+INSERT INTO identifier (domain, value, patient_id)
+SELECT 'cn-id', lpad(CAST(id AS text), 18, '0'), id FROM p UNION ALL SELECT 'hosp' || chr(58) || 'BENCH', 'W' || id, id FROM p; -- chr(58): pgbench reads a colon as a variable
+END;
+EOF
+chmod a+r "$WORK/enroll.sql"
+PG_VERSION=$("${PSQL[@]}" -c 'SHOW server_version')
+SYNC=$("${PSQL[@]}" -c 'SHOW synchronous_commit')
+
+# --- onecardd -------------------------------------------------------------------
+broker_start "$WORK/registry.db"
+note "onecardd at $BROKER_ADDR; PostgreSQL $PG_VERSION at 127.0.0.1:$PGPORT (synchronous_commit=$SYNC)"
+
+echo "# durable enrollments vs PostgreSQL inserts: $CONNS connections, ${SECONDS_PER_RUN}s x $RUNS runs, medians"
+machine_line
+b_rate=() b_p99=() p_rate=() p_p99=()
+for run in $(seq "$RUNS"); do
+	out=$(bench --op enroll -c "$CONNS" -P 1 -d "$SECONDS_PER_RUN") || die "onecard-bench failed: $out"
+	b_rate+=("$(echo "$out" | json_get throughput)")
+	b_p99+=("$(echo "$out" | json_get p99_ms)")
+	[ "$(echo "$out" | json_get created)" = "$(echo "$out" | json_get requests)" ] ||
+		note "not every enrollment made a new patient: $out"
+
+	rm -f "$WORK"/pgbench_log.*
+	(cd "$WORK" && "$PG_BIN/pgbench" -h 127.0.0.1 -p "$PGPORT" -U bench -n -M prepared \
+		-c "$CONNS" -j "$(nproc)" -T "$SECONDS_PER_RUN" -f "$WORK/enroll.sql" -l \
+		postgres >"$WORK/pgbench.out" 2>&1) || { cat "$WORK/pgbench.out" >&2; die "pgbench failed"; }
+	p_rate+=("$(grep -oE 'tps = [0-9.]+' "$WORK/pgbench.out" | head -1 | cut -d' ' -f3)")
+	# Per-transaction log: field 3 is the latency in microseconds.
+	p_p99+=("$(cat "$WORK"/pgbench_log.* | awk '{ print $3 }' | sort -n |
+		awk '{ a[NR] = $1 } END { i = int(NR * 0.99); if (i < 1) i = 1; printf "%.3f\n", a[i] / 1000 }')")
+	note "run $run: broker ${b_rate[-1]}/s p99 ${b_p99[-1]} ms; postgres ${p_rate[-1]}/s p99 ${p_p99[-1]} ms"
+done
+mb=$(median "${b_rate[@]}") mbp=$(median "${b_p99[@]}")
+mp=$(median "${p_rate[@]}") mpp=$(median "${p_p99[@]}")
+printf "%-14s %12s %10s\n" side writes/s p99_ms
+printf "%-14s %12s %10s\n" onecardd "$mb" "$mbp"
+printf "%-14s %12s %10s\n" postgresql "$mp" "$mpp"
+echo "ratio broker/postgres: $(ratio "$mb" "$mp")x writes/s (target >= 5x)"
