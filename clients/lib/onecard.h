@@ -11,6 +11,9 @@
  *    onecard_async_* call back when each reply arrives.
  * Every function returns ONECARD_OK (0) or a negative ONECARD_E* code;
  * onecard_strerror turns one into text. The protocol is in docs/protocol.md.
+ * The library never raises SIGPIPE (a broker that hangs up is ECLOSED), and
+ * a blocking connection that failed (timeout included) stays failed: every
+ * later call returns the same code; reconnect.
  */
 #ifndef ONECARD_H
 #define ONECARD_H
@@ -76,7 +79,9 @@ void onecard_close(struct onecard_conn *conn);
 
 /*
  * Send req and wait for its reply. When req->id is 0 the library picks one.
- * *reply is freed with onecard_reply_free.
+ * *reply is freed with onecard_reply_free. A reply with id 0 (an error that
+ * answers no request, such as UNAUTHENTICATED) is returned as it is; req then
+ * stays pending. ONECARD_EINVAL when replies to onecard_send are pending.
  */
 int onecard_call(struct onecard_conn *conn, Onecard__V1__Request *req,
     Onecard__V1__Reply **reply);

@@ -650,6 +650,78 @@ closed_port_gives_econnect_quickly(void **state)
 	assert_non_null(strstr(err, "refused"));
 }
 
+/* A TCP listener nobody accepts on: connects succeed, TLS never answers.
+ * Returns the listening fd; *port is set. */
+static int
+silent_listener(int *port)
+{
+	struct sockaddr_in sin;
+	socklen_t len = sizeof sin;
+	int fd;
+
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	memset(&sin, 0, sizeof sin);
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof sin), 0);
+	assert_int_equal(listen(fd, 8), 0);
+	getsockname(fd, (struct sockaddr *)&sin, &len);
+	*port = ntohs(sin.sin_port);
+	return fd;
+}
+
+static void
+silent_server_gives_handshake_timeout(void **state)
+{
+	struct onecard_options opt;
+	struct onecard_conn *conn;
+	char addr[64], err[512];
+	long long t0, elapsed;
+	int lfd, port, r;
+
+	lfd = silent_listener(&port);
+	snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+	harness_options(&h, "XC001", &opt);
+	opt.broker = addr;
+	opt.connect_timeout_ms = 300;
+	t0 = now_ms();
+	r = onecard_connect(&opt, &conn, err, sizeof err);
+	elapsed = now_ms() - t0;
+	close(lfd);
+	assert_int_equal(r, ONECARD_ETIMEDOUT);
+	assert_true(elapsed >= 250 && elapsed < 2000);
+	assert_non_null(strstr(err, "timed out"));
+}
+
+static void
+async_silent_server_gives_handshake_timeout(void **state)
+{
+	struct async_result res;
+	struct onecard_options opt;
+	struct timeval limit = {10, 0};
+	char addr[64];
+	long long t0;
+	int lfd, port;
+
+	lfd = silent_listener(&port);
+	memset(&res, 0, sizeof res);
+	res.base = event_base_new();
+	snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+	harness_options(&h, "XC001", &opt);
+	opt.broker = addr;
+	opt.connect_timeout_ms = 300;
+	t0 = now_ms();
+	res.ac = onecard_async_connect(res.base, &opt, async_connected, &res);
+	event_base_loopexit(res.base, &limit);
+	event_base_dispatch(res.base);
+	close(lfd);
+	assert_int_equal(res.connected_calls, 1);
+	assert_int_equal(res.connect_err, ONECARD_ETIMEDOUT);
+	assert_true(now_ms() - t0 < 2000);
+	onecard_async_close(res.ac);
+	event_base_free(res.base);
+}
+
 static void
 bad_broker_address_is_invalid_argument(void **state)
 {
@@ -793,6 +865,8 @@ main(void)
 	    cmocka_unit_test(call_timeout_gives_etimedout),
 	    cmocka_unit_test(async_reply_timeout_fails_waiting_callbacks),
 	    cmocka_unit_test(closed_port_gives_econnect_quickly),
+	    cmocka_unit_test(silent_server_gives_handshake_timeout),
+	    cmocka_unit_test(async_silent_server_gives_handshake_timeout),
 	    cmocka_unit_test(bad_broker_address_is_invalid_argument),
 	    cmocka_unit_test(reply_with_wrong_id_is_protocol_error),
 	    cmocka_unit_test(reply_with_id_zero_reaches_the_caller),
