@@ -160,8 +160,17 @@ trail_check(struct chain *c, char **files, int nfiles, const char *file,
 		    lineno);
 		return 1;
 	}
-	if (!c->have)
+	if (!c->have) {
+		/* The very first line chains to 64 zeros; later ones are
+		 * taken on trust when the files given start mid-trail. */
+		if (seq == 1 && strspn(prev, "0") != HASH_HEX) {
+			printf("%s:%lu: edited: seq 1 does not start the chain "
+			       "(its prev is not zeros)\n",
+			    file, lineno);
+			return 1;
+		}
 		return 0;
+	}
 	int link = strcmp(prev, c->hash) == 0;
 	if (link && seq == c->seq + 1)
 		return 0;

@@ -240,6 +240,34 @@ edited_seq_is_found_and_named(void **state)
 }
 
 static void
+edited_first_line_is_found_and_named(void **state)
+{
+	struct fixture *fx = *state;
+	size_t len;
+
+	assert_int_equal(audit_open(fx->path, "n"), 0);
+	log_entries(3, 1);
+	audit_close();
+	char *buf = slurp(fx->path, &len);
+	char *prev = strstr(buf, "\"prev\":\"") + 8;
+	prev[10] = '1'; /* the first line no longer chains to zeros */
+	spit(fx->path, buf, len);
+	free(buf);
+
+	assert_int_equal(run_ctl(fx, "audit", "verify", fx->path, NULL), 1);
+	assert_non_null(strstr(fx->out, "audit.log:1: edited"));
+	/* An edit anywhere else in the first line breaks the second. */
+	buf = slurp(fx->path, &len);
+	prev = strstr(buf, "\"prev\":\"") + 8;
+	prev[10] = '0';
+	strstr(buf, "MRN-1")[4] = '7';
+	spit(fx->path, buf, len);
+	free(buf);
+	assert_int_equal(run_ctl(fx, "audit", "verify", fx->path, NULL), 1);
+	assert_non_null(strstr(fx->out, "audit.log:1: edited"));
+}
+
+static void
 deleted_line_is_found_and_named_missing(void **state)
 {
 	struct fixture *fx = *state;
@@ -726,6 +754,8 @@ main(void)
 		edited_byte_is_found_and_named, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		edited_seq_is_found_and_named, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		edited_first_line_is_found_and_named, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		deleted_line_is_found_and_named_missing, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
