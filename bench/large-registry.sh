@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# bench/large-registry.sh: lookups on a large registry (default 1,000,000
+# patients) against a small one (10,000), and the time a bulk import of the
+# large one takes. Both registries are made with `onecardctl gen` and loaded
+# with `onecardctl import` through a running onecardd; the lookups pick
+# uniformly among the cn-ids of the generated file (--keys-from). Lookup
+# runs alternate between the two registries, RUNS times each; medians and
+# the ratio large/small are printed. Targets: large >= 90% of small; import
+# of 1,000,000 in under 60 s.
+#
+#   bench/large-registry.sh [LARGE [SMALL]]
+#   env: RUNS (3), SECONDS_PER_RUN (10), CONNS (50), DEPTHS ("1 16"),
+#        IMPORT_CONNS, IMPORT_DEPTH (onecardctl import's defaults if unset)
+
+source "$(dirname "$0")/lib.sh"
+
+LARGE=${1:-1000000}
+SMALL=${2:-10000}
+CONNS=${CONNS:-50}
+DEPTHS=${DEPTHS:-1 16}
+
+bench_setup
+
+import_flags=()
+[ -n "${IMPORT_CONNS:-}" ] && import_flags+=(--connections "$IMPORT_CONNS")
+[ -n "${IMPORT_DEPTH:-}" ] && import_flags+=(--depth "$IMPORT_DEPTH")
+
+now() { date +%s.%N; }
+
+# Make a registry of N patients (seed S) behind a running broker; sets
+# the broker's address in the variable named by $3.
+make_registry() {
+	local n=$1 seed=$2 var=$3 t0 t1 t2 h
+	t0=$(now)
+	"$BIN/onecardctl" gen --patients "$n" --seed "$seed" --out "$WORK/reg$n.csv"
+	GEN_SECS=$(awk -v a="$t0" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }')
+	broker_start "$WORK/reg$n.db"
+	for h in H001 H002 H003 H004 H005 H006 H007 H008 H009 H010; do
+		ctl hospital add "$h" --name "Hospital $h" >/dev/null 2>&1 || true
+	done
+	t1=$(now)
+	ctl import "${import_flags[@]}" "$WORK/reg$n.csv" >"$WORK/import$n.out" 2>&1 ||
+		{ tail -5 "$WORK/import$n.out" >&2; die "import of $n patients failed"; }
+	t2=$(now)
+	printf -v "$var" '%s' "$BROKER_ADDR"
+	IMPORT_SECS=$(awk -v a="$t1" -v b="$t2" 'BEGIN { printf "%.2f", b - a }')
+	note "$n patients: gen ${GEN_SECS}s, import ${IMPORT_SECS}s ($(awk -v n="$n" -v s="$IMPORT_SECS" 'BEGIN { printf "%.0f", n / s }')/s), $(du -h "$WORK/reg$n.db" | cut -f1) on disk"
+}
+
+note "making the small registry ($SMALL patients)"
+make_registry "$SMALL" 2 SMALL_ADDR
+note "making the large registry ($LARGE patients)"
+make_registry "$LARGE" 1 LARGE_ADDR
+LARGE_IMPORT=$IMPORT_SECS
+
+echo "# lookups on $LARGE vs $SMALL patients: $CONNS connections, ${SECONDS_PER_RUN}s x $RUNS runs, medians"
+machine_line
+echo "import of $LARGE patients: ${LARGE_IMPORT}s ($(awk -v n="$LARGE" -v s="$LARGE_IMPORT" 'BEGIN { printf "%.0f", n / s }') patients/s; target < 60 s for 1,000,000)"
+printf "%-6s %14s %10s %14s %10s %8s\n" depth large_req/s p99_ms small_req/s p99_ms large/small
+for depth in $DEPTHS; do
+	l_rate=() l_p99=() s_rate=() s_p99=()
+	for run in $(seq "$RUNS"); do
+		BROKER_ADDR=$LARGE_ADDR
+		out=$(bench --op lookup --keys-from "$WORK/reg$LARGE.csv" -c "$CONNS" -P "$depth" -d "$SECONDS_PER_RUN") ||
+			die "onecard-bench failed: $out"
+		l_rate+=("$(echo "$out" | json_get throughput)")
+		l_p99+=("$(echo "$out" | json_get p99_ms)")
+		BROKER_ADDR=$SMALL_ADDR
+		out=$(bench --op lookup --keys-from "$WORK/reg$SMALL.csv" -c "$CONNS" -P "$depth" -d "$SECONDS_PER_RUN") ||
+			die "onecard-bench failed: $out"
+		s_rate+=("$(echo "$out" | json_get throughput)")
+		s_p99+=("$(echo "$out" | json_get p99_ms)")
+		note "depth $depth run $run: large ${l_rate[-1]}/s p99 ${l_p99[-1]} ms; small ${s_rate[-1]}/s p99 ${s_p99[-1]} ms"
+	done
+	ml=$(median "${l_rate[@]}") mlp=$(median "${l_p99[@]}")
+	ms=$(median "${s_rate[@]}") msp=$(median "${s_p99[@]}")
+	printf "%-6s %14s %10s %14s %10s %8s\n" "$depth" "$ml" "$mlp" "$ms" "$msp" "$(ratio "$ml" "$ms")"
+done
+echo "(large/small: target >= 0.90)"
