@@ -347,6 +347,8 @@ harness_spawn(struct harness *h, const char *const *extra_args)
 		return -1;
 	}
 	if (pid == 0) {
+		/* Undo the test's SIG_IGN: exec keeps ignored signals. */
+		signal(SIGPIPE, SIG_DFL);
 		fd = open(h->log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
 		if (fd == -1)
 			_exit(126);
@@ -396,15 +398,17 @@ harness_start(
 	snprintf(h->certs, sizeof h->certs, "%s/certs", h->dir);
 	snprintf(h->db, sizeof h->db, "%s/registry.db", h->dir);
 	snprintf(h->log_path, sizeof h->log_path, "%s/onecardd.log", h->dir);
-	if (harness_certs(h, codes) == -1)
-		return -1;
-	if (harness_spawn(h, extra_args) == -1)
-		return -1;
+	if (harness_certs(h, codes) == -1 || harness_spawn(h, extra_args) == -1)
+		goto fail;
 	if (harness_add_hospitals(h, codes) == -1) {
 		harness_dump_log(h);
-		return -1;
+		goto fail;
 	}
 	return 0;
+fail:
+	/* cmocka skips the group teardown when setup fails: clean up here. */
+	harness_cleanup(h);
+	return -1;
 }
 
 int
@@ -574,6 +578,7 @@ harness_child(struct harness *h, const char *cn, const char *cmdline)
 	snprintf(buf, sizeof buf, "%s:%s", ONECARD_BIN_DIR,
 	    path != NULL ? path : "/usr/bin:/bin");
 	setenv("PATH", buf, 1);
+	signal(SIGPIPE, SIG_DFL); /* as a shell would start it */
 	execl("/bin/sh", "sh", "-c", cmdline, (char *)NULL);
 	_exit(127);
 }
