@@ -729,11 +729,18 @@ bad_broker_address_is_invalid_argument(void **state)
 	struct onecard_conn *conn;
 	char err[512];
 
+	static const char *const bad[] = {"127.0.0.1", "127.0.0.1:", ":7443",
+	    "::1:7443", "[::1]7443", "127.0.0.1:99999", "127.0.0.1:0",
+	    "127.0.0.1:7443x", NULL};
+	const char *const *b;
+
 	harness_options(&h, "XC001", &opt);
-	opt.broker = "127.0.0.1";
-	assert_int_equal(
-	    onecard_connect(&opt, &conn, err, sizeof err), ONECARD_EINVAL);
-	assert_non_null(strstr(err, "HOST:PORT"));
+	for (b = bad; *b != NULL; b++) {
+		opt.broker = *b;
+		assert_int_equal(onecard_connect(&opt, &conn, err, sizeof err),
+		    ONECARD_EINVAL);
+		assert_non_null(strstr(err, "HOST:PORT"));
+	}
 }
 
 /* Connect to the fake broker f as XC001. */
