@@ -2,12 +2,13 @@
  * async.c: the libonecard connection for programs with their own libevent
  * loop (onecard-bench).
  *
- * Owns one bufferevent_openssl, the queue of callbacks waiting for replies
- * (in the order the requests were sent) and the connect callback. Every
- * callback handed in is called exactly once: with its reply, or with NULL
- * and an error when the connection fails or is closed. A callback may call
- * onecard_async_send or onecard_async_close; the handle is then freed only
- * once the library is back out of its callbacks.
+ * Owns the TCP connect (its own step, so a refused or unreachable broker
+ * reads as ECONNECT with the reason), then one bufferevent_openssl, the queue
+ * of callbacks waiting for replies (in the order the requests were sent) and
+ * the connect callback. Every callback handed in is called exactly once:
+ * with its reply, or with NULL and an error when the connection fails or is
+ * closed. A callback may call onecard_async_send or onecard_async_close; the
+ * handle is then freed only once the library is back out of its callbacks.
  */
 #include <sys/socket.h>
 #include <sys/types.h>
