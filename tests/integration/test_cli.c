@@ -261,7 +261,8 @@ unlink_of_another_hospitals_id_exits_3(void **state)
 	    run("XC002", "onecard unlink hosp:XC001=MRN-100-OLD"), 3);
 	assert_non_null(strstr(err, "PERMISSION_DENIED"));
 	assert_int_equal(
-	    run("XC001", "onecard unlink hosp:XC001=MRN-100-OLD"), 0);
+	    run("XC001", "onecard --json unlink hosp:XC001=MRN-100-OLD"), 0);
+	assert_memory_equal(out, "{\"patient_id\":", 14);
 	assert_null(strstr(out, "MRN-100-OLD"));
 	assert_int_equal(
 	    run("XC001", "onecard lookup hosp:XC001=MRN-100-OLD"), 1);
@@ -301,6 +302,14 @@ update_with_stale_version_exits_3(void **state)
 	/* Fields not given keep their value. */
 	assert_non_null(strstr(out, "name:        Zhang San"));
 	assert_true(current_version() > v);
+	/* --json prints the record as it now stands. */
+	assert_int_equal(run("XC001",
+			     "onecard --json update --address 'Dongcheng' "
+			     "hosp:XC001=MRN-100"),
+	    0);
+	assert_memory_equal(out, "{\"patient_id\":", 14);
+	assert_non_null(strstr(out, "\"address\":\"Dongcheng\""));
+	assert_non_null(strstr(out, "\"phone\":\"010-5555\""));
 }
 
 static void
