@@ -1,0 +1,84 @@
+/*
+ * fuzz_config.c: arbitrary text through onecardd's config-file parser.
+ *
+ * The broker reads --config FILE with inih and hands each key of the
+ * [onecardd] section to config_set, the same function every flag goes
+ * through. Those are static in broker/onecardd.c and config_load exits on a
+ * bad file, so this harness includes onecardd.c (its main renamed) and runs
+ * the input through ini_parse_string with the broker's own handler, on a
+ * fresh config_defaults each time. A file the broker accepts must leave every
+ * setting inside the range its flag documents; any input must leave no leak
+ * after config_free. The rest of the broker is linked in only to satisfy
+ * onecardd.c's references; none of it runs.
+ */
+#define main onecardd_main
+#include "../../broker/onecardd.c"
+#undef main
+
+#include <stdint.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* Fail loudly: libFuzzer and ASan both report an abort with its stack. */
+static void
+fuzz_check(int ok, const char *what)
+{
+	if (!ok) {
+		fprintf(stderr, "fuzz_config: invariant broken: %s\n", what);
+		abort();
+	}
+}
+
+/* An accepted file leaves each setting where its flag allows. */
+static void
+fuzz_check_config(const struct config *c)
+{
+	fuzz_check(c->listen != NULL && c->node != NULL, "defaults kept");
+	fuzz_check(c->threads >= 1 && c->threads <= 256, "threads in range");
+	fuzz_check(c->max_frame >= 64 && c->max_frame <= 64 * 1024 * 1024,
+	    "max-frame in range");
+	fuzz_check(c->idle_timeout >= 0 && c->idle_timeout <= 86400 * 7,
+	    "idle-timeout in range");
+	fuzz_check(c->handshake_timeout >= 1 && c->handshake_timeout <= 3600,
+	    "handshake-timeout in range");
+	fuzz_check(c->max_conns >= 1 && c->max_conns <= 10000000,
+	    "max-conns in range");
+	fuzz_check(c->max_pending_output >= 4096 &&
+		c->max_pending_output <= (size_t)1 << 30,
+	    "max-pending-output in range");
+	fuzz_check(c->limits.max_ids >= 1 && c->limits.max_ids <= 4096,
+	    "max-ids in range");
+	fuzz_check(c->limits.max_name >= 1 && c->limits.max_name <= 65536,
+	    "max-name in range");
+	fuzz_check(c->limits.max_address >= 1 && c->limits.max_address <= 65536,
+	    "max-address in range");
+	fuzz_check(
+	    c->limits.search_limit >= 1 && c->limits.search_limit <= 100000,
+	    "search-limit in range");
+	fuzz_check(strlen(c->node) >= 1 && strlen(c->node) <= 255,
+	    "node 1..255 characters");
+	fuzz_check(c->admins == NULL || strpbrk(c->admins, " \t") == NULL,
+	    "admins without spaces");
+	fuzz_check(c->use_syslog == 0 || c->use_syslog == 1, "syslog a bool");
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct config c;
+	struct config_file cf = {&c, "fuzz.conf", 0};
+	char *text;
+	int rc;
+
+	if ((text = malloc(size + 1)) == NULL)
+		return 0;
+	memcpy(text, data, size);
+	text[size] = '\0';
+	config_defaults(&c);
+	rc = ini_parse_string(text, config_ini_handler, &cf);
+	if (rc == 0 && !cf.failed)
+		fuzz_check_config(&c);
+	config_free(&c);
+	free(text);
+	return 0;
+}
