@@ -322,6 +322,36 @@ pipelined_500_requests_come_back_in_order(void **state)
 	onecard_close(conn);
 }
 
+static void
+pipelining_100000_pings_does_not_stall(void **state)
+{
+	Onecard__V1__Request req;
+	Onecard__V1__Ping ping;
+	Onecard__V1__Reply *reply;
+	struct onecard_conn *conn;
+	uint64_t first = 0;
+	int i, n = 100000;
+
+	/* Far more than the socket buffers hold both ways: flush must take
+	 * replies in while it writes, or client and broker wait on each
+	 * other. */
+	assert_int_equal(harness_connect(&h, "XC002", &conn), ONECARD_OK);
+	for (i = 0; i < n; i++) {
+		set_ping(&req, &ping);
+		assert_int_equal(onecard_send(conn, &req), ONECARD_OK);
+		if (i == 0)
+			first = req.id;
+	}
+	assert_int_equal(onecard_flush(conn), ONECARD_OK);
+	for (i = 0; i < n; i++) {
+		assert_int_equal(onecard_recv(conn, &reply), ONECARD_OK);
+		assert_int_equal(reply->id, first + i);
+		onecard_reply_free(reply);
+	}
+	assert_int_equal(onecard_pending(conn), 0);
+	onecard_close(conn);
+}
+
 struct async_result {
 	struct event_base *base;
 	struct onecard_async *ac;
@@ -865,6 +895,7 @@ main(void)
 	    cmocka_unit_test(unknown_cn_gets_unauthenticated),
 	    cmocka_unit_test(blocking_enroll_then_lookup_finds_same_patient),
 	    cmocka_unit_test(pipelined_500_requests_come_back_in_order),
+	    cmocka_unit_test(pipelining_100000_pings_does_not_stall),
 	    cmocka_unit_test(async_round_trip_calls_back_in_order),
 	    cmocka_unit_test(async_failure_calls_every_callback_once),
 	    cmocka_unit_test(async_server_name_mismatch_is_etls),
