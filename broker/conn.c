@@ -81,6 +81,8 @@ conn_set_state(struct conn *c, enum conn_state s)
 		return;
 	log_debug("conn state id=%llu %s->%s", (unsigned long long)c->id,
 	    conn_state_names[c->state], conn_state_names[s]);
+	if (c->state == CONN_HANDSHAKE)
+		TAILQ_REMOVE(&c->w->handshaking, c, hs_entry);
 	c->state = s;
 }
 
@@ -116,6 +118,8 @@ conn_free(struct conn *c, const char *reason, int clean)
 	SSL *ssl;
 
 	LIST_REMOVE(c, entry);
+	if (c->state == CONN_HANDSHAKE)
+		TAILQ_REMOVE(&w->handshaking, c, hs_entry);
 	w->nconns--;
 	while ((it = TAILQ_FIRST(&c->parked)) != NULL) {
 		TAILQ_REMOVE(&c->parked, it, entry);
@@ -655,6 +659,11 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *sa, int slen)
 	c->state = CONN_HANDSHAKE;
 	TAILQ_INIT(&c->parked);
 	LIST_INSERT_HEAD(conn_bucket(w, c->id), c, entry);
+	/* A deadline, not an idle timeout: a trickled hello does not reset it.
+	 */
+	c->hs_deadline_ms =
+	    onecardd_now_us() / 1000 + (uint64_t)cfg->handshake_timeout * 1000;
+	TAILQ_INSERT_TAIL(&w->handshaking, c, hs_entry);
 	w->nconns++;
 	metrics_connection(1);
 	bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
@@ -759,4 +768,19 @@ conn_free_all(struct worker *w, const char *reason)
 	for (size_t i = 0; i < WORKER_CONN_BUCKETS; i++)
 		while ((c = LIST_FIRST(&w->conns[i])) != NULL)
 			conn_free(c, reason, c->state != CONN_HANDSHAKE);
+}
+
+/* Close connections whose handshake passed its deadline (w's tick). */
+void
+conn_expire_handshakes(struct worker *w)
+{
+	uint64_t now = onecardd_now_us() / 1000;
+	struct conn *c;
+
+	while ((c = TAILQ_FIRST(&w->handshaking)) != NULL &&
+	    c->hs_deadline_ms <= now) {
+		metrics_handshake(0);
+		conn_log_handshake_error(c, "handshake deadline passed");
+		conn_free(c, "handshake deadline", 0);
+	}
 }

@@ -94,15 +94,18 @@ TAILQ_HEAD(worker_msgq, worker_msg);
 
 struct conn;
 LIST_HEAD(conn_list, conn);
+TAILQ_HEAD(conn_hsq, conn);
 
 struct worker {
 	int idx;
 	pthread_t thread;
 	struct event_base *base;
 	struct evconnlistener *listener;
-	struct registry *reg; /* read handle, this thread only */
-	struct event *notify; /* activated by other threads */
-	struct event *grace;  /* shutdown deadline */
+	struct registry *reg;        /* read handle, this thread only */
+	struct event *notify;        /* activated by other threads */
+	struct event *grace;         /* shutdown deadline */
+	struct event *tick;          /* enforces handshake deadlines */
+	struct conn_hsq handshaking; /* in accept order, so by deadline */
 	pthread_mutex_t lock;
 	struct worker_msgq msgs; /* under lock */
 	struct conn_list conns[WORKER_CONN_BUCKETS];
@@ -131,6 +134,8 @@ TAILQ_HEAD(conn_itemq, conn_item);
 
 struct conn {
 	LIST_ENTRY(conn) entry;
+	TAILQ_ENTRY(conn) hs_entry; /* on w->handshaking while handshaking */
+	uint64_t hs_deadline_ms;
 	uint64_t id;
 	struct worker *w;
 	struct bufferevent *bev;
@@ -150,6 +155,7 @@ extern struct config *cfg;
 extern const char *onecardd_version;
 int onecardd_is_admin(const char *cn);
 uint64_t onecardd_now_us(void);
+#define WORKER_TICK_MS 250 /* how often handshake deadlines are checked */
 
 /* tls.c */
 int tls_init(const struct config *c);
@@ -181,6 +187,7 @@ void conn_writer_done(struct worker *w, struct writer_job *job);
 void conn_revoke(struct worker *w, const char *code);
 void conn_drain_all(struct worker *w);
 void conn_free_all(struct worker *w, const char *reason);
+void conn_expire_handshakes(struct worker *w);
 
 /* writer.c */
 int writer_start(const char *db, const struct registry_limits *lim);

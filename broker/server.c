@@ -110,6 +110,13 @@ worker_gracecb(evutil_socket_t fd, short what, void *arg)
 	server_worker_check_done(w);
 }
 
+/* Every WORKER_TICK_MS: enforce handshake deadlines. */
+static void
+worker_tickcb(evutil_socket_t fd, short what, void *arg)
+{
+	conn_expire_handshakes(arg);
+}
+
 /* Stop w: no more accepting, drain connections, leave when none is left. */
 static void
 worker_stop(struct worker *w)
@@ -339,15 +346,20 @@ server_init(const struct config *c)
 		w->idx = i;
 		pthread_mutex_init(&w->lock, NULL);
 		TAILQ_INIT(&w->msgs);
+		TAILQ_INIT(&w->handshaking);
 		for (size_t b = 0; b < WORKER_CONN_BUCKETS; b++)
 			LIST_INIT(&w->conns[b]);
 		if ((w->base = event_base_new()) == NULL ||
 		    (w->notify = event_new(w->base, -1, EV_PERSIST,
 			 worker_notifycb, w)) == NULL ||
+		    (w->tick = event_new(
+			 w->base, -1, EV_PERSIST, worker_tickcb, w)) == NULL ||
 		    (w->scratch = malloc(c->max_frame)) == NULL) {
 			log_warnx("worker %d: out of memory", i);
 			return -1;
 		}
+		struct timeval tick = {0, WORKER_TICK_MS * 1000};
+		event_add(w->tick, &tick);
 		w->reg = registry_open(c->db, 0, &c->limits, err, sizeof(err));
 		if (w->reg == NULL) {
 			log_warnx("registry %s: %s", c->db, err);
@@ -455,6 +467,8 @@ server_free(void)
 			evconnlistener_free(w->listener);
 		if (w->grace != NULL)
 			event_free(w->grace);
+		if (w->tick != NULL)
+			event_free(w->tick);
 		if (w->notify != NULL)
 			event_free(w->notify);
 		if (w->reg != NULL)

@@ -27,21 +27,21 @@
 static pthread_mutex_t tls_lock = PTHREAD_MUTEX_INITIALIZER;
 static SSL_CTX *tls_ctx; /* under tls_lock */
 
-/* Log OpenSSL's error queue (then empty it) after msg. */
+/* Log msg with the first (innermost) OpenSSL error on one line; empty the
+ * queue. */
 static void
 tls_log_errors(const char *msg)
 {
-	unsigned long e;
+	unsigned long e = ERR_get_error();
 	char buf[256];
-	int n = 0;
 
-	while ((e = ERR_get_error()) != 0) {
-		ERR_error_string_n(e, buf, sizeof(buf));
-		log_warnx("%s: %s", msg, buf);
-		n++;
-	}
-	if (n == 0)
+	if (e == 0) {
 		log_warnx("%s", msg);
+		return;
+	}
+	ERR_error_string_n(e, buf, sizeof(buf));
+	log_warnx("%s: %s", msg, buf);
+	ERR_clear_error();
 }
 
 /* Load every CRL in a PEM file into store and turn on CRL checking. */
