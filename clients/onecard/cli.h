@@ -50,6 +50,8 @@ extern const struct cli_command cli_commands[];
 void print_reply(struct cli *, FILE *, const Onecard__V1__Reply *);
 /* Print a broker error (JSON on stdout when --json). */
 void print_error_json(FILE *, const char *code, const char *message);
+/* Print s for a terminal: control characters become '?'. */
+void print_text(FILE *, const char *);
 /* Name of a sex value as the CLI spells it. */
 const char *print_sex_name(Onecard__V1__Sex);
 

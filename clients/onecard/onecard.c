@@ -132,8 +132,14 @@ cli_call(struct cli *cli, Onecard__V1__Request *req)
 	if (code == ONECARD__V1__CODE__OK) {
 		print_reply(cli, stdout, reply);
 	} else {
-		cli_warnx(cli, "%s%s%s", wire_code_name(code),
-		    reply->message[0] != '\0' ? ": " : "", reply->message);
+		/* The broker's text, made safe for the desk's terminal. */
+		fprintf(
+		    stderr, "onecard: %s: %s", cli->cmd, wire_code_name(code));
+		if (reply->message[0] != '\0') {
+			fputs(": ", stderr);
+			print_text(stderr, reply->message);
+		}
+		fputc('\n', stderr);
 		if (cli->json)
 			print_error_json(
 			    stdout, wire_code_name(code), reply->message);

@@ -24,8 +24,7 @@ print_sex_name(Onecard__V1__Sex sex)
 	}
 }
 
-/* Print s for a terminal: control characters become '?'. */
-static void
+void
 print_text(FILE *f, const char *s)
 {
 	const unsigned char *p;

@@ -379,6 +379,26 @@ other_broker_errors_exit_5(void **state)
 }
 
 static void
+broker_message_is_escaped_in_json_and_defanged_on_terminal(void **state)
+{
+	struct harness_fake f = {.reply_id = -1,
+	    .code = ONECARD__V1__CODE__NOT_FOUND,
+	    .message = "a\"b\\c\nd\te\001f\033[2J"};
+
+	assert_int_equal(harness_fake_start(&h, &f), 0);
+	assert_int_equal(
+	    run("XC001", "onecard --json --broker %s ping", f.addr), 1);
+	assert_string_equal(out,
+	    "{\"error\":\"NOT_FOUND\",\"message\":"
+	    "\"a\\\"b\\\\c\\nd\\te\\u0001f\\u001b[2J\"}\n");
+	assert_int_equal(run("XC001", "onecard --broker %s ping", f.addr), 1);
+	/* No escape sequence reaches the terminal. */
+	assert_null(strchr(err, '\033'));
+	assert_non_null(strstr(err, "NOT_FOUND: a\"b\\c?d?e?f?[2J\n"));
+	harness_fake_stop(&f);
+}
+
+static void
 flags_override_the_environment(void **state)
 {
 	/* The environment names a key that does not exist; the flag wins. */
@@ -414,6 +434,8 @@ main(void)
 	    cmocka_unit_test(unreachable_broker_exits_4),
 	    cmocka_unit_test(silent_broker_times_out_with_exit_4),
 	    cmocka_unit_test(other_broker_errors_exit_5),
+	    cmocka_unit_test(
+		broker_message_is_escaped_in_json_and_defanged_on_terminal),
 	    cmocka_unit_test(flags_override_the_environment),
 	};
 
