@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -71,13 +72,37 @@ struct onecard_async {
 	struct event *tcp_ev;
 	SSL *ssl;
 	struct evbuffer *early;
-	struct timeval connect_tv;
+	long long connect_deadline; /* ms, monotonic: TCP and TLS share it */
 	char addr[300];
 };
 
 static void async_fail(struct onecard_async *, int);
 static void async_tcpcb(evutil_socket_t, short, void *);
 static int async_tls_start(struct onecard_async *);
+
+/* Milliseconds on a monotonic clock. */
+static long long
+async_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* What is left of the connect timeout (at least 1 ms). */
+static struct timeval
+async_connect_left(struct onecard_async *ac)
+{
+	long long left = ac->connect_deadline - async_now_ms();
+	struct timeval tv;
+
+	if (left < 1)
+		left = 1;
+	tv.tv_sec = left / 1000;
+	tv.tv_usec = (left % 1000) * 1000;
+	return tv;
+}
 
 const char *
 onecard_async_last_error(const struct onecard_async *ac)
@@ -338,6 +363,7 @@ static int
 async_tcp_next(struct onecard_async *ac)
 {
 	const struct addrinfo *ai;
+	struct timeval tv;
 	int fd, one = 1;
 
 	while ((ai = ac->ai_next) != NULL) {
@@ -359,9 +385,9 @@ async_tcp_next(struct onecard_async *ac)
 			continue;
 		}
 		ac->fd = fd;
+		tv = async_connect_left(ac);
 		ac->tcp_ev = event_new(ac->base, fd, EV_WRITE, async_tcpcb, ac);
-		if (ac->tcp_ev == NULL ||
-		    event_add(ac->tcp_ev, &ac->connect_tv) == -1) {
+		if (ac->tcp_ev == NULL || event_add(ac->tcp_ev, &tv) == -1) {
 			snprintf(ac->err, sizeof ac->err, "event_new");
 			return -1;
 		}
@@ -413,6 +439,7 @@ static int
 async_tls_start(struct onecard_async *ac)
 {
 	SSL *ssl = ac->ssl;
+	struct timeval tv = async_connect_left(ac);
 
 	ac->ssl = NULL;
 	if (client_tls_set_socket(ssl, ac->fd) == -1) {
@@ -431,7 +458,8 @@ async_tls_start(struct onecard_async *ac)
 	ac->fd = -1; /* the bufferevent owns it now */
 	bufferevent_openssl_set_allow_dirty_shutdown(ac->bev, 1);
 	bufferevent_setcb(ac->bev, async_readcb, NULL, async_eventcb, ac);
-	bufferevent_set_timeouts(ac->bev, &ac->connect_tv, &ac->connect_tv);
+	/* What is left of the connect timeout is the handshake's. */
+	bufferevent_set_timeouts(ac->bev, &tv, &tv);
 	if (bufferevent_write_buffer(ac->bev, ac->early) == -1 ||
 	    bufferevent_enable(ac->bev, EV_READ | EV_WRITE) == -1) {
 		snprintf(ac->err, sizeof ac->err, "bufferevent_enable");
@@ -478,8 +506,7 @@ onecard_async_connect(struct event_base *base,
 	ac->next_id = 1;
 	ac->call_tv.tv_sec = opt.call_timeout_ms / 1000;
 	ac->call_tv.tv_usec = (opt.call_timeout_ms % 1000) * 1000;
-	ac->connect_tv.tv_sec = opt.connect_timeout_ms / 1000;
-	ac->connect_tv.tv_usec = (opt.connect_timeout_ms % 1000) * 1000;
+	ac->connect_deadline = async_now_ms() + opt.connect_timeout_ms;
 	snprintf(ac->addr, sizeof ac->addr, "%s", opt.broker);
 	ac->start_ev = event_new(base, -1, 0, async_startcb, ac);
 	ac->early = evbuffer_new();
