@@ -51,7 +51,8 @@ int harness_stop(struct harness *h, int sig);
 /* SIGKILL onecardd if still running, rm -rf the folder. */
 void harness_cleanup(struct harness *h);
 
-/* Fill opt to connect to the broker as cn (h->certs/cn.pem, cn.key). */
+/* Fill opt to connect to the broker as cn (h->certs/cn.pem, cn.key). The
+ * paths live in a ring of 32 slots: use opt before 32 more calls. */
 void harness_options(
     struct harness *h, const char *cn, struct onecard_options *opt);
 
