@@ -5,11 +5,17 @@
  * connections, one thread each, every one keeping a window of Enroll requests
  * outstanding (replies come back in the order sent, so a ring of slots pairs
  * each reply with its row). The threads share one csv_reader under a lock.
+ * Rows that share an identifier take effect in file order, as if the file
+ * were imported on one connection: each identifier in flight is in a table
+ * with its row's place in the file, and a row waits until the earlier rows on
+ * other connections that name one of its identifiers are answered (on its
+ * own connection the broker keeps the order).
  * Enroll is idempotent, so importing a file twice changes nothing: the second
  * run counts every row as "already there". A bad row, whether the CSV says so
  * or the broker does, is reported once here with its line number and copied
  * to the reject file; every other row still goes in.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <pthread.h>
@@ -30,9 +36,20 @@
 #define IMPORT_REPORT_LIMIT  20 /* bad rows told on stderr; all go to file */
 #define IMPORT_PROGRESS_NSEC 250000000L
 
+/* An identifier of a row in flight, in the table of in-flight identifiers. */
+struct import_node {
+	uint64_t hash;
+	unsigned long seq; /* the row's place in the file */
+	int owner;         /* the worker sending it */
+	struct import_node *next, **pprev;
+};
+
 /* One row on its way to the broker: kept until its reply is in. */
 struct import_slot {
 	unsigned long line;
+	unsigned long seq;
+	int registered; /* its nodes are in the in-flight table */
+	struct import_node nodes[CSV_MAX_IDS];
 	char *raw;
 	size_t rawcap;
 	struct csv_record rec;
@@ -50,7 +67,11 @@ struct import {
 	char reject_default[4096];
 	int depth;
 
-	pthread_mutex_t lock; /* reader, reject file, stderr reports */
+	pthread_mutex_t lock; /* reader, in-flight table, reject file, stderr */
+	pthread_cond_t released; /* a row left the in-flight table */
+	struct import_node **inflight;
+	size_t inflight_mask;
+	unsigned long seq;
 	struct csv_reader rd;
 	FILE *rejfp;
 	unsigned long reported;
@@ -64,6 +85,7 @@ struct import {
 
 struct import_worker {
 	pthread_t tid;
+	int index;
 	struct import *im;
 	struct onecard_conn *conn; /* connected before the thread starts */
 	int rc;
@@ -133,12 +155,90 @@ import_reject(struct import *im, struct import_slot *s, const char *reason)
 	pthread_mutex_unlock(&im->lock);
 }
 
+/* Hash of an identifier; case is ignored (a false match only waits). */
+static uint64_t
+import_id_hash(const char *domain, const char *value)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+	const char *p;
+
+	for (p = domain; *p != '\0'; p++)
+		h = (h ^ (unsigned char)tolower((unsigned char)*p)) *
+		    0x100000001b3ULL;
+	h = (h ^ '=') * 0x100000001b3ULL;
+	for (p = value; *p != '\0'; p++)
+		h = (h ^ (unsigned char)tolower((unsigned char)*p)) *
+		    0x100000001b3ULL;
+	return h ^ (h >> 29);
+}
+
+/* Put the identifiers of the row in s in the in-flight table; lock held. */
+static void
+import_register_locked(struct import *im, struct import_slot *s, int owner)
+{
+	struct import_node *n, **b;
+	size_t i;
+
+	s->seq = ++im->seq;
+	for (i = 0; i < s->row.nids; i++) {
+		n = &s->nodes[i];
+		n->hash =
+		    import_id_hash(s->row.ids[i].domain, s->row.ids[i].value);
+		n->seq = s->seq;
+		n->owner = owner;
+		b = &im->inflight[n->hash & im->inflight_mask];
+		n->next = *b;
+		n->pprev = b;
+		if (*b != NULL)
+			(*b)->pprev = &n->next;
+		*b = n;
+	}
+	s->registered = 1;
+}
+
+/* Does an earlier row on another connection share an identifier with s? */
+static int
+import_blocked_locked(struct import *im, struct import_slot *s, int owner)
+{
+	struct import_node *n;
+	size_t i;
+
+	for (i = 0; i < s->row.nids; i++)
+		for (n = im->inflight[s->nodes[i].hash & im->inflight_mask];
+		     n != NULL; n = n->next)
+			if (n->hash == s->nodes[i].hash && n->owner != owner &&
+			    n->seq < s->seq)
+				return 1;
+	return 0;
+}
+
+/* Take the row in s out of the in-flight table and wake the waiters. */
+static void
+import_release(struct import *im, struct import_slot *s)
+{
+	struct import_node *n;
+	size_t i;
+
+	if (!s->registered)
+		return;
+	pthread_mutex_lock(&im->lock);
+	for (i = 0; i < s->row.nids; i++) {
+		n = &s->nodes[i];
+		*n->pprev = n->next;
+		if (n->next != NULL)
+			n->next->pprev = n->pprev;
+	}
+	s->registered = 0;
+	pthread_cond_broadcast(&im->released);
+	pthread_mutex_unlock(&im->lock);
+}
+
 /*
  * Read the next row into s. 1: s holds a row to send; 0: no more rows;
  * -1: a read error. Bad rows are rejected here and skipped.
  */
 static int
-import_next(struct import *im, struct import_slot *s)
+import_next(struct import *im, struct import_slot *s, int owner)
 {
 	char err[256];
 	const char *raw;
@@ -164,6 +264,13 @@ import_next(struct import *im, struct import_slot *s)
 			if (st == CSV_RECORD && s->raw != NULL) {
 				memcpy(s->raw, raw, rawlen);
 				s->raw[rawlen] = '\0';
+				if (csv_row_parse(&s->rec, &s->row, err,
+					sizeof(err)) == -1) {
+					import_reject_locked(
+					    im, s->line, s->raw, rawlen, err);
+					st = CSV_BAD;
+				} else
+					import_register_locked(im, s, owner);
 			}
 		}
 		pthread_mutex_unlock(&im->lock);
@@ -179,10 +286,6 @@ import_next(struct import *im, struct import_slot *s)
 		if (s->raw == NULL) {
 			fprintf(stderr, "onecardctl import: out of memory\n");
 			return -1;
-		}
-		if (csv_row_parse(&s->rec, &s->row, err, sizeof(err)) == -1) {
-			import_reject(im, s, err);
-			continue;
 		}
 		return 1;
 	}
@@ -240,79 +343,132 @@ import_answer(
 	import_reject(im, s, reason);
 }
 
+/* A worker's ring of rows in flight on its connection. */
+struct import_ring {
+	struct import_slot *slots;
+	size_t depth, head, count;
+};
+
+/* Receive the reply for the oldest row in flight; -1 (told) when the
+ * connection broke or the broker refuses us. */
+static int
+import_receive(struct import_worker *w, struct import_ring *r)
+{
+	struct import_slot *s = &r->slots[r->head];
+	Onecard__V1__Reply *reply;
+
+	if (onecard_recv(w->conn, &reply) != ONECARD_OK) {
+		fprintf(stderr, "onecardctl import: %s\n",
+		    onecard_last_error(w->conn));
+		return -1;
+	}
+	if (reply->id == 0 && reply->code != ONECARD__V1__CODE__OK) {
+		/* Not an answer to a row: the broker refuses us. */
+		ctl_refused("import", reply->code, reply->message);
+		onecard_reply_free(reply);
+		w->rc = CTL_EXIT_REFUSED;
+		return -1;
+	}
+	import_answer(w->im, s, reply);
+	onecard_reply_free(reply);
+	import_release(w->im, s);
+	r->head = (r->head + 1) % r->depth;
+	r->count--;
+	return 0;
+}
+
+/*
+ * Wait until no earlier row on another connection shares an identifier with
+ * s, taking this connection's replies meanwhile. -1 when that failed or the
+ * import is being given up.
+ */
+static int
+import_wait(
+    struct import_worker *w, struct import_ring *r, struct import_slot *s)
+{
+	struct import *im = w->im;
+	int blocked;
+
+	for (;;) {
+		pthread_mutex_lock(&im->lock);
+		while ((blocked = import_blocked_locked(im, s, w->index)) &&
+		    r->count == 0 && !atomic_load(&im->failed))
+			pthread_cond_wait(&im->released, &im->lock);
+		pthread_mutex_unlock(&im->lock);
+		if (!blocked)
+			return 0;
+		if (atomic_load(&im->failed) && r->count == 0)
+			return -1;
+		if (import_receive(w, r) == -1)
+			return -1;
+	}
+}
+
 /* One connection: keep depth requests outstanding until the file is done. */
 static void *
 import_worker_run(void *arg)
 {
 	struct import_worker *w = arg;
 	struct import *im = w->im;
-	struct import_slot *slots;
-	struct onecard_conn *conn = w->conn;
-	Onecard__V1__Reply *reply;
-	size_t head = 0, count = 0, depth = (size_t)im->depth;
-	int done = 0, rc = 0;
+	struct import_ring r = {.depth = (size_t)im->depth};
+	struct import_slot *s = NULL;
+	size_t i;
+	int done = 0, rc;
 
 	w->rc = CTL_EXIT_CONNECT;
-	if ((slots = calloc(depth, sizeof(*slots))) == NULL) {
+	if ((r.slots = calloc(r.depth, sizeof(*r.slots))) == NULL) {
 		fprintf(stderr, "onecardctl import: out of memory\n");
 		goto out;
 	}
 	for (;;) {
-		rc = 0;
-		while (!done && count < depth && !atomic_load(&im->failed)) {
-			struct import_slot *s = &slots[(head + count) % depth];
-
-			if ((rc = import_next(im, s)) == 0)
-				done = 1;
-			if (rc <= 0)
-				break;
-			import_build(s);
-			if ((rc = onecard_send(conn, &s->req)) != ONECARD_OK) {
-				fprintf(stderr, "onecardctl import: send: %s\n",
-				    onecard_last_error(conn));
+		while (
+		    !done && r.count < r.depth && !atomic_load(&im->failed)) {
+			s = &r.slots[(r.head + r.count) % r.depth];
+			if ((rc = import_next(im, s, w->index)) == -1) {
+				w->rc = CTL_EXIT_USAGE; /* the file, not the
+							   broker */
 				goto out;
 			}
-			count++;
+			if (rc == 0) {
+				done = 1;
+				break;
+			}
+			if (import_wait(w, &r, s) == -1)
+				goto out;
+			import_build(s);
+			if (onecard_send(w->conn, &s->req) != ONECARD_OK) {
+				fprintf(stderr, "onecardctl import: send: %s\n",
+				    onecard_last_error(w->conn));
+				goto out;
+			}
+			r.count++;
 		}
-		if (rc == -1 && !done) {
-			w->rc = CTL_EXIT_USAGE; /* the file, not the broker */
-			goto out;
-		}
-		if (count == 0)
+		if (r.count == 0)
 			break;
-		if ((rc = onecard_recv(conn, &reply)) != ONECARD_OK) {
-			fprintf(stderr, "onecardctl import: %s\n",
-			    onecard_last_error(conn));
+		if (import_receive(w, &r) == -1)
 			goto out;
-		}
-		if (reply->id == 0 && reply->code != ONECARD__V1__CODE__OK) {
-			/* Not an answer to a row: the broker refuses us. */
-			ctl_refused("import", reply->code, reply->message);
-			onecard_reply_free(reply);
-			w->rc = CTL_EXIT_REFUSED;
-			goto out;
-		}
-		import_answer(im, &slots[head], reply);
-		onecard_reply_free(reply);
-		head = (head + 1) % depth;
-		count--;
 	}
 	w->rc = CTL_EXIT_OK;
 out:
 	if (w->rc != CTL_EXIT_OK) {
-		if (count > 0)
+		if (r.count > 0)
 			fprintf(stderr,
 			    "onecardctl import: %zu rows in flight are "
 			    "unconfirmed; importing the file again is safe\n",
-			    count);
+			    r.count);
+		pthread_mutex_lock(&im->lock);
 		atomic_store(&im->failed, 1);
+		pthread_cond_broadcast(&im->released);
+		pthread_mutex_unlock(&im->lock);
 	}
-	onecard_close(conn);
+	onecard_close(w->conn);
 	w->conn = NULL;
-	if (slots != NULL)
-		for (head = 0; head < depth; head++)
-			free(slots[head].raw);
-	free(slots);
+	if (r.slots != NULL)
+		for (i = 0; i < r.depth; i++) {
+			import_release(im, &r.slots[i]);
+			free(r.slots[i].raw);
+		}
+	free(r.slots);
 	atomic_fetch_sub(&im->running, 1);
 	return NULL;
 }
@@ -505,12 +661,27 @@ ctl_import(int argc, char **argv)
 				onecard_close(w[i].conn);
 			goto done;
 		}
+	/* Buckets for every identifier that can be in flight at once. */
+	for (im.inflight_mask = 1023;
+	     im.inflight_mask < (size_t)conns * (size_t)im.depth * 4;
+	     im.inflight_mask = im.inflight_mask * 2 + 1)
+		;
+	if ((im.inflight = calloc(
+		 im.inflight_mask + 1, sizeof(*im.inflight))) == NULL) {
+		fprintf(stderr, "onecardctl import: out of memory\n");
+		for (i = 0; i < conns; i++)
+			onecard_close(w[i].conn);
+		rc = CTL_EXIT_USAGE;
+		goto done;
+	}
 	pthread_mutex_init(&im.lock, NULL);
+	pthread_cond_init(&im.released, NULL);
 	tty = isatty(2);
 	start = import_now();
 	atomic_store(&im.running, conns);
 	for (i = 0; i < conns; i++) {
 		w[i].im = &im;
+		w[i].index = i;
 		if (pthread_create(&w[i].tid, NULL, import_worker_run, &w[i]) !=
 		    0) {
 			fprintf(stderr,
@@ -538,6 +709,7 @@ ctl_import(int argc, char **argv)
 	if (tty)
 		import_progress(&im, start, 1);
 	pthread_mutex_destroy(&im.lock);
+	pthread_cond_destroy(&im.released);
 	el = import_now() - start;
 	if (ctl_g.json)
 		printf(
@@ -567,6 +739,7 @@ done:
 			rc = CTL_EXIT_REFUSED;
 	}
 	csv_reader_free(&im.rd);
+	free(im.inflight);
 	free(w);
 	fclose(fp);
 	return rc;

@@ -316,6 +316,38 @@ import_reports_bad_rows_by_line_and_keeps_the_good_ones(void **state)
 }
 
 static void
+rows_sharing_identifiers_take_effect_in_file_order(void **state)
+{
+	struct harness *h = *state;
+	char path[512], *text = NULL;
+	size_t len = 0;
+	FILE *fp = open_memstream(&text, &len);
+	int i;
+
+	/* Row 3 of each triple names the patients of rows 1 and 2: in file
+	 * order it is a conflict. On four connections the three rows go out
+	 * on different ones; had the third been applied first it would have
+	 * made one patient of both cards. */
+	fputs("name,sex,birth_date,phone,address,identifiers\n", fp);
+	for (i = 0; i < 100; i++)
+		fprintf(fp,
+		    "a,,,,,cn-ssc=SSCP%d\nb,,,,,cn-ssc=SSCQ%d\n"
+		    "c,,,,,cn-ssc=SSCP%d;cn-ssc=SSCQ%d\n",
+		    i, i, i, i);
+	fclose(fp);
+	write_file(h, "order.csv", text, path, sizeof(path));
+	free(text);
+	assert_int_equal(
+	    ctl(h, "admin", "onecardctl import %s --connections 4 --depth 1",
+		path),
+	    1);
+	assert_non_null(strstr(
+	    out, "rows 300, created 200, already there 0, rejected 100"));
+	assert_int_equal(ctl(h, "admin", "onecardctl --json stats"), 0);
+	assert_non_null(strstr(out, "\"patients\":200,"));
+}
+
+static void
 import_refuses_a_file_without_the_header(void **state)
 {
 	struct harness *h = *state;
@@ -438,6 +470,9 @@ main(void)
 		teardown),
 	    cmocka_unit_test_setup_teardown(
 		import_reports_bad_rows_by_line_and_keeps_the_good_ones, setup,
+		teardown),
+	    cmocka_unit_test_setup_teardown(
+		rows_sharing_identifiers_take_effect_in_file_order, setup,
 		teardown),
 	    cmocka_unit_test_setup_teardown(
 		import_refuses_a_file_without_the_header, setup, teardown),
