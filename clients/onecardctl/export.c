@@ -26,7 +26,12 @@ export_usage(FILE *fp)
 	    "FILE or stdout.\n");
 }
 
-/* Write one patient as a CSV record; -1 when out of memory. */
+/*
+ * Write one patient as CSV records; -1 when out of memory. A patient with
+ * more identifiers than a row may hold (merges add up) takes several rows,
+ * each after the first repeating the first identifier, so import links them
+ * to the one patient again.
+ */
 static int
 export_patient(FILE *fp, const Onecard__V1__Patient *p)
 {
@@ -35,34 +40,44 @@ export_patient(FILE *fp, const Onecard__V1__Patient *p)
 	const Onecard__V1__Demographics *d =
 	    p->demographics != NULL ? p->demographics : &none;
 	char *ids = NULL;
-	size_t idslen = 0, i;
+	size_t idslen = 0, i = 0, n;
 	FILE *mem;
 
-	if ((mem = open_memstream(&ids, &idslen)) == NULL)
-		return -1;
-	for (i = 0; i < p->n_identifiers; i++)
-		fprintf(mem, "%s%s=%s", i > 0 ? ";" : "",
-		    p->identifiers[i]->domain, p->identifiers[i]->value);
-	if (fclose(mem) != 0) {
+	do {
+		if ((mem = open_memstream(&ids, &idslen)) == NULL)
+			return -1;
+		n = 0;
+		if (i > 0) {
+			fprintf(mem, "%s=%s", p->identifiers[0]->domain,
+			    p->identifiers[0]->value);
+			n++;
+		}
+		for (; i < p->n_identifiers && n < CSV_MAX_IDS; i++, n++)
+			fprintf(mem, "%s%s=%s", n > 0 ? ";" : "",
+			    p->identifiers[i]->domain,
+			    p->identifiers[i]->value);
+		if (fclose(mem) != 0) {
+			free(ids);
+			return -1;
+		}
+		csv_write_field(fp, d->name);
+		putc(',', fp);
+		fputs(d->sex == ONECARD__V1__SEX__SEX_MALE       ? "M"
+			: d->sex == ONECARD__V1__SEX__SEX_FEMALE ? "F"
+								 : "",
+		    fp);
+		putc(',', fp);
+		csv_write_field(fp, d->birth_date);
+		putc(',', fp);
+		csv_write_field(fp, d->phone);
+		putc(',', fp);
+		csv_write_field(fp, d->address);
+		putc(',', fp);
+		csv_write_field(fp, ids);
+		putc('\n', fp);
 		free(ids);
-		return -1;
-	}
-	csv_write_field(fp, d->name);
-	putc(',', fp);
-	fputs(d->sex == ONECARD__V1__SEX__SEX_MALE       ? "M"
-		: d->sex == ONECARD__V1__SEX__SEX_FEMALE ? "F"
-							 : "",
-	    fp);
-	putc(',', fp);
-	csv_write_field(fp, d->birth_date);
-	putc(',', fp);
-	csv_write_field(fp, d->phone);
-	putc(',', fp);
-	csv_write_field(fp, d->address);
-	putc(',', fp);
-	csv_write_field(fp, ids);
-	putc('\n', fp);
-	free(ids);
+		ids = NULL;
+	} while (i < p->n_identifiers);
 	return 0;
 }
 

@@ -407,6 +407,48 @@ reimport_and_export_round_trip_change_nothing(void **state)
 }
 
 static void
+export_of_a_patient_with_many_cards_loads_into_a_fresh_registry(void **state)
+{
+	struct harness *h = *state, h2;
+	char path[512], *text = NULL;
+	size_t len = 0;
+	FILE *fp = open_memstream(&text, &len);
+	int i;
+
+	/* 16 cards, then 10 more linked by a second row: 26 in all, more than
+	 * one row may hold. */
+	fputs("name,sex,birth_date,phone,address,identifiers\n", fp);
+	fputs("周敏,F,,,,", fp);
+	for (i = 1; i <= 16; i++)
+		fprintf(fp, "%scn-ssc=SSCX%02d", i > 1 ? ";" : "", i);
+	fputs("\n周敏,F,,,,cn-ssc=SSCX01", fp);
+	for (i = 17; i <= 26; i++)
+		fprintf(fp, ";cn-ssc=SSCX%02d", i);
+	fputs("\n", fp);
+	fclose(fp);
+	write_file(h, "many.csv", text, path, sizeof(path));
+	free(text);
+	assert_int_equal(ctl(h, "admin", "onecardctl import %s", path), 0);
+	assert_non_null(strstr(out, "created 1, already there 1"));
+	assert_int_equal(
+	    ctl(h, "admin", "onecardctl export --out %s/many-exp.csv", h->dir),
+	    0);
+	snprintf(path, sizeof(path), "%s/many-exp.csv", h->dir);
+	assert_int_equal(count_lines(path), 3);
+
+	memset(&h2, 0, sizeof(h2));
+	assert_int_equal(harness_start(&h2, codes, NULL), 0);
+	assert_int_equal(ctl(&h2, "admin", "onecardctl import %s", path), 0);
+	assert_non_null(strstr(out, "rows 2, created 1, already there 1"));
+	assert_int_equal(ctl(&h2, "admin", "onecardctl --json stats"), 0);
+	assert_non_null(strstr(out, "\"patients\":1,\"identifiers\":26,"));
+	assert_int_equal(
+	    ctl(&h2, "admin", "onecardctl patient show cn-ssc=SSCX26"), 0);
+	assert_non_null(strstr(out, "周敏"));
+	harness_cleanup(&h2);
+}
+
+static void
 hospital_certificate_is_refused_with_a_clear_message(void **state)
 {
 	struct harness *h = *state;
@@ -478,6 +520,9 @@ main(void)
 		import_refuses_a_file_without_the_header, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		reimport_and_export_round_trip_change_nothing, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		export_of_a_patient_with_many_cards_loads_into_a_fresh_registry,
+		setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		hospital_certificate_is_refused_with_a_clear_message, setup,
 		teardown),
