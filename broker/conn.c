@@ -216,18 +216,18 @@ conn_check_drained(struct conn *c)
 	return c->state == CONN_CLOSING;
 }
 
-/* Count and audit one answered request. */
+/* Count and audit one request answered to cn (role). */
 static void
-conn_record(struct conn *c, int op_case, int code, const struct op_result *res,
-    uint64_t start_us)
+conn_record_as(const char *cn, int role, int op_case, int code,
+    const struct op_result *res, uint64_t start_us)
 {
 	uint64_t lat = onecardd_now_us() - start_us;
 
 	metrics_request(op_case, code, lat);
 	if (audit_enabled()) {
 		struct audit_entry e = {
-		    .actor = c->cn,
-		    .role = c->role,
+		    .actor = cn,
+		    .role = role,
 		    .op = wire_op_name(op_case),
 		    .target = res ? res->target : "",
 		    .patient_id = res ? res->patient_id : "",
@@ -236,6 +236,14 @@ conn_record(struct conn *c, int op_case, int code, const struct op_result *res,
 		};
 		audit_log(&e);
 	}
+}
+
+/* Count and audit one request answered on c. */
+static void
+conn_record(struct conn *c, int op_case, int code, const struct op_result *res,
+    uint64_t start_us)
+{
+	conn_record_as(c->cn, c->role, op_case, code, res, start_us);
 }
 
 /* Answer ping with this node's name and version. */
@@ -678,6 +686,9 @@ conn_writer_done(struct worker *w, struct writer_job *job)
 {
 	struct conn *c = conn_find(w, job->conn_id);
 
+	/* The write happened whether or not its asker is still here. */
+	conn_record_as(job->cn, job->role, job->req->op_case, job->res.code,
+	    &job->res, job->start_us);
 	if (c == NULL) {
 		writer_job_free(job);
 		return;
@@ -689,8 +700,6 @@ conn_writer_done(struct worker *w, struct writer_job *job)
 		size_t n = evbuffer_get_length(job->out);
 		evbuffer_add(bufferevent_get_output(c->bev),
 		    evbuffer_pullup(job->out, -1), n);
-		conn_record(c, job->req->op_case, job->res.code, &job->res,
-		    job->start_us);
 	}
 	writer_job_free(job);
 	if (c->state == CONN_CLOSING)
