@@ -380,6 +380,16 @@ sqlite_open(const char *path, int writer, char *err, size_t errlen)
 	 * instead of a pread per page per request. */
 	sqlite3_exec(h->db, SQLITE_READ_PRAGMAS, NULL, NULL, NULL);
 	if (writer) {
+		/* SQLite quietly falls back to read-only when it may not write
+		 * the file (read-only filesystem, immutable file, mode bits);
+		 * the writer must not start on a registry it cannot change. */
+		if (sqlite3_db_readonly(h->db, "main") != 0) {
+			snprintf(err, errlen,
+			    "%s: the registry is read-only (file, folder or "
+			    "filesystem); the writer needs to write it",
+			    path);
+			goto fail;
+		}
 		if (sqlite3_exec(h->db,
 			"PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
 			" PRAGMA journal_size_limit=67108864;"
