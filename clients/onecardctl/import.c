@@ -33,7 +33,8 @@
 #define IMPORT_DEPTH         128
 #define IMPORT_MAX_CONNS     64
 #define IMPORT_MAX_DEPTH     4096
-#define IMPORT_REPORT_LIMIT  20 /* bad rows told on stderr; all go to file */
+#define IMPORT_MAX_INFLIGHT  32768 /* connections x depth; ~12 KiB a row */
+#define IMPORT_REPORT_LIMIT  20    /* bad rows told on stderr; all go to file */
 #define IMPORT_PROGRESS_NSEC 250000000L
 
 /* An identifier of a row in flight, in the table of in-flight identifiers. */
@@ -623,6 +624,13 @@ ctl_import(int argc, char **argv)
 	}
 	if (optind + 1 != argc) {
 		import_usage(stderr);
+		return CTL_EXIT_USAGE;
+	}
+	if ((long)conns * im.depth > IMPORT_MAX_INFLIGHT) {
+		fprintf(stderr,
+		    "onecardctl import: --connections x --depth may be at most "
+		    "%d\n",
+		    IMPORT_MAX_INFLIGHT);
 		return CTL_EXIT_USAGE;
 	}
 	im.path = argv[optind];
