@@ -17,6 +17,11 @@
  * seeded state before each input, so every crash reproduces from its input
  * alone. The seed state holds hospitals H1 and H2, a few patients with
  * cn-id, cn-ssc and hosp:H1 identifiers, and one merge.
+ *
+ * Patient ids are random, so no input could name one. A pid the request
+ * carries as "$N" (an identifier in the pid domain, unmerge.patient_id,
+ * export.after_patient_id) is swapped for the N-th patient id seen so far:
+ * the seed's, then those in replies of the same input.
  */
 #include <sys/stat.h>
 
@@ -39,6 +44,10 @@ static char fuzz_seed_db[320];
 static char fuzz_work_db[320];
 static struct registry_limits fuzz_lim;
 static int fuzz_verbose; /* FUZZ_VERBOSE=1: print each op and its code */
+
+#define FUZZ_MAX_PIDS 32
+static char fuzz_pids[FUZZ_MAX_PIDS][48]; /* patient ids seen, in order */
+static size_t fuzz_npids, fuzz_seed_npids;
 
 /* Fail loudly: libFuzzer and ASan both report an abort with its stack. */
 static void
@@ -91,6 +100,35 @@ fuzz_copy(const char *from, const char *to)
 	return rc;
 }
 
+/* Remember a patient id for "$N" placeholders. */
+static void
+fuzz_pid_seen(const char *pid)
+{
+	if (pid == NULL || pid[0] == '\0' || fuzz_npids == FUZZ_MAX_PIDS)
+		return;
+	for (size_t i = 0; i < fuzz_npids; i++)
+		if (strcmp(fuzz_pids[i], pid) == 0)
+			return;
+	snprintf(fuzz_pids[fuzz_npids++], sizeof(fuzz_pids[0]), "%s", pid);
+}
+
+/* Remember the patient ids a reply names. */
+static void
+fuzz_reply_pids(const Onecard__V1__Reply *reply)
+{
+	if (reply->result_case == ONECARD__V1__REPLY__RESULT_PATIENT &&
+	    reply->patient != NULL) {
+		fuzz_pid_seen(reply->patient->patient_id);
+		fuzz_pid_seen(reply->patient->merged_into);
+	} else if (reply->result_case == ONECARD__V1__REPLY__RESULT_ENROLLED &&
+	    reply->enrolled != NULL && reply->enrolled->patient != NULL)
+		fuzz_pid_seen(reply->enrolled->patient->patient_id);
+	else if (reply->result_case == ONECARD__V1__REPLY__RESULT_SEARCH &&
+	    reply->search != NULL)
+		for (size_t i = 0; i < reply->search->n_patients; i++)
+			fuzz_pid_seen(reply->search->patients[i]->patient_id);
+}
+
 /* Apply one write outside the fuzzed path, for the seed state. */
 static void
 fuzz_seed_write(
@@ -105,6 +143,7 @@ fuzz_seed_write(
 	registry_write(reg, &who, req, out, &res);
 	fuzz_check(res.code == ONECARD__V1__CODE__OK, "seed: write not OK");
 	fuzz_check(registry_batch_commit(reg) == 0, "seed: commit");
+	fuzz_pid_seen(res.patient_id);
 	evbuffer_free(out);
 }
 
@@ -204,6 +243,7 @@ fuzz_seed(void)
 	fuzz_seed_write(reg, "admin", ONECARD__V1__ROLE__ROLE_ADMIN, &req);
 	/* Fold the WAL into the file so a plain copy is the whole state. */
 	registry_close(reg);
+	fuzz_seed_npids = fuzz_npids;
 }
 
 /* Remove the fuzzer's folder at exit. */
@@ -352,6 +392,7 @@ fuzz_check_reply(const Onecard__V1__Request *req, const struct op_result *res,
 		    reply->message ? reply->message : "");
 		fuzz_check(0, "a known code other than INTERNAL");
 	}
+	fuzz_reply_pids(reply);
 	expect = fuzz_expected_result(req->op_case);
 	if (reply->code == ONECARD__V1__CODE__OK && expect != -1)
 		fuzz_check((int)reply->result_case == expect,
@@ -376,6 +417,87 @@ fuzz_check_reply(const Onecard__V1__Request *req, const struct op_result *res,
 	evbuffer_drain(out, evbuffer_get_length(out));
 }
 
+/* String slots a request had swapped, to put back before it is freed. */
+struct fuzz_swaps {
+	char **slot[24];
+	char *orig[24];
+	size_t n;
+};
+
+/* Swap *slot for the N-th known patient id if it reads "$N". */
+static void
+fuzz_swap(struct fuzz_swaps *sw, char **slot)
+{
+	const char *v = *slot;
+
+	if (v == NULL || v[0] != '$' || v[1] < '0' || v[1] > '9' ||
+	    fuzz_npids == 0 || sw->n == 24)
+		return;
+	sw->slot[sw->n] = slot;
+	sw->orig[sw->n] = *slot;
+	sw->n++;
+	*slot = fuzz_pids[(size_t)(v[1] - '0') % fuzz_npids];
+}
+
+/* The same for an identifier in the pid domain. */
+static void
+fuzz_swap_id(struct fuzz_swaps *sw, Onecard__V1__Identifier *id)
+{
+	if (id != NULL && id->domain != NULL && strcmp(id->domain, "pid") == 0)
+		fuzz_swap(sw, &id->value);
+}
+
+/* Fill "$N" placeholders in req with known patient ids. */
+static void
+fuzz_swap_req(struct fuzz_swaps *sw, Onecard__V1__Request *req)
+{
+	sw->n = 0;
+	switch (req->op_case) {
+	case ONECARD__V1__REQUEST__OP_LOOKUP:
+		fuzz_swap_id(sw, req->lookup->identifier);
+		break;
+	case ONECARD__V1__REQUEST__OP_ENROLL:
+		for (size_t i = 0; i < req->enroll->n_identifiers && i < 8; i++)
+			fuzz_swap_id(sw, req->enroll->identifiers[i]);
+		break;
+	case ONECARD__V1__REQUEST__OP_LINK:
+		fuzz_swap_id(sw, req->link->known);
+		fuzz_swap_id(sw, req->link->added);
+		break;
+	case ONECARD__V1__REQUEST__OP_UNLINK:
+		fuzz_swap_id(sw, req->unlink->identifier);
+		break;
+	case ONECARD__V1__REQUEST__OP_UPDATE:
+		fuzz_swap_id(sw, req->update->identifier);
+		break;
+	case ONECARD__V1__REQUEST__OP_MERGE:
+		fuzz_swap_id(sw, req->merge->survivor);
+		fuzz_swap_id(sw, req->merge->duplicate);
+		break;
+	case ONECARD__V1__REQUEST__OP_UNMERGE:
+		fuzz_swap(sw, &req->unmerge->patient_id);
+		break;
+	case ONECARD__V1__REQUEST__OP_HISTORY:
+		fuzz_swap_id(sw, req->history->identifier);
+		break;
+	case ONECARD__V1__REQUEST__OP_EXPORT:
+		fuzz_swap(sw, &req->export->after_patient_id);
+		break;
+	default:
+		break;
+	}
+}
+
+/* Put back what fuzz_swap_req replaced. */
+static void
+fuzz_unswap(struct fuzz_swaps *sw)
+{
+	while (sw->n > 0) {
+		sw->n--;
+		*sw->slot[sw->n] = sw->orig[sw->n];
+	}
+}
+
 /* Requests of one input, as the broker would pass them on. */
 struct fuzz_req {
 	Onecard__V1__Request *req;
@@ -389,6 +511,7 @@ fuzz_batch(struct registry *wr, const struct actor *who, struct fuzz_req *q,
 {
 	struct evbuffer **outs;
 	struct op_result *res;
+	struct fuzz_swaps sw;
 	int ok;
 
 	outs = calloc(to - from, sizeof(*outs));
@@ -399,8 +522,11 @@ fuzz_batch(struct registry *wr, const struct actor *who, struct fuzz_req *q,
 	for (size_t i = from; i < to; i++) {
 		outs[i - from] = evbuffer_new();
 		fuzz_check(outs[i - from] != NULL, "evbuffer_new");
+		fuzz_swap_req(&sw, q[i].req);
 		registry_write(
 		    wr, who, q[i].req, outs[i - from], &res[i - from]);
+		/* Checked below with the ids swapped back: still masked. */
+		fuzz_unswap(&sw);
 	}
 	if (registry_batch_commit(wr) == -1) {
 		registry_batch_rollback(wr);
@@ -427,6 +553,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	};
 	static int seeded;
 	struct fuzz_req q[64];
+	struct fuzz_swaps sw;
 	struct registry *wr, *rd;
 	const struct actor *who;
 	struct evbuffer *out;
@@ -473,6 +600,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 
 	/* Back to the seed state, so this input alone reproduces. */
+	fuzz_npids = fuzz_seed_npids;
 	fuzz_db_remove(fuzz_work_db);
 	fuzz_check(fuzz_copy(fuzz_seed_db, fuzz_work_db) == 0, "copy seed");
 	wr = registry_open(fuzz_work_db, 1, &fuzz_lim, err, sizeof(err));
@@ -491,8 +619,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			continue;
 		}
 		run = 1;
+		fuzz_swap_req(&sw, q[i].req);
 		registry_read(rd, who, q[i].req, out, &res);
 		fuzz_check_reply(q[i].req, &res, out, 1);
+		fuzz_unswap(&sw);
 	}
 	fuzz_check(registry_ping(rd) == 0 && registry_ping(wr) == 0,
 	    "the registry still answers");
