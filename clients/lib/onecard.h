@@ -112,7 +112,9 @@ typedef void (*onecard_reply_cb)(
 typedef void (*onecard_connect_cb)(
     struct onecard_async *ac, int err, void *arg);
 
-/* Start connecting; cb runs once with ONECARD_OK or an error. */
+/* Start connecting; cb runs once with ONECARD_OK or an error, always from
+ * the loop (never before this returns). NULL only when base or opt is NULL
+ * or memory ran out; close the handle with onecard_async_close either way. */
 struct onecard_async *onecard_async_connect(struct event_base *base,
     const struct onecard_options *opt, onecard_connect_cb cb, void *arg);
 /* Queue a request; cb runs once with its reply. */
