@@ -170,6 +170,15 @@ static int __attribute__((format(printf, 1, 2))) sh(const char *fmt, ...)
 	return rc == -1 || !WIFEXITED(rc) ? -1 : WEXITSTATUS(rc);
 }
 
+/* Fail, naming the Debian package, when a command the test runs is absent.
+ */
+static void
+need_tool(const char *cmd, const char *package)
+{
+	if (sh("command -v %s > /dev/null 2>&1", cmd) != 0)
+		fail_msg("%s not found: apt-get install %s", cmd, package);
+}
+
 /* Open descriptors of a process (its /proc/PID/fd entries). */
 static int
 fd_count(pid_t pid)
@@ -322,6 +331,7 @@ test_full_disk_answers_unavailable_keeps_lookups_and_recovers(void **state)
 		fprintf(stderr, "needs root to mount a tmpfs; skipped\n");
 		skip();
 	}
+	need_tool("sqlite3", "sqlite3");
 	snprintf(db, sizeof(db), "%s/registry.db", mnt);
 	snprintf(filler, sizeof(filler), "%s/filler", mnt);
 	assert_int_equal(harness_start(&h, codes, extra), 0);
@@ -494,7 +504,7 @@ test_read_only_registry_stops_start_up_naming_the_file(void **state)
 	assert_int_equal(harness_stop(&h, SIGTERM), 0);
 	assert_int_equal(
 	    mount(NULL, mnt, NULL, MS_REMOUNT | MS_RDONLY, NULL), 0);
-	rc = start_expecting_exit(&h, db, log, sizeof(log), 30000);
+	rc = start_expecting_exit(&h, db, log, sizeof(log), 20000);
 	ok_fs = refused_naming("read-only filesystem", rc, log, db);
 
 	/* A read-only file on a writable disk: immutable, which binds root
@@ -509,7 +519,7 @@ test_read_only_registry_stops_start_up_naming_the_file(void **state)
 		snprintf(edb, sizeof(edb), "%s/registry.db", ext);
 		assert_int_equal(
 		    sh("cp '%s' '%s' && chattr +i '%s'", db, edb, edb), 0);
-		rc = start_expecting_exit(&h, edb, log, sizeof(log), 30000);
+		rc = start_expecting_exit(&h, edb, log, sizeof(log), 20000);
 		sh("chattr -i '%s'; umount '%s'", edb, ext);
 		ok_file = refused_naming("immutable file", rc, log, edb);
 	} else
@@ -531,6 +541,7 @@ test_locked_registry_stops_start_up_naming_the_file(void **state)
 	FILE *locker;
 	int rc;
 
+	need_tool("sqlite3", "sqlite3");
 	assert_int_equal(harness_start(&h, codes, NULL), 0);
 	assert_int_equal(harness_stop(&h, SIGTERM), 0);
 	/* Another process holds the file's exclusive lock while we start. */
