@@ -316,6 +316,71 @@ test_silent_client_is_closed_after_handshake_timeout(void **state)
 	harness_cleanup(&h);
 }
 
+static void
+test_bad_limit_is_refused_at_start_naming_the_flag(void **state)
+{
+	struct harness h;
+	const char *codes[] = {"H1", NULL};
+	char out[1024], err[4096], cmd[2400], conf[400];
+	FILE *f;
+
+	assert_int_equal(harness_start(&h, codes, NULL), 0);
+	snprintf(cmd, sizeof(cmd),
+	    "onecardd --listen 127.0.0.1:0 --db '%s/other.db' "
+	    "--cert '%s/broker.pem' --key '%s/broker.key' --ca '%s/ca.pem' "
+	    "--max-frame 12",
+	    h.dir, h.certs, h.certs, h.certs);
+	assert_int_equal(
+	    harness_run2(&h, "admin", out, sizeof(out), err, sizeof(err), cmd),
+	    1);
+	assert_non_null(strstr(err, "--max-frame"));
+
+	/* The same through the config file names its key. */
+	snprintf(conf, sizeof(conf), "%s/bad.conf", h.dir);
+	assert_non_null(f = fopen(conf, "w"));
+	fprintf(f, "[onecardd]\nmax_conns = lots\n");
+	fclose(f);
+	snprintf(cmd, sizeof(cmd),
+	    "onecardd --config '%s' --db '%s/other.db' --cert '%s/broker.pem' "
+	    "--key '%s/broker.key' --ca '%s/ca.pem'",
+	    conf, h.dir, h.certs, h.certs, h.certs);
+	assert_int_equal(
+	    harness_run2(&h, "admin", out, sizeof(out), err, sizeof(err), cmd),
+	    1);
+	assert_non_null(strstr(err, "max_conns"));
+	harness_cleanup(&h);
+}
+
+static void
+test_config_file_sets_limits_and_flags_override_it(void **state)
+{
+	struct harness h;
+	const char *codes[] = {"H1", NULL};
+	char conf[400];
+	const char *extra[] = {"--config", conf, "--max-ids", "3", NULL};
+	struct onecard_conn *conn;
+	FILE *f;
+
+	assert_int_equal(harness_start(&h, codes, NULL), 0);
+	snprintf(conf, sizeof(conf), "%s/onecardd.conf", h.dir);
+	assert_non_null(f = fopen(conf, "w"));
+	fprintf(f, "; test\n[onecardd]\nmax_ids = 1\nmax_name = 8\n");
+	fclose(f);
+	assert_int_equal(harness_stop(&h, SIGTERM), 0);
+	assert_int_equal(harness_restart(&h, extra), 0);
+	assert_int_equal(harness_connect(&h, "H1", &conn), ONECARD_OK);
+	/* max_ids = 1 from the file, 3 from the flag: the flag wins. */
+	assert_int_equal(
+	    enroll_code(conn, "E", 3, NULL), ONECARD__V1__CODE__OK);
+	assert_int_equal(enroll_code(conn, "F", 4, NULL),
+	    ONECARD__V1__CODE__INVALID_ARGUMENT);
+	/* max_name = 8 from the file holds. */
+	assert_int_equal(enroll_code(conn, "G", 1, "ABCDEFGHI"),
+	    ONECARD__V1__CODE__INVALID_ARGUMENT);
+	onecard_close(conn);
+	harness_cleanup(&h);
+}
+
 int
 main(void)
 {
@@ -327,6 +392,10 @@ main(void)
 		test_silent_client_is_closed_after_handshake_timeout),
 	    cmocka_unit_test(test_max_conns_admits_exactly_that_many),
 	    cmocka_unit_test(test_max_ids_and_max_name_hold_at_their_edge),
+	    cmocka_unit_test(
+		test_bad_limit_is_refused_at_start_naming_the_flag),
+	    cmocka_unit_test(
+		test_config_file_sets_limits_and_flags_override_it),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
