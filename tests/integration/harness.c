@@ -10,6 +10,7 @@
  */
 #define _GNU_SOURCE /* nftw */
 
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -43,6 +44,71 @@
 #define HARNESS_RUN_TIMEOUT_MS   60000
 #define HARNESS_MAX_ARGS         64
 #define LISTEN_MARK              "listening on 127.0.0.1:"
+
+/*
+ * What every live harness started, kept apart from the caller's struct: a
+ * failed cmocka assertion jumps out of a test past its harness_cleanup, and
+ * the struct may be gone by then. An atexit handler cleans these up.
+ */
+#define HARNESS_MAX_LIVE 64
+static struct harness_live {
+	char dir[256];
+	pid_t pid;
+} harness_live[HARNESS_MAX_LIVE];
+static int harness_atexit_set;
+
+static void harness_rmdir(const char *);
+
+/* Remember (or update) the broker pid of the harness in dir. */
+static void
+harness_live_set(const char *dir, pid_t pid)
+{
+	int i, free_slot = -1;
+
+	for (i = 0; i < HARNESS_MAX_LIVE; i++) {
+		if (harness_live[i].dir[0] == '\0') {
+			if (free_slot == -1)
+				free_slot = i;
+		} else if (strcmp(harness_live[i].dir, dir) == 0) {
+			harness_live[i].pid = pid;
+			return;
+		}
+	}
+	if (free_slot == -1)
+		return;
+	snprintf(
+	    harness_live[free_slot].dir, sizeof harness_live[0].dir, "%s", dir);
+	harness_live[free_slot].pid = pid;
+}
+
+/* Forget the harness in dir. */
+static void
+harness_live_drop(const char *dir)
+{
+	int i;
+
+	for (i = 0; i < HARNESS_MAX_LIVE; i++)
+		if (strcmp(harness_live[i].dir, dir) == 0)
+			harness_live[i].dir[0] = '\0';
+}
+
+/* At exit: kill the brokers and remove the folders tests left behind. */
+static void
+harness_atexit(void)
+{
+	int i, status;
+
+	for (i = 0; i < HARNESS_MAX_LIVE; i++) {
+		if (harness_live[i].dir[0] == '\0')
+			continue;
+		if (harness_live[i].pid > 0) {
+			kill(harness_live[i].pid, SIGKILL);
+			waitpid(harness_live[i].pid, &status, 0);
+		}
+		harness_rmdir(harness_live[i].dir);
+		harness_live[i].dir[0] = '\0';
+	}
+}
 
 /* Milliseconds on a monotonic clock. */
 static long long
@@ -311,7 +377,7 @@ harness_spawn(struct harness *h, const char *const *extra_args)
 	char *argv[HARNESS_MAX_ARGS];
 	int argc = 0, fd;
 	off_t offset;
-	pid_t pid;
+	pid_t pid, parent;
 
 	snprintf(bin, sizeof bin, "%s/onecardd", ONECARD_BIN_DIR);
 	snprintf(cert, sizeof cert, "%s/broker.pem", h->certs);
@@ -342,11 +408,16 @@ harness_spawn(struct harness *h, const char *const *extra_args)
 	argv[argc] = NULL;
 
 	offset = harness_log_size(h);
+	parent = getpid();
 	if ((pid = fork()) == -1) {
 		harness_warnx("fork: %s", strerror(errno));
 		return -1;
 	}
 	if (pid == 0) {
+		/* The broker dies with the test, however the test ends. */
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 ||
+		    getppid() != parent)
+			_exit(125);
 		/* Undo the test's SIG_IGN: exec keeps ignored signals. */
 		signal(SIGPIPE, SIG_DFL);
 		fd = open(h->log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
@@ -366,6 +437,7 @@ harness_spawn(struct harness *h, const char *const *extra_args)
 	h->pid = pid;
 	h->port = 0;
 	h->addr[0] = '\0';
+	harness_live_set(h->dir, pid);
 	if (harness_wait_listening(h, offset) == -1) {
 		harness_dump_log(h);
 		if (h->pid > 0) {
@@ -373,6 +445,7 @@ harness_spawn(struct harness *h, const char *const *extra_args)
 			harness_wait(h->pid, HARNESS_STOP_TIMEOUT_MS);
 			h->pid = 0;
 		}
+		harness_live_set(h->dir, 0);
 		return -1;
 	}
 	return 0;
@@ -395,6 +468,11 @@ harness_start(
 		h->dir[0] = '\0';
 		return -1;
 	}
+	if (!harness_atexit_set) {
+		atexit(harness_atexit);
+		harness_atexit_set = 1;
+	}
+	harness_live_set(h->dir, 0);
 	snprintf(h->certs, sizeof h->certs, "%s/certs", h->dir);
 	snprintf(h->db, sizeof h->db, "%s/registry.db", h->dir);
 	snprintf(h->log_path, sizeof h->log_path, "%s/onecardd.log", h->dir);
@@ -434,6 +512,7 @@ harness_stop(struct harness *h, int sig)
 	}
 	status = harness_wait(h->pid, HARNESS_STOP_TIMEOUT_MS);
 	h->pid = 0;
+	harness_live_set(h->dir, 0);
 	return status;
 }
 
@@ -517,8 +596,6 @@ harness_rm(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 void
 harness_cleanup(struct harness *h)
 {
-	const char *keep = getenv("ONECARD_KEEP");
-
 	if (h->pid > 0) {
 		kill(h->pid, SIGKILL);
 		harness_wait(h->pid, HARNESS_STOP_TIMEOUT_MS);
@@ -526,11 +603,21 @@ harness_cleanup(struct harness *h)
 	}
 	if (h->dir[0] == '\0')
 		return;
-	if (keep != NULL && *keep != '\0' && strcmp(keep, "0") != 0)
-		fprintf(stderr, "harness: kept %s\n", h->dir);
-	else
-		nftw(h->dir, harness_rm, 16, FTW_DEPTH | FTW_PHYS);
+	harness_live_drop(h->dir);
+	harness_rmdir(h->dir);
 	h->dir[0] = '\0';
+}
+
+/* rm -rf dir, unless ONECARD_KEEP asks to keep it. */
+static void
+harness_rmdir(const char *dir)
+{
+	const char *keep = getenv("ONECARD_KEEP");
+
+	if (keep != NULL && *keep != '\0' && strcmp(keep, "0") != 0)
+		fprintf(stderr, "harness: kept %s\n", dir);
+	else
+		nftw(dir, harness_rm, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 /* Read what fd gives into buf at *len (keeping room for a NUL); drop the

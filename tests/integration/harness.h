@@ -5,7 +5,9 @@
  * (certs/mkcerts.sh), starts the real onecardd from ONECARD_BIN_DIR on
  * 127.0.0.1:0, learns the port from the broker's "listening on" line and
  * registers the hospitals it needs through an admin connection. Everything
- * the harness makes lives in h->dir and is removed by harness_cleanup. The
+ * the harness makes lives in h->dir and is removed by harness_cleanup, or at
+ * exit when a failed assertion skipped it; the broker is killed when the
+ * thread that started it exits (start it from the test's main thread). The
  * harness never reads the broker's database itself: tests see only what a
  * client sees.
  */
