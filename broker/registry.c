@@ -1368,9 +1368,10 @@ op_lookup(struct reg_op *o)
 }
 
 /*
- * Lookup by an identifier in one statement and no explicit transaction:
- * the hot path. 1 when the general path must answer instead (a pid, or a
- * record merged away); 0 with *code set otherwise.
+ * Lookup by an identifier or pid in one statement and no explicit transaction:
+ * the hot path. 1 when the general path must answer instead (a record
+ * merged away: its survivor is another query); 0 with *code set
+ * otherwise.
  */
 static int
 op_lookup_fast(struct reg_op *o, int *code)
@@ -1391,18 +1392,21 @@ op_lookup_fast(struct reg_op *o, int *code)
 		*code = CODE_INVALID;
 		return 0;
 	}
-	if (k == VALIDATE_PID)
-		return 1;
 	op_target(o, l->identifier->domain, norm);
-	rc = reg->be->ident_record(reg->h, l->identifier->domain, norm,
-	    &reg->arena, &p, ident_vec_add, &iv);
+	if (k == VALIDATE_PID)
+		rc = reg->be->patient_record(
+		    reg->h, norm, &reg->arena, &p, ident_vec_add, &iv);
+	else
+		rc = reg->be->ident_record(reg->h, l->identifier->domain, norm,
+		    &reg->arena, &p, ident_vec_add, &iv);
 	if (rc < 0) {
 		*code = op_backend(o, rc);
 		return 0;
 	}
 	if (rc == 1) {
-		*code = op_fail(o, CODE_NOT_FOUND,
-		    "identifier: no patient holds this identifier");
+		*code = op_fail(o, CODE_NOT_FOUND, "identifier: %s",
+		    k == VALIDATE_PID ? "no such patient"
+				      : "no patient holds this identifier");
 		return 0;
 	}
 	if (p.merged_into[0] != '\0')

@@ -119,6 +119,10 @@ struct registry_backend {
 	int (*ident_record)(void *h, const char *domain, const char *value,
 	    struct registry_arena *a, struct registry_patient *p,
 	    registry_ident_cb cb, void *arg);
+	/* The same for a patient id: its row and identifiers, one statement. */
+	int (*patient_record)(void *h, const char *pid,
+	    struct registry_arena *a, struct registry_patient *p,
+	    registry_ident_cb cb, void *arg);
 	int (*ident_insert)(
 	    void *h, const char *domain, const char *value, const char *pid);
 	int (*ident_delete)(void *h, const char *domain, const char *value);

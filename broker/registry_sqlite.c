@@ -68,6 +68,7 @@ enum sqlite_stmt {
 	ST_IDENT_OWNER,
 	ST_IDENT_PATIENT,
 	ST_IDENT_RECORD,
+	ST_PATIENT_RECORD,
 	ST_IDENT_INSERT,
 	ST_IDENT_DELETE,
 	ST_IDENT_MOVE,
@@ -116,6 +117,11 @@ static const char *const sqlite_sql[ST_MAX] = {
 	" JOIN patients p ON p.id = i.patient_id"
 	" JOIN identifiers j ON j.patient_id = p.id"
 	" WHERE i.domain = ?1 AND i.value = ?2 ORDER BY j.domain, j.value",
+    [ST_PATIENT_RECORD] =
+	"SELECT p.name, p.sex, p.birth_date, p.phone, p.address, p.version,"
+	" p.merged_into, p.id, j.domain, j.value FROM patients p"
+	" LEFT JOIN identifiers j ON j.patient_id = p.id"
+	" WHERE p.id = ?1 ORDER BY j.domain, j.value",
     [ST_IDENT_INSERT] =
 	"INSERT INTO identifiers (domain, value, patient_id) VALUES (?1,?2,?3)",
     [ST_IDENT_DELETE] =
@@ -530,23 +536,21 @@ sqlite_write3(
 	return sqlite_exec_stmt(h, q, s);
 }
 
+/* Step a record query (patient columns 0..7, identifier 8..9; the
+ * identifier NULL when the patient holds none). */
 static int
-sqlite_ident_record(void *hv, const char *domain, const char *value,
+sqlite_record(struct sqlite_handle *h, enum sqlite_stmt q, sqlite3_stmt *s,
     struct registry_arena *a, struct registry_patient *p, registry_ident_cb cb,
     void *arg)
 {
-	struct sqlite_handle *h = hv;
-	sqlite3_stmt *s = sqlite_stmt(h, ST_IDENT_RECORD);
 	int rc, ret = 1;
 
-	if (s == NULL)
-		return REGISTRY_EFAIL;
-	sqlite_text(s, 1, domain);
-	sqlite_text(s, 2, value);
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		if (ret == 1 &&
 		    (ret = sqlite_patient_row(s, sqlite_col(s, 7), a, p)) != 0)
 			break;
+		if (sqlite3_column_type(s, 8) == SQLITE_NULL)
+			continue;
 		if (cb(arg, sqlite_col(s, 8), sqlite_col(s, 9)) == -1) {
 			ret = REGISTRY_EFAIL;
 			break;
@@ -554,7 +558,35 @@ sqlite_ident_record(void *hv, const char *domain, const char *value,
 	}
 	if (rc == SQLITE_ROW)
 		rc = SQLITE_DONE;
-	return sqlite_done(h, ST_IDENT_RECORD, s, rc, ret);
+	return sqlite_done(h, q, s, rc, ret);
+}
+
+static int
+sqlite_ident_record(void *hv, const char *domain, const char *value,
+    struct registry_arena *a, struct registry_patient *p, registry_ident_cb cb,
+    void *arg)
+{
+	struct sqlite_handle *h = hv;
+	sqlite3_stmt *s = sqlite_stmt(h, ST_IDENT_RECORD);
+
+	if (s == NULL)
+		return REGISTRY_EFAIL;
+	sqlite_text(s, 1, domain);
+	sqlite_text(s, 2, value);
+	return sqlite_record(h, ST_IDENT_RECORD, s, a, p, cb, arg);
+}
+
+static int
+sqlite_patient_record(void *hv, const char *pid, struct registry_arena *a,
+    struct registry_patient *p, registry_ident_cb cb, void *arg)
+{
+	struct sqlite_handle *h = hv;
+	sqlite3_stmt *s = sqlite_stmt(h, ST_PATIENT_RECORD);
+
+	if (s == NULL)
+		return REGISTRY_EFAIL;
+	sqlite_text(s, 1, pid);
+	return sqlite_record(h, ST_PATIENT_RECORD, s, a, p, cb, arg);
 }
 
 static int
@@ -989,6 +1021,7 @@ const struct registry_backend registry_sqlite = {
     .ident_owner = sqlite_ident_owner,
     .ident_patient = sqlite_ident_patient,
     .ident_record = sqlite_ident_record,
+    .patient_record = sqlite_patient_record,
     .ident_insert = sqlite_ident_insert,
     .ident_delete = sqlite_ident_delete,
     .ident_move = sqlite_ident_move,

@@ -738,6 +738,25 @@ merge_follows_chains_and_unmerges_in_any_order(void **state)
 }
 
 static void
+unmerge_after_unlink_leaves_a_record_named_by_pid_only(void **state)
+{
+	const Onecard__V1__Patient *a, *p;
+
+	a = patient_of(enroll(&xc1, "Gone", NULL, 0, "hosp:XC001", "Z1", NULL));
+	patient_of(enroll(&xc1, "", NULL, 0, "hosp:XC001", "Z2", NULL));
+	patient_of(merge(&admin, "hosp:XC001", "Z2", "hosp:XC001", "Z1"));
+	patient_of(unlink_id(&xc1, "hosp:XC001", "Z1"));
+	p = patient_of(unmerge(&admin, a->patient_id));
+	assert_int_equal(p->n_identifiers, 0);
+	/* what was unlinked since the merge stays gone */
+	assert_int_equal(lookup("hosp:XC001", "Z1")->code, CODE(NOT_FOUND));
+	p = patient_of(lookup("pid", a->patient_id));
+	assert_string_equal(p->demographics->name, "Gone");
+	assert_int_equal(p->n_identifiers, 0);
+	assert_string_equal(p->merged_into, "");
+}
+
+static void
 merge_refuses_two_cn_ids_and_the_same_patient(void **state)
 {
 	Onecard__V1__Reply *r;
@@ -1217,6 +1236,7 @@ main(void)
 	    T(update_sets_given_fields_and_checks_the_version),
 	    T(merge_then_unmerge_restores_both_records_exactly),
 	    T(merge_follows_chains_and_unmerges_in_any_order),
+	    T(unmerge_after_unlink_leaves_a_record_named_by_pid_only),
 	    T(merge_refuses_two_cn_ids_and_the_same_patient),
 	    T(admin_only_ops_are_denied_to_hospitals),
 	    T(hospitals_are_added_revoked_and_reactivated),
