@@ -386,6 +386,24 @@ csv_reader_next(struct csv_reader *r, struct csv_record *rec,
 	size_t used, n;
 
 	for (;;) {
+		if (r->skip) {
+			/* Drop the tail of an overlong line already rejected.
+			 */
+			p = r->buf + r->start;
+			q = memchr(p, '\n', r->end - r->start);
+			used =
+			    q != NULL ? (size_t)(q - p) + 1 : r->end - r->start;
+			r->start += used;
+			r->off += used;
+			if (q != NULL) {
+				r->line++;
+				r->skip = 0;
+			} else if (r->eof)
+				r->skip = 0;
+			else if (csv_reader_fill(r) == -1)
+				return -1;
+			continue;
+		}
 		st = csv_parse_record(r->buf + r->start, r->end - r->start,
 		    r->eof, &used, rec, err, errlen);
 		if (st == CSV_END)
@@ -402,6 +420,8 @@ csv_reader_next(struct csv_reader *r, struct csv_record *rec,
 			r->line++;
 		r->start += used;
 		r->off += used;
+		if (st == CSV_BAD && !r->eof && used > 0 && p[used - 1] != '\n')
+			r->skip = 1;
 		n = used;
 		if (n > 0 && p[n - 1] == '\n')
 			n--;

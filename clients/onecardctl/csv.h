@@ -75,6 +75,7 @@ struct csv_reader {
 	char *buf;
 	size_t cap, start, end;
 	int eof;
+	int skip; /* the rest of an overlong bad line is still to come */
 	unsigned long line;     /* the line the next record starts on */
 	unsigned long long off; /* bytes consumed so far */
 };

@@ -7,6 +7,7 @@
  * import (good and broken rows, re-import), export, and a hospital's
  * certificate refused with a message that says why.
  */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -62,8 +63,10 @@ count_lines(const char *path)
 	FILE *fp = fopen(path, "r");
 	int c, n = 0;
 
-	if (fp == NULL)
+	if (fp == NULL) {
+		fprintf(stderr, "count_lines: %s: %s\n", path, strerror(errno));
 		return -1;
+	}
 	while ((c = getc(fp)) != EOF)
 		n += c == '\n';
 	fclose(fp);

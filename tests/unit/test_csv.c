@@ -219,6 +219,42 @@ reader_handles_records_larger_than_one_read(void **state)
 	free(big);
 }
 
+static void
+overlong_line_is_one_bad_row_and_the_next_line_still_reads(void **state)
+{
+	size_t n = 5 * CSV_MAX_RECORD; /* longer than the reader's buffer */
+	char *big = malloc(n + 1);
+	struct csv_reader r;
+	unsigned long line;
+	FILE *fp = tmpfile();
+
+	assert_non_null(big);
+	memset(big, 'a', n);
+	big[n] = '\0';
+	fprintf(fp, "h\n%s\nok,1\n", big);
+	rewind(fp);
+	assert_int_equal(csv_reader_init(&r, fp), 0);
+	assert_int_equal(
+	    csv_reader_next(&r, &rec, &line, NULL, NULL, err, sizeof(err)),
+	    CSV_RECORD);
+	assert_int_equal(
+	    csv_reader_next(&r, &rec, &line, NULL, NULL, err, sizeof(err)),
+	    CSV_BAD);
+	assert_int_equal(line, 2);
+	assert_non_null(strstr(err, "longer than"));
+	assert_int_equal(
+	    csv_reader_next(&r, &rec, &line, NULL, NULL, err, sizeof(err)),
+	    CSV_RECORD);
+	assert_int_equal(line, 3);
+	assert_string_equal(rec.field[0], "ok");
+	assert_int_equal(
+	    csv_reader_next(&r, &rec, &line, NULL, NULL, err, sizeof(err)),
+	    CSV_END);
+	csv_reader_free(&r);
+	fclose(fp);
+	free(big);
+}
+
 /* Parse one line as a record and then as a row. */
 static int
 row_of(const char *line)
@@ -335,6 +371,8 @@ main(void)
 	    cmocka_unit_test(
 		reader_counts_lines_across_quoted_newlines_and_bad_rows),
 	    cmocka_unit_test(reader_handles_records_larger_than_one_read),
+	    cmocka_unit_test(
+		overlong_line_is_one_bad_row_and_the_next_line_still_reads),
 	    cmocka_unit_test(good_row_splits_into_fields_and_identifiers),
 	    cmocka_unit_test(bad_rows_are_refused_with_the_field_named),
 	    cmocka_unit_test(too_many_identifiers_is_refused),
