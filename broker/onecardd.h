@@ -105,6 +105,7 @@ struct worker {
 	struct event *notify;        /* activated by other threads */
 	struct event *grace;         /* shutdown deadline */
 	struct event *tick;          /* enforces handshake deadlines */
+	struct event *resume;        /* re-enables accepting after EMFILE */
 	struct conn_hsq handshaking; /* in accept order, so by deadline */
 	pthread_mutex_t lock;
 	struct worker_msgq msgs; /* under lock */

@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -78,15 +79,35 @@ server_acceptcb(struct evconnlistener *lis, evutil_socket_t fd,
 	conn_accept(w, fd, sa, slen);
 }
 
-/* accept() failed (out of descriptors, most likely): say so. */
+/* A second after running out of descriptors: accept again. */
+static void
+worker_resumecb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+
+	if (w->listener != NULL && !w->stopping)
+		evconnlistener_enable(w->listener);
+}
+
+/*
+ * accept() failed: say so (once a second at most). Out of descriptors, the
+ * listener would spin on the pending connection, so it pauses for a second.
+ */
 static void
 server_accept_errorcb(struct evconnlistener *lis, void *arg)
 {
+	struct worker *w = arg;
 	int err = EVUTIL_SOCKET_ERROR();
 	time_t now = time(NULL);
+	struct timeval tv = {1, 0};
 
-	if (atomic_exchange(&last_full_log, now) != now) {
+	if (atomic_exchange(&last_full_log, now) != now)
 		log_warnx("accept: %s", evutil_socket_error_to_string(err));
+	if ((err == EMFILE || err == ENFILE || err == ENOBUFS ||
+		err == ENOMEM) &&
+	    w->resume != NULL) {
+		evconnlistener_disable(lis);
+		evtimer_add(w->resume, &tv);
 	}
 }
 
@@ -354,6 +375,8 @@ server_init(const struct config *c)
 			 worker_notifycb, w)) == NULL ||
 		    (w->tick = event_new(
 			 w->base, -1, EV_PERSIST, worker_tickcb, w)) == NULL ||
+		    (w->resume = evtimer_new(w->base, worker_resumecb, w)) ==
+			NULL ||
 		    (w->scratch = malloc(c->max_frame)) == NULL) {
 			log_warnx("worker %d: out of memory", i);
 			return -1;
@@ -469,6 +492,8 @@ server_free(void)
 			event_free(w->grace);
 		if (w->tick != NULL)
 			event_free(w->tick);
+		if (w->resume != NULL)
+			event_free(w->resume);
 		if (w->notify != NULL)
 			event_free(w->notify);
 		if (w->reg != NULL)
