@@ -81,15 +81,21 @@ harness_live_set(const char *dir, pid_t pid)
 	harness_live[free_slot].pid = pid;
 }
 
-/* Forget the harness in dir. */
-static void
+/* Forget the harness in dir; returns the broker pid it had (0: none), or
+ * -1 when dir was not known. */
+static pid_t
 harness_live_drop(const char *dir)
 {
+	pid_t pid = -1;
 	int i;
 
-	for (i = 0; i < HARNESS_MAX_LIVE; i++)
-		if (strcmp(harness_live[i].dir, dir) == 0)
+	for (i = 0; i < HARNESS_MAX_LIVE; i++) {
+		if (strcmp(harness_live[i].dir, dir) == 0) {
+			pid = harness_live[i].pid;
 			harness_live[i].dir[0] = '\0';
+		}
+	}
+	return pid;
 }
 
 /* At exit: kill the brokers and remove the folders tests left behind. */
@@ -596,14 +602,22 @@ harness_rm(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 void
 harness_cleanup(struct harness *h)
 {
-	if (h->pid > 0) {
-		kill(h->pid, SIGKILL);
-		harness_wait(h->pid, HARNESS_STOP_TIMEOUT_MS);
-		h->pid = 0;
+	pid_t pid = h->pid;
+
+	/* The registry's pid wins: a test may have stopped or restarted the
+	 * broker through a copy of h. */
+	if (h->dir[0] != '\0') {
+		pid_t live = harness_live_drop(h->dir);
+		if (live != -1)
+			pid = live;
 	}
+	if (pid > 0) {
+		kill(pid, SIGKILL);
+		harness_wait(pid, HARNESS_STOP_TIMEOUT_MS);
+	}
+	h->pid = 0;
 	if (h->dir[0] == '\0')
 		return;
-	harness_live_drop(h->dir);
 	harness_rmdir(h->dir);
 	h->dir[0] = '\0';
 }
