@@ -140,11 +140,13 @@ ctl_merge(int argc, char **argv)
 	int rc;
 
 	if (ctl_help_wanted(argc, argv) || argc != 3) {
-		fprintf(argc == 3 ? stdout : stderr,
+		int help = ctl_help_wanted(argc, argv);
+
+		fprintf(help ? stdout : stderr,
 		    "usage: onecardctl merge SURVIVOR DUPLICATE\n"
 		    "Fold DUPLICATE's identifiers into SURVIVOR (each "
 		    "DOMAIN=VALUE);\n'onecardctl unmerge' undoes it.\n");
-		return argc == 3 ? CTL_EXIT_OK : CTL_EXIT_USAGE;
+		return help ? CTL_EXIT_OK : CTL_EXIT_USAGE;
 	}
 	if (ctl_id_parse("merge", argv[1], b1, sizeof(b1), &surv) == -1 ||
 	    ctl_id_parse("merge", argv[2], b2, sizeof(b2), &dup) == -1)
@@ -170,11 +172,13 @@ ctl_unmerge(int argc, char **argv)
 	int rc;
 
 	if (ctl_help_wanted(argc, argv) || argc != 2) {
-		fprintf(argc == 2 ? stdout : stderr,
+		int help = ctl_help_wanted(argc, argv);
+
+		fprintf(help ? stdout : stderr,
 		    "usage: onecardctl unmerge PATIENT_ID\n"
 		    "Restore the merged-away patient PATIENT_ID exactly as it "
 		    "was.\n");
-		return argc == 2 ? CTL_EXIT_OK : CTL_EXIT_USAGE;
+		return help ? CTL_EXIT_OK : CTL_EXIT_USAGE;
 	}
 	/* Accept the pid=... spelling that patient show takes, too. */
 	un.patient_id = argv[1];
@@ -223,10 +227,12 @@ ctl_stats(int argc, char **argv)
 	int rc;
 
 	if (ctl_help_wanted(argc, argv) || argc != 1) {
-		fprintf(argc == 1 ? stdout : stderr,
+		int help = ctl_help_wanted(argc, argv);
+
+		fprintf(help ? stdout : stderr,
 		    "usage: onecardctl stats\nPatients, identifiers by domain "
 		    "(hosp:CODE per hospital), merges and events.\n");
-		return argc == 1 ? CTL_EXIT_OK : CTL_EXIT_USAGE;
+		return help ? CTL_EXIT_OK : CTL_EXIT_USAGE;
 	}
 	req.op_case = ONECARD__V1__REQUEST__OP_STATS;
 	req.stats = &stats;

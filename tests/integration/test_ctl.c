@@ -153,6 +153,18 @@ hospital_add_list_and_revoke_round_trip(void **state)
 	assert_int_equal(ctl(h, "admin", "onecardctl frobnicate"), 2);
 	assert_int_equal(ctl(h, "admin", "onecardctl hospital --help"), 0);
 	assert_non_null(strstr(out, "usage: onecardctl hospital add"));
+	{
+		static const char *const cmds[] = {"hospital add", "patient",
+		    "patient history", "merge", "unmerge", "stats", "import",
+		    "export", "gen"};
+		size_t i;
+
+		for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+			assert_int_equal(
+			    ctl(h, NULL, "onecardctl %s --help", cmds[i]), 0);
+			assert_non_null(strstr(out, "usage: onecardctl"));
+		}
+	}
 }
 
 static void
