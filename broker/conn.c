@@ -82,7 +82,7 @@ conn_set_state(struct conn *c, enum conn_state s)
 	log_debug("conn state id=%llu %s->%s", (unsigned long long)c->id,
 	    conn_state_names[c->state], conn_state_names[s]);
 	if (c->state == CONN_HANDSHAKE)
-		TAILQ_REMOVE(&c->w->handshaking, c, hs_entry);
+		TAILQ_REMOVE(&c->w->handshaking, c, deadline_entry);
 	c->state = s;
 }
 
@@ -119,7 +119,9 @@ conn_free(struct conn *c, const char *reason, int clean)
 
 	LIST_REMOVE(c, entry);
 	if (c->state == CONN_HANDSHAKE)
-		TAILQ_REMOVE(&w->handshaking, c, hs_entry);
+		TAILQ_REMOVE(&w->handshaking, c, deadline_entry);
+	else if (c->on_partial)
+		TAILQ_REMOVE(&w->partial, c, deadline_entry);
 	w->nconns--;
 	while ((it = TAILQ_FIRST(&c->parked)) != NULL) {
 		TAILQ_REMOVE(&c->parked, it, entry);
@@ -180,6 +182,7 @@ conn_update_reading(struct conn *c)
 {
 	size_t out = evbuffer_get_length(bufferevent_get_output(c->bev));
 	unsigned inflight = c->outstanding + c->nparked;
+	size_t bytes = c->inflight_bytes;
 
 	if (c->state != CONN_OPEN)
 		return 0;
@@ -190,9 +193,12 @@ conn_update_reading(struct conn *c)
 		    (unsigned long long)c->id, out);
 	} else if (c->read_paused && out <= cfg->max_pending_output / 2)
 		c->read_paused = 0;
-	if (!c->inflight_paused && inflight >= CONN_MAX_INFLIGHT)
+	/* Decoded requests waiting their turn are memory too: bound them. */
+	if (!c->inflight_paused &&
+	    (inflight >= CONN_MAX_INFLIGHT || bytes >= cfg->max_pending_output))
 		c->inflight_paused = 1;
-	else if (c->inflight_paused && inflight <= CONN_MAX_INFLIGHT / 2)
+	else if (c->inflight_paused && inflight <= CONN_MAX_INFLIGHT / 2 &&
+	    bytes <= cfg->max_pending_output / 2)
 		c->inflight_paused = 0;
 	if (conn_wants_read(c)) {
 		if ((bufferevent_get_enabled(c->bev) & EV_READ) == 0) {
@@ -272,6 +278,7 @@ conn_answer(struct conn *c, struct conn_item *it)
 	int op;
 
 	memset(&res, 0, sizeof(res));
+	c->inflight_bytes -= it->bytes;
 	if (it->req == NULL) {
 		wire_append_error(out, 0, it->code, it->message);
 		conn_record(c, 0, it->code, NULL, it->start_us);
@@ -309,6 +316,7 @@ conn_send_write(struct conn *c, struct conn_item *it)
 		    ONECARD__V1__CODE__UNAVAILABLE, "broker out of memory");
 		conn_record(c, it->req->op_case, ONECARD__V1__CODE__UNAVAILABLE,
 		    NULL, it->start_us);
+		c->inflight_bytes -= it->bytes;
 		conn_item_free(it);
 		return;
 	}
@@ -317,6 +325,7 @@ conn_send_write(struct conn *c, struct conn_item *it)
 	job->req = it->req;
 	job->role = c->role;
 	job->start_us = it->start_us;
+	job->bytes = it->bytes;
 	snprintf(job->cn, sizeof(job->cn), "%s", c->cn);
 	it->req = NULL;
 	conn_item_free(it);
@@ -335,6 +344,7 @@ conn_item_is_write(const struct conn_item *it)
 static void
 conn_submit(struct conn *c, struct conn_item *it)
 {
+	c->inflight_bytes += it->bytes;
 	if (TAILQ_EMPTY(&c->parked)) {
 		if (conn_item_is_write(it)) {
 			conn_send_write(c, it);
@@ -357,8 +367,11 @@ conn_unpark(struct conn *c)
 	struct conn_item *it;
 
 	while ((it = TAILQ_FIRST(&c->parked)) != NULL) {
-		if (!conn_item_is_write(it) && c->outstanding > 0)
-			break;
+		if (!conn_item_is_write(it) &&
+		    (c->outstanding > 0 ||
+			evbuffer_get_length(bufferevent_get_output(c->bev)) >
+			    cfg->max_pending_output))
+			break; /* its turn, or room for its reply, is to come */
 		TAILQ_REMOVE(&c->parked, it, entry);
 		c->nparked--;
 		if (conn_item_is_write(it))
@@ -368,6 +381,28 @@ conn_unpark(struct conn *c)
 			conn_item_free(it);
 		}
 	}
+}
+
+/* Part of a frame has arrived: start its clock, unless it runs already. */
+static void
+conn_partial_start(struct conn *c)
+{
+	if (c->on_partial || cfg->idle_timeout == 0)
+		return;
+	c->deadline_ms =
+	    onecardd_now_us() / 1000 + (uint64_t)cfg->idle_timeout * 1000;
+	TAILQ_INSERT_TAIL(&c->w->partial, c, deadline_entry);
+	c->on_partial = 1;
+}
+
+/* No partial frame (any more): stop its clock. */
+static void
+conn_partial_clear(struct conn *c)
+{
+	if (!c->on_partial)
+		return;
+	TAILQ_REMOVE(&c->w->partial, c, deadline_entry);
+	c->on_partial = 0;
 }
 
 /* A new item answering with id 0 and code. */
@@ -422,6 +457,7 @@ conn_read_frame(struct conn *c, struct evbuffer *in)
 		break;
 	case WIRE_FRAME:
 	default:
+		conn_partial_clear(c);
 		evbuffer_drain(in, WIRE_HEADER_LEN);
 		evbuffer_remove(in, c->w->scratch, len);
 		req = wire_request_unpack(
@@ -449,6 +485,7 @@ conn_read_frame(struct conn *c, struct evbuffer *in)
 			else {
 				it->req = req;
 				it->start_us = now;
+				it->bytes = len;
 			}
 		}
 		break;
@@ -478,10 +515,17 @@ conn_read(struct conn *c)
 			break;
 		conn_update_reading(c);
 	}
-	if (c->state == CONN_OPEN)
+	if (c->state == CONN_OPEN) {
 		conn_update_reading(c);
-	else
+		/* Whatever is left is part of a frame: it has a deadline. */
+		if (conn_wants_read(c) && evbuffer_get_length(in) > 0)
+			conn_partial_start(c);
+		else
+			conn_partial_clear(c);
+	} else {
+		conn_partial_clear(c);
 		conn_check_drained(c);
+	}
 }
 
 /* Input arrived. */
@@ -510,6 +554,10 @@ conn_writecb(struct bufferevent *bev, void *arg)
 			conn_free(c, "closed", 1);
 		return;
 	}
+	/* Room again: parked reads may go on, then new frames. */
+	conn_unpark(c);
+	if (conn_check_drained(c))
+		return;
 	if (c->state == CONN_OPEN && conn_update_reading(c))
 		conn_read(c);
 }
@@ -669,9 +717,9 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *sa, int slen)
 	LIST_INSERT_HEAD(conn_bucket(w, c->id), c, entry);
 	/* A deadline, not an idle timeout: a trickled hello does not reset it.
 	 */
-	c->hs_deadline_ms =
+	c->deadline_ms =
 	    onecardd_now_us() / 1000 + (uint64_t)cfg->handshake_timeout * 1000;
-	TAILQ_INSERT_TAIL(&w->handshaking, c, hs_entry);
+	TAILQ_INSERT_TAIL(&w->handshaking, c, deadline_entry);
 	w->nconns++;
 	metrics_connection(1);
 	bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
@@ -694,6 +742,7 @@ conn_writer_done(struct worker *w, struct writer_job *job)
 		return;
 	}
 	c->outstanding--;
+	c->inflight_bytes -= job->bytes;
 	if (c->state != CONN_CLOSING) {
 		/* Copy, not move: the bytes join the output's last chain, so
 		 * a batch of replies leaves in one TLS record, not one each. */
@@ -779,17 +828,27 @@ conn_free_all(struct worker *w, const char *reason)
 			conn_free(c, reason, c->state != CONN_HANDSHAKE);
 }
 
-/* Close connections whose handshake passed its deadline (w's tick). */
+/*
+ * Close connections whose handshake, or whose partly received frame, passed
+ * its deadline (w's tick): a trickle of bytes resets no idle timer.
+ */
 void
-conn_expire_handshakes(struct worker *w)
+conn_expire_deadlines(struct worker *w)
 {
 	uint64_t now = onecardd_now_us() / 1000;
 	struct conn *c;
 
 	while ((c = TAILQ_FIRST(&w->handshaking)) != NULL &&
-	    c->hs_deadline_ms <= now) {
+	    c->deadline_ms <= now) {
 		metrics_handshake(0);
 		conn_log_handshake_error(c, "handshake deadline passed");
 		conn_free(c, "handshake deadline", 0);
+	}
+	while (
+	    (c = TAILQ_FIRST(&w->partial)) != NULL && c->deadline_ms <= now) {
+		log_info("frame not completed within --idle-timeout, closing "
+			 "id=%llu cn=%s",
+		    (unsigned long long)c->id, c->cn);
+		conn_free(c, "frame too slow", 1);
 	}
 }

@@ -72,6 +72,7 @@ struct writer_job {
 	char cn[ONECARDD_CN_MAX + 1];
 	int role;
 	uint64_t start_us;
+	size_t bytes;         /* frame size, for the connection's bound */
 	struct evbuffer *out; /* the reply frame, filled by the writer */
 	struct op_result res;
 };
@@ -107,6 +108,7 @@ struct worker {
 	struct event *tick;          /* enforces handshake deadlines */
 	struct event *resume;        /* re-enables accepting after EMFILE */
 	struct conn_hsq handshaking; /* in accept order, so by deadline */
+	struct conn_hsq partial;     /* holding part of a frame, by deadline */
 	pthread_mutex_t lock;
 	struct worker_msgq msgs; /* under lock */
 	struct conn_list conns[WORKER_CONN_BUCKETS];
@@ -130,13 +132,17 @@ struct conn_item {
 	int code;
 	const char *message;
 	uint64_t start_us;
+	size_t bytes; /* frame size, counted in conn.inflight_bytes */
 };
 TAILQ_HEAD(conn_itemq, conn_item);
 
 struct conn {
 	LIST_ENTRY(conn) entry;
-	TAILQ_ENTRY(conn) hs_entry; /* on w->handshaking while handshaking */
-	uint64_t hs_deadline_ms;
+	/* On w->handshaking while handshaking (deadline: --handshake-timeout
+	 * from accept), then on w->partial while part of a frame is in
+	 * (deadline: --idle-timeout from its first byte). */
+	TAILQ_ENTRY(conn) deadline_entry;
+	uint64_t deadline_ms;
 	uint64_t id;
 	struct worker *w;
 	struct bufferevent *bev;
@@ -144,8 +150,10 @@ struct conn {
 	int role;
 	unsigned outstanding; /* writes at the writer */
 	unsigned nparked;
+	size_t inflight_bytes;    /* frames parked or at the writer */
 	unsigned read_paused : 1; /* pending output over the bound */
 	unsigned inflight_paused : 1;
+	unsigned on_partial : 1; /* on w->partial */
 	struct conn_itemq parked;
 	char peer[48];
 	char cn[ONECARDD_CN_MAX + 1];
@@ -188,7 +196,7 @@ void conn_writer_done(struct worker *w, struct writer_job *job);
 void conn_revoke(struct worker *w, const char *code);
 void conn_drain_all(struct worker *w);
 void conn_free_all(struct worker *w, const char *reason);
-void conn_expire_handshakes(struct worker *w);
+void conn_expire_deadlines(struct worker *w);
 
 /* writer.c */
 int writer_start(const char *db, const struct registry_limits *lim);

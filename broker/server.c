@@ -131,11 +131,11 @@ worker_gracecb(evutil_socket_t fd, short what, void *arg)
 	server_worker_check_done(w);
 }
 
-/* Every WORKER_TICK_MS: enforce handshake deadlines. */
+/* Every WORKER_TICK_MS: enforce handshake and frame deadlines. */
 static void
 worker_tickcb(evutil_socket_t fd, short what, void *arg)
 {
-	conn_expire_handshakes(arg);
+	conn_expire_deadlines(arg);
 }
 
 /* Stop w: no more accepting, drain connections, leave when none is left. */
@@ -368,6 +368,7 @@ server_init(const struct config *c)
 		pthread_mutex_init(&w->lock, NULL);
 		TAILQ_INIT(&w->msgs);
 		TAILQ_INIT(&w->handshaking);
+		TAILQ_INIT(&w->partial);
 		for (size_t b = 0; b < WORKER_CONN_BUCKETS; b++)
 			LIST_INIT(&w->conns[b]);
 		if ((w->base = event_base_new()) == NULL ||
