@@ -8,11 +8,11 @@
 #   bench/idle-conns.sh [CONNS]     (default 10000)
 #   env: RUNS (3), HOLD (5 seconds), BROKER_THREADS, BENCH_THREADS (2)
 
+BENCH_THREADS=${BENCH_THREADS:-2} # before lib.sh, whose default is 1
 source "$(dirname "$0")/lib.sh"
 
 CONNS=${1:-10000}
 HOLD=${HOLD:-5}
-BENCH_THREADS=${BENCH_THREADS:-2}
 ulimit -n $((CONNS * 2 + 1024)) 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 [ "$(ulimit -n)" -gt $((CONNS + 64)) ] || die "descriptor limit $(ulimit -n) is too low for $CONNS connections"
 
