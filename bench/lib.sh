@@ -130,3 +130,14 @@ rss_kib() {
 machine_line() {
 	echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM, $(uname -r)"
 }
+
+# CPU time a process has used, in clock ticks (user + system, all its
+# threads; with a second argument, plus its waited-for children's).
+cpu_ticks() {
+	awk -v kids="${2:-}" '{ t = $14 + $15; if (kids != "") t += $16 + $17; print t }' "/proc/$1/stat"
+}
+
+# Microseconds of CPU per request: ticks used, requests answered.
+cpu_us_per_req() {
+	awk -v t="$1" -v n="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN { if (n + 0 == 0) print "nan"; else printf "%.1f\n", t * 1e6 / hz / n }'
+}

@@ -36,7 +36,8 @@ redis-server --port 0 --bind 127.0.0.1 --tls-port "$RPORT" \
 	--tls-cert-file "$CERTS/broker.pem" --tls-key-file "$CERTS/broker.key" \
 	--tls-ca-cert-file "$CERTS/ca.pem" --tls-auth-clients yes \
 	--save '' --appendonly no --dir "$WORK" --logfile "$WORK/redis.log" &
-BENCH_PIDS+=($!)
+REDIS_PID=$!
+BENCH_PIDS+=("$REDIS_PID")
 REDIS_TLS=(--tls --cacert "$CERTS/ca.pem" --cert "$CERTS/BENCH.pem" --key "$CERTS/BENCH.key")
 for i in $(seq 50); do
 	redis-cli -p "$RPORT" "${REDIS_TLS[@]}" ping >/dev/null 2>&1 && break
@@ -56,27 +57,32 @@ awk -v n="$KEYS" 'BEGIN {
 # --- runs -------------------------------------------------------------------
 echo "# lookups vs Redis GET: $KEYS keys, $CONNS connections, ${SECONDS_PER_RUN}s x $RUNS runs, medians"
 machine_line
-printf "%-6s %14s %10s %14s %10s %8s %8s\n" depth broker_req/s p99_ms redis_req/s p99_ms rate_x p99_x
+printf "%-6s %14s %10s %14s %10s %8s %8s %10s %10s\n" depth broker_req/s p99_ms redis_req/s p99_ms rate_x p99_x broker_cpu redis_cpu
 for depth in $DEPTHS; do
-	b_rate=() b_p99=() r_rate=() r_p99=()
+	b_rate=() b_p99=() r_rate=() r_p99=() b_cpu=() r_cpu=()
 	for run in $(seq "$RUNS"); do
+		t0=$(cpu_ticks "$BROKER_PID")
 		out=$(bench --op lookup --assume-populated --keys "$KEYS" \
 			-c "$CONNS" -P "$depth" -d "$SECONDS_PER_RUN") || die "onecard-bench failed: $out"
+		b_cpu+=("$(cpu_us_per_req $(($(cpu_ticks "$BROKER_PID") - t0)) "$(echo "$out" | json_get requests)")")
 		rate=$(echo "$out" | json_get throughput)
 		b_rate+=("$rate")
 		b_p99+=("$(echo "$out" | json_get p99_ms)")
 		[ "$(echo "$out" | json_get not_ok)" = 0 ] || note "broker answered some lookups other than OK: $out"
 		# As many GETs as the broker answered in the same time.
 		n=$(awk -v r="$rate" -v s="$SECONDS_PER_RUN" 'BEGIN { n = int(r * s); print n < 20000 ? 20000 : n }')
+		t0=$(cpu_ticks "$REDIS_PID")
 		csv=$(redis-benchmark -p "$RPORT" "${REDIS_TLS[@]}" -c "$CONNS" -P "$depth" \
 			-n "$n" -r "$KEYS" -t get --csv 2>/dev/null | grep '^"GET"')
+		r_cpu+=("$(cpu_us_per_req $(($(cpu_ticks "$REDIS_PID") - t0)) "$n")")
 		r_rate+=("$(echo "$csv" | cut -d, -f2 | tr -d '"')")
 		r_p99+=("$(echo "$csv" | cut -d, -f7 | tr -d '"')")
-		note "depth $depth run $run: broker ${b_rate[-1]}/s p99 ${b_p99[-1]} ms; redis ${r_rate[-1]}/s p99 ${r_p99[-1]} ms"
+		note "depth $depth run $run: broker ${b_rate[-1]}/s p99 ${b_p99[-1]} ms ${b_cpu[-1]} us CPU/req; redis ${r_rate[-1]}/s p99 ${r_p99[-1]} ms ${r_cpu[-1]} us CPU/req"
 	done
 	mb=$(median "${b_rate[@]}") mbp=$(median "${b_p99[@]}")
 	mr=$(median "${r_rate[@]}") mrp=$(median "${r_p99[@]}")
-	printf "%-6s %14s %10s %14s %10s %8s %8s\n" "$depth" "$mb" "$mbp" "$mr" "$mrp" \
-		"$(ratio "$mb" "$mr")" "$(ratio "$mbp" "$mrp")"
+	printf "%-6s %14s %10s %14s %10s %8s %8s %10s %10s\n" "$depth" "$mb" "$mbp" "$mr" "$mrp" \
+		"$(ratio "$mb" "$mr")" "$(ratio "$mbp" "$mrp")" "$(median "${b_cpu[@]}")" "$(median "${r_cpu[@]}")"
 done
-echo "(rate_x = broker/redis, higher is better; p99_x = broker/redis, lower is better)"
+echo "(rate_x = broker/redis, higher is better; p99_x = broker/redis, lower is better;"
+echo " *_cpu = server CPU microseconds per request, all threads, user + system)"

@@ -83,27 +83,34 @@ note "onecardd at $BROKER_ADDR; PostgreSQL $PG_VERSION at 127.0.0.1:$PGPORT (syn
 
 echo "# durable enrollments vs PostgreSQL inserts: $CONNS connections, ${SECONDS_PER_RUN}s x $RUNS runs, medians"
 machine_line
-b_rate=() b_p99=() p_rate=() p_p99=()
+PG_PID=$(head -1 "$PGDATA/postmaster.pid")
+b_rate=() b_p99=() p_rate=() p_p99=() b_cpu=() p_cpu=()
 for run in $(seq "$RUNS"); do
+	t0=$(cpu_ticks "$BROKER_PID")
 	out=$(bench --op enroll -c "$CONNS" -P 1 -d "$SECONDS_PER_RUN") || die "onecard-bench failed: $out"
+	b_cpu+=("$(cpu_us_per_req $(($(cpu_ticks "$BROKER_PID") - t0)) "$(echo "$out" | json_get requests)")")
 	b_rate+=("$(echo "$out" | json_get throughput)")
 	b_p99+=("$(echo "$out" | json_get p99_ms)")
 	[ "$(echo "$out" | json_get created)" = "$(echo "$out" | json_get requests)" ] ||
 		note "not every enrollment made a new patient: $out"
 
 	rm -f "$WORK"/pgbench_log.*
+	# The postmaster's own time plus its backends' once they exit.
+	t0=$(cpu_ticks "$PG_PID" kids)
 	(cd "$WORK" && "$PG_BIN/pgbench" -h 127.0.0.1 -p "$PGPORT" -U bench -n -M prepared \
 		-c "$CONNS" -j "$(nproc)" -T "$SECONDS_PER_RUN" -f "$WORK/enroll.sql" -l \
 		postgres >"$WORK/pgbench.out" 2>&1) || { cat "$WORK/pgbench.out" >&2; die "pgbench failed"; }
+	sleep 0.5 # the backends exit after pgbench hangs up
+	p_cpu+=("$(cpu_us_per_req $(($(cpu_ticks "$PG_PID" kids) - t0)) "$(grep -oE 'actually processed: [0-9]+' "$WORK/pgbench.out" | grep -oE '[0-9]+$')")")
 	p_rate+=("$(grep -oE 'tps = [0-9.]+' "$WORK/pgbench.out" | head -1 | cut -d' ' -f3)")
 	# Per-transaction log: field 3 is the latency in microseconds.
 	p_p99+=("$(cat "$WORK"/pgbench_log.* | awk '{ print $3 }' | sort -n |
 		awk '{ a[NR] = $1 } END { i = int(NR * 0.99); if (i < 1) i = 1; printf "%.3f\n", a[i] / 1000 }')")
-	note "run $run: broker ${b_rate[-1]}/s p99 ${b_p99[-1]} ms; postgres ${p_rate[-1]}/s p99 ${p_p99[-1]} ms"
+	note "run $run: broker ${b_rate[-1]}/s p99 ${b_p99[-1]} ms ${b_cpu[-1]} us CPU/write; postgres ${p_rate[-1]}/s p99 ${p_p99[-1]} ms ${p_cpu[-1]} us CPU/write"
 done
 mb=$(median "${b_rate[@]}") mbp=$(median "${b_p99[@]}")
 mp=$(median "${p_rate[@]}") mpp=$(median "${p_p99[@]}")
-printf "%-14s %12s %10s\n" side writes/s p99_ms
-printf "%-14s %12s %10s\n" onecardd "$mb" "$mbp"
-printf "%-14s %12s %10s\n" postgresql "$mp" "$mpp"
+printf "%-14s %12s %10s %14s\n" side writes/s p99_ms cpu_us/write
+printf "%-14s %12s %10s %14s\n" onecardd "$mb" "$mbp" "$(median "${b_cpu[@]}")"
+printf "%-14s %12s %10s %14s\n" postgresql "$mp" "$mpp" "$(median "${p_cpu[@]}")"
 echo "ratio broker/postgres: $(ratio "$mb" "$mp")x writes/s (target >= 5x)"
