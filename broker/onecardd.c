@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <event2/thread.h>
 #include <ini.h>
 
 #include "audit.h"
@@ -484,6 +485,10 @@ main(int argc, char **argv)
 	log_init("onecardd", cfg->log_level, cfg->use_syslog);
 	signal(SIGPIPE, SIG_IGN);
 	onecardd_raise_nofile();
+	/* Before any thread touches libevent: bases are handed work across
+	 * threads (event_active from the writer). */
+	if (evthread_use_pthreads() == -1)
+		fatalx("libevent has no pthreads support");
 
 	if (tls_init(cfg) == -1)
 		fatalx("cannot set up TLS from --cert, --key, --ca%s",

@@ -347,10 +347,6 @@ server_init(const struct config *c)
 	char err[256];
 
 	event_set_log_callback(server_libevent_log);
-	if (evthread_use_pthreads() == -1) {
-		log_warnx("libevent: no pthreads support");
-		return -1;
-	}
 	if ((main_base = event_base_new()) == NULL)
 		return -1;
 	memset(&ss, 0, sizeof(ss));
