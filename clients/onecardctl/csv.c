@@ -193,8 +193,10 @@ csv_ids_parse(struct csv_row *row, char *err, size_t errlen)
 		if (*item == '\0')
 			continue; /* "a=1;;b=2" and a trailing ';' are fine */
 		if ((eq = strchr(item, '=')) == NULL) {
+			/* The value is not echoed: it may be a cn-id. */
 			snprintf(err, errlen,
-			    "identifiers: \"%.40s\" is not DOMAIN=VALUE", item);
+			    "identifiers: item %zu is not DOMAIN=VALUE",
+			    row->nids + 1);
 			return -1;
 		}
 		*eq = '\0';
