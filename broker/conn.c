@@ -743,7 +743,10 @@ conn_writer_done(struct worker *w, struct writer_job *job)
 	}
 	c->outstanding--;
 	c->inflight_bytes -= job->bytes;
-	if (c->state != CONN_CLOSING) {
+	if (c->state != CONN_CLOSING && job->out == NULL)
+		wire_append_error(bufferevent_get_output(c->bev), job->req->id,
+		    ONECARD__V1__CODE__UNAVAILABLE, "broker out of memory");
+	else if (c->state != CONN_CLOSING) {
 		/* Copy, not move: the bytes join the output's last chain, so
 		 * a batch of replies leaves in one TLS record, not one each. */
 		size_t n = evbuffer_get_length(job->out);

@@ -63,6 +63,25 @@ struct config {
 	struct registry_limits limits;
 };
 
+/* What a worker is told by another thread. */
+enum worker_msg_type {
+	WORKER_MSG_REPLY,  /* a writer job came back */
+	WORKER_MSG_REVOKE, /* close connections of a revoked hospital */
+	WORKER_MSG_STOP,   /* shut down gracefully */
+};
+
+struct writer_job;
+
+/* REPLY messages live inside their writer_job (no allocation per write);
+ * the others are allocated and freed by the worker. */
+struct worker_msg {
+	TAILQ_ENTRY(worker_msg) entry;
+	enum worker_msg_type type;
+	struct writer_job *job;         /* REPLY */
+	char code[ONECARDD_CN_MAX + 1]; /* REVOKE */
+};
+TAILQ_HEAD(worker_msgq, worker_msg);
+
 /* A write on its way to the writer and its answer on the way back. */
 struct writer_job {
 	TAILQ_ENTRY(writer_job) entry;
@@ -75,23 +94,9 @@ struct writer_job {
 	size_t bytes;         /* frame size, for the connection's bound */
 	struct evbuffer *out; /* the reply frame, filled by the writer */
 	struct op_result res;
+	struct worker_msg msg; /* how the reply travels home */
 };
 TAILQ_HEAD(writer_jobq, writer_job);
-
-/* What a worker is told by another thread. */
-enum worker_msg_type {
-	WORKER_MSG_REPLY,  /* a writer job came back */
-	WORKER_MSG_REVOKE, /* close connections of a revoked hospital */
-	WORKER_MSG_STOP,   /* shut down gracefully */
-};
-
-struct worker_msg {
-	TAILQ_ENTRY(worker_msg) entry;
-	enum worker_msg_type type;
-	struct writer_job *job;         /* REPLY */
-	char code[ONECARDD_CN_MAX + 1]; /* REVOKE */
-};
-TAILQ_HEAD(worker_msgq, worker_msg);
 
 struct conn;
 LIST_HEAD(conn_list, conn);

@@ -183,8 +183,8 @@ worker_notifycb(evutil_socket_t fd, short what, void *arg)
 		TAILQ_REMOVE(&q, m, entry);
 		switch (m->type) {
 		case WORKER_MSG_REPLY:
-			conn_writer_done(w, m->job);
-			break;
+			conn_writer_done(w, m->job); /* frees m with its job */
+			continue;
 		case WORKER_MSG_REVOKE:
 			conn_revoke(w, m->code);
 			break;
@@ -478,9 +478,10 @@ server_free(void)
 
 		while ((m = TAILQ_FIRST(&w->msgs)) != NULL) {
 			TAILQ_REMOVE(&w->msgs, m, entry);
-			if (m->job != NULL)
-				writer_job_free(m->job);
-			free(m);
+			if (m->type == WORKER_MSG_REPLY)
+				writer_job_free(m->job); /* m is inside it */
+			else
+				free(m);
 		}
 		conn_free_all(w, "exit");
 		if (w->listener != NULL)

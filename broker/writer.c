@@ -61,6 +61,8 @@ writer_fail_batch(struct writer_jobq *batch)
 
 	TAILQ_FOREACH(job, batch, entry)
 	{
+		if (job->out == NULL)
+			continue; /* answered UNAVAILABLE by the worker */
 		evbuffer_drain(job->out, evbuffer_get_length(job->out));
 		memset(&job->res, 0, sizeof(job->res));
 		job->res.code = ONECARD__V1__CODE__UNAVAILABLE;
@@ -85,8 +87,11 @@ writer_apply(struct writer_jobq *batch)
 		struct actor who = {job->cn, job->role};
 
 		n++;
-		if ((job->out = evbuffer_new()) == NULL)
-			fatalx("writer: out of memory");
+		if ((job->out = evbuffer_new()) == NULL) {
+			/* Not applied; the worker answers UNAVAILABLE. */
+			job->res.code = ONECARD__V1__CODE__UNAVAILABLE;
+			continue;
+		}
 		if (ok)
 			registry_write(
 			    writer_reg, &who, job->req, job->out, &job->res);
@@ -115,8 +120,7 @@ writer_apply(struct writer_jobq *batch)
 		    job->req->hospital_revoke->code != NULL)
 			snprintf(revoked, sizeof(revoked), "%s",
 			    job->req->hospital_revoke->code);
-		if ((m = calloc(1, sizeof(*m))) == NULL)
-			fatalx("writer: out of memory");
+		m = &job->msg;
 		m->type = WORKER_MSG_REPLY;
 		m->job = job;
 		worker_post(server_worker(job->worker), m);
