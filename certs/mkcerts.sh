@@ -33,13 +33,21 @@ for code in "$@"; do
 	esac
 done
 
-newkey() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null; chmod 600 "$1"; }
+# quiet CMD...: run an openssl command, showing its output only if it fails.
+quiet() {
+	if ! out=$("$@" 2>&1); then
+		printf 'mkcerts: %s failed:\n%s\n' "$*" "$out" >&2
+		return 1
+	fi
+}
+
+newkey() { quiet openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" && chmod 600 "$1"; }
 
 if [ ! -f ca.pem ]; then
 	[ -f ca.key ] || newkey ca.key
-	openssl req -x509 -new -key ca.key -sha256 -days 3650 -subj "/O=onecard dev/CN=onecard dev CA" \
+	quiet openssl req -x509 -new -key ca.key -sha256 -days 3650 -subj "/O=onecard dev/CN=onecard dev CA" \
 	    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
-	    -out ca.pem 2>/dev/null
+	    -out ca.pem
 	chmod 644 ca.pem
 	echo "mkcerts: made CA $dir/ca.pem"
 fi
@@ -48,10 +56,10 @@ fi
 issue() {
 	[ -f "$1.pem" ] && return 0
 	[ -f "$1.key" ] || newkey "$1.key"
-	openssl req -new -key "$1.key" -subj "/O=onecard dev/CN=$2" -out "$1.csr" 2>/dev/null
+	quiet openssl req -new -key "$1.key" -subj "/O=onecard dev/CN=$2" -out "$1.csr"
 	printf '%s\n' "$3" > "$1.ext"
-	openssl x509 -req -in "$1.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -days $days -sha256 \
-	    -extfile "$1.ext" -out "$1.pem" 2>/dev/null
+	quiet openssl x509 -req -in "$1.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -days $days -sha256 \
+	    -extfile "$1.ext" -out "$1.pem"
 	rm -f "$1.csr" "$1.ext"
 	chmod 644 "$1.pem"
 	echo "mkcerts: made $dir/$1.pem (CN=$2)"
