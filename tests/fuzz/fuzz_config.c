@@ -7,9 +7,10 @@
  * bad file, so this harness includes onecardd.c (its main renamed) and runs
  * the input through ini_parse_string with the broker's own handler, on a
  * fresh config_defaults each time. A file the broker accepts must leave every
- * setting inside the range its flag documents; any input must leave no leak
- * after config_free. The rest of the broker is linked in only to satisfy
- * onecardd.c's references; none of it runs.
+ * setting inside the range its flag documents, and a listen port inside
+ * 0..65535; any input must leave no leak after config_free. The rest of the
+ * broker is linked in only to satisfy onecardd.c's references; none of it
+ * runs.
  */
 #define main onecardd_main
 #include "../../broker/onecardd.c"
@@ -29,11 +30,33 @@ fuzz_check(int ok, const char *what)
 	}
 }
 
+/* Is the port of an accepted HOST:PORT a real one (0..65535)? */
+static int
+fuzz_port_ok(const char *addr)
+{
+	const char *colon;
+	unsigned long long port;
+	char *end;
+
+	if (addr == NULL)
+		return 1;
+	if ((colon = strrchr(addr, ':')) == NULL)
+		return 0;
+	errno = 0;
+	port = strtoull(colon + 1, &end, 10);
+	return errno == 0 && *end == '\0' && end != colon + 1 && port <= 65535;
+}
+
 /* An accepted file leaves each setting where its flag allows. */
 static void
 fuzz_check_config(const struct config *c)
 {
 	fuzz_check(c->listen != NULL && c->node != NULL, "defaults kept");
+	/* A port that does not fit must be refused, not wrapped: listen on
+	 * 127.0.0.1:4294967297 would otherwise serve on port 1. */
+	fuzz_check(fuzz_port_ok(c->listen), "listen port within 0..65535");
+	fuzz_check(fuzz_port_ok(c->metrics_listen),
+	    "metrics-listen port within 0..65535");
 	fuzz_check(c->threads >= 1 && c->threads <= 256, "threads in range");
 	fuzz_check(c->max_frame >= 64 && c->max_frame <= 64 * 1024 * 1024,
 	    "max-frame in range");
