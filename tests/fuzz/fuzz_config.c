@@ -16,9 +16,34 @@
 #include "../../broker/onecardd.c"
 #undef main
 
+#include <netdb.h>
 #include <stdint.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int __real_getaddrinfo(const char *node, const char *service,
+    const struct addrinfo *hints, struct addrinfo **res);
+int __wrap_getaddrinfo(const char *node, const char *service,
+    const struct addrinfo *hints, struct addrinfo **res);
+
+/*
+ * The link wraps server_parse_address's getaddrinfo (-Wl,--wrap): a fuzzed
+ * host name must not become a DNS query. Numeric hosts only, and localhost.
+ */
+int
+__wrap_getaddrinfo(const char *node, const char *service,
+    const struct addrinfo *hints, struct addrinfo **res)
+{
+	struct addrinfo h;
+
+	if (hints != NULL)
+		h = *hints;
+	else
+		memset(&h, 0, sizeof(h));
+	h.ai_flags |= AI_NUMERICHOST;
+	if (node != NULL && strcmp(node, "localhost") == 0)
+		node = "127.0.0.1";
+	return __real_getaddrinfo(node, service, &h, res);
+}
 
 /* Fail loudly: libFuzzer and ASan both report an abort with its stack. */
 static void
