@@ -239,12 +239,55 @@ test_sighup_reopens_the_audit_log_without_dropping_connections(void **state)
 	harness_cleanup(&h);
 }
 
+static void
+test_sigterm_answers_every_request_already_received(void **state)
+{
+	struct harness h;
+	const char *codes[] = {"H1", NULL};
+	struct onecard_conn *conn;
+	Onecard__V1__Reply *reply;
+	enum {
+		N = 300
+	};
+	int status;
+
+	assert_int_equal(harness_start(&h, codes, NULL), 0);
+	assert_int_equal(harness_connect(&h, "H1", &conn), ONECARD_OK);
+	for (size_t i = 0; i < N; i++) {
+		Onecard__V1__Request req;
+		Onecard__V1__Enroll enroll;
+		Onecard__V1__Identifier id, *ids[1];
+		char value[32];
+
+		enroll_request(
+		    9, i, &req, &enroll, &id, ids, value, sizeof(value));
+		assert_int_equal(onecard_send(conn, &req), ONECARD_OK);
+	}
+	assert_int_equal(onecard_flush(conn), ONECARD_OK);
+	usleep(200 * 1000); /* the broker has them now; most are in flight */
+	assert_int_equal(kill(h.pid, SIGTERM), 0);
+	/* Every request received is answered, in order, before the close. */
+	for (size_t i = 0; i < N; i++) {
+		assert_int_equal(onecard_recv(conn, &reply), ONECARD_OK);
+		assert_int_equal(reply->id, i + 1);
+		assert_int_equal(reply->code, ONECARD__V1__CODE__OK);
+		onecard_reply_free(reply);
+	}
+	assert_int_equal(onecard_recv(conn, &reply), ONECARD_ECLOSED);
+	onecard_close(conn);
+	status = harness_stop(&h, SIGTERM);
+	assert_int_equal(status, 0);
+	harness_cleanup(&h);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(
 		test_sigterm_under_load_exits_0_and_loses_no_acknowledged_write),
+	    cmocka_unit_test(
+		test_sigterm_answers_every_request_already_received),
 	    cmocka_unit_test(
 		test_sigterm_with_idle_clients_closes_them_and_exits_0),
 	    cmocka_unit_test(
