@@ -34,6 +34,7 @@
 #define BENCH_SEC     1000000000ULL
 
 static volatile sig_atomic_t bench_interrupted;
+static int bench_stopping; /* interrupted: finish what is in flight, stop */
 
 static void
 bench_usage(FILE *fp)
@@ -196,10 +197,13 @@ bench_wait(struct bench *b, const char *what)
 		bench_nap();
 		if (bench_interrupted) {
 			bench_interrupted = 0;
+			bench_stopping = 1;
 			/* Stop issuing; what is in flight still comes back. */
 			atomic_store(&b->deadline_ns, load_now());
 			atomic_store(&b->issued, UINT64_MAX / 2);
 			atomic_store(&b->pop_next, UINT64_MAX / 2);
+			if (atomic_load(&b->phase) == PHASE_CONNECT)
+				break; /* load_join closes what is connecting */
 		}
 		now = load_now();
 		if (now - last < BENCH_SEC)
@@ -578,6 +582,12 @@ main(int argc, char **argv)
 		return 1;
 	}
 	bench_wait(b, "connect");
+	if (bench_stopping) {
+		fprintf(stderr, "onecard-bench: interrupted\n");
+		load_join(b, run, &run_ns);
+		rc = 130;
+		goto out;
+	}
 	if (atomic_load(&b->connected) == 0) {
 		fprintf(stderr, "onecard-bench: no connection came up\n");
 		load_join(b, run, &run_ns);
@@ -601,6 +611,12 @@ main(int argc, char **argv)
 			    pop->done, (double)pop_ns / 1e9);
 	}
 
+	if (bench_stopping) {
+		fprintf(stderr, "onecard-bench: interrupted\n");
+		load_join(b, run, &run_ns);
+		rc = 130;
+		goto out;
+	}
 	atomic_store(&b->threads_idle, 0);
 	atomic_store(&b->deadline_ns,
 	    b->duration > 0 ? load_now() + (uint64_t)(b->duration * 1e9)
