@@ -5,12 +5,12 @@
  * A full disk under the registry: writes answer UNAVAILABLE (never INTERNAL,
  * never a lie), lookups keep working, the file stays intact (PRAGMA
  * integrity_check) and writes come back once there is space again, without
- * a restart. A read-only or locked registry stops start-up with a non-zero
- * exit and a message that names the file. A thousand connections dropped in
- * the middle of their handshake leave the broker serving and holding no
- * descriptor for them. A client that sends its ClientHello a byte at a time
- * is cut off at the handshake deadline while others are served. SIGHUP
- * under write load drops no connection and loses no acknowledged write.
+ * a restart. A read-only, locked or (at start-up) full registry stops
+ * start-up with a non-zero exit and a message that names the file. A thousand
+ * connections dropped in the middle of their handshake leave the broker serving
+ * and holding no descriptor for them. A client that sends its ClientHello a
+ * byte at a time is cut off at the handshake deadline while others are served.
+ * SIGHUP under write load drops no connection and loses no acknowledged write.
  *
  * Covered elsewhere and not repeated here: kill -9 under write load
  * (test_durability.c), SIGTERM under load and SIGHUP's log reopen
@@ -533,6 +533,30 @@ test_read_only_registry_stops_start_up_naming_the_file(void **state)
 }
 
 static void
+test_full_disk_at_start_up_stops_it_naming_the_file(void **state)
+{
+	struct harness h;
+	const char *codes[] = {"H1", NULL};
+	char mnt[64], db[128], filler[128], log[8192];
+	int rc;
+
+	if (geteuid() != 0 || mount_small(mnt, sizeof(mnt), "1m") == -1) {
+		fprintf(stderr, "needs root to mount a tmpfs; skipped\n");
+		skip();
+	}
+	/* The harness's broker only makes the certificates here. */
+	assert_int_equal(harness_start(&h, codes, NULL), 0);
+	assert_int_equal(harness_stop(&h, SIGTERM), 0);
+	snprintf(db, sizeof(db), "%s/registry.db", mnt);
+	snprintf(filler, sizeof(filler), "%s/filler", mnt);
+	assert_true(fill_disk(filler) > 0);
+	rc = start_expecting_exit(&h, db, log, sizeof(log), 20000);
+	harness_cleanup(&h);
+	unmount_small(mnt);
+	assert_true(refused_naming("full disk at start-up", rc, log, db));
+}
+
+static void
 test_locked_registry_stops_start_up_naming_the_file(void **state)
 {
 	struct harness h;
@@ -794,6 +818,8 @@ main(void)
 		test_full_disk_answers_unavailable_keeps_lookups_and_recovers),
 	    cmocka_unit_test(
 		test_read_only_registry_stops_start_up_naming_the_file),
+	    cmocka_unit_test(
+		test_full_disk_at_start_up_stops_it_naming_the_file),
 	    cmocka_unit_test(
 		test_locked_registry_stops_start_up_naming_the_file),
 	    cmocka_unit_test(
