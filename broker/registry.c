@@ -642,16 +642,25 @@ op_patient_save(struct reg_op *o, struct registry_patient *p)
 	return CODE_OK;
 }
 
-/* A new unguessable patient id: "P" and 16 random bytes in base32. */
+/*
+ * A new unguessable patient id: "P" and 16 bytes in base32, the first 6 the
+ * time in milliseconds and the other 10 (80 bits) random. The digits are
+ * "2-7A-Z", in ASCII order, so ids sort by creation time: a new patient's
+ * rows land at the right edge of every B-tree keyed by patient id (patients,
+ * identifiers_patient, events_patient) instead of on a random page each, and
+ * an enroll dirties a handful of pages rather than one per index.
+ */
 static int
-registry_new_pid(char *pid)
+registry_new_pid(char *pid, int64_t now_ms)
 {
-	static const char b32[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+	static const char b32[] = "234567ABCDEFGHIJKLMNOPQRSTUVWXYZ";
 	unsigned char r[16];
-	size_t got = 0;
+	size_t got = 6;
 	unsigned int acc = 0;
 	int bits = 0, n = 1;
 
+	for (int i = 0; i < 6; i++)
+		r[i] = (unsigned char)((uint64_t)now_ms >> (40 - 8 * i));
 	while (got < sizeof(r)) {
 		ssize_t k = getrandom(r + got, sizeof(r) - got, 0);
 		if (k < 0) {
@@ -913,7 +922,7 @@ op_enroll(struct reg_op *o)
 
 	/* None is known: a new patient. */
 	memset(&p, 0, sizeof(p));
-	if (registry_new_pid(p.id) == -1)
+	if (registry_new_pid(p.id, o->now_ms) == -1)
 		return op_fail(o, CODE_INTERNAL, "no randomness for an id");
 	p.name = d && d->name ? d->name : "";
 	p.sex = d ? d->sex : 0;

@@ -877,10 +877,14 @@ batch_with_a_failing_write_commits_its_neighbours(void **state)
 	assert_int_equal(lookup("hosp:XC001", "GONE")->code, CODE(NOT_FOUND));
 }
 
+/* Ids are "P" + 26 base32 digits: 48 bits of milliseconds (digits 1-10)
+ * then 80 random bits (the last 16 digits). */
+#define PID_TAIL 11
+
 static void
-patient_ids_are_unique_and_not_sequential(void **state)
+patient_ids_are_unique_time_ordered_and_unguessable(void **state)
 {
-	char ids[64][32], val[16];
+	char ids[64][32], val[16], later[32];
 
 	for (int i = 0; i < 64; i++) {
 		snprintf(val, sizeof(val), "N%d", i);
@@ -888,14 +892,28 @@ patient_ids_are_unique_and_not_sequential(void **state)
 		    patient_of(
 			enroll(&xc1, "", NULL, 0, "hosp:XC001", val, NULL))
 			->patient_id);
+		assert_int_equal(strlen(ids[i]), 27);
+		assert_int_equal(
+		    strspn(ids[i] + 1, "234567ABCDEFGHIJKLMNOPQRSTUVWXYZ"), 26);
 	}
 	for (int i = 0; i < 64; i++)
 		for (int j = i + 1; j < 64; j++)
 			assert_string_not_equal(ids[i], ids[j]);
-	/* Consecutive ids share no long prefix: they are random. */
+	/* The time prefix never goes backwards ... */
+	for (int i = 1; i < 64; i++)
+		assert_true(strncmp(ids[i - 1], ids[i], PID_TAIL - 1) <= 0);
+	/* ... and an id made a few milliseconds later sorts after all. */
+	usleep(3000);
+	snprintf(later, sizeof(later), "%s",
+	    patient_of(enroll(&xc1, "", NULL, 0, "hosp:XC001", "late", NULL))
+		->patient_id);
+	for (int i = 0; i < 64; i++)
+		assert_true(strcmp(ids[i], later) < 0);
+	/* The 80-bit tails of consecutive ids share no long prefix: they are
+	 * random, so an id cannot be guessed from its neighbours. */
 	int close = 0;
 	for (int i = 1; i < 64; i++)
-		if (strncmp(ids[i - 1], ids[i], 4) == 0)
+		if (strncmp(ids[i - 1] + PID_TAIL, ids[i] + PID_TAIL, 4) == 0)
 			close++;
 	assert_true(close < 2);
 }
@@ -1241,7 +1259,7 @@ main(void)
 	    T(admin_only_ops_are_denied_to_hospitals),
 	    T(hospitals_are_added_revoked_and_reactivated),
 	    T(batch_with_a_failing_write_commits_its_neighbours),
-	    T(patient_ids_are_unique_and_not_sequential),
+	    T(patient_ids_are_unique_time_ordered_and_unguessable),
 	    T(events_are_appended_with_increasing_seq),
 	    T(writes_survive_close_and_reopen),
 	    T(read_handle_sees_the_writers_commits),
