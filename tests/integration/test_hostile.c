@@ -10,7 +10,8 @@
  * explode when decoded (tens of thousands of empty identifiers) is refused
  * under the decoder's memory cap and the connection goes on. A frame that
  * stops half-way is closed at the idle deadline, and so is one trickled a
- * byte at a time.
+ * byte at a time. Silent sockets that take every --max-conns slot lose them
+ * at the handshake deadline, so hospitals get back in.
  *
  * Random bytes come from a fixed seed, so a failure replays the same way.
  */
@@ -552,6 +553,43 @@ test_frame_trickled_a_byte_a_second_is_cut_off(void **state)
 	harness_cleanup(&h);
 }
 
+#define HOGS 40
+
+static void
+test_silent_sockets_filling_max_conns_are_freed_at_the_deadline(void **state)
+{
+	struct harness h;
+	const char *codes[] = {"H1", NULL};
+	const char *extra[] = {
+	    "--max-conns", "40", "--handshake-timeout", "2", NULL};
+	int fds[HOGS], served = -1;
+	long long t0;
+
+	assert_int_equal(harness_start(&h, codes, extra), 0);
+	/* Anyone who can reach the port takes every slot and says nothing. */
+	for (int i = 0; i < HOGS; i++)
+		fds[i] = tcp_connect(h.port);
+	t0 = now_ms();
+	usleep(300 * 1000); /* every hog accepted */
+	assert_int_equal(ping_as(&h, "H1"), -1);
+	/* The slots come back at the handshake deadline while the hogs still
+	 * hold their sockets open; a hospital is then served. */
+	while (now_ms() - t0 < 8000) {
+		if ((served = ping_as(&h, "H1")) == ONECARD__V1__CODE__OK)
+			break;
+		usleep(200 * 1000);
+	}
+	if (served != ONECARD__V1__CODE__OK)
+		fail_msg(
+		    "no slot came back within 8 s of %d silent sockets", HOGS);
+	assert_true(now_ms() - t0 < 2000 + 3000);
+	for (int i = 0; i < HOGS; i++) {
+		assert_true(wait_closed(fds[i], 3000, NULL, 0, NULL));
+		close(fds[i]);
+	}
+	harness_cleanup(&h);
+}
+
 int
 main(void)
 {
@@ -569,6 +607,8 @@ main(void)
 	    cmocka_unit_test(
 		test_half_sent_frame_is_closed_at_the_idle_deadline),
 	    cmocka_unit_test(test_frame_trickled_a_byte_a_second_is_cut_off),
+	    cmocka_unit_test(
+		test_silent_sockets_filling_max_conns_are_freed_at_the_deadline),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
