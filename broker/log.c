@@ -47,7 +47,7 @@ log_level_parse(const char *name)
 }
 
 /* Write one line at level, with strerror(err) appended when err != 0. */
-static void
+static void __attribute__((format(printf, 3, 0)))
 log_vemit(int level, int err, const char *fmt, va_list ap)
 {
 	static const int prio[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};

@@ -29,7 +29,7 @@
 #include "wire.h"
 
 /* Run a shell command in the harness's certificate folder; exit status. */
-static int
+static int __attribute__((format(printf, 2, 3)))
 sh_in_certs(struct harness *h, const char *fmt, ...)
 {
 	char cmd[4096];
