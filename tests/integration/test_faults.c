@@ -265,6 +265,10 @@ wait_closed(int fd, int ms)
 	return 0;
 }
 
+/* What a failed test leaves for faults_teardown to clean. */
+static struct harness *live_h;
+static char live_mnt[64];
+
 /* A small tmpfs of size bytes at a fresh folder; 0 or -1. */
 static int
 mount_small(char *dir, size_t dirlen, const char *size)
@@ -279,6 +283,7 @@ mount_small(char *dir, size_t dirlen, const char *size)
 		rmdir(dir);
 		return -1;
 	}
+	snprintf(live_mnt, sizeof(live_mnt), "%s", dir);
 	return 0;
 }
 
@@ -288,6 +293,20 @@ unmount_small(const char *dir)
 {
 	umount2(dir, MNT_DETACH);
 	rmdir(dir);
+	live_mnt[0] = '\0';
+}
+
+/* After each test, even a failed one: no broker, folder or mount left. */
+static int
+faults_teardown(void **state)
+{
+	if (live_h != NULL) {
+		harness_cleanup(live_h);
+		live_h = NULL;
+	}
+	if (live_mnt[0] != '\0')
+		unmount_small(live_mnt);
+	return 0;
 }
 
 /* Fill the filesystem holding path until it refuses; bytes written. */
@@ -317,7 +336,7 @@ fill_disk(const char *path)
 static void
 test_full_disk_answers_unavailable_keeps_lookups_and_recovers(void **state)
 {
-	struct harness h;
+	static struct harness h;
 	const char *codes[] = {"H1", NULL};
 	char mnt[64], db[128], filler[128], value[32], pid[48], got[48];
 	const char *extra[] = {"--db", db, NULL};
@@ -335,6 +354,7 @@ test_full_disk_answers_unavailable_keeps_lookups_and_recovers(void **state)
 	snprintf(db, sizeof(db), "%s/registry.db", mnt);
 	snprintf(filler, sizeof(filler), "%s/filler", mnt);
 	assert_int_equal(harness_start(&h, codes, extra), 0);
+	live_h = &h;
 	assert_int_equal(harness_connect(&h, "H1", &conn), ONECARD_OK);
 	for (int i = 0; i < DISK_ACKED; i++) {
 		snprintf(value, sizeof(value), "K-%d", i);
@@ -409,6 +429,7 @@ test_full_disk_answers_unavailable_keeps_lookups_and_recovers(void **state)
 	assert_string_equal(got, pid);
 	onecard_close(conn);
 	harness_cleanup(&h);
+	live_h = NULL;
 	unmount_small(mnt);
 }
 
@@ -485,7 +506,7 @@ refused_naming(const char *what, int status, const char *log, const char *db)
 static void
 test_read_only_registry_stops_start_up_naming_the_file(void **state)
 {
-	struct harness h;
+	static struct harness h;
 	const char *codes[] = {"H1", NULL};
 	char mnt[64], db[128], img[400], ext[400], log[8192];
 	int rc, ok_fs, ok_file = 1;
@@ -500,6 +521,7 @@ test_read_only_registry_stops_start_up_naming_the_file(void **state)
 	{
 		const char *extra[] = {"--db", db, NULL};
 		assert_int_equal(harness_start(&h, codes, extra), 0);
+		live_h = &h;
 	}
 	assert_int_equal(harness_stop(&h, SIGTERM), 0);
 	assert_int_equal(
@@ -527,6 +549,7 @@ test_read_only_registry_stops_start_up_naming_the_file(void **state)
 		    "no loop device for an ext4 image; the "
 		    "immutable-file case is skipped\n");
 	harness_cleanup(&h);
+	live_h = NULL;
 	unmount_small(mnt);
 	assert_true(ok_fs);
 	assert_true(ok_file);
@@ -535,7 +558,7 @@ test_read_only_registry_stops_start_up_naming_the_file(void **state)
 static void
 test_full_disk_at_start_up_stops_it_naming_the_file(void **state)
 {
-	struct harness h;
+	static struct harness h;
 	const char *codes[] = {"H1", NULL};
 	char mnt[64], db[128], filler[128], log[8192];
 	int rc;
@@ -546,12 +569,14 @@ test_full_disk_at_start_up_stops_it_naming_the_file(void **state)
 	}
 	/* The harness's broker only makes the certificates here. */
 	assert_int_equal(harness_start(&h, codes, NULL), 0);
+	live_h = &h;
 	assert_int_equal(harness_stop(&h, SIGTERM), 0);
 	snprintf(db, sizeof(db), "%s/registry.db", mnt);
 	snprintf(filler, sizeof(filler), "%s/filler", mnt);
 	assert_true(fill_disk(filler) > 0);
 	rc = start_expecting_exit(&h, db, log, sizeof(log), 20000);
 	harness_cleanup(&h);
+	live_h = NULL;
 	unmount_small(mnt);
 	assert_true(refused_naming("full disk at start-up", rc, log, db));
 }
@@ -559,7 +584,7 @@ test_full_disk_at_start_up_stops_it_naming_the_file(void **state)
 static void
 test_locked_registry_stops_start_up_naming_the_file(void **state)
 {
-	struct harness h;
+	static struct harness h;
 	const char *codes[] = {"H1", NULL};
 	char cmd[600], log[8192];
 	FILE *locker;
@@ -567,6 +592,7 @@ test_locked_registry_stops_start_up_naming_the_file(void **state)
 
 	need_tool("sqlite3", "sqlite3");
 	assert_int_equal(harness_start(&h, codes, NULL), 0);
+	live_h = &h;
 	assert_int_equal(harness_stop(&h, SIGTERM), 0);
 	/* Another process holds the file's exclusive lock while we start. */
 	snprintf(cmd, sizeof(cmd), "sqlite3 '%s' > /dev/null", h.db);
@@ -585,6 +611,7 @@ test_locked_registry_stops_start_up_naming_the_file(void **state)
 	assert_int_equal(harness_restart(&h, NULL), 0);
 	assert_int_equal(ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
 	harness_cleanup(&h);
+	live_h = NULL;
 }
 
 #define DROPS 1000
@@ -593,13 +620,14 @@ test_locked_registry_stops_start_up_naming_the_file(void **state)
 static void
 test_thousand_connections_dropped_mid_handshake_leave_it_serving(void **state)
 {
-	struct harness h;
+	static struct harness h;
 	const char *codes[] = {"H1", NULL};
 	uint8_t hello[4096];
 	size_t hlen;
 	int fds[WAVE], base, now = -1;
 
 	assert_int_equal(harness_start(&h, codes, NULL), 0);
+	live_h = &h;
 	assert_int_equal(ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
 	usleep(300 * 1000);
 	base = fd_count(h.pid);
@@ -645,12 +673,13 @@ test_thousand_connections_dropped_mid_handshake_leave_it_serving(void **state)
 		    now, base);
 	assert_int_equal(ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
 	harness_cleanup(&h);
+	live_h = NULL;
 }
 
 static void
 test_slow_loris_handshake_is_cut_off_at_the_deadline(void **state)
 {
-	struct harness h;
+	static struct harness h;
 	const char *codes[] = {"H1", NULL};
 	const char *extra[] = {"--handshake-timeout", "2", NULL};
 	uint8_t hello[4096];
@@ -659,6 +688,7 @@ test_slow_loris_handshake_is_cut_off_at_the_deadline(void **state)
 	int fd;
 
 	assert_int_equal(harness_start(&h, codes, extra), 0);
+	live_h = &h;
 	hlen = client_hello(&h, hello, sizeof(hello));
 	fd = tcp_connect(h.port);
 	start = now_ms();
@@ -686,6 +716,7 @@ test_slow_loris_handshake_is_cut_off_at_the_deadline(void **state)
 	assert_true(cut < 2000 + 1500);
 	assert_int_equal(ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
 	harness_cleanup(&h);
+	live_h = NULL;
 }
 
 /* One client enrolling hosp:H1=G<t>-<i> in pipelined windows until stop. */
@@ -764,7 +795,7 @@ dropped:
 static void
 test_sighup_under_write_load_drops_nothing_and_loses_nothing(void **state)
 {
-	struct harness h;
+	static struct harness h;
 	const char *codes[] = {"H1", NULL};
 	struct loader l[LOADERS];
 	struct onecard_conn *conn;
@@ -773,6 +804,7 @@ test_sighup_under_write_load_drops_nothing_and_loses_nothing(void **state)
 	char value[32], got[48];
 
 	assert_int_equal(harness_start(&h, codes, NULL), 0);
+	live_h = &h;
 	for (int t = 0; t < LOADERS; t++) {
 		l[t] = (struct loader){.h = &h, .t = t, .stop = &stop};
 		l[t].pid = calloc(MAX_ACK, sizeof(*l[t].pid));
@@ -808,26 +840,34 @@ test_sighup_under_write_load_drops_nothing_and_loses_nothing(void **state)
 	}
 	onecard_close(conn);
 	harness_cleanup(&h);
+	live_h = NULL;
 }
 
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(
-		test_full_disk_answers_unavailable_keeps_lookups_and_recovers),
-	    cmocka_unit_test(
-		test_read_only_registry_stops_start_up_naming_the_file),
-	    cmocka_unit_test(
-		test_full_disk_at_start_up_stops_it_naming_the_file),
-	    cmocka_unit_test(
-		test_locked_registry_stops_start_up_naming_the_file),
-	    cmocka_unit_test(
-		test_thousand_connections_dropped_mid_handshake_leave_it_serving),
-	    cmocka_unit_test(
-		test_slow_loris_handshake_is_cut_off_at_the_deadline),
-	    cmocka_unit_test(
-		test_sighup_under_write_load_drops_nothing_and_loses_nothing),
+	    cmocka_unit_test_teardown(
+		test_full_disk_answers_unavailable_keeps_lookups_and_recovers,
+		faults_teardown),
+	    cmocka_unit_test_teardown(
+		test_read_only_registry_stops_start_up_naming_the_file,
+		faults_teardown),
+	    cmocka_unit_test_teardown(
+		test_full_disk_at_start_up_stops_it_naming_the_file,
+		faults_teardown),
+	    cmocka_unit_test_teardown(
+		test_locked_registry_stops_start_up_naming_the_file,
+		faults_teardown),
+	    cmocka_unit_test_teardown(
+		test_thousand_connections_dropped_mid_handshake_leave_it_serving,
+		faults_teardown),
+	    cmocka_unit_test_teardown(
+		test_slow_loris_handshake_is_cut_off_at_the_deadline,
+		faults_teardown),
+	    cmocka_unit_test_teardown(
+		test_sighup_under_write_load_drops_nothing_and_loses_nothing,
+		faults_teardown),
 	};
 
 	signal(SIGPIPE, SIG_IGN);

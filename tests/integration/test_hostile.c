@@ -42,6 +42,20 @@
 #include "onecard.h"
 #include "wire.h"
 
+/* The broker of the running test, for hostile_teardown. */
+static struct harness *live_h;
+
+/* After each test, even a failed one: no broker or folder left behind. */
+static int
+hostile_teardown(void **state)
+{
+	if (live_h != NULL) {
+		harness_cleanup(live_h);
+		live_h = NULL;
+	}
+	return 0;
+}
+
 /* Milliseconds on a monotonic clock. */
 static long long
 now_ms(void)
@@ -287,7 +301,7 @@ raw_reply(struct raw *r, uint64_t *id)
 static void
 test_plaintext_http_is_closed_and_the_broker_serves_on(void **state)
 {
-	struct harness h;
+	static struct harness h;
 	const char *codes[] = {"H1", NULL};
 	const char *extra[] = {"--handshake-timeout", "3", NULL};
 	const char *get = "GET /metrics HTTP/1.1\r\nHost: localhost\r\n"
@@ -298,6 +312,7 @@ test_plaintext_http_is_closed_and_the_broker_serves_on(void **state)
 	int fd, base;
 
 	assert_int_equal(harness_start(&h, codes, extra), 0);
+	live_h = &h;
 	assert_int_equal(ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
 	usleep(200 * 1000);
 	base = fd_count(h.pid);
@@ -315,6 +330,7 @@ test_plaintext_http_is_closed_and_the_broker_serves_on(void **state)
 	assert_int_equal(ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
 	assert_fds_back(&h, base, 2);
 	harness_cleanup(&h);
+	live_h = NULL;
 }
 
 #define RANDOM_CONNS 200
@@ -322,7 +338,7 @@ test_plaintext_http_is_closed_and_the_broker_serves_on(void **state)
 static void
 test_random_bytes_are_closed_and_the_broker_serves_on(void **state)
 {
-	struct harness h;
+	static struct harness h;
 	const char *codes[] = {"H1", NULL};
 	const char *extra[] = {"--handshake-timeout", "2", NULL};
 	static int fds[RANDOM_CONNS];
@@ -331,6 +347,7 @@ test_random_bytes_are_closed_and_the_broker_serves_on(void **state)
 	int base, open_left = 0;
 
 	assert_int_equal(harness_start(&h, codes, extra), 0);
+	live_h = &h;
 	assert_int_equal(ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
 	usleep(200 * 1000);
 	base = fd_count(h.pid);
@@ -363,12 +380,13 @@ test_random_bytes_are_closed_and_the_broker_serves_on(void **state)
 	assert_int_equal(ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
 	assert_fds_back(&h, base, 2);
 	harness_cleanup(&h);
+	live_h = NULL;
 }
 
 static void
 test_garbage_records_after_handshake_end_only_that_connection(void **state)
 {
-	struct harness h;
+	static struct harness h;
 	const char *codes[] = {"H1", NULL};
 	struct raw victim, bystander;
 	uint8_t junk[512];
@@ -377,6 +395,7 @@ test_garbage_records_after_handshake_end_only_that_connection(void **state)
 	const uint8_t huge[] = {0x17, 0x03, 0x03, 0x48, 0x01};
 
 	assert_int_equal(harness_start(&h, codes, NULL), 0);
+	live_h = &h;
 	raw_open(&bystander, &h, "H1", 0);
 	assert_int_equal(raw_ping(&bystander, 1), ONECARD__V1__CODE__OK);
 	for (int round = 0; round < 2; round++) {
@@ -403,17 +422,19 @@ test_garbage_records_after_handshake_end_only_that_connection(void **state)
 	raw_close(&bystander);
 	assert_int_equal(ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
 	harness_cleanup(&h);
+	live_h = NULL;
 }
 
 static void
 test_client_renegotiation_is_refused_and_the_broker_serves_on(void **state)
 {
-	struct harness h;
+	static struct harness h;
 	const char *codes[] = {"H1", NULL};
 	struct raw r, bystander;
 	unsigned long e;
 
 	assert_int_equal(harness_start(&h, codes, NULL), 0);
+	live_h = &h;
 	raw_open(&bystander, &h, "H1", 0);
 	/* Renegotiation exists only up to TLS 1.2. */
 	raw_open(&r, &h, "H1", TLS1_2_VERSION);
@@ -439,12 +460,13 @@ test_client_renegotiation_is_refused_and_the_broker_serves_on(void **state)
 	raw_close(&bystander);
 	assert_int_equal(ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
 	harness_cleanup(&h);
+	live_h = NULL;
 }
 
 static void
 test_decode_bomb_frame_is_refused_and_the_connection_goes_on(void **state)
 {
-	struct harness h;
+	static struct harness h;
 	const char *codes[] = {"H1", NULL};
 	static uint8_t frame[65536];
 	size_t k = 4, body, count = 30000;
@@ -453,6 +475,7 @@ test_decode_bomb_frame_is_refused_and_the_connection_goes_on(void **state)
 	int code;
 
 	assert_int_equal(harness_start(&h, codes, NULL), 0);
+	live_h = &h;
 	/* Request{id 5, enroll{30000 x identifiers{}}}: 60 KB on the wire,
 	 * tens of MB once each empty Identifier is a struct. */
 	frame[k++] = 0x08;
@@ -482,12 +505,13 @@ test_decode_bomb_frame_is_refused_and_the_connection_goes_on(void **state)
 	assert_int_equal(raw_ping(&r, 6), ONECARD__V1__CODE__OK);
 	raw_close(&r);
 	harness_cleanup(&h);
+	live_h = NULL;
 }
 
 static void
 test_half_sent_frame_is_closed_at_the_idle_deadline(void **state)
 {
-	struct harness h;
+	static struct harness h;
 	const char *codes[] = {"H1", NULL};
 	const char *extra[] = {"--idle-timeout", "2", NULL};
 	/* A header for 1000 bytes, then ten of them, then nothing. */
@@ -496,6 +520,7 @@ test_half_sent_frame_is_closed_at_the_idle_deadline(void **state)
 	long long t0;
 
 	assert_int_equal(harness_start(&h, codes, extra), 0);
+	live_h = &h;
 	raw_open(&r, &h, "H1", 0);
 	assert_int_equal(raw_ping(&r, 1), ONECARD__V1__CODE__OK);
 	assert_int_equal(SSL_write(r.ssl, part, sizeof(part)), sizeof(part));
@@ -505,12 +530,13 @@ test_half_sent_frame_is_closed_at_the_idle_deadline(void **state)
 	raw_close(&r);
 	assert_int_equal(ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
 	harness_cleanup(&h);
+	live_h = NULL;
 }
 
 static void
 test_frame_trickled_a_byte_a_second_is_cut_off(void **state)
 {
-	struct harness h;
+	static struct harness h;
 	const char *codes[] = {"H1", NULL};
 	const char *extra[] = {"--idle-timeout", "2", NULL};
 	struct raw r;
@@ -519,6 +545,7 @@ test_frame_trickled_a_byte_a_second_is_cut_off(void **state)
 	int flags;
 
 	assert_int_equal(harness_start(&h, codes, extra), 0);
+	live_h = &h;
 	raw_open(&r, &h, "H1", 0);
 	assert_int_equal(raw_ping(&r, 1), ONECARD__V1__CODE__OK);
 	/* Request{id 2, ping{}} padded with a long unknown field, so the
@@ -551,6 +578,7 @@ test_frame_trickled_a_byte_a_second_is_cut_off(void **state)
 	assert_true(cut < 2000 + 2500);
 	assert_int_equal(ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
 	harness_cleanup(&h);
+	live_h = NULL;
 }
 
 #define HOGS 40
@@ -558,7 +586,7 @@ test_frame_trickled_a_byte_a_second_is_cut_off(void **state)
 static void
 test_silent_sockets_filling_max_conns_are_freed_at_the_deadline(void **state)
 {
-	struct harness h;
+	static struct harness h;
 	const char *codes[] = {"H1", NULL};
 	const char *extra[] = {
 	    "--max-conns", "40", "--handshake-timeout", "2", NULL};
@@ -566,6 +594,7 @@ test_silent_sockets_filling_max_conns_are_freed_at_the_deadline(void **state)
 	long long t0;
 
 	assert_int_equal(harness_start(&h, codes, extra), 0);
+	live_h = &h;
 	/* Anyone who can reach the port takes every slot and says nothing. */
 	for (int i = 0; i < HOGS; i++)
 		fds[i] = tcp_connect(h.port);
@@ -588,27 +617,37 @@ test_silent_sockets_filling_max_conns_are_freed_at_the_deadline(void **state)
 		close(fds[i]);
 	}
 	harness_cleanup(&h);
+	live_h = NULL;
 }
 
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(
-		test_plaintext_http_is_closed_and_the_broker_serves_on),
-	    cmocka_unit_test(
-		test_random_bytes_are_closed_and_the_broker_serves_on),
-	    cmocka_unit_test(
-		test_garbage_records_after_handshake_end_only_that_connection),
-	    cmocka_unit_test(
-		test_client_renegotiation_is_refused_and_the_broker_serves_on),
-	    cmocka_unit_test(
-		test_decode_bomb_frame_is_refused_and_the_connection_goes_on),
-	    cmocka_unit_test(
-		test_half_sent_frame_is_closed_at_the_idle_deadline),
-	    cmocka_unit_test(test_frame_trickled_a_byte_a_second_is_cut_off),
-	    cmocka_unit_test(
-		test_silent_sockets_filling_max_conns_are_freed_at_the_deadline),
+	    cmocka_unit_test_teardown(
+		test_plaintext_http_is_closed_and_the_broker_serves_on,
+		hostile_teardown),
+	    cmocka_unit_test_teardown(
+		test_random_bytes_are_closed_and_the_broker_serves_on,
+		hostile_teardown),
+	    cmocka_unit_test_teardown(
+		test_garbage_records_after_handshake_end_only_that_connection,
+		hostile_teardown),
+	    cmocka_unit_test_teardown(
+		test_client_renegotiation_is_refused_and_the_broker_serves_on,
+		hostile_teardown),
+	    cmocka_unit_test_teardown(
+		test_decode_bomb_frame_is_refused_and_the_connection_goes_on,
+		hostile_teardown),
+	    cmocka_unit_test_teardown(
+		test_half_sent_frame_is_closed_at_the_idle_deadline,
+		hostile_teardown),
+	    cmocka_unit_test_teardown(
+		test_frame_trickled_a_byte_a_second_is_cut_off,
+		hostile_teardown),
+	    cmocka_unit_test_teardown(
+		test_silent_sockets_filling_max_conns_are_freed_at_the_deadline,
+		hostile_teardown),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
