@@ -25,13 +25,16 @@
  * past 64 KiB and, never truncated, costs a pwrite per journalled page for
  * the rest of the batch); a memory map up to SQLite's 2 GiB cap and a page
  * cache so a lookup reads no page through a syscall. The writer's cache is
- * larger: an enroll touches a random page of several indexes, and a page
- * missed is a page read before it is changed.
+ * larger (an enroll touches a random page of several indexes, and a page missed
+ * is a page read before it is changed), and it lets the WAL grow to 64 MiB
+ * before a commit copies it back: a page changed by many batches in that
+ * time is copied once.
  */
 #define SQLITE_READ_PRAGMAS                                                    \
 	"PRAGMA temp_store=MEMORY; PRAGMA mmap_size=2147418112;"               \
 	" PRAGMA cache_size=-32768;"
-#define SQLITE_WRITER_CACHE "PRAGMA cache_size=-262144;"
+#define SQLITE_WRITER_PRAGMAS                                                  \
+	"PRAGMA cache_size=-262144; PRAGMA wal_autocheckpoint=16384;"
 
 /* Each migration takes the schema from version i to i + 1. */
 static const char *const sqlite_migrations[] = {
@@ -410,7 +413,7 @@ sqlite_open(const char *path, int writer, char *err, size_t errlen)
 		if (sqlite3_exec(h->db,
 			"PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
 			" PRAGMA journal_size_limit=67108864;"
-			" PRAGMA foreign_keys=OFF;" SQLITE_WRITER_CACHE,
+			" PRAGMA foreign_keys=OFF;" SQLITE_WRITER_PRAGMAS,
 			NULL, NULL, NULL) != SQLITE_OK) {
 			snprintf(
 			    err, errlen, "%s: %s", path, sqlite3_errmsg(h->db));
