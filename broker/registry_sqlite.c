@@ -18,21 +18,18 @@
 #include "log.h"
 #include "registry_backend.h"
 
-#define SQLITE_BUSY_MS 5000
+#define SQLITE_BUSY_MS        5000
+#define SQLITE_STMTJRNL_BYTES (1024 * 1024) /* a savepoint's journal in RAM */
 /*
- * Every handle: temp_store=MEMORY keeps the statement journal of each
- * write's savepoint in memory (by default it spills to a file in /var/tmp
- * past 64 KiB and, never truncated, costs a pwrite per journalled page for
- * the rest of the batch); a memory map up to SQLite's 2 GiB cap and a page
- * cache so a lookup reads no page through a syscall. The writer's cache is
- * larger (an enroll touches a random page of several indexes, and a page missed
- * is a page read before it is changed), and it lets the WAL grow to 64 MiB
+ * Every handle: a memory map up to SQLite's 2 GiB cap and a page cache so a
+ * lookup reads no page through a syscall. The writer's cache is larger (an
+ * enroll touches a random page of several indexes, and a page missed is a
+ * page read before it is changed), and it lets the WAL grow to 64 MiB
  * before a commit copies it back: a page changed by many batches in that
  * time is copied once.
  */
 #define SQLITE_READ_PRAGMAS                                                    \
-	"PRAGMA temp_store=MEMORY; PRAGMA mmap_size=2147418112;"               \
-	" PRAGMA cache_size=-32768;"
+	"PRAGMA mmap_size=2147418112; PRAGMA cache_size=-32768;"
 #define SQLITE_WRITER_PRAGMAS                                                  \
 	"PRAGMA cache_size=-262144; PRAGMA wal_autocheckpoint=16384;"
 
@@ -350,12 +347,18 @@ fail:
 	return -1;
 }
 
-/* Once per process: no allocation statistics (they take a global mutex
- * on every malloc), then start SQLite. */
+/*
+ * Once per process: no allocation statistics (they take a global mutex on
+ * every malloc); a savepoint's statement journal in memory up to 1 MiB, in
+ * one block (the default spills it to a file in /var/tmp past 64 KiB, and
+ * temp_store=MEMORY keeps it in 1 KiB blocks, a malloc and free per
+ * quarter page journalled); then start SQLite.
+ */
 static void
 sqlite_init_once(void)
 {
 	sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+	sqlite3_config(SQLITE_CONFIG_STMTJRNL_SPILL, SQLITE_STMTJRNL_BYTES);
 	sqlite3_initialize();
 }
 
