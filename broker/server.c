@@ -294,6 +294,10 @@ server_parse_address(const char *s, struct sockaddr_storage *ss, int *len)
 		return -1;
 	memcpy(host, s, hlen);
 	host[hlen] = '\0';
+	/* At most 5 digits before converting: a longer port must be refused,
+	 * not wrapped (127.0.0.1:4294967297 is not port 1). */
+	if (strlen(colon + 1) > 5)
+		return -1;
 	for (const char *p = colon + 1; *p; p++)
 		if (*p < '0' || *p > '9')
 			return -1;
