@@ -14,6 +14,7 @@
 #include <pthread.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include <cmocka.h>
 #include <event2/buffer.h>
@@ -918,6 +919,75 @@ patient_ids_are_unique_time_ordered_and_unguessable(void **state)
 	assert_true(close < 2);
 }
 
+/* Enroll one patient with a long name and address in the open batch; the
+ * reply is checked and dropped. */
+static void
+enroll_fat(int i)
+{
+	Onecard__V1__Request req = ONECARD__V1__REQUEST__INIT;
+	Onecard__V1__Enroll e = ONECARD__V1__ENROLL__INIT;
+	Onecard__V1__Demographics d = ONECARD__V1__DEMOGRAPHICS__INIT;
+	Onecard__V1__Identifier id = ONECARD__V1__IDENTIFIER__INIT, *idp = &id;
+	struct evbuffer *out = evbuffer_new();
+	char name[100], addr[240], val[32];
+
+	snprintf(name, sizeof(name), "Patient %d %.80s", i,
+	    "with a name long enough to fill pages quickly and then some");
+	snprintf(addr, sizeof(addr), "%d %.200s", i,
+	    "Some Road, Some District, Some City, Some Province, a long "
+	    "address that takes up room in the patients table and its pages, "
+	    "so that the write-ahead log grows by many frames per batch");
+	snprintf(val, sizeof(val), "F%d", i);
+	d.name = name;
+	d.address = addr;
+	id.domain = "hosp:XC001";
+	id.value = val;
+	e.demographics = &d;
+	e.n_identifiers = 1;
+	e.identifiers = &idp;
+	req.op_case = ONECARD__V1__REQUEST__OP_ENROLL;
+	req.enroll = &e;
+	req.id = next_id++;
+	registry_write(reg, &xc1, &req, out, &last);
+	assert_int_equal(last.code, CODE(OK));
+	evbuffer_free(out);
+}
+
+static void
+wal_is_copied_back_while_the_writer_keeps_writing(void **state)
+{
+	char wal[340];
+	struct stat st;
+	off_t start;
+	int i = 0, grown = 0;
+
+	snprintf(wal, sizeof(wal), "%s-wal", path);
+	assert_int_equal(stat(path, &st), 0);
+	start = st.st_size;
+	/* Batches of 20 until the database file itself has grown by 1 MiB,
+	 * which only a checkpoint does while the registry stays open. */
+	for (int b = 0; b < 3000 && !grown; b++) {
+		assert_int_equal(registry_batch_begin(reg), 0);
+		for (int k = 0; k < 20; k++)
+			enroll_fat(i++);
+		assert_int_equal(registry_batch_commit(reg), 0);
+		if (b % 50 == 0) {
+			for (int w = 0; w < 20 && !grown; w++) {
+				assert_int_equal(stat(path, &st), 0);
+				grown = st.st_size > start + (1 << 20);
+				if (!grown && b > 0)
+					usleep(10000);
+			}
+		}
+	}
+	assert_true(grown);
+	/* ... and the WAL stays within its bound meanwhile. */
+	assert_int_equal(stat(wal, &st), 0);
+	assert_true(st.st_size < 160 * 1024 * 1024);
+	assert_int_equal(
+	    patient_of(lookup("hosp:XC001", "F0"))->demographics->sex, 0);
+}
+
 static void
 events_are_appended_with_increasing_seq(void **state)
 {
@@ -1260,6 +1330,7 @@ main(void)
 	    T(hospitals_are_added_revoked_and_reactivated),
 	    T(batch_with_a_failing_write_commits_its_neighbours),
 	    T(patient_ids_are_unique_time_ordered_and_unguessable),
+	    T(wal_is_copied_back_while_the_writer_keeps_writing),
 	    T(events_are_appended_with_increasing_seq),
 	    T(writes_survive_close_and_reopen),
 	    T(read_handle_sees_the_writers_commits),
