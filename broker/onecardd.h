@@ -15,6 +15,7 @@
 #define ONECARDD_H
 
 #include <sys/queue.h>
+#include <netinet/in.h>
 
 #include <pthread.h>
 #include <stddef.h>
@@ -160,7 +161,7 @@ struct conn {
 	unsigned inflight_paused : 1;
 	unsigned on_partial : 1; /* on w->partial */
 	struct conn_itemq parked;
-	char peer[48];
+	char peer[INET6_ADDRSTRLEN + 8]; /* "addr:port" */
 	char cn[ONECARDD_CN_MAX + 1];
 };
 
