@@ -104,8 +104,11 @@ client_split_addr(
 		return -1;
 	memcpy(host, hstart, n);
 	host[n] = '\0';
+	/* At most 5 digits: atoi on a longer port would overflow and wrap
+	 * (127.0.0.1:4294967297 is not port 1). */
 	n = strlen(colon + 1);
-	if (n == 0 || n >= portlen || strspn(colon + 1, "0123456789") != n)
+	if (n == 0 || n > 5 || n >= portlen ||
+	    strspn(colon + 1, "0123456789") != n)
 		return -1;
 	memcpy(port, colon + 1, n + 1);
 	if (atoi(port) <= 0 || atoi(port) > 65535)

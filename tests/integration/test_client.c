@@ -761,7 +761,8 @@ bad_broker_address_is_invalid_argument(void **state)
 
 	static const char *const bad[] = {"127.0.0.1", "127.0.0.1:", ":7443",
 	    "::1:7443", "[::1]7443", "127.0.0.1:99999", "127.0.0.1:0",
-	    "127.0.0.1:7443x", NULL};
+	    "127.0.0.1:7443x", "127.0.0.1:4294967297", "127.0.0.1:000007443",
+	    NULL};
 	const char *const *b;
 
 	harness_options(&h, "XC001", &opt);
