@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -348,7 +349,8 @@ audit_syncer(void *arg)
 int
 audit_open(const char *path, const char *node)
 {
-	int fd;
+	sigset_t all, old;
+	int fd, rc;
 
 	if (path == NULL)
 		return 0;
@@ -384,7 +386,12 @@ audit_open(const char *path, const char *node)
 	audit.fd = fd;
 	audit.stop = 0;
 	audit.dirty = 0;
-	if (pthread_create(&audit.syncer, NULL, audit_syncer, NULL) != 0) {
+	/* The syncer takes no signals: they belong to the main thread. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	rc = pthread_create(&audit.syncer, NULL, audit_syncer, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != 0) {
 		log_warnx("audit: cannot start the sync thread");
 		close(fd);
 		audit.fd = -1;

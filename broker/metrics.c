@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -567,8 +568,9 @@ metrics_start(
     const char *hostport, const char *db_url, const struct registry_limits *lim)
 {
 	struct evhttp_bound_socket *bound;
+	sigset_t all, old;
 	char host[256];
-	int port;
+	int port, rc;
 
 	if (hostport == NULL)
 		return 0;
@@ -613,7 +615,12 @@ metrics_start(
 	/* The registry may be down at start; /healthz says so until it is not.
 	 */
 	metrics_registry();
-	if (pthread_create(&srv.thread, NULL, metrics_thread, NULL) != 0)
+	/* The HTTP thread takes no signals: they belong to the main thread. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	rc = pthread_create(&srv.thread, NULL, metrics_thread, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != 0)
 		goto fail;
 	srv.running = 1;
 	metrics_print_address(evhttp_bound_socket_get_fd(bound));

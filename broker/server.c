@@ -456,11 +456,23 @@ server_start(void)
 	return rc;
 }
 
-/* Run the signal loop until SIGTERM or SIGINT. */
+/*
+ * Run the signal loop until SIGTERM or SIGINT. Then block those signals for
+ * good (the workers already block them): once the signal events are freed
+ * their default action would be back, and a second SIGTERM during the drain
+ * would kill the broker before it flushed the audit trail and closed cleanly.
+ */
 void
 server_run(void)
 {
+	sigset_t set;
+
 	event_base_dispatch(main_base);
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
 }
 
 /* Wait for every worker to finish draining. */
