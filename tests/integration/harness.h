@@ -115,4 +115,31 @@ struct harness_fake {
 int harness_fake_start(struct harness *h, struct harness_fake *f);
 void harness_fake_stop(struct harness_fake *f);
 
+/* Storage for a one-identifier Enroll request. */
+struct harness_enroll {
+	Onecard__V1__Request req;
+	Onecard__V1__Enroll enroll;
+	Onecard__V1__Identifier id, *ids[1];
+	char value[48];
+};
+/* Fill e as request id enrolling domain=<printf(fmt, ...)>. */
+void harness_enroll_init(struct harness_enroll *e, uint64_t id,
+    const char *domain, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/*
+ * Write load (harness_load.c): conns client threads (at most 16) connect as
+ * cn and enroll hosp:<cn>=<tag><t>-<i> in pipelined windows until their
+ * connection ends, remembering the patient id of each enrollment answered
+ * OK. wait joins them and returns how many were acknowledged; verify (on a
+ * running broker) looks each of them up and returns how many are missing
+ * or have another patient id (0: none lost), or -1 if it cannot ask.
+ */
+struct harness_load;
+struct harness_load *harness_load_start(
+    struct harness *h, const char *cn, const char *tag, int conns);
+size_t harness_load_wait(struct harness_load *load);
+int harness_load_verify(struct harness_load *load);
+void harness_load_free(struct harness_load *load);
+
 #endif

@@ -23,155 +23,33 @@
 #include "onecard.h"
 
 #define LOADERS 8
-#define WINDOW  16
-#define MAX_ACK 100000
-
-/* One client enrolling hosp:H1=K<t>-<i> until its connection ends. */
-struct loader {
-	struct harness *h;
-	int t;
-	pthread_t thread;
-	size_t nack;
-	char (
-	    *pid)[48]; /* pid[i]: patient of enrollment i, once acknowledged */
-};
-
-/* Fill req as enrollment i of loader t (storage in the args). */
-static void
-enroll_request(int t, size_t i, Onecard__V1__Request *req,
-    Onecard__V1__Enroll *enroll, Onecard__V1__Identifier *id,
-    Onecard__V1__Identifier **ids, char *value, size_t valuelen)
-{
-	onecard__v1__request__init(req);
-	onecard__v1__enroll__init(enroll);
-	onecard__v1__identifier__init(id);
-	snprintf(value, valuelen, "K%d-%zu", t, i);
-	id->domain = "hosp:H1";
-	id->value = value;
-	ids[0] = id;
-	enroll->identifiers = ids;
-	enroll->n_identifiers = 1;
-	req->op_case = ONECARD__V1__REQUEST__OP_ENROLL;
-	req->enroll = enroll;
-	req->id = i + 1;
-}
-
-/* Enroll in pipelined windows; record each OK in order; stop at an error. */
-static void *
-loader_main(void *arg)
-{
-	struct loader *l = arg;
-	struct onecard_conn *conn;
-	Onecard__V1__Reply *reply;
-	size_t next = 0;
-
-	if (harness_connect(l->h, "H1", &conn) != ONECARD_OK)
-		return NULL;
-	while (next + WINDOW <= MAX_ACK) {
-		for (size_t k = 0; k < WINDOW; k++) {
-			Onecard__V1__Request req;
-			Onecard__V1__Enroll enroll;
-			Onecard__V1__Identifier id, *ids[1];
-			char value[32];
-
-			enroll_request(l->t, next + k, &req, &enroll, &id, ids,
-			    value, sizeof(value));
-			if (onecard_send(conn, &req) != ONECARD_OK)
-				goto out;
-		}
-		for (size_t k = 0; k < WINDOW; k++) {
-			if (onecard_recv(conn, &reply) != ONECARD_OK)
-				goto out;
-			if (reply->code != ONECARD__V1__CODE__OK ||
-			    reply->id != next + k + 1 ||
-			    reply->result_case !=
-				ONECARD__V1__REPLY__RESULT_ENROLLED) {
-				onecard_reply_free(reply);
-				goto out;
-			}
-			snprintf(l->pid[next + k], sizeof(l->pid[0]), "%s",
-			    reply->enrolled->patient->patient_id);
-			l->nack = next + k + 1;
-			onecard_reply_free(reply);
-		}
-		next += WINDOW;
-	}
-out:
-	onecard_close(conn);
-	return NULL;
-}
-
-/* After a restart: every acknowledged enrollment is there, same patient. */
-static void
-check_acknowledged(struct harness *h, struct loader *l, int n)
-{
-	struct onecard_conn *conn;
-	Onecard__V1__Reply *reply;
-
-	assert_int_equal(harness_connect(h, "H1", &conn), ONECARD_OK);
-	for (int t = 0; t < n; t++) {
-		for (size_t i = 0; i < l[t].nack; i++) {
-			Onecard__V1__Request req = ONECARD__V1__REQUEST__INIT;
-			Onecard__V1__Lookup lookup = ONECARD__V1__LOOKUP__INIT;
-			Onecard__V1__Identifier id =
-			    ONECARD__V1__IDENTIFIER__INIT;
-			char value[32];
-
-			snprintf(value, sizeof(value), "K%d-%zu", l[t].t, i);
-			id.domain = "hosp:H1";
-			id.value = value;
-			lookup.identifier = &id;
-			req.op_case = ONECARD__V1__REQUEST__OP_LOOKUP;
-			req.lookup = &lookup;
-			assert_int_equal(
-			    onecard_call(conn, &req, &reply), ONECARD_OK);
-			assert_int_equal(reply->code, ONECARD__V1__CODE__OK);
-			assert_string_equal(
-			    reply->patient->patient_id, l[t].pid[i]);
-			onecard_reply_free(reply);
-		}
-	}
-	onecard_close(conn);
-}
 
 static void
 test_kill_9_while_enrolling_loses_no_acknowledged_enrollment(void **state)
 {
 	struct harness h;
 	const char *codes[] = {"H1", NULL};
-	struct loader l[LOADERS];
-	size_t total = 0;
+	struct harness_load *load, *again;
+	size_t total;
 
 	assert_int_equal(harness_start(&h, codes, NULL), 0);
-	for (int t = 0; t < LOADERS; t++) {
-		l[t] = (struct loader){.h = &h, .t = t};
-		l[t].pid = calloc(MAX_ACK, sizeof(*l[t].pid));
-		assert_non_null(l[t].pid);
-		assert_int_equal(
-		    pthread_create(&l[t].thread, NULL, loader_main, &l[t]), 0);
-	}
+	load = harness_load_start(&h, "H1", "K", LOADERS);
+	assert_non_null(load);
 	usleep(1000 * 1000);
 	harness_stop(&h, SIGKILL);
-	for (int t = 0; t < LOADERS; t++) {
-		pthread_join(l[t].thread, NULL);
-		total += l[t].nack;
-	}
+	total = harness_load_wait(load);
 	assert_true(total > 0);
 	print_message("%zu enrollments acknowledged before kill -9\n", total);
 	assert_int_equal(harness_restart(&h, NULL), 0);
-	check_acknowledged(&h, l, LOADERS);
+	assert_int_equal(harness_load_verify(load), 0);
 	/* And the broker takes writes again after the crash. */
-	for (int t = 0; t < LOADERS; t++) {
-		l[t].nack = 0;
-		assert_int_equal(
-		    pthread_create(&l[t].thread, NULL, loader_main, &l[t]), 0);
-	}
+	again = harness_load_start(&h, "H1", "R", LOADERS);
+	assert_non_null(again);
 	usleep(300 * 1000);
 	assert_int_equal(harness_stop(&h, SIGTERM), 0);
-	for (int t = 0; t < LOADERS; t++)
-		pthread_join(l[t].thread, NULL);
-	for (int t = 0; t < LOADERS; t++)
-		free(l[t].pid);
+	assert_true(harness_load_wait(again) > 0);
+	harness_load_free(again);
+	harness_load_free(load);
 	harness_cleanup(&h);
 }
 
