@@ -116,16 +116,6 @@ harness_atexit(void)
 	}
 }
 
-/* Milliseconds on a monotonic clock. */
-static long long
-harness_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Print why the harness failed. */
 static void __attribute__((format(printf, 1, 2)))
 harness_warnx(const char *fmt, ...)

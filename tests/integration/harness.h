@@ -142,4 +142,15 @@ size_t harness_load_wait(struct harness_load *load);
 int harness_load_verify(struct harness_load *load);
 void harness_load_free(struct harness_load *load);
 
+/* Helpers (harness_util.c). Milliseconds on a monotonic clock. */
+long long harness_now_ms(void);
+/* Ping on conn: the reply's code, or -1 if no reply came. */
+int harness_ping(struct onecard_conn *conn);
+/* Connect as cn (5 s timeouts) and ping: the reply's code, or -1. */
+int harness_ping_as(struct harness *h, const char *cn);
+/* A plain TCP connection to 127.0.0.1:port; the fd or -1. */
+int harness_tcp_connect(int port);
+/* Open descriptors of process pid (its /proc/PID/fd entries), or -1. */
+int harness_fd_count(pid_t pid);
+
 #endif

@@ -31,16 +31,6 @@
 
 static struct harness h;
 
-/* Milliseconds on a monotonic clock. */
-static long long
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* A valid cn-id for a birth date and sequence number (odd: male). */
 static void
 make_cn_id(char out[19], const char *yyyymmdd, int seq)
@@ -589,9 +579,9 @@ call_timeout_gives_etimedout(void **state)
 	/* A broker that stops answering. */
 	assert_int_equal(harness_freeze(&h), 0);
 	set_ping(&req, &ping);
-	t0 = now_ms();
+	t0 = harness_now_ms();
 	r = onecard_call(conn, &req, &reply);
-	elapsed = now_ms() - t0;
+	elapsed = harness_now_ms() - t0;
 	harness_thaw(&h);
 	assert_int_equal(r, ONECARD_ETIMEDOUT);
 	assert_true(elapsed >= 250 && elapsed < 2000);
@@ -627,14 +617,14 @@ async_reply_timeout_fails_waiting_callbacks(void **state)
 	set_ping(&req, &ping);
 	assert_int_equal(
 	    onecard_async_send(res.ac, &req, async_reply, &tag), ONECARD_OK);
-	t0 = now_ms();
+	t0 = harness_now_ms();
 	event_base_loopexit(res.base, &limit);
 	while (res.n == 0 && event_base_loop(res.base, EVLOOP_ONCE) == 0)
 		;
 	harness_thaw(&h);
 	assert_int_equal(res.n, 1);
 	assert_int_equal(res.errs[0], ONECARD_ETIMEDOUT);
-	assert_true(now_ms() - t0 < 2000);
+	assert_true(harness_now_ms() - t0 < 2000);
 	onecard_async_close(res.ac);
 	event_base_free(res.base);
 }
@@ -673,10 +663,10 @@ closed_port_gives_econnect_quickly(void **state)
 	snprintf(addr, sizeof addr, "127.0.0.1:%d", closed_port());
 	harness_options(&h, "XC001", &opt);
 	opt.broker = addr;
-	t0 = now_ms();
+	t0 = harness_now_ms();
 	assert_int_equal(
 	    onecard_connect(&opt, &conn, err, sizeof err), ONECARD_ECONNECT);
-	assert_true(now_ms() - t0 < 1000);
+	assert_true(harness_now_ms() - t0 < 1000);
 	assert_non_null(strstr(err, "refused"));
 }
 
@@ -714,9 +704,9 @@ silent_server_gives_handshake_timeout(void **state)
 	harness_options(&h, "XC001", &opt);
 	opt.broker = addr;
 	opt.connect_timeout_ms = 300;
-	t0 = now_ms();
+	t0 = harness_now_ms();
 	r = onecard_connect(&opt, &conn, err, sizeof err);
-	elapsed = now_ms() - t0;
+	elapsed = harness_now_ms() - t0;
 	close(lfd);
 	assert_int_equal(r, ONECARD_ETIMEDOUT);
 	assert_true(elapsed >= 250 && elapsed < 2000);
@@ -740,14 +730,14 @@ async_silent_server_gives_handshake_timeout(void **state)
 	harness_options(&h, "XC001", &opt);
 	opt.broker = addr;
 	opt.connect_timeout_ms = 300;
-	t0 = now_ms();
+	t0 = harness_now_ms();
 	res.ac = onecard_async_connect(res.base, &opt, async_connected, &res);
 	event_base_loopexit(res.base, &limit);
 	event_base_dispatch(res.base);
 	close(lfd);
 	assert_int_equal(res.connected_calls, 1);
 	assert_int_equal(res.connect_err, ONECARD_ETIMEDOUT);
-	assert_true(now_ms() - t0 < 2000);
+	assert_true(harness_now_ms() - t0 < 2000);
 	onecard_async_close(res.ac);
 	event_base_free(res.base);
 }

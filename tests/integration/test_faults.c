@@ -51,53 +51,6 @@
 #include "harness.h"
 #include "onecard.h"
 
-/* Milliseconds on a monotonic clock. */
-static long long
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Ping on an open connection: the reply code, or -1 if none came. */
-static int
-ping_on(struct onecard_conn *conn)
-{
-	Onecard__V1__Request req = ONECARD__V1__REQUEST__INIT;
-	Onecard__V1__Ping ping = ONECARD__V1__PING__INIT;
-	Onecard__V1__Reply *reply = NULL;
-	int code = -1;
-
-	req.op_case = ONECARD__V1__REQUEST__OP_PING;
-	req.ping = &ping;
-	if (onecard_call(conn, &req, &reply) == ONECARD_OK) {
-		code = reply->code;
-		onecard_reply_free(reply);
-	}
-	return code;
-}
-
-/* Connect as cn and ping: the reply code, or -1. */
-static int
-ping_as(struct harness *h, const char *cn)
-{
-	struct onecard_options opt;
-	struct onecard_conn *conn;
-	char err[512];
-	int code;
-
-	harness_options(h, cn, &opt);
-	opt.connect_timeout_ms = 5000;
-	opt.call_timeout_ms = 5000;
-	if (onecard_connect(&opt, &conn, err, sizeof(err)) != ONECARD_OK)
-		return -1;
-	code = ping_on(conn);
-	onecard_close(conn);
-	return code;
-}
-
 /*
  * Enroll hosp:H1=value alone; the reply code (or -1 without a reply) and,
  * on OK, the patient id in pid.
@@ -179,42 +132,6 @@ need_tool(const char *cmd, const char *package)
 		fail_msg("%s not found: apt-get install %s", cmd, package);
 }
 
-/* Open descriptors of a process (its /proc/PID/fd entries). */
-static int
-fd_count(pid_t pid)
-{
-	char path[64];
-	struct dirent *de;
-	DIR *d;
-	int n = 0;
-
-	snprintf(path, sizeof(path), "/proc/%ld/fd", (long)pid);
-	if ((d = opendir(path)) == NULL)
-		return -1;
-	while ((de = readdir(d)) != NULL)
-		if (de->d_name[0] != '.')
-			n++;
-	closedir(d);
-	return n;
-}
-
-/* A TCP connection to the broker, not yet speaking TLS. */
-static int
-tcp_connect(int port)
-{
-	struct sockaddr_in sin;
-	int fd;
-
-	fd = socket(AF_INET, SOCK_STREAM, 0);
-	assert_true(fd >= 0);
-	memset(&sin, 0, sizeof(sin));
-	sin.sin_family = AF_INET;
-	sin.sin_port = htons(port);
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-	return fd;
-}
-
 /* The bytes of a real ClientHello (as H1 would send it), into buf. */
 static size_t
 client_hello(struct harness *h, uint8_t *buf, size_t cap)
@@ -249,12 +166,12 @@ client_hello(struct harness *h, uint8_t *buf, size_t cap)
 static int
 wait_closed(int fd, int ms)
 {
-	long long end = now_ms() + ms;
+	long long end = harness_now_ms() + ms;
 	char buf[4096];
 
-	while (now_ms() < end) {
+	while (harness_now_ms() < end) {
 		struct pollfd p = {fd, POLLIN, 0};
-		int left = (int)(end - now_ms());
+		int left = (int)(end - harness_now_ms());
 
 		if (poll(&p, 1, left > 0 ? left : 0) <= 0)
 			continue;
@@ -385,7 +302,7 @@ test_full_disk_answers_unavailable_keeps_lookups_and_recovers(void **state)
 	}
 	assert_int_equal(harness_connect(&h, "H1", &other), ONECARD_OK);
 	assert_int_equal(lookup_mrn(other, "K-0", got), ONECARD__V1__CODE__OK);
-	assert_int_equal(ping_on(other), ONECARD__V1__CODE__OK);
+	assert_int_equal(harness_ping(other), ONECARD__V1__CODE__OK);
 	onecard_close(other);
 
 	/* Space again: writes come back without a restart. */
@@ -462,9 +379,9 @@ start_expecting_exit(
 		_exit(127);
 	}
 	assert_true(pid > 0);
-	end = now_ms() + timeout_ms;
+	end = harness_now_ms() + timeout_ms;
 	while (waitpid(pid, &st, WNOHANG) == 0) {
-		if (now_ms() > end) {
+		if (harness_now_ms() > end) {
 			kill(pid, SIGKILL);
 			waitpid(pid, &st, 0);
 			return -1;
@@ -609,7 +526,7 @@ test_locked_registry_stops_start_up_naming_the_file(void **state)
 	assert_true(refused_naming("locked registry", rc, log, h.db));
 	/* Once the lock is gone the same registry serves again. */
 	assert_int_equal(harness_restart(&h, NULL), 0);
-	assert_int_equal(ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
+	assert_int_equal(harness_ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
 	harness_cleanup(&h);
 	live_h = NULL;
 }
@@ -628,9 +545,9 @@ test_thousand_connections_dropped_mid_handshake_leave_it_serving(void **state)
 
 	assert_int_equal(harness_start(&h, codes, NULL), 0);
 	live_h = &h;
-	assert_int_equal(ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
+	assert_int_equal(harness_ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
 	usleep(300 * 1000);
-	base = fd_count(h.pid);
+	base = harness_fd_count(h.pid);
 	assert_true(base > 0);
 	hlen = client_hello(&h, hello, sizeof(hello));
 
@@ -640,7 +557,8 @@ test_thousand_connections_dropped_mid_handshake_leave_it_serving(void **state)
 			/* Nothing, a piece of the ClientHello, or all of it. */
 			size_t part = (size_t)(n * 7919) % (hlen + 1);
 
-			fds[k] = tcp_connect(h.port);
+			fds[k] = harness_tcp_connect(h.port);
+			assert_true(fds[k] >= 0);
 			if (part > 0)
 				assert_int_equal(
 				    send(fds[k], hello, part, MSG_NOSIGNAL),
@@ -649,7 +567,7 @@ test_thousand_connections_dropped_mid_handshake_leave_it_serving(void **state)
 		if (i == DROPS / 2)
 			/* Served while half-open handshakes are pending. */
 			assert_int_equal(
-			    ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
+			    harness_ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
 		for (int k = 0; k < WAVE; k++) {
 			if ((i + k) % 2) {
 				/* Every other one with a reset, not a FIN. */
@@ -661,9 +579,9 @@ test_thousand_connections_dropped_mid_handshake_leave_it_serving(void **state)
 		}
 	}
 	/* Still serving, and every dropped connection's descriptor freed. */
-	assert_int_equal(ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
+	assert_int_equal(harness_ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
 	for (int t = 0; t < 50; t++) {
-		now = fd_count(h.pid);
+		now = harness_fd_count(h.pid);
 		if (now <= base + 2)
 			break;
 		usleep(100 * 1000);
@@ -671,7 +589,7 @@ test_thousand_connections_dropped_mid_handshake_leave_it_serving(void **state)
 	if (now > base + 2)
 		fail_msg("onecardd holds %d descriptors, %d before the drops",
 		    now, base);
-	assert_int_equal(ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
+	assert_int_equal(harness_ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
 	harness_cleanup(&h);
 	live_h = NULL;
 }
@@ -690,31 +608,33 @@ test_slow_loris_handshake_is_cut_off_at_the_deadline(void **state)
 	assert_int_equal(harness_start(&h, codes, extra), 0);
 	live_h = &h;
 	hlen = client_hello(&h, hello, sizeof(hello));
-	fd = tcp_connect(h.port);
-	start = now_ms();
+	fd = harness_tcp_connect(h.port);
+	assert_true(fd >= 0);
+	start = harness_now_ms();
 	/* A byte every 500 ms: always busy, never done. 12 s at most. */
-	while (sent < hlen && now_ms() - start < 12000) {
+	while (sent < hlen && harness_now_ms() - start < 12000) {
 		if (send(fd, hello + sent, 1, MSG_NOSIGNAL) != 1 ||
 		    wait_closed(fd, 500)) {
-			cut = now_ms() - start;
+			cut = harness_now_ms() - start;
 			break;
 		}
 		sent++;
 		/* Others are served meanwhile. */
-		if (sent % 4 == 0 && ping_as(&h, "H1") != ONECARD__V1__CODE__OK)
+		if (sent % 4 == 0 &&
+		    harness_ping_as(&h, "H1") != ONECARD__V1__CODE__OK)
 			fail_msg("another client was not served %lld ms into "
 				 "the trickle (%zu bytes sent)",
-			    now_ms() - start, sent);
+			    harness_now_ms() - start, sent);
 	}
 	close(fd);
 	if (cut == -1)
 		fail_msg("a ClientHello trickled a byte every 500 ms was still "
 			 "open after %lld ms (%zu bytes); --handshake-timeout "
 			 "is 2 s",
-		    now_ms() - start, sent);
+		    harness_now_ms() - start, sent);
 	/* The deadline counts from accept, not from the last byte. */
 	assert_true(cut < 2000 + 1500);
-	assert_int_equal(ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
+	assert_int_equal(harness_ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
 	harness_cleanup(&h);
 	live_h = NULL;
 }
@@ -825,7 +745,7 @@ test_sighup_under_write_load_drops_nothing_and_loses_nothing(void **state)
 		total += l[t].nack;
 	}
 	assert_true(total > 0);
-	assert_int_equal(ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
+	assert_int_equal(harness_ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
 	assert_int_equal(harness_stop(&h, SIGTERM), 0);
 	assert_int_equal(harness_restart(&h, NULL), 0);
 	assert_int_equal(harness_connect(&h, "H1", &conn), ONECARD_OK);

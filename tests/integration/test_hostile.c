@@ -56,62 +56,6 @@ hostile_teardown(void **state)
 	return 0;
 }
 
-/* Milliseconds on a monotonic clock. */
-static long long
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Connect as cn and ping: the reply code, or -1. */
-static int
-ping_as(struct harness *h, const char *cn)
-{
-	Onecard__V1__Request req = ONECARD__V1__REQUEST__INIT;
-	Onecard__V1__Ping ping = ONECARD__V1__PING__INIT;
-	Onecard__V1__Reply *reply = NULL;
-	struct onecard_options opt;
-	struct onecard_conn *conn;
-	char err[512];
-	int code = -1;
-
-	harness_options(h, cn, &opt);
-	opt.connect_timeout_ms = 5000;
-	opt.call_timeout_ms = 5000;
-	if (onecard_connect(&opt, &conn, err, sizeof(err)) != ONECARD_OK)
-		return -1;
-	req.op_case = ONECARD__V1__REQUEST__OP_PING;
-	req.ping = &ping;
-	if (onecard_call(conn, &req, &reply) == ONECARD_OK) {
-		code = reply->code;
-		onecard_reply_free(reply);
-	}
-	onecard_close(conn);
-	return code;
-}
-
-/* Open descriptors of a process (its /proc/PID/fd entries). */
-static int
-fd_count(pid_t pid)
-{
-	char path[64];
-	struct dirent *de;
-	DIR *d;
-	int n = 0;
-
-	snprintf(path, sizeof(path), "/proc/%ld/fd", (long)pid);
-	if ((d = opendir(path)) == NULL)
-		return -1;
-	while ((de = readdir(d)) != NULL)
-		if (de->d_name[0] != '.')
-			n++;
-	closedir(d);
-	return n;
-}
-
 /* Wait until the broker holds at most base + slack descriptors. */
 static void
 assert_fds_back(struct harness *h, int base, int slack)
@@ -119,28 +63,11 @@ assert_fds_back(struct harness *h, int base, int slack)
 	int now = -1;
 
 	for (int t = 0; t < 50; t++) {
-		if ((now = fd_count(h->pid)) <= base + slack)
+		if ((now = harness_fd_count(h->pid)) <= base + slack)
 			return;
 		usleep(100 * 1000);
 	}
 	fail_msg("onecardd holds %d descriptors, %d before", now, base);
-}
-
-/* A TCP connection to the broker, not yet speaking TLS. */
-static int
-tcp_connect(int port)
-{
-	struct sockaddr_in sin;
-	int fd;
-
-	fd = socket(AF_INET, SOCK_STREAM, 0);
-	assert_true(fd >= 0);
-	memset(&sin, 0, sizeof(sin));
-	sin.sin_family = AF_INET;
-	sin.sin_port = htons(port);
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-	return fd;
 }
 
 /*
@@ -150,13 +77,13 @@ tcp_connect(int port)
 static int
 wait_closed(int fd, int ms, char *buf, size_t buflen, size_t *got)
 {
-	long long end = now_ms() + ms;
+	long long end = harness_now_ms() + ms;
 	char scratch[4096];
 	size_t have = 0;
 
-	while (now_ms() < end) {
+	while (harness_now_ms() < end) {
 		struct pollfd p = {fd, POLLIN, 0};
-		int left = (int)(end - now_ms());
+		int left = (int)(end - harness_now_ms());
 		ssize_t n;
 
 		if (poll(&p, 1, left > 0 ? left : 0) <= 0)
@@ -205,7 +132,8 @@ raw_open(struct raw *r, struct harness *h, const char *cn, int maxver)
 	assert_int_equal(
 	    SSL_CTX_use_PrivateKey_file(r->ctx, path, SSL_FILETYPE_PEM), 1);
 	SSL_CTX_set_verify(r->ctx, SSL_VERIFY_PEER, NULL);
-	r->fd = tcp_connect(h->port);
+	r->fd = harness_tcp_connect(h->port);
+	assert_true(r->fd >= 0);
 	setsockopt(r->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	r->ssl = SSL_new(r->ctx);
 	SSL_set_fd(r->ssl, r->fd);
@@ -313,13 +241,14 @@ test_plaintext_http_is_closed_and_the_broker_serves_on(void **state)
 
 	assert_int_equal(harness_start(&h, codes, extra), 0);
 	live_h = &h;
-	assert_int_equal(ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
+	assert_int_equal(harness_ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
 	usleep(200 * 1000);
-	base = fd_count(h.pid);
+	base = harness_fd_count(h.pid);
 	for (int i = 0; i < 20; i++) {
 		const char *req = i % 2 ? post : get;
 
-		fd = tcp_connect(h.port);
+		fd = harness_tcp_connect(h.port);
+		assert_true(fd >= 0);
 		assert_int_equal(send(fd, req, strlen(req), MSG_NOSIGNAL),
 		    (ssize_t)strlen(req));
 		assert_true(wait_closed(fd, 5000, buf, sizeof(buf), &got));
@@ -327,7 +256,7 @@ test_plaintext_http_is_closed_and_the_broker_serves_on(void **state)
 		assert_true(got < 5 || memcmp(buf, "HTTP/", 5) != 0);
 		close(fd);
 	}
-	assert_int_equal(ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
+	assert_int_equal(harness_ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
 	assert_fds_back(&h, base, 2);
 	harness_cleanup(&h);
 	live_h = NULL;
@@ -348,9 +277,9 @@ test_random_bytes_are_closed_and_the_broker_serves_on(void **state)
 
 	assert_int_equal(harness_start(&h, codes, extra), 0);
 	live_h = &h;
-	assert_int_equal(ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
+	assert_int_equal(harness_ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
 	usleep(200 * 1000);
-	base = fd_count(h.pid);
+	base = harness_fd_count(h.pid);
 	for (int i = 0; i < RANDOM_CONNS; i++) {
 		size_t n = 1 + (size_t)rand_r(&seed) % sizeof(junk);
 
@@ -363,10 +292,11 @@ test_random_bytes_are_closed_and_the_broker_serves_on(void **state)
 			junk[1] = 0x03;
 			junk[2] = 0x01;
 		}
-		fds[i] = tcp_connect(h.port);
+		fds[i] = harness_tcp_connect(h.port);
+		assert_true(fds[i] >= 0);
 		send(fds[i], junk, n, MSG_NOSIGNAL);
 	}
-	assert_int_equal(ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
+	assert_int_equal(harness_ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
 	/* Every one is closed by the broker within the deadline (2 s). */
 	for (int i = 0; i < RANDOM_CONNS; i++) {
 		if (!wait_closed(fds[i], 6000, NULL, 0, NULL))
@@ -377,7 +307,7 @@ test_random_bytes_are_closed_and_the_broker_serves_on(void **state)
 		fail_msg("%d of %d junk connections still open after the "
 			 "handshake deadline",
 		    open_left, RANDOM_CONNS);
-	assert_int_equal(ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
+	assert_int_equal(harness_ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
 	assert_fds_back(&h, base, 2);
 	harness_cleanup(&h);
 	live_h = NULL;
@@ -420,7 +350,7 @@ test_garbage_records_after_handshake_end_only_that_connection(void **state)
 	/* The connection beside it never noticed. */
 	assert_int_equal(raw_ping(&bystander, 2), ONECARD__V1__CODE__OK);
 	raw_close(&bystander);
-	assert_int_equal(ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
+	assert_int_equal(harness_ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
 	harness_cleanup(&h);
 	live_h = NULL;
 }
@@ -458,7 +388,7 @@ test_client_renegotiation_is_refused_and_the_broker_serves_on(void **state)
 	/* Nobody else noticed. */
 	assert_int_equal(raw_ping(&bystander, 1), ONECARD__V1__CODE__OK);
 	raw_close(&bystander);
-	assert_int_equal(ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
+	assert_int_equal(harness_ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
 	harness_cleanup(&h);
 	live_h = NULL;
 }
@@ -524,11 +454,11 @@ test_half_sent_frame_is_closed_at_the_idle_deadline(void **state)
 	raw_open(&r, &h, "H1", 0);
 	assert_int_equal(raw_ping(&r, 1), ONECARD__V1__CODE__OK);
 	assert_int_equal(SSL_write(r.ssl, part, sizeof(part)), sizeof(part));
-	t0 = now_ms();
+	t0 = harness_now_ms();
 	assert_true(wait_closed(r.fd, 8000, NULL, 0, NULL));
-	assert_true(now_ms() - t0 < 2000 + 2500);
+	assert_true(harness_now_ms() - t0 < 2000 + 2500);
 	raw_close(&r);
-	assert_int_equal(ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
+	assert_int_equal(harness_ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
 	harness_cleanup(&h);
 	live_h = NULL;
 }
@@ -561,11 +491,11 @@ test_frame_trickled_a_byte_a_second_is_cut_off(void **state)
 	frame[10] = 0x0a;
 	flags = fcntl(r.fd, F_GETFL);
 	fcntl(r.fd, F_SETFL, flags | O_NONBLOCK);
-	t0 = now_ms();
+	t0 = harness_now_ms();
 	for (int i = 0; i < 4 + 17; i++) {
 		if (SSL_write(r.ssl, frame + i, 1) != 1 ||
 		    wait_closed(r.fd, 1000, NULL, 0, NULL)) {
-			cut = now_ms() - t0;
+			cut = harness_now_ms() - t0;
 			break;
 		}
 	}
@@ -574,9 +504,9 @@ test_frame_trickled_a_byte_a_second_is_cut_off(void **state)
 	if (cut == -1)
 		fail_msg("a frame trickled a byte a second was still being "
 			 "read after %lld ms; --idle-timeout is 2 s",
-		    now_ms() - t0);
+		    harness_now_ms() - t0);
 	assert_true(cut < 2000 + 2500);
-	assert_int_equal(ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
+	assert_int_equal(harness_ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
 	harness_cleanup(&h);
 	live_h = NULL;
 }
@@ -596,22 +526,25 @@ test_silent_sockets_filling_max_conns_are_freed_at_the_deadline(void **state)
 	assert_int_equal(harness_start(&h, codes, extra), 0);
 	live_h = &h;
 	/* Anyone who can reach the port takes every slot and says nothing. */
-	for (int i = 0; i < HOGS; i++)
-		fds[i] = tcp_connect(h.port);
-	t0 = now_ms();
+	for (int i = 0; i < HOGS; i++) {
+		fds[i] = harness_tcp_connect(h.port);
+		assert_true(fds[i] >= 0);
+	}
+	t0 = harness_now_ms();
 	usleep(300 * 1000); /* every hog accepted */
-	assert_int_equal(ping_as(&h, "H1"), -1);
+	assert_int_equal(harness_ping_as(&h, "H1"), -1);
 	/* The slots come back at the handshake deadline while the hogs still
 	 * hold their sockets open; a hospital is then served. */
-	while (now_ms() - t0 < 8000) {
-		if ((served = ping_as(&h, "H1")) == ONECARD__V1__CODE__OK)
+	while (harness_now_ms() - t0 < 8000) {
+		if ((served = harness_ping_as(&h, "H1")) ==
+		    ONECARD__V1__CODE__OK)
 			break;
 		usleep(200 * 1000);
 	}
 	if (served != ONECARD__V1__CODE__OK)
 		fail_msg(
 		    "no slot came back within 8 s of %d silent sockets", HOGS);
-	assert_true(now_ms() - t0 < 2000 + 3000);
+	assert_true(harness_now_ms() - t0 < 2000 + 3000);
 	for (int i = 0; i < HOGS; i++) {
 		assert_true(wait_closed(fds[i], 3000, NULL, 0, NULL));
 		close(fds[i]);

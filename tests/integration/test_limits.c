@@ -31,51 +31,6 @@
 #include "onecard.h"
 #include "wire.h"
 
-/* Milliseconds on a monotonic clock. */
-static long long
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Ping on an open connection: the reply code, or -1 if none came. */
-static int
-ping_on(struct onecard_conn *conn)
-{
-	Onecard__V1__Request req = ONECARD__V1__REQUEST__INIT;
-	Onecard__V1__Ping ping = ONECARD__V1__PING__INIT;
-	Onecard__V1__Reply *reply = NULL;
-	int code = -1;
-
-	req.op_case = ONECARD__V1__REQUEST__OP_PING;
-	req.ping = &ping;
-	if (onecard_call(conn, &req, &reply) == ONECARD_OK) {
-		code = reply->code;
-		onecard_reply_free(reply);
-	}
-	return code;
-}
-
-/* Connect as cn and ping: the reply code, or -1. */
-static int
-ping_as(struct harness *h, const char *cn)
-{
-	struct onecard_options opt;
-	struct onecard_conn *conn;
-	char err[512];
-	int code;
-
-	harness_options(h, cn, &opt);
-	if (onecard_connect(&opt, &conn, err, sizeof(err)) != ONECARD_OK)
-		return -1;
-	code = ping_on(conn);
-	onecard_close(conn);
-	return code;
-}
-
 /* Enroll as conn with n identifiers hosp:H1=<tag>-i and this name. */
 static int
 enroll_code(
@@ -156,8 +111,8 @@ test_client_that_never_reads_is_cut_off_while_others_are_served(void **state)
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 
 	/* Write until the broker stops taking requests, or it cuts us off. */
-	start = now_ms();
-	while (now_ms() - start < 20000) {
+	start = harness_now_ms();
+	while (harness_now_ms() - start < 20000) {
 		k = SSL_write(ssl, pings, sizeof(pings));
 		if (k > 0)
 			continue;
@@ -166,7 +121,8 @@ test_client_that_never_reads_is_cut_off_while_others_are_served(void **state)
 			break;
 		}
 		/* Blocked: others are still served meanwhile. */
-		assert_int_equal(ping_as(&h, "H2"), ONECARD__V1__CODE__OK);
+		assert_int_equal(
+		    harness_ping_as(&h, "H2"), ONECARD__V1__CODE__OK);
 		struct pollfd pfd = {fd, POLLOUT, 0};
 		if (poll(&pfd, 1, 4000) == 0)
 			break; /* stuck for longer than the idle timeout */
@@ -176,8 +132,8 @@ test_client_that_never_reads_is_cut_off_while_others_are_served(void **state)
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
 	struct timeval tv = {10, 0};
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	start = now_ms();
-	while (!closed && now_ms() - start < 30000) {
+	start = harness_now_ms();
+	while (!closed && harness_now_ms() - start < 30000) {
 		k = SSL_read(ssl, buf, sizeof(buf));
 		if (k <= 0) {
 			int e = SSL_get_error(ssl, k);
@@ -192,7 +148,7 @@ test_client_that_never_reads_is_cut_off_while_others_are_served(void **state)
 	assert_int_equal(harness_log(&h, log, sizeof(log)), 0);
 	assert_non_null(strstr(log, "pausing reads"));
 	assert_non_null(strstr(log, "reason=\"output stuck\""));
-	assert_int_equal(ping_as(&h, "H2"), ONECARD__V1__CODE__OK);
+	assert_int_equal(harness_ping_as(&h, "H2"), ONECARD__V1__CODE__OK);
 	SSL_free(ssl);
 	close(fd);
 	SSL_CTX_free(ctx);
@@ -211,13 +167,13 @@ test_idle_client_is_closed_after_idle_timeout(void **state)
 	assert_int_equal(harness_start(&h, codes, extra), 0);
 	assert_int_equal(harness_connect(&h, "H1", &idle), ONECARD_OK);
 	assert_int_equal(harness_connect(&h, "H1", &busy), ONECARD_OK);
-	assert_int_equal(ping_on(idle), ONECARD__V1__CODE__OK);
+	assert_int_equal(harness_ping(idle), ONECARD__V1__CODE__OK);
 	for (int i = 0; i < 8; i++) { /* 2.4 s of activity, 0.3 s apart */
-		assert_int_equal(ping_on(busy), ONECARD__V1__CODE__OK);
+		assert_int_equal(harness_ping(busy), ONECARD__V1__CODE__OK);
 		usleep(300 * 1000);
 	}
-	assert_int_equal(ping_on(idle), -1);
-	assert_int_equal(ping_on(busy), ONECARD__V1__CODE__OK);
+	assert_int_equal(harness_ping(idle), -1);
+	assert_int_equal(harness_ping(busy), ONECARD__V1__CODE__OK);
 	onecard_close(idle);
 	onecard_close(busy);
 	harness_cleanup(&h);
@@ -241,20 +197,20 @@ test_max_conns_admits_exactly_that_many(void **state)
 				usleep(100 * 1000);
 				continue;
 			}
-			if ((r = ping_on(c[i])) != ONECARD__V1__CODE__OK) {
+			if ((r = harness_ping(c[i])) != ONECARD__V1__CODE__OK) {
 				onecard_close(c[i]);
 				usleep(100 * 1000);
 			}
 		}
 		assert_int_equal(r, ONECARD__V1__CODE__OK);
 	}
-	assert_int_equal(ping_as(&h, "H1"), -1);
-	assert_int_equal(ping_on(c[0]), ONECARD__V1__CODE__OK);
+	assert_int_equal(harness_ping_as(&h, "H1"), -1);
+	assert_int_equal(harness_ping(c[0]), ONECARD__V1__CODE__OK);
 	onecard_close(c[0]);
 	/* A slot is free again once the broker has seen the close. */
 	for (int t = 0; t < 50 && code != ONECARD__V1__CODE__OK; t++) {
 		usleep(100 * 1000);
-		code = ping_as(&h, "H1");
+		code = harness_ping_as(&h, "H1");
 	}
 	assert_int_equal(code, ONECARD__V1__CODE__OK);
 	onecard_close(c[1]);
@@ -281,7 +237,7 @@ test_max_ids_and_max_name_hold_at_their_edge(void **state)
 	assert_int_equal(enroll_code(conn, "D", 1, "ABCDEFGHI"),
 	    ONECARD__V1__CODE__INVALID_ARGUMENT);
 	/* The refusals changed nothing and the connection goes on. */
-	assert_int_equal(ping_on(conn), ONECARD__V1__CODE__OK);
+	assert_int_equal(harness_ping(conn), ONECARD__V1__CODE__OK);
 	onecard_close(conn);
 	harness_cleanup(&h);
 }
@@ -307,12 +263,12 @@ test_silent_client_is_closed_after_handshake_timeout(void **state)
 	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
 	/* Say nothing: the broker hangs up after about a second. */
-	start = now_ms();
+	start = harness_now_ms();
 	assert_true(recv(fd, &byte, 1, 0) <= 0);
-	assert_true(now_ms() - start >= 500);
-	assert_true(now_ms() - start < 5000);
+	assert_true(harness_now_ms() - start >= 500);
+	assert_true(harness_now_ms() - start < 5000);
 	close(fd);
-	assert_int_equal(ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
+	assert_int_equal(harness_ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
 	harness_cleanup(&h);
 }
 

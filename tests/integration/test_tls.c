@@ -81,49 +81,6 @@ make_crl(struct harness *h, const char *revoke_cn)
 	    0);
 }
 
-/* Ping as cn with libonecard: the reply code, or -1 if no reply came. */
-static int
-ping_as(struct harness *h, const char *cn)
-{
-	struct onecard_options opt;
-	struct onecard_conn *conn;
-	Onecard__V1__Request req = ONECARD__V1__REQUEST__INIT;
-	Onecard__V1__Ping ping = ONECARD__V1__PING__INIT;
-	Onecard__V1__Reply *reply = NULL;
-	char err[512];
-	int code = -1;
-
-	harness_options(h, cn, &opt);
-	if (onecard_connect(&opt, &conn, err, sizeof(err)) != ONECARD_OK)
-		return -1;
-	req.op_case = ONECARD__V1__REQUEST__OP_PING;
-	req.ping = &ping;
-	if (onecard_call(conn, &req, &reply) == ONECARD_OK) {
-		code = reply->code;
-		onecard_reply_free(reply);
-	}
-	onecard_close(conn);
-	return code;
-}
-
-/* Ping on an open connection: the reply code, or -1. */
-static int
-ping_on(struct onecard_conn *conn)
-{
-	Onecard__V1__Request req = ONECARD__V1__REQUEST__INIT;
-	Onecard__V1__Ping ping = ONECARD__V1__PING__INIT;
-	Onecard__V1__Reply *reply = NULL;
-	int code = -1;
-
-	req.op_case = ONECARD__V1__REQUEST__OP_PING;
-	req.ping = &ping;
-	if (onecard_call(conn, &req, &reply) == ONECARD_OK) {
-		code = reply->code;
-		onecard_reply_free(reply);
-	}
-	return code;
-}
-
 static void
 test_registered_hospital_is_served(void **state)
 {
@@ -131,8 +88,8 @@ test_registered_hospital_is_served(void **state)
 	const char *codes[] = {"H1", NULL};
 
 	assert_int_equal(harness_start(&h, codes, NULL), 0);
-	assert_int_equal(ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
-	assert_int_equal(ping_as(&h, "admin"), ONECARD__V1__CODE__OK);
+	assert_int_equal(harness_ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
+	assert_int_equal(harness_ping_as(&h, "admin"), ONECARD__V1__CODE__OK);
 	harness_cleanup(&h);
 }
 
@@ -173,7 +130,7 @@ test_client_without_certificate_is_refused(void **state)
 	close(fd);
 	SSL_CTX_free(ctx);
 	ERR_clear_error();
-	assert_int_equal(ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
+	assert_int_equal(harness_ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
 	harness_cleanup(&h);
 }
 
@@ -198,8 +155,8 @@ test_certificate_from_another_ca_is_refused(void **state)
 		"openssl x509 -req -in r.csr -CA ca.pem -CAkey ca.key "
 		"-CAcreateserial -days 30 -out ../ROGUE.pem"),
 	    0);
-	assert_int_equal(ping_as(&h, "ROGUE"), -1);
-	assert_int_equal(ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
+	assert_int_equal(harness_ping_as(&h, "ROGUE"), -1);
+	assert_int_equal(harness_ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
 	harness_cleanup(&h);
 }
 
@@ -219,8 +176,8 @@ test_expired_certificate_is_refused(void **state)
 		"-startdate 20200101000000Z -enddate 20200201000000Z "
 		"-in old.csr -out OLD.pem"),
 	    0);
-	assert_int_equal(ping_as(&h, "OLD"), -1);
-	assert_int_equal(ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
+	assert_int_equal(harness_ping_as(&h, "OLD"), -1);
+	assert_int_equal(harness_ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
 	harness_cleanup(&h);
 }
 
@@ -238,8 +195,8 @@ test_certificate_on_the_crl_is_refused(void **state)
 	snprintf(crl, sizeof(crl), "%s/crl.pem", h.certs);
 	assert_int_equal(harness_stop(&h, SIGTERM), 0);
 	assert_int_equal(harness_restart(&h, extra), 0);
-	assert_int_equal(ping_as(&h, "H2"), -1);
-	assert_int_equal(ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
+	assert_int_equal(harness_ping_as(&h, "H2"), -1);
+	assert_int_equal(harness_ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
 	harness_cleanup(&h);
 }
 
@@ -286,8 +243,8 @@ test_revoking_a_connected_hospital_closes_it(void **state)
 	assert_int_equal(harness_connect(&h, "H1", &h1), ONECARD_OK);
 	assert_int_equal(harness_connect(&h, "H2", &h2), ONECARD_OK);
 	assert_int_equal(harness_connect(&h, "admin", &admin), ONECARD_OK);
-	assert_int_equal(ping_on(h1), ONECARD__V1__CODE__OK);
-	assert_int_equal(ping_on(h2), ONECARD__V1__CODE__OK);
+	assert_int_equal(harness_ping(h1), ONECARD__V1__CODE__OK);
+	assert_int_equal(harness_ping(h2), ONECARD__V1__CODE__OK);
 
 	rv.code = "H1";
 	req.op_case = ONECARD__V1__REQUEST__OP_HOSPITAL_REVOKE;
@@ -307,8 +264,9 @@ test_revoking_a_connected_hospital_closes_it(void **state)
 	onecard_close(h1);
 
 	/* New connections as H1 are refused; H2 is untouched. */
-	assert_int_equal(ping_as(&h, "H1"), ONECARD__V1__CODE__UNAUTHENTICATED);
-	assert_int_equal(ping_on(h2), ONECARD__V1__CODE__OK);
+	assert_int_equal(
+	    harness_ping_as(&h, "H1"), ONECARD__V1__CODE__UNAUTHENTICATED);
+	assert_int_equal(harness_ping(h2), ONECARD__V1__CODE__OK);
 	onecard_close(h2);
 	onecard_close(admin);
 	harness_cleanup(&h);
@@ -331,7 +289,7 @@ test_sighup_picks_up_new_crl_without_dropping_connections(void **state)
 	assert_int_equal(harness_restart(&h, extra), 0);
 	assert_int_equal(harness_connect(&h, "H1", &h1), ONECARD_OK);
 	assert_int_equal(harness_connect(&h, "H2", &h2), ONECARD_OK);
-	assert_int_equal(ping_on(h2), ONECARD__V1__CODE__OK);
+	assert_int_equal(harness_ping(h2), ONECARD__V1__CODE__OK);
 
 	make_crl(&h, "H2");
 	assert_int_equal(kill(h.pid, SIGHUP), 0);
@@ -343,10 +301,10 @@ test_sighup_picks_up_new_crl_without_dropping_connections(void **state)
 		usleep(100 * 1000);
 	}
 	/* Open connections keep going, H2's too; a new H2 is refused. */
-	assert_int_equal(ping_on(h1), ONECARD__V1__CODE__OK);
-	assert_int_equal(ping_on(h2), ONECARD__V1__CODE__OK);
-	assert_int_equal(ping_as(&h, "H2"), -1);
-	assert_int_equal(ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
+	assert_int_equal(harness_ping(h1), ONECARD__V1__CODE__OK);
+	assert_int_equal(harness_ping(h2), ONECARD__V1__CODE__OK);
+	assert_int_equal(harness_ping_as(&h, "H2"), -1);
+	assert_int_equal(harness_ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
 	onecard_close(h1);
 	onecard_close(h2);
 	harness_cleanup(&h);
