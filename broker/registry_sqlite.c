@@ -2,11 +2,38 @@
  * registry_sqlite.c: the SQLite store behind registry_backend.h.
  *
  * Owns the schema and its migrations (run by the writer handle at open),
- * the connection settings (WAL, synchronous=FULL so a COMMIT is on disk
- * when it returns, a busy timeout) and one prepared statement per query,
- * prepared on first use and reset after every use so a read handle never
- * holds a snapshot between requests. It knows nothing of the rules: it
- * stores what registry.c tells it to and logs an SQLite error once, here.
+ * the connection settings (WAL, a busy timeout) and one prepared statement
+ * per query, prepared on first use and reset after every use so a read
+ * handle never holds a snapshot between requests. It knows nothing of the
+ * rules: it stores what registry.c tells it to and logs an SQLite error
+ * once, here.
+ *
+ * Durability is the redo log's (registry_redo.c), not SQLite's. The writer
+ * handle records every change primitive of a transaction as a record (ids,
+ * sequence numbers and times included, so a replay makes the same rows);
+ * commit appends the group's records to <db>-redo as one entry, syncs it,
+ * and only then commits SQLite, which runs with synchronous=NORMAL and so
+ * never syncs on commit. The same transaction stores the entry's sequence
+ * number (redo_state), so the writer's open replays exactly the entries
+ * SQLite does not have. What this relies on, from SQLite's documentation
+ * and source:
+ *  - WAL with synchronous=NORMAL stays consistent after a power loss but a
+ *    commit "might roll back following a power loss or system crash";
+ *    after a process crash nothing is lost (sqlite.org/pragma.html,
+ *    PRAGMA synchronous). So after kill -9 replay finds nothing to do, and
+ *    after a power loss SQLite is at some earlier commit, with the
+ *    redo_state of that commit.
+ *  - A checkpoint syncs the WAL before copying it back, and syncs the
+ *    database file only when it copied the whole WAL (src/wal.c,
+ *    walCheckpoint: "if( mxSafeFrame==walIndexHdr(pWal)->mxFrame )" then
+ *    sqlite3OsSync(pDbFd)), which is when sqlite3_wal_checkpoint_v2
+ *    reports as many frames checkpointed as the WAL holds. Only then is
+ *    every commit so far safe without the log, and the log starts again.
+ * Checkpoints run on the writer thread between groups (SQLite's automatic
+ * checkpoint is replaced by the WAL hook below): a PASSIVE one when the
+ * WAL holds SQLITE_CKPT_FRAMES pages, so a reader never waits and the
+ * writer waits only for the copy (as it did with the automatic one); one
+ * that readers kept from finishing is tried again a quarter of that later.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -17,6 +44,7 @@
 
 #include "log.h"
 #include "registry_backend.h"
+#include "registry_redo.h"
 
 #define SQLITE_BUSY_MS        5000
 #define SQLITE_STMTJRNL_BYTES (1024 * 1024) /* a savepoint's journal in RAM */
@@ -30,8 +58,9 @@
  */
 #define SQLITE_READ_PRAGMAS                                                    \
 	"PRAGMA mmap_size=2147418112; PRAGMA cache_size=-32768;"
-#define SQLITE_WRITER_PRAGMAS                                                  \
-	"PRAGMA cache_size=-262144; PRAGMA wal_autocheckpoint=16384;"
+#define SQLITE_WRITER_PRAGMAS "PRAGMA cache_size=-262144;"
+#define SQLITE_CKPT_FRAMES    16384 /* WAL pages that start a checkpoint */
+#define SQLITE_REDO_SUFFIX    "-redo"
 
 /* Each migration takes the schema from version i to i + 1. */
 static const char *const sqlite_migrations[] = {
@@ -63,6 +92,11 @@ static const char *const sqlite_migrations[] = {
     "CREATE TABLE merge_identifiers ("
     " merge_id INTEGER NOT NULL, domain TEXT NOT NULL, value TEXT NOT NULL,"
     " PRIMARY KEY (merge_id, domain, value)) WITHOUT ROWID;",
+    /* The redo log this database goes with and its last entry here. */
+    "CREATE TABLE redo_state ("
+    " id INTEGER PRIMARY KEY CHECK (id = 0), seq INTEGER NOT NULL,"
+    " log_id INTEGER NOT NULL);"
+    "INSERT INTO redo_state VALUES (0, 0, 0);",
 };
 #define SQLITE_NMIGRATIONS                                                     \
 	(sizeof(sqlite_migrations) / sizeof(sqlite_migrations[0]))
@@ -104,7 +138,26 @@ enum sqlite_stmt {
 	ST_COUNT_PATIENTS,
 	ST_COUNT_DOMAINS,
 	ST_LAST_SEQ,
+	ST_REDO_GET,
+	ST_REDO_SET,
+	ST_REDO_PAIR,
+	ST_EVENT_REPLAY,
+	ST_MERGE_REPLAY,
 	ST_MAX
+};
+
+/* A redo record's type: one per change primitive. */
+enum sqlite_redo_rec {
+	REC_IDENT_INSERT = 1,
+	REC_IDENT_DELETE,
+	REC_IDENT_MOVE,
+	REC_PATIENT_INSERT,
+	REC_PATIENT_UPDATE,
+	REC_EVENT_APPEND,
+	REC_HOSPITAL_PUT,
+	REC_MERGE_INSERT,
+	REC_MERGE_IDENT_INSERT,
+	REC_MERGE_UNDO,
 };
 
 static const char *const sqlite_sql[ST_MAX] = {
@@ -193,13 +246,36 @@ static const char *const sqlite_sql[ST_MAX] = {
 	"SELECT domain, count(*) FROM identifiers GROUP BY domain"
 	" ORDER BY domain",
     [ST_LAST_SEQ] = "SELECT coalesce(max(seq), 0) FROM events",
+    [ST_REDO_GET] = "SELECT seq, log_id FROM redo_state WHERE id = 0",
+    [ST_REDO_PAIR] = "UPDATE redo_state SET log_id = ?1 WHERE id = 0",
+    [ST_REDO_SET] = "UPDATE redo_state SET seq = ?1 WHERE id = 0",
+    [ST_EVENT_REPLAY] =
+	"INSERT INTO events (op, patient_id, actor, time_ms, detail, seq)"
+	" VALUES (?1,?2,?3,?4,?5,?6)",
+    [ST_MERGE_REPLAY] = "INSERT INTO merges (survivor, duplicate, seq, id)"
+			" VALUES (?1,?2,?3,?4)",
 };
+
+/* Tests: the next commit with records fails after its redo entry synced. */
+int registry_sqlite_fail_commit;
 
 struct sqlite_handle {
 	sqlite3 *db;
 	int writer;
 	sqlite3_stmt *st[ST_MAX];
+	struct redo *redo;  /* the writer's; NULL on a read handle */
+	struct redo_buf rb; /* this transaction's records */
+	int logging;        /* record changes (writer, not replaying) */
+	int wal_frames;     /* pages in the WAL after the last commit */
+	int ckpt_at;        /* try a checkpoint at this many */
 };
+
+/* Record a change when the handle logs them. */
+#define SQLITE_LOG(h, ...)                                                     \
+	do {                                                                   \
+		if ((h)->logging)                                              \
+			redo_buf_put(&(h)->rb, __VA_ARGS__);                   \
+	} while (0)
 
 static int sqlite_patient_row(sqlite3_stmt *, const char *,
     struct registry_arena *, struct registry_patient *);
@@ -372,8 +448,13 @@ sqlite_close(void *hv)
 	for (int i = 0; i < ST_MAX; i++)
 		sqlite3_finalize(h->st[i]);
 	sqlite3_close(h->db);
+	redo_close(h->redo);
+	redo_buf_free(&h->rb);
 	free(h);
 }
+
+static int sqlite_redo_open(
+    struct sqlite_handle *, const char *, char *, size_t);
 
 /* Open path; the writer creates the file, sets WAL and migrates. */
 static void *
@@ -413,8 +494,9 @@ sqlite_open(const char *path, int writer, char *err, size_t errlen)
 			    path);
 			goto fail;
 		}
+		/* NORMAL: no sync per commit; the redo log is synced. */
 		if (sqlite3_exec(h->db,
-			"PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+			"PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
 			" PRAGMA journal_size_limit=67108864;"
 			" PRAGMA foreign_keys=OFF;" SQLITE_WRITER_PRAGMAS,
 			NULL, NULL, NULL) != SQLITE_OK) {
@@ -422,7 +504,8 @@ sqlite_open(const char *path, int writer, char *err, size_t errlen)
 			    err, errlen, "%s: %s", path, sqlite3_errmsg(h->db));
 			goto fail;
 		}
-		if (sqlite_migrate(h, err, errlen) == -1)
+		if (sqlite_migrate(h, err, errlen) == -1 ||
+		    sqlite_redo_open(h, path, err, errlen) == -1)
 			goto fail;
 	} else {
 		sqlite3_stmt *s;
@@ -465,8 +548,11 @@ sqlite_ping(void *hv)
 }
 
 static int
-sqlite_begin(void *h, int write)
+sqlite_begin(void *hv, int write)
 {
+	struct sqlite_handle *h = hv;
+
+	redo_buf_reset(&h->rb);
 	return sqlite_simple(h, write ? ST_BEGIN_IMMEDIATE : ST_BEGIN);
 }
 
@@ -478,42 +564,142 @@ sqlite_in_txn(void *hv)
 	return !sqlite3_get_autocommit(h->db);
 }
 
-static int
-sqlite_commit(void *h)
-{
-	return sqlite_simple(h, ST_COMMIT);
-}
-
 /* Roll back whatever transaction is open; quiet when none is. */
 static int
 sqlite_rollback(void *hv)
 {
 	struct sqlite_handle *h = hv;
 
+	redo_buf_reset(&h->rb);
 	if (sqlite3_get_autocommit(h->db))
 		return 0;
 	return sqlite_simple(h, ST_ROLLBACK);
 }
 
-static int
-sqlite_savepoint(void *h)
+/*
+ * After a commit: a PASSIVE checkpoint once the WAL holds
+ * SQLITE_CKPT_FRAMES pages, and when it copied the whole WAL (the database
+ * file synced), the redo log starts again.
+ */
+static void
+sqlite_checkpoint(struct sqlite_handle *h)
 {
+	int nlog = -1, nckpt = -1, rc;
+
+	if (h->wal_frames < h->ckpt_at - SQLITE_CKPT_FRAMES / 4)
+		h->ckpt_at = SQLITE_CKPT_FRAMES; /* the WAL started again */
+	if (h->wal_frames < h->ckpt_at)
+		return;
+	rc = sqlite3_wal_checkpoint_v2(
+	    h->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &nlog, &nckpt);
+	if (rc != SQLITE_OK) {
+		log_warnx("sqlite: checkpoint: %s", sqlite3_errmsg(h->db));
+		h->ckpt_at = h->wal_frames + SQLITE_CKPT_FRAMES / 4;
+		return;
+	}
+	if (nlog >= 0 && nckpt == nlog)
+		redo_restart(h->redo);
+	/* Until the WAL starts again (no reader left in it), the next try
+	 * waits for a quarter more: each one syncs the WAL and the file. */
+	h->ckpt_at = h->wal_frames + SQLITE_CKPT_FRAMES / 4;
+}
+
+/* SQLite's WAL hook: note the WAL's size (instead of checkpointing). */
+static int
+sqlite_wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
+{
+	struct sqlite_handle *h = arg;
+
+	(void)db;
+	(void)name;
+	h->wal_frames = frames;
+	return SQLITE_OK;
+}
+
+/*
+ * Commit. With records on the writer: note the entry's sequence number in
+ * the transaction, append the records to the redo log and sync them, then
+ * COMMIT (no sync). If the log cannot take them nothing is committed; if
+ * the COMMIT fails the entry is taken back off the log, so the writes
+ * answered UNAVAILABLE never come back at a replay.
+ */
+static int
+sqlite_commit(void *hv)
+{
+	struct sqlite_handle *h = hv;
+	sqlite3_stmt *s;
+	int rc;
+
+	if (h->redo == NULL || h->rb.len == 0) {
+		redo_buf_reset(&h->rb);
+		return sqlite_simple(h, ST_COMMIT);
+	}
+	if (h->rb.nomem) {
+		log_warnx("sqlite: out of memory for the redo records");
+		rc = REGISTRY_EUNAVAIL;
+		goto fail;
+	}
+	if ((s = sqlite_stmt(h, ST_REDO_SET)) == NULL) {
+		rc = REGISTRY_EFAIL;
+		goto fail;
+	}
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)(redo_last_seq(h->redo) + 1));
+	if ((rc = sqlite_exec_stmt(h, ST_REDO_SET, s)) != 0)
+		goto fail;
+	if (redo_append(h->redo, h->rb.p, h->rb.len) == -1) {
+		rc = REGISTRY_EUNAVAIL;
+		goto fail;
+	}
+	if (registry_sqlite_fail_commit) {
+		registry_sqlite_fail_commit = 0;
+		rc = REGISTRY_EUNAVAIL;
+	} else
+		rc = sqlite_simple(h, ST_COMMIT);
+	if (rc != 0) {
+		log_warnx("sqlite: commit failed after the redo log took it; "
+			  "taking it back");
+		redo_undo(h->redo);
+		rc = REGISTRY_EUNAVAIL;
+		goto fail;
+	}
+	redo_buf_reset(&h->rb);
+	sqlite_checkpoint(h);
+	return 0;
+fail:
+	sqlite_rollback(h);
+	return rc;
+}
+
+static int
+sqlite_savepoint(void *hv)
+{
+	struct sqlite_handle *h = hv;
+
+	if (redo_buf_mark(&h->rb) == -1) {
+		log_warnx("sqlite: savepoints nested too deep");
+		return REGISTRY_EFAIL;
+	}
 	return sqlite_simple(h, ST_SAVEPOINT);
 }
 
 static int
-sqlite_release(void *h)
+sqlite_release(void *hv)
 {
+	struct sqlite_handle *h = hv;
+
+	redo_buf_release(&h->rb);
 	return sqlite_simple(h, ST_RELEASE);
 }
 
-/* Undo back to the savepoint and drop it. */
+/* Undo back to the savepoint and drop it, records too. */
 static int
-sqlite_rollback_to(void *h)
+sqlite_rollback_to(void *hv)
 {
-	int rc = sqlite_simple(h, ST_ROLLBACK_TO);
+	struct sqlite_handle *h = hv;
+	int rc;
 
-	if (rc != 0)
+	redo_buf_rollback(&h->rb);
+	if ((rc = sqlite_simple(h, ST_ROLLBACK_TO)) != 0)
 		return rc;
 	return sqlite_simple(h, ST_RELEASE);
 }
@@ -608,22 +794,37 @@ sqlite_patient_record(void *hv, const char *pid, struct registry_arena *a,
 
 static int
 sqlite_ident_insert(
-    void *h, const char *domain, const char *value, const char *pid)
+    void *hv, const char *domain, const char *value, const char *pid)
 {
-	return sqlite_write3(h, ST_IDENT_INSERT, domain, value, pid);
+	struct sqlite_handle *h = hv;
+	int rc = sqlite_write3(h, ST_IDENT_INSERT, domain, value, pid);
+
+	if (rc == 0)
+		SQLITE_LOG(h, REC_IDENT_INSERT, "sss", domain, value, pid);
+	return rc;
 }
 
 static int
-sqlite_ident_delete(void *h, const char *domain, const char *value)
+sqlite_ident_delete(void *hv, const char *domain, const char *value)
 {
-	return sqlite_write3(h, ST_IDENT_DELETE, domain, value, NULL);
+	struct sqlite_handle *h = hv;
+	int rc = sqlite_write3(h, ST_IDENT_DELETE, domain, value, NULL);
+
+	if (rc == 0)
+		SQLITE_LOG(h, REC_IDENT_DELETE, "ss", domain, value);
+	return rc;
 }
 
 static int
 sqlite_ident_move(
-    void *h, const char *domain, const char *value, const char *pid)
+    void *hv, const char *domain, const char *value, const char *pid)
 {
-	return sqlite_write3(h, ST_IDENT_MOVE, domain, value, pid);
+	struct sqlite_handle *h = hv;
+	int rc = sqlite_write3(h, ST_IDENT_MOVE, domain, value, pid);
+
+	if (rc == 0)
+		SQLITE_LOG(h, REC_IDENT_MOVE, "sss", domain, value, pid);
+	return rc;
 }
 
 /* Call cb(domain, value) for each row of an identifier query on key. */
@@ -738,11 +939,17 @@ sqlite_patient_insert(
 	struct sqlite_handle *h = hv;
 	sqlite3_stmt *s = sqlite_stmt(h, ST_PATIENT_INSERT);
 
+	int rc;
+
 	if (s == NULL)
 		return REGISTRY_EFAIL;
 	sqlite_bind_patient(s, p);
 	sqlite3_bind_int64(s, 9, now_ms);
-	return sqlite_exec_stmt(h, ST_PATIENT_INSERT, s);
+	if ((rc = sqlite_exec_stmt(h, ST_PATIENT_INSERT, s)) == 0)
+		SQLITE_LOG(h, REC_PATIENT_INSERT, "ssisssisi", p->id, p->name,
+		    (int64_t)p->sex, p->birth_date, p->phone, p->address,
+		    (int64_t)p->version, p->merged_into, (int64_t)now_ms);
+	return rc;
 }
 
 static int
@@ -751,10 +958,16 @@ sqlite_patient_update(void *hv, const struct registry_patient *p)
 	struct sqlite_handle *h = hv;
 	sqlite3_stmt *s = sqlite_stmt(h, ST_PATIENT_UPDATE);
 
+	int rc;
+
 	if (s == NULL)
 		return REGISTRY_EFAIL;
 	sqlite_bind_patient(s, p);
-	return sqlite_exec_stmt(h, ST_PATIENT_UPDATE, s);
+	if ((rc = sqlite_exec_stmt(h, ST_PATIENT_UPDATE, s)) == 0)
+		SQLITE_LOG(h, REC_PATIENT_UPDATE, "ssisssis", p->id, p->name,
+		    (int64_t)p->sex, p->birth_date, p->phone, p->address,
+		    (int64_t)p->version, p->merged_into);
+	return rc;
 }
 
 static int
@@ -821,6 +1034,8 @@ sqlite_event_append(void *hv, struct registry_event *ev)
 	if ((rc = sqlite_exec_stmt(h, ST_EVENT_APPEND, s)) != 0)
 		return rc;
 	ev->seq = (uint64_t)sqlite3_last_insert_rowid(h->db);
+	SQLITE_LOG(h, REC_EVENT_APPEND, "isssis", (int64_t)ev->seq, ev->op,
+	    ev->patient_id, ev->actor, (int64_t)ev->time_ms, ev->detail);
 	return 0;
 }
 
@@ -878,6 +1093,7 @@ sqlite_hospital_put(
 {
 	struct sqlite_handle *h = hv;
 	sqlite3_stmt *s = sqlite_stmt(h, ST_HOSPITAL_PUT);
+	int rc;
 
 	if (s == NULL)
 		return REGISTRY_EFAIL;
@@ -886,7 +1102,11 @@ sqlite_hospital_put(
 	sqlite3_bind_int(s, 3, hosp->role);
 	sqlite3_bind_int(s, 4, hosp->active);
 	sqlite3_bind_int64(s, 5, now_ms);
-	return sqlite_exec_stmt(h, ST_HOSPITAL_PUT, s);
+	if ((rc = sqlite_exec_stmt(h, ST_HOSPITAL_PUT, s)) == 0)
+		SQLITE_LOG(h, REC_HOSPITAL_PUT, "ssiii", hosp->code, hosp->name,
+		    (int64_t)hosp->role, (int64_t)hosp->active,
+		    (int64_t)now_ms);
+	return rc;
 }
 
 static int
@@ -927,6 +1147,8 @@ sqlite_merge_insert(void *hv, const char *survivor, const char *duplicate,
 	if ((rc = sqlite_exec_stmt(h, ST_MERGE_INSERT, s)) != 0)
 		return rc;
 	*merge_id = sqlite3_last_insert_rowid(h->db);
+	SQLITE_LOG(h, REC_MERGE_INSERT, "issi", (int64_t)*merge_id, survivor,
+	    duplicate, (int64_t)seq);
 	return 0;
 }
 
@@ -936,13 +1158,17 @@ sqlite_merge_ident_insert(
 {
 	struct sqlite_handle *h = hv;
 	sqlite3_stmt *s = sqlite_stmt(h, ST_MERGE_IDENT_INSERT);
+	int rc;
 
 	if (s == NULL)
 		return REGISTRY_EFAIL;
 	sqlite3_bind_int64(s, 1, merge_id);
 	sqlite_text(s, 2, domain);
 	sqlite_text(s, 3, value);
-	return sqlite_exec_stmt(h, ST_MERGE_IDENT_INSERT, s);
+	if ((rc = sqlite_exec_stmt(h, ST_MERGE_IDENT_INSERT, s)) == 0)
+		SQLITE_LOG(h, REC_MERGE_IDENT_INSERT, "iss", (int64_t)merge_id,
+		    domain, value);
+	return rc;
 }
 
 static int
@@ -981,11 +1207,14 @@ sqlite_merge_undo(void *hv, int64_t merge_id)
 {
 	struct sqlite_handle *h = hv;
 	sqlite3_stmt *s = sqlite_stmt(h, ST_MERGE_UNDO);
+	int rc;
 
 	if (s == NULL)
 		return REGISTRY_EFAIL;
 	sqlite3_bind_int64(s, 1, merge_id);
-	return sqlite_exec_stmt(h, ST_MERGE_UNDO, s);
+	if ((rc = sqlite_exec_stmt(h, ST_MERGE_UNDO, s)) == 0)
+		SQLITE_LOG(h, REC_MERGE_UNDO, "i", (int64_t)merge_id);
+	return rc;
 }
 
 static int
@@ -1021,6 +1250,250 @@ sqlite_counts(
 			    REGISTRY_EFAIL);
 	}
 	return sqlite_done(h, ST_COUNT_DOMAINS, s, rc, 0);
+}
+
+/* Apply one redo entry's records (logging off); 0 or an error. */
+static int
+sqlite_redo_apply(struct sqlite_handle *h, const uint8_t *p, size_t len)
+{
+	struct redo_reader r = {p, p + len, 0};
+	struct registry_patient pt;
+	struct registry_hospital hosp;
+	sqlite3_stmt *s;
+	const char *a, *b, *c;
+	int64_t id;
+	int type, rc = 0;
+
+	while (rc == 0 && (type = redo_get_type(&r)) != -1) {
+		switch (type) {
+		case REC_IDENT_INSERT:
+		case REC_IDENT_MOVE:
+			a = redo_get_str(&r);
+			b = redo_get_str(&r);
+			c = redo_get_str(&r);
+			if (r.bad)
+				break;
+			rc = type == REC_IDENT_INSERT
+			    ? sqlite_ident_insert(h, a, b, c)
+			    : sqlite_ident_move(h, a, b, c);
+			break;
+		case REC_IDENT_DELETE:
+			a = redo_get_str(&r);
+			b = redo_get_str(&r);
+			if (!r.bad)
+				rc = sqlite_ident_delete(h, a, b);
+			break;
+		case REC_PATIENT_INSERT:
+		case REC_PATIENT_UPDATE:
+			memset(&pt, 0, sizeof(pt));
+			registry_copy(pt.id, redo_get_str(&r), sizeof(pt.id));
+			pt.name = (char *)redo_get_str(&r);
+			pt.sex = (int)redo_get_int(&r);
+			pt.birth_date = (char *)redo_get_str(&r);
+			pt.phone = (char *)redo_get_str(&r);
+			pt.address = (char *)redo_get_str(&r);
+			pt.version = (uint64_t)redo_get_int(&r);
+			registry_copy(pt.merged_into, redo_get_str(&r),
+			    sizeof(pt.merged_into));
+			if (type == REC_PATIENT_UPDATE) {
+				if (!r.bad)
+					rc = sqlite_patient_update(h, &pt);
+				break;
+			}
+			id = redo_get_int(&r);
+			if (!r.bad)
+				rc = sqlite_patient_insert(h, &pt, id);
+			break;
+		case REC_EVENT_APPEND:
+			if ((s = sqlite_stmt(h, ST_EVENT_REPLAY)) == NULL)
+				return REGISTRY_EFAIL;
+			sqlite3_bind_int64(s, 6, redo_get_int(&r));
+			sqlite_text(s, 1, redo_get_str(&r));
+			sqlite_text(s, 2, redo_get_str(&r));
+			sqlite_text(s, 3, redo_get_str(&r));
+			sqlite3_bind_int64(s, 4, redo_get_int(&r));
+			sqlite_text(s, 5, redo_get_str(&r));
+			if (r.bad) {
+				sqlite3_clear_bindings(s);
+				break;
+			}
+			rc = sqlite_exec_stmt(h, ST_EVENT_REPLAY, s);
+			break;
+		case REC_HOSPITAL_PUT:
+			hosp.code = redo_get_str(&r);
+			hosp.name = redo_get_str(&r);
+			hosp.role = (int)redo_get_int(&r);
+			hosp.active = (int)redo_get_int(&r);
+			id = redo_get_int(&r);
+			if (!r.bad)
+				rc = sqlite_hospital_put(h, &hosp, id);
+			break;
+		case REC_MERGE_INSERT:
+			if ((s = sqlite_stmt(h, ST_MERGE_REPLAY)) == NULL)
+				return REGISTRY_EFAIL;
+			sqlite3_bind_int64(s, 4, redo_get_int(&r));
+			sqlite_text(s, 1, redo_get_str(&r));
+			sqlite_text(s, 2, redo_get_str(&r));
+			sqlite3_bind_int64(s, 3, redo_get_int(&r));
+			if (r.bad) {
+				sqlite3_clear_bindings(s);
+				break;
+			}
+			rc = sqlite_exec_stmt(h, ST_MERGE_REPLAY, s);
+			break;
+		case REC_MERGE_IDENT_INSERT:
+			id = redo_get_int(&r);
+			a = redo_get_str(&r);
+			b = redo_get_str(&r);
+			if (!r.bad)
+				rc = sqlite_merge_ident_insert(h, id, a, b);
+			break;
+		case REC_MERGE_UNDO:
+			id = redo_get_int(&r);
+			if (!r.bad)
+				rc = sqlite_merge_undo(h, id);
+			break;
+		default:
+			r.bad = 1;
+			break;
+		}
+	}
+	if (rc == 0 && r.bad) {
+		log_warnx("sqlite: malformed redo record");
+		rc = REGISTRY_EFAIL;
+	}
+	return rc;
+}
+
+/* Replay one entry in its own transaction, with its sequence number. */
+static int
+sqlite_redo_entry(void *arg, uint64_t seq, const uint8_t *p, size_t len)
+{
+	struct sqlite_handle *h = arg;
+	sqlite3_stmt *s;
+
+	if (sqlite_simple(h, ST_BEGIN_IMMEDIATE) != 0)
+		return -1;
+	if (sqlite_redo_apply(h, p, len) != 0 ||
+	    (s = sqlite_stmt(h, ST_REDO_SET)) == NULL)
+		goto fail;
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)seq);
+	if (sqlite_exec_stmt(h, ST_REDO_SET, s) != 0 ||
+	    sqlite_simple(h, ST_COMMIT) != 0)
+		goto fail;
+	return 0;
+fail:
+	sqlite_rollback(h);
+	return -1;
+}
+
+/*
+ * Pair the database with log id: stored with a synced commit before any
+ * entry goes into that log, so a power loss cannot leave the database
+ * naming an older log while the new one holds acknowledged entries.
+ */
+static int
+sqlite_redo_pair(struct sqlite_handle *h, uint64_t id)
+{
+	sqlite3_stmt *s = sqlite_stmt(h, ST_REDO_PAIR);
+	int rc;
+
+	if (s == NULL)
+		return -1;
+	sqlite3_exec(h->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)id);
+	rc = sqlite_exec_stmt(h, ST_REDO_PAIR, s);
+	sqlite3_exec(h->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
+	return rc == 0 ? 0 : -1;
+}
+
+/*
+ * The redo log of the database at path: <path>-redo, made when missing. A
+ * log that is not the one the database was paired with (the database was
+ * copied or re-created beside an old log) holds nothing for it: it is set
+ * aside as <path>-redo.orphan, never replayed.
+ */
+static struct redo *
+sqlite_redo_file(const char *path, uint64_t log_id, char *err, size_t errlen)
+{
+	size_t n = strlen(path);
+	char *rpath, *orphan;
+	struct redo *r = NULL;
+
+	if ((rpath = malloc(n + sizeof(SQLITE_REDO_SUFFIX) + 7)) == NULL ||
+	    (orphan = malloc(n + sizeof(SQLITE_REDO_SUFFIX) + 7)) == NULL) {
+		free(rpath);
+		snprintf(err, errlen, "%s: out of memory", path);
+		return NULL;
+	}
+	snprintf(rpath, n + sizeof(SQLITE_REDO_SUFFIX), "%s%s", path,
+	    SQLITE_REDO_SUFFIX);
+	snprintf(
+	    orphan, n + sizeof(SQLITE_REDO_SUFFIX) + 7, "%s.orphan", rpath);
+	if ((r = redo_open(rpath, err, errlen)) != NULL && !redo_created(r) &&
+	    redo_id(r) != log_id) {
+		log_warnx("redo %s: not this registry's log (%016llx, want "
+			  "%016llx); set aside as %s",
+		    rpath, (unsigned long long)redo_id(r),
+		    (unsigned long long)log_id, orphan);
+		redo_close(r);
+		r = NULL;
+		if (rename(rpath, orphan) == -1)
+			snprintf(err, errlen, "%s: cannot set it aside as %s",
+			    rpath, orphan);
+		else
+			r = redo_open(rpath, err, errlen);
+	}
+	free(rpath);
+	free(orphan);
+	return r;
+}
+
+/*
+ * The writer's open: open <db>-redo, replay every entry above the one the
+ * database holds, checkpoint it all into the file and start the log again.
+ * A crash during this replays the rest next time: each entry commits with
+ * its sequence number.
+ */
+static int
+sqlite_redo_open(
+    struct sqlite_handle *h, const char *path, char *err, size_t errlen)
+{
+	sqlite3_stmt *s;
+	uint64_t applied = 0, log_id = 0;
+	int rc, nlog = -1, nckpt = -1;
+
+	if ((s = sqlite_stmt(h, ST_REDO_GET)) == NULL) {
+		snprintf(err, errlen, "%s: no redo_state table", path);
+		return -1;
+	}
+	if ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		applied = (uint64_t)sqlite3_column_int64(s, 0);
+		log_id = (uint64_t)sqlite3_column_int64(s, 1);
+	}
+	if (sqlite_done(h, ST_REDO_GET, s, rc, 0) != 0) {
+		snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(h->db));
+		return -1;
+	}
+	if ((h->redo = sqlite_redo_file(path, log_id, err, errlen)) == NULL)
+		return -1;
+	if (redo_id(h->redo) != log_id &&
+	    sqlite_redo_pair(h, redo_id(h->redo)) == -1) {
+		snprintf(err, errlen, "%s: cannot note its redo log: %s", path,
+		    sqlite3_errmsg(h->db));
+		return -1;
+	}
+	if (redo_replay(h->redo, applied, sqlite_redo_entry, h, err, errlen) ==
+	    -1)
+		return -1;
+	rc = sqlite3_wal_checkpoint_v2(
+	    h->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &nlog, &nckpt);
+	if (rc == SQLITE_OK && nlog >= 0 && nckpt == nlog)
+		redo_restart(h->redo);
+	sqlite3_wal_hook(h->db, sqlite_wal_hook, h);
+	h->ckpt_at = SQLITE_CKPT_FRAMES;
+	h->logging = 1;
+	return 0;
 }
 
 const struct registry_backend registry_sqlite = {
