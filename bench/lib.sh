@@ -137,6 +137,13 @@ cpu_ticks() {
 	awk -v kids="${2:-}" '{ t = $14 + $15; if (kids != "") t += $16 + $17; print t }' "/proc/$1/stat"
 }
 
+# CPU time of this script's waited-for children so far, in clock ticks: read
+# before and after a command substitution, the difference is what the command
+# (and its helpers, such as a grep it pipes into) used.
+child_ticks() {
+	awk '{ print $16 + $17 }' "/proc/$$/stat"
+}
+
 # Microseconds of CPU per request: ticks used, requests answered.
 cpu_us_per_req() {
 	awk -v t="$1" -v n="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN { if (n + 0 == 0) print "nan"; else printf "%.1f\n", t * 1e6 / hz / n }'

@@ -8,7 +8,9 @@
 #   bench/lookups-vs-redis.sh [KEYS]     (default 10000)
 #   env: RUNS (3), SECONDS_PER_RUN (10), CONNS (50), DEPTHS ("1 16"),
 #        BROKER_THREADS (nproc), BENCH_THREADS (1), AUDIT=1 to run the
-#        broker with --audit-log, ONECARD_BIN_DIR (build/bin)
+#        broker with --audit-log, CLIENT_CPU=1 to add the load
+#        generators' CPU per request (onecard-bench, redis-benchmark) as two
+#        more columns, ONECARD_BIN_DIR (build/bin)
 
 source "$(dirname "$0")/lib.sh"
 
@@ -57,14 +59,24 @@ awk -v n="$KEYS" 'BEGIN {
 # --- runs -------------------------------------------------------------------
 echo "# lookups vs Redis GET: $KEYS keys, $CONNS connections, ${SECONDS_PER_RUN}s x $RUNS runs, medians"
 machine_line
-printf "%-6s %14s %10s %14s %10s %8s %8s %10s %10s\n" depth broker_req/s p99_ms redis_req/s p99_ms rate_x p99_x broker_cpu redis_cpu
+fmt="%-6s %14s %10s %14s %10s %8s %8s %10s %10s"
+cols=(depth broker_req/s p99_ms redis_req/s p99_ms rate_x p99_x broker_cpu redis_cpu)
+if [ -n "${CLIENT_CPU:-}" ]; then
+	fmt="$fmt %10s %10s"
+	cols+=(bench_cpu rbench_cpu)
+fi
+# shellcheck disable=SC2059
+printf "$fmt\n" "${cols[@]}"
 for depth in $DEPTHS; do
-	b_rate=() b_p99=() r_rate=() r_p99=() b_cpu=() r_cpu=()
+	b_rate=() b_p99=() r_rate=() r_p99=() b_cpu=() r_cpu=() bc_cpu=() rc_cpu=()
 	for run in $(seq "$RUNS"); do
 		t0=$(cpu_ticks "$BROKER_PID")
+		c0=$(child_ticks)
 		out=$(bench --op lookup --assume-populated --keys "$KEYS" \
 			-c "$CONNS" -P "$depth" -d "$SECONDS_PER_RUN") || die "onecard-bench failed: $out"
+		c1=$(child_ticks)
 		b_cpu+=("$(cpu_us_per_req $(($(cpu_ticks "$BROKER_PID") - t0)) "$(echo "$out" | json_get requests)")")
+		bc_cpu+=("$(cpu_us_per_req $((c1 - c0)) "$(echo "$out" | json_get requests)")")
 		rate=$(echo "$out" | json_get throughput)
 		b_rate+=("$rate")
 		b_p99+=("$(echo "$out" | json_get p99_ms)")
@@ -72,17 +84,27 @@ for depth in $DEPTHS; do
 		# As many GETs as the broker answered in the same time.
 		n=$(awk -v r="$rate" -v s="$SECONDS_PER_RUN" 'BEGIN { n = int(r * s); print n < 20000 ? 20000 : n }')
 		t0=$(cpu_ticks "$REDIS_PID")
+		c0=$(child_ticks)
 		csv=$(redis-benchmark -p "$RPORT" "${REDIS_TLS[@]}" -c "$CONNS" -P "$depth" \
 			-n "$n" -r "$KEYS" -t get --csv 2>/dev/null | grep '^"GET"')
+		c1=$(child_ticks)
 		r_cpu+=("$(cpu_us_per_req $(($(cpu_ticks "$REDIS_PID") - t0)) "$n")")
+		rc_cpu+=("$(cpu_us_per_req $((c1 - c0)) "$n")")
 		r_rate+=("$(echo "$csv" | cut -d, -f2 | tr -d '"')")
 		r_p99+=("$(echo "$csv" | cut -d, -f7 | tr -d '"')")
-		note "depth $depth run $run: broker ${b_rate[-1]}/s p99 ${b_p99[-1]} ms ${b_cpu[-1]} us CPU/req; redis ${r_rate[-1]}/s p99 ${r_p99[-1]} ms ${r_cpu[-1]} us CPU/req"
+		note "depth $depth run $run: broker ${b_rate[-1]}/s p99 ${b_p99[-1]} ms ${b_cpu[-1]} us CPU/req; redis ${r_rate[-1]}/s p99 ${r_p99[-1]} ms ${r_cpu[-1]} us CPU/req${CLIENT_CPU:+; clients ${bc_cpu[-1]} / ${rc_cpu[-1]} us CPU/req}"
 	done
 	mb=$(median "${b_rate[@]}") mbp=$(median "${b_p99[@]}")
 	mr=$(median "${r_rate[@]}") mrp=$(median "${r_p99[@]}")
-	printf "%-6s %14s %10s %14s %10s %8s %8s %10s %10s\n" "$depth" "$mb" "$mbp" "$mr" "$mrp" \
-		"$(ratio "$mb" "$mr")" "$(ratio "$mbp" "$mrp")" "$(median "${b_cpu[@]}")" "$(median "${r_cpu[@]}")"
+	row=("$depth" "$mb" "$mbp" "$mr" "$mrp" "$(ratio "$mb" "$mr")" "$(ratio "$mbp" "$mrp")"
+		"$(median "${b_cpu[@]}")" "$(median "${r_cpu[@]}")")
+	[ -n "${CLIENT_CPU:-}" ] && row+=("$(median "${bc_cpu[@]}")" "$(median "${rc_cpu[@]}")")
+	# shellcheck disable=SC2059
+	printf "$fmt\n" "${row[@]}"
 done
 echo "(rate_x = broker/redis, higher is better; p99_x = broker/redis, lower is better;"
 echo " *_cpu = server CPU microseconds per request, all threads, user + system)"
+if [ -n "${CLIENT_CPU:-}" ]; then
+	echo "(bench_cpu = onecard-bench, rbench_cpu = redis-benchmark: the load"
+	echo " generator's CPU microseconds per request, connects included)"
+fi
