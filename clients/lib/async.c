@@ -34,7 +34,8 @@
 
 struct async_req {
 	uint64_t id;
-	onecard_reply_cb cb;
+	onecard_reply_cb cb;   /* wants the decoded reply, or */
+	onecard_raw_cb raw_cb; /* wants its bytes */
 	void *arg;
 };
 
@@ -47,7 +48,8 @@ enum async_state {
 struct onecard_async {
 	struct event_base *base;
 	struct bufferevent *bev;
-	SSL_CTX *ctx;
+	struct client_tls *tls; /* shared with connections like this one */
+	int resumed;            /* the handshake resumed a session */
 	enum async_state state;
 	int failed_err;
 	struct timeval call_tv;
@@ -147,7 +149,7 @@ async_free(struct onecard_async *ac)
 		freeaddrinfo(ac->ai);
 	if (ac->early != NULL)
 		evbuffer_free(ac->early);
-	SSL_CTX_free(ac->ctx);
+	client_tls_put(ac->tls);
 	free(ac->q);
 	free(ac);
 }
@@ -181,9 +183,13 @@ static void
 async_fail(struct onecard_async *ac, int err)
 {
 	struct async_req r;
+	SSL *ssl;
 
 	if (ac->state == ASYNC_FAILED)
 		return;
+	if (ac->state == ASYNC_CONNECTING && ac->bev != NULL &&
+	    (ssl = bufferevent_openssl_get_ssl(ac->bev)) != NULL)
+		client_tls_done(ssl, 0);
 	ac->state = ASYNC_FAILED;
 	ac->failed_err = err;
 	if (ac->bev != NULL) {
@@ -197,7 +203,10 @@ async_fail(struct onecard_async *ac, int err)
 		r = ac->q[ac->q_head];
 		ac->q_head = (ac->q_head + 1) % ac->q_cap;
 		ac->q_count--;
-		r.cb(NULL, err, r.arg);
+		if (r.raw_cb != NULL)
+			r.raw_cb(NULL, err, r.arg);
+		else
+			r.cb(NULL, err, r.arg);
 	}
 	ac->depth--;
 }
@@ -246,17 +255,101 @@ async_error_text(struct onecard_async *ac, const char *what, int sockerr)
 	return nssl;
 }
 
-/* Hand each whole reply frame in the input to its callback. */
+/* The time now, CLOCK_MONOTONIC, in nanoseconds. */
+static uint64_t
+async_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* Fail the connection for a reply that could not be read. */
+static void
+async_bad_reply(struct onecard_async *ac, const char *why, uint64_t id)
+{
+	if (id != 0)
+		snprintf(ac->err, sizeof ac->err,
+		    "reply id %llu does not match the oldest request",
+		    (unsigned long long)id);
+	else
+		snprintf(ac->err, sizeof ac->err, "%s", why);
+	async_fail(ac, ONECARD_EPROTO);
+}
+
+/* Hand one reply body to the oldest request's callback: as bytes when it
+ * asked for them (only id and code decoded), else decoded. 0, or -1 when
+ * the connection failed. */
+static int
+async_reply(
+    struct onecard_async *ac, const uint8_t *body, size_t len, uint64_t now)
+{
+	struct onecard_raw_reply raw;
+	Onecard__V1__Reply *reply;
+	struct async_req r;
+	int over_cap = 0;
+
+	if (client_reply_scan(body, len, &raw.id, &raw.code) == -1) {
+		async_bad_reply(ac, "reply is not a valid message", 0);
+		return -1;
+	}
+	if (raw.id == 0) {
+		/* Answers no request: keep its reason for the close that
+		 * usually follows. */
+		reply = wire_reply_unpack(
+		    body, len, len * WIRE_MEM_FACTOR + 65536, &over_cap);
+		if (reply == NULL) {
+			async_bad_reply(ac, "reply is not a valid message", 0);
+			return -1;
+		}
+		snprintf(ac->err, sizeof ac->err, "broker: %s: %s",
+		    wire_code_name(reply->code), reply->message);
+		wire_reply_free(reply);
+		return 0;
+	}
+	if (ac->q_count == 0 || ac->q[ac->q_head].id != raw.id) {
+		async_bad_reply(ac, NULL, raw.id);
+		return -1;
+	}
+	r = ac->q[ac->q_head];
+	if (r.raw_cb != NULL) {
+		ac->q_head = (ac->q_head + 1) % ac->q_cap;
+		ac->q_count--;
+		if (ac->q_count == 0)
+			async_set_timeout(ac);
+		raw.body = body;
+		raw.len = len;
+		raw.recv_ns = now;
+		r.raw_cb(&raw, ONECARD_OK, r.arg);
+		return 0;
+	}
+	reply = wire_reply_unpack(
+	    body, len, len * WIRE_MEM_FACTOR + 65536, &over_cap);
+	if (reply == NULL) {
+		async_bad_reply(ac, "reply is not a valid message", 0);
+		return -1;
+	}
+	ac->q_head = (ac->q_head + 1) % ac->q_cap;
+	ac->q_count--;
+	if (ac->q_count == 0)
+		async_set_timeout(ac);
+	r.cb(reply, ONECARD_OK, r.arg);
+	wire_reply_free(reply);
+	return 0;
+}
+
+/* Hand each whole reply frame in the input to its callback. One clock
+ * reading stamps every reply of the pass (recv_ns). */
 static void
 async_readcb(struct bufferevent *bev, void *arg)
 {
 	struct onecard_async *ac = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
-	Onecard__V1__Reply *reply;
-	struct async_req r;
+	uint64_t now = async_now_ns();
 	size_t body_len;
 	uint8_t *p;
-	int over_cap = 0;
+	int r;
 
 	ac->depth++;
 	while (ac->state == ASYNC_READY && !ac->closing) {
@@ -274,40 +367,16 @@ async_readcb(struct bufferevent *bev, void *arg)
 			break;
 		}
 		p = evbuffer_pullup(in, WIRE_HEADER_LEN + body_len);
-		reply = p == NULL
-		    ? NULL
-		    : wire_reply_unpack(p + WIRE_HEADER_LEN, body_len,
-			  body_len * WIRE_MEM_FACTOR + 65536, &over_cap);
+		if (p == NULL) {
+			snprintf(ac->err, sizeof ac->err, "out of memory");
+			async_fail(ac, ONECARD_ENOMEM);
+			goto out;
+		}
+		r = async_reply(ac, p + WIRE_HEADER_LEN, body_len, now);
+		/* A failure freed the bufferevent and its input with it. */
+		if (r == -1 || ac->state != ASYNC_READY)
+			goto out;
 		evbuffer_drain(in, WIRE_HEADER_LEN + body_len);
-		if (reply == NULL) {
-			snprintf(ac->err, sizeof ac->err,
-			    "reply is not a valid message");
-			async_fail(ac, ONECARD_EPROTO);
-			goto out;
-		}
-		if (reply->id == 0) {
-			/* Answers no request: keep its reason for the close
-			 * that usually follows. */
-			snprintf(ac->err, sizeof ac->err, "broker: %s: %s",
-			    wire_code_name(reply->code), reply->message);
-			wire_reply_free(reply);
-			continue;
-		}
-		if (ac->q_count == 0 || ac->q[ac->q_head].id != reply->id) {
-			snprintf(ac->err, sizeof ac->err,
-			    "reply id %llu does not match the oldest request",
-			    (unsigned long long)reply->id);
-			wire_reply_free(reply);
-			async_fail(ac, ONECARD_EPROTO);
-			goto out;
-		}
-		r = ac->q[ac->q_head];
-		ac->q_head = (ac->q_head + 1) % ac->q_cap;
-		ac->q_count--;
-		if (ac->q_count == 0)
-			async_set_timeout(ac);
-		r.cb(reply, ONECARD_OK, r.arg);
-		wire_reply_free(reply);
 	}
 out:
 	ac->depth--;
@@ -321,9 +390,13 @@ async_eventcb(struct bufferevent *bev, short what, void *arg)
 {
 	struct onecard_async *ac = arg;
 	int sockerr = EVUTIL_SOCKET_ERROR(), nssl, err;
+	SSL *ssl;
 
 	ac->depth++;
 	if (what & BEV_EVENT_CONNECTED) {
+		ssl = bufferevent_openssl_get_ssl(ac->bev);
+		client_tls_done(ssl, 1);
+		ac->resumed = SSL_session_reused(ssl) == 1;
 		ac->state = ASYNC_READY;
 		ac->err[0] = '\0';
 		bufferevent_set_timeouts(ac->bev, NULL, NULL);
@@ -521,11 +594,11 @@ onecard_async_connect(struct event_base *base,
 		    "broker address \"%s\" is not HOST:PORT", opt.broker);
 		goto fail;
 	}
-	if ((ac->ctx = client_tls_ctx(&opt, ac->err, sizeof ac->err)) == NULL)
+	if ((ac->tls = client_tls_get(&opt, ac->err, sizeof ac->err)) == NULL)
 		goto fail;
-	ac->ssl = client_tls_new(ac->ctx,
-	    opt.server_name != NULL ? opt.server_name : host, ac->err,
-	    sizeof ac->err);
+	ac->ssl = client_tls_new(ac->tls,
+	    opt.server_name != NULL ? opt.server_name : host, opt.broker,
+	    ac->err, sizeof ac->err);
 	if (ac->ssl == NULL)
 		goto fail;
 	memset(&hints, 0, sizeof hints);
@@ -551,8 +624,8 @@ fail:
 
 /* Remember a request awaiting its reply. */
 static int
-async_push(
-    struct onecard_async *ac, uint64_t id, onecard_reply_cb cb, void *arg)
+async_push(struct onecard_async *ac, uint64_t id, onecard_reply_cb cb,
+    onecard_raw_cb raw_cb, void *arg)
 {
 	struct async_req *q;
 	size_t i, cap;
@@ -569,16 +642,25 @@ async_push(
 		ac->q_head = 0;
 	}
 	ac->q[(ac->q_head + ac->q_count) % ac->q_cap] =
-	    (struct async_req){id, cb, arg};
+	    (struct async_req){id, cb, raw_cb, arg};
 	ac->q_count++;
 	return 0;
 }
 
-int
-onecard_async_send(struct onecard_async *ac, Onecard__V1__Request *req,
-    onecard_reply_cb cb, void *arg)
+/* Where requests go: the bufferevent, or the queue kept until TLS is up. */
+static struct evbuffer *
+async_out(struct onecard_async *ac)
 {
-	if (ac == NULL || req == NULL || cb == NULL || ac->closing)
+	return ac->bev != NULL ? bufferevent_get_output(ac->bev) : ac->early;
+}
+
+/* What onecard_async_send and onecard_async_send_raw share. */
+static int
+async_send_msg(struct onecard_async *ac, Onecard__V1__Request *req,
+    onecard_reply_cb cb, onecard_raw_cb raw_cb, void *arg)
+{
+	if (ac == NULL || req == NULL || (cb == NULL && raw_cb == NULL) ||
+	    ac->closing)
 		return ONECARD_EINVAL;
 	if (ac->state == ASYNC_FAILED)
 		return ac->failed_err;
@@ -594,17 +676,84 @@ onecard_async_send(struct onecard_async *ac, Onecard__V1__Request *req,
 		snprintf(ac->err, sizeof ac->err, "request is too large");
 		return ONECARD_EINVAL;
 	}
-	if (async_push(ac, req->id, cb, arg) == -1)
+	if (async_push(ac, req->id, cb, raw_cb, arg) == -1)
 		return ONECARD_ENOMEM;
-	if (wire_append(
-		ac->bev != NULL ? bufferevent_get_output(ac->bev) : ac->early,
-		&req->base) == -1) {
+	if (wire_append(async_out(ac), &req->base) == -1) {
 		ac->q_count--;
 		return ONECARD_ENOMEM;
 	}
 	if (ac->q_count == 1)
 		async_set_timeout(ac);
 	return ONECARD_OK;
+}
+
+int
+onecard_async_send(struct onecard_async *ac, Onecard__V1__Request *req,
+    onecard_reply_cb cb, void *arg)
+{
+	return async_send_msg(ac, req, cb, NULL, arg);
+}
+
+int
+onecard_async_send_raw(struct onecard_async *ac, Onecard__V1__Request *req,
+    onecard_raw_cb cb, void *arg)
+{
+	return async_send_msg(ac, req, NULL, cb, arg);
+}
+
+int
+onecard_async_send_encoded(struct onecard_async *ac, const void *body,
+    size_t len, uint64_t *idp, onecard_raw_cb cb, void *arg)
+{
+	uint8_t head[WIRE_HEADER_LEN + 11], *p;
+	uint64_t id, v;
+	size_t n;
+
+	if (ac == NULL || (body == NULL && len > 0) || cb == NULL ||
+	    ac->closing)
+		return ONECARD_EINVAL;
+	if (ac->state == ASYNC_FAILED)
+		return ac->failed_err;
+	/* The frame: length, then Request.id (field 1, varint) ahead of the
+	 * caller's fields; a decoder takes fields in any order. */
+	id = ac->next_id;
+	p = head + WIRE_HEADER_LEN;
+	*p++ = 0x08;
+	for (v = id; v >= 0x80; v >>= 7)
+		*p++ = (uint8_t)(v | 0x80);
+	*p++ = (uint8_t)v;
+	n = (size_t)(p - head - WIRE_HEADER_LEN) + len;
+	if (len == 0 || n > ac->max_frame || n > UINT32_MAX) {
+		snprintf(ac->err, sizeof ac->err,
+		    len == 0 ? "request has no op" : "request is too large");
+		return ONECARD_EINVAL;
+	}
+	head[0] = (uint8_t)(n >> 24);
+	head[1] = (uint8_t)(n >> 16);
+	head[2] = (uint8_t)(n >> 8);
+	head[3] = (uint8_t)n;
+	if (async_push(ac, id, NULL, cb, arg) == -1)
+		return ONECARD_ENOMEM;
+	if (evbuffer_add(async_out(ac), head, (size_t)(p - head)) == -1 ||
+	    evbuffer_add(async_out(ac), body, len) == -1) {
+		/* A header without its body would desynchronize the stream. */
+		snprintf(ac->err, sizeof ac->err, "out of memory");
+		ac->q_count--;
+		async_fail(ac, ONECARD_ENOMEM);
+		return ONECARD_ENOMEM;
+	}
+	ac->next_id++;
+	if (idp != NULL)
+		*idp = id;
+	if (ac->q_count == 1)
+		async_set_timeout(ac);
+	return ONECARD_OK;
+}
+
+int
+onecard_async_session_reused(const struct onecard_async *ac)
+{
+	return ac != NULL && ac->resumed;
 }
 
 void

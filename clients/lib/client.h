@@ -9,6 +9,7 @@
 #define ONECARD_CLIENT_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <openssl/ssl.h>
 
@@ -32,13 +33,26 @@ void client_errf(char *buf, size_t len, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Append OpenSSL's queued reasons to buf; clears the queue. */
 void client_err_append_ssl(char *buf, size_t len);
+/* Read Reply.id and Reply.code out of a Reply body, checking only that its
+ * top-level fields are well formed. 0 or -1. */
+int client_reply_scan(const uint8_t *body, size_t len, uint64_t *id, int *code);
 
 /* client_tls.c */
-/* A client SSL_CTX for opt (TLS 1.2+, CA, certificate, key). */
-SSL_CTX *client_tls_ctx(
+/* A shared client TLS context and its sessions, one per configuration. */
+struct client_tls;
+/* The context for opt (TLS 1.2+, CA, certificate, key), shared with every
+ * connection of the same configuration; NULL with err set. */
+struct client_tls *client_tls_get(
     const struct onecard_options *opt, char *err, size_t errlen);
-/* An SSL that checks the broker's certificate names host (name or IP). */
-SSL *client_tls_new(SSL_CTX *ctx, const char *host, char *err, size_t errlen);
+/* Let go of a context client_tls_get gave. */
+void client_tls_put(struct client_tls *t);
+/* An SSL that checks the broker's certificate names host (name or IP) and
+ * offers the session kept for host at broker, if any. */
+SSL *client_tls_new(struct client_tls *t, const char *host, const char *broker,
+    char *err, size_t errlen);
+/* The handshake ended: ok counts it (and whether it resumed); a failure
+ * forgets the session it offered. */
+void client_tls_done(SSL *ssl, int ok);
 /* Attach fd to ssl through a socket BIO that never raises SIGPIPE; the
  * caller keeps owning fd. 0 or -1. */
 int client_tls_set_socket(SSL *ssl, int fd);

@@ -8,11 +8,28 @@
  * it writes with MSG_NOSIGNAL so a broker that hangs up gives an error code
  * instead of killing the caller with SIGPIPE. It never does I/O itself:
  * conn.c and async.c drive the handshake.
+ *
+ * Building an SSL_CTX reads and parses three PEM files (milliseconds of
+ * CPU), so connections share one per configuration: the same CA,
+ * certificate and key paths, with the files unchanged on disk (device,
+ * inode, size and modification time; a renewed certificate makes a fresh
+ * context). Each shared context keeps the broker's latest session per peer
+ * (broker address and checked name), captured as it arrives (TLS 1.3 sends
+ * tickets after the handshake), and offers it to the next connection to that
+ * peer: a resumed handshake skips the certificate exchange and its public-key
+ * work on both sides. A session offered and refused is forgotten. Contexts
+ * nobody uses stay cached, at most TLS_CACHE_MAX of them, so a program that
+ * reconnects also resumes; one mutex guards the cache, as the bench's threads
+ * share it.
  */
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <arpa/inet.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/err.h>
@@ -20,8 +37,56 @@
 
 #include "client.h"
 
-SSL_CTX *
-client_tls_ctx(const struct onecard_options *opt, char *err, size_t errlen)
+#define TLS_CACHE_MAX 8 /* contexts kept, in use or not */
+#define TLS_PEERS     8 /* sessions kept per context, one per peer */
+#define TLS_PEER_LEN  300
+
+/* Who a file is on disk: a change means the context must be rebuilt. */
+struct tls_file_id {
+	dev_t dev;
+	ino_t ino;
+	off_t size;
+	struct timespec mtime;
+};
+
+struct tls_peer {
+	char name[TLS_PEER_LEN]; /* "server_name@broker"; "" when free */
+	uint64_t tag;            /* changes each time the slot is reassigned */
+	SSL_SESSION *sess;
+};
+
+struct client_tls {
+	SSL_CTX *ctx;
+	char *ca, *cert, *key;
+	struct tls_file_id id[3];
+	int refs;
+	int stale;     /* a file changed: never handed out again */
+	uint64_t used; /* LRU clock */
+	struct tls_peer peer[TLS_PEERS];
+	struct client_tls *next;
+};
+
+static pthread_mutex_t tls_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct client_tls *tls_cache;
+static uint64_t tls_clock, tls_tag;
+static _Atomic uint64_t tls_contexts, tls_handshakes, tls_resumed;
+static int tls_ex_ctx = -1, tls_ex_ssl = -1;
+static pthread_once_t tls_ex_once = PTHREAD_ONCE_INIT;
+
+/* Reserve the ex_data slots that lead from an SSL_CTX to its client_tls and
+ * from an SSL to the peer slot it may fill. */
+static void
+tls_ex_init(void)
+{
+	tls_ex_ctx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+	tls_ex_ssl = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+}
+
+static int tls_new_session(SSL *, SSL_SESSION *);
+
+/* A fresh client SSL_CTX for opt (TLS 1.2+, CA, certificate, key). */
+static SSL_CTX *
+tls_ctx_build(const struct onecard_options *opt, char *err, size_t errlen)
 {
 	SSL_CTX *ctx;
 
@@ -47,6 +112,10 @@ client_tls_ctx(const struct onecard_options *opt, char *err, size_t errlen)
 	    SSL_MODE_ENABLE_PARTIAL_WRITE |
 		SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	/* We keep the sessions ourselves (per peer), not OpenSSL's cache. */
+	SSL_CTX_set_session_cache_mode(
+	    ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+	SSL_CTX_sess_set_new_cb(ctx, tls_new_session);
 	if (SSL_CTX_load_verify_locations(ctx, opt->ca, NULL) != 1) {
 		client_errf(err, errlen, "CA file %s", opt->ca);
 		goto fail;
@@ -71,16 +140,236 @@ fail:
 	return NULL;
 }
 
-SSL *
-client_tls_new(SSL_CTX *ctx, const char *host, char *err, size_t errlen)
+/* Identify path on disk into id; -1 when it cannot be read. */
+static int
+tls_file_id(const char *path, struct tls_file_id *id)
 {
+	struct stat st;
+
+	if (stat(path, &st) == -1)
+		return -1;
+	memset(id, 0, sizeof *id);
+	id->dev = st.st_dev;
+	id->ino = st.st_ino;
+	id->size = st.st_size;
+	id->mtime = st.st_mtim;
+	return 0;
+}
+
+/* Free a context nobody uses any more. */
+static void
+tls_free(struct client_tls *t)
+{
+	for (int i = 0; i < TLS_PEERS; i++)
+		SSL_SESSION_free(t->peer[i].sess);
+	SSL_CTX_free(t->ctx);
+	free(t->ca);
+	free(t->cert);
+	free(t->key);
+	free(t);
+}
+
+/* Drop unused contexts that are stale, then the least recently used unused
+ * ones while more than TLS_CACHE_MAX are kept. Under tls_lock. */
+static void
+tls_trim(void)
+{
+	struct client_tls **pp, **lru;
+	int n = 0;
+
+	for (pp = &tls_cache; *pp != NULL;) {
+		if ((*pp)->refs == 0 && (*pp)->stale) {
+			struct client_tls *t = *pp;
+
+			*pp = t->next;
+			tls_free(t);
+			continue;
+		}
+		n++;
+		pp = &(*pp)->next;
+	}
+	while (n > TLS_CACHE_MAX) {
+		lru = NULL;
+		for (pp = &tls_cache; *pp != NULL; pp = &(*pp)->next)
+			if ((*pp)->refs == 0 &&
+			    (lru == NULL || (*pp)->used < (*lru)->used))
+				lru = pp;
+		if (lru == NULL)
+			break; /* every one is in use */
+		struct client_tls *t = *lru;
+		*lru = t->next;
+		tls_free(t);
+		n--;
+	}
+}
+
+struct client_tls *
+client_tls_get(const struct onecard_options *opt, char *err, size_t errlen)
+{
+	struct tls_file_id id[3];
+	struct client_tls *t;
+	SSL_CTX *ctx;
+
+	pthread_once(&tls_ex_once, tls_ex_init);
+	if (opt->ca != NULL && opt->cert != NULL && opt->key != NULL &&
+	    tls_file_id(opt->ca, &id[0]) == 0 &&
+	    tls_file_id(opt->cert, &id[1]) == 0 &&
+	    tls_file_id(opt->key, &id[2]) == 0) {
+		pthread_mutex_lock(&tls_lock);
+		for (t = tls_cache; t != NULL; t = t->next) {
+			if (t->stale || strcmp(t->ca, opt->ca) != 0 ||
+			    strcmp(t->cert, opt->cert) != 0 ||
+			    strcmp(t->key, opt->key) != 0)
+				continue;
+			if (memcmp(t->id, id, sizeof id) != 0) {
+				t->stale = 1; /* renewed on disk */
+				continue;
+			}
+			t->refs++;
+			t->used = ++tls_clock;
+			pthread_mutex_unlock(&tls_lock);
+			return t;
+		}
+		pthread_mutex_unlock(&tls_lock);
+	} else
+		memset(id, 0, sizeof id); /* tls_ctx_build says why */
+
+	/* Built outside the lock: it reads files. Two threads may both build
+	 * one; both are kept and used, which is harmless. */
+	if ((ctx = tls_ctx_build(opt, err, errlen)) == NULL)
+		return NULL;
+	if ((t = calloc(1, sizeof *t)) == NULL ||
+	    (t->ca = strdup(opt->ca)) == NULL ||
+	    (t->cert = strdup(opt->cert)) == NULL ||
+	    (t->key = strdup(opt->key)) == NULL) {
+		client_errf(err, errlen, "out of memory");
+		if (t != NULL) {
+			free(t->ca);
+			free(t->cert);
+			free(t);
+		}
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	t->ctx = ctx;
+	memcpy(t->id, id, sizeof id);
+	t->refs = 1;
+	SSL_CTX_set_ex_data(ctx, tls_ex_ctx, t);
+	atomic_fetch_add(&tls_contexts, 1);
+	pthread_mutex_lock(&tls_lock);
+	t->used = ++tls_clock;
+	t->next = tls_cache;
+	tls_cache = t;
+	tls_trim();
+	pthread_mutex_unlock(&tls_lock);
+	return t;
+}
+
+void
+client_tls_put(struct client_tls *t)
+{
+	if (t == NULL)
+		return;
+	pthread_mutex_lock(&tls_lock);
+	t->refs--;
+	tls_trim();
+	pthread_mutex_unlock(&tls_lock);
+}
+
+/* The slot for peer in t, claimed (and emptied) when none is; under
+ * tls_lock. */
+static struct tls_peer *
+tls_peer_slot(struct client_tls *t, const char *peer)
+{
+	struct tls_peer *p, *victim = &t->peer[0];
+
+	for (int i = 0; i < TLS_PEERS; i++) {
+		p = &t->peer[i];
+		if (strcmp(p->name, peer) == 0)
+			return p;
+		if (p->tag < victim->tag)
+			victim = p; /* the longest unclaimed */
+	}
+	SSL_SESSION_free(victim->sess);
+	victim->sess = NULL;
+	snprintf(victim->name, sizeof victim->name, "%s", peer);
+	victim->tag = ++tls_tag;
+	return victim;
+}
+
+/* OpenSSL has a new session for ssl (after a full handshake, or a TLS 1.3
+ * ticket): keep it for the next connection to the same peer. Returns 1: we
+ * took the reference. */
+static int
+tls_new_session(SSL *ssl, SSL_SESSION *sess)
+{
+	struct client_tls *t =
+	    SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), tls_ex_ctx);
+	uint64_t tag = (uint64_t)(uintptr_t)SSL_get_ex_data(ssl, tls_ex_ssl);
+
+	if (t == NULL || tag == 0 || !SSL_SESSION_is_resumable(sess))
+		return 0;
+	pthread_mutex_lock(&tls_lock);
+	for (int i = 0; i < TLS_PEERS; i++) {
+		if (t->peer[i].tag != tag)
+			continue; /* slot reassigned since: drop the session */
+		SSL_SESSION_free(t->peer[i].sess);
+		t->peer[i].sess = sess;
+		pthread_mutex_unlock(&tls_lock);
+		return 1;
+	}
+	pthread_mutex_unlock(&tls_lock);
+	return 0;
+}
+
+void
+client_tls_done(SSL *ssl, int ok)
+{
+	struct client_tls *t;
+	uint64_t tag;
+
+	if (ok) {
+		atomic_fetch_add(&tls_handshakes, 1);
+		if (SSL_session_reused(ssl))
+			atomic_fetch_add(&tls_resumed, 1);
+		return;
+	}
+	/* Refused: do not offer the same session again. */
+	if (SSL_get0_session(ssl) == NULL ||
+	    (t = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), tls_ex_ctx)) == NULL)
+		return;
+	tag = (uint64_t)(uintptr_t)SSL_get_ex_data(ssl, tls_ex_ssl);
+	pthread_mutex_lock(&tls_lock);
+	for (int i = 0; i < TLS_PEERS; i++) {
+		if (t->peer[i].tag == tag && t->peer[i].sess != NULL) {
+			SSL_SESSION_free(t->peer[i].sess);
+			t->peer[i].sess = NULL;
+		}
+	}
+	pthread_mutex_unlock(&tls_lock);
+}
+
+void
+onecard_tls_stats(struct onecard_tls_stats *st)
+{
+	st->contexts = atomic_load(&tls_contexts);
+	st->handshakes = atomic_load(&tls_handshakes);
+	st->resumed = atomic_load(&tls_resumed);
+}
+
+SSL *
+client_tls_new(struct client_tls *t, const char *host, const char *broker,
+    char *err, size_t errlen)
+{
+	char peer[TLS_PEER_LEN];
 	unsigned char addr[16];
 	X509_VERIFY_PARAM *param;
+	struct tls_peer *p;
 	int is_ip;
 	SSL *ssl;
 
 	ERR_clear_error();
-	if ((ssl = SSL_new(ctx)) == NULL) {
+	if ((ssl = SSL_new(t->ctx)) == NULL) {
 		client_errf(err, errlen, "SSL_new");
 		client_err_append_ssl(err, errlen);
 		return NULL;
@@ -99,6 +388,15 @@ client_tls_new(SSL_CTX *ctx, const char *host, char *err, size_t errlen)
 		    SSL_set_tlsext_host_name(ssl, host) != 1)
 			goto fail;
 	}
+	/* The session is the peer's whose name we check: never offer one
+	 * that was verified for another name. */
+	snprintf(peer, sizeof peer, "%s@%s", host, broker);
+	pthread_mutex_lock(&tls_lock);
+	p = tls_peer_slot(t, peer);
+	SSL_set_ex_data(ssl, tls_ex_ssl, (void *)(uintptr_t)p->tag);
+	if (p->sess != NULL)
+		SSL_set_session(ssl, p->sess);
+	pthread_mutex_unlock(&tls_lock);
 	return ssl;
 fail:
 	client_errf(err, errlen, "cannot check the broker's name %s", host);

@@ -35,7 +35,7 @@
 
 struct onecard_conn {
 	int fd;
-	SSL_CTX *ctx;
+	struct client_tls *tls; /* shared with connections like this one */
 	SSL *ssl;
 	int call_timeout_ms;
 	size_t max_frame;
@@ -268,7 +268,7 @@ conn_free(struct onecard_conn *conn)
 	if (conn == NULL)
 		return;
 	SSL_free(conn->ssl);
-	SSL_CTX_free(conn->ctx);
+	client_tls_put(conn->tls);
 	if (conn->fd != -1)
 		close(conn->fd);
 	free(conn->out);
@@ -311,14 +311,14 @@ onecard_connect(const struct onecard_options *optin, struct onecard_conn **out,
 	conn->next_id = 1;
 	deadline = conn_now_ms() + opt.connect_timeout_ms;
 
-	if ((conn->ctx = client_tls_ctx(&opt, conn->err, sizeof conn->err)) ==
+	if ((conn->tls = client_tls_get(&opt, conn->err, sizeof conn->err)) ==
 	    NULL) {
 		r = ONECARD_EINVAL;
 		goto fail;
 	}
-	conn->ssl = client_tls_new(conn->ctx,
-	    opt.server_name != NULL ? opt.server_name : host, conn->err,
-	    sizeof conn->err);
+	conn->ssl = client_tls_new(conn->tls,
+	    opt.server_name != NULL ? opt.server_name : host, opt.broker,
+	    conn->err, sizeof conn->err);
 	if (conn->ssl == NULL) {
 		r = ONECARD_EINVAL;
 		goto fail;
@@ -329,7 +329,9 @@ onecard_connect(const struct onecard_options *optin, struct onecard_conn **out,
 		r = conn_fail(conn, ONECARD_ENOMEM, "socket BIO");
 		goto fail;
 	}
-	if ((r = conn_handshake(conn, deadline)) != ONECARD_OK)
+	r = conn_handshake(conn, deadline);
+	client_tls_done(conn->ssl, r == ONECARD_OK);
+	if (r != ONECARD_OK)
 		goto fail;
 	*out = conn;
 	return ONECARD_OK;
@@ -351,6 +353,13 @@ onecard_close(struct onecard_conn *conn)
 		ERR_clear_error();
 	}
 	conn_free(conn);
+}
+
+int
+onecard_session_reused(const struct onecard_conn *conn)
+{
+	return conn != NULL && conn->ssl != NULL &&
+	    SSL_session_reused(conn->ssl) == 1;
 }
 
 size_t

@@ -99,6 +99,9 @@ int onecard_recv(struct onecard_conn *conn, Onecard__V1__Reply **reply);
 /* Requests sent whose replies have not been received yet. */
 size_t onecard_pending(const struct onecard_conn *conn);
 
+/* 1 when conn's handshake resumed an earlier connection's TLS session. */
+int onecard_session_reused(const struct onecard_conn *conn);
+
 void onecard_reply_free(Onecard__V1__Reply *reply);
 
 /*
@@ -120,6 +123,56 @@ struct onecard_async *onecard_async_connect(struct event_base *base,
 /* Queue a request; cb runs once with its reply. */
 int onecard_async_send(struct onecard_async *ac, Onecard__V1__Request *req,
     onecard_reply_cb cb, void *arg);
+
+/*
+ * Raw replies, for callers that need little of a reply and many of them (a
+ * load generator, a gateway that forwards replies): only Reply.id and
+ * Reply.code are decoded; body holds the whole Reply message (protobuf, no
+ * length prefix) for the caller to decode if it wants more, for instance
+ * with onecard__v1__reply__unpack. Only the top level of the message has
+ * been checked. reply and body belong to the library and are valid during
+ * the call only; NULL and an error code when the connection failed.
+ * recv_ns is CLOCK_MONOTONIC in nanoseconds, read once per pass over the
+ * bytes received: every reply handed over in one pass shares it, so it
+ * serves as "now" for timing the reply without another clock reading.
+ */
+struct onecard_raw_reply {
+	uint64_t id;
+	int code; /* an ONECARD__V1__CODE__* value */
+	const uint8_t *body;
+	size_t len;
+	uint64_t recv_ns;
+};
+typedef void (*onecard_raw_cb)(
+    const struct onecard_raw_reply *reply, int err, void *arg);
+/* As onecard_async_send, with the reply handed back raw. */
+int onecard_async_send_raw(struct onecard_async *ac, Onecard__V1__Request *req,
+    onecard_raw_cb cb, void *arg);
+/*
+ * Queue a request already encoded: body is an onecard.v1.Request packed
+ * with id 0 (so it holds no id field; protobuf omits a zero), len bytes, no
+ * length prefix. The library adds the frame header and the id it picks
+ * (returned in *id when id is not NULL), so a caller can encode a request
+ * once and send it many times, patching only its own fields. The bytes are
+ * not checked: a body that is not a valid Request is answered by the broker
+ * with id 0 and its callback then waits for the reply timeout.
+ */
+int onecard_async_send_encoded(struct onecard_async *ac, const void *body,
+    size_t len, uint64_t *id, onecard_raw_cb cb, void *arg);
+/* 1 when ac's handshake resumed an earlier connection's TLS session. */
+int onecard_async_session_reused(const struct onecard_async *ac);
+
+/*
+ * Connections share one TLS context per configuration (the same CA,
+ * certificate and key files, unchanged on disk) and resume the broker's TLS
+ * session when they reconnect to it. Counts since the program started.
+ */
+struct onecard_tls_stats {
+	uint64_t contexts;   /* TLS contexts built (files read and parsed) */
+	uint64_t handshakes; /* handshakes completed */
+	uint64_t resumed;    /* of which resumed a session */
+};
+void onecard_tls_stats(struct onecard_tls_stats *st);
 size_t onecard_async_pending(const struct onecard_async *ac);
 /* Text of the last error on ac (a reply with id 0 leaves its reason here). */
 const char *onecard_async_last_error(const struct onecard_async *ac);

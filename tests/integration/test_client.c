@@ -5,10 +5,14 @@
  * checked, blocking calls and pipelined requests get their own replies in
  * order, the async API calls every callback once, timeouts and refused
  * connections fail fast with the right code, and a reply with the wrong id
- * (from a fake broker in this file) is a protocol error.
+ * (from a fake broker in this file) is a protocol error. Also the lean
+ * paths: raw replies, requests sent already encoded, one TLS context shared
+ * per configuration and TLS sessions resumed on reconnect.
  */
 #include <sys/socket.h>
+#include <sys/stat.h>
 
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -874,6 +878,393 @@ writing_to_hung_up_broker_is_an_error_not_sigpipe(void **state)
 	harness_fake_stop(&f);
 }
 
+/* What the raw-reply tests record. */
+struct raw_result {
+	struct event_base *base;
+	int n, want;
+	int errs[8];
+	uint64_t ids[8];
+	int codes[8];
+	uint64_t recv_ns[8];
+	Onecard__V1__Reply *decoded[8]; /* each body, decoded by the test */
+};
+
+/* Record one raw reply and decode its body as a vendor would. */
+static void
+raw_reply(const struct onecard_raw_reply *reply, int err, void *arg)
+{
+	struct raw_result *res = arg;
+	int i = res->n++;
+
+	res->errs[i] = err;
+	if (reply != NULL) {
+		res->ids[i] = reply->id;
+		res->codes[i] = reply->code;
+		res->recv_ns[i] = reply->recv_ns;
+		res->decoded[i] =
+		    onecard__v1__reply__unpack(NULL, reply->len, reply->body);
+	}
+	if (res->n == res->want)
+		event_base_loopexit(res->base, NULL);
+}
+
+/* CLOCK_MONOTONIC now, in nanoseconds. */
+static uint64_t
+mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* Connect as cn on a fresh base; the handle, or a failed test. */
+static struct onecard_async *
+raw_connect(struct raw_result *res, const char *cn)
+{
+	struct onecard_options opt;
+	struct onecard_async *ac;
+
+	memset(res, 0, sizeof *res);
+	res->base = event_base_new();
+	assert_non_null(res->base);
+	harness_options(&h, cn, &opt);
+	ac = onecard_async_connect(res->base, &opt, NULL, NULL);
+	assert_non_null(ac);
+	return ac;
+}
+
+/* Run the loop until every awaited reply came (10 s at most). */
+static void
+raw_wait(struct raw_result *res, int want)
+{
+	struct timeval limit = {10, 0};
+
+	res->want = want;
+	event_base_loopexit(res->base, &limit);
+	event_base_dispatch(res->base);
+	assert_int_equal(res->n, want);
+}
+
+static void
+raw_done(struct raw_result *res, struct onecard_async *ac)
+{
+	for (int i = 0; i < res->n; i++)
+		if (res->decoded[i] != NULL)
+			onecard__v1__reply__free_unpacked(
+			    res->decoded[i], NULL);
+	onecard_async_close(ac);
+	event_base_free(res->base);
+}
+
+static void
+async_raw_reply_gives_id_code_and_whole_body(void **state)
+{
+	struct raw_result res;
+	struct onecard_async *ac = raw_connect(&res, "XC001");
+	Onecard__V1__Request req[2];
+	Onecard__V1__Ping ping;
+	Onecard__V1__Lookup lookup;
+	Onecard__V1__Identifier id;
+	char cnid[19];
+	uint64_t before = mono_ns();
+
+	make_cn_id(cnid, "19700101", 998);
+	set_ping(&req[0], &ping);
+	set_lookup(&req[1], &lookup, &id, "cn-id", cnid);
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(
+		    onecard_async_send_raw(ac, &req[i], raw_reply, &res),
+		    ONECARD_OK);
+	raw_wait(&res, 2);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(res.errs[i], ONECARD_OK);
+		assert_int_equal(res.ids[i], req[i].id);
+		assert_true(res.recv_ns[i] >= before);
+		assert_true(res.recv_ns[i] <= mono_ns());
+		/* The body is the whole reply. */
+		assert_non_null(res.decoded[i]);
+		assert_int_equal(res.decoded[i]->id, req[i].id);
+		assert_int_equal(res.decoded[i]->code, res.codes[i]);
+	}
+	assert_int_equal(res.codes[0], ONECARD__V1__CODE__OK);
+	assert_int_equal(
+	    res.decoded[0]->result_case, ONECARD__V1__REPLY__RESULT_PONG);
+	assert_int_equal(res.codes[1], ONECARD__V1__CODE__NOT_FOUND);
+	raw_done(&res, ac);
+}
+
+static void
+async_encoded_request_gets_an_id_and_its_reply(void **state)
+{
+	struct raw_result res;
+	struct onecard_async *ac = raw_connect(&res, "XC001");
+	Onecard__V1__Request req, full;
+	Onecard__V1__Ping ping;
+	Onecard__V1__Lookup lookup;
+	Onecard__V1__Identifier id;
+	struct async_result ares;
+	struct async_tag tag;
+	uint8_t buf[128];
+	uint64_t got[3] = {0, 0, 0};
+	size_t n;
+
+	/* One encoded lookup of hosp:XC001=MRN-BLOCK-1, sent three times. */
+	set_lookup(&req, &lookup, &id, "hosp:XC001", "MRN-BLOCK-1");
+	assert_int_equal(req.id, 0);
+	n = protobuf_c_message_pack(&req.base, buf);
+	assert_true(n > 0 && n < sizeof buf);
+	assert_int_equal(
+	    onecard_async_send_encoded(ac, buf, n, &got[0], raw_reply, &res),
+	    ONECARD_OK);
+	/* A decoded request in between keeps its place in the order. */
+	memset(&ares, 0, sizeof ares);
+	ares.base = res.base;
+	tag.res = &ares;
+	tag.index = 0;
+	set_ping(&full, &ping);
+	assert_int_equal(
+	    onecard_async_send(ac, &full, async_reply, &tag), ONECARD_OK);
+	assert_int_equal(
+	    onecard_async_send_encoded(ac, buf, n, &got[1], raw_reply, &res),
+	    ONECARD_OK);
+	assert_int_equal(
+	    onecard_async_send_encoded(ac, buf, n, &got[2], raw_reply, &res),
+	    ONECARD_OK);
+	assert_int_equal(onecard_async_pending(ac), 4);
+	assert_true(got[0] != 0 && got[0] < full.id && full.id < got[1] &&
+	    got[1] < got[2]);
+	raw_wait(&res, 3);
+	assert_int_equal(ares.n, 1);
+	assert_int_equal(ares.codes[0], ONECARD__V1__CODE__OK);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(res.errs[i], ONECARD_OK);
+		assert_int_equal(res.ids[i], got[i]);
+		assert_non_null(res.decoded[i]);
+		/* The broker saw the lookup: an answer, not a decode error. */
+		assert_int_not_equal(
+		    res.codes[i], ONECARD__V1__CODE__INVALID_ARGUMENT);
+	}
+	/* Nothing to send is refused, and so is a frame over max_frame. */
+	assert_int_equal(
+	    onecard_async_send_encoded(ac, buf, 0, NULL, raw_reply, &res),
+	    ONECARD_EINVAL);
+	assert_int_equal(onecard_async_pending(ac), 0);
+	raw_done(&res, ac);
+}
+
+static void
+async_encoded_request_over_max_frame_is_refused(void **state)
+{
+	struct onecard_options opt;
+	struct event_base *base = event_base_new();
+	struct onecard_async *ac;
+	struct raw_result res;
+	uint8_t buf[64];
+
+	memset(buf, 0, sizeof buf);
+	memset(&res, 0, sizeof res);
+	harness_options(&h, "XC001", &opt);
+	opt.max_frame = 32;
+	ac = onecard_async_connect(base, &opt, NULL, NULL);
+	assert_non_null(ac);
+	/* 31 bytes and an id of 1 (2 bytes) make 33: one over. */
+	assert_int_equal(
+	    onecard_async_send_encoded(ac, buf, 31, NULL, raw_reply, &res),
+	    ONECARD_EINVAL);
+	assert_non_null(strstr(onecard_async_last_error(ac), "too large"));
+	assert_int_equal(onecard_async_pending(ac), 0);
+	assert_int_equal(
+	    onecard_async_send_encoded(ac, buf, 30, NULL, raw_reply, &res),
+	    ONECARD_OK);
+	onecard_async_close(ac);
+	assert_int_equal(res.n, 1);
+	assert_int_equal(res.errs[0], ONECARD_ECLOSED);
+	event_base_free(base);
+}
+
+/* Connect as cn with opt, ping, and say whether the session was resumed. */
+static int
+async_ping_resumed(struct onecard_options *opt)
+{
+	struct raw_result res;
+	struct onecard_async *ac;
+	Onecard__V1__Request req;
+	Onecard__V1__Ping ping;
+	int reused;
+
+	memset(&res, 0, sizeof res);
+	res.base = event_base_new();
+	ac = onecard_async_connect(res.base, opt, NULL, NULL);
+	assert_non_null(ac);
+	set_ping(&req, &ping);
+	assert_int_equal(
+	    onecard_async_send_raw(ac, &req, raw_reply, &res), ONECARD_OK);
+	raw_wait(&res, 1);
+	assert_int_equal(res.errs[0], ONECARD_OK);
+	assert_int_equal(res.codes[0], ONECARD__V1__CODE__OK);
+	reused = onecard_async_session_reused(ac);
+	raw_done(&res, ac);
+	return reused;
+}
+
+static void
+async_connections_share_one_tls_context(void **state)
+{
+	struct onecard_tls_stats st0, st1, st2;
+	struct onecard_options opt;
+	struct raw_result res;
+	struct onecard_async *ac[6];
+	Onecard__V1__Request req[6];
+	Onecard__V1__Ping ping[6];
+
+	onecard_tls_stats(&st0);
+	memset(&res, 0, sizeof res);
+	res.base = event_base_new();
+	harness_options(&h, "XC002", &opt);
+	for (int i = 0; i < 6; i++) {
+		ac[i] = onecard_async_connect(res.base, &opt, NULL, NULL);
+		assert_non_null(ac[i]);
+		set_ping(&req[i], &ping[i]);
+		assert_int_equal(
+		    onecard_async_send_raw(ac[i], &req[i], raw_reply, &res),
+		    ONECARD_OK);
+	}
+	raw_wait(&res, 6);
+	onecard_tls_stats(&st1);
+	/* At most one context built for six connections (none when an
+	 * earlier test left one for these files). */
+	assert_true(st1.contexts - st0.contexts <= 1);
+	assert_true(st1.handshakes - st0.handshakes >= 6);
+	for (int i = 0; i < 6; i++) {
+		assert_int_equal(res.errs[i], ONECARD_OK);
+		onecard_async_close(ac[i]);
+	}
+	for (int i = 0; i < res.n; i++)
+		onecard__v1__reply__free_unpacked(res.decoded[i], NULL);
+	event_base_free(res.base);
+
+	/* Another configuration (here the same files under another path) is
+	 * another context. */
+	{
+		char cert[512], key[512], ca[512];
+
+		snprintf(cert, sizeof cert, "%s/./XC002.pem", h.certs);
+		snprintf(key, sizeof key, "%s/./XC002.key", h.certs);
+		snprintf(ca, sizeof ca, "%s/./ca.pem", h.certs);
+		opt.cert = cert;
+		opt.key = key;
+		opt.ca = ca;
+		onecard_tls_stats(&st1);
+		async_ping_resumed(&opt);
+		onecard_tls_stats(&st2);
+		assert_int_equal(st2.contexts - st1.contexts, 1);
+	}
+}
+
+static void
+async_reconnect_resumes_tls_session(void **state)
+{
+	struct onecard_tls_stats st0, st1;
+	struct onecard_options opt;
+
+	harness_options(&h, "XC001", &opt);
+	/* The first may resume what an earlier test left; it leaves a
+	 * session for the second either way. */
+	async_ping_resumed(&opt);
+	onecard_tls_stats(&st0);
+	assert_int_equal(async_ping_resumed(&opt), 1);
+	onecard_tls_stats(&st1);
+	assert_int_equal(st1.resumed - st0.resumed, 1);
+}
+
+static void
+blocking_reconnect_resumes_tls_session(void **state)
+{
+	Onecard__V1__Request req;
+	Onecard__V1__Ping ping;
+	Onecard__V1__Reply *reply;
+	struct onecard_conn *conn;
+
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(
+		    harness_connect(&h, "XC002", &conn), ONECARD_OK);
+		/* A round trip also takes in TLS 1.3's tickets. */
+		set_ping(&req, &ping);
+		assert_int_equal(onecard_call(conn, &req, &reply), ONECARD_OK);
+		onecard_reply_free(reply);
+		if (i == 1)
+			assert_int_equal(onecard_session_reused(conn), 1);
+		onecard_close(conn);
+	}
+}
+
+static void
+session_is_not_offered_to_another_broker_name(void **state)
+{
+	struct async_result res;
+	struct async_tag tag;
+	struct onecard_options opt;
+	Onecard__V1__Request req;
+	Onecard__V1__Ping ping;
+	struct timeval limit = {10, 0};
+
+	/* A session for this broker is kept... */
+	harness_options(&h, "XC002", &opt);
+	async_ping_resumed(&opt);
+	/* ...and not offered when the name to check differs, or the check
+	 * would be skipped: the handshake must still fail. */
+	memset(&res, 0, sizeof res);
+	res.base = event_base_new();
+	opt.server_name = "broker.elsewhere.example";
+	res.ac = onecard_async_connect(res.base, &opt, async_connected, &res);
+	tag.res = &res;
+	tag.index = 0;
+	set_ping(&req, &ping);
+	assert_int_equal(
+	    onecard_async_send(res.ac, &req, async_reply, &tag), ONECARD_OK);
+	event_base_loopexit(res.base, &limit);
+	event_base_dispatch(res.base);
+	assert_int_equal(res.connect_err, ONECARD_ETLS);
+	assert_int_equal(onecard_async_session_reused(res.ac), 0);
+	onecard_async_close(res.ac);
+	event_base_free(res.base);
+}
+
+static void
+renewed_certificate_file_gets_a_fresh_context(void **state)
+{
+	struct onecard_tls_stats st0, st1;
+	struct onecard_options opt;
+	struct timespec times[2];
+	char cert[512], key[512], cmd[4096];
+
+	/* A copy of XC001's files that this test may touch. */
+	snprintf(cert, sizeof cert, "%s/renew.pem", h.certs);
+	snprintf(key, sizeof key, "%s/renew.key", h.certs);
+	snprintf(cmd, sizeof cmd,
+	    "cp '%s/XC001.pem' '%s' && cp '%s/XC001.key' '%s'", h.certs, cert,
+	    h.certs, key);
+	assert_int_equal(system(cmd), 0);
+	harness_options(&h, "XC001", &opt);
+	opt.cert = cert;
+	opt.key = key;
+	async_ping_resumed(&opt);
+	onecard_tls_stats(&st0);
+	async_ping_resumed(&opt);
+	onecard_tls_stats(&st1);
+	assert_int_equal(st1.contexts, st0.contexts); /* unchanged: shared */
+
+	/* Renewed: a later modification time. */
+	clock_gettime(CLOCK_REALTIME, &times[0]);
+	times[0].tv_sec += 10;
+	times[1] = times[0];
+	assert_int_equal(utimensat(AT_FDCWD, cert, times, 0), 0);
+	assert_int_equal(async_ping_resumed(&opt), 0);
+	onecard_tls_stats(&st1);
+	assert_int_equal(st1.contexts, st0.contexts + 1);
+}
+
 int
 main(void)
 {
@@ -902,6 +1293,14 @@ main(void)
 	    cmocka_unit_test(close_sends_close_notify),
 	    cmocka_unit_test(writing_to_hung_up_broker_is_an_error_not_sigpipe),
 	    cmocka_unit_test(broker_restart_keeps_enrolled_patients),
+	    cmocka_unit_test(async_raw_reply_gives_id_code_and_whole_body),
+	    cmocka_unit_test(async_encoded_request_gets_an_id_and_its_reply),
+	    cmocka_unit_test(async_encoded_request_over_max_frame_is_refused),
+	    cmocka_unit_test(async_connections_share_one_tls_context),
+	    cmocka_unit_test(async_reconnect_resumes_tls_session),
+	    cmocka_unit_test(blocking_reconnect_resumes_tls_session),
+	    cmocka_unit_test(session_is_not_offered_to_another_broker_name),
+	    cmocka_unit_test(renewed_certificate_file_gets_a_fresh_context),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
