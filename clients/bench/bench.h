@@ -142,6 +142,11 @@ struct bench {
 	atomic_int connected, connect_failed, threads_idle, conns_lost;
 	atomic_int errors_told;
 
+	/* Requests encoded once with id 0 (load.c): libonecard adds the id,
+	 * a lookup gets its cn-id copied in at lookup_key_at. */
+	uint8_t ping_req[16], lookup_req[64];
+	size_t ping_len, lookup_len, lookup_key_at;
+
 	struct bench_thread **t;
 };
 
