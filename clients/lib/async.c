@@ -3,17 +3,28 @@
  * loop (onecard-bench).
  *
  * Owns the TCP connect (its own step, so a refused or unreachable broker
- * reads as ECONNECT with the reason), then one bufferevent_openssl, the queue
- * of callbacks waiting for replies (in the order the requests were sent) and
- * the connect callback. Every callback handed in is called exactly once:
- * with its reply, or with NULL and an error when the connection fails or is
- * closed. A callback may call onecard_async_send or onecard_async_close; the
- * handle is then freed only once the library is back out of its callbacks.
+ * reads as ECONNECT with the reason), then the TLS connection driven
+ * directly on the socket's events, the queue of callbacks waiting for
+ * replies (in the order the requests were sent) and the connect callback.
+ * Every callback handed in is called exactly once: with its reply, or with
+ * NULL and an error when the connection fails or is closed. A callback may
+ * call onecard_async_send or onecard_async_close; the handle is then freed
+ * only once the library is back out of its callbacks.
+ *
+ * The I/O is plain so that it stays cheap per request: a read pass reads
+ * what the socket holds (read-ahead on, so one read call fetches many
+ * records, and no read that would only say EAGAIN), hands every whole reply
+ * to its callback, and then writes every request queued meanwhile, the
+ * callbacks' included, with one SSL_write. The socket's write event is armed
+ * only while a write is blocked; requests queued outside a pass are written
+ * by a deferred flush in the same loop iteration, so a burst of sends is
+ * still one write. Never touched by another thread than the loop's.
  */
 #include <sys/socket.h>
 #include <sys/types.h>
 
 #include <errno.h>
+#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -23,14 +34,15 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <openssl/err.h>
 
 #include "client.h"
 #include "wire.h"
+
+#define ASYNC_IN_MIN   4096  /* first input buffer */
+#define ASYNC_IN_ROOM  1024  /* least free space handed to SSL_read */
+#define ASYNC_BUF_KEEP 65536 /* an empty buffer larger than this is freed */
 
 struct async_req {
 	uint64_t id;
@@ -47,9 +59,11 @@ enum async_state {
 
 struct onecard_async {
 	struct event_base *base;
-	struct bufferevent *bev;
 	struct client_tls *tls; /* shared with connections like this one */
-	int resumed;            /* the handshake resumed a session */
+	SSL *ssl;
+	int fd;
+	int tls_started; /* the handshake began on fd */
+	int resumed;     /* the handshake resumed a session */
 	enum async_state state;
 	int failed_err;
 	struct timeval call_tv;
@@ -62,18 +76,26 @@ struct onecard_async {
 	struct async_req *q; /* ring of requests awaiting replies */
 	size_t q_head, q_count, q_cap;
 
+	uint8_t *in; /* bytes read; from in_off on not handed over yet */
+	size_t in_off, in_len, in_cap;
+	uint8_t *out; /* frames queued; from out_off on not written yet */
+	size_t out_off, out_len, out_cap;
+
+	struct event *rd_ev;    /* the socket is readable (persistent) */
+	struct event *wr_ev;    /* writable: armed while a write is blocked */
+	struct event *tmo_ev;   /* handshake deadline, then reply timeout */
+	struct event *flush_ev; /* made active to write what was queued */
+	struct event *start_ev;
+	struct event *tcp_ev;
+	int wr_armed;
+	int in_pass; /* inside a read pass: it writes when it ends */
+
 	int depth;   /* how deep we are inside user callbacks */
 	int closing; /* onecard_async_close was called inside a callback */
-	struct event *start_ev;
 	char err[ONECARD_ERRLEN];
 
-	/* Until TLS starts: the addresses left to try, the socket being
-	 * connected, its SSL and the requests queued meanwhile. */
+	/* Until TCP is up: the addresses left to try. */
 	struct addrinfo *ai, *ai_next;
-	int fd;
-	struct event *tcp_ev;
-	SSL *ssl;
-	struct evbuffer *early;
 	long long connect_deadline; /* ms, monotonic: TCP and TLS share it */
 	char addr[300];
 };
@@ -81,6 +103,9 @@ struct onecard_async {
 static void async_fail(struct onecard_async *, int);
 static void async_tcpcb(evutil_socket_t, short, void *);
 static int async_tls_start(struct onecard_async *);
+static int async_flush(struct onecard_async *);
+static int async_reply(
+    struct onecard_async *, const uint8_t *, size_t, uint64_t);
 
 /* Milliseconds on a monotonic clock. */
 static long long
@@ -90,6 +115,16 @@ async_now_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The time now, CLOCK_MONOTONIC, in nanoseconds. */
+static uint64_t
+async_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
 /* What is left of the connect timeout (at least 1 ms). */
@@ -120,48 +155,69 @@ onecard_async_pending(const struct onecard_async *ac)
 	return ac->q_count;
 }
 
-/* Drop the connect in progress, if any. */
+/* Free an event if there is one. */
 static void
-async_drop_tcp(struct onecard_async *ac)
+async_event_free(struct event **ev)
 {
-	if (ac->tcp_ev != NULL) {
-		event_free(ac->tcp_ev);
-		ac->tcp_ev = NULL;
+	if (*ev != NULL) {
+		event_free(*ev);
+		*ev = NULL;
 	}
+}
+
+/* Drop the socket, its TLS state and its events. */
+static void
+async_drop_io(struct onecard_async *ac)
+{
+	async_event_free(&ac->tcp_ev);
+	async_event_free(&ac->rd_ev);
+	async_event_free(&ac->wr_ev);
+	async_event_free(&ac->tmo_ev);
+	async_event_free(&ac->flush_ev);
+	ac->wr_armed = 0;
+	SSL_free(ac->ssl);
+	ac->ssl = NULL;
 	if (ac->fd != -1) {
 		close(ac->fd);
 		ac->fd = -1;
 	}
-	SSL_free(ac->ssl);
-	ac->ssl = NULL;
 }
 
 /* Free everything ac holds. */
 static void
 async_free(struct onecard_async *ac)
 {
-	if (ac->bev != NULL)
-		bufferevent_free(ac->bev);
-	if (ac->start_ev != NULL)
-		event_free(ac->start_ev);
-	async_drop_tcp(ac);
+	async_drop_io(ac);
+	async_event_free(&ac->start_ev);
 	if (ac->ai != NULL)
 		freeaddrinfo(ac->ai);
-	if (ac->early != NULL)
-		evbuffer_free(ac->early);
 	client_tls_put(ac->tls);
 	free(ac->q);
+	free(ac->in);
+	free(ac->out);
 	free(ac);
 }
 
-/* Arm the reply timeout while replies are owed, disarm it otherwise. */
+/* Leave the library's callbacks: free ac if it was closed inside one. */
+static void
+async_leave(struct onecard_async *ac)
+{
+	ac->depth--;
+	if (ac->closing && ac->depth == 0)
+		async_free(ac);
+}
+
+/* Arm the reply timeout while replies are owed, disarm it otherwise; each
+ * call restarts it, so it measures silence. */
 static void
 async_set_timeout(struct onecard_async *ac)
 {
-	if (ac->bev == NULL || ac->state != ASYNC_READY)
+	if (ac->state != ASYNC_READY || ac->tmo_ev == NULL)
 		return;
-	bufferevent_set_timeouts(
-	    ac->bev, ac->q_count > 0 ? &ac->call_tv : NULL, NULL);
+	if (ac->q_count > 0)
+		event_add(ac->tmo_ev, &ac->call_tv);
+	else
+		event_del(ac->tmo_ev);
 }
 
 /* Call the connect callback once. */
@@ -183,20 +239,14 @@ static void
 async_fail(struct onecard_async *ac, int err)
 {
 	struct async_req r;
-	SSL *ssl;
 
 	if (ac->state == ASYNC_FAILED)
 		return;
-	if (ac->state == ASYNC_CONNECTING && ac->bev != NULL &&
-	    (ssl = bufferevent_openssl_get_ssl(ac->bev)) != NULL)
-		client_tls_done(ssl, 0);
+	if (ac->state == ASYNC_CONNECTING && ac->tls_started && ac->ssl != NULL)
+		client_tls_done(ac->ssl, 0);
 	ac->state = ASYNC_FAILED;
 	ac->failed_err = err;
-	if (ac->bev != NULL) {
-		bufferevent_free(ac->bev);
-		ac->bev = NULL;
-	}
-	async_drop_tcp(ac);
+	async_drop_io(ac);
 	ac->depth++;
 	async_connected(ac, err);
 	while (ac->q_count > 0) {
@@ -211,58 +261,562 @@ async_fail(struct onecard_async *ac, int err)
 	ac->depth--;
 }
 
-/* Collect the reasons for a bufferevent error into ac->err; returns how
- * many came from OpenSSL. */
+/*
+ * Turn an SSL call's failure into an onecard_err with its reason in ac->err
+ * (what names the step), or 0 when it only has to wait: *want says for
+ * what (EV_READ or EV_WRITE).
+ */
 static int
-async_error_text(struct onecard_async *ac, const char *what, int sockerr)
+async_ssl_error(struct onecard_async *ac, int r, const char *what, short *want)
 {
-	unsigned long e;
-	int nssl = 0;
+	int e = SSL_get_error(ac->ssl, r), sockerr = errno;
 	size_t n;
-	SSL *ssl;
 
-	snprintf(ac->err, sizeof ac->err, "%s", what);
-	while (ac->bev != NULL &&
-	    (e = bufferevent_get_openssl_error(ac->bev)) != 0) {
-		if (ERR_GET_LIB(e) == 0)
-			continue; /* libevent's copy of SSL_get_error() */
-		if (ERR_SYSTEM_ERROR(e)) {
-			/* A socket error OpenSSL saw: the TCP layer's. */
-			if (sockerr == 0)
-				sockerr = ERR_GET_REASON(e);
-			continue;
+	switch (e) {
+	case SSL_ERROR_WANT_READ:
+		*want = EV_READ;
+		return 0;
+	case SSL_ERROR_WANT_WRITE:
+		*want = EV_WRITE;
+		return 0;
+	case SSL_ERROR_ZERO_RETURN:
+		break; /* close_notify */
+	case SSL_ERROR_SYSCALL:
+		if (ERR_peek_error() != 0)
+			goto tls;
+		if (sockerr == 0 || sockerr == ECONNRESET || sockerr == EPIPE)
+			break;
+		snprintf(
+		    ac->err, sizeof ac->err, "%s: %s", what, strerror(sockerr));
+		return ONECARD_EIO;
+	default:
+		/* A peer that hangs up without close_notify has closed. */
+		if (ERR_GET_REASON(ERR_peek_last_error()) ==
+		    SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+			ERR_clear_error();
+			break;
 		}
-		nssl++;
-		n = strlen(ac->err);
-		if (n + 3 < sizeof ac->err)
-			snprintf(ac->err + n, sizeof ac->err - n, ": %s",
-			    ERR_reason_error_string(e) != NULL
-				? ERR_reason_error_string(e)
-				: "OpenSSL error");
+		goto tls;
 	}
+	/* The broker closed. An id-0 reply may have said why already. */
+	if (ac->err[0] == '\0' || ac->state == ASYNC_CONNECTING)
+		snprintf(ac->err, sizeof ac->err,
+		    "%s: the broker closed the connection", what);
+	return ONECARD_ECLOSED;
+tls:
+	snprintf(ac->err, sizeof ac->err, "%s", what);
 	client_err_append_ssl(ac->err, sizeof ac->err);
-	if (ac->bev != NULL &&
-	    (ssl = bufferevent_openssl_get_ssl(ac->bev)) != NULL &&
-	    SSL_get_verify_result(ssl) != X509_V_OK) {
-		nssl++;
-		client_tls_verify_reason(ssl, ac->err, sizeof ac->err);
-	}
-	if (sockerr != 0 && nssl == 0) {
+	client_tls_verify_reason(ac->ssl, ac->err, sizeof ac->err);
+	if (e == SSL_ERROR_SYSCALL && sockerr != 0) {
 		n = strlen(ac->err);
 		snprintf(
 		    ac->err + n, sizeof ac->err - n, ": %s", strerror(sockerr));
 	}
-	return nssl;
+	return ONECARD_ETLS;
 }
 
-/* The time now, CLOCK_MONOTONIC, in nanoseconds. */
-static uint64_t
-async_now_ns(void)
+/* Arm or disarm the write event. */
+static void
+async_want_write(struct onecard_async *ac, int on)
 {
-	struct timespec ts;
+	if (on == ac->wr_armed || ac->wr_ev == NULL)
+		return;
+	if (on)
+		event_add(ac->wr_ev, NULL);
+	else
+		event_del(ac->wr_ev);
+	ac->wr_armed = on;
+}
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+/* Drive the handshake one step: done, waiting, or failed. */
+static void
+async_handshake(struct onecard_async *ac)
+{
+	short want = 0;
+	int r;
+
+	ERR_clear_error();
+	errno = 0;
+	r = SSL_do_handshake(ac->ssl);
+	if (r != 1) {
+		if ((r = async_ssl_error(ac, r, "TLS handshake", &want)) == 0) {
+			async_want_write(ac, want == EV_WRITE);
+			return;
+		}
+		/* A hang-up during the handshake is TLS refusing us (say,
+		 * our certificate was refused). */
+		client_tls_verify_reason(ac->ssl, ac->err, sizeof ac->err);
+		async_fail(ac, ONECARD_ETLS);
+		return;
+	}
+	client_tls_done(ac->ssl, 1);
+	ac->resumed = SSL_session_reused(ac->ssl) == 1;
+	ac->state = ASYNC_READY;
+	ac->err[0] = '\0';
+	async_want_write(ac, 0);
+	event_del(ac->tmo_ev);
+	async_connected(ac, ONECARD_OK);
+	if (ac->state == ASYNC_READY && !ac->closing) {
+		async_set_timeout(ac);
+		async_flush(ac);
+	}
+}
+
+/* Make room for at least ASYNC_IN_ROOM more bytes of input. 0 or -1. */
+static int
+async_in_room(struct onecard_async *ac)
+{
+	size_t used = ac->in_len - ac->in_off, cap;
+	uint8_t *p;
+
+	if (used == 0)
+		ac->in_off = ac->in_len = 0;
+	if (ac->in_cap - ac->in_len >= ASYNC_IN_ROOM)
+		return 0;
+	if (ac->in_off > 0) {
+		memmove(ac->in, ac->in + ac->in_off, used);
+		ac->in_off = 0;
+		ac->in_len = used;
+		if (ac->in_cap - ac->in_len >= ASYNC_IN_ROOM)
+			return 0;
+	}
+	cap = ac->in_cap == 0 ? ASYNC_IN_MIN : ac->in_cap * 2;
+	if ((p = realloc(ac->in, cap)) == NULL)
+		return -1;
+	ac->in = p;
+	ac->in_cap = cap;
+	return 0;
+}
+
+/* Hand every whole reply in the input to its callback. 0, or -1 when the
+ * connection failed. */
+static int
+async_frames(struct onecard_async *ac, uint64_t now)
+{
+	size_t body_len;
+	const uint8_t *body;
+
+	while (ac->state == ASYNC_READY && !ac->closing) {
+		switch (wire_peek(ac->in + ac->in_off, ac->in_len - ac->in_off,
+		    ac->max_frame, &body_len)) {
+		case WIRE_NEED_MORE:
+			return 0;
+		case WIRE_EMPTY:
+		case WIRE_OVERSIZE:
+			snprintf(ac->err, sizeof ac->err,
+			    "reply frame empty or over %zu bytes",
+			    ac->max_frame);
+			async_fail(ac, ONECARD_EPROTO);
+			return -1;
+		case WIRE_FRAME:
+			break;
+		}
+		/* Consumed before the callback; the bytes stay put until the
+		 * pass ends, as nothing reads meanwhile. */
+		body = ac->in + ac->in_off + WIRE_HEADER_LEN;
+		ac->in_off += WIRE_HEADER_LEN + body_len;
+		if (async_reply(ac, body, body_len, now) == -1)
+			return -1;
+	}
+	return 0;
+}
+
+/* Read what the socket holds, hand the replies over, then write what the
+ * callbacks queued. */
+static void
+async_read_pass(struct onecard_async *ac)
+{
+	uint64_t now = async_now_ns();
+	short want = 0;
+	int r;
+
+	ac->in_pass = 1;
+	for (;;) {
+		if (async_in_room(ac) == -1) {
+			snprintf(ac->err, sizeof ac->err, "out of memory");
+			async_fail(ac, ONECARD_ENOMEM);
+			goto out;
+		}
+		ERR_clear_error();
+		errno = 0;
+		r = SSL_read(ac->ssl, ac->in + ac->in_len,
+		    (int)(ac->in_cap - ac->in_len > INT_MAX
+			    ? INT_MAX
+			    : ac->in_cap - ac->in_len));
+		if (r > 0) {
+			ac->in_len += (size_t)r;
+			if (async_frames(ac, now) == -1 ||
+			    ac->state != ASYNC_READY || ac->closing)
+				goto out;
+			/* Read again only for bytes already fetched: a read
+			 * that would find the socket empty is saved, and the
+			 * level-triggered event says when more arrive. */
+			if (!SSL_has_pending(ac->ssl))
+				break;
+			continue;
+		}
+		if ((r = async_ssl_error(ac, r, "connection", &want)) != 0) {
+			async_fail(ac, r);
+			goto out;
+		}
+		if (want == EV_WRITE)
+			async_want_write(ac, 1);
+		break;
+	}
+	if (ac->in_off == ac->in_len && ac->in_cap > ASYNC_BUF_KEEP) {
+		free(ac->in);
+		ac->in = NULL;
+		ac->in_cap = ac->in_off = ac->in_len = 0;
+	}
+	async_set_timeout(ac);
+	ac->in_pass = 0;
+	async_flush(ac);
+out:
+	ac->in_pass = 0;
+}
+
+/*
+ * Write every queued frame with as few SSL_writes as TLS allows (one, below
+ * 16 KiB). 0, or -1 when the connection failed.
+ */
+static int
+async_flush(struct onecard_async *ac)
+{
+	size_t left;
+	short want = 0;
+	int r;
+
+	if (ac->state != ASYNC_READY)
+		return 0;
+	while ((left = ac->out_len - ac->out_off) > 0) {
+		ERR_clear_error();
+		errno = 0;
+		r = SSL_write(ac->ssl, ac->out + ac->out_off,
+		    (int)(left > INT_MAX ? INT_MAX : left));
+		if (r > 0) {
+			ac->out_off += (size_t)r;
+			continue;
+		}
+		if ((r = async_ssl_error(ac, r, "connection", &want)) != 0) {
+			async_fail(ac, r);
+			return -1;
+		}
+		async_want_write(ac, want == EV_WRITE);
+		return 0;
+	}
+	ac->out_off = ac->out_len = 0;
+	if (ac->out_cap > ASYNC_BUF_KEEP) {
+		free(ac->out);
+		ac->out = NULL;
+		ac->out_cap = 0;
+	}
+	async_want_write(ac, 0);
+	return 0;
+}
+
+/* The socket is readable: the handshake goes on, or replies came. */
+static void
+async_readcb(evutil_socket_t fd, short what, void *arg)
+{
+	struct onecard_async *ac = arg;
+
+	ac->depth++;
+	if (ac->state == ASYNC_CONNECTING)
+		async_handshake(ac);
+	else if (ac->state == ASYNC_READY)
+		async_read_pass(ac);
+	async_leave(ac);
+}
+
+/* The socket is writable again (a write or the handshake was blocked). */
+static void
+async_writecb(evutil_socket_t fd, short what, void *arg)
+{
+	struct onecard_async *ac = arg;
+
+	ac->depth++;
+	if (ac->state == ASYNC_CONNECTING)
+		async_handshake(ac);
+	else
+		async_flush(ac);
+	async_leave(ac);
+}
+
+/* Requests were queued outside a read pass: write them. */
+static void
+async_flushcb(evutil_socket_t fd, short what, void *arg)
+{
+	struct onecard_async *ac = arg;
+
+	ac->depth++;
+	async_flush(ac);
+	async_leave(ac);
+}
+
+/* The handshake's deadline passed, or no reply came in time. */
+static void
+async_timeoutcb(evutil_socket_t fd, short what, void *arg)
+{
+	struct onecard_async *ac = arg;
+
+	ac->depth++;
+	snprintf(ac->err, sizeof ac->err, "%s timed out",
+	    ac->state == ASYNC_CONNECTING ? "TLS handshake" : "reply");
+	async_fail(ac, ONECARD_ETIMEDOUT);
+	async_leave(ac);
+}
+
+/* Start a non-blocking TCP connect to the next address; 0 or -1 with
+ * ac->err set. */
+static int
+async_tcp_next(struct onecard_async *ac)
+{
+	const struct addrinfo *ai;
+	struct timeval tv;
+	int fd, one = 1;
+
+	while ((ai = ac->ai_next) != NULL) {
+		ac->ai_next = ai->ai_next;
+		fd = socket(ai->ai_family,
+		    ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
+		    ai->ai_protocol);
+		if (fd == -1) {
+			snprintf(ac->err, sizeof ac->err, "socket: %s",
+			    strerror(errno));
+			continue;
+		}
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == -1 &&
+		    errno != EINPROGRESS) {
+			snprintf(ac->err, sizeof ac->err, "connect to %s: %s",
+			    ac->addr, strerror(errno));
+			close(fd);
+			continue;
+		}
+		ac->fd = fd;
+		tv = async_connect_left(ac);
+		ac->tcp_ev = event_new(ac->base, fd, EV_WRITE, async_tcpcb, ac);
+		if (ac->tcp_ev == NULL || event_add(ac->tcp_ev, &tv) == -1) {
+			snprintf(ac->err, sizeof ac->err, "event_new");
+			return -1;
+		}
+		return 0;
+	}
+	return -1;
+}
+
+/* The TCP connect finished or timed out: start TLS, or try the next
+ * address. */
+static void
+async_tcpcb(evutil_socket_t fd, short what, void *arg)
+{
+	struct onecard_async *ac = arg;
+	socklen_t len = sizeof(int);
+	int e = 0, err = ONECARD_ECONNECT;
+
+	event_free(ac->tcp_ev);
+	ac->tcp_ev = NULL;
+	if (what & EV_TIMEOUT) {
+		snprintf(ac->err, sizeof ac->err, "connect to %s: timed out",
+		    ac->addr);
+		err = ONECARD_ETIMEDOUT;
+	} else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &len) == -1 ||
+	    e != 0) {
+		snprintf(ac->err, sizeof ac->err, "connect to %s: %s", ac->addr,
+		    strerror(e != 0 ? e : errno));
+	} else {
+		ac->depth++;
+		if (async_tls_start(ac) == -1) {
+			ac->depth--;
+			err = ONECARD_ENOMEM;
+			goto fail;
+		}
+		async_leave(ac); /* the handshake may have called back */
+		return;
+	}
+	close(ac->fd);
+	ac->fd = -1;
+	if (err == ONECARD_ECONNECT && async_tcp_next(ac) == 0)
+		return;
+fail:
+	ac->depth++;
+	async_fail(ac, err);
+	async_leave(ac);
+}
+
+/* TCP is up: start TLS on it; what was queued meanwhile goes out once the
+ * handshake is done. */
+static int
+async_tls_start(struct onecard_async *ac)
+{
+	struct timeval tv = async_connect_left(ac);
+
+	if (client_tls_set_socket(ac->ssl, ac->fd) == -1) {
+		snprintf(ac->err, sizeof ac->err, "socket BIO");
+		return -1;
+	}
+	SSL_set_connect_state(ac->ssl);
+	SSL_set_read_ahead(ac->ssl, 1);
+	ac->tls_started = 1;
+	ac->rd_ev =
+	    event_new(ac->base, ac->fd, EV_READ | EV_PERSIST, async_readcb, ac);
+	ac->wr_ev = event_new(
+	    ac->base, ac->fd, EV_WRITE | EV_PERSIST, async_writecb, ac);
+	ac->tmo_ev = event_new(ac->base, -1, 0, async_timeoutcb, ac);
+	ac->flush_ev = event_new(ac->base, -1, 0, async_flushcb, ac);
+	if (ac->rd_ev == NULL || ac->wr_ev == NULL || ac->tmo_ev == NULL ||
+	    ac->flush_ev == NULL || event_add(ac->rd_ev, NULL) == -1 ||
+	    event_add(ac->tmo_ev, &tv) == -1) {
+		snprintf(ac->err, sizeof ac->err, "event_new");
+		return -1;
+	}
+	/* The time left of the connect timeout is the handshake's. */
+	async_handshake(ac);
+	return 0;
+}
+
+/* Report a failure found inside onecard_async_connect from the loop, so the
+ * callback never runs before onecard_async_connect returns. */
+static void
+async_startcb(evutil_socket_t fd, short what, void *arg)
+{
+	struct onecard_async *ac = arg;
+
+	ac->depth++;
+	async_fail(ac, ac->failed_err);
+	ac->depth--;
+	if (ac->closing && ac->depth == 0)
+		async_free(ac);
+}
+
+struct onecard_async *
+onecard_async_connect(struct event_base *base,
+    const struct onecard_options *optin, onecard_connect_cb cb, void *arg)
+{
+	struct onecard_options opt;
+	struct onecard_async *ac;
+	struct addrinfo hints;
+	char host[256], port[16];
+	int r, err = ONECARD_EINVAL;
+
+	if (base == NULL || optin == NULL)
+		return NULL;
+	if ((ac = calloc(1, sizeof *ac)) == NULL)
+		return NULL;
+	client_options_resolve(optin, &opt);
+	ac->base = base;
+	ac->fd = -1;
+	ac->state = ASYNC_CONNECTING;
+	ac->connect_cb = cb;
+	ac->connect_arg = arg;
+	ac->max_frame = opt.max_frame;
+	ac->next_id = 1;
+	ac->call_tv.tv_sec = opt.call_timeout_ms / 1000;
+	ac->call_tv.tv_usec = (opt.call_timeout_ms % 1000) * 1000;
+	ac->connect_deadline = async_now_ms() + opt.connect_timeout_ms;
+	snprintf(ac->addr, sizeof ac->addr, "%s", opt.broker);
+	ac->start_ev = event_new(base, -1, 0, async_startcb, ac);
+	if (ac->start_ev == NULL) {
+		async_free(ac);
+		return NULL;
+	}
+
+	if (client_split_addr(
+		opt.broker, host, sizeof host, port, sizeof port) == -1) {
+		snprintf(ac->err, sizeof ac->err,
+		    "broker address \"%s\" is not HOST:PORT", opt.broker);
+		goto fail;
+	}
+	if ((ac->tls = client_tls_get(&opt, ac->err, sizeof ac->err)) == NULL)
+		goto fail;
+	ac->ssl = client_tls_new(ac->tls,
+	    opt.server_name != NULL ? opt.server_name : host, opt.broker,
+	    ac->err, sizeof ac->err);
+	if (ac->ssl == NULL)
+		goto fail;
+	memset(&hints, 0, sizeof hints);
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICSERV;
+	err = ONECARD_ECONNECT;
+	if ((r = getaddrinfo(host, port, &hints, &ac->ai)) != 0) {
+		snprintf(ac->err, sizeof ac->err, "resolve %s: %s", host,
+		    gai_strerror(r));
+		ac->ai = NULL;
+		goto fail;
+	}
+	ac->ai_next = ac->ai;
+	if (async_tcp_next(ac) == -1)
+		goto fail;
+	return ac;
+fail:
+	ac->failed_err = err;
+	event_active(ac->start_ev, 0, 1);
+	return ac;
+}
+
+/* Remember a request awaiting its reply. */
+static int
+async_push(struct onecard_async *ac, uint64_t id, onecard_reply_cb cb,
+    onecard_raw_cb raw_cb, void *arg)
+{
+	struct async_req *q;
+	size_t i, cap;
+
+	if (ac->q_count == ac->q_cap) {
+		cap = ac->q_cap == 0 ? 64 : ac->q_cap * 2;
+		if ((q = malloc(cap * sizeof *q)) == NULL)
+			return -1;
+		for (i = 0; i < ac->q_count; i++)
+			q[i] = ac->q[(ac->q_head + i) % ac->q_cap];
+		free(ac->q);
+		ac->q = q;
+		ac->q_cap = cap;
+		ac->q_head = 0;
+	}
+	ac->q[(ac->q_head + ac->q_count) % ac->q_cap] =
+	    (struct async_req){id, cb, raw_cb, arg};
+	ac->q_count++;
+	return 0;
+}
+
+/* Room for n more bytes of output, at the returned place; NULL when memory
+ * ran out. async_commit queues them. */
+static uint8_t *
+async_reserve(struct onecard_async *ac, size_t n)
+{
+	size_t cap;
+	uint8_t *p;
+
+	if (ac->out_cap - ac->out_len >= n)
+		return ac->out + ac->out_len;
+	if (ac->out_off > 0) {
+		memmove(
+		    ac->out, ac->out + ac->out_off, ac->out_len - ac->out_off);
+		ac->out_len -= ac->out_off;
+		ac->out_off = 0;
+		if (ac->out_cap - ac->out_len >= n)
+			return ac->out + ac->out_len;
+	}
+	for (cap = ac->out_cap == 0 ? 1024 : ac->out_cap * 2;
+	     cap - ac->out_len < n; cap *= 2)
+		;
+	if ((p = realloc(ac->out, cap)) == NULL)
+		return NULL;
+	ac->out = p;
+	ac->out_cap = cap;
+	return ac->out + ac->out_len;
+}
+
+/* Queue the n bytes written at async_reserve's place. Outside a read pass
+ * a flush is scheduled for later in this loop iteration, so a burst of
+ * sends still goes out in one write. */
+static void
+async_commit(struct onecard_async *ac, size_t n)
+{
+	ac->out_len += n;
+	if (ac->state == ASYNC_READY && !ac->in_pass && !ac->wr_armed)
+		event_active(ac->flush_ev, 0, 1);
 }
 
 /* Fail the connection for a reply that could not be read. */
@@ -339,326 +893,14 @@ async_reply(
 	return 0;
 }
 
-/* Hand each whole reply frame in the input to its callback. One clock
- * reading stamps every reply of the pass (recv_ns). */
-static void
-async_readcb(struct bufferevent *bev, void *arg)
-{
-	struct onecard_async *ac = arg;
-	struct evbuffer *in = bufferevent_get_input(bev);
-	uint64_t now = async_now_ns();
-	size_t body_len;
-	uint8_t *p;
-	int r;
-
-	ac->depth++;
-	while (ac->state == ASYNC_READY && !ac->closing) {
-		switch (wire_peek_evbuffer(in, ac->max_frame, &body_len)) {
-		case WIRE_NEED_MORE:
-			goto out;
-		case WIRE_EMPTY:
-		case WIRE_OVERSIZE:
-			snprintf(ac->err, sizeof ac->err,
-			    "reply frame empty or over %zu bytes",
-			    ac->max_frame);
-			async_fail(ac, ONECARD_EPROTO);
-			goto out;
-		case WIRE_FRAME:
-			break;
-		}
-		p = evbuffer_pullup(in, WIRE_HEADER_LEN + body_len);
-		if (p == NULL) {
-			snprintf(ac->err, sizeof ac->err, "out of memory");
-			async_fail(ac, ONECARD_ENOMEM);
-			goto out;
-		}
-		r = async_reply(ac, p + WIRE_HEADER_LEN, body_len, now);
-		/* A failure freed the bufferevent and its input with it. */
-		if (r == -1 || ac->state != ASYNC_READY)
-			goto out;
-		evbuffer_drain(in, WIRE_HEADER_LEN + body_len);
-	}
-out:
-	ac->depth--;
-	if (ac->closing && ac->depth == 0)
-		async_free(ac);
-}
-
-/* Connected (TLS done), closed, timed out or failed. */
-static void
-async_eventcb(struct bufferevent *bev, short what, void *arg)
-{
-	struct onecard_async *ac = arg;
-	int sockerr = EVUTIL_SOCKET_ERROR(), nssl, err;
-	SSL *ssl;
-
-	ac->depth++;
-	if (what & BEV_EVENT_CONNECTED) {
-		ssl = bufferevent_openssl_get_ssl(ac->bev);
-		client_tls_done(ssl, 1);
-		ac->resumed = SSL_session_reused(ssl) == 1;
-		ac->state = ASYNC_READY;
-		ac->err[0] = '\0';
-		bufferevent_set_timeouts(ac->bev, NULL, NULL);
-		async_set_timeout(ac);
-		async_connected(ac, ONECARD_OK);
-	} else if (what & BEV_EVENT_TIMEOUT) {
-		snprintf(ac->err, sizeof ac->err, "%s timed out",
-		    ac->state == ASYNC_CONNECTING ? "TLS handshake" : "reply");
-		async_fail(ac, ONECARD_ETIMEDOUT);
-	} else if (ac->state == ASYNC_CONNECTING) {
-		/* TCP is up (async_tcpcb): a failure now is TLS refusing us,
-		 * a hang-up included (say, our certificate was refused). */
-		async_error_text(
-		    ac, "TLS handshake", (what & BEV_EVENT_EOF) ? 0 : sockerr);
-		async_fail(ac, ONECARD_ETLS);
-	} else if (what & BEV_EVENT_EOF) {
-		if (ac->err[0] == '\0')
-			snprintf(ac->err, sizeof ac->err,
-			    "the broker closed the connection");
-		async_fail(ac, ONECARD_ECLOSED);
-	} else if (what & BEV_EVENT_ERROR) {
-		nssl = async_error_text(ac, "connection", sockerr);
-		err = nssl > 0 ? ONECARD_ETLS
-		    : sockerr == ECONNRESET || sockerr == EPIPE
-		    ? ONECARD_ECLOSED
-		    : ONECARD_EIO;
-		async_fail(ac, err);
-	}
-	ac->depth--;
-	if (ac->closing && ac->depth == 0)
-		async_free(ac);
-}
-
-/* Start a non-blocking TCP connect to the next address; 0 or -1 with
- * ac->err set. */
-static int
-async_tcp_next(struct onecard_async *ac)
-{
-	const struct addrinfo *ai;
-	struct timeval tv;
-	int fd, one = 1;
-
-	while ((ai = ac->ai_next) != NULL) {
-		ac->ai_next = ai->ai_next;
-		fd = socket(ai->ai_family,
-		    ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
-		    ai->ai_protocol);
-		if (fd == -1) {
-			snprintf(ac->err, sizeof ac->err, "socket: %s",
-			    strerror(errno));
-			continue;
-		}
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == -1 &&
-		    errno != EINPROGRESS) {
-			snprintf(ac->err, sizeof ac->err, "connect to %s: %s",
-			    ac->addr, strerror(errno));
-			close(fd);
-			continue;
-		}
-		ac->fd = fd;
-		tv = async_connect_left(ac);
-		ac->tcp_ev = event_new(ac->base, fd, EV_WRITE, async_tcpcb, ac);
-		if (ac->tcp_ev == NULL || event_add(ac->tcp_ev, &tv) == -1) {
-			snprintf(ac->err, sizeof ac->err, "event_new");
-			return -1;
-		}
-		return 0;
-	}
-	return -1;
-}
-
-/* The TCP connect finished or timed out: start TLS, or try the next
- * address. */
-static void
-async_tcpcb(evutil_socket_t fd, short what, void *arg)
-{
-	struct onecard_async *ac = arg;
-	socklen_t len = sizeof(int);
-	int e = 0, err = ONECARD_ECONNECT;
-
-	event_free(ac->tcp_ev);
-	ac->tcp_ev = NULL;
-	if (what & EV_TIMEOUT) {
-		snprintf(ac->err, sizeof ac->err, "connect to %s: timed out",
-		    ac->addr);
-		err = ONECARD_ETIMEDOUT;
-	} else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &len) == -1 ||
-	    e != 0) {
-		snprintf(ac->err, sizeof ac->err, "connect to %s: %s", ac->addr,
-		    strerror(e != 0 ? e : errno));
-	} else {
-		if (async_tls_start(ac) == -1) {
-			err = ONECARD_ENOMEM;
-			goto fail;
-		}
-		return;
-	}
-	close(ac->fd);
-	ac->fd = -1;
-	if (err == ONECARD_ECONNECT && async_tcp_next(ac) == 0)
-		return;
-fail:
-	ac->depth++;
-	async_fail(ac, err);
-	ac->depth--;
-	if (ac->closing && ac->depth == 0)
-		async_free(ac);
-}
-
-/* TCP is up: put TLS on it and send what was queued meanwhile. */
-static int
-async_tls_start(struct onecard_async *ac)
-{
-	SSL *ssl = ac->ssl;
-	struct timeval tv = async_connect_left(ac);
-
-	ac->ssl = NULL;
-	if (client_tls_set_socket(ssl, ac->fd) == -1) {
-		SSL_free(ssl);
-		snprintf(ac->err, sizeof ac->err, "socket BIO");
-		return -1;
-	}
-	ac->bev = bufferevent_openssl_socket_new(ac->base, ac->fd, ssl,
-	    BUFFEREVENT_SSL_CONNECTING,
-	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-	if (ac->bev == NULL) {
-		SSL_free(ssl);
-		snprintf(ac->err, sizeof ac->err, "bufferevent_openssl");
-		return -1;
-	}
-	ac->fd = -1; /* the bufferevent owns it now */
-	bufferevent_openssl_set_allow_dirty_shutdown(ac->bev, 1);
-	bufferevent_setcb(ac->bev, async_readcb, NULL, async_eventcb, ac);
-	/* What is left of the connect timeout is the handshake's. */
-	bufferevent_set_timeouts(ac->bev, &tv, &tv);
-	if (bufferevent_write_buffer(ac->bev, ac->early) == -1 ||
-	    bufferevent_enable(ac->bev, EV_READ | EV_WRITE) == -1) {
-		snprintf(ac->err, sizeof ac->err, "bufferevent_enable");
-		return -1;
-	}
-	return 0;
-}
-
-/* Report a failure found inside onecard_async_connect from the loop, so the
- * callback never runs before onecard_async_connect returns. */
-static void
-async_startcb(evutil_socket_t fd, short what, void *arg)
-{
-	struct onecard_async *ac = arg;
-
-	ac->depth++;
-	async_fail(ac, ac->failed_err);
-	ac->depth--;
-	if (ac->closing && ac->depth == 0)
-		async_free(ac);
-}
-
-struct onecard_async *
-onecard_async_connect(struct event_base *base,
-    const struct onecard_options *optin, onecard_connect_cb cb, void *arg)
-{
-	struct onecard_options opt;
-	struct onecard_async *ac;
-	struct addrinfo hints;
-	char host[256], port[16];
-	int r, err = ONECARD_EINVAL;
-
-	if (base == NULL || optin == NULL)
-		return NULL;
-	if ((ac = calloc(1, sizeof *ac)) == NULL)
-		return NULL;
-	client_options_resolve(optin, &opt);
-	ac->base = base;
-	ac->fd = -1;
-	ac->state = ASYNC_CONNECTING;
-	ac->connect_cb = cb;
-	ac->connect_arg = arg;
-	ac->max_frame = opt.max_frame;
-	ac->next_id = 1;
-	ac->call_tv.tv_sec = opt.call_timeout_ms / 1000;
-	ac->call_tv.tv_usec = (opt.call_timeout_ms % 1000) * 1000;
-	ac->connect_deadline = async_now_ms() + opt.connect_timeout_ms;
-	snprintf(ac->addr, sizeof ac->addr, "%s", opt.broker);
-	ac->start_ev = event_new(base, -1, 0, async_startcb, ac);
-	ac->early = evbuffer_new();
-	if (ac->start_ev == NULL || ac->early == NULL) {
-		async_free(ac);
-		return NULL;
-	}
-
-	if (client_split_addr(
-		opt.broker, host, sizeof host, port, sizeof port) == -1) {
-		snprintf(ac->err, sizeof ac->err,
-		    "broker address \"%s\" is not HOST:PORT", opt.broker);
-		goto fail;
-	}
-	if ((ac->tls = client_tls_get(&opt, ac->err, sizeof ac->err)) == NULL)
-		goto fail;
-	ac->ssl = client_tls_new(ac->tls,
-	    opt.server_name != NULL ? opt.server_name : host, opt.broker,
-	    ac->err, sizeof ac->err);
-	if (ac->ssl == NULL)
-		goto fail;
-	memset(&hints, 0, sizeof hints);
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_NUMERICSERV;
-	err = ONECARD_ECONNECT;
-	if ((r = getaddrinfo(host, port, &hints, &ac->ai)) != 0) {
-		snprintf(ac->err, sizeof ac->err, "resolve %s: %s", host,
-		    gai_strerror(r));
-		ac->ai = NULL;
-		goto fail;
-	}
-	ac->ai_next = ac->ai;
-	if (async_tcp_next(ac) == -1)
-		goto fail;
-	return ac;
-fail:
-	ac->failed_err = err;
-	event_active(ac->start_ev, 0, 1);
-	return ac;
-}
-
-/* Remember a request awaiting its reply. */
-static int
-async_push(struct onecard_async *ac, uint64_t id, onecard_reply_cb cb,
-    onecard_raw_cb raw_cb, void *arg)
-{
-	struct async_req *q;
-	size_t i, cap;
-
-	if (ac->q_count == ac->q_cap) {
-		cap = ac->q_cap == 0 ? 64 : ac->q_cap * 2;
-		if ((q = malloc(cap * sizeof *q)) == NULL)
-			return -1;
-		for (i = 0; i < ac->q_count; i++)
-			q[i] = ac->q[(ac->q_head + i) % ac->q_cap];
-		free(ac->q);
-		ac->q = q;
-		ac->q_cap = cap;
-		ac->q_head = 0;
-	}
-	ac->q[(ac->q_head + ac->q_count) % ac->q_cap] =
-	    (struct async_req){id, cb, raw_cb, arg};
-	ac->q_count++;
-	return 0;
-}
-
-/* Where requests go: the bufferevent, or the queue kept until TLS is up. */
-static struct evbuffer *
-async_out(struct onecard_async *ac)
-{
-	return ac->bev != NULL ? bufferevent_get_output(ac->bev) : ac->early;
-}
-
 /* What onecard_async_send and onecard_async_send_raw share. */
 static int
 async_send_msg(struct onecard_async *ac, Onecard__V1__Request *req,
     onecard_reply_cb cb, onecard_raw_cb raw_cb, void *arg)
 {
+	uint8_t *p;
+	size_t n;
+
 	if (ac == NULL || req == NULL || (cb == NULL && raw_cb == NULL) ||
 	    ac->closing)
 		return ONECARD_EINVAL;
@@ -678,10 +920,13 @@ async_send_msg(struct onecard_async *ac, Onecard__V1__Request *req,
 	}
 	if (async_push(ac, req->id, cb, raw_cb, arg) == -1)
 		return ONECARD_ENOMEM;
-	if (wire_append(async_out(ac), &req->base) == -1) {
+	n = wire_frame_size(&req->base);
+	if ((p = async_reserve(ac, n)) == NULL ||
+	    wire_encode(&req->base, p, n) != n) {
 		ac->q_count--;
 		return ONECARD_ENOMEM;
 	}
+	async_commit(ac, n);
 	if (ac->q_count == 1)
 		async_set_timeout(ac);
 	return ONECARD_OK;
@@ -705,7 +950,7 @@ int
 onecard_async_send_encoded(struct onecard_async *ac, const void *body,
     size_t len, uint64_t *idp, onecard_raw_cb cb, void *arg)
 {
-	uint8_t head[WIRE_HEADER_LEN + 11], *p;
+	uint8_t head[WIRE_HEADER_LEN + 11], *p, *dst;
 	uint64_t id, v;
 	size_t n;
 
@@ -734,14 +979,13 @@ onecard_async_send_encoded(struct onecard_async *ac, const void *body,
 	head[3] = (uint8_t)n;
 	if (async_push(ac, id, NULL, cb, arg) == -1)
 		return ONECARD_ENOMEM;
-	if (evbuffer_add(async_out(ac), head, (size_t)(p - head)) == -1 ||
-	    evbuffer_add(async_out(ac), body, len) == -1) {
-		/* A header without its body would desynchronize the stream. */
-		snprintf(ac->err, sizeof ac->err, "out of memory");
+	if ((dst = async_reserve(ac, (size_t)(p - head) + len)) == NULL) {
 		ac->q_count--;
-		async_fail(ac, ONECARD_ENOMEM);
 		return ONECARD_ENOMEM;
 	}
+	memcpy(dst, head, (size_t)(p - head));
+	memcpy(dst + (p - head), body, len);
+	async_commit(ac, (size_t)(p - head) + len);
 	ac->next_id++;
 	if (idp != NULL)
 		*idp = id;
@@ -759,14 +1003,11 @@ onecard_async_session_reused(const struct onecard_async *ac)
 void
 onecard_async_close(struct onecard_async *ac)
 {
-	SSL *ssl;
-
 	if (ac == NULL || ac->closing)
 		return;
-	if (ac->state == ASYNC_READY && ac->bev != NULL &&
-	    (ssl = bufferevent_openssl_get_ssl(ac->bev)) != NULL) {
+	if (ac->state == ASYNC_READY && ac->ssl != NULL) {
 		/* One try at close_notify; the socket is non-blocking. */
-		SSL_shutdown(ssl);
+		SSL_shutdown(ac->ssl);
 		ERR_clear_error();
 	}
 	if (ac->state != ASYNC_FAILED) {

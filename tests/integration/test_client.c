@@ -878,6 +878,71 @@ writing_to_hung_up_broker_is_an_error_not_sigpipe(void **state)
 	harness_fake_stop(&f);
 }
 
+/* What the async pipelining test counts. */
+struct burst {
+	struct event_base *base;
+	struct onecard_async *ac;
+	uint64_t next_id; /* the id the next reply must carry */
+	int got, bad, want, refill;
+	Onecard__V1__Request req;
+	Onecard__V1__Ping ping;
+};
+
+/* Check a reply's place in the order; send one more while refill lasts. */
+static void
+burst_reply(const struct onecard_raw_reply *reply, int err, void *arg)
+{
+	struct burst *b = arg;
+
+	if (err != ONECARD_OK || reply->id != b->next_id ||
+	    reply->code != ONECARD__V1__CODE__OK)
+		b->bad++;
+	b->next_id++;
+	b->got++;
+	if (b->refill > 0) {
+		b->refill--;
+		b->req.id = 0;
+		if (onecard_async_send_raw(b->ac, &b->req, burst_reply, b) !=
+		    ONECARD_OK)
+			b->bad++;
+	}
+	if (b->got == b->want)
+		event_base_loopexit(b->base, NULL);
+}
+
+static void
+async_pipelining_100000_pings_comes_back_in_order(void **state)
+{
+	struct onecard_options opt;
+	struct timeval limit = {120, 0};
+	struct burst b;
+
+	/* 100,000 queued at once (about 1 MB: the socket blocks the writes
+	 * on the way), then 10,000 more sent from the reply callbacks. */
+	memset(&b, 0, sizeof b);
+	b.base = event_base_new();
+	harness_options(&h, "XC001", &opt);
+	b.ac = onecard_async_connect(b.base, &opt, NULL, NULL);
+	assert_non_null(b.ac);
+	set_ping(&b.req, &b.ping);
+	b.next_id = 1;
+	b.want = 110000;
+	for (int i = 0; i < 100000; i++) {
+		b.req.id = 0;
+		assert_int_equal(
+		    onecard_async_send_raw(b.ac, &b.req, burst_reply, &b),
+		    ONECARD_OK);
+	}
+	b.refill = 10000;
+	event_base_loopexit(b.base, &limit);
+	event_base_dispatch(b.base);
+	assert_int_equal(b.got, b.want);
+	assert_int_equal(b.bad, 0);
+	assert_int_equal(onecard_async_pending(b.ac), 0);
+	onecard_async_close(b.ac);
+	event_base_free(b.base);
+}
+
 /* What the raw-reply tests record. */
 struct raw_result {
 	struct event_base *base;
@@ -1294,6 +1359,7 @@ main(void)
 	    cmocka_unit_test(writing_to_hung_up_broker_is_an_error_not_sigpipe),
 	    cmocka_unit_test(broker_restart_keeps_enrolled_patients),
 	    cmocka_unit_test(async_raw_reply_gives_id_code_and_whole_body),
+	    cmocka_unit_test(async_pipelining_100000_pings_comes_back_in_order),
 	    cmocka_unit_test(async_encoded_request_gets_an_id_and_its_reply),
 	    cmocka_unit_test(async_encoded_request_over_max_frame_is_refused),
 	    cmocka_unit_test(async_connections_share_one_tls_context),
