@@ -10,6 +10,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -410,6 +411,85 @@ audit_trail_has_a_masked_line_per_request(void **state)
 	free(trail);
 }
 
+/* One of the clients of audit_lines_from_concurrent_clients_all_chain. */
+struct many_client {
+	pthread_t t;
+	struct onecard_conn *c;
+	int idx;
+	int ok; /* lookups answered NOT_FOUND */
+};
+
+#define MANY_CLIENTS 6
+#define MANY_LOOKUPS 40
+
+/* Look up MANY_LOOKUPS unknown MRNs on a connection of its own. */
+static void *
+many_client_run(void *arg)
+{
+	struct many_client *mc = arg;
+	char mrn[48];
+
+	for (int i = 0; i < MANY_LOOKUPS; i++) {
+		Onecard__V1__Request req = ONECARD__V1__REQUEST__INIT;
+		Onecard__V1__Lookup lk = ONECARD__V1__LOOKUP__INIT;
+		Onecard__V1__Identifier id = ONECARD__V1__IDENTIFIER__INIT;
+		Onecard__V1__Reply *rep = NULL;
+
+		snprintf(mrn, sizeof(mrn), "MRN-MANY-%d-%d", mc->idx, i);
+		id.domain = (char *)"hosp:XC001";
+		id.value = mrn;
+		lk.identifier = &id;
+		req.op_case = ONECARD__V1__REQUEST__OP_LOOKUP;
+		req.lookup = &lk;
+		if (onecard_call(mc->c, &req, &rep) != ONECARD_OK)
+			break;
+		if (rep->code == ONECARD__V1__CODE__NOT_FOUND)
+			mc->ok++;
+		onecard_reply_free(rep);
+	}
+	return NULL;
+}
+
+/*
+ * Clients on both workers at once: each worker chains its own lines into
+ * the one trail, and every request still has its line, in a chain that
+ * verifies (audit_trail_verifies_with_onecardctl, next).
+ */
+static void
+audit_lines_from_concurrent_clients_all_chain(void **state)
+{
+	struct many_client mc[MANY_CLIENTS];
+	char needle[48];
+
+	/* Connected here: the harness is not for several threads. */
+	for (int i = 0; i < MANY_CLIENTS; i++) {
+		mc[i].idx = i;
+		mc[i].ok = 0;
+		mc[i].c = NULL;
+		assert_int_equal(
+		    harness_connect(&obs.h, "XC001", &mc[i].c), ONECARD_OK);
+	}
+	for (int i = 0; i < MANY_CLIENTS; i++)
+		assert_int_equal(
+		    pthread_create(&mc[i].t, NULL, many_client_run, &mc[i]), 0);
+	for (int i = 0; i < MANY_CLIENTS; i++) {
+		pthread_join(mc[i].t, NULL);
+		onecard_close(mc[i].c);
+		assert_int_equal(mc[i].ok, MANY_LOOKUPS);
+	}
+	/* Each reply came after its line was written. */
+	char *trail = slurp(obs.audit);
+	assert_non_null(trail);
+	assert_int_equal(
+	    count_lines(trail, "MRN-MANY-", NULL), MANY_CLIENTS * MANY_LOOKUPS);
+	for (int i = 0; i < MANY_CLIENTS; i++) {
+		snprintf(needle, sizeof(needle), "MRN-MANY-%d-%d\"", i,
+		    MANY_LOOKUPS - 1);
+		assert_int_equal(count_lines(trail, needle, NULL), 1);
+	}
+	free(trail);
+}
+
 static void
 audit_trail_verifies_with_onecardctl(void **state)
 {
@@ -595,6 +675,7 @@ main(void)
 	    cmocka_unit_test(
 		a_certificate_from_another_ca_counts_as_a_failed_handshake),
 	    cmocka_unit_test(audit_trail_has_a_masked_line_per_request),
+	    cmocka_unit_test(audit_lines_from_concurrent_clients_all_chain),
 	    cmocka_unit_test(audit_trail_verifies_with_onecardctl),
 	    cmocka_unit_test(no_full_cn_id_or_name_in_the_trail_or_the_log),
 	    cmocka_unit_test(
