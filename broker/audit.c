@@ -17,7 +17,9 @@
  * the same. Outside audit_batch_begin/end a line is flushed before
  * audit_log returns, so the reply that follows is never ahead of its line;
  * inside, the thread's lines wait for audit_batch_end (which comes before
- * the burst's replies can leave) or for its buffer to fill. A background
+ * the burst's replies can leave), for audit_pass_end after
+ * audit_batch_hold (the end of the event loop's pass, before it polls for
+ * the sockets the replies wait on) or for the buffer to fill. A background
  * thread fdatasyncs the file once a second; nothing here ever syncs on the
  * caller's thread (an event loop), except audit_close.
  * It must never write a full cn-id: the caller masks the target, and every
@@ -100,7 +102,10 @@ static struct {
  * bytes. Only this thread touches it.
  */
 static _Thread_local struct {
-	int batching; /* inside audit_batch_begin/end */
+	int batching;        /* inside audit_batch_begin/end */
+	int held;            /* lines wait for audit_pass_end */
+	void (*arm)(void *); /* see audit_pass_hook */
+	void *arm_arg;
 	size_t len;
 	char buf[AUDIT_BATCH_MAX];
 } audit_tb;
@@ -612,6 +617,7 @@ audit_flush_thread(void)
 		audit_flush_locked();
 	pthread_mutex_unlock(&audit.mu);
 	audit_tb.len = 0;
+	audit_tb.held = 0;
 }
 
 /*
@@ -659,6 +665,36 @@ void
 audit_batch_end(void)
 {
 	audit_tb.batching = 0;
+	audit_flush_thread();
+}
+
+/* End the batch; its lines wait for audit_pass_end if a loop runs it. */
+void
+audit_batch_hold(void)
+{
+	audit_tb.batching = 0;
+	if (audit_tb.arm == NULL) {
+		audit_flush_thread();
+		return;
+	}
+	if (audit_tb.len > 0 && !audit_tb.held) {
+		audit_tb.held = 1;
+		audit_tb.arm(audit_tb.arm_arg);
+	}
+}
+
+/* This thread's loop runs audit_pass_end after arm(arg); NULL: none. */
+void
+audit_pass_hook(void (*arm)(void *), void *arg)
+{
+	audit_tb.arm = arm;
+	audit_tb.arm_arg = arg;
+}
+
+/* The loop's pass is over: write the lines held in it. */
+void
+audit_pass_end(void)
+{
 	audit_flush_thread();
 }
 

@@ -34,6 +34,20 @@ void audit_log(const struct audit_entry *e);
  */
 void audit_batch_begin(void);
 void audit_batch_end(void);
+/*
+ * Optional, for more speed: end a batch but let its lines wait until the
+ * end of this thread's event-loop pass, to share one write(2) with the
+ * other callbacks of the pass. Only for a caller that knows none of the
+ * batch's replies can reach the socket before the pass ends (its
+ * connection's write event was not pending when the callback began, so it
+ * cannot fire before the loop polls again). The loop's owner registers
+ * arm (run on the first hold of a pass) and must then run audit_pass_end
+ * before it polls again; on a thread without a hook this is
+ * audit_batch_end.
+ */
+void audit_batch_hold(void);
+void audit_pass_hook(void (*arm)(void *), void *arg);
+void audit_pass_end(void);
 /* Reopen the file (SIGHUP, for rotation); the chain carries over. */
 int audit_reopen(void);
 /* Sync and close at shutdown. */

@@ -425,13 +425,39 @@ server_init(const struct config *c)
 	return 0;
 }
 
+/* The loop pass in which audit lines were held is over: write them. */
+static void
+worker_audit_passcb(evutil_socket_t fd, short what, void *arg)
+{
+	audit_pass_end();
+}
+
+/*
+ * Lines were held: run worker_audit_passcb in this pass. An event made
+ * active from its own loop runs after the callbacks already active, before
+ * the loop polls again.
+ */
+static void
+worker_audit_arm(void *arg)
+{
+	event_active(arg, EV_TIMEOUT, 0);
+}
+
 /* A worker thread: run its loop until it is stopped and empty. */
 static void *
 worker_main(void *arg)
 {
 	struct worker *w = arg;
+	struct event *pass;
 
+	pass = event_new(w->base, -1, 0, worker_audit_passcb, NULL);
+	if (pass != NULL)
+		audit_pass_hook(worker_audit_arm, pass);
 	event_base_loop(w->base, EVLOOP_NO_EXIT_ON_EMPTY);
+	audit_pass_hook(NULL, NULL);
+	audit_pass_end();
+	if (pass != NULL)
+		event_free(pass);
 	return NULL;
 }
 

@@ -742,6 +742,66 @@ another_threads_line_goes_ahead_of_a_waiting_batch(void **state)
 	assert_non_null(strstr(fx->out, "ok: 3 lines"));
 }
 
+static int arms;
+
+/* Stands in for a worker loop's arming of its pass-end event. */
+static void
+count_arm(void *arg)
+{
+	(void)arg;
+	arms++;
+}
+
+static void
+held_lines_wait_for_the_end_of_the_pass(void **state)
+{
+	struct fixture *fx = *state;
+
+	assert_int_equal(audit_open(fx->path, "n"), 0);
+	/* Without a loop to end the pass, holding is ending. */
+	audit_batch_begin();
+	log_entries(1, 1);
+	audit_batch_hold();
+	assert_int_equal(metric_lines, 1);
+
+	arms = 0;
+	audit_pass_hook(count_arm, NULL);
+	audit_batch_begin();
+	log_entries(2, 2);
+	audit_batch_hold();
+	audit_batch_begin();
+	log_entries(1, 4);
+	audit_batch_hold();
+	/* Nothing is written in the pass; the loop is asked once. */
+	assert_int_equal(metric_lines, 1);
+	assert_int_equal(arms, 1);
+	/* A batch with no lines does not ask. */
+	audit_pass_end();
+	assert_int_equal(metric_lines, 4);
+	audit_batch_begin();
+	audit_batch_hold();
+	assert_int_equal(arms, 1);
+	/* An unbatched line takes the held ones along, in order. */
+	audit_batch_begin();
+	log_entries(1, 5);
+	audit_batch_hold();
+	assert_int_equal(arms, 2);
+	log_entries(1, 6);
+	assert_int_equal(metric_lines, 6);
+	audit_pass_hook(NULL, NULL);
+	audit_close();
+
+	char *buf = slurp(fx->path, NULL);
+	for (int i = 1; i <= 6; i++) {
+		char want[32];
+		snprintf(want, sizeof(want), "\"patient_id\":\"P%d\"", i);
+		assert_non_null(strstr(line_at(buf, i), want));
+	}
+	free(buf);
+	assert_int_equal(run_ctl(fx, "verify", fx->path, NULL), 0);
+	assert_non_null(strstr(fx->out, "ok: 6 lines"));
+}
+
 static void
 a_long_batch_is_written_as_the_buffer_fills(void **state)
 {
@@ -960,6 +1020,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(
 		another_threads_line_goes_ahead_of_a_waiting_batch, setup,
 		teardown),
+	    cmocka_unit_test_setup_teardown(
+		held_lines_wait_for_the_end_of_the_pass, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		a_long_batch_is_written_as_the_buffer_fills, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
