@@ -4,8 +4,10 @@
  * Owns the command line, the run's phases as the main thread drives them
  * (connect every connection, optionally enroll a synthetic population, then
  * the measured run), the progress line on stderr once a second and the final
- * report (text, or --json with flat keys for scripts). The load itself is
- * made by the threads of load.c. It prints no patient data, only counts,
+ * report (text, or --json with flat keys for scripts; tls_contexts,
+ * tls_handshakes and tls_resumed say how libonecard's shared TLS context
+ * and session resumption served the connections). The load itself is made
+ * by the threads of load.c. It prints no patient data, only counts,
  * rates and latencies.
  */
 #include <errno.h>
@@ -286,6 +288,7 @@ static void
 bench_report_json(struct bench *b, const struct bench_stats *s, uint64_t ns,
     const struct bench_stats *pop, uint64_t pop_ns)
 {
+	struct onecard_tls_stats tls;
 	double secs = (double)ns / 1e9;
 	int first = 1;
 
@@ -314,6 +317,10 @@ bench_report_json(struct bench *b, const struct bench_stats *s, uint64_t ns,
 	    bench_ms(hist_quantile(&s->hist, 0.90)),
 	    bench_ms(hist_quantile(&s->hist, 0.99)),
 	    bench_ms(hist_quantile(&s->hist, 0.999)), bench_ms(s->hist.max));
+	onecard_tls_stats(&tls);
+	printf(",\"tls_contexts\":%" PRIu64 ",\"tls_handshakes\":%" PRIu64
+	       ",\"tls_resumed\":%" PRIu64,
+	    tls.contexts, tls.handshakes, tls.resumed);
 	if (pop != NULL)
 		printf(",\"populate_requests\":%" PRIu64
 		       ",\"populate_created\":%" PRIu64

@@ -211,11 +211,14 @@ client_tls_get(const struct onecard_options *opt, char *err, size_t errlen)
 	SSL_CTX *ctx;
 
 	pthread_once(&tls_ex_once, tls_ex_init);
+	/* Under the lock throughout, building included: threads connecting
+	 * at once with one configuration wait for one context, not build one
+	 * each. Builds are rare; the lock is otherwise held briefly. */
+	pthread_mutex_lock(&tls_lock);
 	if (opt->ca != NULL && opt->cert != NULL && opt->key != NULL &&
 	    tls_file_id(opt->ca, &id[0]) == 0 &&
 	    tls_file_id(opt->cert, &id[1]) == 0 &&
 	    tls_file_id(opt->key, &id[2]) == 0) {
-		pthread_mutex_lock(&tls_lock);
 		for (t = tls_cache; t != NULL; t = t->next) {
 			if (t->stale || strcmp(t->ca, opt->ca) != 0 ||
 			    strcmp(t->cert, opt->cert) != 0 ||
@@ -230,18 +233,18 @@ client_tls_get(const struct onecard_options *opt, char *err, size_t errlen)
 			pthread_mutex_unlock(&tls_lock);
 			return t;
 		}
-		pthread_mutex_unlock(&tls_lock);
 	} else
 		memset(id, 0, sizeof id); /* tls_ctx_build says why */
 
-	/* Built outside the lock: it reads files. Two threads may both build
-	 * one; both are kept and used, which is harmless. */
-	if ((ctx = tls_ctx_build(opt, err, errlen)) == NULL)
+	if ((ctx = tls_ctx_build(opt, err, errlen)) == NULL) {
+		pthread_mutex_unlock(&tls_lock);
 		return NULL;
+	}
 	if ((t = calloc(1, sizeof *t)) == NULL ||
 	    (t->ca = strdup(opt->ca)) == NULL ||
 	    (t->cert = strdup(opt->cert)) == NULL ||
 	    (t->key = strdup(opt->key)) == NULL) {
+		pthread_mutex_unlock(&tls_lock);
 		client_errf(err, errlen, "out of memory");
 		if (t != NULL) {
 			free(t->ca);
@@ -256,7 +259,6 @@ client_tls_get(const struct onecard_options *opt, char *err, size_t errlen)
 	t->refs = 1;
 	SSL_CTX_set_ex_data(ctx, tls_ex_ctx, t);
 	atomic_fetch_add(&tls_contexts, 1);
-	pthread_mutex_lock(&tls_lock);
 	t->used = ++tls_clock;
 	t->next = tls_cache;
 	tls_cache = t;

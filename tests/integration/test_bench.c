@@ -109,6 +109,9 @@ populate_then_lookup_finds_every_key(void **state)
 	assert_true(num(out, "not_ok") == 0);
 	assert_true(num(out, "errors") == 0);
 	assert_true(num(out, "connected") == 4);
+	/* Every connection, both threads', used one TLS context. */
+	assert_true(num(out, "tls_contexts") == 1);
+	assert_true(num(out, "tls_handshakes") >= 4);
 	assert_true(num(out, "throughput") > 0);
 	assert_percentiles_ordered(out);
 
