@@ -33,6 +33,7 @@
 #include "metrics.h"
 #include "onecard.pb-c.h"
 #include "registry.h"
+#include "registry_cache.h"
 #include "wire.h"
 
 #define METRICS_OPS   64 /* Request op cases (field numbers) we count */
@@ -308,6 +309,7 @@ metrics_registry_size(uint64_t *patients, uint64_t *ids)
 static void
 metrics_render(struct evbuffer *b)
 {
+	struct lcache_stats lc;
 	uint64_t patients, ids;
 	long long v;
 
@@ -368,6 +370,33 @@ metrics_render(struct evbuffer *b)
 	    "Lines written to the audit trail.");
 	evbuffer_add_printf(b, "onecard_audit_lines_total %llu\n",
 	    (unsigned long long)ld(&m.audit_lines));
+
+	lcache_stats(&lc);
+	expo_header(b, "onecard_lookup_cache_requests_total", "counter",
+	    "Lookups probed in the workers' reply caches, by result.");
+	evbuffer_add_printf(b,
+	    "onecard_lookup_cache_requests_total{result=\"hit\"} %llu\n"
+	    "onecard_lookup_cache_requests_total{result=\"miss\"} %llu\n",
+	    (unsigned long long)lc.hits, (unsigned long long)lc.misses);
+	expo_header(b, "onecard_lookup_cache_dropped_total", "counter",
+	    "Cached lookup replies dropped, by reason.");
+	evbuffer_add_printf(b,
+	    "onecard_lookup_cache_dropped_total{reason=\"evicted\"} %llu\n"
+	    "onecard_lookup_cache_dropped_total{reason=\"changed\"} %llu\n",
+	    (unsigned long long)lc.evictions,
+	    (unsigned long long)lc.invalidations);
+	expo_header(b, "onecard_lookup_cache_flushes_total", "counter",
+	    "Whole caches dropped because a worker fell behind the writer.");
+	evbuffer_add_printf(b, "onecard_lookup_cache_flushes_total %llu\n",
+	    (unsigned long long)lc.flushes);
+	expo_header(b, "onecard_lookup_cache_entries", "gauge",
+	    "Lookup replies cached, all workers.");
+	evbuffer_add_printf(b, "onecard_lookup_cache_entries %llu\n",
+	    (unsigned long long)lc.entries);
+	expo_header(b, "onecard_lookup_cache_bytes", "gauge",
+	    "Memory the cached lookup replies take, all workers.");
+	evbuffer_add_printf(b, "onecard_lookup_cache_bytes %llu\n",
+	    (unsigned long long)lc.bytes);
 
 	if (metrics_registry_size(&patients, &ids) == 0) {
 		expo_header(b, "onecard_registry_patients", "gauge",

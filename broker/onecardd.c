@@ -61,6 +61,7 @@ static const struct option onecardd_longopts[] = {
     {"max-name", required_argument, NULL, 'N'},
     {"max-address", required_argument, NULL, 'D'},
     {"search-limit", required_argument, NULL, 'S'},
+    {"lookup-cache", required_argument, NULL, 'Q'},
     {"node", required_argument, NULL, 'n'},
     {"user", required_argument, NULL, 'u'},
     {"syslog", no_argument, NULL, 's'},
@@ -96,6 +97,9 @@ usage(FILE *f)
 	    "  --max-ids N, --max-name BYTES, --max-address BYTES, "
 	    "--search-limit N\n"
 	    "                             input limits (16, 128, 256, 50)\n"
+	    "  --lookup-cache MB          memory for cached lookup replies, "
+	    "all\n"
+	    "                             workers together (512; 0: off)\n"
 	    "  --node NAME                node name in pong (hostname)\n"
 	    "  --user USER                drop privileges to USER after "
 	    "start-up\n"
@@ -265,6 +269,9 @@ config_set(struct config *c, const char *name, const char *value, char *err,
 	} else if (strcmp(name, "search-limit") == 0) {
 		RANGE(1, 100000);
 		c->limits.search_limit = v;
+	} else if (strcmp(name, "lookup-cache") == 0) {
+		RANGE(0, 1024 * 1024);
+		c->lookup_cache_mb = v;
 	} else if (strcmp(name, "syslog") == 0) {
 		if ((b = config_bool(value)) == -1) {
 			snprintf(err, errlen, "--syslog: '%s' is not yes or no",
@@ -343,6 +350,7 @@ config_defaults(struct config *c)
 	c->max_conns = 10000;
 	c->max_pending_output = 1024 * 1024;
 	c->log_level = LOG_LEVEL_INFO;
+	c->lookup_cache_mb = 512;
 	registry_limits_default(&c->limits);
 }
 
@@ -424,6 +432,9 @@ config_load(struct config *c, int argc, char **argv)
 					  : "--ca");
 		exit(1);
 	}
+	/* Each worker keeps its own cache: split the budget between them. */
+	c->limits.lookup_cache =
+	    (c->lookup_cache_mb << 20) / (size_t)c->threads;
 }
 
 /* Let the process hold as many descriptors as the hard limit allows. */

@@ -61,6 +61,7 @@ struct config {
 	size_t max_pending_output;
 	int use_syslog;
 	int log_level;
+	size_t lookup_cache_mb; /* all workers' lookup caches together */
 	struct registry_limits limits;
 };
 

@@ -37,7 +37,10 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include <event2/buffer.h>
+
 #include "log.h"
+#include "registry_cache.h"
 #include "registry.h"
 #include "registry_backend.h"
 #include "validate.h"
@@ -81,6 +84,12 @@ struct registry {
 	int broken; /* a savepoint could not be undone: fail the batch */
 	struct registry_limits lim;
 	struct registry_arena arena;
+	struct lcache *cache; /* read handle: encoded lookup replies */
+	int cache_off;        /* no cache: off, or it could not be made */
+	time_t today_at;      /* the second today was worked out in */
+	int today;            /* YYYYMMDD, for validating a cached lookup */
+	uint64_t *touched;    /* writer: patients changed in this batch */
+	size_t ntouched, touched_cap;
 };
 
 /* One operation in flight. */
@@ -93,6 +102,10 @@ struct reg_op {
 	int64_t now_ms;
 	Onecard__V1__Reply reply;
 	char msg[REGISTRY_MSGLEN];
+	/* A lookup answered in one step with a live record: cache it. */
+	int cacheable;
+	size_t keylen;
+	char key[VALIDATE_MAX_DOMAIN + 1 + VALIDATE_MAX_VALUE + 1];
 };
 
 /* A growing array of identifiers in the arena. */
@@ -200,6 +213,7 @@ registry_limits_default(struct registry_limits *lim)
 	lim->max_name = REGISTRY_DEFAULT_MAX_NAME;
 	lim->max_address = REGISTRY_DEFAULT_MAX_ADDRESS;
 	lim->search_limit = REGISTRY_DEFAULT_SEARCH_LIMIT;
+	lim->lookup_cache = REGISTRY_DEFAULT_LOOKUP_CACHE;
 }
 
 void
@@ -283,6 +297,8 @@ registry_close(struct registry *reg)
 		reg->be->rollback(reg->h);
 	reg->be->close(reg->h);
 	arena_free(&reg->arena);
+	lcache_free(reg->cache);
+	free(reg->touched);
 	free(reg);
 }
 
@@ -630,6 +646,44 @@ op_event(struct reg_op *o, const char *op, const char *pid, const char *detail)
 	return CODE_OK;
 }
 
+/*
+ * Note that patient pid changed in the batch being written: once it commits,
+ * every worker's cached lookups answered with this patient are dropped.
+ * Every change to a live record (its row or the identifiers it holds) saves
+ * the row through op_patient_save, which calls this.
+ */
+static void
+registry_touch(struct registry *reg, const char *pid)
+{
+	if (reg->ntouched == reg->touched_cap) {
+		size_t cap = reg->touched_cap ? reg->touched_cap * 2 : 64;
+		uint64_t *t = realloc(reg->touched, cap * sizeof(*t));
+
+		if (t == NULL) {
+			/* Cannot say which: every cache drops everything. */
+			reg->ntouched = LCACHE_RING + 1;
+			return;
+		}
+		reg->touched = t;
+		reg->touched_cap = cap;
+	}
+	reg->touched[reg->ntouched++] = lcache_hash(pid, strlen(pid));
+}
+
+/* The batch's changes are durable: publish them to every worker's cache. */
+static void
+registry_publish(struct registry *reg)
+{
+	if (reg->ntouched > reg->touched_cap) {
+		/* registry_touch ran out of memory: publish "everything". */
+		static uint64_t all[LCACHE_RING + 1];
+
+		lcache_publish(all, LCACHE_RING + 1);
+	} else
+		lcache_publish(reg->touched, reg->ntouched);
+	reg->ntouched = 0;
+}
+
 /* Write back a changed patient row with its version bumped. */
 static int
 op_patient_save(struct reg_op *o, struct registry_patient *p)
@@ -639,6 +693,7 @@ op_patient_save(struct reg_op *o, struct registry_patient *p)
 	p->version++;
 	if ((rc = o->reg->be->patient_update(o->reg->h, p)) < 0)
 		return op_backend(o, rc);
+	registry_touch(o->reg, p->id);
 	return CODE_OK;
 }
 
@@ -1376,6 +1431,20 @@ op_lookup(struct reg_op *o)
 	return op_reply_patient(o, &p);
 }
 
+/* The cache key of a normalised identifier, "domain\0value"; its length. */
+static size_t
+lookup_key(const char *domain, const char *norm, char *key)
+{
+	size_t dl = strlen(domain), vl = strlen(norm);
+
+	if (dl > VALIDATE_MAX_DOMAIN || vl > VALIDATE_MAX_VALUE)
+		return 0;
+	memcpy(key, domain, dl);
+	key[dl] = '\0';
+	memcpy(key + dl + 1, norm, vl);
+	return dl + 1 + vl;
+}
+
 /*
  * Lookup by an identifier or pid in one statement and no explicit transaction:
  * the hot path. 1 when the general path must answer instead (a record
@@ -1424,6 +1493,8 @@ op_lookup_fast(struct reg_op *o, int *code)
 	if ((*code = op_patient_build(o, &p, &iv, &m)) == CODE_OK) {
 		o->reply.result_case = ONECARD__V1__REPLY__RESULT_PATIENT;
 		o->reply.patient = m;
+		o->keylen = lookup_key(l->identifier->domain, norm, o->key);
+		o->cacheable = o->keylen > 0;
 	}
 	return 0;
 }
@@ -1741,6 +1812,117 @@ op_dispatch(struct reg_op *o)
 	}
 }
 
+/* This handle's lookup cache, made on first use; NULL when there is none. */
+static struct lcache *
+registry_cache(struct registry *reg)
+{
+	if (reg->cache == NULL && !reg->cache_off &&
+	    (reg->writer || reg->lim.lookup_cache == 0 ||
+		(reg->cache = lcache_new(reg->lim.lookup_cache)) == NULL))
+		reg->cache_off = 1;
+	return reg->cache;
+}
+
+/* Today (YYYYMMDD in China), worked out again when the second changes. */
+static int
+registry_today(struct registry *reg)
+{
+	time_t now = time(NULL);
+
+	if (now != reg->today_at) {
+		reg->today = validate_today();
+		reg->today_at = now;
+	}
+	return reg->today;
+}
+
+/*
+ * Append a cached reply as a frame: the id (field 1, a varint, which
+ * protobuf-c writes first) then the cached fields, the very bytes packing
+ * the whole Reply would give. 0 or -1.
+ */
+static int
+registry_append_cached(
+    struct evbuffer *out, uint64_t id, const uint8_t *reply, size_t len)
+{
+	uint8_t head[WIRE_HEADER_LEN + 1 + 10];
+	size_t n = WIRE_HEADER_LEN, body;
+
+	if (id != 0) {
+		head[n++] = 0x08;
+		for (; id >= 0x80; id >>= 7)
+			head[n++] = (uint8_t)(id | 0x80);
+		head[n++] = (uint8_t)id;
+	}
+	body = n - WIRE_HEADER_LEN + len;
+	if (body > UINT32_MAX)
+		return -1;
+	head[0] = (uint8_t)(body >> 24);
+	head[1] = (uint8_t)(body >> 16);
+	head[2] = (uint8_t)(body >> 8);
+	head[3] = (uint8_t)body;
+	if (evbuffer_expand(out, n + len) == -1 ||
+	    evbuffer_add(out, head, n) == -1 ||
+	    evbuffer_add(out, reply, len) == -1)
+		return -1;
+	return 0;
+}
+
+/*
+ * A lookup answered from this worker's cache: 0 when it was (reply appended,
+ * res filled as the registry would), 1 when the registry must answer it (a
+ * miss, or input the full path must refuse with its own message).
+ */
+static int
+registry_lookup_cached(struct registry *reg, struct lcache *lc,
+    const Onecard__V1__Request *req, struct evbuffer *out,
+    struct op_result *res)
+{
+	const Onecard__V1__Lookup *l = req->lookup;
+	struct validate_ctx vc = {
+	    registry_today(reg), reg->lim.max_name, reg->lim.max_address};
+	const struct lcache_hit *hit;
+	char norm[VALIDATE_MAX_VALUE + 1], err[REGISTRY_MSGLEN];
+	char key[VALIDATE_MAX_DOMAIN + 1 + VALIDATE_MAX_VALUE + 1];
+	size_t keylen;
+
+	if (l == NULL || l->identifier == NULL ||
+	    validate_identifier(&vc, "identifier", l->identifier, norm,
+		sizeof(norm), NULL, err, sizeof(err)) < 0 ||
+	    (keylen = lookup_key(l->identifier->domain, norm, key)) == 0)
+		return 1;
+	lcache_sync(lc);
+	if ((hit = lcache_get(lc, key, keylen)) == NULL ||
+	    registry_append_cached(out, req->id, hit->reply, hit->reply_len) ==
+		-1)
+		return 1;
+	memset(res, 0, sizeof(*res));
+	res->code = CODE_OK;
+	registry_copy(res->patient_id, hit->pid, sizeof(res->patient_id));
+	registry_ident_text(
+	    l->identifier->domain, norm, res->target, sizeof(res->target));
+	return 0;
+}
+
+/* Keep the reply of a lookup just answered in one step. */
+static void
+registry_cache_fill(struct reg_op *o, struct lcache *lc)
+{
+	Onecard__V1__Reply r = o->reply;
+	uint8_t stackbuf[2048], *buf = stackbuf;
+	size_t len;
+
+	r.id = 0;
+	r.code = CODE_OK;
+	len = protobuf_c_message_get_packed_size(&r.base);
+	if (len > sizeof(stackbuf) && (buf = malloc(len)) == NULL)
+		return;
+	protobuf_c_message_pack(&r.base, buf);
+	(void)lcache_put(lc, o->key, o->keylen, o->res->patient_id, buf, len);
+	if (buf != stackbuf)
+		free(buf);
+}
+
 /* Set up an operation. */
 static void
 op_init(struct reg_op *o, struct registry *reg, const struct actor *who,
@@ -1753,7 +1935,7 @@ op_init(struct reg_op *o, struct registry *reg, const struct actor *who,
 	o->who = who;
 	o->req = req;
 	o->res = res;
-	o->vc.today = validate_today();
+	o->vc.today = registry_today(reg);
 	o->vc.max_name = reg->lim.max_name;
 	o->vc.max_address = reg->lim.max_address;
 	o->now_ms = registry_now_ms();
@@ -1788,8 +1970,13 @@ registry_read(struct registry *reg, const struct actor *who,
     struct op_result *res)
 {
 	struct reg_op o;
+	struct lcache *lc = NULL;
 	int code, rc, own_txn = !reg->in_batch;
 
+	if (req->op_case == ONECARD__V1__REQUEST__OP_LOOKUP &&
+	    (lc = registry_cache(reg)) != NULL &&
+	    registry_lookup_cached(reg, lc, req, out, res) == 0)
+		return;
 	op_init(&o, reg, who, req, res);
 	if (registry_op_is_write(req->op_case)) {
 		log_warnx("registry: %s sent to the read path",
@@ -1798,8 +1985,11 @@ registry_read(struct registry *reg, const struct actor *who,
 		goto done;
 	}
 	if (req->op_case == ONECARD__V1__REQUEST__OP_LOOKUP &&
-	    op_lookup_fast(&o, &code) == 0)
+	    op_lookup_fast(&o, &code) == 0) {
+		if (lc != NULL && o.cacheable && code == CODE_OK)
+			registry_cache_fill(&o, lc);
 		goto done;
+	}
 	/* One read transaction: the record and its identifiers agree. */
 	if (own_txn && (rc = reg->be->begin(reg->h, 0)) < 0) {
 		code = op_backend(&o, rc);
@@ -1870,6 +2060,7 @@ end:
 		} else if (code != CODE_OK)
 			reg->be->rollback(reg->h);
 		reg->broken = 0;
+		registry_publish(reg);
 	}
 done:
 	op_finish(&o, code, out);
@@ -1901,6 +2092,9 @@ registry_batch_commit(struct registry *reg)
 		reg->be->rollback(reg->h);
 	reg->in_batch = 0;
 	reg->broken = 0;
+	/* Before any reply of the batch leaves (the caller sends them). A
+	 * failed batch changed nothing; dropping its entries is harmless. */
+	registry_publish(reg);
 	return rc;
 }
 
@@ -1912,4 +2106,5 @@ registry_batch_rollback(struct registry *reg)
 	reg->be->rollback(reg->h);
 	reg->in_batch = 0;
 	reg->broken = 0;
+	reg->ntouched = 0;
 }

@@ -35,12 +35,15 @@ struct registry_limits {
 	size_t max_address; /* bytes of an address (default 256) */
 	unsigned
 	    search_limit; /* most results of a search or history (default 50) */
+	size_t lookup_cache; /* bytes of encoded lookup replies a read handle
+				keeps (registry_cache.h); 0: none */
 };
 
 #define REGISTRY_DEFAULT_MAX_IDS      16
 #define REGISTRY_DEFAULT_MAX_NAME     128
 #define REGISTRY_DEFAULT_MAX_ADDRESS  256
 #define REGISTRY_DEFAULT_SEARCH_LIMIT 50
+#define REGISTRY_DEFAULT_LOOKUP_CACHE (256u << 20)
 
 /* Who is asking: the certificate's CN and the role it was given. */
 struct actor {

@@ -152,5 +152,14 @@ int harness_ping_as(struct harness *h, const char *cn);
 int harness_tcp_connect(int port);
 /* Open descriptors of process pid (its /proc/PID/fd entries), or -1. */
 int harness_fd_count(pid_t pid);
+/* The port of the latest "metrics on 127.0.0.1:PORT" in the broker's log,
+ * or -1. */
+int harness_metrics_port(struct harness *h);
+/* GET path over plain HTTP on 127.0.0.1:port: the status, or -1. body (may
+ * be NULL) gets the body, NUL-terminated and cut to bodylen. */
+int harness_http_get(int port, const char *path, char *body, size_t bodylen);
+/* The value of one series ("name{labels}" exactly) in a Prometheus
+ * exposition; 0 when it is absent. */
+double harness_metric(const char *expo, const char *series);
 
 #endif

@@ -1,10 +1,12 @@
 /*
  * harness_util.c: small helpers every integration suite needs: a clock, a
  * ping that reports the broker's answer, a plain TCP connection to the
- * broker's port, and a count of the broker's open descriptors.
+ * broker's port, a count of the broker's open descriptors, and a scrape of
+ * its /metrics.
  */
 #include <dirent.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -93,4 +95,65 @@ harness_fd_count(pid_t pid)
 			n++;
 	closedir(d);
 	return n;
+}
+
+int
+harness_metrics_port(struct harness *h)
+{
+	static const char tag[] = "metrics on 127.0.0.1:";
+	char log[65536];
+	const char *p, *last = NULL;
+
+	if (harness_log(h, log, sizeof(log)) == -1)
+		return -1;
+	/* The log grows over restarts: the latest start's line counts. */
+	for (p = log; (p = strstr(p, tag)) != NULL; p++)
+		last = p;
+	return last != NULL ? atoi(last + strlen(tag)) : -1;
+}
+
+int
+harness_http_get(int port, const char *path, char *body, size_t bodylen)
+{
+	char req[256], *resp, *p;
+	size_t cap = 1 << 20, len = 0;
+	ssize_t n;
+	int fd, status = -1;
+
+	if ((resp = malloc(cap)) == NULL)
+		return -1;
+	if ((fd = harness_tcp_connect(port)) == -1)
+		goto out;
+	snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n",
+	    path);
+	if (write(fd, req, strlen(req)) != (ssize_t)strlen(req))
+		goto out;
+	while (len < cap - 1 && (n = read(fd, resp + len, cap - 1 - len)) > 0)
+		len += (size_t)n;
+	resp[len] = '\0';
+	if (sscanf(resp, "HTTP/1.%*d %d", &status) != 1)
+		status = -1;
+	if (body != NULL && bodylen > 0) {
+		p = strstr(resp, "\r\n\r\n");
+		snprintf(body, bodylen, "%s", p != NULL ? p + 4 : "");
+	}
+out:
+	if (fd != -1)
+		close(fd);
+	free(resp);
+	return status;
+}
+
+double
+harness_metric(const char *expo, const char *series)
+{
+	size_t sl = strlen(series);
+	const char *p = expo;
+
+	while ((p = strstr(p, series)) != NULL) {
+		if ((p == expo || p[-1] == '\n') && p[sl] == ' ')
+			return strtod(p + sl + 1, NULL);
+		p += sl;
+	}
+	return 0;
 }

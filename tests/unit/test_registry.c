@@ -1304,12 +1304,92 @@ reads_during_writes_always_see_whole_records(void **state)
 	assert_true(ra.reads > 0);
 }
 
+/* The frame a lookup with this id appends on handle h, copied into buf
+ * (cap bytes); its length. */
+static size_t
+lookup_frame(struct registry *h, uint64_t id, const char *dom, const char *val,
+    uint8_t *buf, size_t cap)
+{
+	Onecard__V1__Request req = ONECARD__V1__REQUEST__INIT;
+	Onecard__V1__Lookup l = ONECARD__V1__LOOKUP__INIT;
+	Onecard__V1__Identifier ident = ONECARD__V1__IDENTIFIER__INIT;
+	struct evbuffer *out = evbuffer_new();
+	size_t len;
+
+	ident.domain = (char *)dom;
+	ident.value = (char *)val;
+	l.identifier = &ident;
+	req.op_case = ONECARD__V1__REQUEST__OP_LOOKUP;
+	req.lookup = &l;
+	req.id = id;
+	registry_read(h, &xc1, &req, out, &last);
+	len = evbuffer_get_length(out);
+	assert_true(len <= cap);
+	evbuffer_remove(out, buf, len);
+	evbuffer_free(out);
+	return len;
+}
+
+/*
+ * A read handle answers a repeated lookup from its cache with the very
+ * bytes the registry would send, the request's id in place (a one-byte and
+ * a multi-byte varint), and fills the op_result the audit trail reads the
+ * same way; a handle with the cache off agrees.
+ */
+static void
+cached_lookup_sends_the_same_bytes(void **state)
+{
+	struct registry_limits off;
+	struct registry *rd, *plain;
+	struct op_result miss;
+	uint8_t a[4096], b[4096], c[4096];
+	size_t la, lb, lc;
+	char err[256];
+	Onecard__V1__Reply *r;
+
+	(void)state;
+	registry_limits_default(&off);
+	off.lookup_cache = 0;
+	patient_of(enroll(&xc1, "张三", NULL, 0, "cn-id", CNID_F49,
+	    "hosp:XC001", "V1", "cn-ssc", "SSC1", NULL));
+	rd = registry_open(path, 0, NULL, err, sizeof(err));
+	plain = registry_open(path, 0, &off, err, sizeof(err));
+	assert_non_null(rd);
+	assert_non_null(plain);
+
+	for (uint64_t id = 7; id < 1000; id += 293) {
+		la = lookup_frame(rd, id, "cn-id", CNID_F49, a, sizeof(a));
+		miss = last;
+		lb = lookup_frame(rd, id, "cn-id", CNID_F49, b, sizeof(b));
+		lc = lookup_frame(plain, id, "cn-id", CNID_F49, c, sizeof(c));
+		assert_int_equal(la, lb);
+		assert_int_equal(la, lc);
+		assert_memory_equal(a, b, la);
+		assert_memory_equal(a, c, la);
+		assert_int_equal(last.code, miss.code);
+		assert_string_equal(last.patient_id, miss.patient_id);
+		assert_string_equal(last.target, miss.target);
+		assert_null(strstr(last.target, CNID_F49));
+	}
+	/* The cached frame decodes to the request's id and the record. */
+	r = wire_reply_unpack(
+	    b + WIRE_HEADER_LEN, lb - WIRE_HEADER_LEN, 1 << 20, NULL);
+	assert_non_null(r);
+	assert_int_equal(r->id, 886);
+	assert_int_equal(r->code, CODE(OK));
+	assert_int_equal(r->patient->n_identifiers, 3);
+	wire_reply_free(r);
+	registry_close(rd);
+	registry_close(plain);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    T(cached_lookup_sends_the_same_bytes),
 	    T(enroll_creates_a_patient_with_an_opaque_id),
 	    T(enroll_twice_is_harmless),
 	    T(enroll_links_the_rest_to_the_one_existing_patient),
