@@ -234,6 +234,137 @@ test_request_without_op_or_id_gets_invalid_argument_with_id_0(void **state)
 	harness_cleanup(&h);
 }
 
+/* Append a length-delimited field (len < 128) to buf at *n. */
+static void
+put_bytes(uint8_t *buf, size_t *n, unsigned field, const void *p, size_t len)
+{
+	assert_true(len < 128);
+	buf[(*n)++] = (uint8_t)(field << 3 | 2);
+	buf[(*n)++] = (uint8_t)len;
+	memcpy(buf + *n, p, len);
+	*n += len;
+}
+
+/* Append a varint field (value < 128) to buf at *n. */
+static void
+put_varint(uint8_t *buf, size_t *n, unsigned field, unsigned v)
+{
+	assert_true(v < 128);
+	buf[(*n)++] = (uint8_t)(field << 3);
+	buf[(*n)++] = (uint8_t)v;
+}
+
+/* Send a lookup frame built by hand: Request fields in the order asked
+ * ("i" id, "l" lookup, "u" an unknown field), Identifier value first when
+ * swap is set. */
+static void
+raw_lookup_bytes(struct raw *r, const char *order, unsigned id, int swap,
+    const char *domain, const char *value)
+{
+	uint8_t ident[128], lookup[160], req[256];
+	size_t ni = 0, nl = 0, nr = 0;
+
+	if (swap) {
+		put_bytes(ident, &ni, 2, value, strlen(value));
+		put_bytes(ident, &ni, 1, domain, strlen(domain));
+	} else {
+		put_bytes(ident, &ni, 1, domain, strlen(domain));
+		put_bytes(ident, &ni, 2, value, strlen(value));
+	}
+	put_bytes(lookup, &nl, 1, ident, ni);
+	for (; *order != '\0'; order++)
+		if (*order == 'i')
+			put_varint(req, &nr, 1, id);
+		else if (*order == 'l')
+			put_bytes(req, &nr, ONECARD__V1__REQUEST__OP_LOOKUP,
+			    lookup, nl);
+		else
+			put_varint(req, &nr, 99, 1);
+	raw_send_frame(r, (uint32_t)nr, req, nr);
+}
+
+/* Expect a lookup reply with this id answering patient pid. */
+static void
+raw_expect_patient(struct raw *r, uint64_t id, const char *pid)
+{
+	Onecard__V1__Reply *reply = raw_reply(r);
+
+	assert_non_null(reply);
+	assert_int_equal(reply->id, id);
+	assert_int_equal(reply->code, ONECARD__V1__CODE__OK);
+	assert_int_equal(
+	    reply->result_case, ONECARD__V1__REPLY__RESULT_PATIENT);
+	assert_string_equal(reply->patient->patient_id, pid);
+	wire_reply_free(reply);
+}
+
+/*
+ * Lookups are decoded on a fast path that takes only the usual shape; any
+ * other encoding protobuf allows (fields out of order, an unknown field)
+ * must get the same answer, and a malformed one the same error.
+ */
+static void
+test_lookups_in_every_encoding_get_the_same_answer(void **state)
+{
+	struct harness h;
+	const char *codes[] = {"H1", NULL};
+	Onecard__V1__Request req = ONECARD__V1__REQUEST__INIT;
+	Onecard__V1__Enroll e = ONECARD__V1__ENROLL__INIT;
+	Onecard__V1__Identifier id = ONECARD__V1__IDENTIFIER__INIT,
+				*ids[] = {&id};
+	Onecard__V1__Reply *reply;
+	char pid[64];
+	struct raw r;
+
+	assert_int_equal(harness_start(&h, codes, NULL), 0);
+	raw_open(&r, &h, "H1");
+	id.domain = "hosp:H1";
+	id.value = "V1";
+	e.identifiers = ids;
+	e.n_identifiers = 1;
+	req.id = 1;
+	req.op_case = ONECARD__V1__REQUEST__OP_ENROLL;
+	req.enroll = &e;
+	raw_send_request(&r, &req);
+	reply = raw_reply(&r);
+	assert_non_null(reply);
+	assert_int_equal(reply->code, ONECARD__V1__CODE__OK);
+	snprintf(pid, sizeof(pid), "%s", reply->enrolled->patient->patient_id);
+	wire_reply_free(reply);
+
+	for (int round = 0; round < 2; round++) { /* uncached, then cached */
+		raw_lookup_bytes(&r, "il", 5, 0, "hosp:H1", "V1");
+		raw_expect_patient(&r, 5, pid);
+		raw_lookup_bytes(&r, "li", 6, 0, "hosp:H1", "V1");
+		raw_expect_patient(&r, 6, pid);
+		raw_lookup_bytes(&r, "il", 7, 1, "hosp:H1", "V1");
+		raw_expect_patient(&r, 7, pid);
+		raw_lookup_bytes(&r, "ilu", 8, 0, "hosp:H1", "V1");
+		raw_expect_patient(&r, 8, pid);
+		raw_lookup_bytes(&r, "il", 9, 0, "hosp:H1", "NOPE");
+		raw_expect(&r, 9, ONECARD__V1__CODE__NOT_FOUND);
+		raw_lookup_bytes(&r, "il", 10, 0, "hosp:", "V1");
+		raw_expect(&r, 10, ONECARD__V1__CODE__INVALID_ARGUMENT);
+		/* id 0, or no id: answered with id 0. */
+		raw_lookup_bytes(&r, "il", 0, 0, "hosp:H1", "V1");
+		raw_expect(&r, 0, ONECARD__V1__CODE__INVALID_ARGUMENT);
+		raw_lookup_bytes(&r, "l", 0, 0, "hosp:H1", "V1");
+		raw_expect(&r, 0, ONECARD__V1__CODE__INVALID_ARGUMENT);
+	}
+	/* A lookup whose inner length overruns its message is not a Request. */
+	{
+		uint8_t bad[] = {
+		    0x08, 0x05, 0x5a, 0x04, 0x0a, 0x09, 0x0a, 0x01};
+
+		raw_send_frame(&r, sizeof(bad), bad, sizeof(bad));
+		raw_expect(&r, 0, ONECARD__V1__CODE__INVALID_ARGUMENT);
+	}
+	raw_ping(&r, 11);
+	raw_expect(&r, 11, ONECARD__V1__CODE__OK);
+	raw_close(&r);
+	harness_cleanup(&h);
+}
+
 static void
 test_oversize_length_gets_resource_exhausted_then_close(void **state)
 {
@@ -392,6 +523,8 @@ main(void)
 		test_empty_frame_gets_invalid_argument_and_connection_goes_on),
 	    cmocka_unit_test(
 		test_request_without_op_or_id_gets_invalid_argument_with_id_0),
+	    cmocka_unit_test(
+		test_lookups_in_every_encoding_get_the_same_answer),
 	    cmocka_unit_test(
 		test_oversize_length_gets_resource_exhausted_then_close),
 	    cmocka_unit_test(
