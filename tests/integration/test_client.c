@@ -943,6 +943,48 @@ async_pipelining_100000_pings_comes_back_in_order(void **state)
 	event_base_free(b.base);
 }
 
+/* Close the connection from inside the first reply's callback. */
+static void
+raw_reply_then_close(const struct onecard_raw_reply *reply, int err, void *arg)
+{
+	struct burst *b = arg;
+
+	b->got++;
+	if (b->got == 1) {
+		if (err != ONECARD_OK || reply->code != ONECARD__V1__CODE__OK)
+			b->bad++;
+		onecard_async_close(b->ac); /* freed once we return */
+		event_base_loopexit(b->base, NULL);
+	} else if (err != ONECARD_ECLOSED)
+		b->bad++; /* the rest are failed by the close */
+}
+
+static void
+async_close_inside_reply_callback_fails_the_rest(void **state)
+{
+	struct onecard_options opt;
+	struct timeval limit = {10, 0};
+	struct burst b;
+
+	memset(&b, 0, sizeof b);
+	b.base = event_base_new();
+	harness_options(&h, "XC001", &opt);
+	b.ac = onecard_async_connect(b.base, &opt, NULL, NULL);
+	assert_non_null(b.ac);
+	set_ping(&b.req, &b.ping);
+	for (int i = 0; i < 50; i++) {
+		b.req.id = 0;
+		assert_int_equal(onecard_async_send_raw(
+				     b.ac, &b.req, raw_reply_then_close, &b),
+		    ONECARD_OK);
+	}
+	event_base_loopexit(b.base, &limit);
+	event_base_dispatch(b.base);
+	assert_int_equal(b.got, 50);
+	assert_int_equal(b.bad, 0);
+	event_base_free(b.base);
+}
+
 /* What the raw-reply tests record. */
 struct raw_result {
 	struct event_base *base;
@@ -1360,6 +1402,7 @@ main(void)
 	    cmocka_unit_test(broker_restart_keeps_enrolled_patients),
 	    cmocka_unit_test(async_raw_reply_gives_id_code_and_whole_body),
 	    cmocka_unit_test(async_pipelining_100000_pings_comes_back_in_order),
+	    cmocka_unit_test(async_close_inside_reply_callback_fails_the_rest),
 	    cmocka_unit_test(async_encoded_request_gets_an_id_and_its_reply),
 	    cmocka_unit_test(async_encoded_request_over_max_frame_is_refused),
 	    cmocka_unit_test(async_connections_share_one_tls_context),
