@@ -318,8 +318,9 @@ redo_open(const char *path, char *err, size_t errlen)
 	ssize_t n;
 
 	memset(want, 0, sizeof(want));
-	if ((r = calloc(1, sizeof(*r))) == NULL ||
-	    (r->path = strdup(path)) == NULL) {
+	if ((r = calloc(1, sizeof(*r))) != NULL)
+		r->fd = -1;
+	if (r == NULL || (r->path = strdup(path)) == NULL) {
 		snprintf(err, errlen, "%s: out of memory", path);
 		goto fail;
 	}
@@ -369,7 +370,7 @@ redo_close(struct redo *r)
 {
 	if (r == NULL)
 		return;
-	if (r->fd > 0)
+	if (r->fd != -1)
 		close(r->fd);
 	free(r->path);
 	free(r);
