@@ -2,20 +2,28 @@
  * registry_cache.c: a worker's cache of encoded lookup replies (see
  * registry_cache.h for what is kept and why it stays fresh).
  *
- * Each entry is one allocation: bookkeeping, then the key, then the reply.
- * It sits on three lists: its key's hash chain, its patient's hash chain
- * (so a published patient drops every key that answered with it), and the
- * insertion-order queue that eviction takes from the front of. Both hash
- * tables double when they hold more entries than buckets.
+ * Entries live in one region of max_bytes, written like a log: each new
+ * entry goes at the tail, and when the tail meets the oldest live entry,
+ * that entry is evicted (oldest first). An entry dropped early (its patient
+ * changed, or a newer answer replaced it) leaves a hole that the tail
+ * reuses when it comes round. The region is mapped once, asking for huge
+ * pages, so a probe touches few pages and a put never calls malloc. Each
+ * entry (bookkeeping, the key, the reply) sits on three lists: its key's
+ * hash chain, its patient's hash chain (so a published patient drops every
+ * key that answered with it), and the insertion-order queue, which is also
+ * the order of the log. Both hash tables double when they hold more entries
+ * than buckets.
  *
  * The writer publishes patient hashes into one ring under a mutex and bumps
  * lcache_head last; a worker reads lcache_head without the lock and takes
  * the lock only when it has moved, so a cache hit on a registry that is not
  * being written costs one atomic load on top of the probe.
  */
+#include <sys/mman.h>
 #include <sys/queue.h>
 
 #include <pthread.h>
+#include <stdalign.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +31,8 @@
 #include "registry_cache.h"
 
 #define LCACHE_MIN_BUCKETS 1024
+#define LCACHE_ALIGN       64         /* entries start on a cache line */
+#define LCACHE_HUGE        (2u << 20) /* a huge page */
 
 struct lc_entry {
 	struct lc_entry *knext;    /* key chain */
@@ -49,8 +59,12 @@ struct lcache {
 	struct lc_entry **pb; /* patient buckets */
 	size_t nbuckets;      /* of each table, a power of two */
 	size_t n;
-	size_t bytes;
+	size_t bytes; /* of live entries */
 	size_t max_bytes;
+	char *map; /* the mapping, for munmap */
+	size_t maplen;
+	char *region; /* max_bytes of entries, written as a log */
+	size_t tail;  /* where the next entry goes */
 	struct lc_queue queue;
 	uint64_t seen; /* published hashes applied */
 	LIST_ENTRY(lcache) all;
@@ -112,12 +126,23 @@ lcache_new(size_t max_bytes)
 	lc->nbuckets = LCACHE_MIN_BUCKETS;
 	lc->kb = calloc(lc->nbuckets, sizeof(*lc->kb));
 	lc->pb = calloc(lc->nbuckets, sizeof(*lc->pb));
-	if (lc->kb == NULL || lc->pb == NULL) {
+	/* Reserve, don't commit: pages come as entries are written. One huge
+	 * page more than asked, to start the region on a huge page. */
+	max_bytes &= ~(size_t)(LCACHE_ALIGN - 1);
+	lc->maplen = max_bytes + LCACHE_HUGE;
+	lc->map = mmap(NULL, lc->maplen, PROT_READ | PROT_WRITE,
+	    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (lc->kb == NULL || lc->pb == NULL || lc->map == MAP_FAILED) {
+		if (lc->map != MAP_FAILED)
+			munmap(lc->map, lc->maplen);
 		free(lc->kb);
 		free(lc->pb);
 		free(lc);
 		return NULL;
 	}
+	lc->region = (char *)(((uintptr_t)lc->map + LCACHE_HUGE - 1) &
+	    ~(uintptr_t)(LCACHE_HUGE - 1));
+	(void)madvise(lc->region, max_bytes, MADV_HUGEPAGE); /* a hint */
 	lc->max_bytes = max_bytes;
 	TAILQ_INIT(&lc->queue);
 	pthread_mutex_lock(&lcache_lock);
@@ -141,8 +166,7 @@ lc_remove(struct lcache *lc, struct lc_entry *e)
 		e->pnext->pprev = e->pprev;
 	TAILQ_REMOVE(&lc->queue, e, age);
 	lc->n--;
-	lc->bytes -= e->size;
-	free(e);
+	lc->bytes -= e->size; /* its space is reused when the tail comes by */
 }
 
 /* Drop every entry. */
@@ -169,6 +193,7 @@ lcache_free(struct lcache *lc)
 	lcache_gone.invalidations += lc_get(&lc->invalidations);
 	lcache_gone.flushes += lc_get(&lc->flushes);
 	pthread_mutex_unlock(&lcache_lock);
+	munmap(lc->map, lc->maplen);
 	free(lc->kb);
 	free(lc->pb);
 	free(lc);
@@ -260,12 +285,49 @@ lc_grow(struct lcache *lc)
 	return 0;
 }
 
+/*
+ * Room for size bytes at the tail of the log, evicting the oldest entries
+ * in the way; NULL when size is more than the region.
+ */
+static struct lc_entry *
+lc_alloc(struct lcache *lc, size_t size)
+{
+	struct lc_entry *first;
+	size_t head;
+
+	if (size > lc->max_bytes)
+		return NULL;
+	for (;;) {
+		if ((first = TAILQ_FIRST(&lc->queue)) == NULL) {
+			lc->tail = 0; /* empty: start over */
+			break;
+		}
+		head = (size_t)((char *)first - lc->region);
+		if (lc->tail > head) {
+			/* Free from the tail to the end, then up to head. */
+			if (lc->max_bytes - lc->tail >= size)
+				break;
+			lc->tail = 0;
+			continue;
+		}
+		if (head - lc->tail >= size)
+			break;
+		lc_remove(lc, first);
+		lc_inc(&lc->evictions);
+	}
+	first = (struct lc_entry *)(lc->region + lc->tail);
+	lc->tail += size;
+	return first;
+}
+
 int
 lcache_put(struct lcache *lc, const char *key, size_t keylen, const char *pid,
     const uint8_t *reply, size_t reply_len)
 {
 	size_t pidlen = strlen(pid);
-	size_t size = sizeof(struct lc_entry) + keylen + reply_len;
+	size_t size =
+	    (sizeof(struct lc_entry) + keylen + reply_len + LCACHE_ALIGN - 1) &
+	    ~(size_t)(LCACHE_ALIGN - 1);
 	uint64_t h = lcache_hash(key, keylen);
 	struct lc_entry *e, **pp;
 
@@ -278,15 +340,10 @@ lcache_put(struct lcache *lc, const char *key, size_t keylen, const char *pid,
 			lc_remove(lc, e); /* replaced by the newer answer */
 			break;
 		}
-	while (lc->bytes + size > lc->max_bytes &&
-	    (e = TAILQ_FIRST(&lc->queue)) != NULL) {
-		lc_remove(lc, e);
-		lc_inc(&lc->evictions);
-	}
+	if ((e = lc_alloc(lc, size)) == NULL)
+		return -1;
 	if (lc->n >= lc->nbuckets)
 		(void)lc_grow(lc); /* longer chains, still correct */
-	if ((e = malloc(size)) == NULL)
-		return -1;
 	e->khash = h;
 	e->phash = lcache_hash(pid, pidlen);
 	e->size = size;

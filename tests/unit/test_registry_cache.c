@@ -1,6 +1,7 @@
 /*
  * test_registry_cache.c: the lookup reply cache on its own: probes,
- * replacement, the byte budget at its edge, oldest-first eviction, dropping
+ * replacement, the byte budget at its edge, oldest-first eviction, the log
+ * wrapping round and reusing holes, dropping
  * a published patient's entries (and only those), and a worker that fell
  * more than the ring behind dropping everything.
  */
@@ -126,6 +127,41 @@ budget_is_kept_at_its_edge_oldest_first(void **state)
 	lcache_free(lc);
 }
 
+/* The log wraps: a hole left by a dropped entry is reused when the tail
+ * comes round to it, and until then the oldest entry is what goes. */
+static void
+log_wraps_and_reuses_holes_in_order(void **state)
+{
+	size_t one = entry_size(1, 7);
+	struct lcache *lc = lcache_new(3 * one);
+	uint64_t b = lcache_hash("PB", 2);
+	struct lcache_stats s0, s1;
+
+	(void)state;
+	assert_non_null(lc);
+	put(lc, "a", "PA", "reply-a");
+	put(lc, "b", "PB", "reply-b");
+	put(lc, "c", "PC", "reply-c");
+	lcache_publish(&b, 1);
+	assert_null(get(lc, "b")); /* a hole in the middle */
+	lcache_stats(&s0);
+	put(lc, "d", "PD", "reply-d"); /* the tail wraps onto a */
+	assert_null(get(lc, "a"));
+	assert_string_equal(get(lc, "c"), "reply-c");
+	put(lc, "e", "PE", "reply-e"); /* fills b's hole: nothing goes */
+	assert_string_equal(get(lc, "c"), "reply-c");
+	assert_string_equal(get(lc, "d"), "reply-d");
+	assert_string_equal(get(lc, "e"), "reply-e");
+	lcache_stats(&s1);
+	assert_int_equal(s1.evictions - s0.evictions, 1);
+	put(lc, "f", "PF", "reply-f"); /* now c, the oldest, goes */
+	assert_null(get(lc, "c"));
+	assert_string_equal(get(lc, "d"), "reply-d");
+	assert_string_equal(get(lc, "e"), "reply-e");
+	assert_string_equal(get(lc, "f"), "reply-f");
+	lcache_free(lc);
+}
+
 static void
 published_patient_is_dropped_everywhere(void **state)
 {
@@ -213,6 +249,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(put_get_and_replace),
 	    cmocka_unit_test(budget_is_kept_at_its_edge_oldest_first),
+	    cmocka_unit_test(log_wraps_and_reuses_holes_in_order),
 	    cmocka_unit_test(published_patient_is_dropped_everywhere),
 	    cmocka_unit_test(a_worker_too_far_behind_drops_everything),
 	    cmocka_unit_test(tables_grow_and_every_key_is_found),
