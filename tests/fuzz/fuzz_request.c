@@ -72,6 +72,10 @@ fuzz_db_remove(const char *path)
 	unlink(p);
 	snprintf(p, sizeof(p), "%s-journal", path);
 	unlink(p);
+	snprintf(p, sizeof(p), "%s-redo", path);
+	unlink(p);
+	snprintf(p, sizeof(p), "%s-redo.orphan", path);
+	unlink(p);
 }
 
 /* Copy a whole file; 0 or -1. */
