@@ -344,8 +344,10 @@ async_handshake(struct onecard_async *ac)
 			return;
 		}
 		/* A hang-up during the handshake is TLS refusing us (say,
-		 * our certificate was refused). */
-		client_tls_verify_reason(ac->ssl, ac->err, sizeof ac->err);
+		 * our certificate was refused); an ETLS has its reasons. */
+		if (r != ONECARD_ETLS)
+			client_tls_verify_reason(
+			    ac->ssl, ac->err, sizeof ac->err);
 		async_fail(ac, ONECARD_ETLS);
 		return;
 	}

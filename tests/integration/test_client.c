@@ -1334,6 +1334,14 @@ session_is_not_offered_to_another_broker_name(void **state)
 	event_base_dispatch(res.base);
 	assert_int_equal(res.connect_err, ONECARD_ETLS);
 	assert_int_equal(onecard_async_session_reused(res.ac), 0);
+	/* The reason is said once. */
+	{
+		const char *e = onecard_async_last_error(res.ac),
+			   *p = strstr(e, "broker certificate");
+
+		assert_non_null(p);
+		assert_null(strstr(p + 1, "broker certificate"));
+	}
 	onecard_async_close(res.ac);
 	event_base_free(res.base);
 }
