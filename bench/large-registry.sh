@@ -10,7 +10,10 @@
 #
 #   bench/large-registry.sh [LARGE [SMALL]]
 #   env: RUNS (3), SECONDS_PER_RUN (10), CONNS (50), DEPTHS ("1 16"),
-#        IMPORT_CONNS, IMPORT_DEPTH (onecardctl import's defaults if unset)
+#        IMPORT_CONNS, IMPORT_DEPTH (onecardctl import's defaults if unset),
+#        LOOKUP_CACHE (MB for both brokers' --lookup-cache; 0 measures the
+#        registry alone), WARM_SECS (unmeasured lookups on each registry
+#        first, so that the caches hold what they will hold; 0)
 
 source "$(dirname "$0")/lib.sh"
 
@@ -34,7 +37,7 @@ make_registry() {
 	t0=$(now)
 	"$BIN/onecardctl" gen --patients "$n" --seed "$seed" --out "$WORK/reg$n.csv"
 	GEN_SECS=$(awk -v a="$t0" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }')
-	broker_start "$WORK/reg$n.db"
+	broker_start "$WORK/reg$n.db" ${LOOKUP_CACHE:+--lookup-cache "$LOOKUP_CACHE"}
 	for h in H001 H002 H003 H004 H005 H006 H007 H008 H009 H010; do
 		ctl hospital add "$h" --name "Hospital $h" >/dev/null 2>&1 || true
 	done
@@ -53,7 +56,16 @@ note "making the large registry ($LARGE patients)"
 make_registry "$LARGE" 1 LARGE_ADDR
 LARGE_IMPORT=$IMPORT_SECS
 
-echo "# lookups on $LARGE vs $SMALL patients: $CONNS connections, ${SECONDS_PER_RUN}s x $RUNS runs, medians"
+if [ "${WARM_SECS:-0}" -gt 0 ]; then
+	note "warming: ${WARM_SECS}s of lookups on each registry"
+	for n in "$LARGE" "$SMALL"; do
+		[ "$n" = "$LARGE" ] && BROKER_ADDR=$LARGE_ADDR || BROKER_ADDR=$SMALL_ADDR
+		bench --op lookup --keys-from "$WORK/reg$n.csv" -c "$CONNS" -P 16 -d "$WARM_SECS" >/dev/null ||
+			die "warm-up failed"
+	done
+fi
+
+echo "# lookups on $LARGE vs $SMALL patients: $CONNS connections, ${SECONDS_PER_RUN}s x $RUNS runs, medians${LOOKUP_CACHE:+, --lookup-cache $LOOKUP_CACHE}${WARM_SECS:+, warmed ${WARM_SECS}s}"
 machine_line
 echo "import of $LARGE patients: ${LARGE_IMPORT}s ($(awk -v n="$LARGE" -v s="$LARGE_IMPORT" 'BEGIN { printf "%.0f", n / s }') patients/s; target < 60 s for 1,000,000)"
 printf "%-6s %14s %10s %14s %10s %8s\n" depth large_req/s p99_ms small_req/s p99_ms large/small
