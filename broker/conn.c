@@ -34,6 +34,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
+#include <event2/bufferevent_struct.h>
 #include <event2/event.h>
 #include <openssl/err.h>
 
@@ -653,11 +654,24 @@ conn_readcb(struct bufferevent *bev, void *arg)
 	struct conn *c = arg;
 
 	if (c->state == CONN_OPEN) {
-		/* Replies leave after this callback: audit lines go in one
-		 * write. */
+		/*
+		 * Replies leave after this callback, from the write event.
+		 * When that event is not pending now, they cannot leave before
+		 * the loop polls again, and libevent runs the pass-end event
+		 * (audit_pass_hook) before it polls: the lines may wait for it
+		 * and share one write with every other connection's of this
+		 * pass. Otherwise they are written when the callback ends.
+		 * (An empty output does not prove it: right after the
+		 * handshake the write event is pending with nothing to send.)
+		 */
+		int idle = !event_pending(&bev->ev_write, EV_WRITE, NULL);
+
 		audit_batch_begin();
 		conn_read(c);
-		audit_batch_end();
+		if (idle)
+			audit_batch_hold();
+		else
+			audit_batch_end();
 	}
 }
 
