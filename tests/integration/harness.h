@@ -155,9 +155,11 @@ int harness_fd_count(pid_t pid);
 /* The port of the latest "metrics on 127.0.0.1:PORT" in the broker's log,
  * or -1. */
 int harness_metrics_port(struct harness *h);
-/* GET path over plain HTTP on 127.0.0.1:port: the status, or -1. body (may
- * be NULL) gets the body, NUL-terminated and cut to bodylen. */
-int harness_http_get(int port, const char *path, char *body, size_t bodylen);
+/* GET path over plain HTTP on 127.0.0.1:port: the status, or -1. body and
+ * ctype (each may be NULL) get the body and the Content-Type header,
+ * NUL-terminated and cut to their lengths. */
+int harness_http_get(int port, const char *path, char *body, size_t bodylen,
+    char *ctype, size_t ctypelen);
 /* The value of one series ("name{labels}" exactly) in a Prometheus
  * exposition; 0 when it is absent. */
 double harness_metric(const char *expo, const char *series);

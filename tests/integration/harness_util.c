@@ -4,6 +4,7 @@
  * broker's port, a count of the broker's open descriptors, and a scrape of
  * its /metrics.
  */
+#define _GNU_SOURCE /* strcasestr */
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -113,7 +114,8 @@ harness_metrics_port(struct harness *h)
 }
 
 int
-harness_http_get(int port, const char *path, char *body, size_t bodylen)
+harness_http_get(int port, const char *path, char *body, size_t bodylen,
+    char *ctype, size_t ctypelen)
 {
 	char req[256], *resp, *p;
 	size_t cap = 1 << 20, len = 0;
@@ -133,6 +135,14 @@ harness_http_get(int port, const char *path, char *body, size_t bodylen)
 	resp[len] = '\0';
 	if (sscanf(resp, "HTTP/1.%*d %d", &status) != 1)
 		status = -1;
+	if (ctype != NULL && ctypelen > 0) {
+		ctype[0] = '\0';
+		if ((p = strcasestr(resp, "\r\nContent-Type: ")) != NULL) {
+			p += strlen("\r\nContent-Type: ");
+			snprintf(ctype, ctypelen, "%.*s",
+			    (int)strcspn(p, "\r\n"), p);
+		}
+	}
 	if (body != NULL && bodylen > 0) {
 		p = strstr(resp, "\r\n\r\n");
 		snprintf(body, bodylen, "%s", p != NULL ? p + 4 : "");

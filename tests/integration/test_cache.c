@@ -153,7 +153,8 @@ cache_hits(struct fixture *f)
 
 	assert_true(port > 0);
 	assert_int_equal(
-	    harness_http_get(port, "/metrics", expo, sizeof(expo)), 200);
+	    harness_http_get(port, "/metrics", expo, sizeof(expo), NULL, 0),
+	    200);
 	return harness_metric(
 	    expo, "onecard_lookup_cache_requests_total{result=\"hit\"}");
 }

@@ -44,66 +44,20 @@ struct obs {
 
 static struct obs obs;
 
-/* GET path on the metrics port; the status, or -1. body gets the body. */
+/* GET path on the metrics port; the status, or -1. */
 static int
 http_get(
     const char *path, char *body, size_t bodylen, char *ctype, size_t ctypelen)
 {
-	struct sockaddr_in sin = {.sin_family = AF_INET};
-	char req[256], *resp, *p;
-	size_t cap = 1 << 20, len = 0;
-	ssize_t n;
-	int fd, status = -1;
-
-	if ((resp = malloc(cap)) == NULL)
-		return -1;
-	sin.sin_port = htons((uint16_t)obs.metrics_port);
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if ((fd = socket(AF_INET, SOCK_STREAM, 0)) == -1 ||
-	    connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == -1)
-		goto out;
-	snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n",
-	    path);
-	if (write(fd, req, strlen(req)) != (ssize_t)strlen(req))
-		goto out;
-	while (len < cap - 1 && (n = read(fd, resp + len, cap - 1 - len)) > 0)
-		len += (size_t)n;
-	resp[len] = '\0';
-	if (sscanf(resp, "HTTP/1.%*d %d", &status) != 1)
-		status = -1;
-	if (ctype != NULL) {
-		ctype[0] = '\0';
-		if ((p = strcasestr(resp, "\r\nContent-Type: ")) != NULL) {
-			p += 16;
-			snprintf(ctype, ctypelen, "%.*s",
-			    (int)strcspn(p, "\r\n"), p);
-		}
-	}
-	if (body != NULL) {
-		p = strstr(resp, "\r\n\r\n");
-		snprintf(body, bodylen, "%s", p != NULL ? p + 4 : "");
-	}
-out:
-	if (fd != -1)
-		close(fd);
-	free(resp);
-	return status;
+	return harness_http_get(
+	    obs.metrics_port, path, body, bodylen, ctype, ctypelen);
 }
 
-/* The value of one series ("name{labels}" exactly) in an exposition; 0 if
- * absent. */
+/* The value of one series in an exposition; 0 if absent. */
 static double
 metric(const char *expo, const char *series)
 {
-	size_t sl = strlen(series);
-	const char *p = expo;
-
-	while ((p = strstr(p, series)) != NULL) {
-		if ((p == expo || p[-1] == '\n') && p[sl] == ' ')
-			return strtod(p + sl + 1, NULL);
-		p += sl;
-	}
-	return 0;
+	return harness_metric(expo, series);
 }
 
 /* Scrape /metrics into a malloc'd string. */
