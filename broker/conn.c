@@ -420,100 +420,6 @@ conn_item_error(int code, const char *message, uint64_t start_us)
 	return it;
 }
 
-/* A length-delimited string in a lookup, copied out NUL-terminated. */
-#define CONN_LOOKUP_STR 128
-
-/* Read a varint at *p (before end); -1 if it is cut or over 64 bits. */
-static int
-conn_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
-{
-	uint64_t x = 0;
-
-	for (int shift = 0; shift < 64 && *p < end; shift += 7) {
-		uint8_t b = *(*p)++;
-
-		x |= (uint64_t)(b & 0x7f) << shift;
-		if ((b & 0x80) == 0) {
-			*v = x;
-			return 0;
-		}
-	}
-	return -1;
-}
-
-/*
- * The one length-delimited field `field` that makes up all of [p, end), its
- * bytes in *body and *len; -1 for anything else (another field, a repeat, a
- * cut length), so that the general decoder judges it.
- */
-static int
-conn_only_field(const uint8_t *p, const uint8_t *end, unsigned field,
-    const uint8_t **body, size_t *len)
-{
-	uint64_t key, n;
-
-	if (conn_varint(&p, end, &key) == -1 || key != (field << 3 | 2) ||
-	    conn_varint(&p, end, &n) == -1 || n != (uint64_t)(end - p))
-		return -1;
-	*body = p;
-	*len = (size_t)n;
-	return 0;
-}
-
-/*
- * Decode Request{id, lookup{identifier{domain, value}}} straight from the
- * frame, with no allocation: the hot path. Fills req (whose parts the caller
- * provides) and returns 0 only for exactly that shape, fields in order, each
- * once, strings short and free of NUL; -1 sends the frame through the
- * general decoder (wire_request_unpack), which gives the same answer more
- * slowly, or the right error.
- */
-static int
-conn_decode_lookup(const uint8_t *p, size_t n, Onecard__V1__Request *req,
-    Onecard__V1__Lookup *l, Onecard__V1__Identifier *id, char *domain,
-    char *value)
-{
-	const uint8_t *end = p + n, *body;
-	uint64_t key, rid, v;
-	size_t len;
-	char *dst[2] = {domain, value};
-
-	/* Request: id (1, a varint, not 0), then lookup (11), nothing else. */
-	if (conn_varint(&p, end, &key) == -1 || key != (1 << 3 | 0) ||
-	    conn_varint(&p, end, &rid) == -1 || rid == 0 ||
-	    conn_only_field(
-		p, end, ONECARD__V1__REQUEST__OP_LOOKUP, &body, &len) == -1)
-		return -1;
-	/* Lookup: identifier (1) and nothing else. */
-	if (conn_only_field(body, body + len, 1, &body, &len) == -1)
-		return -1;
-	/* Identifier: domain (1) then value (2). */
-	p = body;
-	end = body + len;
-	for (unsigned f = 1; f <= 2; f++) {
-		if (conn_varint(&p, end, &key) == -1 || key != (f << 3 | 2) ||
-		    conn_varint(&p, end, &v) == -1 || v >= CONN_LOOKUP_STR ||
-		    v > (uint64_t)(end - p) ||
-		    memchr(p, '\0', (size_t)v) != NULL)
-			return -1;
-		memcpy(dst[f - 1], p, (size_t)v);
-		dst[f - 1][v] = '\0';
-		p += v;
-	}
-	if (p != end)
-		return -1;
-	onecard__v1__request__init(req);
-	onecard__v1__lookup__init(l);
-	onecard__v1__identifier__init(id);
-	id->domain = domain;
-	id->value = value;
-	l->identifier = id;
-	req->id = rid;
-	req->op_case = ONECARD__V1__REQUEST__OP_LOOKUP;
-	req->lookup = l;
-	return 0;
-}
-
 /*
  * A lookup that can be answered now (nothing parked or outstanding before
  * it), decoded without allocating and answered straight away: 0. -1 when
@@ -522,15 +428,21 @@ conn_decode_lookup(const uint8_t *p, size_t n, Onecard__V1__Request *req,
 static int
 conn_lookup_now(struct conn *c, const uint8_t *body, size_t len, uint64_t now)
 {
-	Onecard__V1__Request req;
-	Onecard__V1__Lookup l;
-	Onecard__V1__Identifier id;
-	char domain[CONN_LOOKUP_STR], value[CONN_LOOKUP_STR];
+	Onecard__V1__Request req = ONECARD__V1__REQUEST__INIT;
+	Onecard__V1__Lookup l = ONECARD__V1__LOOKUP__INIT;
+	Onecard__V1__Identifier id = ONECARD__V1__IDENTIFIER__INIT;
+	struct wire_lookup wl;
 	struct conn_item it = {.req = &req, .start_us = now, .bytes = len};
 
 	if (!TAILQ_EMPTY(&c->parked) || c->outstanding > 0 ||
-	    conn_decode_lookup(body, len, &req, &l, &id, domain, value) == -1)
+	    wire_lookup_decode(body, len, &wl) == -1)
 		return -1;
+	id.domain = wl.domain;
+	id.value = wl.value;
+	l.identifier = &id;
+	req.id = wl.id;
+	req.op_case = ONECARD__V1__REQUEST__OP_LOOKUP;
+	req.lookup = &l;
 	c->inflight_bytes += len;
 	conn_answer(c, &it);
 	return 0;

@@ -291,3 +291,75 @@ wire_op_name(int op_case)
 		return "none";
 	return f->name;
 }
+
+/* Read a varint at *p (before end); -1 if it is cut or longer than 10
+ * bytes. */
+static int
+wire_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+	uint64_t x = 0;
+
+	for (int shift = 0; shift < 70 && *p < end; shift += 7) {
+		uint8_t b = *(*p)++;
+
+		if (shift < 64)
+			x |= (uint64_t)(b & 0x7f) << shift;
+		if ((b & 0x80) == 0) {
+			*v = x;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/*
+ * The one length-delimited field `field` that makes up all of [p, end): its
+ * bytes in *body and *len; -1 for anything else (another field, a repeat, a
+ * length that does not end exactly at end).
+ */
+static int
+wire_only_field(const uint8_t *p, const uint8_t *end, unsigned field,
+    const uint8_t **body, size_t *len)
+{
+	uint64_t key, n;
+
+	if (wire_varint(&p, end, &key) == -1 || key != (field << 3 | 2) ||
+	    wire_varint(&p, end, &n) == -1 || n != (uint64_t)(end - p))
+		return -1;
+	*body = p;
+	*len = (size_t)n;
+	return 0;
+}
+
+int
+wire_lookup_decode(const uint8_t *p, size_t n, struct wire_lookup *out)
+{
+	const uint8_t *end = p + n, *body;
+	char *dst[2] = {out->domain, out->value};
+	uint64_t key, v;
+	size_t len;
+
+	/* Request: id (1, a varint, not 0), then lookup (11), nothing else. */
+	if (wire_varint(&p, end, &key) == -1 || key != (1 << 3 | 0) ||
+	    wire_varint(&p, end, &out->id) == -1 || out->id == 0 ||
+	    wire_only_field(
+		p, end, ONECARD__V1__REQUEST__OP_LOOKUP, &body, &len) == -1)
+		return -1;
+	/* Lookup: identifier (1) and nothing else. */
+	if (wire_only_field(body, body + len, 1, &body, &len) == -1)
+		return -1;
+	/* Identifier: domain (1) then value (2). */
+	p = body;
+	end = body + len;
+	for (unsigned f = 1; f <= 2; f++) {
+		if (wire_varint(&p, end, &key) == -1 || key != (f << 3 | 2) ||
+		    wire_varint(&p, end, &v) == -1 || v >= WIRE_LOOKUP_STR ||
+		    v > (uint64_t)(end - p) ||
+		    memchr(p, '\0', (size_t)v) != NULL)
+			return -1;
+		memcpy(dst[f - 1], p, (size_t)v);
+		dst[f - 1][v] = '\0';
+		p += v;
+	}
+	return p == end ? 0 : -1;
+}

@@ -51,6 +51,26 @@ Onecard__V1__Reply *wire_reply_unpack(
     const uint8_t *body, size_t len, size_t mem_cap, int *over_cap);
 void wire_reply_free(Onecard__V1__Reply *reply);
 
+/*
+ * A Request{id, lookup{identifier{domain, value}}} read straight from a
+ * frame body, with no allocation: the broker's hot path. wire_lookup_decode
+ * takes only that shape -- id (not 0) then lookup, domain then value, each
+ * once, nothing else, strings shorter than WIRE_LOOKUP_STR and free of NUL
+ * -- and returns 0; anything else, valid or not, is -1 and belongs to
+ * wire_request_unpack. What it accepts, wire_request_unpack reads the same
+ * way (tests/fuzz/fuzz_frame.c checks that on every input).
+ */
+#define WIRE_LOOKUP_STR 128
+
+struct wire_lookup {
+	uint64_t id;
+	char domain[WIRE_LOOKUP_STR];
+	char value[WIRE_LOOKUP_STR];
+};
+
+int wire_lookup_decode(
+    const uint8_t *body, size_t len, struct wire_lookup *out);
+
 /* Bytes a message takes as a frame, header included. */
 size_t wire_frame_size(const ProtobufCMessage *msg);
 

@@ -5,8 +5,10 @@
  * The input is a byte stream that may hold any number of frames. Each frame
  * the flat and evbuffer peeks agree on is unpacked as a Request (and as a
  * Reply, which libonecard reads) under the broker's memory cap; whatever
- * unpacks is re-encoded and must come back the same. A broken invariant
- * aborts, so libFuzzer (or the corpus driver in fuzz_main.c) reports it.
+ * unpacks is re-encoded and must come back the same, and what the broker's
+ * allocation-free lookup decoder accepts must unpack to the same lookup. A
+ * broken invariant aborts, so libFuzzer (or the corpus driver in
+ * fuzz_main.c) reports it.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -102,19 +104,36 @@ fuzz_reencode(const ProtobufCMessage *msg, size_t *len)
 	return frame;
 }
 
-/* A decoded message, packed again, decodes to the same bytes. */
+/*
+ * A decoded message, packed again, decodes to the same bytes. And the
+ * broker's allocation-free lookup decoder agrees with protobuf-c on every
+ * frame it accepts: same id, same domain, same value.
+ */
 static void
 fuzz_request(const uint8_t *body, size_t len)
 {
 	Onecard__V1__Request *req, *again;
+	struct wire_lookup wl;
 	uint8_t *frame, *frame2;
 	size_t flen, flen2;
-	int over;
+	int over, fast;
 
+	fast = wire_lookup_decode(body, len, &wl) == 0;
 	req = wire_request_unpack(
 	    body, len, WIRE_MEM_FACTOR * (WIRE_HEADER_LEN + len), &over);
+	fuzz_check(!fast || req != NULL);
 	if (req == NULL)
 		return;
+	if (fast) {
+		fuzz_check(req->op_case == ONECARD__V1__REQUEST__OP_LOOKUP);
+		fuzz_check(req->id == wl.id);
+		fuzz_check(
+		    req->lookup != NULL && req->lookup->identifier != NULL);
+		fuzz_check(
+		    strcmp(req->lookup->identifier->domain, wl.domain) == 0);
+		fuzz_check(
+		    strcmp(req->lookup->identifier->value, wl.value) == 0);
+	}
 	fuzz_check(over == 0);
 	fuzz_check(wire_op_name(req->op_case) != NULL);
 	frame = fuzz_reencode(&req->base, &flen);

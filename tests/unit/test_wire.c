@@ -771,6 +771,96 @@ names_follow_the_proto(void **state)
 	assert_string_equal(wire_code_name(-1), "UNKNOWN");
 }
 
+/* Pack Request{id, lookup{identifier{domain, value}}} with protobuf-c. */
+static size_t
+pack_lookup(uint64_t id, const char *domain, const char *value, uint8_t *buf,
+    size_t cap)
+{
+	Onecard__V1__Request req = ONECARD__V1__REQUEST__INIT;
+	Onecard__V1__Lookup l = ONECARD__V1__LOOKUP__INIT;
+	Onecard__V1__Identifier ident = ONECARD__V1__IDENTIFIER__INIT;
+	size_t n;
+
+	ident.domain = (char *)domain;
+	ident.value = (char *)value;
+	l.identifier = &ident;
+	req.id = id;
+	req.op_case = ONECARD__V1__REQUEST__OP_LOOKUP;
+	req.lookup = &l;
+	n = protobuf_c_message_get_packed_size(&req.base);
+	assert_true(n <= cap);
+	return protobuf_c_message_pack(&req.base, buf);
+}
+
+static void
+lookup_fast_decode_takes_only_the_usual_shape(void **state)
+{
+	Onecard__V1__Request *req;
+	struct wire_lookup wl;
+	char value[WIRE_LOOKUP_STR + 1];
+	uint8_t buf[512];
+	size_t n;
+
+	(void)state;
+	/* What protobuf-c packs, with one-byte and ten-byte ids. */
+	n = pack_lookup(5, "cn-id", "11010519491231002X", buf, sizeof(buf));
+	assert_int_equal(wire_lookup_decode(buf, n, &wl), 0);
+	assert_int_equal(wl.id, 5);
+	assert_string_equal(wl.domain, "cn-id");
+	assert_string_equal(wl.value, "11010519491231002X");
+	n = pack_lookup(UINT64_MAX, "pid", "P1", buf, sizeof(buf));
+	assert_int_equal(wire_lookup_decode(buf, n, &wl), 0);
+	assert_true(wl.id == UINT64_MAX);
+
+	/* Strings at the limit, and one over it (left to protobuf-c). */
+	memset(value, 'A', WIRE_LOOKUP_STR - 1);
+	value[WIRE_LOOKUP_STR - 1] = '\0';
+	n = pack_lookup(9, "hosp:H1", value, buf, sizeof(buf));
+	assert_int_equal(wire_lookup_decode(buf, n, &wl), 0);
+	assert_int_equal(strlen(wl.value), WIRE_LOOKUP_STR - 1);
+	memset(value, 'A', WIRE_LOOKUP_STR);
+	value[WIRE_LOOKUP_STR] = '\0';
+	n = pack_lookup(9, "hosp:H1", value, buf, sizeof(buf));
+	assert_int_equal(wire_lookup_decode(buf, n, &wl), -1);
+
+	/* Every other shape goes to the general decoder. */
+	n = pack_lookup(7, "hosp:H1", "V1", buf, sizeof(buf));
+	assert_int_equal(wire_lookup_decode(buf, n - 1, &wl), -1); /* cut */
+	buf[n] = 0x08; /* a second id after the lookup */
+	buf[n + 1] = 0x01;
+	assert_int_equal(wire_lookup_decode(buf, n + 2, &wl), -1);
+	{
+		/* value before domain; id 0; an unknown field in Identifier;
+		 * a NUL inside the value */
+		static const uint8_t swapped[] = {0x08, 0x05, 0x5a, 0x0f, 0x0a,
+		    0x0d, 0x12, 0x02, 'V', '1', 0x0a, 0x07, 'h', 'o', 's', 'p',
+		    ':', 'H', '1'};
+		static const uint8_t id0[] = {0x08, 0x00, 0x5a, 0x0f, 0x0a,
+		    0x0d, 0x0a, 0x07, 'h', 'o', 's', 'p', ':', 'H', '1', 0x12,
+		    0x02, 'V', '1'};
+		static const uint8_t unknown[] = {0x08, 0x05, 0x5a, 0x11, 0x0a,
+		    0x0f, 0x0a, 0x07, 'h', 'o', 's', 'p', ':', 'H', '1', 0x12,
+		    0x02, 'V', '1', 0x18, 0x01};
+		static const uint8_t nul[] = {0x08, 0x05, 0x5a, 0x10, 0x0a,
+		    0x0e, 0x0a, 0x07, 'h', 'o', 's', 'p', ':', 'H', '1', 0x12,
+		    0x03, 'V', 0x00, '1'};
+
+		assert_int_equal(
+		    wire_lookup_decode(swapped, sizeof(swapped), &wl), -1);
+		assert_int_equal(wire_lookup_decode(id0, sizeof(id0), &wl), -1);
+		assert_int_equal(
+		    wire_lookup_decode(unknown, sizeof(unknown), &wl), -1);
+		assert_int_equal(wire_lookup_decode(nul, sizeof(nul), &wl), -1);
+		/* The general decoder reads the swapped one all the same. */
+		req = wire_request_unpack(
+		    swapped, sizeof(swapped), 1 << 16, NULL);
+		assert_non_null(req);
+		assert_int_equal(req->id, 5);
+		assert_string_equal(req->lookup->identifier->value, "V1");
+		wire_request_free(req);
+	}
+}
+
 int
 main(void)
 {
@@ -782,6 +872,7 @@ main(void)
 	    cmocka_unit_test(
 		several_frames_in_one_buffer_come_out_one_at_a_time_in_order),
 	    cmocka_unit_test(zero_length_is_empty),
+	    cmocka_unit_test(lookup_fast_decode_takes_only_the_usual_shape),
 	    cmocka_unit_test(short_header_needs_more_and_is_never_read_past),
 	    cmocka_unit_test(
 		max_plus_one_is_oversize_and_exactly_max_is_a_frame),
