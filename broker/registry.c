@@ -90,6 +90,7 @@ struct registry {
 	int today;            /* YYYYMMDD, for validating a cached lookup */
 	uint64_t *touched;    /* writer: patients changed in this batch */
 	size_t ntouched, touched_cap;
+	int touched_all; /* out of memory noting them: say everything changed */
 };
 
 /* One operation in flight. */
@@ -655,13 +656,15 @@ op_event(struct reg_op *o, const char *op, const char *pid, const char *detail)
 static void
 registry_touch(struct registry *reg, const char *pid)
 {
+	if (reg->touched_all)
+		return;
 	if (reg->ntouched == reg->touched_cap) {
 		size_t cap = reg->touched_cap ? reg->touched_cap * 2 : 64;
 		uint64_t *t = realloc(reg->touched, cap * sizeof(*t));
 
 		if (t == NULL) {
 			/* Cannot say which: every cache drops everything. */
-			reg->ntouched = LCACHE_RING + 1;
+			reg->touched_all = 1;
 			return;
 		}
 		reg->touched = t;
@@ -674,14 +677,15 @@ registry_touch(struct registry *reg, const char *pid)
 static void
 registry_publish(struct registry *reg)
 {
-	if (reg->ntouched > reg->touched_cap) {
-		/* registry_touch ran out of memory: publish "everything". */
-		static uint64_t all[LCACHE_RING + 1];
+	if (reg->touched_all) {
+		/* More than a worker can catch up on: each drops its all. */
+		static const uint64_t all[LCACHE_RING + 1];
 
 		lcache_publish(all, LCACHE_RING + 1);
 	} else
 		lcache_publish(reg->touched, reg->ntouched);
 	reg->ntouched = 0;
+	reg->touched_all = 0;
 }
 
 /* Write back a changed patient row with its version bumped. */
@@ -2107,4 +2111,5 @@ registry_batch_rollback(struct registry *reg)
 	reg->in_batch = 0;
 	reg->broken = 0;
 	reg->ntouched = 0;
+	reg->touched_all = 0;
 }
