@@ -11,7 +11,9 @@
  * to the read handle with registry_read. Every answer must be one Reply
  * frame with the request's id, a known code that is not INTERNAL, the
  * result its operation promises on OK, and an audit target with no full
- * cn-id. A broken invariant aborts.
+ * cn-id; a lookup must answer, byte for byte, what a read handle without a
+ * lookup cache answers, first time and again (so a cached reply is never
+ * stale after the input's writes). A broken invariant aborts.
  *
  * The registry lives in /dev/shm (or $TMPDIR) and is put back to the same
  * seeded state before each input, so every crash reproduces from its input
@@ -209,6 +211,8 @@ fuzz_seed(void)
 	snprintf(fuzz_work_db, sizeof(fuzz_work_db), "%s/work.db", fuzz_dir);
 	fuzz_db_remove(fuzz_seed_db);
 	registry_limits_default(&fuzz_lim);
+	/* A small lookup cache, so inputs reach its eviction too. */
+	fuzz_lim.lookup_cache = 1 << 16;
 
 	reg = registry_open(fuzz_seed_db, 1, &fuzz_lim, err, sizeof(err));
 	if (reg == NULL) {
@@ -248,6 +252,50 @@ fuzz_seed(void)
 	/* Fold the WAL into the file so a plain copy is the whole state. */
 	registry_close(reg);
 	fuzz_seed_npids = fuzz_npids;
+}
+
+/* The bytes of req's reply on handle h (malloc'd, *len long). */
+static uint8_t *
+fuzz_read_bytes(struct registry *h, const struct actor *who,
+    const Onecard__V1__Request *req, size_t *len)
+{
+	struct evbuffer *b = evbuffer_new();
+	struct op_result res;
+	uint8_t *bytes;
+
+	fuzz_check(b != NULL, "evbuffer_new");
+	registry_read(h, who, req, b, &res);
+	*len = evbuffer_get_length(b);
+	bytes = malloc(*len ? *len : 1);
+	fuzz_check(bytes != NULL, "malloc");
+	evbuffer_remove(b, bytes, *len);
+	evbuffer_free(b);
+	return bytes;
+}
+
+/*
+ * A lookup answered by the read handle (from its cache, or filling it) must
+ * be the very bytes a handle without a cache answers, before and after the
+ * writes the input ran: a cached reply is never stale. Asked twice, so the
+ * second answer is a cache hit whenever the first was cached.
+ */
+static void
+fuzz_lookup_agrees(struct registry *rd, struct registry *plain,
+    const struct actor *who, const Onecard__V1__Request *req,
+    struct evbuffer *out)
+{
+	uint8_t *want, *again;
+	size_t wlen, alen;
+
+	want = fuzz_read_bytes(plain, who, req, &wlen);
+	fuzz_check(evbuffer_get_length(out) == wlen &&
+		memcmp(evbuffer_pullup(out, -1), want, wlen) == 0,
+	    "a lookup through the cache answers what the registry does");
+	again = fuzz_read_bytes(rd, who, req, &alen);
+	fuzz_check(alen == wlen && memcmp(again, want, wlen) == 0,
+	    "a repeated lookup answers what the registry does");
+	free(again);
+	free(want);
 }
 
 /* Remove the fuzzer's folder at exit. */
@@ -558,7 +606,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	static int seeded;
 	struct fuzz_req q[64];
 	struct fuzz_swaps sw;
-	struct registry *wr, *rd;
+	struct registry *wr, *rd, *plain;
+	struct registry_limits nocache;
 	const struct actor *who;
 	struct evbuffer *out;
 	struct op_result res;
@@ -611,6 +660,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fuzz_check(wr != NULL, "open the write handle");
 	rd = registry_open(fuzz_work_db, 0, &fuzz_lim, err, sizeof(err));
 	fuzz_check(rd != NULL, "open the read handle");
+	nocache = fuzz_lim;
+	nocache.lookup_cache = 0;
+	plain = registry_open(fuzz_work_db, 0, &nocache, err, sizeof(err));
+	fuzz_check(plain != NULL, "open a read handle without a cache");
 	out = evbuffer_new();
 	fuzz_check(out != NULL, "evbuffer_new");
 
@@ -625,6 +678,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		run = 1;
 		fuzz_swap_req(&sw, q[i].req);
 		registry_read(rd, who, q[i].req, out, &res);
+		if (q[i].req->op_case == ONECARD__V1__REQUEST__OP_LOOKUP)
+			fuzz_lookup_agrees(rd, plain, who, q[i].req, out);
 		fuzz_check_reply(q[i].req, &res, out, 1);
 		fuzz_unswap(&sw);
 	}
@@ -632,6 +687,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	    "the registry still answers");
 
 	evbuffer_free(out);
+	registry_close(plain);
 	registry_close(rd);
 	registry_close(wr);
 	for (i = 0; i < nq; i++)
