@@ -1840,32 +1840,16 @@ registry_today(struct registry *reg)
 	return reg->today;
 }
 
-/*
- * Append a cached reply as a frame: the id (field 1, a varint, which
- * protobuf-c writes first) then the cached fields, the very bytes packing
- * the whole Reply would give. 0 or -1.
- */
+/* Append a cached reply (packed with id 0) as a frame with this id. */
 static int
 registry_append_cached(
     struct evbuffer *out, uint64_t id, const uint8_t *reply, size_t len)
 {
-	uint8_t head[WIRE_HEADER_LEN + 1 + 10];
-	size_t n = WIRE_HEADER_LEN, body;
+	uint8_t head[WIRE_ID_HEAD_MAX];
+	size_t n;
 
-	if (id != 0) {
-		head[n++] = 0x08;
-		for (; id >= 0x80; id >>= 7)
-			head[n++] = (uint8_t)(id | 0x80);
-		head[n++] = (uint8_t)id;
-	}
-	body = n - WIRE_HEADER_LEN + len;
-	if (body > UINT32_MAX)
-		return -1;
-	head[0] = (uint8_t)(body >> 24);
-	head[1] = (uint8_t)(body >> 16);
-	head[2] = (uint8_t)(body >> 8);
-	head[3] = (uint8_t)body;
-	if (evbuffer_expand(out, n + len) == -1 ||
+	if ((n = wire_id_head(id, len, head)) == 0 ||
+	    evbuffer_expand(out, n + len) == -1 ||
 	    evbuffer_add(out, head, n) == -1 ||
 	    evbuffer_add(out, reply, len) == -1)
 		return -1;

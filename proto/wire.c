@@ -292,9 +292,7 @@ wire_op_name(int op_case)
 	return f->name;
 }
 
-/* Read a varint at *p (before end); -1 if it is cut or longer than 10
- * bytes. */
-static int
+int
 wire_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
 {
 	uint64_t x = 0;
@@ -362,4 +360,22 @@ wire_lookup_decode(const uint8_t *p, size_t n, struct wire_lookup *out)
 		p += v;
 	}
 	return p == end ? 0 : -1;
+}
+
+size_t
+wire_id_head(uint64_t id, size_t rest_len, uint8_t *head)
+{
+	size_t n = WIRE_HEADER_LEN, body;
+
+	if (id != 0) {
+		head[n++] = 0x08; /* field 1, varint */
+		for (; id >= 0x80; id >>= 7)
+			head[n++] = (uint8_t)(id | 0x80);
+		head[n++] = (uint8_t)id;
+	}
+	body = n - WIRE_HEADER_LEN + rest_len;
+	if (rest_len > UINT32_MAX || body > UINT32_MAX)
+		return 0;
+	wire_put_len(head, (uint32_t)body);
+	return n;
 }

@@ -71,6 +71,21 @@ struct wire_lookup {
 int wire_lookup_decode(
     const uint8_t *body, size_t len, struct wire_lookup *out);
 
+/* Read a varint at *p (before end), moving *p past it; -1 if it is cut or
+ * longer than 10 bytes. */
+int wire_varint(const uint8_t **p, const uint8_t *end, uint64_t *v);
+
+/*
+ * The head of a frame whose body is field 1 (an id, a varint; left out when
+ * 0) followed by rest_len bytes packed elsewhere with id 0: a Request or
+ * Reply encoded once and sent many times. protobuf-c packs field 1 first,
+ * so head and rest are the very bytes packing the whole message would give.
+ * Written into head (WIRE_ID_HEAD_MAX bytes); returns its length, or 0 when
+ * the body would not fit a frame's 32-bit length.
+ */
+#define WIRE_ID_HEAD_MAX (WIRE_HEADER_LEN + 1 + 10)
+size_t wire_id_head(uint64_t id, size_t rest_len, uint8_t *head);
+
 /* Bytes a message takes as a frame, header included. */
 size_t wire_frame_size(const ProtobufCMessage *msg);
 

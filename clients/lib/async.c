@@ -952,42 +952,34 @@ int
 onecard_async_send_encoded(struct onecard_async *ac, const void *body,
     size_t len, uint64_t *idp, onecard_raw_cb cb, void *arg)
 {
-	uint8_t head[WIRE_HEADER_LEN + 11], *p, *dst;
-	uint64_t id, v;
-	size_t n;
+	uint8_t head[WIRE_ID_HEAD_MAX], *dst;
+	uint64_t id;
+	size_t hlen;
 
 	if (ac == NULL || (body == NULL && len > 0) || cb == NULL ||
 	    ac->closing)
 		return ONECARD_EINVAL;
 	if (ac->state == ASYNC_FAILED)
 		return ac->failed_err;
-	/* The frame: length, then Request.id (field 1, varint) ahead of the
-	 * caller's fields; a decoder takes fields in any order. */
+	/* The frame: length, then Request.id (field 1) ahead of the
+	 * caller's fields. */
 	id = ac->next_id;
-	p = head + WIRE_HEADER_LEN;
-	*p++ = 0x08;
-	for (v = id; v >= 0x80; v >>= 7)
-		*p++ = (uint8_t)(v | 0x80);
-	*p++ = (uint8_t)v;
-	n = (size_t)(p - head - WIRE_HEADER_LEN) + len;
-	if (len == 0 || n > ac->max_frame || n > UINT32_MAX) {
+	hlen = wire_id_head(id, len, head);
+	if (len == 0 || hlen == 0 ||
+	    hlen - WIRE_HEADER_LEN + len > ac->max_frame) {
 		snprintf(ac->err, sizeof ac->err,
 		    len == 0 ? "request has no op" : "request is too large");
 		return ONECARD_EINVAL;
 	}
-	head[0] = (uint8_t)(n >> 24);
-	head[1] = (uint8_t)(n >> 16);
-	head[2] = (uint8_t)(n >> 8);
-	head[3] = (uint8_t)n;
 	if (async_push(ac, id, NULL, cb, arg) == -1)
 		return ONECARD_ENOMEM;
-	if ((dst = async_reserve(ac, (size_t)(p - head) + len)) == NULL) {
+	if ((dst = async_reserve(ac, hlen + len)) == NULL) {
 		ac->q_count--;
 		return ONECARD_ENOMEM;
 	}
-	memcpy(dst, head, (size_t)(p - head));
-	memcpy(dst + (p - head), body, len);
-	async_commit(ac, (size_t)(p - head) + len);
+	memcpy(dst, head, hlen);
+	memcpy(dst + hlen, body, len);
+	async_commit(ac, hlen + len);
 	ac->next_id++;
 	if (idp != NULL)
 		*idp = id;

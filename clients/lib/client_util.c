@@ -14,6 +14,7 @@
 #include <openssl/err.h>
 
 #include "client.h"
+#include "wire.h"
 
 #define IDENT_MAX_DOMAIN 64
 
@@ -222,25 +223,6 @@ onecard_identifier_parse(const char *s, char *buf, size_t buflen,
 	return 0;
 }
 
-/* Read a varint at *p (below end); -1 when it runs off the end or past 10
- * bytes. */
-static int
-client_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
-{
-	unsigned shift = 0;
-
-	*v = 0;
-	while (*p < end && shift < 70) {
-		uint8_t b = *(*p)++;
-
-		*v |= (uint64_t)(b & 0x7f) << shift;
-		if ((b & 0x80) == 0)
-			return 0;
-		shift += 7;
-	}
-	return -1;
-}
-
 int
 client_reply_scan(const uint8_t *body, size_t len, uint64_t *id, int *code)
 {
@@ -250,11 +232,11 @@ client_reply_scan(const uint8_t *body, size_t len, uint64_t *id, int *code)
 	*id = 0;
 	*code = 0;
 	while (p < end) {
-		if (client_varint(&p, end, &key) == -1 || (key >> 3) == 0)
+		if (wire_varint(&p, end, &key) == -1 || (key >> 3) == 0)
 			return -1;
 		switch (key & 7) {
 		case 0: /* varint */
-			if (client_varint(&p, end, &v) == -1)
+			if (wire_varint(&p, end, &v) == -1)
 				return -1;
 			if (key >> 3 == 1)
 				*id = v;
@@ -267,7 +249,7 @@ client_reply_scan(const uint8_t *body, size_t len, uint64_t *id, int *code)
 			p += 8;
 			break;
 		case 2: /* length-delimited */
-			if (client_varint(&p, end, &v) == -1 ||
+			if (wire_varint(&p, end, &v) == -1 ||
 			    v > (uint64_t)(end - p))
 				return -1;
 			p += v;

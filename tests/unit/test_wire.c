@@ -861,6 +861,41 @@ lookup_fast_decode_takes_only_the_usual_shape(void **state)
 	}
 }
 
+/* A message packed with id 0, behind wire_id_head, is the frame packing it
+ * whole gives, for ids of one and several varint bytes, and id 0. */
+static void
+id_head_plus_rest_is_the_whole_frame(void **state)
+{
+	static const uint64_t ids[] = {0, 1, 127, 128, 300, UINT64_MAX};
+	uint8_t rest[512], whole[600], head[WIRE_ID_HEAD_MAX];
+	size_t nrest, nwhole, nhead;
+
+	(void)state;
+	nrest =
+	    pack_lookup(0, "cn-id", "11010519491231002X", rest, sizeof(rest));
+	for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+		Onecard__V1__Request req = ONECARD__V1__REQUEST__INIT;
+		Onecard__V1__Lookup l = ONECARD__V1__LOOKUP__INIT;
+		Onecard__V1__Identifier ident = ONECARD__V1__IDENTIFIER__INIT;
+
+		ident.domain = "cn-id";
+		ident.value = "11010519491231002X";
+		l.identifier = &ident;
+		req.id = ids[i];
+		req.op_case = ONECARD__V1__REQUEST__OP_LOOKUP;
+		req.lookup = &l;
+		nwhole = wire_encode(&req.base, whole, sizeof(whole));
+		nhead = wire_id_head(ids[i], nrest, head);
+		assert_true(
+		    nhead >= WIRE_HEADER_LEN && nhead <= WIRE_ID_HEAD_MAX);
+		assert_int_equal(nhead + nrest, nwhole);
+		assert_memory_equal(head, whole, nhead);
+		assert_memory_equal(rest, whole + nhead, nrest);
+	}
+	/* A body over a frame's 32-bit length has no head. */
+	assert_int_equal(wire_id_head(1, (size_t)UINT32_MAX, head), 0);
+}
+
 int
 main(void)
 {
@@ -873,6 +908,7 @@ main(void)
 		several_frames_in_one_buffer_come_out_one_at_a_time_in_order),
 	    cmocka_unit_test(zero_length_is_empty),
 	    cmocka_unit_test(lookup_fast_decode_takes_only_the_usual_shape),
+	    cmocka_unit_test(id_head_plus_rest_is_the_whole_frame),
 	    cmocka_unit_test(short_header_needs_more_and_is_never_read_past),
 	    cmocka_unit_test(
 		max_plus_one_is_oversize_and_exactly_max_is_a_frame),
