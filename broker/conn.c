@@ -1,10 +1,19 @@
 /*
  * conn.c: one client connection, from the accepted socket to its close. A
- * small state machine over a bufferevent_openssl: handshake (under
- * --handshake-timeout), identify (certificate CN -> admin, hospital or
- * UNAUTHENTICATED), read frames one at a time, dispatch, write replies,
+ * small state machine over a non-blocking socket and its SSL: handshake
+ * (under --handshake-timeout), identify (certificate CN -> admin, hospital
+ * or UNAUTHENTICATED), read frames one at a time, dispatch, write replies,
  * drain and close. conn_free is the one teardown path: it frees the
- * bufferevent, the SSL, the fd and every parked request.
+ * events, the buffers, the SSL, the fd and every parked request.
+ *
+ * I/O: the socket's read event is added while the connection may read
+ * (its timeout is --idle-timeout); SSL_read fills the input buffer, whole
+ * frames are taken from it. Replies collect in the output buffer, and the
+ * connection goes on its worker's flush queue: at the end of the loop's
+ * pass (server.c, worker_passcb) the pass's audit lines are written, then
+ * each queued output leaves in one SSL_write. The write event is added only
+ * when the socket would block, and its timeout closes a connection whose
+ * output stays stuck. So a reply costs no poll and no epoll_ctl of its own.
  *
  * Order: requests on a connection take effect in the order sent and their
  * replies leave in that order. Writes go to the writer thread (FIFO, so
@@ -32,9 +41,6 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
-#include <event2/bufferevent_struct.h>
 #include <event2/event.h>
 #include <openssl/err.h>
 
@@ -49,11 +55,17 @@ static atomic_uint_fast64_t conn_next_id = 1;
 static const char *const conn_state_names[] = {
     "handshake", "open", "draining", "closing"};
 
-static void conn_readcb(struct bufferevent *, void *);
-static void conn_writecb(struct bufferevent *, void *);
-static void conn_eventcb(struct bufferevent *, short, void *);
-static void conn_read(struct conn *c);
+#define CONN_READ_CHUNK 16384  /* one TLS record's worth per SSL_read */
+#define CONN_READ_PASS  262144 /* read at most this much in one pass */
+#define CONN_WRITE_MAX  16384  /* one TLS record per SSL_write */
+
+static void conn_readcb(evutil_socket_t, short, void *);
+static void conn_writecb(evutil_socket_t, short, void *);
+static int conn_read(struct conn *c);
+static void conn_identify(struct conn *c);
 static void conn_unpark(struct conn *c);
+static void conn_on_readable(struct conn *c);
+static int conn_flush(struct conn *c);
 
 /* Bucket of a connection id in its worker's table. */
 static struct conn_list *
@@ -87,16 +99,50 @@ conn_set_state(struct conn *c, enum conn_state s)
 	c->state = s;
 }
 
-/* Set both bufferevent timeouts to secs (0: none). */
+/* Add ev with a timeout of secs (0: none). */
 static void
-conn_set_timeouts(struct conn *c, int secs)
+conn_event_add(struct event *ev, int secs)
 {
 	struct timeval tv = {secs, 0};
 
-	if (secs > 0)
-		bufferevent_set_timeouts(c->bev, &tv, &tv);
-	else
-		bufferevent_set_timeouts(c->bev, NULL, NULL);
+	event_add(ev, secs > 0 ? &tv : NULL);
+}
+
+/* Start reading (under --idle-timeout once open). */
+static void
+conn_read_on(struct conn *c)
+{
+	if (c->reading)
+		return;
+	c->reading = 1;
+	conn_event_add(
+	    c->rev, c->state == CONN_HANDSHAKE ? 0 : cfg->idle_timeout);
+	/* Bytes SSL already holds raise no event: take them this pass. */
+	if (c->state != CONN_HANDSHAKE && SSL_has_pending(c->ssl))
+		event_active(c->rev, EV_READ, 0);
+}
+
+/* Stop reading (the write side may still wait for readability). */
+static void
+conn_read_off(struct conn *c)
+{
+	if (!c->reading)
+		return;
+	c->reading = 0;
+	if (!c->write_on_read)
+		event_del(c->rev);
+}
+
+/* Send what is in the output at the end of this pass. */
+static void
+conn_queue_flush(struct conn *c)
+{
+	if (c->on_flushq || evbuffer_get_length(c->out) == 0 ||
+	    event_pending(c->wev, EV_WRITE, NULL))
+		return;
+	TAILQ_INSERT_TAIL(&c->w->flushq, c, flush_entry);
+	c->on_flushq = 1;
+	server_pass_arm(c->w);
 }
 
 /* Free a parked item and the request it holds. */
@@ -116,27 +162,33 @@ conn_free(struct conn *c, const char *reason, int clean)
 {
 	struct worker *w = c->w;
 	struct conn_item *it;
-	SSL *ssl;
 
 	LIST_REMOVE(c, entry);
 	if (c->state == CONN_HANDSHAKE)
 		TAILQ_REMOVE(&w->handshaking, c, deadline_entry);
 	else if (c->on_partial)
 		TAILQ_REMOVE(&w->partial, c, deadline_entry);
+	if (c->on_flushq)
+		TAILQ_REMOVE(&w->flushq, c, flush_entry);
 	w->nconns--;
 	while ((it = TAILQ_FIRST(&c->parked)) != NULL) {
 		TAILQ_REMOVE(&c->parked, it, entry);
 		conn_item_free(it);
 	}
-	ssl = bufferevent_openssl_get_ssl(c->bev);
-	if (clean)
-		tls_close_notify(ssl);
-	bufferevent_free(c->bev); /* BEV_OPT_CLOSE_ON_FREE: SSL and fd too */
-	tls_clear_errors();
+	/* Logged first: a peer may see the close before the line is out. */
 	log_debug("connection closed id=%llu peer=%s cn=%s reason=\"%s\" "
 		  "outstanding=%u",
 	    (unsigned long long)c->id, c->peer, c->cn[0] ? c->cn : "-", reason,
 	    c->outstanding);
+	if (clean)
+		tls_close_notify(c->ssl);
+	event_free(c->rev);
+	event_free(c->wev);
+	evbuffer_free(c->in);
+	evbuffer_free(c->out);
+	SSL_free(c->ssl);
+	close(c->fd);
+	tls_clear_errors();
 	free(c);
 	metrics_connection(-1);
 	server_conn_closed();
@@ -148,25 +200,23 @@ conn_free(struct conn *c, const char *reason, int clean)
 static void
 conn_close_after_flush(struct conn *c)
 {
-	struct evbuffer *out = bufferevent_get_output(c->bev);
-
 	conn_set_state(c, CONN_CLOSING);
-	bufferevent_disable(c->bev, EV_READ);
-	if (evbuffer_get_length(out) == 0) {
+	conn_read_off(c);
+	if (evbuffer_get_length(c->out) == 0) {
 		conn_free(c, "closed", 1);
 		return;
 	}
-	bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
 	/* A client that will not take its last reply is not waited on long. */
-	conn_set_timeouts(c, cfg->handshake_timeout);
-	bufferevent_enable(c->bev, EV_WRITE);
+	if (event_pending(c->wev, EV_WRITE, NULL))
+		conn_event_add(c->wev, cfg->handshake_timeout);
+	conn_queue_flush(c);
 }
 
 /* Send Reply{id 0, code, message} and close after it is flushed. */
 static void
 conn_fail(struct conn *c, int code, const char *message)
 {
-	wire_append_error(bufferevent_get_output(c->bev), 0, code, message);
+	wire_append_error(c->out, 0, code, message);
 	conn_close_after_flush(c);
 }
 
@@ -181,7 +231,7 @@ conn_wants_read(const struct conn *c)
 static int
 conn_update_reading(struct conn *c)
 {
-	size_t out = evbuffer_get_length(bufferevent_get_output(c->bev));
+	size_t out = evbuffer_get_length(c->out);
 	unsigned inflight = c->outstanding + c->nparked;
 	size_t bytes = c->inflight_bytes;
 
@@ -202,12 +252,12 @@ conn_update_reading(struct conn *c)
 	    bytes <= cfg->max_pending_output / 2)
 		c->inflight_paused = 0;
 	if (conn_wants_read(c)) {
-		if ((bufferevent_get_enabled(c->bev) & EV_READ) == 0) {
-			bufferevent_enable(c->bev, EV_READ);
+		if (!c->reading) {
+			conn_read_on(c);
 			return 1;
 		}
 	} else
-		bufferevent_disable(c->bev, EV_READ);
+		conn_read_off(c);
 	return 0;
 }
 
@@ -266,14 +316,14 @@ conn_pong(struct conn *c, const Onecard__V1__Request *req)
 	r.code = ONECARD__V1__CODE__OK;
 	r.result_case = ONECARD__V1__REPLY__RESULT_PONG;
 	r.pong = &p;
-	wire_append(bufferevent_get_output(c->bev), &r.base);
+	wire_append(c->out, &r.base);
 }
 
 /* Answer an item on this thread (a read, ping, subscribe or an error). */
 static void
 conn_answer(struct conn *c, struct conn_item *it)
 {
-	struct evbuffer *out = bufferevent_get_output(c->bev);
+	struct evbuffer *out = c->out;
 	struct op_result res;
 	struct actor who = {c->cn, c->role};
 	int op;
@@ -313,7 +363,7 @@ conn_send_write(struct conn *c, struct conn_item *it)
 
 	job = calloc(1, sizeof(*job));
 	if (job == NULL) {
-		wire_append_error(bufferevent_get_output(c->bev), it->req->id,
+		wire_append_error(c->out, it->req->id,
 		    ONECARD__V1__CODE__UNAVAILABLE, "broker out of memory");
 		conn_record(c, it->req->op_case, ONECARD__V1__CODE__UNAVAILABLE,
 		    NULL, it->start_us);
@@ -370,8 +420,7 @@ conn_unpark(struct conn *c)
 	while ((it = TAILQ_FIRST(&c->parked)) != NULL) {
 		if (!conn_item_is_write(it) &&
 		    (c->outstanding > 0 ||
-			evbuffer_get_length(bufferevent_get_output(c->bev)) >
-			    cfg->max_pending_output))
+			evbuffer_get_length(c->out) > cfg->max_pending_output))
 			break; /* its turn, or room for its reply, is to come */
 		TAILQ_REMOVE(&c->parked, it, entry);
 		c->nparked--;
@@ -476,7 +525,7 @@ conn_read_frame(struct conn *c, struct evbuffer *in)
 			return -2;
 		}
 		conn_set_state(c, CONN_DRAINING);
-		bufferevent_disable(c->bev, EV_READ);
+		conn_read_off(c);
 		conn_submit(c, it);
 		return -1;
 	case WIRE_EMPTY:
@@ -529,92 +578,14 @@ conn_read_frame(struct conn *c, struct evbuffer *in)
 	return 1;
 }
 
-/* Take whole frames off the input while reading is allowed. */
-static void
-conn_read(struct conn *c)
-{
-	struct evbuffer *in = bufferevent_get_input(c->bev);
-
-	int r;
-
-	while (conn_wants_read(c)) {
-		if ((r = conn_read_frame(c, in)) == -2)
-			return;
-		if (r <= 0)
-			break;
-		if (c->state != CONN_OPEN)
-			break;
-		conn_update_reading(c);
-	}
-	if (c->state == CONN_OPEN) {
-		conn_update_reading(c);
-		/* Whatever is left is part of a frame: it has a deadline. */
-		if (conn_wants_read(c) && evbuffer_get_length(in) > 0)
-			conn_partial_start(c);
-		else
-			conn_partial_clear(c);
-	} else {
-		conn_partial_clear(c);
-		conn_check_drained(c);
-	}
-}
-
-/* Input arrived. */
-static void
-conn_readcb(struct bufferevent *bev, void *arg)
-{
-	struct conn *c = arg;
-
-	if (c->state == CONN_OPEN) {
-		/*
-		 * Replies leave after this callback, from the write event.
-		 * When that event is not pending now, they cannot leave before
-		 * the loop polls again, and libevent runs the pass-end event
-		 * (audit_pass_hook) before it polls: the lines may wait for it
-		 * and share one write with every other connection's of this
-		 * pass. Otherwise they are written when the callback ends.
-		 * (An empty output does not prove it: right after the
-		 * handshake the write event is pending with nothing to send.)
-		 */
-		int idle = !event_pending(&bev->ev_write, EV_WRITE, NULL);
-
-		audit_batch_begin();
-		conn_read(c);
-		if (idle)
-			audit_batch_hold();
-		else
-			audit_batch_end();
-	}
-}
-
-/* Output drained to the low watermark. */
-static void
-conn_writecb(struct bufferevent *bev, void *arg)
-{
-	struct conn *c = arg;
-
-	if (c->state == CONN_CLOSING) {
-		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-			conn_free(c, "closed", 1);
-		return;
-	}
-	/* Room again: parked reads may go on, then new frames. */
-	conn_unpark(c);
-	if (conn_check_drained(c))
-		return;
-	if (c->state == CONN_OPEN && conn_update_reading(c))
-		conn_read(c);
-}
-
 /* The handshake is done: turn the certificate into an identity. */
 static void
 conn_identify(struct conn *c)
 {
-	SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
 	char msg[160];
 	int rc, role;
 
-	if (tls_peer_cn(ssl, c->cn, sizeof(c->cn)) == -1) {
+	if (tls_peer_cn(c->ssl, c->cn, sizeof(c->cn)) == -1) {
 		c->cn[0] = '\0';
 		log_info("connection refused peer=%s reason=\"no usable CN\"",
 		    c->peer);
@@ -649,17 +620,49 @@ conn_identify(struct conn *c)
 	log_debug("connection identified id=%llu peer=%s cn=%s role=%s",
 	    (unsigned long long)c->id, c->peer, c->cn,
 	    c->role == ONECARD__V1__ROLE__ROLE_ADMIN ? "admin" : "hospital");
+	/* From the handshake's read event to the open one's (its timeout). */
+	conn_read_off(c);
 	conn_set_state(c, CONN_OPEN);
-	conn_set_timeouts(c, cfg->idle_timeout);
-	bufferevent_setwatermark(
-	    c->bev, EV_WRITE, cfg->max_pending_output / 2, 0);
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	if (c->w->stopping) {
 		conn_set_state(c, CONN_DRAINING);
 		conn_check_drained(c);
 		return;
 	}
-	conn_read(c);
+	conn_read_on(c);
+}
+
+/*
+ * Take whole frames off the input while reading is allowed. -1 when c must
+ * not be touched any more (freed, or closing).
+ */
+static int
+conn_read(struct conn *c)
+{
+	int r;
+
+	while (conn_wants_read(c)) {
+		if ((r = conn_read_frame(c, c->in)) == -2)
+			return -1;
+		if (r <= 0)
+			break;
+		if (c->state != CONN_OPEN)
+			break;
+		conn_update_reading(c);
+	}
+	if (c->state == CONN_OPEN) {
+		conn_update_reading(c);
+		/* Whatever is left is part of a frame: it has a deadline. */
+		if (conn_wants_read(c) && evbuffer_get_length(c->in) > 0)
+			conn_partial_start(c);
+		else
+			conn_partial_clear(c);
+	} else {
+		conn_partial_clear(c);
+		if (conn_check_drained(c))
+			return -1;
+	}
+	conn_queue_flush(c);
+	return 0;
 }
 
 /* Log why a handshake failed (the first real OpenSSL error, the verify result).
@@ -667,55 +670,285 @@ conn_identify(struct conn *c)
 static void
 conn_log_handshake_error(struct conn *c, const char *what)
 {
-	SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
 	unsigned long e;
 	char buf[256] = "";
 	long v;
 
-	while ((e = bufferevent_get_openssl_error(c->bev)) != 0)
+	while ((e = ERR_get_error()) != 0)
 		if (buf[0] == '\0' && ERR_GET_LIB(e) != 0)
 			ERR_error_string_n(e, buf, sizeof(buf));
-	v = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
+	v = SSL_get_verify_result(c->ssl);
 	log_info("tls handshake failed peer=%s reason=\"%s%s%s\" verify=\"%s\"",
 	    c->peer, what, buf[0] ? ": " : "", buf,
 	    v == X509_V_OK ? "-" : X509_verify_cert_error_string(v));
 }
 
-/* Handshake done, timeout, end of stream or error. */
-static void
-conn_eventcb(struct bufferevent *bev, short events, void *arg)
+/*
+ * SSL_read or SSL_write stopped with err (SSL_get_error; e the error queue's
+ * first entry then): 0 when it waits for the socket (and c waits for the
+ * right event), -1 when c was freed.
+ */
+static int
+conn_ssl_wait(struct conn *c, int err, unsigned long e, int writing)
 {
-	struct conn *c = arg;
+	switch (err) {
+	case SSL_ERROR_WANT_READ:
+		if (writing && !c->write_on_read) {
+			c->write_on_read = 1;
+			if (!c->reading)
+				event_add(c->rev, NULL);
+		}
+		return 0;
+	case SSL_ERROR_WANT_WRITE:
+		if (!writing)
+			c->read_on_write = 1;
+		conn_event_add(c->wev,
+		    c->state == CONN_CLOSING ? cfg->handshake_timeout
+					     : cfg->idle_timeout);
+		return 0;
+	case SSL_ERROR_ZERO_RETURN:
+		conn_free(c, "peer closed", 0);
+		return -1;
+	case SSL_ERROR_SYSCALL:
+		if (e == 0) {
+			/* End of stream without close_notify, or a reset. */
+			conn_free(c, "peer closed", 0);
+			return -1;
+		}
+		/* FALLTHROUGH */
+	default:
+		log_debug("connection error id=%llu: %s",
+		    (unsigned long long)c->id,
+		    e ? ERR_reason_error_string(e) : "-");
+		conn_free(c, "error", 0);
+		return -1;
+	}
+}
 
-	if (events & BEV_EVENT_CONNECTED) {
+/*
+ * Fill the input from SSL while reading is allowed: 1 if bytes came in, 0
+ * if none, -1 when c was freed (end of stream or an error; the frames
+ * already in are answered first, though their replies cannot leave).
+ */
+static int
+conn_fill(struct conn *c)
+{
+	struct evbuffer_iovec v;
+	size_t got = 0, want;
+	int r;
+
+	c->read_on_write = 0;
+	while (got < CONN_READ_PASS) {
+		if (evbuffer_reserve_space(c->in, CONN_READ_CHUNK, &v, 1) < 1) {
+			conn_free(c, "out of memory", 0);
+			return -1;
+		}
+		ERR_clear_error();
+		want =
+		    v.iov_len < CONN_READ_CHUNK ? v.iov_len : CONN_READ_CHUNK;
+		r = SSL_read(c->ssl, v.iov_base, (int)want);
+		if (r <= 0) {
+			int err = SSL_get_error(c->ssl, r);
+			unsigned long e = ERR_peek_error();
+
+			v.iov_len = 0;
+			evbuffer_commit_space(c->in, &v, 1);
+			if (err == SSL_ERROR_WANT_READ)
+				break;
+			/* The frames before the end are answered all the same.
+			 */
+			if (got > 0 && conn_read(c) == -1)
+				return -1;
+			return conn_ssl_wait(c, err, e, 0) == -1 ? -1 : got > 0;
+		}
+		v.iov_len = (size_t)r;
+		evbuffer_commit_space(c->in, &v, 1);
+		got += (size_t)r;
+		/*
+		 * Less than asked and nothing left in SSL: the socket is
+		 * most likely empty, and if not, the (level-triggered) poll
+		 * says so. One read(2) instead of another that finds nothing.
+		 */
+		if ((size_t)r < want && !SSL_has_pending(c->ssl))
+			break;
+	}
+	/* A pass's share is read; the rest (socket or SSL) waits its turn. */
+	if (got >= CONN_READ_PASS)
+		event_active(c->rev, EV_READ, 0);
+	return got > 0;
+}
+
+/* The TLS handshake can go on. */
+static void
+conn_handshake(struct conn *c)
+{
+	int r, err;
+
+	ERR_clear_error();
+	if ((r = SSL_do_handshake(c->ssl)) == 1) {
+		event_del(c->wev);
 		metrics_handshake(1);
 		conn_identify(c);
 		return;
 	}
-	if (events & BEV_EVENT_TIMEOUT) {
-		if (c->state == CONN_HANDSHAKE) {
-			metrics_handshake(0);
-			conn_log_handshake_error(c, "handshake timeout");
-			conn_free(c, "handshake timeout", 0);
-		} else if (events & BEV_EVENT_WRITING)
-			conn_free(c, "output stuck", 1);
-		else if (c->outstanding > 0 || c->nparked > 0 ||
-		    c->state != CONN_OPEN) {
-			/* Busy, not idle: the timeout disabled reading. */
-			if (c->state == CONN_OPEN && conn_update_reading(c))
-				conn_read(c);
-		} else
+	err = SSL_get_error(c->ssl, r);
+	if (err == SSL_ERROR_WANT_READ) {
+		event_del(c->wev);
+		return;
+	}
+	if (err == SSL_ERROR_WANT_WRITE) {
+		event_add(c->wev, NULL);
+		return;
+	}
+	metrics_handshake(0);
+	conn_log_handshake_error(c,
+	    err == SSL_ERROR_ZERO_RETURN ||
+		    (err == SSL_ERROR_SYSCALL && ERR_peek_error() == 0)
+		? "peer closed"
+		: "tls error");
+	conn_free(c, "handshake failed", 0);
+}
+
+/* Input arrived, or SSL holds some. */
+static void
+conn_on_readable(struct conn *c)
+{
+	if (c->write_on_read) {
+		/* SSL_write waited for this (a renegotiation-like exchange). */
+		c->write_on_read = 0;
+		if (!c->reading)
+			event_del(c->rev);
+		if (conn_flush(c) == -1)
+			return;
+	}
+	if (!c->reading || c->state != CONN_OPEN)
+		return;
+	/* The pass's audit lines wait for its end, and so do the replies. */
+	audit_batch_begin();
+	if (conn_fill(c) != -1)
+		conn_read(c);
+	audit_batch_hold();
+}
+
+/*
+ * Output drained to half its bound (or all of it): parked reads may go on,
+ * then new frames. -1 when c must not be touched any more.
+ */
+static int
+conn_wrote(struct conn *c)
+{
+	if (c->state == CONN_CLOSING) {
+		if (evbuffer_get_length(c->out) == 0) {
+			conn_free(c, "closed", 1);
+			return -1;
+		}
+		return 0;
+	}
+	if (evbuffer_get_length(c->out) > cfg->max_pending_output / 2)
+		return 0;
+	conn_unpark(c);
+	if (conn_check_drained(c))
+		return -1;
+	if (c->state == CONN_OPEN && conn_update_reading(c))
+		return conn_read(c);
+	conn_queue_flush(c);
+	return 0;
+}
+
+/*
+ * Send the output: until it is empty, or the socket would block (the write
+ * event then waits, under the timeout for stuck output). -1 when c must not
+ * be touched any more.
+ */
+static int
+conn_flush(struct conn *c)
+{
+	size_t len;
+	int r;
+
+	if (c->write_on_read)
+		return 0;
+	/* No reply leaves before its audit line: write the held ones. */
+	audit_pass_end();
+	while ((len = evbuffer_get_length(c->out)) > 0) {
+		if (len > CONN_WRITE_MAX)
+			len = CONN_WRITE_MAX;
+		ERR_clear_error();
+		r = SSL_write(
+		    c->ssl, evbuffer_pullup(c->out, (ssize_t)len), (int)len);
+		if (r <= 0)
+			return conn_ssl_wait(
+			    c, SSL_get_error(c->ssl, r), ERR_peek_error(), 1);
+		evbuffer_drain(c->out, (size_t)r);
+	}
+	if (!c->read_on_write)
+		event_del(c->wev);
+	return conn_wrote(c);
+}
+
+/* Send the output of every connection queued in this pass. */
+void
+conn_flush_queued(struct worker *w)
+{
+	struct conn *c;
+
+	while ((c = TAILQ_FIRST(&w->flushq)) != NULL) {
+		TAILQ_REMOVE(&w->flushq, c, flush_entry);
+		c->on_flushq = 0;
+		/* Frames a drained output lets in: their lines are held. */
+		audit_batch_begin();
+		conn_flush(c);
+		audit_batch_hold();
+	}
+}
+
+/* Readable, or --idle-timeout passed without input. */
+static void
+conn_readcb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+
+	(void)fd;
+	if (c->state == CONN_HANDSHAKE) {
+		conn_handshake(c);
+		return;
+	}
+	if (what & EV_TIMEOUT) {
+		/* Busy, not idle, while requests are in flight. */
+		if (c->state == CONN_OPEN && c->outstanding == 0 &&
+		    c->nparked == 0)
 			conn_free(c, "idle timeout", 1);
 		return;
 	}
+	conn_on_readable(c);
+}
+
+/* Writable again, or the output stayed stuck for its timeout. */
+static void
+conn_writecb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+
+	(void)fd;
 	if (c->state == CONN_HANDSHAKE) {
-		metrics_handshake(0);
-		conn_log_handshake_error(
-		    c, (events & BEV_EVENT_EOF) ? "peer closed" : "tls error");
-		conn_free(c, "handshake failed", 0);
+		conn_handshake(c);
 		return;
 	}
-	conn_free(c, (events & BEV_EVENT_EOF) ? "peer closed" : "error", 0);
+	if (what & EV_TIMEOUT) {
+		conn_free(c, "output stuck", 1);
+		return;
+	}
+	if (c->read_on_write) {
+		/* SSL_read waited for this. */
+		c->read_on_write = 0;
+		if (evbuffer_get_length(c->out) == 0)
+			event_del(c->wev);
+		conn_on_readable(c);
+		return;
+	}
+	audit_batch_begin();
+	conn_flush(c);
+	audit_batch_hold();
 }
 
 /* Take a new socket accepted by w's listener. */
@@ -744,16 +977,29 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *sa, int slen)
 		port = ntohs(sin6->sin6_port);
 	}
 	snprintf(c->peer, sizeof(c->peer), "%s:%d", host, port);
-	c->bev = bufferevent_openssl_socket_new(
-	    w->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
-	if (c->bev == NULL) {
+	c->fd = fd;
+	c->ssl = ssl;
+	if (evutil_make_socket_nonblocking(fd) == -1 ||
+	    SSL_set_fd(ssl, fd) != 1 || (c->in = evbuffer_new()) == NULL ||
+	    (c->out = evbuffer_new()) == NULL ||
+	    (c->rev = event_new(
+		 w->base, fd, EV_READ | EV_PERSIST, conn_readcb, c)) == NULL ||
+	    (c->wev = event_new(w->base, fd, EV_WRITE | EV_PERSIST,
+		 conn_writecb, c)) == NULL) {
 		log_warnx("cannot take a connection from %s", c->peer);
+		if (c->rev != NULL)
+			event_free(c->rev);
+		if (c->in != NULL)
+			evbuffer_free(c->in);
+		if (c->out != NULL)
+			evbuffer_free(c->out);
 		SSL_free(ssl);
 		close(fd);
 		free(c);
 		server_conn_closed();
 		return;
 	}
+	SSL_set_accept_state(ssl);
 	c->id = atomic_fetch_add(&conn_next_id, 1);
 	c->w = w;
 	c->state = CONN_HANDSHAKE;
@@ -766,10 +1012,7 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *sa, int slen)
 	TAILQ_INSERT_TAIL(&w->handshaking, c, deadline_entry);
 	w->nconns++;
 	metrics_connection(1);
-	bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
-	bufferevent_setcb(c->bev, conn_readcb, conn_writecb, conn_eventcb, c);
-	conn_set_timeouts(c, cfg->handshake_timeout);
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	conn_read_on(c);
 }
 
 /* A write came back from the writer: send its reply and go on. */
@@ -788,14 +1031,13 @@ conn_writer_done(struct worker *w, struct writer_job *job)
 	c->outstanding--;
 	c->inflight_bytes -= job->bytes;
 	if (c->state != CONN_CLOSING && job->out == NULL)
-		wire_append_error(bufferevent_get_output(c->bev), job->req->id,
+		wire_append_error(c->out, job->req->id,
 		    ONECARD__V1__CODE__UNAVAILABLE, "broker out of memory");
 	else if (c->state != CONN_CLOSING) {
 		/* Copy, not move: the bytes join the output's last chain, so
 		 * a batch of replies leaves in one TLS record, not one each. */
 		size_t n = evbuffer_get_length(job->out);
-		evbuffer_add(bufferevent_get_output(c->bev),
-		    evbuffer_pullup(job->out, -1), n);
+		evbuffer_add(c->out, evbuffer_pullup(job->out, -1), n);
 	}
 	writer_job_free(job);
 	if (c->state == CONN_CLOSING)
@@ -803,8 +1045,9 @@ conn_writer_done(struct worker *w, struct writer_job *job)
 	conn_unpark(c);
 	if (conn_check_drained(c))
 		return;
-	if (conn_update_reading(c))
-		conn_read(c);
+	if (conn_update_reading(c) && conn_read(c) == -1)
+		return;
+	conn_queue_flush(c);
 }
 
 /* Close every connection of the revoked hospital code. */
@@ -851,15 +1094,15 @@ conn_drain_all(struct worker *w)
 			/* Frames already received are in flight too. */
 			c->read_paused = c->inflight_paused = 0;
 			do
-				r = conn_read_frame(
-				    c, bufferevent_get_input(c->bev));
+				r = conn_read_frame(c, c->in);
 			while (r > 0 && c->state == CONN_OPEN);
 			if (r == -2)
 				continue;
 			if (c->state == CONN_OPEN)
 				conn_set_state(c, CONN_DRAINING);
-			bufferevent_disable(c->bev, EV_READ);
-			conn_check_drained(c);
+			conn_read_off(c);
+			if (!conn_check_drained(c))
+				conn_queue_flush(c);
 		}
 	}
 }

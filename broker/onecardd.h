@@ -25,7 +25,7 @@
 
 #include "registry.h"
 
-struct bufferevent;
+struct evbuffer;
 struct sockaddr;
 struct sockaddr_storage;
 struct event;
@@ -116,6 +116,8 @@ struct worker {
 	struct event *resume;        /* re-enables accepting after EMFILE */
 	struct conn_hsq handshaking; /* in accept order, so by deadline */
 	struct conn_hsq partial;     /* holding part of a frame, by deadline */
+	struct conn_hsq flushq;      /* replies to send at the pass's end */
+	struct event *pass;          /* the pass's end: audit lines, flushq */
 	pthread_mutex_t lock;
 	struct worker_msgq msgs; /* under lock */
 	struct conn_list conns[WORKER_CONN_BUCKETS];
@@ -149,10 +151,16 @@ struct conn {
 	 * from accept), then on w->partial while part of a frame is in
 	 * (deadline: --idle-timeout from its first byte). */
 	TAILQ_ENTRY(conn) deadline_entry;
+	TAILQ_ENTRY(conn) flush_entry; /* on w->flushq */
 	uint64_t deadline_ms;
 	uint64_t id;
 	struct worker *w;
-	struct bufferevent *bev;
+	int fd;
+	SSL *ssl;
+	struct event *rev;    /* readable, or idle for --idle-timeout */
+	struct event *wev;    /* writable again, or stuck for the timeout */
+	struct evbuffer *in;  /* received, not yet taken as frames */
+	struct evbuffer *out; /* replies not yet taken by SSL_write */
 	enum conn_state state;
 	int role;
 	unsigned outstanding; /* writes at the writer */
@@ -160,7 +168,11 @@ struct conn {
 	size_t inflight_bytes;    /* frames parked or at the writer */
 	unsigned read_paused : 1; /* pending output over the bound */
 	unsigned inflight_paused : 1;
-	unsigned on_partial : 1; /* on w->partial */
+	unsigned on_partial : 1;    /* on w->partial */
+	unsigned on_flushq : 1;     /* on w->flushq */
+	unsigned reading : 1;       /* rev is added */
+	unsigned read_on_write : 1; /* SSL_read waits for writability */
+	unsigned write_on_read : 1; /* SSL_write waits for readability */
 	struct conn_itemq parked;
 	char peer[INET6_ADDRSTRLEN + 8]; /* "addr:port" */
 	char cn[ONECARDD_CN_MAX + 1];
@@ -184,6 +196,7 @@ void tls_shutdown(void);
 
 /* server.c */
 int server_parse_address(const char *s, struct sockaddr_storage *ss, int *len);
+void server_pass_arm(void *w);
 int server_init(const struct config *c);
 int server_start(void);
 void server_run(void);
@@ -204,6 +217,7 @@ void conn_revoke(struct worker *w, const char *code);
 void conn_drain_all(struct worker *w);
 void conn_free_all(struct worker *w, const char *reason);
 void conn_expire_deadlines(struct worker *w);
+void conn_flush_queued(struct worker *w);
 
 /* writer.c */
 int writer_start(const char *db, const struct registry_limits *lim);

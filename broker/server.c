@@ -5,8 +5,8 @@
  * other threads post to (writer replies, revocations, stop). The main thread
  * runs a small loop for signals: SIGTERM/SIGINT drain and stop everything,
  * SIGHUP reloads certificates and reopens the audit log. Counts connections
- * against --max-conns. It never touches a connection's bufferevent: that is
- * conn.c, on the connection's own worker thread.
+ * against --max-conns. It never touches a connection's socket or TLS session:
+ * that is conn.c, on the connection's own worker thread.
  */
 #include <sys/socket.h>
 
@@ -164,6 +164,33 @@ server_worker_check_done(struct worker *w)
 {
 	if (w->stopping && w->nconns == 0)
 		event_base_loopexit(w->base, NULL);
+}
+
+/*
+ * The loop's pass is over: write the audit lines held in it, then send the
+ * replies of every connection that has some, so that no reply leaves
+ * before its line and each connection's replies of the pass leave in one
+ * SSL_write.
+ */
+static void
+worker_passcb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	audit_pass_end();
+	conn_flush_queued(arg);
+}
+
+/*
+ * Run worker_passcb in this pass. An event made active from its own loop
+ * runs after the callbacks already active, before the loop polls again.
+ */
+void
+server_pass_arm(void *arg)
+{
+	struct worker *w = arg;
+
+	event_active(w->pass, EV_TIMEOUT, 0);
 }
 
 /* Other threads posted to w: handle every message queued. */
@@ -369,6 +396,7 @@ server_init(const struct config *c)
 		TAILQ_INIT(&w->msgs);
 		TAILQ_INIT(&w->handshaking);
 		TAILQ_INIT(&w->partial);
+		TAILQ_INIT(&w->flushq);
 		for (size_t b = 0; b < WORKER_CONN_BUCKETS; b++)
 			LIST_INIT(&w->conns[b]);
 		if ((w->base = event_base_new()) == NULL ||
@@ -377,6 +405,8 @@ server_init(const struct config *c)
 		    (w->tick = event_new(
 			 w->base, -1, EV_PERSIST, worker_tickcb, w)) == NULL ||
 		    (w->resume = evtimer_new(w->base, worker_resumecb, w)) ==
+			NULL ||
+		    (w->pass = event_new(w->base, -1, 0, worker_passcb, w)) ==
 			NULL ||
 		    (w->scratch = malloc(c->max_frame)) == NULL) {
 			log_warnx("worker %d: out of memory", i);
@@ -425,39 +455,20 @@ server_init(const struct config *c)
 	return 0;
 }
 
-/* The loop pass in which audit lines were held is over: write them. */
-static void
-worker_audit_passcb(evutil_socket_t fd, short what, void *arg)
-{
-	audit_pass_end();
-}
-
 /*
- * Lines were held: run worker_audit_passcb in this pass. An event made
- * active from its own loop runs after the callbacks already active, before
- * the loop polls again.
+ * A worker thread: run its loop until it is stopped and empty. Audit lines
+ * held in a pass, and then the replies of the pass, go out from w->pass
+ * (worker_passcb), which the first of them arms (server_pass_arm).
  */
-static void
-worker_audit_arm(void *arg)
-{
-	event_active(arg, EV_TIMEOUT, 0);
-}
-
-/* A worker thread: run its loop until it is stopped and empty. */
 static void *
 worker_main(void *arg)
 {
 	struct worker *w = arg;
-	struct event *pass;
 
-	pass = event_new(w->base, -1, 0, worker_audit_passcb, NULL);
-	if (pass != NULL)
-		audit_pass_hook(worker_audit_arm, pass);
+	audit_pass_hook(server_pass_arm, w);
 	event_base_loop(w->base, EVLOOP_NO_EXIT_ON_EMPTY);
 	audit_pass_hook(NULL, NULL);
 	audit_pass_end();
-	if (pass != NULL)
-		event_free(pass);
 	return NULL;
 }
 
@@ -536,6 +547,8 @@ server_free(void)
 			event_free(w->resume);
 		if (w->notify != NULL)
 			event_free(w->notify);
+		if (w->pass != NULL)
+			event_free(w->pass);
 		if (w->reg != NULL)
 			registry_close(w->reg);
 		if (w->base != NULL)

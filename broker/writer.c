@@ -8,7 +8,7 @@
  * is thus answered OK only after it is on disk, and a burst of writes costs
  * one sync, not one each. If the commit fails, every write of the batch is
  * answered UNAVAILABLE. After a committed hospital revocation every worker is
- * told to close that hospital's connections. It never touches a bufferevent.
+ * told to close that hospital's connections. It never touches a connection.
  */
 #include <pthread.h>
 #include <signal.h>
