@@ -83,10 +83,16 @@ tls_ctx_build(const struct config *c)
 	SSL_CTX_set_options(ctx,
 	    SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
 		SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_SINGLE_ECDH_USE);
-	/* Idle connections keep no read/write buffers: 10,000 of them fit. */
+	/*
+	 * A connection keeps its read and write buffers (~40 KiB; 10,000 idle
+	 * connections take ~430 MiB): releasing them after each use cost a
+	 * malloc and free of each per request. Read ahead: one read(2) takes
+	 * a record's header and body, and any records behind it.
+	 */
 	SSL_CTX_set_mode(ctx,
-	    SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
+	    SSL_MODE_ENABLE_PARTIAL_WRITE |
 		SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	SSL_CTX_set_read_ahead(ctx, 1);
 	if (SSL_CTX_use_certificate_chain_file(ctx, c->cert) != 1) {
 		tls_log_errors("tls: cannot load --cert");
 		goto fail;
