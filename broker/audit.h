@@ -29,8 +29,9 @@ void audit_log(const struct audit_entry *e);
  * Optional, for speed: between begin and end, this thread's lines wait in a
  * buffer and end writes them all with one write(2). Bracket a callback that
  * answers a burst of requests; its replies must not reach the socket before
- * end (a bufferevent sends them only after the callback returns). Without
- * a batch, audit_log writes each line before it returns.
+ * end (conn.c sends them at the end of the loop's pass, after
+ * audit_pass_end). Without a batch, audit_log writes each line before it
+ * returns.
  */
 void audit_batch_begin(void);
 void audit_batch_end(void);
@@ -38,9 +39,9 @@ void audit_batch_end(void);
  * Optional, for more speed: end a batch but let its lines wait until the
  * end of this thread's event-loop pass, to share one write(2) with the
  * other callbacks of the pass. Only for a caller that knows none of the
- * batch's replies can reach the socket before the pass ends (its
- * connection's write event was not pending when the callback began, so it
- * cannot fire before the loop polls again). The loop's owner registers
+ * batch's replies can reach the socket before then (conn.c: every send
+ * calls audit_pass_end first, and replies wait for the pass's end). The
+ * loop's owner registers
  * arm (run on the first hold of a pass) and must then run audit_pass_end
  * before it polls again; on a thread without a hook this is
  * audit_batch_end.

@@ -75,6 +75,6 @@ target_include_directories(${ONECARD_FUZZ_TARGET} PRIVATE "${CMAKE_SOURCE_DIR}/b
 # Host names in fuzzed input must not turn into DNS queries (fuzz_config.c).
 target_link_options(${ONECARD_FUZZ_TARGET} PRIVATE -Wl,--wrap=getaddrinfo)
 target_link_libraries(${ONECARD_FUZZ_TARGET} PRIVATE onecard_registry
-  PkgConfig::EVENT PkgConfig::EVENT_EXTRA PkgConfig::EVENT_SSL
+  PkgConfig::EVENT PkgConfig::EVENT_EXTRA
   PkgConfig::EVENT_PTHREADS PkgConfig::INIH OpenSSL::SSL OpenSSL::Crypto
   Threads::Threads)
