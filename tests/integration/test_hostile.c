@@ -6,9 +6,11 @@
  * records after a finished handshake, end only the connection that sent
  * them: it is closed within the handshake deadline, the broker keeps
  * serving, and no descriptor is left behind. A client-initiated
- * renegotiation is refused with a no_renegotiation alert. A frame built to
- * explode when decoded (tens of thousands of empty identifiers) is refused
- * under the decoder's memory cap and the connection goes on. A frame that
+ * renegotiation is refused with a no_renegotiation alert; TLS 1.3 key
+ * updates, asked for or not, are taken (the broker answers each one asked
+ * for) and the session goes on. A frame built to explode when decoded
+ * (tens of thousands of empty identifiers) is refused under the decoder's
+ * memory cap and the connection goes on. A frame that
  * stops half-way is closed at the idle deadline, and so is one trickled a
  * byte at a time. Silent sockets that take every --max-conns slot lose them
  * at the handshake deadline, so hospitals get back in.
@@ -393,6 +395,61 @@ test_client_renegotiation_is_refused_and_the_broker_serves_on(void **state)
 	live_h = NULL;
 }
 
+/* Count the KeyUpdate messages the broker sends (a msg callback). */
+static void
+count_key_updates(int write_p, int version, int content_type, const void *buf,
+    size_t len, SSL *ssl, void *arg)
+{
+	(void)version;
+	(void)ssl;
+	if (!write_p && content_type == SSL3_RT_HANDSHAKE && len > 0 &&
+	    ((const uint8_t *)buf)[0] == SSL3_MT_KEY_UPDATE)
+		(*(int *)arg)++;
+}
+
+/*
+ * TLS 1.3 key updates, the client's own and one it asks the broker for, in
+ * the middle of a session: the broker's SSL_read takes them, sends its
+ * answer with the next reply, and the session goes on under the new keys.
+ */
+static void
+test_key_updates_mid_session_are_taken_and_the_session_goes_on(void **state)
+{
+	static struct harness h;
+	const char *codes[] = {"H1", NULL};
+	struct raw r;
+	int answered = 0, asked = 1;
+
+	assert_int_equal(harness_start(&h, codes, NULL), 0);
+	live_h = &h;
+	raw_open(&r, &h, "H1", 0);
+	SSL_set_msg_callback(r.ssl, count_key_updates);
+	SSL_set_msg_callback_arg(r.ssl, &answered);
+	assert_int_equal(SSL_version(r.ssl), TLS1_3_VERSION);
+	assert_int_equal(raw_ping(&r, 1), ONECARD__V1__CODE__OK);
+	/* Ours only: the broker's keys for reading change. */
+	assert_int_equal(
+	    SSL_key_update(r.ssl, SSL_KEY_UPDATE_NOT_REQUESTED), 1);
+	assert_int_equal(raw_ping(&r, 2), ONECARD__V1__CODE__OK);
+	/* Requested: the broker must send a key update of its own. */
+	assert_int_equal(SSL_key_update(r.ssl, SSL_KEY_UPDATE_REQUESTED), 1);
+	assert_int_equal(raw_ping(&r, 3), ONECARD__V1__CODE__OK);
+	for (uint64_t id = 4; id < 20; id++) {
+		asked += id % 2;
+		assert_int_equal(SSL_key_update(r.ssl,
+				     id % 2 ? SSL_KEY_UPDATE_REQUESTED
+					    : SSL_KEY_UPDATE_NOT_REQUESTED),
+		    1);
+		assert_int_equal(raw_ping(&r, id), ONECARD__V1__CODE__OK);
+	}
+	/* Every update asked for was answered, before the reply after it. */
+	assert_int_equal(answered, asked);
+	raw_close(&r);
+	assert_int_equal(harness_ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
+	harness_cleanup(&h);
+	live_h = NULL;
+}
+
 static void
 test_decode_bomb_frame_is_refused_and_the_connection_goes_on(void **state)
 {
@@ -568,6 +625,9 @@ main(void)
 		hostile_teardown),
 	    cmocka_unit_test_teardown(
 		test_client_renegotiation_is_refused_and_the_broker_serves_on,
+		hostile_teardown),
+	    cmocka_unit_test_teardown(
+		test_key_updates_mid_session_are_taken_and_the_session_goes_on,
 		hostile_teardown),
 	    cmocka_unit_test_teardown(
 		test_decode_bomb_frame_is_refused_and_the_connection_goes_on,
