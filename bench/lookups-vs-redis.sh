@@ -5,13 +5,20 @@
 # depth 1 and 16. Each side runs RUNS times, interleaved; medians and the
 # ratio broker/redis are printed. Loopback only.
 #
+# The broker runs one worker (--threads 1) unless BROKER_THREADS says
+# otherwise: Redis answers from one thread, and on a small machine the
+# load generators need the other cores. With the broker's default (one
+# worker per core) its workers and the load generator contend for the
+# cores, which shows in the p99 (BENCHMARKS.md has both).
+#
 #   bench/lookups-vs-redis.sh [KEYS]     (default 10000)
 #   env: RUNS (3), SECONDS_PER_RUN (10), CONNS (50), DEPTHS ("1 16"),
-#        BROKER_THREADS (nproc), BENCH_THREADS (1), AUDIT=1 to run the
+#        BROKER_THREADS (1), BENCH_THREADS (1), AUDIT=1 to run the
 #        broker with --audit-log, CLIENT_CPU=1 to add the load
 #        generators' CPU per request (onecard-bench, redis-benchmark) as two
 #        more columns, ONECARD_BIN_DIR (build/bin)
 
+BROKER_THREADS=${BROKER_THREADS:-1}
 source "$(dirname "$0")/lib.sh"
 
 KEYS=${1:-10000}
@@ -57,7 +64,7 @@ awk -v n="$KEYS" 'BEGIN {
 [ "$(redis-cli -p "$RPORT" "${REDIS_TLS[@]}" dbsize)" = "$KEYS" ] || die "redis holds the wrong number of keys"
 
 # --- runs -------------------------------------------------------------------
-echo "# lookups vs Redis GET: $KEYS keys, $CONNS connections, ${SECONDS_PER_RUN}s x $RUNS runs, medians"
+echo "# lookups vs Redis GET: $KEYS keys, $CONNS connections, ${SECONDS_PER_RUN}s x $RUNS runs, medians; onecardd --threads $BROKER_THREADS"
 machine_line
 fmt="%-6s %14s %10s %14s %10s %8s %8s %10s %10s"
 cols=(depth broker_req/s p99_ms redis_req/s p99_ms rate_x p99_x broker_cpu redis_cpu)
