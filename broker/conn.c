@@ -809,6 +809,40 @@ conn_handshake(struct conn *c)
 	conn_free(c, "handshake failed", 0);
 }
 
+/*
+ * A burst of whole lookup frames at the head of the input (pipelined
+ * requests): ask the registry to fetch their cache entries while the first
+ * ones are answered, instead of waiting on memory for each in turn.
+ */
+static void
+conn_prefetch(struct conn *c)
+{
+	struct wire_lookup wl[REGISTRY_PREFETCH_MAX];
+	const char *dom[REGISTRY_PREFETCH_MAX], *val[REGISTRY_PREFETCH_MAX];
+	struct evbuffer_iovec v;
+	const uint8_t *p, *end;
+	size_t n = 0, len;
+
+	if (evbuffer_peek(c->in, -1, NULL, &v, 1) < 1)
+		return;
+	p = v.iov_base;
+	end = p + v.iov_len;
+	while (n < REGISTRY_PREFETCH_MAX && end - p >= WIRE_HEADER_LEN) {
+		len = (size_t)p[0] << 24 | (size_t)p[1] << 16 |
+		    (size_t)p[2] << 8 | p[3];
+		if (len > (size_t)(end - p) - WIRE_HEADER_LEN)
+			break;
+		if (wire_lookup_decode(p + WIRE_HEADER_LEN, len, &wl[n]) == 0) {
+			dom[n] = wl[n].domain;
+			val[n] = wl[n].value;
+			n++;
+		}
+		p += WIRE_HEADER_LEN + len;
+	}
+	if (n > 1)
+		registry_prefetch_lookups(c->w->reg, dom, val, n);
+}
+
 /* Input arrived, or SSL holds some. */
 static void
 conn_on_readable(struct conn *c)
@@ -825,8 +859,10 @@ conn_on_readable(struct conn *c)
 		return;
 	/* The pass's audit lines wait for its end, and so do the replies. */
 	audit_batch_begin();
-	if (conn_fill(c) != -1)
+	if (conn_fill(c) != -1) {
+		conn_prefetch(c);
 		conn_read(c);
+	}
 	audit_batch_hold();
 }
 

@@ -1892,6 +1892,28 @@ registry_lookup_cached(struct registry *reg, struct lcache *lc,
 	return 0;
 }
 
+void
+registry_prefetch_lookups(struct registry *reg, const char *const *domain,
+    const char *const *value, size_t n)
+{
+	char key[VALIDATE_MAX_DOMAIN + 1 + VALIDATE_MAX_VALUE + 1];
+	uint64_t h[REGISTRY_PREFETCH_MAX];
+	size_t keylen;
+
+	if (reg->cache == NULL)
+		return;
+	if (n > REGISTRY_PREFETCH_MAX)
+		n = REGISTRY_PREFETCH_MAX;
+	/* Every bucket first, then every entry: the misses overlap. */
+	for (size_t i = 0; i < n; i++)
+		h[i] = (keylen = lookup_key(domain[i], value[i], key)) == 0
+		    ? 0
+		    : lcache_prefetch_bucket(reg->cache, key, keylen);
+	for (size_t i = 0; i < n; i++)
+		if (h[i] != 0)
+			lcache_prefetch_entry(reg->cache, h[i]);
+}
+
 /* Keep the reply of a lookup just answered in one step. */
 static void
 registry_cache_fill(struct reg_op *o, struct lcache *lc)

@@ -87,6 +87,15 @@ void registry_read(struct registry *reg, const struct actor *who,
     const Onecard__V1__Request *req, struct evbuffer *out,
     struct op_result *res);
 
+/*
+ * A hint that lookups of these n identifiers (domain[i], value[i], as sent)
+ * come next: the lookup cache's memory for them is fetched meanwhile.
+ * Changes nothing; for a read handle with a cache, else a no-op.
+ */
+#define REGISTRY_PREFETCH_MAX 16
+void registry_prefetch_lookups(struct registry *reg, const char *const *domain,
+    const char *const *value, size_t n);
+
 /* Writer thread only. 0 or -1. */
 int registry_batch_begin(struct registry *reg);
 void registry_write(struct registry *reg, const struct actor *who,

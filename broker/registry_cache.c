@@ -252,6 +252,28 @@ lcache_get(struct lcache *lc, const char *key, size_t keylen)
 	return NULL;
 }
 
+uint64_t
+lcache_prefetch_bucket(struct lcache *lc, const char *key, size_t keylen)
+{
+	uint64_t h = lcache_hash(key, keylen);
+
+	__builtin_prefetch(&lc->kb[h & (lc->nbuckets - 1)]);
+	return h;
+}
+
+void
+lcache_prefetch_entry(struct lcache *lc, uint64_t hash)
+{
+	const char *e = (const char *)lc->kb[hash & (lc->nbuckets - 1)];
+
+	if (e == NULL)
+		return;
+	/* The header (hash, lengths) and the key; the reply follows on. */
+	__builtin_prefetch(e);
+	__builtin_prefetch(e + 64);
+	__builtin_prefetch(e + 128);
+}
+
 /* Double both tables. -1 when out of memory (the cache stays as it was). */
 static int
 lc_grow(struct lcache *lc)

@@ -61,6 +61,15 @@ void lcache_sync(struct lcache *lc);
 /* The entry for key, or NULL (a miss is counted). Call lcache_sync first. */
 const struct lcache_hit *lcache_get(
     struct lcache *lc, const char *key, size_t keylen);
+/*
+ * Hints, for a burst of probes to come: fetch key's bucket (its hash is
+ * returned), then, once every bucket of the burst is asked for, the first
+ * entry in each. They change nothing, so a key that turns out otherwise
+ * normalised costs only the wasted fetch.
+ */
+uint64_t lcache_prefetch_bucket(
+    struct lcache *lc, const char *key, size_t keylen);
+void lcache_prefetch_entry(struct lcache *lc, uint64_t hash);
 /* Keep reply under key, tagged with pid. 0, or -1 when it is not kept. */
 int lcache_put(struct lcache *lc, const char *key, size_t keylen,
     const char *pid, const uint8_t *reply, size_t reply_len);

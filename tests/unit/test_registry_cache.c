@@ -243,6 +243,34 @@ tables_grow_and_every_key_is_found(void **state)
 	lcache_free(lc);
 }
 
+/* Prefetch hints hash as a probe does and change nothing, hit or miss. */
+static void
+prefetch_hints_change_nothing(void **state)
+{
+	struct lcache *lc = lcache_new(1 << 20);
+	struct lcache_stats a, b;
+	const char *keys[] = {"cn-id\0110105194912310029", "nobody", ""};
+
+	(void)state;
+	assert_non_null(lc);
+	put(lc, "cn-id", "P1", "reply-1");
+	lcache_stats(&a);
+	for (size_t i = 0; i < 3; i++) {
+		size_t n = i == 0 ? 24 : strlen(keys[i]);
+		uint64_t h = lcache_prefetch_bucket(lc, keys[i], n);
+
+		assert_true(h == lcache_hash(keys[i], n));
+		lcache_prefetch_entry(lc, h);
+	}
+	lcache_prefetch_entry(lc, lcache_hash("cn-id", 5));
+	lcache_stats(&b);
+	assert_true(a.hits == b.hits && a.misses == b.misses &&
+	    a.entries == b.entries && a.bytes == b.bytes);
+	assert_string_equal(get(lc, "cn-id"), "reply-1");
+	assert_null(get(lc, "nobody"));
+	lcache_free(lc);
+}
+
 int
 main(void)
 {
@@ -253,6 +281,7 @@ main(void)
 	    cmocka_unit_test(published_patient_is_dropped_everywhere),
 	    cmocka_unit_test(a_worker_too_far_behind_drops_everything),
 	    cmocka_unit_test(tables_grow_and_every_key_is_found),
+	    cmocka_unit_test(prefetch_hints_change_nothing),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
