@@ -11,6 +11,11 @@
 # worker per core) its workers and the load generator contend for the
 # cores, which shows in the p99 (BENCHMARKS.md has both).
 #
+# Each run ends with the broker again, capped at the rate Redis just
+# reached (onecard-bench --rate): p99_eq is the broker's p99 at Redis's
+# load, since a server run faster than another has the longer queues.
+# PACED=0 leaves that out.
+#
 #   bench/lookups-vs-redis.sh [KEYS]     (default 10000)
 #   env: RUNS (3), SECONDS_PER_RUN (10), CONNS (50), DEPTHS ("1 16"),
 #        BROKER_THREADS (1), BENCH_THREADS (1), AUDIT=1 to run the
@@ -72,10 +77,14 @@ if [ -n "${CLIENT_CPU:-}" ]; then
 	fmt="$fmt %10s %10s"
 	cols+=(bench_cpu rbench_cpu)
 fi
+if [ "${PACED:-1}" != 0 ]; then
+	fmt="$fmt %10s %10s"
+	cols+=(p99_eq_ms p99_eq_x)
+fi
 # shellcheck disable=SC2059
 printf "$fmt\n" "${cols[@]}"
 for depth in $DEPTHS; do
-	b_rate=() b_p99=() r_rate=() r_p99=() b_cpu=() r_cpu=() bc_cpu=() rc_cpu=()
+	b_rate=() b_p99=() r_rate=() r_p99=() b_cpu=() r_cpu=() bc_cpu=() rc_cpu=() e_p99=()
 	for run in $(seq "$RUNS"); do
 		t0=$(cpu_ticks "$BROKER_PID")
 		c0=$(child_ticks)
@@ -99,18 +108,31 @@ for depth in $DEPTHS; do
 		rc_cpu+=("$(cpu_us_per_req $((c1 - c0)) "$n")")
 		r_rate+=("$(echo "$csv" | cut -d, -f2 | tr -d '"')")
 		r_p99+=("$(echo "$csv" | cut -d, -f7 | tr -d '"')")
-		note "depth $depth run $run: broker ${b_rate[-1]}/s p99 ${b_p99[-1]} ms ${b_cpu[-1]} us CPU/req; redis ${r_rate[-1]}/s p99 ${r_p99[-1]} ms ${r_cpu[-1]} us CPU/req${CLIENT_CPU:+; clients ${bc_cpu[-1]} / ${rc_cpu[-1]} us CPU/req}"
+		paced=""
+		if [ "${PACED:-1}" != 0 ]; then
+			out=$(bench --op lookup --assume-populated --keys "$KEYS" \
+				-c "$CONNS" -P "$depth" -d "$SECONDS_PER_RUN" --rate "${r_rate[-1]}") ||
+				die "onecard-bench --rate failed: $out"
+			e_p99+=("$(echo "$out" | json_get p99_ms)")
+			paced="; broker at redis's rate $(echo "$out" | json_get throughput)/s p99 ${e_p99[-1]} ms"
+		fi
+		note "depth $depth run $run: broker ${b_rate[-1]}/s p99 ${b_p99[-1]} ms ${b_cpu[-1]} us CPU/req; redis ${r_rate[-1]}/s p99 ${r_p99[-1]} ms ${r_cpu[-1]} us CPU/req${CLIENT_CPU:+; clients ${bc_cpu[-1]} / ${rc_cpu[-1]} us CPU/req}$paced"
 	done
 	mb=$(median "${b_rate[@]}") mbp=$(median "${b_p99[@]}")
 	mr=$(median "${r_rate[@]}") mrp=$(median "${r_p99[@]}")
 	row=("$depth" "$mb" "$mbp" "$mr" "$mrp" "$(ratio "$mb" "$mr")" "$(ratio "$mbp" "$mrp")"
 		"$(median "${b_cpu[@]}")" "$(median "${r_cpu[@]}")")
 	[ -n "${CLIENT_CPU:-}" ] && row+=("$(median "${bc_cpu[@]}")" "$(median "${rc_cpu[@]}")")
+	if [ "${PACED:-1}" != 0 ]; then
+		me=$(median "${e_p99[@]}")
+		row+=("$me" "$(ratio "$me" "$mrp")")
+	fi
 	# shellcheck disable=SC2059
 	printf "$fmt\n" "${row[@]}"
 done
 echo "(rate_x = broker/redis, higher is better; p99_x = broker/redis, lower is better;"
 echo " *_cpu = server CPU microseconds per request, all threads, user + system)"
+[ "${PACED:-1}" != 0 ] && echo "(p99_eq = the broker's p99 capped at Redis's rate in the same run; p99_eq_x = that / Redis's p99)"
 if [ -n "${CLIENT_CPU:-}" ]; then
 	echo "(bench_cpu = onecard-bench, rbench_cpu = redis-benchmark: the load"
 	echo " generator's CPU microseconds per request, connects included)"

@@ -52,7 +52,7 @@ bench_usage(FILE *fp)
 	    "--assume-populated]\n"
 	    "         [--seed S] [--keys-from FILE] [--hospital CODE] "
 	    "[--connect-window N]\n"
-	    "         [--timeout SECONDS] [--json] [--quiet]\n"
+	    "         [--rate R] [--timeout SECONDS] [--json] [--quiet]\n"
 	    "\n"
 	    "Keep CONNS connections (default 50) over N threads (default 1), "
 	    "each with\n"
@@ -70,8 +70,13 @@ bench_usage(FILE *fp)
 	    "the\n"
 	    "certificate's CN). idle holds the connections open, one ping "
 	    "each, for\n"
-	    "SECONDS. A progress line goes to stderr each second; the report "
-	    "to stdout.\n");
+	    "SECONDS. --rate caps the run at R requests a second (a request "
+	    "waits for\n"
+	    "its turn before it is sent; its latency starts when it is sent), "
+	    "to compare\n"
+	    "latencies at the same load. A progress line goes to stderr each "
+	    "second; the\n"
+	    "report to stdout.\n");
 }
 
 /* Parse a whole unsigned number in [min, max]; -1 if s is not one. */
@@ -355,6 +360,7 @@ bench_options(struct bench *b, int argc, char **argv)
 		O_JSON,
 		O_QUIET,
 		O_THREADS,
+		O_RATE,
 	};
 	static const struct option longopts[] = {
 	    {"broker", required_argument, NULL, O_BROKER},
@@ -377,6 +383,7 @@ bench_options(struct bench *b, int argc, char **argv)
 	    {"hospital", required_argument, NULL, O_HOSPITAL},
 	    {"connect-window", required_argument, NULL, O_WINDOW},
 	    {"timeout", required_argument, NULL, O_TIMEOUT},
+	    {"rate", required_argument, NULL, O_RATE},
 	    {"json", no_argument, NULL, O_JSON},
 	    {"quiet", no_argument, NULL, O_QUIET},
 	    {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
@@ -476,6 +483,13 @@ bench_options(struct bench *b, int argc, char **argv)
 			if (bench_number(optarg, 1, 86400, &v) == -1)
 				bad = "--timeout";
 			b->opt.call_timeout_ms = (int)v * 1000;
+			break;
+		case O_RATE:
+			errno = 0;
+			b->rate = strtod(optarg, &end);
+			if (errno != 0 || *end != '\0' || !(b->rate >= 1) ||
+			    b->rate > 1e9)
+				bad = "--rate";
 			break;
 		case O_JSON:
 			b->json = 1;

@@ -118,6 +118,7 @@ struct bench {
 	struct onecard_options opt;
 	int conns, depth, threads;
 	double duration;   /* seconds; 0 when requests is set */
+	double rate;       /* requests/s of the run, all threads; 0: no cap */
 	uint64_t requests; /* total; 0 when duration is set */
 	enum bench_op op;
 	unsigned mix[OP_MIXED]; /* weights, for OP_MIXED */

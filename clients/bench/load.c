@@ -55,6 +55,7 @@ struct bench_conn {
 	int active; /* counted in t->active: may still issue or owes replies */
 	int pinged; /* OP_IDLE: its one ping went out */
 	uint64_t rng;
+	int waiting; /* for --rate to let it send */
 	struct inflight *ring;
 	unsigned head, count, cap;
 };
@@ -67,6 +68,10 @@ struct bench_thread {
 	struct event_base *base;
 	struct event *tick;
 	unsigned ticks;
+	struct event *pace; /* --rate: lets waiting connections send */
+	double tokens;      /* requests this thread may send now */
+	uint64_t tokens_ns; /* when tokens was last topped up */
+	int nwaiting, pace_next;
 
 	struct bench_conn *c;
 	int n;
@@ -365,20 +370,86 @@ load_conn_dead(struct bench_conn *c)
 	load_conn_quiet(c);
 }
 
-/* Keep depth requests outstanding while the phase allows it. */
+/*
+ * --rate: may this thread send one more request at now? A token bucket
+ * filled at the thread's share of the rate, holding at most a
+ * millisecond's worth (the pace timer's granularity) so no burst builds.
+ */
+static int
+load_token(struct bench_thread *t, uint64_t now)
+{
+	double per = t->b->rate / t->b->threads, cap = per / 1000;
+
+	if (cap < 1)
+		cap = 1;
+	if (t->tokens_ns == 0)
+		t->tokens = 1;
+	else if (now > t->tokens_ns)
+		t->tokens += (double)(now - t->tokens_ns) * per / 1e9;
+	t->tokens_ns = now;
+	if (t->tokens > cap)
+		t->tokens = cap;
+	if (t->tokens < 1)
+		return 0;
+	t->tokens -= 1;
+	return 1;
+}
+
+/* Keep depth requests outstanding while the phase (and --rate) allow it. */
 static void
 load_fill(struct bench_conn *c, int phase, uint64_t now)
 {
-	struct bench *b = c->t->b;
+	struct bench_thread *t = c->t;
+	struct bench *b = t->b;
+	struct timeval tv = {0, 1000};
 	int r = 1;
 
-	while (c->state == BC_UP && c->count < (unsigned)b->depth &&
-	    (r = load_issue(c, phase, now)) == 1)
-		;
+	while (c->state == BC_UP && c->count < (unsigned)b->depth) {
+		if (b->rate > 0 && phase == PHASE_RUN &&
+		    now < atomic_load_explicit(
+			      &b->deadline_ns, memory_order_relaxed) &&
+		    !load_token(t, now)) {
+			/* Its turn comes with the pace timer. */
+			if (!c->waiting) {
+				c->waiting = 1;
+				t->nwaiting++;
+			}
+			if (!evtimer_pending(t->pace, NULL))
+				evtimer_add(t->pace, &tv);
+			return;
+		}
+		if ((r = load_issue(c, phase, now)) != 1)
+			break;
+	}
 	if (r == -1)
 		load_conn_dead(c);
 	else if (c->count == 0 && !(b->op == OP_IDLE && phase == PHASE_RUN))
 		load_conn_quiet(c);
+}
+
+/* --rate: let the waiting connections send, in turn, as tokens allow. */
+static void
+load_pacecb(evutil_socket_t fd, short what, void *arg)
+{
+	struct bench_thread *t = arg;
+	uint64_t now = load_now();
+
+	(void)fd;
+	(void)what;
+	for (int k = 0; k < t->n && t->nwaiting > 0; k++) {
+		struct bench_conn *c = &t->c[(t->pace_next + k) % t->n];
+
+		if (!c->waiting)
+			continue;
+		c->waiting = 0;
+		t->nwaiting--;
+		load_fill(c, t->seen_phase, now);
+		if (c->waiting) {
+			/* Out of tokens: the next pass starts here. */
+			t->pace_next = (int)(c - t->c);
+			return;
+		}
+	}
 }
 
 /* Did an enrollment's reply make a new patient? */
@@ -580,6 +651,8 @@ load_thread_free(struct bench_thread *t)
 	free(t->c);
 	if (t->tick != NULL)
 		event_free(t->tick);
+	if (t->pace != NULL)
+		event_free(t->pace);
 	if (t->base != NULL)
 		event_base_free(t->base);
 	pthread_mutex_destroy(&t->lock);
@@ -666,6 +739,7 @@ load_start(struct bench *b)
 		if ((t->base = event_base_new()) == NULL ||
 		    (t->tick = event_new(
 			 t->base, -1, EV_PERSIST, load_tickcb, t)) == NULL ||
+		    (t->pace = evtimer_new(t->base, load_pacecb, t)) == NULL ||
 		    event_add(t->tick, &tv) == -1)
 			return -1;
 	}

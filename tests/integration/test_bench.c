@@ -3,8 +3,8 @@
  *
  * Checks that the report is well formed and adds up (every request
  * answered and counted by code, percentiles in order, a population found
- * again by its seed, write runs making new patients), not how fast the
- * broker is: no timing is asserted.
+ * again by its seed, write runs making new patients, --rate holding its
+ * cap), not how fast the broker is: no broker timing is asserted.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -178,6 +178,31 @@ idle_run_holds_connections_and_progress_goes_to_stderr(void **state)
 	assert_null(strstr(out, "onecard-bench:"));
 }
 
+/*
+ * --rate caps the run: 200 pings a second for 2 s are no more than 400
+ * (plus the one each thread may start with), and the broker is far from
+ * the cap, so the run comes near it.
+ */
+static void
+rate_caps_the_requests_a_second(void **state)
+{
+	struct harness *h = *state;
+	double n;
+
+	assert_int_equal(
+	    run(h,
+		"onecard-bench --op ping -c 8 -P 4 -d 2 --rate 200 "
+		"--threads 2 --json"),
+	    0);
+	n = num(out, "requests");
+	assert_true(n <= 200 * 2 + 2);
+	assert_true(n >= 200);
+	assert_true(num(out, "errors") == 0);
+	assert_true(num(out, "OK") == n);
+	assert_int_equal(run(h, "onecard-bench --op ping --rate 0 -n 5"), 2);
+	assert_non_null(strstr(err, "--rate"));
+}
+
 static void
 bad_usage_and_unreachable_broker_fail_cleanly(void **state)
 {
@@ -208,6 +233,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(
 		idle_run_holds_connections_and_progress_goes_to_stderr, setup,
 		teardown),
+	    cmocka_unit_test_setup_teardown(
+		rate_caps_the_requests_a_second, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		bad_usage_and_unreachable_broker_fail_cleanly, setup, teardown),
 	};
