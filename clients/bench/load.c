@@ -89,6 +89,8 @@ struct bench_thread {
 	uint64_t snap_start, snap_end;
 };
 
+#define LOAD_PACE_US 100 /* --rate: how often waiting requests may go */
+
 static void load_reply_cb(const struct onecard_raw_reply *, int, void *);
 static void load_connect_next(struct bench_thread *);
 
@@ -372,13 +374,14 @@ load_conn_dead(struct bench_conn *c)
 
 /*
  * --rate: may this thread send one more request at now? A token bucket
- * filled at the thread's share of the rate, holding at most a
- * millisecond's worth (the pace timer's granularity) so no burst builds.
+ * filled at the thread's share of the rate, holding at most one pace
+ * tick's worth (LOAD_PACE_US) so no burst builds.
  */
 static int
 load_token(struct bench_thread *t, uint64_t now)
 {
-	double per = t->b->rate / t->b->threads, cap = per / 1000;
+	double per = t->b->rate / t->b->threads,
+	       cap = per * LOAD_PACE_US / 1000000;
 
 	if (cap < 1)
 		cap = 1;
@@ -401,7 +404,7 @@ load_fill(struct bench_conn *c, int phase, uint64_t now)
 {
 	struct bench_thread *t = c->t;
 	struct bench *b = t->b;
-	struct timeval tv = {0, 1000};
+	struct timeval tv = {0, LOAD_PACE_US};
 	int r = 1;
 
 	while (c->state == BC_UP && c->count < (unsigned)b->depth) {
@@ -706,6 +709,7 @@ load_start(struct bench *b)
 {
 	struct timeval tv = {0, LOAD_TICK_US};
 	struct bench_thread *t;
+	struct event_config *cfg;
 	int i, j, share;
 
 	if (load_templates(b) == -1)
@@ -736,7 +740,16 @@ load_start(struct bench *b)
 			if (t->c[j].ring == NULL)
 				return -1;
 		}
-		if ((t->base = event_base_new()) == NULL ||
+		/* A precise timer (timerfd) paces --rate in LOAD_PACE_US steps,
+		 * not in the milliseconds epoll_wait counts in. */
+		if ((cfg = event_config_new()) == NULL)
+			return -1;
+		if (b->rate > 0)
+			event_config_set_flag(
+			    cfg, EVENT_BASE_FLAG_PRECISE_TIMER);
+		t->base = event_base_new_with_config(cfg);
+		event_config_free(cfg);
+		if (t->base == NULL ||
 		    (t->tick = event_new(
 			 t->base, -1, EV_PERSIST, load_tickcb, t)) == NULL ||
 		    (t->pace = evtimer_new(t->base, load_pacecb, t)) == NULL ||
