@@ -249,14 +249,17 @@ prefetch_hints_change_nothing(void **state)
 {
 	struct lcache *lc = lcache_new(1 << 20);
 	struct lcache_stats a, b;
-	const char *keys[] = {"cn-id\0110105194912310029", "nobody", ""};
+	/* "domain\0value", as the registry makes keys (split: not "\011"). */
+	static const char cnid[] = "cn-id\0"
+				   "110105194912310029";
+	const char *keys[] = {cnid, "nobody", ""};
 
 	(void)state;
 	assert_non_null(lc);
 	put(lc, "cn-id", "P1", "reply-1");
 	lcache_stats(&a);
 	for (size_t i = 0; i < 3; i++) {
-		size_t n = i == 0 ? 24 : strlen(keys[i]);
+		size_t n = i == 0 ? sizeof(cnid) - 1 : strlen(keys[i]);
 		uint64_t h = lcache_prefetch_bucket(lc, keys[i], n);
 
 		assert_true(h == lcache_hash(keys[i], n));
