@@ -819,26 +819,30 @@ conn_prefetch(struct conn *c)
 {
 	struct wire_lookup wl[REGISTRY_PREFETCH_MAX];
 	const char *dom[REGISTRY_PREFETCH_MAX], *val[REGISTRY_PREFETCH_MAX];
+	const uint8_t *at[REGISTRY_PREFETCH_MAX], *p, *end;
+	size_t len[REGISTRY_PREFETCH_MAX], nf = 0, n = 0;
 	struct evbuffer_iovec v;
-	const uint8_t *p, *end;
-	size_t n = 0, len;
 
 	if (evbuffer_peek(c->in, -1, NULL, &v, 1) < 1)
 		return;
 	p = v.iov_base;
 	end = p + v.iov_len;
-	while (n < REGISTRY_PREFETCH_MAX && end - p >= WIRE_HEADER_LEN) {
-		len = (size_t)p[0] << 24 | (size_t)p[1] << 16 |
-		    (size_t)p[2] << 8 | p[3];
-		if (len > (size_t)(end - p) - WIRE_HEADER_LEN)
-			break;
-		if (wire_lookup_decode(p + WIRE_HEADER_LEN, len, &wl[n]) == 0) {
+	/* Headers first: a single frame (depth 1) is decoded only once. */
+	while (nf < REGISTRY_PREFETCH_MAX &&
+	    wire_peek(p, (size_t)(end - p), cfg->max_frame, &len[nf]) ==
+		WIRE_FRAME) {
+		at[nf] = p + WIRE_HEADER_LEN;
+		p = at[nf] + len[nf];
+		nf++;
+	}
+	if (nf < 2)
+		return;
+	for (size_t i = 0; i < nf; i++)
+		if (wire_lookup_decode(at[i], len[i], &wl[n]) == 0) {
 			dom[n] = wl[n].domain;
 			val[n] = wl[n].value;
 			n++;
 		}
-		p += WIRE_HEADER_LEN + len;
-	}
 	if (n > 1)
 		registry_prefetch_lookups(c->w->reg, dom, val, n);
 }
