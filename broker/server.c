@@ -529,14 +529,21 @@ server_free(void)
 	for (int i = 0; i < nworkers; i++) {
 		struct worker *w = &workers[i];
 
+		/*
+		 * Writes the writer committed after this worker stopped (its
+		 * clients gone, or the grace over, while their writes were
+		 * queued) still get their audit line and metrics: with the
+		 * connections freed first, conn_writer_done only records each
+		 * one and frees it (m is inside the job).
+		 */
+		conn_free_all(w, "exit");
 		while ((m = TAILQ_FIRST(&w->msgs)) != NULL) {
 			TAILQ_REMOVE(&w->msgs, m, entry);
 			if (m->type == WORKER_MSG_REPLY)
-				writer_job_free(m->job); /* m is inside it */
+				conn_writer_done(w, m->job);
 			else
 				free(m);
 		}
-		conn_free_all(w, "exit");
 		if (w->listener != NULL)
 			evconnlistener_free(w->listener);
 		if (w->grace != NULL)

@@ -3,7 +3,9 @@
  * load exits 0 and loses no acknowledged write (every enrollment answered
  * OK is found after a restart, with the same patient id); SIGTERM with idle
  * clients closes them and exits 0 at once; SIGHUP reopens the audit log
- * (for rotation) without dropping connections.
+ * (for rotation) without dropping connections; writes the registry commits
+ * after their clients are gone and the broker is stopping still get their
+ * audit line.
  */
 #include <pthread.h>
 #include <setjmp.h>
@@ -155,6 +157,73 @@ test_sigterm_answers_every_request_already_received(void **state)
 	harness_cleanup(&h);
 }
 
+/* Lines of file holding every one of the NULL-terminated needles. */
+static long
+count_lines_with(const char *path, const char *const *needles)
+{
+	char line[2048];
+	long n = 0;
+	FILE *f = fopen(path, "r");
+
+	if (f == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		const char *const *p;
+
+		for (p = needles; *p != NULL && strstr(line, *p) != NULL; p++)
+			;
+		n += *p == NULL;
+	}
+	fclose(f);
+	return n;
+}
+
+/*
+ * Clients killed while thousands of their pipelined enrollments wait at the
+ * writer, then SIGTERM: the workers, whose connections are gone, have
+ * nothing to drain and stop at once, while the writer still commits what
+ * it holds. Each committed enrollment must still have its audit line.
+ */
+static void
+test_sigterm_audits_writes_committed_after_their_clients_left(void **state)
+{
+	struct harness h;
+	const char *codes[] = {"H1", NULL};
+	char audit[400], cmd[600], out[512];
+	const char *extra[] = {"--audit-log", audit, NULL};
+	const char *ok_enroll[] = {
+	    "\"op\":\"enroll\"", "\"code\":\"OK\"", NULL};
+	unsigned long long patients = 0;
+	long lines;
+	char *p;
+
+	assert_int_equal(harness_start(&h, codes, NULL), 0);
+	snprintf(audit, sizeof(audit), "%s/audit.log", h.dir);
+	assert_int_equal(harness_stop(&h, SIGTERM), 0);
+	assert_int_equal(harness_restart(&h, extra), 0);
+	snprintf(cmd, sizeof(cmd),
+	    "onecard-bench --broker %s --op enroll -c 16 -P 256 -d 30 --quiet "
+	    ">/dev/null 2>&1 & b=$!; sleep 1; kill -KILL $b; sleep 0.05; "
+	    "kill -TERM %d; wait $b; exit 0",
+	    h.addr, (int)h.pid);
+	assert_int_equal(harness_run(&h, "H1", NULL, 0, cmd), 0);
+	assert_int_equal(harness_stop(&h, SIGTERM), 0);
+
+	assert_int_equal(harness_restart(&h, NULL), 0);
+	assert_int_equal(harness_run(&h, "admin", out, sizeof(out),
+			     "onecardctl stats --json"),
+	    0);
+	assert_non_null(p = strstr(out, "\"patients\":"));
+	patients = strtoull(p + strlen("\"patients\":"), NULL, 10);
+	assert_true(patients > 0);
+	lines = count_lines_with(audit, ok_enroll);
+	if (lines != (long)patients)
+		fprintf(stderr, "%llu patients committed, %ld audited\n",
+		    patients, lines);
+	assert_int_equal(lines, (long)patients);
+	harness_cleanup(&h);
+}
+
 int
 main(void)
 {
@@ -167,6 +236,8 @@ main(void)
 		test_sigterm_with_idle_clients_closes_them_and_exits_0),
 	    cmocka_unit_test(
 		test_sighup_reopens_the_audit_log_without_dropping_connections),
+	    cmocka_unit_test(
+		test_sigterm_audits_writes_committed_after_their_clients_left),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
