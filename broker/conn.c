@@ -3,8 +3,10 @@
  * small state machine over a non-blocking socket and its SSL: handshake
  * (under --handshake-timeout), identify (certificate CN -> admin, hospital
  * or UNAUTHENTICATED), read frames one at a time, dispatch, write replies,
- * drain and close. conn_free is the one teardown path: it frees the
- * events, the buffers, the SSL, the fd and every parked request.
+ * drain and close. Draining (at shutdown, or when the client sends
+ * close_notify, a TLS half-close) answers every whole frame received and
+ * sends the replies before closing. conn_free is the one teardown path: it
+ * frees the events, the buffers, the SSL, the fd and every parked request.
  *
  * I/O: the socket's read event is added while the connection may read
  * (its timeout is --idle-timeout); SSL_read fills the input buffer, whole
@@ -21,12 +23,13 @@
  * parked, until every earlier write is answered; once something is parked,
  * everything after it is parked too. Writer replies come back through the
  * worker's queue and find their connection by id; one for a connection
- * that is gone is dropped.
+ * that is gone is audited and counted, and its reply dropped.
  *
  * Limits: a frame over --max-frame ends the connection after a
  * RESOURCE_EXHAUSTED reply; pending output over --max-pending-output, or too
- * many requests in flight, stops reading until it drains; an idle client,
- * or one whose output stays stuck, is closed after --idle-timeout.
+ * many requests in flight, stops reading until it drains; an idle client
+ * is closed after --idle-timeout, and one whose frame stays half-sent or
+ * whose output stays stuck after --stall-timeout.
  *
  * Only this worker's thread touches its connections.
  */
@@ -437,10 +440,10 @@ conn_unpark(struct conn *c)
 static void
 conn_partial_start(struct conn *c)
 {
-	if (c->on_partial || cfg->idle_timeout == 0)
+	if (c->on_partial)
 		return;
 	c->deadline_ms =
-	    onecardd_now_us() / 1000 + (uint64_t)cfg->idle_timeout * 1000;
+	    onecardd_now_us() / 1000 + (uint64_t)cfg->stall_timeout * 1000;
 	TAILQ_INSERT_TAIL(&c->w->partial, c, deadline_entry);
 	c->on_partial = 1;
 }
@@ -684,6 +687,45 @@ conn_log_handshake_error(struct conn *c, const char *what)
 }
 
 /*
+ * No more requests will be read on open c (shutdown, or the client sent
+ * close_notify): answer the whole frames already received, send every
+ * reply, then close. A partial frame can no longer complete and is
+ * dropped. c may be freed on return.
+ */
+static void
+conn_drain(struct conn *c)
+{
+	int r;
+
+	c->read_paused = c->inflight_paused = 0;
+	do
+		r = conn_read_frame(c, c->in);
+	while (r > 0 && c->state == CONN_OPEN);
+	if (r == -2)
+		return;
+	if (c->state == CONN_OPEN)
+		conn_set_state(c, CONN_DRAINING);
+	conn_read_off(c);
+	conn_partial_clear(c);
+	if (!conn_check_drained(c))
+		conn_queue_flush(c);
+}
+
+/*
+ * Did an SSL call stop (err from SSL_get_error, e the error queue's first
+ * entry) because the peer went: close_notify, or end of stream or a reset
+ * without one? OpenSSL 3 reports the latter as an error of its own.
+ */
+static int
+conn_peer_gone(int err, unsigned long e)
+{
+	return err == SSL_ERROR_ZERO_RETURN ||
+	    (err == SSL_ERROR_SYSCALL && e == 0) ||
+	    (err == SSL_ERROR_SSL && ERR_GET_LIB(e) == ERR_LIB_SSL &&
+		ERR_GET_REASON(e) == SSL_R_UNEXPECTED_EOF_WHILE_READING);
+}
+
+/*
  * SSL_read or SSL_write stopped with err (SSL_get_error; e the error queue's
  * first entry then): 0 when it waits for the socket (and c waits for the
  * right event), -1 when c was freed.
@@ -704,19 +746,20 @@ conn_ssl_wait(struct conn *c, int err, unsigned long e, int writing)
 			c->read_on_write = 1;
 		conn_event_add(c->wev,
 		    c->state == CONN_CLOSING ? cfg->handshake_timeout
-					     : cfg->idle_timeout);
+					     : cfg->stall_timeout);
 		return 0;
-	case SSL_ERROR_ZERO_RETURN:
-		conn_free(c, "peer closed", 0);
-		return -1;
-	case SSL_ERROR_SYSCALL:
-		if (e == 0) {
-			/* End of stream without close_notify, or a reset. */
+	default:
+		/* close_notify: the client has sent all it will (a TLS
+		 * half-close), but may still read its replies. */
+		if (err == SSL_ERROR_ZERO_RETURN && !writing &&
+		    c->state == CONN_OPEN) {
+			conn_drain(c);
+			return -1;
+		}
+		if (conn_peer_gone(err, e)) {
 			conn_free(c, "peer closed", 0);
 			return -1;
 		}
-		/* FALLTHROUGH */
-	default:
 		log_debug("connection error id=%llu: %s",
 		    (unsigned long long)c->id,
 		    e ? ERR_reason_error_string(e) : "-");
@@ -802,10 +845,8 @@ conn_handshake(struct conn *c)
 	}
 	metrics_handshake(0);
 	conn_log_handshake_error(c,
-	    err == SSL_ERROR_ZERO_RETURN ||
-		    (err == SSL_ERROR_SYSCALL && ERR_peek_error() == 0)
-		? "peer closed"
-		: "tls error");
+	    conn_peer_gone(err, ERR_peek_error()) ? "peer closed"
+						  : "tls error");
 	conn_free(c, "handshake failed", 0);
 }
 
@@ -1120,7 +1161,6 @@ void
 conn_drain_all(struct worker *w)
 {
 	struct conn *c, *next;
-	int r;
 
 	for (size_t i = 0; i < WORKER_CONN_BUCKETS; i++) {
 		for (c = LIST_FIRST(&w->conns[i]); c != NULL; c = next) {
@@ -1129,20 +1169,8 @@ conn_drain_all(struct worker *w)
 				conn_free(c, "shutdown", 0);
 				continue;
 			}
-			if (c->state != CONN_OPEN)
-				continue;
-			/* Frames already received are in flight too. */
-			c->read_paused = c->inflight_paused = 0;
-			do
-				r = conn_read_frame(c, c->in);
-			while (r > 0 && c->state == CONN_OPEN);
-			if (r == -2)
-				continue;
 			if (c->state == CONN_OPEN)
-				conn_set_state(c, CONN_DRAINING);
-			conn_read_off(c);
-			if (!conn_check_drained(c))
-				conn_queue_flush(c);
+				conn_drain(c);
 		}
 	}
 }
@@ -1176,7 +1204,7 @@ conn_expire_deadlines(struct worker *w)
 	}
 	while (
 	    (c = TAILQ_FIRST(&w->partial)) != NULL && c->deadline_ms <= now) {
-		log_info("frame not completed within --idle-timeout, closing "
+		log_info("frame not completed within --stall-timeout, closing "
 			 "id=%llu cn=%s",
 		    (unsigned long long)c->id, c->cn);
 		conn_free(c, "frame too slow", 1);

@@ -53,6 +53,7 @@ static const struct option onecardd_longopts[] = {
     {"threads", required_argument, NULL, 't'},
     {"max-frame", required_argument, NULL, 'F'},
     {"idle-timeout", required_argument, NULL, 'i'},
+    {"stall-timeout", required_argument, NULL, 'T'},
     {"config", required_argument, NULL, 'f'},
     {"max-conns", required_argument, NULL, 'C'},
     {"max-pending-output", required_argument, NULL, 'P'},
@@ -90,6 +91,11 @@ usage(FILE *f)
 	    "  --threads N                worker threads (online CPUs)\n"
 	    "  --max-frame BYTES          largest request frame (65536)\n"
 	    "  --idle-timeout SECONDS     close idle clients (300; 0: never)\n"
+	    "  --stall-timeout SECONDS    close a client whose frame stays "
+	    "half-sent\n"
+	    "                             or whose replies stay unread "
+	    "(the idle\n"
+	    "                             timeout; 300 when that is 0)\n"
 	    "  --handshake-timeout SECONDS  TLS handshake deadline (10)\n"
 	    "  --max-conns N              open connections at most (10000)\n"
 	    "  --max-pending-output BYTES stop reading a client past this "
@@ -248,6 +254,9 @@ config_set(struct config *c, const char *name, const char *value, char *err,
 	} else if (strcmp(name, "idle-timeout") == 0) {
 		RANGE(0, 86400 * 7);
 		c->idle_timeout = v;
+	} else if (strcmp(name, "stall-timeout") == 0) {
+		RANGE(1, 86400 * 7);
+		c->stall_timeout = v;
 	} else if (strcmp(name, "handshake-timeout") == 0) {
 		RANGE(1, 3600);
 		c->handshake_timeout = v;
@@ -346,6 +355,7 @@ config_defaults(struct config *c)
 	c->threads = n > 0 ? (n > 256 ? 256 : (int)n) : 1;
 	c->max_frame = WIRE_MAX_FRAME_DEFAULT;
 	c->idle_timeout = 300;
+	c->stall_timeout = 0; /* unset: follows the idle timeout */
 	c->handshake_timeout = 10;
 	c->max_conns = 10000;
 	c->max_pending_output = 1024 * 1024;
@@ -432,6 +442,10 @@ config_load(struct config *c, int argc, char **argv)
 					  : "--ca");
 		exit(1);
 	}
+	/* Never off: a client that stops mid-frame or stops reading holds
+	 * buffers, even where idle clients may stay for ever. */
+	if (c->stall_timeout == 0)
+		c->stall_timeout = c->idle_timeout > 0 ? c->idle_timeout : 300;
 	/* Each worker keeps its own cache: split the budget between them. */
 	c->limits.lookup_cache =
 	    (c->lookup_cache_mb << 20) / (size_t)c->threads;

@@ -56,6 +56,7 @@ struct config {
 	int threads;
 	size_t max_frame;
 	int idle_timeout;      /* seconds */
+	int stall_timeout;     /* seconds: half-sent frame, unread replies */
 	int handshake_timeout; /* seconds */
 	int max_conns;
 	size_t max_pending_output;

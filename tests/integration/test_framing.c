@@ -4,7 +4,8 @@
  * are answered INVALID_ARGUMENT with id 0 and the connection goes on; a
  * length over --max-frame is answered RESOURCE_EXHAUSTED and the connection
  * is closed; a thousand pipelined requests are answered in order, and each
- * lookup sees the enrollment sent just before it. Raw frames go through a
+ * lookup sees the enrollment sent just before it; requests sent before a
+ * close_notify are all answered. Raw frames go through a
  * small OpenSSL client here; well-formed traffic through libonecard.
  */
 #include <sys/socket.h>
@@ -513,6 +514,45 @@ test_pipelined_1000_mixed_requests_answered_in_order(void **state)
 	harness_cleanup(&h);
 }
 
+/*
+ * A client that sends its requests and then close_notify (a TLS half-close:
+ * it will send no more, but reads on) gets every reply, writes included,
+ * and then the broker's own close.
+ */
+static void
+test_requests_before_close_notify_are_all_answered(void **state)
+{
+	struct harness h;
+	const char *codes[] = {"H1", NULL};
+	struct raw r;
+	Onecard__V1__Reply *reply;
+	enum {
+		N = 300
+	};
+
+	assert_int_equal(harness_start(&h, codes, NULL), 0);
+	raw_open(&r, &h, "H1");
+	for (unsigned i = 0; i < N; i++) {
+		Onecard__V1__Request req;
+		Onecard__V1__Identifier id, *ids[1];
+		Onecard__V1__Enroll enroll;
+		Onecard__V1__Lookup lookup;
+		Onecard__V1__Ping ping;
+		char value[32];
+
+		mix_request(i, &req, &id, ids, &enroll, &lookup, &ping, value,
+		    sizeof(value));
+		raw_send_request(&r, &req);
+	}
+	assert_int_equal(SSL_shutdown(r.ssl), 0); /* close_notify sent */
+	for (unsigned i = 0; i < N; i++)
+		raw_expect(&r, 1000 + i, ONECARD__V1__CODE__OK);
+	assert_null(reply = raw_reply(&r));
+	raw_close(&r);
+	assert_int_equal(harness_ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
+	harness_cleanup(&h);
+}
+
 int
 main(void)
 {
@@ -531,6 +571,8 @@ main(void)
 		test_ping_answers_node_and_version_and_subscribe_is_unimplemented),
 	    cmocka_unit_test(
 		test_pipelined_1000_mixed_requests_answered_in_order),
+	    cmocka_unit_test(
+		test_requests_before_close_notify_are_all_answered),
 	};
 
 	signal(SIGPIPE, SIG_IGN);

@@ -2,18 +2,20 @@
  * test_hostile.c: bytes a broker must survive on its TLS port, against the
  * real daemon through the harness.
  *
- * Plaintext HTTP and random bytes instead of a ClientHello, and garbage
- * records after a finished handshake, end only the connection that sent
- * them: it is closed within the handshake deadline, the broker keeps
- * serving, and no descriptor is left behind. A client-initiated
+ * A connection closed before a byte of TLS is logged as the peer going, not
+ * as a TLS error. Plaintext HTTP and random bytes instead of a ClientHello,
+ * and garbage records after a finished handshake, end only the connection
+ * that sent them: it is closed within the handshake deadline, the broker
+ * keeps serving, and no descriptor is left behind. A client-initiated
  * renegotiation is refused with a no_renegotiation alert; TLS 1.3 key
  * updates, asked for or not, are taken (the broker answers each one asked
  * for) and the session goes on. A frame built to explode when decoded
  * (tens of thousands of empty identifiers) is refused under the decoder's
- * memory cap and the connection goes on. A frame that
- * stops half-way is closed at the idle deadline, and so is one trickled a
- * byte at a time. Silent sockets that take every --max-conns slot lose them
- * at the handshake deadline, so hospitals get back in.
+ * memory cap and the connection goes on. A frame that stops half-way is
+ * closed at the stall deadline (which stays on when the idle timeout is
+ * off), and so is one trickled a byte at a time. Silent sockets that take
+ * every --max-conns slot lose them at the handshake deadline, so hospitals
+ * get back in.
  *
  * Random bytes come from a fixed seed, so a failure replays the same way.
  */
@@ -260,6 +262,50 @@ test_plaintext_http_is_closed_and_the_broker_serves_on(void **state)
 	}
 	assert_int_equal(harness_ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
 	assert_fds_back(&h, base, 2);
+	harness_cleanup(&h);
+	live_h = NULL;
+}
+
+/*
+ * A load balancer's health check (connect, then close without a byte) is
+ * the peer going away, not a TLS error: the log says "peer closed" for it,
+ * and keeps "tls error" for bytes that are not TLS.
+ */
+static void
+test_connect_and_close_is_logged_as_peer_closed(void **state)
+{
+	static struct harness h;
+	const char *codes[] = {"H1", NULL};
+	static char log[65536];
+	const char *get = "GET / HTTP/1.0\r\n\r\n";
+	int fd, found = 0;
+
+	assert_int_equal(harness_start(&h, codes, NULL), 0);
+	live_h = &h;
+	fd = harness_tcp_connect(h.port);
+	assert_true(fd >= 0);
+	close(fd);
+	for (int i = 0; i < 50 && !found; i++) {
+		usleep(100 * 1000);
+		assert_int_equal(harness_log(&h, log, sizeof(log)), 0);
+		found = strstr(log, "tls handshake failed") != NULL;
+	}
+	assert_non_null(strstr(log, "reason=\"peer closed"));
+	assert_null(strstr(log, "reason=\"tls error"));
+	fd = harness_tcp_connect(h.port);
+	assert_true(fd >= 0);
+	assert_int_equal(
+	    send(fd, get, strlen(get), MSG_NOSIGNAL), (ssize_t)strlen(get));
+	assert_true(wait_closed(fd, 5000, NULL, 0, NULL));
+	close(fd);
+	found = 0;
+	for (int i = 0; i < 50 && !found; i++) {
+		usleep(100 * 1000);
+		assert_int_equal(harness_log(&h, log, sizeof(log)), 0);
+		found = strstr(log, "reason=\"tls error") != NULL;
+	}
+	assert_true(found);
+	assert_int_equal(harness_ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
 	harness_cleanup(&h);
 	live_h = NULL;
 }
@@ -520,6 +566,41 @@ test_half_sent_frame_is_closed_at_the_idle_deadline(void **state)
 	live_h = NULL;
 }
 
+/*
+ * --idle-timeout 0 keeps idle clients for ever, but not a half-sent frame:
+ * that one is cut off at --stall-timeout, while an idle client connected
+ * before it is still served after.
+ */
+static void
+test_half_sent_frame_is_cut_off_with_the_idle_timeout_off(void **state)
+{
+	static struct harness h;
+	const char *codes[] = {"H1", NULL};
+	const char *extra[] = {
+	    "--idle-timeout", "0", "--stall-timeout", "2", NULL};
+	const uint8_t part[14] = {0, 0, 0x03, 0xe8, 0x08, 0x01};
+	struct raw idle, r;
+	long long t0;
+
+	assert_int_equal(harness_start(&h, codes, extra), 0);
+	live_h = &h;
+	raw_open(&idle, &h, "H1", 0);
+	assert_int_equal(raw_ping(&idle, 1), ONECARD__V1__CODE__OK);
+	raw_open(&r, &h, "H1", 0);
+	assert_int_equal(raw_ping(&r, 1), ONECARD__V1__CODE__OK);
+	assert_int_equal(SSL_write(r.ssl, part, sizeof(part)), sizeof(part));
+	t0 = harness_now_ms();
+	assert_true(wait_closed(r.fd, 8000, NULL, 0, NULL));
+	assert_true(harness_now_ms() - t0 < 2000 + 2500);
+	raw_close(&r);
+	/* Idle past both timeouts, and still served. */
+	usleep(500 * 1000);
+	assert_int_equal(raw_ping(&idle, 2), ONECARD__V1__CODE__OK);
+	raw_close(&idle);
+	harness_cleanup(&h);
+	live_h = NULL;
+}
+
 static void
 test_frame_trickled_a_byte_a_second_is_cut_off(void **state)
 {
@@ -618,6 +699,9 @@ main(void)
 		test_plaintext_http_is_closed_and_the_broker_serves_on,
 		hostile_teardown),
 	    cmocka_unit_test_teardown(
+		test_connect_and_close_is_logged_as_peer_closed,
+		hostile_teardown),
+	    cmocka_unit_test_teardown(
 		test_random_bytes_are_closed_and_the_broker_serves_on,
 		hostile_teardown),
 	    cmocka_unit_test_teardown(
@@ -634,6 +718,9 @@ main(void)
 		hostile_teardown),
 	    cmocka_unit_test_teardown(
 		test_half_sent_frame_is_closed_at_the_idle_deadline,
+		hostile_teardown),
+	    cmocka_unit_test_teardown(
+		test_half_sent_frame_is_cut_off_with_the_idle_timeout_off,
 		hostile_teardown),
 	    cmocka_unit_test_teardown(
 		test_frame_trickled_a_byte_a_second_is_cut_off,
