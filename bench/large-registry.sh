@@ -13,7 +13,10 @@
 #        IMPORT_CONNS, IMPORT_DEPTH (onecardctl import's defaults if unset),
 #        LOOKUP_CACHE (MB for both brokers' --lookup-cache; 0 measures the
 #        registry alone), WARM_SECS (unmeasured lookups on each registry
-#        first, so that the caches hold what they will hold; 0)
+#        first, so that the caches hold what they will hold; 0),
+#        REUSE_DIR (keep the generated files and registries there, and use
+#        them instead of generating and importing again when they exist;
+#        the import is then not timed)
 
 source "$(dirname "$0")/lib.sh"
 
@@ -30,24 +33,35 @@ import_flags=()
 
 now() { date +%s.%N; }
 
+RDIR=${REUSE_DIR:-$WORK}
+mkdir -p "$RDIR" || die "cannot make $RDIR"
+
 # Make a registry of N patients (seed S) behind a running broker; sets
 # the broker's address in the variable named by $3.
 make_registry() {
 	local n=$1 seed=$2 var=$3 t0 t1 t2 h
+	if [ -n "${REUSE_DIR:-}" ] && [ -s "$RDIR/reg$n.csv" ] && [ -s "$RDIR/reg$n.db" ]; then
+		broker_start "$RDIR/reg$n.db" ${LOOKUP_CACHE:+--lookup-cache "$LOOKUP_CACHE"}
+		printf -v "$var" '%s' "$BROKER_ADDR"
+		IMPORT_SECS=reused
+		note "$n patients: reusing $RDIR/reg$n.db ($(du -h "$RDIR/reg$n.db" | cut -f1) on disk)"
+		return
+	fi
+	rm -f "$RDIR/reg$n.db" "$RDIR/reg$n.db"-*
 	t0=$(now)
-	"$BIN/onecardctl" gen --patients "$n" --seed "$seed" --out "$WORK/reg$n.csv"
+	"$BIN/onecardctl" gen --patients "$n" --seed "$seed" --out "$RDIR/reg$n.csv"
 	GEN_SECS=$(awk -v a="$t0" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }')
-	broker_start "$WORK/reg$n.db" ${LOOKUP_CACHE:+--lookup-cache "$LOOKUP_CACHE"}
+	broker_start "$RDIR/reg$n.db" ${LOOKUP_CACHE:+--lookup-cache "$LOOKUP_CACHE"}
 	for h in H001 H002 H003 H004 H005 H006 H007 H008 H009 H010; do
 		ctl hospital add "$h" --name "Hospital $h" >/dev/null 2>&1 || true
 	done
 	t1=$(now)
-	ctl import "${import_flags[@]}" "$WORK/reg$n.csv" >"$WORK/import$n.out" 2>&1 ||
+	ctl import "${import_flags[@]}" "$RDIR/reg$n.csv" >"$WORK/import$n.out" 2>&1 ||
 		{ tail -5 "$WORK/import$n.out" >&2; die "import of $n patients failed"; }
 	t2=$(now)
 	printf -v "$var" '%s' "$BROKER_ADDR"
 	IMPORT_SECS=$(awk -v a="$t1" -v b="$t2" 'BEGIN { printf "%.2f", b - a }')
-	note "$n patients: gen ${GEN_SECS}s, import ${IMPORT_SECS}s ($(awk -v n="$n" -v s="$IMPORT_SECS" 'BEGIN { printf "%.0f", n / s }')/s), $(du -h "$WORK/reg$n.db" | cut -f1) on disk"
+	note "$n patients: gen ${GEN_SECS}s, import ${IMPORT_SECS}s ($(awk -v n="$n" -v s="$IMPORT_SECS" 'BEGIN { printf "%.0f", n / s }')/s), $(du -h "$RDIR/reg$n.db" | cut -f1) on disk"
 }
 
 note "making the small registry ($SMALL patients)"
@@ -60,25 +74,29 @@ if [ "${WARM_SECS:-0}" -gt 0 ]; then
 	note "warming: ${WARM_SECS}s of lookups on each registry"
 	for n in "$LARGE" "$SMALL"; do
 		[ "$n" = "$LARGE" ] && BROKER_ADDR=$LARGE_ADDR || BROKER_ADDR=$SMALL_ADDR
-		bench --op lookup --keys-from "$WORK/reg$n.csv" -c "$CONNS" -P 16 -d "$WARM_SECS" >/dev/null ||
+		bench --op lookup --keys-from "$RDIR/reg$n.csv" -c "$CONNS" -P 16 -d "$WARM_SECS" >/dev/null ||
 			die "warm-up failed"
 	done
 fi
 
 echo "# lookups on $LARGE vs $SMALL patients: $CONNS connections, ${SECONDS_PER_RUN}s x $RUNS runs, medians${LOOKUP_CACHE:+, --lookup-cache $LOOKUP_CACHE}${WARM_SECS:+, warmed ${WARM_SECS}s}"
 machine_line
-echo "import of $LARGE patients: ${LARGE_IMPORT}s ($(awk -v n="$LARGE" -v s="$LARGE_IMPORT" 'BEGIN { printf "%.0f", n / s }') patients/s; target < 60 s for 1,000,000)"
+if [ "$LARGE_IMPORT" = reused ]; then
+	echo "import of $LARGE patients: not timed (registries reused from $RDIR)"
+else
+	echo "import of $LARGE patients: ${LARGE_IMPORT}s ($(awk -v n="$LARGE" -v s="$LARGE_IMPORT" 'BEGIN { printf "%.0f", n / s }') patients/s; target < 60 s for 1,000,000)"
+fi
 printf "%-6s %14s %10s %14s %10s %8s\n" depth large_req/s p99_ms small_req/s p99_ms large/small
 for depth in $DEPTHS; do
 	l_rate=() l_p99=() s_rate=() s_p99=()
 	for run in $(seq "$RUNS"); do
 		BROKER_ADDR=$LARGE_ADDR
-		out=$(bench --op lookup --keys-from "$WORK/reg$LARGE.csv" -c "$CONNS" -P "$depth" -d "$SECONDS_PER_RUN") ||
+		out=$(bench --op lookup --keys-from "$RDIR/reg$LARGE.csv" -c "$CONNS" -P "$depth" -d "$SECONDS_PER_RUN") ||
 			die "onecard-bench failed: $out"
 		l_rate+=("$(echo "$out" | json_get throughput)")
 		l_p99+=("$(echo "$out" | json_get p99_ms)")
 		BROKER_ADDR=$SMALL_ADDR
-		out=$(bench --op lookup --keys-from "$WORK/reg$SMALL.csv" -c "$CONNS" -P "$depth" -d "$SECONDS_PER_RUN") ||
+		out=$(bench --op lookup --keys-from "$RDIR/reg$SMALL.csv" -c "$CONNS" -P "$depth" -d "$SECONDS_PER_RUN") ||
 			die "onecard-bench failed: $out"
 		s_rate+=("$(echo "$out" | json_get throughput)")
 		s_p99+=("$(echo "$out" | json_get p99_ms)")
