@@ -28,8 +28,9 @@
  * Limits: a frame over --max-frame ends the connection after a
  * RESOURCE_EXHAUSTED reply; pending output over --max-pending-output, or too
  * many requests in flight, stops reading until it drains; an idle client
- * is closed after --idle-timeout, and one whose frame stays half-sent or
- * whose output stays stuck after --stall-timeout.
+ * is closed after --idle-timeout; one whose frame stays half-sent, whose
+ * output makes no progress, or whose output stays over the bound (however
+ * slowly it reads) is closed after --stall-timeout.
  *
  * Only this worker's thread touches its connections.
  */
@@ -171,6 +172,8 @@ conn_free(struct conn *c, const char *reason, int clean)
 		TAILQ_REMOVE(&w->handshaking, c, deadline_entry);
 	else if (c->on_partial)
 		TAILQ_REMOVE(&w->partial, c, deadline_entry);
+	if (c->on_stalled)
+		TAILQ_REMOVE(&w->stalled, c, stall_entry);
 	if (c->on_flushq)
 		TAILQ_REMOVE(&w->flushq, c, flush_entry);
 	w->nconns--;
@@ -223,6 +226,16 @@ conn_fail(struct conn *c, int code, const char *message)
 	conn_close_after_flush(c);
 }
 
+/* The client has read its output down to half the bound: no deadline. */
+static void
+conn_stall_clear(struct conn *c)
+{
+	if (!c->on_stalled)
+		return;
+	TAILQ_REMOVE(&c->w->stalled, c, stall_entry);
+	c->on_stalled = 0;
+}
+
 /* Read when open, not over the output bound and not over the in-flight cap. */
 static int
 conn_wants_read(const struct conn *c)
@@ -245,8 +258,16 @@ conn_update_reading(struct conn *c)
 		log_debug("conn output over bound, pausing reads id=%llu "
 			  "pending=%zu",
 		    (unsigned long long)c->id, out);
-	} else if (c->read_paused && out <= cfg->max_pending_output / 2)
+		if (!c->on_stalled) {
+			c->stall_deadline_ms = onecardd_now_us() / 1000 +
+			    (uint64_t)cfg->stall_timeout * 1000;
+			TAILQ_INSERT_TAIL(&c->w->stalled, c, stall_entry);
+			c->on_stalled = 1;
+		}
+	} else if (c->read_paused && out <= cfg->max_pending_output / 2) {
 		c->read_paused = 0;
+		conn_stall_clear(c);
+	}
 	/* Decoded requests waiting their turn are memory too: bound them. */
 	if (!c->inflight_paused &&
 	    (inflight >= CONN_MAX_INFLIGHT || bytes >= cfg->max_pending_output))
@@ -961,6 +982,10 @@ conn_flush(struct conn *c)
 			return conn_ssl_wait(
 			    c, SSL_get_error(c->ssl, r), ERR_peek_error(), 1);
 		evbuffer_drain(c->out, (size_t)r);
+		/* Also while draining, when reading no longer resumes. */
+		if (c->on_stalled &&
+		    evbuffer_get_length(c->out) <= cfg->max_pending_output / 2)
+			conn_stall_clear(c);
 	}
 	if (!c->read_on_write)
 		event_del(c->wev);
@@ -1208,5 +1233,13 @@ conn_expire_deadlines(struct worker *w)
 			 "id=%llu cn=%s",
 		    (unsigned long long)c->id, c->cn);
 		conn_free(c, "frame too slow", 1);
+	}
+	while ((c = TAILQ_FIRST(&w->stalled)) != NULL &&
+	    c->stall_deadline_ms <= now) {
+		log_info("replies not read within --stall-timeout, closing "
+			 "id=%llu cn=%s pending=%zu",
+		    (unsigned long long)c->id, c->cn,
+		    evbuffer_get_length(c->out));
+		conn_free(c, "replies not read", 0);
 	}
 }

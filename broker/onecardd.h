@@ -117,6 +117,7 @@ struct worker {
 	struct event *resume;        /* re-enables accepting after EMFILE */
 	struct conn_hsq handshaking; /* in accept order, so by deadline */
 	struct conn_hsq partial;     /* holding part of a frame, by deadline */
+	struct conn_hsq stalled;     /* output over its bound, by deadline */
 	struct conn_hsq flushq;      /* replies to send at the pass's end */
 	struct event *pass;          /* the pass's end: audit lines, flushq */
 	pthread_mutex_t lock;
@@ -150,10 +151,15 @@ struct conn {
 	LIST_ENTRY(conn) entry;
 	/* On w->handshaking while handshaking (deadline: --handshake-timeout
 	 * from accept), then on w->partial while part of a frame is in
-	 * (deadline: --idle-timeout from its first byte). */
+	 * (deadline: --stall-timeout from its first byte). */
 	TAILQ_ENTRY(conn) deadline_entry;
 	TAILQ_ENTRY(conn) flush_entry; /* on w->flushq */
 	uint64_t deadline_ms;
+	/* On w->stalled from when its output goes over --max-pending-output
+	 * until the client has read it down to half: deadline --stall-timeout
+	 * from going over, which reading a little at a time does not move. */
+	TAILQ_ENTRY(conn) stall_entry;
+	uint64_t stall_deadline_ms;
 	uint64_t id;
 	struct worker *w;
 	int fd;
@@ -170,6 +176,7 @@ struct conn {
 	unsigned read_paused : 1; /* pending output over the bound */
 	unsigned inflight_paused : 1;
 	unsigned on_partial : 1;    /* on w->partial */
+	unsigned on_stalled : 1;    /* on w->stalled */
 	unsigned on_flushq : 1;     /* on w->flushq */
 	unsigned reading : 1;       /* rev is added */
 	unsigned read_on_write : 1; /* SSL_read waits for writability */

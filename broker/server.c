@@ -396,6 +396,7 @@ server_init(const struct config *c)
 		TAILQ_INIT(&w->msgs);
 		TAILQ_INIT(&w->handshaking);
 		TAILQ_INIT(&w->partial);
+		TAILQ_INIT(&w->stalled);
 		TAILQ_INIT(&w->flushq);
 		for (size_t b = 0; b < WORKER_CONN_BUCKETS; b++)
 			LIST_INIT(&w->conns[b]);

@@ -150,6 +150,10 @@ int harness_ping(struct onecard_conn *conn);
 int harness_ping_as(struct harness *h, const char *cn);
 /* A plain TCP connection to 127.0.0.1:port; the fd or -1. */
 int harness_tcp_connect(int port);
+/* The same with SO_RCVBUF and TCP_MAXSEG set first (0: left as they are):
+ * a peer whose small window and segments keep the broker's socket buffer
+ * toward it small, as across a network rather than loopback. */
+int harness_tcp_connect_narrow(int port, int rcvbuf, int mss);
 /* Open descriptors of process pid (its /proc/PID/fd entries), or -1. */
 int harness_fd_count(pid_t pid);
 /* The port of the latest "metrics on 127.0.0.1:PORT" in the broker's log,

@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include "harness.h"
@@ -64,11 +65,27 @@ harness_ping_as(struct harness *h, const char *cn)
 int
 harness_tcp_connect(int port)
 {
+	return harness_tcp_connect_narrow(port, 0, 0);
+}
+
+int
+harness_tcp_connect_narrow(int port, int rcvbuf, int mss)
+{
 	struct sockaddr_in sin;
 	int fd;
 
 	if ((fd = socket(AF_INET, SOCK_STREAM, 0)) == -1)
 		return -1;
+	/* Before connect, so the SYN announces them. */
+	if ((rcvbuf > 0 &&
+		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf,
+		    sizeof(rcvbuf)) == -1) ||
+	    (mss > 0 &&
+		setsockopt(fd, IPPROTO_TCP, TCP_MAXSEG, &mss, sizeof(mss)) ==
+		    -1)) {
+		close(fd);
+		return -1;
+	}
 	memset(&sin, 0, sizeof(sin));
 	sin.sin_family = AF_INET;
 	sin.sin_port = htons(port);

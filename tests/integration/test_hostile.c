@@ -117,9 +117,10 @@ struct raw {
 	SSL *ssl;
 };
 
-/* Connect and handshake as cn, at most TLS version maxver (0: any). */
+/* Handshake as cn on connected fd, at most TLS version maxver (0: any). */
 static void
-raw_open(struct raw *r, struct harness *h, const char *cn, int maxver)
+raw_open_fd(
+    struct raw *r, struct harness *h, const char *cn, int maxver, int fd)
 {
 	struct timeval tv = {10, 0};
 	char path[400];
@@ -136,13 +137,20 @@ raw_open(struct raw *r, struct harness *h, const char *cn, int maxver)
 	assert_int_equal(
 	    SSL_CTX_use_PrivateKey_file(r->ctx, path, SSL_FILETYPE_PEM), 1);
 	SSL_CTX_set_verify(r->ctx, SSL_VERIFY_PEER, NULL);
-	r->fd = harness_tcp_connect(h->port);
+	r->fd = fd;
 	assert_true(r->fd >= 0);
 	setsockopt(r->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	r->ssl = SSL_new(r->ctx);
 	SSL_set_fd(r->ssl, r->fd);
 	SSL_set_tlsext_host_name(r->ssl, "localhost");
 	assert_int_equal(SSL_connect(r->ssl), 1);
+}
+
+/* Connect and handshake as cn, at most TLS version maxver (0: any). */
+static void
+raw_open(struct raw *r, struct harness *h, const char *cn, int maxver)
+{
+	raw_open_fd(r, h, cn, maxver, harness_tcp_connect(h->port));
 }
 
 static void
@@ -310,7 +318,8 @@ test_connect_and_close_is_logged_as_peer_closed(void **state)
 	live_h = NULL;
 }
 
-#define RANDOM_CONNS 200
+#define RANDOM_CONNS   200
+#define STALL_SEARCHES 2000
 
 static void
 test_random_bytes_are_closed_and_the_broker_serves_on(void **state)
@@ -601,6 +610,80 @@ test_half_sent_frame_is_cut_off_with_the_idle_timeout_off(void **state)
 	live_h = NULL;
 }
 
+/*
+ * A client that takes its replies a little at a time keeps its output over
+ * --max-pending-output: it is closed --stall-timeout after going over,
+ * however often a read lets some more bytes out (each of which restarts
+ * the write timeout), and others are served. The replies are searches of
+ * 50 patients each, megabytes in all; the client's small window and
+ * segments keep the broker's socket buffer small, so its socket becomes
+ * writable every few reads while its output stays over the bound.
+ */
+static void
+test_client_reading_slowly_is_closed_at_the_stall_deadline(void **state)
+{
+	static struct harness h;
+	const char *codes[] = {"H1", NULL};
+	const char *extra[] = {"--stall-timeout", "2", NULL};
+	static char log[65536];
+	static uint8_t frames[STALL_SEARCHES * 64], buf[16384];
+	size_t n = 0;
+	struct onecard_conn *conn;
+	Onecard__V1__Reply *reply;
+	struct raw r;
+	long long t0, cut = -1;
+
+	assert_int_equal(harness_start(&h, codes, extra), 0);
+	live_h = &h;
+	assert_int_equal(harness_connect(&h, "H1", &conn), ONECARD_OK);
+	for (int i = 0; i < 50; i++) {
+		struct harness_enroll e;
+		Onecard__V1__Demographics d = ONECARD__V1__DEMOGRAPHICS__INIT;
+
+		harness_enroll_init(&e, (uint64_t)i + 1, "hosp:H1", "T-%d", i);
+		d.name = "张三";
+		d.birth_date = "1980-01-01";
+		e.enroll.demographics = &d;
+		assert_int_equal(
+		    onecard_call(conn, &e.req, &reply), ONECARD_OK);
+		assert_int_equal(reply->code, ONECARD__V1__CODE__OK);
+		onecard_reply_free(reply);
+	}
+	onecard_close(conn);
+	raw_open_fd(
+	    &r, &h, "H1", 0, harness_tcp_connect_narrow(h.port, 4096, 1400));
+	for (int i = 0; i < STALL_SEARCHES; i++) {
+		Onecard__V1__Request req = ONECARD__V1__REQUEST__INIT;
+		Onecard__V1__Search search = ONECARD__V1__SEARCH__INIT;
+
+		search.name = "张三";
+		search.birth_date = "1980-01-01";
+		req.id = (uint64_t)i + 1;
+		req.op_case = ONECARD__V1__REQUEST__OP_SEARCH;
+		req.search = &search;
+		n += wire_encode(&req.base, frames + n, sizeof(frames) - n);
+	}
+	assert_int_equal(SSL_write(r.ssl, frames, (int)n), (int)n);
+	t0 = harness_now_ms();
+	while (cut < 0 && harness_now_ms() - t0 < 8000) {
+		usleep(200 * 1000);
+		/* 16 KiB every 200 ms, taken off the socket undecrypted. */
+		(void)recv(r.fd, buf, sizeof(buf), MSG_DONTWAIT);
+		assert_int_equal(harness_log(&h, log, sizeof(log)), 0);
+		if (strstr(log, "replies not read within") != NULL)
+			cut = harness_now_ms() - t0;
+	}
+	/* At the deadline (checked every 250 ms), then the end of the
+	 * stream once the bytes already in the sockets are read. */
+	assert_true(cut >= 0);
+	assert_true(cut < 2000 + 250 + 1000);
+	assert_true(wait_closed(r.fd, 5000, NULL, 0, NULL));
+	raw_close(&r);
+	assert_int_equal(harness_ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
+	harness_cleanup(&h);
+	live_h = NULL;
+}
+
 static void
 test_frame_trickled_a_byte_a_second_is_cut_off(void **state)
 {
@@ -721,6 +804,9 @@ main(void)
 		hostile_teardown),
 	    cmocka_unit_test_teardown(
 		test_half_sent_frame_is_cut_off_with_the_idle_timeout_off,
+		hostile_teardown),
+	    cmocka_unit_test_teardown(
+		test_client_reading_slowly_is_closed_at_the_stall_deadline,
 		hostile_teardown),
 	    cmocka_unit_test_teardown(
 		test_frame_trickled_a_byte_a_second_is_cut_off,
