@@ -427,40 +427,48 @@ test_ping_answers_node_and_version_and_subscribe_is_unimplemented(void **state)
 	harness_cleanup(&h);
 }
 
-/* Build request i of the pipelined mix into req (storage in the args). */
-static void
-mix_request(unsigned i, Onecard__V1__Request *req, Onecard__V1__Identifier *id,
-    Onecard__V1__Identifier **ids, Onecard__V1__Enroll *enroll,
-    Onecard__V1__Lookup *lookup, Onecard__V1__Ping *ping, char *value,
-    size_t valuelen)
+/* Request i of the pipelined mix and the storage it points into. */
+struct mix {
+	Onecard__V1__Request req;
+	Onecard__V1__Identifier id, *ids[1];
+	Onecard__V1__Enroll enroll;
+	Onecard__V1__Lookup lookup;
+	Onecard__V1__Ping ping;
+	char value[32];
+};
+
+/* Build request i of the pipelined mix in m; &m->req. */
+static Onecard__V1__Request *
+mix_request(unsigned i, struct mix *m)
 {
-	onecard__v1__request__init(req);
-	onecard__v1__identifier__init(id);
-	snprintf(value, valuelen, "MRN-%u", i / 3);
-	id->domain = "hosp:H1";
-	id->value = value;
-	req->id = 1000 + i;
+	onecard__v1__request__init(&m->req);
+	onecard__v1__identifier__init(&m->id);
+	snprintf(m->value, sizeof(m->value), "MRN-%u", i / 3);
+	m->id.domain = "hosp:H1";
+	m->id.value = m->value;
+	m->req.id = 1000 + i;
 	switch (i % 3) {
 	case 0: /* enroll MRN-k ... */
-		onecard__v1__enroll__init(enroll);
-		ids[0] = id;
-		enroll->n_identifiers = 1;
-		enroll->identifiers = ids;
-		req->op_case = ONECARD__V1__REQUEST__OP_ENROLL;
-		req->enroll = enroll;
+		onecard__v1__enroll__init(&m->enroll);
+		m->ids[0] = &m->id;
+		m->enroll.n_identifiers = 1;
+		m->enroll.identifiers = m->ids;
+		m->req.op_case = ONECARD__V1__REQUEST__OP_ENROLL;
+		m->req.enroll = &m->enroll;
 		break;
 	case 1: /* ... then look it up at once: it must be there */
-		onecard__v1__lookup__init(lookup);
-		lookup->identifier = id;
-		req->op_case = ONECARD__V1__REQUEST__OP_LOOKUP;
-		req->lookup = lookup;
+		onecard__v1__lookup__init(&m->lookup);
+		m->lookup.identifier = &m->id;
+		m->req.op_case = ONECARD__V1__REQUEST__OP_LOOKUP;
+		m->req.lookup = &m->lookup;
 		break;
 	default:
-		onecard__v1__ping__init(ping);
-		req->op_case = ONECARD__V1__REQUEST__OP_PING;
-		req->ping = ping;
+		onecard__v1__ping__init(&m->ping);
+		m->req.op_case = ONECARD__V1__REQUEST__OP_PING;
+		m->req.ping = &m->ping;
 		break;
 	}
+	return &m->req;
 }
 
 static void
@@ -477,16 +485,10 @@ test_pipelined_1000_mixed_requests_answered_in_order(void **state)
 	assert_int_equal(harness_start(&h, codes, NULL), 0);
 	assert_int_equal(harness_connect(&h, "H1", &conn), ONECARD_OK);
 	for (unsigned i = 0; i < N; i++) {
-		Onecard__V1__Request req;
-		Onecard__V1__Identifier id, *ids[1];
-		Onecard__V1__Enroll enroll;
-		Onecard__V1__Lookup lookup;
-		Onecard__V1__Ping ping;
-		char value[32];
+		struct mix m;
 
-		mix_request(i, &req, &id, ids, &enroll, &lookup, &ping, value,
-		    sizeof(value));
-		assert_int_equal(onecard_send(conn, &req), ONECARD_OK);
+		assert_int_equal(
+		    onecard_send(conn, mix_request(i, &m)), ONECARD_OK);
 	}
 	assert_int_equal(onecard_flush(conn), ONECARD_OK);
 	for (unsigned i = 0; i < N; i++) {
@@ -533,16 +535,9 @@ test_requests_before_close_notify_are_all_answered(void **state)
 	assert_int_equal(harness_start(&h, codes, NULL), 0);
 	raw_open(&r, &h, "H1");
 	for (unsigned i = 0; i < N; i++) {
-		Onecard__V1__Request req;
-		Onecard__V1__Identifier id, *ids[1];
-		Onecard__V1__Enroll enroll;
-		Onecard__V1__Lookup lookup;
-		Onecard__V1__Ping ping;
-		char value[32];
+		struct mix m;
 
-		mix_request(i, &req, &id, ids, &enroll, &lookup, &ping, value,
-		    sizeof(value));
-		raw_send_request(&r, &req);
+		raw_send_request(&r, mix_request(i, &m));
 	}
 	assert_int_equal(SSL_shutdown(r.ssl), 0); /* close_notify sent */
 	for (unsigned i = 0; i < N; i++)
