@@ -43,6 +43,7 @@
 #include "registry_cache.h"
 #include "registry.h"
 #include "registry_backend.h"
+#include "registry_mem.h"
 #include "validate.h"
 #include "wire.h"
 
@@ -215,6 +216,7 @@ registry_limits_default(struct registry_limits *lim)
 	lim->max_address = REGISTRY_DEFAULT_MAX_ADDRESS;
 	lim->search_limit = REGISTRY_DEFAULT_SEARCH_LIMIT;
 	lim->lookup_cache = REGISTRY_DEFAULT_LOOKUP_CACHE;
+	lim->max_unfolded = REGISTRY_DEFAULT_MAX_UNFOLDED;
 }
 
 void
@@ -251,13 +253,48 @@ registry_ident_text(
 	registry_mask_id(domain, value, dst + n, dstlen - n);
 }
 
+/*
+ * The stores, by the --db scheme. A plain path is "sqlite:": the registry
+ * in memory, acknowledged at its redo log, with the SQLite file as its
+ * image (registry_mem.c). "sqlite-direct:" answers from SQLite itself and
+ * commits every batch into it (registry_sqlite.c), as the broker did
+ * before; it is kept for comparison.
+ */
+static const struct {
+	const char *scheme;
+	const struct registry_backend *be;
+} registry_stores[] = {
+    {"sqlite", &registry_mem},
+    {"sqlite-direct", &registry_sqlite},
+};
+
+/* The store a URL names and the path after its scheme; NULL if none. */
+static const struct registry_backend *
+registry_store(const char *url, const char **path)
+{
+	const char *colon = strchr(url, ':');
+	size_t n = colon != NULL ? (size_t)(colon - url) : 0;
+
+	*path = url;
+	if (colon == NULL || strchr(url, '/') < colon)
+		return &registry_mem; /* a path */
+	for (size_t i = 0;
+	     i < sizeof(registry_stores) / sizeof(registry_stores[0]); i++)
+		if (strlen(registry_stores[i].scheme) == n &&
+		    strncmp(url, registry_stores[i].scheme, n) == 0) {
+			*path = colon + 1;
+			return registry_stores[i].be;
+		}
+	return NULL;
+}
+
 struct registry *
 registry_open(const char *url, int writer, const struct registry_limits *lim,
     char *err, size_t errlen)
 {
 	struct registry *reg;
-	const struct registry_backend *be = &registry_sqlite;
-	const char *path = url;
+	const struct registry_backend *be;
+	const char *path;
 
 	if (strncmp(url, "postgresql://", 13) == 0 ||
 	    strncmp(url, "postgres://", 11) == 0) {
@@ -266,8 +303,13 @@ registry_open(const char *url, int writer, const struct registry_limits *lim,
 		    "--db");
 		return NULL;
 	}
-	if (strncmp(url, "sqlite:", 7) == 0)
-		path = url + 7;
+	if ((be = registry_store(url, &path)) == NULL) {
+		snprintf(err, errlen,
+		    "--db %s: unknown store (sqlite:PATH, sqlite-direct:PATH "
+		    "or a path)",
+		    url);
+		return NULL;
+	}
 	if (path[0] == '\0') {
 		snprintf(err, errlen, "--db: empty path");
 		return NULL;
@@ -282,6 +324,8 @@ registry_open(const char *url, int writer, const struct registry_limits *lim,
 		reg->lim = *lim;
 	else
 		registry_limits_default(&reg->lim);
+	if (writer)
+		registry_mem_set_max_unfolded(reg->lim.max_unfolded);
 	if ((reg->h = be->open(path, writer, err, errlen)) == NULL) {
 		free(reg);
 		return NULL;

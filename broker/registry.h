@@ -37,6 +37,8 @@ struct registry_limits {
 	    search_limit; /* most results of a search or history (default 50) */
 	size_t lookup_cache; /* bytes of encoded lookup replies a read handle
 				keeps (registry_cache.h); 0: none */
+	size_t max_unfolded; /* bytes synced in the log but not yet folded
+				into the image before writes wait */
 };
 
 #define REGISTRY_DEFAULT_MAX_IDS      16
@@ -44,6 +46,7 @@ struct registry_limits {
 #define REGISTRY_DEFAULT_MAX_ADDRESS  256
 #define REGISTRY_DEFAULT_SEARCH_LIMIT 50
 #define REGISTRY_DEFAULT_LOOKUP_CACHE (256u << 20)
+#define REGISTRY_DEFAULT_MAX_UNFOLDED (512u << 20)
 
 /* Who is asking: the certificate's CN and the role it was given. */
 struct actor {
@@ -103,6 +106,21 @@ void registry_write(struct registry *reg, const struct actor *who,
     struct op_result *res);
 int registry_batch_commit(struct registry *reg);
 void registry_batch_rollback(struct registry *reg);
+
+/* The fold of the log into the image, for /metrics. */
+struct registry_store_stats {
+	uint64_t unfolded_entries; /* synced log entries not in the image */
+	uint64_t unfolded_bytes;
+	uint64_t max_unfolded; /* the bound: past it writes wait */
+	uint64_t folded_total; /* entries folded since start */
+	double fold_lag_s;     /* age of the oldest entry not folded */
+	int fold_failing;      /* the last fold failed (disk full, I/O) */
+	int writes_waiting;    /* writes wait for the fold */
+};
+
+/* The figures of the registry open for writing in this process (zeros
+ * when there is none). */
+void registry_store_stats(struct registry_store_stats *st);
 
 /* Mask a cn-id for logs and the audit trail: 410102********123X. */
 void registry_mask_id(

@@ -22,6 +22,20 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* A redo record's type: one per change primitive. */
+enum redo_rec {
+	REC_IDENT_INSERT = 1,
+	REC_IDENT_DELETE,
+	REC_IDENT_MOVE,
+	REC_PATIENT_INSERT,
+	REC_PATIENT_UPDATE,
+	REC_EVENT_APPEND,
+	REC_HOSPITAL_PUT,
+	REC_MERGE_INSERT,
+	REC_MERGE_IDENT_INSERT,
+	REC_MERGE_UNDO,
+};
+
 #define REDO_MARKS_MAX 16 /* nested savepoints in one transaction */
 
 /* One transaction's records, with a mark per open savepoint. */

@@ -35,15 +35,18 @@
  * writer waits only for the copy (as it did with the automatic one); one
  * that readers kept from finishing is tried again a quarter of that later.
  */
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
 #include "log.h"
 #include "registry_backend.h"
+#include "registry_image.h"
 #include "registry_redo.h"
 
 #define SQLITE_BUSY_MS        5000
@@ -127,6 +130,7 @@ enum sqlite_stmt {
 	ST_SEARCH_BIRTH,
 	ST_EVENT_APPEND,
 	ST_EVENT_LIST,
+	ST_EVENT_LIST_UPTO,
 	ST_HOSPITAL_GET,
 	ST_HOSPITAL_PUT,
 	ST_HOSPITAL_LIST,
@@ -144,20 +148,6 @@ enum sqlite_stmt {
 	ST_EVENT_REPLAY,
 	ST_MERGE_REPLAY,
 	ST_MAX
-};
-
-/* A redo record's type: one per change primitive. */
-enum sqlite_redo_rec {
-	REC_IDENT_INSERT = 1,
-	REC_IDENT_DELETE,
-	REC_IDENT_MOVE,
-	REC_PATIENT_INSERT,
-	REC_PATIENT_UPDATE,
-	REC_EVENT_APPEND,
-	REC_HOSPITAL_PUT,
-	REC_MERGE_INSERT,
-	REC_MERGE_IDENT_INSERT,
-	REC_MERGE_UNDO,
 };
 
 static const char *const sqlite_sql[ST_MAX] = {
@@ -221,6 +211,9 @@ static const char *const sqlite_sql[ST_MAX] = {
     [ST_EVENT_LIST] = "SELECT seq, op, patient_id, actor, time_ms, detail"
 		      " FROM events WHERE patient_id = ?1"
 		      " ORDER BY seq DESC LIMIT ?2",
+    [ST_EVENT_LIST_UPTO] = "SELECT seq, op, patient_id, actor, time_ms, detail"
+			   " FROM events WHERE patient_id = ?1 AND seq <= ?3"
+			   " ORDER BY seq DESC LIMIT ?2",
     [ST_HOSPITAL_GET] =
 	"SELECT name, role, active FROM hospitals WHERE code = ?1",
     [ST_HOSPITAL_PUT] =
@@ -259,9 +252,17 @@ static const char *const sqlite_sql[ST_MAX] = {
 /* Tests: the next commit with records fails after its redo entry synced. */
 int registry_sqlite_fail_commit;
 
+/* How a handle is opened (sqlite_open_mode). */
+enum sqlite_mode {
+	MODE_READ,
+	MODE_DIRECT,
+	MODE_IMAGE
+};
+
 struct sqlite_handle {
 	sqlite3 *db;
 	int writer;
+	int mode; /* enum sqlite_mode */
 	sqlite3_stmt *st[ST_MAX];
 	struct redo *redo;  /* the writer's; NULL on a read handle */
 	struct redo_buf rb; /* this transaction's records */
@@ -456,11 +457,16 @@ sqlite_close(void *hv)
 static int sqlite_redo_open(
     struct sqlite_handle *, const char *, char *, size_t);
 
-/* Open path; the writer creates the file, sets WAL and migrates. */
+/*
+ * Open path. A writer (MODE_DIRECT, or MODE_IMAGE for the in-memory
+ * layer's fold) creates the file, sets WAL and migrates; only MODE_DIRECT
+ * takes the redo log and answers at its sync.
+ */
 static void *
-sqlite_open(const char *path, int writer, char *err, size_t errlen)
+sqlite_open_mode(const char *path, int mode, char *err, size_t errlen)
 {
 	struct sqlite_handle *h;
+	int writer = mode != MODE_READ;
 	int flags = writer ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
 			   : SQLITE_OPEN_READONLY;
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -472,6 +478,7 @@ sqlite_open(const char *path, int writer, char *err, size_t errlen)
 		return NULL;
 	}
 	h->writer = writer;
+	h->mode = mode;
 	flags |= SQLITE_OPEN_NOMUTEX;
 	if (sqlite3_open_v2(path, &h->db, flags, NULL) != SQLITE_OK) {
 		snprintf(err, errlen, "%s: %s", path,
@@ -494,18 +501,24 @@ sqlite_open(const char *path, int writer, char *err, size_t errlen)
 			    path);
 			goto fail;
 		}
-		/* NORMAL: no sync per commit; the redo log is synced. */
+		/* NORMAL: no sync per commit; the redo log is synced. A
+		 * fold (MODE_IMAGE) syncs its commit: the log behind it is
+		 * trimmed. */
 		if (sqlite3_exec(h->db,
 			"PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
 			" PRAGMA journal_size_limit=67108864;"
 			" PRAGMA foreign_keys=OFF;" SQLITE_WRITER_PRAGMAS,
-			NULL, NULL, NULL) != SQLITE_OK) {
+			NULL, NULL, NULL) != SQLITE_OK ||
+		    (mode == MODE_IMAGE &&
+			sqlite3_exec(h->db, "PRAGMA synchronous=FULL", NULL,
+			    NULL, NULL) != SQLITE_OK)) {
 			snprintf(
 			    err, errlen, "%s: %s", path, sqlite3_errmsg(h->db));
 			goto fail;
 		}
 		if (sqlite_migrate(h, err, errlen) == -1 ||
-		    sqlite_redo_open(h, path, err, errlen) == -1)
+		    (mode == MODE_DIRECT &&
+			sqlite_redo_open(h, path, err, errlen) == -1))
 			goto fail;
 	} else {
 		sqlite3_stmt *s;
@@ -532,6 +545,13 @@ sqlite_open(const char *path, int writer, char *err, size_t errlen)
 fail:
 	sqlite_close(h);
 	return NULL;
+}
+
+static void *
+sqlite_open(const char *path, int writer, char *err, size_t errlen)
+{
+	return sqlite_open_mode(
+	    path, writer ? MODE_DIRECT : MODE_READ, err, errlen);
 }
 
 static int
@@ -1403,7 +1423,9 @@ sqlite_redo_pair(struct sqlite_handle *h, uint64_t id)
 	sqlite3_exec(h->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
 	sqlite3_bind_int64(s, 1, (sqlite3_int64)id);
 	rc = sqlite_exec_stmt(h, ST_REDO_PAIR, s);
-	sqlite3_exec(h->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
+	if (h->mode == MODE_DIRECT)
+		sqlite3_exec(
+		    h->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
 	return rc == 0 ? 0 : -1;
 }
 
@@ -1494,6 +1516,317 @@ sqlite_redo_open(
 	h->ckpt_at = SQLITE_CKPT_FRAMES;
 	h->logging = 1;
 	return 0;
+}
+
+/* --- The image of the in-memory registry (registry_image.h) ------------ */
+
+void *
+registry_image_open(const char *path, char *err, size_t errlen)
+{
+	return sqlite_open_mode(path, MODE_IMAGE, err, errlen);
+}
+
+void *
+registry_image_reader(const char *path, char *err, size_t errlen)
+{
+	return sqlite_open_mode(path, MODE_READ, err, errlen);
+}
+
+void
+registry_image_close(void *h)
+{
+	sqlite_close(h);
+}
+
+int
+registry_image_state(void *hv, uint64_t *applied, uint64_t *log_id)
+{
+	struct sqlite_handle *h = hv;
+	sqlite3_stmt *s = sqlite_stmt(h, ST_REDO_GET);
+	int rc;
+
+	*applied = *log_id = 0;
+	if (s == NULL)
+		return -1;
+	if ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		*applied = (uint64_t)sqlite3_column_int64(s, 0);
+		*log_id = (uint64_t)sqlite3_column_int64(s, 1);
+	}
+	return sqlite_done(h, ST_REDO_GET, s, rc, 0) == 0 ? 0 : -1;
+}
+
+int
+registry_image_pair(void *h, uint64_t log_id)
+{
+	return sqlite_redo_pair(h, log_id);
+}
+
+struct redo *
+registry_image_log(const char *path, uint64_t log_id, char *err, size_t errlen)
+{
+	return sqlite_redo_file(path, log_id, err, errlen);
+}
+
+/* Run sql and send each row to row(); 0, or -1 with err set. */
+static int
+sqlite_scan(struct sqlite_handle *h, const char *sql,
+    int (*row)(sqlite3_stmt *, const struct registry_image_sink *, void *),
+    const struct registry_image_sink *sink, void *arg, char *err, size_t errlen)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	if (sqlite3_prepare_v2(h->db, sql, -1, &s, NULL) != SQLITE_OK) {
+		snprintf(err, errlen, "%s", sqlite3_errmsg(h->db));
+		return -1;
+	}
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+		if (row(s, sink, arg) == -1) {
+			sqlite3_finalize(s);
+			snprintf(
+			    err, errlen, "out of memory loading the image");
+			return -1;
+		}
+	if (rc != SQLITE_DONE)
+		snprintf(err, errlen, "%s", sqlite3_errmsg(h->db));
+	sqlite3_finalize(s);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+static int
+sqlite_load_patient(
+    sqlite3_stmt *s, const struct registry_image_sink *k, void *arg)
+{
+	struct registry_patient p;
+
+	registry_copy(p.id, sqlite_col(s, 0), sizeof(p.id));
+	p.name = (char *)sqlite_col(s, 1);
+	p.sex = sqlite3_column_int(s, 2);
+	p.birth_date = (char *)sqlite_col(s, 3);
+	p.phone = (char *)sqlite_col(s, 4);
+	p.address = (char *)sqlite_col(s, 5);
+	p.version = (uint64_t)sqlite3_column_int64(s, 6);
+	registry_copy(p.merged_into, sqlite_col(s, 7), sizeof(p.merged_into));
+	return k->patient(arg, &p);
+}
+
+static int
+sqlite_load_ident(
+    sqlite3_stmt *s, const struct registry_image_sink *k, void *arg)
+{
+	return k->ident(
+	    arg, sqlite_col(s, 0), sqlite_col(s, 1), sqlite_col(s, 2));
+}
+
+static int
+sqlite_load_hospital(
+    sqlite3_stmt *s, const struct registry_image_sink *k, void *arg)
+{
+	struct registry_hospital hosp = {
+	    .code = sqlite_col(s, 0),
+	    .name = sqlite_col(s, 1),
+	    .role = sqlite3_column_int(s, 2),
+	    .active = sqlite3_column_int(s, 3),
+	};
+
+	return k->hospital(arg, &hosp);
+}
+
+static int
+sqlite_load_merge(
+    sqlite3_stmt *s, const struct registry_image_sink *k, void *arg)
+{
+	return k->merge(arg, sqlite3_column_int64(s, 0), sqlite_col(s, 1),
+	    sqlite_col(s, 2), (uint64_t)sqlite3_column_int64(s, 3),
+	    sqlite3_column_int(s, 4));
+}
+
+static int
+sqlite_load_merge_ident(
+    sqlite3_stmt *s, const struct registry_image_sink *k, void *arg)
+{
+	return k->merge_ident(arg, sqlite3_column_int64(s, 0), sqlite_col(s, 1),
+	    sqlite_col(s, 2));
+}
+
+static int
+sqlite_load_max(sqlite3_stmt *s, const struct registry_image_sink *k, void *arg)
+{
+	int64_t *v = arg;
+
+	(void)k;
+	v[0] = sqlite3_column_int64(s, 0);
+	v[1] = sqlite3_column_int64(s, 1);
+	return 0;
+}
+
+int
+registry_image_load(void *hv, const struct registry_image_sink *sink, void *arg,
+    uint64_t *max_event, int64_t *max_merge, char *err, size_t errlen)
+{
+	struct sqlite_handle *h = hv;
+	int64_t max[2] = {0, 0};
+	int rc;
+
+	if (sqlite3_exec(h->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
+		snprintf(err, errlen, "%s", sqlite3_errmsg(h->db));
+		return -1;
+	}
+	rc = sqlite_scan(h,
+		 "SELECT id, name, sex, birth_date, phone, address, version,"
+		 " merged_into FROM patients ORDER BY id",
+		 sqlite_load_patient, sink, arg, err, errlen) == -1 ||
+		sqlite_scan(h,
+		    "SELECT domain, value, patient_id FROM identifiers"
+		    " ORDER BY domain, value",
+		    sqlite_load_ident, sink, arg, err, errlen) == -1 ||
+		sqlite_scan(h,
+		    "SELECT code, name, role, active FROM hospitals"
+		    " ORDER BY code",
+		    sqlite_load_hospital, sink, arg, err, errlen) == -1 ||
+		sqlite_scan(h,
+		    "SELECT id, survivor, duplicate, seq, undone FROM merges"
+		    " ORDER BY id",
+		    sqlite_load_merge, sink, arg, err, errlen) == -1 ||
+		sqlite_scan(h,
+		    "SELECT merge_id, domain, value FROM merge_identifiers"
+		    " ORDER BY merge_id, domain, value",
+		    sqlite_load_merge_ident, sink, arg, err, errlen) == -1 ||
+		sqlite_scan(h,
+		    "SELECT (SELECT coalesce(max(seq), 0) FROM events),"
+		    " (SELECT coalesce(max(id), 0) FROM merges)",
+		    sqlite_load_max, NULL, max, err, errlen) == -1
+	    ? -1
+	    : 0;
+	sqlite3_exec(h->db, "COMMIT", NULL, NULL, NULL);
+	*max_event = (uint64_t)max[0];
+	*max_merge = max[1];
+	return rc;
+}
+
+int
+registry_image_fold_begin(void *h)
+{
+	return sqlite_simple(h, ST_BEGIN_IMMEDIATE);
+}
+
+int
+registry_image_fold(void *h, const uint8_t *payload, size_t len)
+{
+	return sqlite_redo_apply(h, payload, len);
+}
+
+int
+registry_image_fold_commit(void *hv, uint64_t seq)
+{
+	struct sqlite_handle *h = hv;
+	sqlite3_stmt *s = sqlite_stmt(h, ST_REDO_SET);
+	int rc;
+
+	if (s == NULL)
+		return REGISTRY_EFAIL;
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)seq);
+	if ((rc = sqlite_exec_stmt(h, ST_REDO_SET, s)) != 0)
+		return rc;
+	return sqlite_simple(h, ST_COMMIT);
+}
+
+void
+registry_image_fold_rollback(void *h)
+{
+	sqlite_rollback(h);
+}
+
+int
+registry_image_events(void *hv, const char *pid, uint64_t upto, unsigned limit,
+    registry_event_cb cb, void *arg)
+{
+	struct sqlite_handle *h = hv;
+	sqlite3_stmt *s = sqlite_stmt(h, ST_EVENT_LIST_UPTO);
+	struct registry_event ev;
+	int rc;
+
+	if (s == NULL)
+		return REGISTRY_EFAIL;
+	sqlite_text(s, 1, pid);
+	sqlite3_bind_int(s, 2, (int)limit);
+	sqlite3_bind_int64(s, 3, (sqlite3_int64)upto);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		ev.seq = (uint64_t)sqlite3_column_int64(s, 0);
+		ev.op = sqlite_col(s, 1);
+		ev.patient_id = sqlite_col(s, 2);
+		ev.actor = sqlite_col(s, 3);
+		ev.time_ms = sqlite3_column_int64(s, 4);
+		ev.detail = sqlite_col(s, 5);
+		if (cb(arg, &ev) == -1)
+			return sqlite_done(h, ST_EVENT_LIST_UPTO, s,
+			    SQLITE_DONE, REGISTRY_EFAIL);
+	}
+	return sqlite_done(h, ST_EVENT_LIST_UPTO, s, rc, 0);
+}
+
+/*
+ * Copy the image into dst with SQLite's online backup, in steps, so the
+ * fold goes on between them (a step the fold changed under starts again).
+ * dst is written beside as dst.tmp, synced, then renamed.
+ */
+int
+registry_image_backup(void *hv, const char *dst, char *err, size_t errlen)
+{
+	struct sqlite_handle *h = hv;
+	sqlite3 *out = NULL;
+	sqlite3_backup *b;
+	char tmp[4096];
+	int rc;
+
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp", dst) >= (int)sizeof(tmp)) {
+		snprintf(err, errlen, "%s: path too long", dst);
+		return -1;
+	}
+	unlink(tmp);
+	if (sqlite3_open_v2(tmp, &out,
+		SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+		NULL) != SQLITE_OK) {
+		snprintf(err, errlen, "%s: %s", tmp,
+		    out ? sqlite3_errmsg(out) : "cannot open");
+		sqlite3_close(out);
+		return -1;
+	}
+	if ((b = sqlite3_backup_init(out, "main", h->db, "main")) == NULL) {
+		snprintf(err, errlen, "%s: %s", tmp, sqlite3_errmsg(out));
+		goto fail;
+	}
+	while ((rc = sqlite3_backup_step(b, 4096)) == SQLITE_OK ||
+	    rc == SQLITE_BUSY || rc == SQLITE_LOCKED)
+		if (rc != SQLITE_OK)
+			sqlite3_sleep(10);
+	sqlite3_backup_finish(b);
+	if (rc != SQLITE_DONE) {
+		snprintf(err, errlen, "%s: %s", tmp, sqlite3_errstr(rc));
+		goto fail;
+	}
+	if (sqlite3_exec(out,
+		"PRAGMA journal_mode=DELETE; PRAGMA synchronous=FULL;"
+		" UPDATE redo_state SET log_id = 0",
+		NULL, NULL, NULL) != SQLITE_OK) {
+		snprintf(err, errlen, "%s: %s", tmp, sqlite3_errmsg(out));
+		goto fail;
+	}
+	if (sqlite3_close(out) != SQLITE_OK) {
+		snprintf(err, errlen, "%s: cannot close", tmp);
+		out = NULL;
+		goto fail;
+	}
+	out = NULL;
+	if (rename(tmp, dst) == -1) {
+		snprintf(err, errlen, "%s: %s", dst, strerror(errno));
+		goto fail;
+	}
+	return 0;
+fail:
+	sqlite3_close(out);
+	unlink(tmp);
+	return -1;
 }
 
 const struct registry_backend registry_sqlite = {
