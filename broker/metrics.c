@@ -311,6 +311,7 @@ metrics_render(struct evbuffer *b)
 {
 	struct lcache_stats lc;
 	uint64_t patients, ids;
+	struct registry_store_stats fold;
 	long long v;
 
 	expo_header(b, "onecard_requests_total", "counter",
@@ -397,6 +398,39 @@ metrics_render(struct evbuffer *b)
 	    "Memory the cached lookup replies take, all workers.");
 	evbuffer_add_printf(b, "onecard_lookup_cache_bytes %llu\n",
 	    (unsigned long long)lc.bytes);
+
+	registry_store_stats(&fold);
+	expo_header(b, "onecard_registry_unfolded_entries", "gauge",
+	    "Redo log entries synced (answered) but not yet folded into the "
+	    "SQLite image.");
+	evbuffer_add_printf(b, "onecard_registry_unfolded_entries %llu\n",
+	    (unsigned long long)fold.unfolded_entries);
+	expo_header(b, "onecard_registry_unfolded_bytes", "gauge",
+	    "Bytes of those entries; past the bound writes wait.");
+	evbuffer_add_printf(b, "onecard_registry_unfolded_bytes %llu\n",
+	    (unsigned long long)fold.unfolded_bytes);
+	expo_header(b, "onecard_registry_unfolded_bound_bytes", "gauge",
+	    "The bound on unfolded bytes (--max-unfolded).");
+	evbuffer_add_printf(b, "onecard_registry_unfolded_bound_bytes %llu\n",
+	    (unsigned long long)fold.max_unfolded);
+	expo_header(b, "onecard_registry_folded_entries_total", "counter",
+	    "Redo log entries folded into the image since start (its rate is "
+	    "the fold rate).");
+	evbuffer_add_printf(b, "onecard_registry_folded_entries_total %llu\n",
+	    (unsigned long long)fold.folded_total);
+	expo_header(b, "onecard_registry_fold_lag_seconds", "gauge",
+	    "Age of the oldest entry not yet folded (0 when caught up).");
+	evbuffer_add_printf(
+	    b, "onecard_registry_fold_lag_seconds %.3f\n", fold.fold_lag_s);
+	expo_header(b, "onecard_registry_fold_failing", "gauge",
+	    "1 while folding into the image fails (disk full, I/O); the log "
+	    "holds everything meanwhile.");
+	evbuffer_add_printf(
+	    b, "onecard_registry_fold_failing %d\n", fold.fold_failing);
+	expo_header(b, "onecard_registry_writes_waiting", "gauge",
+	    "1 while writes wait for the fold (the bound is reached).");
+	evbuffer_add_printf(
+	    b, "onecard_registry_writes_waiting %d\n", fold.writes_waiting);
 
 	if (metrics_registry_size(&patients, &ids) == 0) {
 		expo_header(b, "onecard_registry_patients", "gauge",

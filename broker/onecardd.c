@@ -63,6 +63,7 @@ static const struct option onecardd_longopts[] = {
     {"max-address", required_argument, NULL, 'D'},
     {"search-limit", required_argument, NULL, 'S'},
     {"lookup-cache", required_argument, NULL, 'Q'},
+    {"max-unfolded", required_argument, NULL, 'U'},
     {"node", required_argument, NULL, 'n'},
     {"user", required_argument, NULL, 'u'},
     {"syslog", no_argument, NULL, 's'},
@@ -106,6 +107,10 @@ usage(FILE *f)
 	    "  --lookup-cache MB          memory for cached lookup replies, "
 	    "all\n"
 	    "                             workers together (512; 0: off)\n"
+	    "  --max-unfolded MB          log entries synced but not yet in "
+	    "the\n"
+	    "                             SQLite image before writes wait "
+	    "(512)\n"
 	    "  --node NAME                node name in pong (hostname)\n"
 	    "  --user USER                drop privileges to USER after "
 	    "start-up\n"
@@ -281,6 +286,9 @@ config_set(struct config *c, const char *name, const char *value, char *err,
 	} else if (strcmp(name, "lookup-cache") == 0) {
 		RANGE(0, 1024 * 1024);
 		c->lookup_cache_mb = v;
+	} else if (strcmp(name, "max-unfolded") == 0) {
+		RANGE(1, 1024 * 1024);
+		c->limits.max_unfolded = (size_t)v << 20;
 	} else if (strcmp(name, "syslog") == 0) {
 		if ((b = config_bool(value)) == -1) {
 			snprintf(err, errlen, "--syslog: '%s' is not yes or no",
