@@ -413,6 +413,52 @@ flags_override_the_environment(void **state)
 	assert_non_null(strstr(err, "/nonexistent"));
 }
 
+static void
+options_are_accepted_anywhere_on_the_line(void **state)
+{
+	assert_int_equal(
+	    run("XC001", "onecard lookup hosp:XC001=MRN-100 --json"), 0);
+	assert_memory_equal(out, "{\"patient_id\":\"", 15);
+	assert_int_equal(run("XC001",
+			     "onecard lookup --timeout 5 hosp:XC001=MRN-100 "
+			     "--json"),
+	    0);
+	assert_memory_equal(out, "{\"patient_id\":\"", 15);
+	assert_int_equal(
+	    run("XC001", "onecard ping --broker=127.0.0.1:1 --json"), 4);
+	assert_memory_equal(out, "{\"error\":\"CLIENT_CONNECT\"", 25);
+	assert_int_equal(run("XC001", "onecard ping --cert"), 2);
+	assert_non_null(strstr(err, "--cert needs a value"));
+	/* After "--" nothing is an option. */
+	assert_int_equal(run("XC001", "onecard lookup -- --json"), 2);
+}
+
+static void
+version_works_on_every_command(void **state)
+{
+	static const char *const cmds[] = {"", "ping", "lookup", "enroll",
+	    "link", "unlink", "update", "search", "help", NULL};
+	const char *const *c;
+
+	for (c = cmds; *c != NULL; c++) {
+		assert_int_equal(run(NULL, "onecard %s --version", *c), 0);
+		assert_memory_equal(out, "onecard ", 8);
+		assert_null(strchr(out + 8, ' '));
+	}
+}
+
+static void
+search_on_sex_alone_is_a_usage_error(void **state)
+{
+	assert_int_equal(run("XC001", "onecard search --sex male"), 2);
+	assert_non_null(strstr(err, "give --name or --birth"));
+	assert_int_equal(run("XC001",
+			     "onecard search --sex male --birth 1975-03-15 "
+			     "--json"),
+	    0);
+	assert_memory_equal(out, "{\"patients\":[{", 14);
+}
+
 int
 main(void)
 {
@@ -437,6 +483,9 @@ main(void)
 	    cmocka_unit_test(
 		broker_message_is_escaped_in_json_and_defanged_on_terminal),
 	    cmocka_unit_test(flags_override_the_environment),
+	    cmocka_unit_test(options_are_accepted_anywhere_on_the_line),
+	    cmocka_unit_test(version_works_on_every_command),
+	    cmocka_unit_test(search_on_sex_alone_is_a_usage_error),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
