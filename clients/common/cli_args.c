@@ -15,7 +15,8 @@
  *
  * A setting comes from its flag, else the profile named by --profile or
  * ONECARD_PROFILE, else the ONECARD_* environment, else [default]. An
- * error names the file and the line.
+ * error names the file and the line. The strings live in struct
+ * cli_globals, so the options stay valid as long as it does.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -122,7 +123,7 @@ cli_profile_path(char *buf, size_t len)
 
 /* What the INI handler is looking for and what it found. */
 struct cli_profile_read {
-	struct cli_globals *g;
+	struct cli_profile *p;
 	const char *path;
 	const char *want; /* the section */
 	int found;        /* the section had at least one setting */
@@ -151,7 +152,7 @@ cli_profile_setting(
     void *arg, const char *section, const char *name, const char *value)
 {
 	struct cli_profile_read *r = arg;
-	struct cli_globals *g = r->g;
+	struct cli_profile *g = r->p;
 	int keep = strcmp(section, r->want) == 0, ms, rc = 0;
 	char scratch[PATH_MAX];
 
@@ -161,19 +162,19 @@ cli_profile_setting(
 		return 0;
 	}
 	if (strcmp(name, "broker") == 0) {
-		if (strlen(value) >= sizeof g->pbroker)
+		if (strlen(value) >= sizeof g->broker)
 			rc = -1;
 		else if (keep)
-			snprintf(g->pbroker, sizeof g->pbroker, "%s", value);
+			snprintf(g->broker, sizeof g->broker, "%s", value);
 	} else if (strcmp(name, "cert") == 0) {
 		rc = cli_profile_file(
-		    r, value, keep ? g->pcert : scratch, PATH_MAX);
+		    r, value, keep ? g->cert : scratch, PATH_MAX);
 	} else if (strcmp(name, "key") == 0) {
 		rc = cli_profile_file(
-		    r, value, keep ? g->pkey : scratch, PATH_MAX);
+		    r, value, keep ? g->key : scratch, PATH_MAX);
 	} else if (strcmp(name, "ca") == 0) {
 		rc = cli_profile_file(
-		    r, value, keep ? g->pca : scratch, PATH_MAX);
+		    r, value, keep ? g->ca : scratch, PATH_MAX);
 	} else if (strcmp(name, "timeout") == 0) {
 		if ((ms = cli_parse_timeout(value)) == -1) {
 			snprintf(r->err, sizeof r->err,
@@ -183,7 +184,7 @@ cli_profile_setting(
 			return 0;
 		}
 		if (keep)
-			g->ptimeout_ms = ms;
+			g->timeout_ms = ms;
 	} else {
 		snprintf(r->err, sizeof r->err,
 		    "[%s] unknown setting \"%.64s\" (broker, cert, key, ca, "
@@ -202,15 +203,15 @@ cli_profile_setting(
 }
 
 /*
- * Read section want of the profile file into g's profile settings. 1 when
- * it was there, 0 when it was not (or there is no file and !must), -1 with
- * the reason in err.
+ * Read section want of the profile file into p. 1 when it was there, 0
+ * when it was not (or there is no file and !must), -1 with the reason in
+ * err.
  */
 static int
 cli_profile_load(
-    struct cli_globals *g, const char *want, int must, char *err, size_t errlen)
+    struct cli_profile *p, const char *want, int must, char *err, size_t errlen)
 {
-	struct cli_profile_read r = {.g = g, .want = want};
+	struct cli_profile_read r = {.p = p, .want = want};
 	char path[PATH_MAX];
 	int line;
 
@@ -245,21 +246,21 @@ cli_profile_load(
 	return r.found;
 }
 
-/* Fill the fields of opt still unset from g's profile settings. */
+/* Fill the fields of opt still unset from profile g. */
 static void
-cli_profile_fill(struct cli_globals *g, struct onecard_options *opt)
+cli_profile_fill(const struct cli_profile *g, struct onecard_options *opt)
 {
-	if (opt->broker == NULL && g->pbroker[0] != '\0')
-		opt->broker = g->pbroker;
-	if (opt->cert == NULL && g->pcert[0] != '\0')
-		opt->cert = g->pcert;
-	if (opt->key == NULL && g->pkey[0] != '\0')
-		opt->key = g->pkey;
-	if (opt->ca == NULL && g->pca[0] != '\0')
-		opt->ca = g->pca;
-	if (opt->connect_timeout_ms == 0 && g->ptimeout_ms != 0) {
-		opt->connect_timeout_ms = g->ptimeout_ms;
-		opt->call_timeout_ms = g->ptimeout_ms;
+	if (opt->broker == NULL && g->broker[0] != '\0')
+		opt->broker = g->broker;
+	if (opt->cert == NULL && g->cert[0] != '\0')
+		opt->cert = g->cert;
+	if (opt->key == NULL && g->key[0] != '\0')
+		opt->key = g->key;
+	if (opt->ca == NULL && g->ca[0] != '\0')
+		opt->ca = g->ca;
+	if (opt->connect_timeout_ms == 0 && g->timeout_ms != 0) {
+		opt->connect_timeout_ms = g->timeout_ms;
+		opt->call_timeout_ms = g->timeout_ms;
 	}
 }
 
@@ -281,16 +282,14 @@ cli_options(struct cli_globals *g, struct onecard_options *opt, char *err,
 	    *name == '\0')
 		name = NULL;
 	if (name != NULL) {
-		if (cli_profile_load(g, name, 1, err, errlen) == -1)
+		if (cli_profile_load(&g->named, name, 1, err, errlen) == -1)
 			return -1;
-		cli_profile_fill(g, opt);
+		cli_profile_fill(&g->named, opt);
 	}
 	onecard_options_from_env(opt);
-	if (name == NULL) {
-		if ((r = cli_profile_load(g, "default", 0, err, errlen)) == -1)
-			return -1;
-		if (r == 1)
-			cli_profile_fill(g, opt);
-	}
+	if ((r = cli_profile_load(&g->dflt, "default", 0, err, errlen)) == -1)
+		return -1;
+	if (r == 1)
+		cli_profile_fill(&g->dflt, opt);
 	return 0;
 }

@@ -25,6 +25,12 @@
 #define CLI_EXIT_BROKER  5 /* any other broker error */
 #define CLI_EXIT_PARTIAL 6 /* import done, but some rows were rejected */
 
+/* One section of the profile file; paths made absolute. */
+struct cli_profile {
+	char broker[256], cert[PATH_MAX], key[PATH_MAX], ca[PATH_MAX];
+	int timeout_ms;
+};
+
 /* The global options and where the connection settings came from. */
 struct cli_globals {
 	const char *prog; /* "onecard" or "onecardctl", for messages */
@@ -33,9 +39,8 @@ struct cli_globals {
 	int timeout_ms; /* --timeout; 0: not given */
 	int json;
 	int version;
-	/* A profile's settings; paths made absolute. */
-	char pbroker[256], pcert[PATH_MAX], pkey[PATH_MAX], pca[PATH_MAX];
-	int ptimeout_ms;
+	/* The named profile's settings, and [default]'s. */
+	struct cli_profile named, dflt;
 };
 
 /* cli_args.c */
