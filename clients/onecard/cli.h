@@ -10,18 +10,19 @@
 
 #include <stdio.h>
 
+#include "cli_common.h"
 #include "onecard.h"
 
-/* Exit codes (documented in docs/cli.md). */
-#define EXIT_FOUND     0
-#define EXIT_NOTFOUND  1
-#define EXIT_USAGE     2 /* usage error or INVALID_ARGUMENT */
-#define EXIT_REFUSED   3 /* conflict, version mismatch, permission, auth */
-#define EXIT_TRANSPORT 4 /* cannot connect, TLS, timeout, closed */
-#define EXIT_BROKER    5 /* any other broker error */
+/* Exit codes (the shared table, docs/cli.md). */
+#define EXIT_FOUND     CLI_EXIT_OK
+#define EXIT_NOTFOUND  CLI_EXIT_NO
+#define EXIT_USAGE     CLI_EXIT_USAGE
+#define EXIT_REFUSED   CLI_EXIT_REFUSED
+#define EXIT_TRANSPORT CLI_EXIT_CONNECT
+#define EXIT_BROKER    CLI_EXIT_BROKER
 
 struct cli {
-	struct onecard_options opt;
+	struct cli_globals g; /* connection settings, --json */
 	int json;
 	const char *cmd; /* the command's name, for messages */
 };
@@ -48,11 +49,7 @@ extern const struct cli_command cli_commands[];
 /* print.c */
 /* Print a successful reply, as text or JSON. */
 void print_reply(struct cli *, FILE *, const Onecard__V1__Reply *);
-/* Print a broker error (JSON on stdout when --json). */
-void print_error_json(FILE *, const char *code, const char *message);
 /* Print s for a terminal: control characters become '?'. */
 void print_text(FILE *, const char *);
-/* Name of a sex value as the CLI spells it. */
-const char *print_sex_name(Onecard__V1__Sex);
 
 #endif

@@ -52,9 +52,9 @@ cmd_help(struct cli *cli, const char *options)
 		    "usage: onecard %s %s\n\n%s\n", c->name, c->usage, c->help);
 		if (options != NULL)
 			printf("\noptions:\n%s", options);
-		printf("\nGlobal options (--broker, --cert, --key, --ca, "
-		       "--json, --timeout) go before\nthe command; see "
-		       "onecard --help.\n");
+		printf("\nGlobal options (--profile, --broker, --cert, --key, "
+		       "--ca, --json, --timeout,\n--version) may stand "
+		       "anywhere on the line; see onecard --help.\n");
 	}
 	return EXIT_FOUND;
 }
@@ -409,7 +409,8 @@ cmd_search(struct cli *cli, int argc, char **argv)
 			return cmd_help(cli,
 			    "  --name NAME            exact name\n"
 			    "  --birth YYYY-MM-DD     date of birth\n"
-			    "  --sex male|female\n"
+			    "  --sex male|female      only with --name or "
+			    "--birth\n"
 			    "  --limit N              at most N patients "
 			    "(default: the broker's)\n");
 		case 'l':
@@ -431,10 +432,10 @@ cmd_search(struct cli *cli, int argc, char **argv)
 	}
 	if ((r = cmd_operands(cli, argc - optind, 0)) != 0)
 		return r;
-	if (demo.name[0] == '\0' && demo.birth_date[0] == '\0' &&
-	    demo.sex == ONECARD__V1__SEX__SEX_UNKNOWN)
-		return cli_usage_error(
-		    cli, cmd_usage(cli), "give --name, --birth or --sex");
+	/* The broker refuses a search on sex alone: say so before asking. */
+	if (demo.name[0] == '\0' && demo.birth_date[0] == '\0')
+		return cli_usage_error(cli, cmd_usage(cli),
+		    "give --name or --birth (--sex only narrows them)");
 	search.name = demo.name;
 	search.birth_date = demo.birth_date;
 	search.sex = demo.sex;

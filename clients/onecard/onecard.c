@@ -1,11 +1,12 @@
 /*
  * onecard.c: the hospital desk CLI, `onecard [options] COMMAND ...`.
  *
- * Owns the global options (--broker, --cert, --key, --ca, --json, --timeout
- * or the ONECARD_* environment), the one connection a command makes, and the
- * mapping from every outcome to a documented exit code. It prints a person's
- * identifiers only to stdout, as asked; error messages name the command and
- * the broker's reason, never patient data beyond what the user typed.
+ * Owns the command table's dispatch, the one connection a command makes, and
+ * turning every outcome into the shared exit code (clients/common reads the
+ * global options, anywhere on the line, and the profile file). It prints a
+ * person's identifiers only to stdout, as asked; error messages name the
+ * command and the broker's reason, never patient data beyond what the user
+ * typed.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -23,9 +24,11 @@
 #endif
 
 static const char *global_usage =
-    "usage: onecard [--broker HOST:PORT] [--cert FILE] [--key FILE] "
-    "[--ca FILE]\n"
-    "               [--json] [--timeout SECONDS] COMMAND [ARGS...]\n";
+    "usage: onecard [--profile NAME] [--broker HOST:PORT] [--cert FILE] "
+    "[--key FILE]\n"
+    "               [--ca FILE] [--json] [--timeout SECONDS] COMMAND "
+    "[ARGS...]\n"
+    "       onecard --help | --version\n";
 
 void
 cli_warnx(struct cli *cli, const char *fmt, ...)
@@ -55,78 +58,35 @@ cli_usage_error(struct cli *cli, const char *usage, const char *fmt, ...)
 	return EXIT_USAGE;
 }
 
-/* The exit code for a broker's answer. */
-static int
-cli_exit_code(int code)
-{
-	switch (code) {
-	case ONECARD__V1__CODE__OK:
-		return EXIT_FOUND;
-	case ONECARD__V1__CODE__NOT_FOUND:
-		return EXIT_NOTFOUND;
-	case ONECARD__V1__CODE__INVALID_ARGUMENT:
-		return EXIT_USAGE;
-	case ONECARD__V1__CODE__CONFLICT:
-	case ONECARD__V1__CODE__VERSION_MISMATCH:
-	case ONECARD__V1__CODE__PERMISSION_DENIED:
-	case ONECARD__V1__CODE__UNAUTHENTICATED:
-		return EXIT_REFUSED;
-	default:
-		return EXIT_BROKER;
-	}
-}
-
-/* A stable token for a library error, for --json. */
-static const char *
-cli_err_token(int err)
-{
-	switch (err) {
-	case ONECARD_EINVAL:
-		return "CLIENT_INVALID";
-	case ONECARD_ECONNECT:
-		return "CLIENT_CONNECT";
-	case ONECARD_ETLS:
-		return "CLIENT_TLS";
-	case ONECARD_ETIMEDOUT:
-		return "CLIENT_TIMEOUT";
-	case ONECARD_ECLOSED:
-		return "CLIENT_CLOSED";
-	case ONECARD_EPROTO:
-		return "CLIENT_PROTOCOL";
-	default:
-		return "CLIENT_ERROR";
-	}
-}
-
-/* The exit code for a library error. */
-static int
-cli_transport_exit(int err)
-{
-	return err == ONECARD_EINVAL ? EXIT_USAGE : EXIT_TRANSPORT;
-}
-
 int
 cli_call(struct cli *cli, Onecard__V1__Request *req)
 {
+	struct onecard_options opt;
 	struct onecard_conn *conn;
 	Onecard__V1__Reply *reply;
 	char err[512];
 	int r, code;
 
-	r = onecard_connect(&cli->opt, &conn, err, sizeof err);
+	if (cli_options(&cli->g, &opt, err, sizeof err) == -1) {
+		cli_warnx(cli, "%s", err);
+		if (cli->json)
+			cli_json_error(stdout, "CLIENT_INVALID", err);
+		return EXIT_USAGE;
+	}
+	r = onecard_connect(&opt, &conn, err, sizeof err);
 	if (r != ONECARD_OK) {
 		cli_warnx(cli, "%s", err);
 		if (cli->json)
-			print_error_json(stdout, cli_err_token(r), err);
-		return cli_transport_exit(r);
+			cli_json_error(stdout, cli_err_token(r), err);
+		return cli_exit_for_err(r);
 	}
 	if ((r = onecard_call(conn, req, &reply)) != ONECARD_OK) {
 		cli_warnx(cli, "%s", onecard_last_error(conn));
 		if (cli->json)
-			print_error_json(
+			cli_json_error(
 			    stdout, cli_err_token(r), onecard_last_error(conn));
 		onecard_close(conn);
-		return cli_transport_exit(r);
+		return cli_exit_for_err(r);
 	}
 	code = reply->code;
 	if (code == ONECARD__V1__CODE__OK) {
@@ -141,8 +101,8 @@ cli_call(struct cli *cli, Onecard__V1__Request *req)
 		}
 		fputc('\n', stderr);
 		if (cli->json)
-			print_error_json(
-			    stdout, wire_code_name(code), reply->message);
+			cli_json_error(
+			    stdout, cli_code_token(code), reply->message);
 	}
 	onecard_reply_free(reply);
 	onecard_close(conn);
@@ -150,7 +110,7 @@ cli_call(struct cli *cli, Onecard__V1__Request *req)
 		cli_warnx(cli, "stdout: %s", strerror(errno));
 		return EXIT_BROKER;
 	}
-	return cli_exit_code(code);
+	return cli_exit_for_code(code);
 }
 
 /* Print the list of commands. */
@@ -163,7 +123,12 @@ cli_help(FILE *f)
 	fputs("\ncommands:\n", f);
 	for (c = cli_commands; c->name != NULL; c++)
 		fprintf(f, "  %-8s %s\n", c->name, c->help);
-	fputs("\noptions (or the environment):\n"
+	fputs("\noptions, anywhere on the line (or the environment, or a "
+	      "profile):\n"
+	      "  --profile NAME      settings from [NAME] of the profile file "
+	      "(ONECARD_PROFILE;\n"
+	      "                      file ~/.config/onecard/profiles or "
+	      "ONECARD_PROFILE_FILE)\n"
 	      "  --broker HOST:PORT  the broker (ONECARD_BROKER, default "
 	      "127.0.0.1:7443)\n"
 	      "  --cert FILE         this desk's certificate (ONECARD_CERT)\n"
@@ -173,6 +138,7 @@ cli_help(FILE *f)
 	      "  --json              print one JSON object instead of text\n"
 	      "  --timeout SECONDS   connect and reply timeout (default 10 "
 	      "and 30)\n"
+	      "  --version           print the version\n"
 	      "\nIdentifiers are DOMAIN=VALUE: cn-id=..., cn-ssc=..., "
 	      "hosp:CODE=..., pid=...\n"
 	      "Exit: 0 ok, 1 not found, 2 invalid input, 3 refused "
@@ -180,102 +146,50 @@ cli_help(FILE *f)
 	      "permission, unauthenticated), 4 cannot connect or transport "
 	      "error,\n"
 	      "5 other broker error. `onecard COMMAND --help` for a "
-	      "command.\n",
+	      "command;\ndocs/cli.md or onecard(1) for the rest.\n",
 	    f);
-}
-
-/* Parse --timeout SECONDS into milliseconds; -1 when malformed. */
-static int
-cli_parse_timeout(const char *s)
-{
-	char *end;
-	double v;
-
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno != 0 || end == s || *end != '\0' || !(v > 0) || v > 86400)
-		return -1;
-	return v * 1000 < 1 ? 1 : (int)(v * 1000);
 }
 
 int
 main(int argc, char *argv[])
 {
-	static const struct option longopts[] = {
-	    {"broker", required_argument, NULL, 'b'},
-	    {"cert", required_argument, NULL, 'c'},
-	    {"key", required_argument, NULL, 'k'},
-	    {"ca", required_argument, NULL, 'a'},
-	    {"json", no_argument, NULL, 'j'},
-	    {"timeout", required_argument, NULL, 't'},
-	    {"help", no_argument, NULL, 'h'},
-	    {"version", no_argument, NULL, 'V'},
-	    {NULL, 0, NULL, 0},
-	};
 	const struct cli_command *c;
 	struct cli cli;
-	int ch, ms;
 
 	/* A broker that hangs up must give exit 4, not a SIGPIPE death. */
 	signal(SIGPIPE, SIG_IGN);
 	memset(&cli, 0, sizeof cli);
-	while ((ch = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
-		switch (ch) {
-		case 'b':
-			cli.opt.broker = optarg;
-			break;
-		case 'c':
-			cli.opt.cert = optarg;
-			break;
-		case 'k':
-			cli.opt.key = optarg;
-			break;
-		case 'a':
-			cli.opt.ca = optarg;
-			break;
-		case 'j':
-			cli.json = 1;
-			break;
-		case 't':
-			if ((ms = cli_parse_timeout(optarg)) == -1) {
-				cli_warnx(NULL,
-				    "--timeout: \"%s\" is not a number of "
-				    "seconds",
-				    optarg);
-				return EXIT_USAGE;
-			}
-			cli.opt.connect_timeout_ms = ms;
-			cli.opt.call_timeout_ms = ms;
-			break;
-		case 'h':
-			cli_help(stdout);
-			return EXIT_FOUND;
-		case 'V':
-			printf("onecard %s\n", ONECARD_VERSION);
-			return EXIT_FOUND;
-		default:
-			fputs(global_usage, stderr);
-			return EXIT_USAGE;
-		}
+	cli.g.prog = "onecard";
+	if (cli_globals_take(&cli.g, &argc, argv) == -1)
+		return EXIT_USAGE;
+	cli.json = cli.g.json;
+	if (cli.g.version) {
+		printf("onecard %s\n", ONECARD_VERSION);
+		return EXIT_FOUND;
 	}
-	argc -= optind;
-	argv += optind;
-	if (argc == 0) {
+	if (argc > 1 &&
+	    (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+		strcmp(argv[1], "help") == 0)) {
+		cli_help(stdout);
+		return EXIT_FOUND;
+	}
+	if (argc > 1 && argv[1][0] == '-') {
+		cli_warnx(NULL, "unknown option \"%s\" (try onecard --help)",
+		    argv[1]);
+		return EXIT_USAGE;
+	}
+	if (argc < 2) {
 		cli_warnx(NULL, "no command given");
 		cli_help(stderr);
 		return EXIT_USAGE;
 	}
-	if (strcmp(argv[0], "help") == 0) {
-		cli_help(stdout);
-		return EXIT_FOUND;
-	}
 	for (c = cli_commands; c->name != NULL; c++) {
-		if (strcmp(c->name, argv[0]) == 0) {
+		if (strcmp(c->name, argv[1]) == 0) {
 			cli.cmd = c->name;
 			optind = 0; /* the command parses its own options */
-			return c->fn(&cli, argc, argv);
+			return c->fn(&cli, argc - 1, argv + 1);
 		}
 	}
-	cli_warnx(NULL, "unknown command \"%s\" (try onecard --help)", argv[0]);
+	cli_warnx(NULL, "unknown command \"%s\" (try onecard --help)", argv[1]);
 	return EXIT_USAGE;
 }

@@ -11,19 +11,6 @@
 
 #include "cli.h"
 
-const char *
-print_sex_name(Onecard__V1__Sex sex)
-{
-	switch (sex) {
-	case ONECARD__V1__SEX__SEX_MALE:
-		return "male";
-	case ONECARD__V1__SEX__SEX_FEMALE:
-		return "female";
-	default:
-		return "unknown";
-	}
-}
-
 void
 print_text(FILE *f, const char *s)
 {
@@ -44,46 +31,6 @@ print_field(FILE *f, const char *indent, const char *label, const char *value)
 	fputc('\n', f);
 }
 
-/* Print s as a JSON string, quotes included. */
-static void
-print_json_string(FILE *f, const char *s)
-{
-	const unsigned char *p;
-
-	fputc('"', f);
-	for (p = (const unsigned char *)(s != NULL ? s : ""); *p != '\0'; p++) {
-		switch (*p) {
-		case '"':
-			fputs("\\\"", f);
-			break;
-		case '\\':
-			fputs("\\\\", f);
-			break;
-		case '\n':
-			fputs("\\n", f);
-			break;
-		case '\r':
-			fputs("\\r", f);
-			break;
-		case '\t':
-			fputs("\\t", f);
-			break;
-		case '\b':
-			fputs("\\b", f);
-			break;
-		case '\f':
-			fputs("\\f", f);
-			break;
-		default:
-			if (*p < 0x20 || *p == 0x7f)
-				fprintf(f, "\\u%04x", *p);
-			else
-				fputc(*p, f);
-		}
-	}
-	fputc('"', f);
-}
-
 /* Print a patient as text, each line starting with indent. */
 static void
 print_patient_text(FILE *f, const char *indent, const Onecard__V1__Patient *p)
@@ -96,7 +43,7 @@ print_patient_text(FILE *f, const char *indent, const Onecard__V1__Patient *p)
 	if (d != NULL) {
 		print_field(f, indent, "name:", d->name);
 		if (d->sex != ONECARD__V1__SEX__SEX_UNKNOWN)
-			print_field(f, indent, "sex:", print_sex_name(d->sex));
+			print_field(f, indent, "sex:", cli_sex_name(d->sex));
 		print_field(f, indent, "birth date:", d->birth_date);
 		print_field(f, indent, "phone:", d->phone);
 		print_field(f, indent, "address:", d->address);
@@ -113,49 +60,6 @@ print_patient_text(FILE *f, const char *indent, const Onecard__V1__Patient *p)
 	}
 }
 
-/* Print a patient as a JSON object. */
-static void
-print_patient_json(FILE *f, const Onecard__V1__Patient *p)
-{
-	const Onecard__V1__Demographics *d = p->demographics;
-	size_t i;
-
-	fputs("{\"patient_id\":", f);
-	print_json_string(f, p->patient_id);
-	fputs(",\"name\":", f);
-	print_json_string(f, d != NULL ? d->name : "");
-	fputs(",\"sex\":", f);
-	print_json_string(f,
-	    print_sex_name(d != NULL ? d->sex : ONECARD__V1__SEX__SEX_UNKNOWN));
-	fputs(",\"birth_date\":", f);
-	print_json_string(f, d != NULL ? d->birth_date : "");
-	fputs(",\"phone\":", f);
-	print_json_string(f, d != NULL ? d->phone : "");
-	fputs(",\"address\":", f);
-	print_json_string(f, d != NULL ? d->address : "");
-	fprintf(f, ",\"version\":%" PRIu64 ",\"merged_into\":", p->version);
-	print_json_string(f, p->merged_into);
-	fputs(",\"identifiers\":[", f);
-	for (i = 0; i < p->n_identifiers; i++) {
-		fputs(i > 0 ? ",{\"domain\":" : "{\"domain\":", f);
-		print_json_string(f, p->identifiers[i]->domain);
-		fputs(",\"value\":", f);
-		print_json_string(f, p->identifiers[i]->value);
-		fputc('}', f);
-	}
-	fputs("]}", f);
-}
-
-void
-print_error_json(FILE *f, const char *code, const char *message)
-{
-	fputs("{\"error\":", f);
-	print_json_string(f, code);
-	fputs(",\"message\":", f);
-	print_json_string(f, message);
-	fputs("}\n", f);
-}
-
 /* Print an enroll result. */
 static void
 print_enrolled(struct cli *cli, FILE *f, const Onecard__V1__EnrollResult *e)
@@ -166,17 +70,17 @@ print_enrolled(struct cli *cli, FILE *f, const Onecard__V1__EnrollResult *e)
 		fprintf(f, "{\"created\":%s,\"patient\":",
 		    e->created ? "true" : "false");
 		if (e->patient != NULL)
-			print_patient_json(f, e->patient);
+			cli_json_patient(f, e->patient);
 		else
 			fputs("null", f);
 		fputs(",\"possible_duplicates\":[", f);
 		for (i = 0; i < e->n_possible_duplicates; i++) {
 			fputs(i > 0 ? ",{\"patient_id\":" : "{\"patient_id\":",
 			    f);
-			print_json_string(
+			cli_json_string(
 			    f, e->possible_duplicates[i]->patient_id);
 			fputs(",\"reason\":", f);
-			print_json_string(f, e->possible_duplicates[i]->reason);
+			cli_json_string(f, e->possible_duplicates[i]->reason);
 			fputc('}', f);
 		}
 		fputs("]}\n", f);
@@ -205,7 +109,7 @@ print_search(struct cli *cli, FILE *f, const Onecard__V1__SearchResult *s)
 		for (i = 0; i < s->n_patients; i++) {
 			if (i > 0)
 				fputc(',', f);
-			print_patient_json(f, s->patients[i]);
+			cli_json_patient(f, s->patients[i]);
 		}
 		fputs("]}\n", f);
 		return;
@@ -225,9 +129,9 @@ print_reply(struct cli *cli, FILE *f, const Onecard__V1__Reply *reply)
 	case ONECARD__V1__REPLY__RESULT_PONG:
 		if (cli->json) {
 			fputs("{\"node\":", f);
-			print_json_string(f, reply->pong->node);
+			cli_json_string(f, reply->pong->node);
 			fputs(",\"version\":", f);
-			print_json_string(f, reply->pong->version);
+			cli_json_string(f, reply->pong->version);
 			fputs("}\n", f);
 		} else {
 			fputs("pong from ", f);
@@ -239,7 +143,7 @@ print_reply(struct cli *cli, FILE *f, const Onecard__V1__Reply *reply)
 		break;
 	case ONECARD__V1__REPLY__RESULT_PATIENT:
 		if (cli->json) {
-			print_patient_json(f, reply->patient);
+			cli_json_patient(f, reply->patient);
 			fputc('\n', f);
 		} else {
 			print_patient_text(f, "", reply->patient);

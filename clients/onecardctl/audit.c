@@ -36,14 +36,50 @@ struct chain {
 	unsigned long line;
 };
 
+/* Where verify's verdicts go: stdout, or a buffer for --json. */
+static FILE *trail_out;
+
+int audit_json;
+
+/* Write s as a JSON string (the shape of clients/common/cli_out.c; this
+ * file stands alone so the unit test can compile it with the broker's). */
+static void
+trail_json_string(FILE *fp, const char *s)
+{
+	const unsigned char *p;
+
+	putc('"', fp);
+	for (p = (const unsigned char *)s; *p != '\0'; p++) {
+		if (*p == '"' || *p == '\\')
+			fprintf(fp, "\\%c", *p);
+		else if (*p == '\n')
+			fputs("\\n", fp);
+		else if (*p < 0x20 || *p == 0x7f)
+			fprintf(fp, "\\u%04x", *p);
+		else
+			putc(*p, fp);
+	}
+	putc('"', fp);
+}
+
+/* Print usage to fp. */
+static void
+trail_help(FILE *fp)
+{
+	fprintf(fp,
+	    "usage: onecardctl audit verify [--head HASH] [--json] FILE...\n"
+	    "       onecardctl audit search (--patient ID | --actor CODE) "
+	    "[--since RFC3339] FILE...\n"
+	    "verify: 0 when the chain is intact, 1 at the first broken "
+	    "line; with --json\none object. search prints the matching "
+	    "lines (JSON already).\n");
+}
+
 /* Print usage to stderr; returns 2. */
 static int
 trail_usage(void)
 {
-	fprintf(stderr,
-	    "usage: onecardctl audit verify [--head HASH] FILE...\n"
-	    "       onecardctl audit search (--patient ID | --actor CODE) "
-	    "[--since RFC3339] FILE...\n");
+	trail_help(stderr);
 	return 2;
 }
 
@@ -151,12 +187,14 @@ trail_check(struct chain *c, char **files, int nfiles, const char *file,
 	uint64_t seq;
 
 	if (len == 0 || line[len - 1] != '\n') {
-		printf("%s:%lu: truncated: the last line has no newline\n",
-		    file, lineno);
+		fprintf(trail_out,
+		    "%s:%lu: truncated: the last line has no newline\n", file,
+		    lineno);
 		return 1;
 	}
 	if (trail_line_parse(line, len, &seq, prev) == -1) {
-		printf("%s:%lu: edited: not a well-formed audit line\n", file,
+		fprintf(trail_out,
+		    "%s:%lu: edited: not a well-formed audit line\n", file,
 		    lineno);
 		return 1;
 	}
@@ -164,8 +202,9 @@ trail_check(struct chain *c, char **files, int nfiles, const char *file,
 		/* The very first line chains to 64 zeros; later ones are
 		 * taken on trust when the files given start mid-trail. */
 		if (seq == 1 && strspn(prev, "0") != HASH_HEX) {
-			printf("%s:%lu: edited: seq 1 does not start the chain "
-			       "(its prev is not zeros)\n",
+			fprintf(trail_out,
+			    "%s:%lu: edited: seq 1 does not start the chain "
+			    "(its prev is not zeros)\n",
 			    file, lineno);
 			return 1;
 		}
@@ -175,45 +214,51 @@ trail_check(struct chain *c, char **files, int nfiles, const char *file,
 	if (link && seq == c->seq + 1)
 		return 0;
 	if (link) {
-		printf("%s:%lu: edited: seq %llu does not follow seq %llu\n",
-		    file, lineno, (unsigned long long)seq,
+		fprintf(trail_out,
+		    "%s:%lu: edited: seq %llu does not follow seq %llu\n", file,
+		    lineno, (unsigned long long)seq,
 		    (unsigned long long)c->seq);
 		return 1;
 	}
 	if (seq == c->seq + 1) {
-		printf("%s:%lu: edited: its hash is not the prev of the next "
-		       "line (%s:%lu), so one of the two was changed\n",
+		fprintf(trail_out,
+		    "%s:%lu: edited: its hash is not the prev of the next "
+		    "line (%s:%lu), so one of the two was changed\n",
 		    c->file, c->line, file, lineno);
 		return 1;
 	}
 	if (seq == c->seq) {
-		printf("%s:%lu: reordered: seq %llu appears twice\n", file,
-		    lineno, (unsigned long long)seq);
+		fprintf(trail_out,
+		    "%s:%lu: reordered: seq %llu appears twice\n", file, lineno,
+		    (unsigned long long)seq);
 		return 1;
 	}
 	if (seq < c->seq) {
-		printf("%s:%lu: reordered: seq %llu comes after seq %llu\n",
-		    file, lineno, (unsigned long long)seq,
+		fprintf(trail_out,
+		    "%s:%lu: reordered: seq %llu comes after seq %llu\n", file,
+		    lineno, (unsigned long long)seq,
 		    (unsigned long long)c->seq);
 		return 1;
 	}
 	if (trail_seq_present(files, nfiles, c->seq, seq)) {
-		printf("%s:%lu: reordered: seq %llu follows seq %llu, and the "
-		       "lines between are elsewhere\n",
+		fprintf(trail_out,
+		    "%s:%lu: reordered: seq %llu follows seq %llu, and the "
+		    "lines between are elsewhere\n",
 		    file, lineno, (unsigned long long)seq,
 		    (unsigned long long)c->seq);
 		return 1;
 	}
-	printf("%s:%lu: missing: %llu line(s) (seq %llu..%llu) before this "
-	       "line\n",
+	fprintf(trail_out,
+	    "%s:%lu: missing: %llu line(s) (seq %llu..%llu) before this "
+	    "line\n",
 	    file, lineno, (unsigned long long)(seq - c->seq - 1),
 	    (unsigned long long)c->seq + 1, (unsigned long long)seq - 1);
 	return 1;
 }
 
-/* onecardctl audit verify FILE... */
+/* onecardctl audit verify FILE...: the verdicts as text. */
 static int
-trail_verify(int nfiles, char **files)
+trail_verify_text(int nfiles, char **files)
 {
 	const char *head = NULL;
 
@@ -239,6 +284,13 @@ trail_verify(int nfiles, char **files)
 		if (f == NULL) {
 			fprintf(stderr, "onecardctl: %s: %s\n", files[i],
 			    strerror(errno));
+			if (audit_json) {
+				fputs("{\"error\":\"CLIENT_INVALID\","
+				      "\"message\":",
+				    stdout);
+				trail_json_string(stdout, files[i]);
+				fputs("}\n", stdout);
+			}
 			rc = 2;
 			break;
 		}
@@ -271,23 +323,62 @@ trail_verify(int nfiles, char **files)
 	free(line);
 	if (rc == 0) {
 		if (head != NULL && (!c.have || strcmp(head, c.hash) != 0)) {
-			printf("%s:%lu: missing: the trail ends at seq %llu, "
-			       "not at head %s (lines cut off the end?)\n",
+			fprintf(trail_out,
+			    "%s:%lu: missing: the trail ends at seq %llu, "
+			    "not at head %s (lines cut off the end?)\n",
 			    c.have ? c.file : files[nfiles - 1], c.line,
 			    (unsigned long long)c.seq, head);
 			return 1;
 		}
 		if (total == 0)
-			printf("ok: 0 lines\n");
+			fprintf(trail_out, "ok: 0 lines\n");
 		else
-			printf("ok: %zu lines intact (seq %llu..%llu) in %d "
-			       "file(s), head %s%s\n",
+			fprintf(trail_out,
+			    "ok: %zu lines intact (seq %llu..%llu) in %d "
+			    "file(s), head %s%s\n",
 			    total, (unsigned long long)first,
 			    (unsigned long long)c.seq, nfiles, c.hash,
 			    first > 1 ? "; the chain starts mid-trail, "
 					"earlier files were not given"
 				      : "");
 	}
+	return rc;
+}
+
+/*
+ * onecardctl audit verify: with --json one object, {"ok":true|false,
+ * "verdict":TEXT} (TEXT what the text output would say); else text.
+ */
+static int
+trail_verify(int nfiles, char **files)
+{
+	char *text = NULL;
+	size_t len = 0;
+	int rc;
+
+	if (!audit_json) {
+		trail_out = stdout;
+		return trail_verify_text(nfiles, files);
+	}
+	if ((trail_out = open_memstream(&text, &len)) == NULL) {
+		fprintf(stderr, "onecardctl: audit verify: out of memory\n");
+		return 2;
+	}
+	rc = trail_verify_text(nfiles, files);
+	fclose(trail_out);
+	trail_out = NULL;
+	while (len > 0 && text[len - 1] == '\n')
+		text[--len] = '\0';
+	if (rc == 0) {
+		fputs("{\"ok\":true,\"verdict\":", stdout);
+		trail_json_string(stdout, text);
+		fputs("}\n", stdout);
+	} else if (rc == 1) {
+		fputs("{\"ok\":false,\"verdict\":", stdout);
+		trail_json_string(stdout, text);
+		fputs("}\n", stdout);
+	}
+	free(text);
 	return rc;
 }
 
@@ -483,6 +574,14 @@ trail_search(int argc, char **argv)
 int
 ctl_audit(int argc, char **argv)
 {
+	int i;
+
+	for (i = 0; i < argc; i++)
+		if (strcmp(argv[i], "--help") == 0 ||
+		    strcmp(argv[i], "-h") == 0) {
+			trail_help(stdout);
+			return 0;
+		}
 	if (argc > 0 && strcmp(argv[0], "audit") == 0) {
 		argc--;
 		argv++;

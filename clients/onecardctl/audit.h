@@ -18,5 +18,7 @@
  * Returns the exit status: 0, 1 (broken chain), 2 (usage or I/O error).
  */
 int ctl_audit(int argc, char **argv);
+/* --json: verify prints one object {"ok":…,"verdict":…} instead. */
+extern int audit_json;
 
 #endif

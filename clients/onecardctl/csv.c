@@ -5,13 +5,17 @@
  * ends inside quotes, LF or CRLF), the row shape check that import does
  * before anything goes to the broker, and the writer that gen and export
  * share. A malformed record is skipped up to the end of its line, so one bad
- * row never takes its neighbours with it. Nothing here talks to the broker or
+ * row never takes its neighbours with it; a quote that opens a field across
+ * lines and does not make a whole row of it is a stray, and only its line is
+ * lost. Nothing here talks to the broker or
  * exits; every error comes back as a reason string.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "csv.h"
+
+#define CSV_NO_NL ((size_t)-1)
 
 /* Where the text after a bad spot ends: just past the next newline. */
 static enum csv_status
@@ -29,11 +33,29 @@ csv_skip(const char *buf, size_t len, size_t from, int eof, size_t *consumed)
 	return CSV_BAD;
 }
 
+/*
+ * A record that went wrong after a quoted field crossed a line end (the
+ * first at first_nl, in field nl_field) was opened by a stray quote: only
+ * that first line is bad, and reading goes on at the next line, so one quote
+ * never swallows the rows after it.
+ */
+static enum csv_status
+csv_stray_quote(size_t first_nl, size_t nl_field, size_t *consumed, char *err,
+    size_t errlen)
+{
+	snprintf(err, errlen,
+	    "field %zu: unbalanced quote: the quoted field it opens is not "
+	    "closed on this line",
+	    nl_field);
+	*consumed = first_nl + 1;
+	return CSV_BAD;
+}
+
 enum csv_status
 csv_parse_record(const char *buf, size_t len, int eof, size_t *consumed,
     struct csv_record *rec, char *err, size_t errlen)
 {
-	size_t i = 0, o = 0;
+	size_t i = 0, o = 0, first_nl = CSV_NO_NL, nl_field = 0;
 	char c;
 
 	*consumed = 0;
@@ -42,6 +64,9 @@ csv_parse_record(const char *buf, size_t len, int eof, size_t *consumed,
 		return eof ? CSV_END : CSV_NEED_MORE;
 	for (;;) {
 		if (rec->nfields == CSV_MAX_FIELDS) {
+			if (first_nl != CSV_NO_NL)
+				return csv_stray_quote(
+				    first_nl, nl_field, consumed, err, errlen);
 			snprintf(
 			    err, errlen, "more than %d fields", CSV_MAX_FIELDS);
 			return csv_skip(buf, len, i, eof, consumed);
@@ -51,6 +76,10 @@ csv_parse_record(const char *buf, size_t len, int eof, size_t *consumed,
 			/* A quoted field runs to the closing quote. */
 			for (i++;; i++) {
 				if (i >= CSV_MAX_RECORD) {
+					if (first_nl != CSV_NO_NL)
+						return csv_stray_quote(first_nl,
+						    nl_field, consumed, err,
+						    errlen);
 					snprintf(err, errlen,
 					    "record longer than %d bytes",
 					    CSV_MAX_RECORD);
@@ -60,12 +89,23 @@ csv_parse_record(const char *buf, size_t len, int eof, size_t *consumed,
 				if (i == len) {
 					if (!eof)
 						return CSV_NEED_MORE;
+					if (first_nl != CSV_NO_NL)
+						return csv_stray_quote(first_nl,
+						    nl_field, consumed, err,
+						    errlen);
 					snprintf(err, errlen,
-					    "quoted field not closed");
+					    "field %zu: quoted field not "
+					    "closed",
+					    rec->nfields + 1);
 					*consumed = len;
 					return CSV_BAD;
 				}
 				if (buf[i] != '"') {
+					if (buf[i] == '\n' &&
+					    first_nl == CSV_NO_NL) {
+						first_nl = i;
+						nl_field = rec->nfields + 1;
+					}
 					rec->buf[o++] = buf[i];
 					continue;
 				}
@@ -81,6 +121,9 @@ csv_parse_record(const char *buf, size_t len, int eof, size_t *consumed,
 			}
 			if (i < len && buf[i] != ',' && buf[i] != '\n' &&
 			    buf[i] != '\r') {
+				if (first_nl != CSV_NO_NL)
+					return csv_stray_quote(first_nl,
+					    nl_field, consumed, err, errlen);
 				snprintf(err, errlen,
 				    "field %zu: text after the closing quote",
 				    rec->nfields + 1);
@@ -92,6 +135,10 @@ csv_parse_record(const char *buf, size_t len, int eof, size_t *consumed,
 				if (c == ',' || c == '\n' || c == '\r')
 					break;
 				if (c == '"') {
+					if (first_nl != CSV_NO_NL)
+						return csv_stray_quote(first_nl,
+						    nl_field, consumed, err,
+						    errlen);
 					snprintf(err, errlen,
 					    "field %zu: quote inside an "
 					    "unquoted field",
@@ -100,6 +147,10 @@ csv_parse_record(const char *buf, size_t len, int eof, size_t *consumed,
 					    buf, len, i, eof, consumed);
 				}
 				if (i >= CSV_MAX_RECORD) {
+					if (first_nl != CSV_NO_NL)
+						return csv_stray_quote(first_nl,
+						    nl_field, consumed, err,
+						    errlen);
 					snprintf(err, errlen,
 					    "record longer than %d bytes",
 					    CSV_MAX_RECORD);
@@ -131,6 +182,10 @@ csv_parse_record(const char *buf, size_t len, int eof, size_t *consumed,
 		i++; /* '\n' */
 		break;
 	}
+	/* A quote may carry a record across lines only into a whole row. */
+	if (first_nl != CSV_NO_NL && rec->nfields != CSV_NFIELDS)
+		return csv_stray_quote(
+		    first_nl, nl_field, consumed, err, errlen);
 	*consumed = i;
 	return CSV_RECORD;
 }

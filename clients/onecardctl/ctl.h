@@ -11,32 +11,29 @@
 
 #include <stdio.h>
 
+#include "cli_common.h"
 #include "onecard.h"
 
-#define CTL_EXIT_OK      0 /* done */
-#define CTL_EXIT_REFUSED 1 /* the broker said no, or rows were rejected */
-#define CTL_EXIT_USAGE   2 /* bad command line or input file */
-#define CTL_EXIT_CONNECT 3 /* the broker could not be reached or talked to */
+/* The shared exit codes (docs/cli.md). */
+#define CTL_EXIT_OK      CLI_EXIT_OK
+#define CTL_EXIT_USAGE   CLI_EXIT_USAGE   /* bad command line or file */
+#define CTL_EXIT_CONNECT CLI_EXIT_CONNECT /* broker not reached or lost */
+#define CTL_EXIT_BROKER  CLI_EXIT_BROKER  /* the broker answered oddly */
+#define CTL_EXIT_PARTIAL CLI_EXIT_PARTIAL /* import: some rows rejected */
 
-struct ctl_global {
-	const char *broker;
-	const char *cert;
-	const char *key;
-	const char *ca;
-	int json;
-};
-extern struct ctl_global ctl_g;
+/* The global options (--json, the connection settings). */
+extern struct cli_globals ctl_g;
 
 /* onecardctl.c */
-/* Connection options from the flags, then ONECARD_* for what is unset. */
-void ctl_options(struct onecard_options *opt);
-/* Connect as the flags say; -1 after telling why. */
+/* Connection options: flags, profile, ONECARD_*; -1 after telling why. */
+int ctl_options(struct onecard_options *opt);
+/* Connect as the settings say: CTL_EXIT_OK, else the exit code, told. */
 int ctl_connect(struct onecard_conn **out);
 /* A Reply.code in words ("permission denied"). */
 const char *ctl_code_name(int code);
 /* Tell a person why the broker refused `what` (names our CN when it
- * matters). */
-void ctl_refused(const char *what, int code, const char *message);
+ * matters; with --json also the error object on stdout); the exit code. */
+int ctl_refused(const char *what, int code, const char *message);
 /* Connect, send req, wait for the reply; CTL_EXIT_OK with *reply set
  * (free with onecard_reply_free), else the exit code, already told. */
 int ctl_call(

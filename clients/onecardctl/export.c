@@ -5,7 +5,8 @@
  * starting after the last patient_id of the one before) on one connection,
  * and writes each patient in the format import reads, so an export imports
  * into an empty registry as the same patients. Merged-away records are not
- * live and are not exported.
+ * live and are not exported. With --json each patient is one line of JSON
+ * in the shape every onecard client prints.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -21,9 +22,10 @@ static void
 export_usage(FILE *fp)
 {
 	fprintf(fp,
-	    "usage: onecardctl export [--out FILE]\n"
+	    "usage: onecardctl export [--out FILE] [--json]\n"
 	    "Write every live patient as import CSV (docs/csv.md) to "
-	    "FILE or stdout.\n");
+	    "FILE or stdout;\nwith --json, one patient object a line "
+	    "instead.\n");
 }
 
 /*
@@ -117,8 +119,8 @@ ctl_export(int argc, char **argv)
 		export_usage(stderr);
 		return CTL_EXIT_USAGE;
 	}
-	if (ctl_connect(&conn) == -1)
-		return CTL_EXIT_CONNECT;
+	if ((rc = ctl_connect(&conn)) != CTL_EXIT_OK)
+		return rc;
 	if (out != NULL && (fp = fopen(out, "w")) == NULL) {
 		fprintf(stderr, "onecardctl export: %s: %s\n", out,
 		    strerror(errno));
@@ -138,18 +140,21 @@ ctl_export(int argc, char **argv)
 			goto done;
 		}
 		if (reply->code != ONECARD__V1__CODE__OK) {
-			ctl_refused("export", reply->code, reply->message);
-			rc = CTL_EXIT_REFUSED;
+			rc = ctl_refused("export", reply->code, reply->message);
 			goto done;
 		}
-		if (n == 0) /* the broker said yes: now the file is ours */
+		if (n == 0 && !ctl_g.json) /* the broker said yes */
 			fputs(CSV_HEADER "\n", fp);
 		if (reply->result_case != ONECARD__V1__REPLY__RESULT_SEARCH ||
 		    reply->search->n_patients == 0)
 			break;
 		page = reply->search;
 		for (i = 0; i < page->n_patients; i++) {
-			if (export_patient(fp, page->patients[i]) == -1) {
+			if (ctl_g.json) {
+				cli_json_patient(fp, page->patients[i]);
+				putc('\n', fp);
+			} else if (export_patient(fp, page->patients[i]) ==
+			    -1) {
 				fprintf(stderr,
 				    "onecardctl export: out of memory\n");
 				goto done;
@@ -162,12 +167,13 @@ ctl_export(int argc, char **argv)
 		reply = NULL;
 	}
 	if (fflush(fp) != 0 || ferror(fp)) {
-		fprintf(
-		    stderr, "onecardctl export: write: %s\n", strerror(errno));
+		fprintf(stderr, "onecardctl export: %s: %s\n",
+		    out != NULL ? out : "stdout", strerror(errno));
 		rc = CTL_EXIT_USAGE;
 		goto done;
 	}
-	fprintf(stderr, "onecardctl export: %lu patients\n", n);
+	fprintf(stderr, "onecardctl export: %lu patients%s%s\n", n,
+	    out != NULL ? " to " : "", out != NULL ? out : "");
 	rc = CTL_EXIT_OK;
 done:
 	if (reply != NULL)

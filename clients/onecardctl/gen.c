@@ -415,7 +415,7 @@ ctl_gen(int argc, char **argv)
 	const char *out = NULL;
 	char *codes = NULL, *c, **list = NULL;
 	unsigned long long v;
-	int ch, have_n = 0, rc = 1;
+	int ch, have_n = 0, rc = 2;
 	FILE *fp = stdout;
 
 	optind = 0;
@@ -481,7 +481,8 @@ ctl_gen(int argc, char **argv)
 	while (gen_next(g, p) == 0)
 		csv_write_row(fp, &p->row);
 	if (fflush(fp) != 0 || ferror(fp)) {
-		fprintf(stderr, "onecardctl gen: write: %s\n", strerror(errno));
+		fprintf(stderr, "onecardctl gen: %s: %s\n",
+		    out != NULL ? out : "stdout", strerror(errno));
 		goto done;
 	}
 	rc = 0;
@@ -489,7 +490,7 @@ done:
 	if (fp != stdout && fp != NULL && fclose(fp) != 0 && rc == 0) {
 		fprintf(
 		    stderr, "onecardctl gen: %s: %s\n", out, strerror(errno));
-		rc = 1;
+		rc = 2;
 	}
 	free(p);
 	gen_free(g);

@@ -105,7 +105,7 @@ import_usage(FILE *fp)
 	    "in. "
 	    "Running the\nsame file again changes nothing. C connections "
 	    "(default %d) each keep\nD requests outstanding (default %d). "
-	    "Exit 0 when every row went in,\n1 when some were rejected.\n",
+	    "Exit 0 when every row went in,\n6 when some were rejected.\n",
 	    IMPORT_CONNECTIONS, IMPORT_DEPTH);
 }
 
@@ -365,9 +365,8 @@ import_receive(struct import_worker *w, struct import_ring *r)
 	}
 	if (reply->id == 0 && reply->code != ONECARD__V1__CODE__OK) {
 		/* Not an answer to a row: the broker refuses us. */
-		ctl_refused("import", reply->code, reply->message);
+		w->rc = ctl_refused("import", reply->code, reply->message);
 		onecard_reply_free(reply);
-		w->rc = CTL_EXIT_REFUSED;
 		return -1;
 	}
 	import_answer(w->im, s, reply);
@@ -484,8 +483,8 @@ import_connect(struct onecard_conn **out)
 	Onecard__V1__Reply *reply = NULL;
 	int rc;
 
-	if (ctl_connect(out) == -1)
-		return CTL_EXIT_CONNECT;
+	if ((rc = ctl_connect(out)) != CTL_EXIT_OK)
+		return rc;
 	req.op_case = ONECARD__V1__REQUEST__OP_PING;
 	req.ping = &ping;
 	if ((rc = onecard_call(*out, &req, &reply)) != ONECARD_OK) {
@@ -493,8 +492,7 @@ import_connect(struct onecard_conn **out)
 		    onecard_last_error(*out));
 		rc = CTL_EXIT_CONNECT;
 	} else if (reply->code != ONECARD__V1__CODE__OK) {
-		ctl_refused("import", reply->code, reply->message);
-		rc = CTL_EXIT_REFUSED;
+		rc = ctl_refused("import", reply->code, reply->message);
 	} else
 		rc = CTL_EXIT_OK;
 	if (reply != NULL)
@@ -737,14 +735,14 @@ ctl_import(int argc, char **argv)
 		    "onecardctl import: %lu rows rejected; see %s\n",
 		    atomic_load(&im.rejected), im.reject_path);
 		if (rc == CTL_EXIT_OK)
-			rc = CTL_EXIT_REFUSED;
+			rc = CTL_EXIT_PARTIAL;
 	}
 done:
 	if (im.rejfp != NULL && fclose(im.rejfp) != 0) {
 		fprintf(stderr, "onecardctl import: %s: %s\n", im.reject_path,
 		    strerror(errno));
-		if (rc == CTL_EXIT_OK)
-			rc = CTL_EXIT_REFUSED;
+		if (rc == CTL_EXIT_OK || rc == CTL_EXIT_PARTIAL)
+			rc = CTL_EXIT_USAGE;
 	}
 	csv_reader_free(&im.rd);
 	free(im.inflight);

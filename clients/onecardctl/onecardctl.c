@@ -1,9 +1,9 @@
 /*
  * onecardctl.c: the registry administrator's tool, main and shared helpers.
  *
- * Owns the command table, the connection flags (--broker --cert --key --ca,
- * accepted anywhere on the line, ONECARD_* in the environment otherwise),
- * --json, and the one place where a broker's refusal becomes a message for a
+ * Owns the command table, the connection (settings from clients/common:
+ * flags anywhere on the line, a profile, ONECARD_* in the environment),
+ * and the one place where a broker's refusal becomes a message for a
  * person: PERMISSION_DENIED names the certificate's CN and says an admin
  * certificate is needed. Subcommands live in hospital.c, patient.c, import.c,
  * gen.c and audit.c; none of them exits the process.
@@ -22,7 +22,7 @@
 #define CTL_HAVE_AUDIT 1
 #endif
 
-struct ctl_global ctl_g;
+struct cli_globals ctl_g = {.prog = "onecardctl"};
 
 struct ctl_command {
 	const char *name;
@@ -50,76 +50,40 @@ ctl_usage(FILE *fp)
 	size_t i;
 
 	fprintf(fp,
-	    "usage: onecardctl [--broker HOST:PORT] [--cert FILE] [--key FILE]"
-	    " [--ca FILE]\n"
-	    "                  [--json] COMMAND [ARGS]\n"
-	    "Connection settings default to $ONECARD_BROKER, $ONECARD_CERT,\n"
-	    "$ONECARD_KEY and $ONECARD_CA; the certificate must be an admin's."
-	    "\n\ncommands:\n");
+	    "usage: onecardctl [--profile NAME] [--broker HOST:PORT] "
+	    "[--cert FILE]\n"
+	    "                  [--key FILE] [--ca FILE] [--json] "
+	    "[--timeout SECONDS]\n"
+	    "                  COMMAND [ARGS]\n"
+	    "       onecardctl --help | --version\n"
+	    "The options may stand anywhere on the line. Connection settings "
+	    "not given\ncome from the profile --profile or $ONECARD_PROFILE "
+	    "names, then\n$ONECARD_BROKER, $ONECARD_CERT, $ONECARD_KEY and "
+	    "$ONECARD_CA, then the\n[default] profile "
+	    "(~/.config/onecard/profiles); the certificate must be an\n"
+	    "admin's.\n\ncommands:\n");
 	for (i = 0; i < sizeof(ctl_commands) / sizeof(ctl_commands[0]); i++)
 		fprintf(fp, "  %-9s %s\n", ctl_commands[i].name,
 		    ctl_commands[i].summary);
-	fprintf(fp, "\n'onecardctl COMMAND --help' for more.\n");
+	fprintf(fp,
+	    "\nExit: 0 ok, 1 not found (or audit verify: the trail is "
+	    "broken), 2 invalid\ninput, 3 refused, 4 cannot reach the "
+	    "broker, 5 other broker error, 6 import\nrejected some rows. "
+	    "'onecardctl COMMAND --help' for more; docs/cli.md.\n");
 }
 
-/* Take the connection flags and --json out of argv, wherever they are. */
-static int
-ctl_take_globals(int *argc, char **argv)
-{
-	static const struct {
-		const char *flag;
-		const char **dst;
-	} flags[] = {{"--broker", &ctl_g.broker}, {"--cert", &ctl_g.cert},
-	    {"--key", &ctl_g.key}, {"--ca", &ctl_g.ca}};
-	int i, o = 1;
-	size_t f, n;
-
-	for (i = 1; i < *argc; i++) {
-		if (strcmp(argv[i], "--") == 0) {
-			while (i < *argc)
-				argv[o++] = argv[i++];
-			break;
-		}
-		if (strcmp(argv[i], "--json") == 0) {
-			ctl_g.json = 1;
-			continue;
-		}
-		for (f = 0; f < sizeof(flags) / sizeof(flags[0]); f++) {
-			n = strlen(flags[f].flag);
-			if (strncmp(argv[i], flags[f].flag, n) != 0)
-				continue;
-			if (argv[i][n] == '=') {
-				*flags[f].dst = argv[i] + n + 1;
-				break;
-			}
-			if (argv[i][n] == '\0') {
-				if (i + 1 == *argc) {
-					fprintf(stderr,
-					    "onecardctl: %s needs a value\n",
-					    flags[f].flag);
-					return -1;
-				}
-				*flags[f].dst = argv[++i];
-				break;
-			}
-		}
-		if (f == sizeof(flags) / sizeof(flags[0]))
-			argv[o++] = argv[i];
-	}
-	argv[o] = NULL;
-	*argc = o;
-	return 0;
-}
-
-void
+int
 ctl_options(struct onecard_options *opt)
 {
-	memset(opt, 0, sizeof(*opt));
-	opt->broker = ctl_g.broker;
-	opt->cert = ctl_g.cert;
-	opt->key = ctl_g.key;
-	opt->ca = ctl_g.ca;
-	onecard_options_from_env(opt);
+	char err[PATH_MAX + 256];
+
+	if (cli_options(&ctl_g, opt, err, sizeof(err)) == -1) {
+		fprintf(stderr, "onecardctl: %s\n", err);
+		if (ctl_g.json)
+			cli_json_error(stdout, "CLIENT_INVALID", err);
+		return -1;
+	}
+	return 0;
 }
 
 int
@@ -129,14 +93,19 @@ ctl_connect(struct onecard_conn **out)
 	char err[256] = "";
 	int rc;
 
-	ctl_options(&opt);
+	*out = NULL;
+	if (ctl_options(&opt) == -1)
+		return CTL_EXIT_USAGE;
 	if ((rc = onecard_connect(&opt, out, err, sizeof(err))) != ONECARD_OK) {
+		if (err[0] == '\0')
+			snprintf(err, sizeof(err), "%s", onecard_strerror(rc));
 		fprintf(stderr, "onecardctl: cannot connect to %s: %s\n",
-		    opt.broker != NULL ? opt.broker : "the broker",
-		    err[0] != '\0' ? err : onecard_strerror(rc));
-		return -1;
+		    opt.broker != NULL ? opt.broker : "the broker", err);
+		if (ctl_g.json)
+			cli_json_error(stdout, cli_err_token(rc), err);
+		return cli_exit_for_err(rc);
 	}
-	return 0;
+	return CTL_EXIT_OK;
 }
 
 const char *
@@ -178,7 +147,10 @@ ctl_cert_cn(char *cn, size_t len)
 	FILE *fp;
 
 	cn[0] = '\0';
-	ctl_options(&opt);
+	if (cli_options(&ctl_g, &opt, cn, len) == -1) {
+		cn[0] = '\0';
+		return;
+	}
 	if (opt.cert == NULL || (fp = fopen(opt.cert, "r")) == NULL)
 		return;
 	x = PEM_read_X509(fp, NULL, NULL, NULL);
@@ -192,13 +164,15 @@ ctl_cert_cn(char *cn, size_t len)
 }
 
 /* Say once, for a person, why the broker refused. */
-void
+int
 ctl_refused(const char *what, int code, const char *message)
 {
 	char cn[128];
 
 	if (message == NULL || *message == '\0')
 		message = ctl_code_name(code);
+	if (ctl_g.json)
+		cli_json_error(stdout, cli_code_token(code), message);
 	switch (code) {
 	case ONECARD__V1__CODE__PERMISSION_DENIED:
 		ctl_cert_cn(cn, sizeof(cn));
@@ -218,6 +192,7 @@ ctl_refused(const char *what, int code, const char *message)
 		fprintf(stderr, "onecardctl: %s: %s: %s\n", what,
 		    ctl_code_name(code), message);
 	}
+	return cli_exit_for_code(code);
 }
 
 int
@@ -229,21 +204,25 @@ ctl_call(
 	int rc;
 
 	*reply = NULL;
-	if (ctl_connect(&conn) == -1)
-		return CTL_EXIT_CONNECT;
+	if ((rc = ctl_connect(&conn)) != CTL_EXIT_OK)
+		return rc;
 	rc = onecard_call(conn, req, &r);
 	if (rc != ONECARD_OK) {
-		fprintf(stderr, "onecardctl: %s: %s\n", what,
-		    onecard_last_error(conn) != NULL ? onecard_last_error(conn)
-						     : onecard_strerror(rc));
+		const char *e = onecard_last_error(conn) != NULL
+		    ? onecard_last_error(conn)
+		    : onecard_strerror(rc);
+
+		fprintf(stderr, "onecardctl: %s: %s\n", what, e);
+		if (ctl_g.json)
+			cli_json_error(stdout, cli_err_token(rc), e);
 		onecard_close(conn);
-		return CTL_EXIT_CONNECT;
+		return cli_exit_for_err(rc);
 	}
 	onecard_close(conn);
 	if (r->code != ONECARD__V1__CODE__OK) {
-		ctl_refused(what, r->code, r->message);
+		rc = ctl_refused(what, r->code, r->message);
 		onecard_reply_free(r);
-		return CTL_EXIT_REFUSED;
+		return rc;
 	}
 	*reply = r;
 	return CTL_EXIT_OK;
@@ -279,32 +258,7 @@ ctl_help_wanted(int argc, char **argv)
 void
 ctl_json_str(FILE *fp, const char *s)
 {
-	const unsigned char *p;
-
-	putc('"', fp);
-	for (p = (const unsigned char *)(s != NULL ? s : ""); *p != '\0'; p++) {
-		if (*p == '"' || *p == '\\')
-			fprintf(fp, "\\%c", *p);
-		else if (*p == '\n')
-			fputs("\\n", fp);
-		else if (*p < 0x20)
-			fprintf(fp, "\\u%04x", *p);
-		else
-			putc(*p, fp);
-	}
-	putc('"', fp);
-}
-
-static const char *
-ctl_sex_name(int sex)
-{
-	switch (sex) {
-	case ONECARD__V1__SEX__SEX_MALE:
-		return "M";
-	case ONECARD__V1__SEX__SEX_FEMALE:
-		return "F";
-	}
-	return "";
+	cli_json_string(fp, s);
 }
 
 void
@@ -318,32 +272,8 @@ ctl_print_patient(const Onecard__V1__Patient *p)
 	if (d == NULL)
 		d = &none;
 	if (ctl_g.json) {
-		printf("{\"patient_id\":");
-		ctl_json_str(stdout, p->patient_id);
-		printf(",\"version\":%llu", (unsigned long long)p->version);
-		if (p->merged_into != NULL && *p->merged_into != '\0') {
-			printf(",\"merged_into\":");
-			ctl_json_str(stdout, p->merged_into);
-		}
-		printf(",\"name\":");
-		ctl_json_str(stdout, d->name);
-		printf(",\"sex\":");
-		ctl_json_str(stdout, ctl_sex_name(d->sex));
-		printf(",\"birth_date\":");
-		ctl_json_str(stdout, d->birth_date);
-		printf(",\"phone\":");
-		ctl_json_str(stdout, d->phone);
-		printf(",\"address\":");
-		ctl_json_str(stdout, d->address);
-		printf(",\"identifiers\":[");
-		for (i = 0; i < p->n_identifiers; i++) {
-			printf("%s{\"domain\":", i > 0 ? "," : "");
-			ctl_json_str(stdout, p->identifiers[i]->domain);
-			printf(",\"value\":");
-			ctl_json_str(stdout, p->identifiers[i]->value);
-			printf("}");
-		}
-		printf("]}\n");
+		cli_json_patient(stdout, p);
+		putchar('\n');
 		return;
 	}
 	printf("patient_id   %s\n", p->patient_id);
@@ -351,7 +281,9 @@ ctl_print_patient(const Onecard__V1__Patient *p)
 	if (p->merged_into != NULL && *p->merged_into != '\0')
 		printf("merged_into  %s\n", p->merged_into);
 	printf("name         %s\n", d->name);
-	printf("sex          %s\n", ctl_sex_name(d->sex));
+	printf("sex          %s\n",
+	    d->sex == ONECARD__V1__SEX__SEX_UNKNOWN ? ""
+						    : cli_sex_name(d->sex));
 	printf("birth_date   %s\n", d->birth_date);
 	printf("phone        %s\n", d->phone);
 	printf("address      %s\n", d->address);
@@ -397,8 +329,12 @@ main(int argc, char **argv)
 {
 	size_t i;
 
-	if (ctl_take_globals(&argc, argv) == -1)
+	if (cli_globals_take(&ctl_g, &argc, argv) == -1)
 		return CTL_EXIT_USAGE;
+	if (ctl_g.version) {
+		printf("onecardctl %s\n", ONECARD_VERSION);
+		return CTL_EXIT_OK;
+	}
 	if (argc < 2) {
 		ctl_usage(stderr);
 		return CTL_EXIT_USAGE;
@@ -408,10 +344,9 @@ main(int argc, char **argv)
 		ctl_usage(stdout);
 		return CTL_EXIT_OK;
 	}
-	if (strcmp(argv[1], "--version") == 0) {
-		printf("onecardctl %s\n", ONECARD_VERSION);
-		return CTL_EXIT_OK;
-	}
+#ifdef CTL_HAVE_AUDIT
+	audit_json = ctl_g.json;
+#endif
 	for (i = 0; i < sizeof(ctl_commands) / sizeof(ctl_commands[0]); i++)
 		if (strcmp(argv[1], ctl_commands[i].name) == 0)
 			return ctl_commands[i].fn(argc - 1, argv + 1);

@@ -242,7 +242,7 @@ ctl_stats(int argc, char **argv)
 		fprintf(
 		    stderr, "onecardctl: stats: the broker sent no stats\n");
 		onecard_reply_free(reply);
-		return CTL_EXIT_CONNECT;
+		return CTL_EXIT_BROKER;
 	}
 	s = reply->stats;
 	if (ctl_g.json) {

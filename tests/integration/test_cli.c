@@ -413,6 +413,199 @@ flags_override_the_environment(void **state)
 	assert_non_null(strstr(err, "/nonexistent"));
 }
 
+static void
+options_are_accepted_anywhere_on_the_line(void **state)
+{
+	assert_int_equal(
+	    run("XC001", "onecard lookup hosp:XC001=MRN-100 --json"), 0);
+	assert_memory_equal(out, "{\"patient_id\":\"", 15);
+	assert_int_equal(run("XC001",
+			     "onecard lookup --timeout 5 hosp:XC001=MRN-100 "
+			     "--json"),
+	    0);
+	assert_memory_equal(out, "{\"patient_id\":\"", 15);
+	assert_int_equal(
+	    run("XC001", "onecard ping --broker=127.0.0.1:1 --json"), 4);
+	assert_memory_equal(out, "{\"error\":\"CLIENT_CONNECT\"", 25);
+	assert_int_equal(run("XC001", "onecard ping --cert"), 2);
+	assert_non_null(strstr(err, "--cert needs a value"));
+	/* After "--" nothing is an option. */
+	assert_int_equal(run("XC001", "onecard lookup -- --json"), 2);
+}
+
+static void
+version_works_on_every_command(void **state)
+{
+	static const char *const cmds[] = {"", "ping", "lookup", "enroll",
+	    "link", "unlink", "update", "search", "help", NULL};
+	const char *const *c;
+
+	for (c = cmds; *c != NULL; c++) {
+		assert_int_equal(run(NULL, "onecard %s --version", *c), 0);
+		assert_memory_equal(out, "onecard ", 8);
+		assert_null(strchr(out + 8, ' '));
+	}
+}
+
+static void
+search_on_sex_alone_is_a_usage_error(void **state)
+{
+	assert_int_equal(run("XC001", "onecard search --sex male"), 2);
+	assert_non_null(strstr(err, "give --name or --birth"));
+	assert_int_equal(run("XC001",
+			     "onecard search --sex male --birth 1975-03-15 "
+			     "--json"),
+	    0);
+	assert_memory_equal(out, "{\"patients\":[{", 14);
+}
+
+/* Write text to h.dir/name (folders made as needed); its path into path. */
+static void
+write_profile(const char *name, const char *text, char *path, size_t len)
+{
+	char cmd[1024];
+	FILE *fp;
+
+	snprintf(path, len, "%s/%s", h.dir, name);
+	snprintf(cmd, sizeof cmd, "mkdir -p \"$(dirname '%s')\"", path);
+	assert_int_equal(system(cmd), 0);
+	fp = fopen(path, "w");
+	assert_non_null(fp);
+	fputs(text, fp);
+	assert_int_equal(fclose(fp), 0);
+}
+
+/* The environment without any connection setting. */
+#define NO_ENV                                                                 \
+	"env -u ONECARD_BROKER -u ONECARD_CERT -u ONECARD_KEY -u "             \
+	"ONECARD_CA -u ONECARD_PROFILE "
+
+static void
+profile_supplies_the_connection_settings(void **state)
+{
+	char path[512], text[2048];
+
+	/* Relative paths are taken from the file's folder: the certs. */
+	snprintf(text, sizeof text,
+	    "; the desk's settings\n"
+	    "[default]\nbroker = %s\ncert = XC001.pem\nkey = XC001.key\n"
+	    "ca = ca.pem\ntimeout = 5\n\n"
+	    "[dead]\nbroker = 127.0.0.1:1\n\n"
+	    "[admin]\nbroker = %s\ncert = %s/admin.pem\n"
+	    "key = %s/admin.key\nca = %s/ca.pem\n",
+	    h.addr, h.addr, h.certs, h.certs, h.certs);
+	snprintf(path, sizeof path, "%s/profiles", h.certs);
+	{
+		FILE *fp = fopen(path, "w");
+
+		assert_non_null(fp);
+		fputs(text, fp);
+		assert_int_equal(fclose(fp), 0);
+	}
+	/* Nothing in the environment: [default] does it all. */
+	assert_int_equal(
+	    run(NULL, NO_ENV "ONECARD_PROFILE_FILE=%s onecard ping", path), 0);
+	assert_non_null(strstr(out, "pong from "));
+	/* Without the file there is nothing to connect with. */
+	assert_int_equal(run(NULL, NO_ENV "HOME=%s onecard ping", h.dir), 2);
+	/* A named profile, by flag or environment; a flag overrides it. */
+	assert_int_equal(run(NULL,
+			     NO_ENV "ONECARD_PROFILE_FILE=%s onecard "
+				    "--profile dead ping",
+			     path),
+	    4);
+	assert_non_null(strstr(err, "127.0.0.1:1"));
+	assert_int_equal(
+	    run(NULL,
+		NO_ENV "ONECARD_PROFILE_FILE=%s ONECARD_PROFILE=dead "
+		       "onecard ping",
+		path),
+	    4);
+	assert_int_equal(run(NULL,
+			     NO_ENV "ONECARD_PROFILE_FILE=%s onecard ping "
+				    "--profile dead --broker %s",
+			     path, h.addr),
+	    0);
+	/* A named profile wins over the environment, [default] does not. */
+	assert_int_equal(run("XC001",
+			     "ONECARD_PROFILE_FILE=%s onecard --profile dead "
+			     "ping",
+			     path),
+	    4);
+	assert_int_equal(
+	    run("stranger", "ONECARD_PROFILE_FILE=%s onecard ping", path), 3);
+	/* onecardctl reads the same file. */
+	assert_int_equal(run(NULL,
+			     NO_ENV "ONECARD_PROFILE_FILE=%s onecardctl "
+				    "stats --profile admin --json",
+			     path),
+	    0);
+	assert_memory_equal(out, "{\"patients\":", 12);
+}
+
+static void
+profile_is_found_under_home_and_xdg(void **state)
+{
+	char path[512], text[2048];
+
+	snprintf(text, sizeof text,
+	    "[default]\nbroker = %s\ncert = %s/XC002.pem\n"
+	    "key = %s/XC002.key\nca = %s/ca.pem\n",
+	    h.addr, h.certs, h.certs, h.certs);
+	write_profile("home/.config/onecard/profiles", text, path, sizeof path);
+	assert_int_equal(run(NULL,
+			     NO_ENV "-u XDG_CONFIG_HOME HOME=%s/home onecard "
+				    "ping",
+			     h.dir),
+	    0);
+	write_profile("xdg/onecard/profiles", text, path, sizeof path);
+	assert_int_equal(run(NULL,
+			     NO_ENV "HOME=/nonexistent XDG_CONFIG_HOME=%s/xdg "
+				    "onecard ping",
+			     h.dir),
+	    0);
+}
+
+static void
+bad_profile_is_an_error_naming_file_and_line(void **state)
+{
+	char path[512];
+
+	write_profile("bad/profiles",
+	    "[default]\nbroker = 127.0.0.1:7443\n\n[desk]\nbrokr = x:1\n", path,
+	    sizeof path);
+	assert_int_equal(
+	    run(NULL, NO_ENV "ONECARD_PROFILE_FILE=%s onecard ping", path), 2);
+	assert_non_null(strstr(err, path));
+	assert_non_null(strstr(err, ":5: [desk] unknown setting \"brokr\""));
+	assert_int_equal(run(NULL,
+			     NO_ENV "ONECARD_PROFILE_FILE=%s onecard --json "
+				    "ping",
+			     path),
+	    2);
+	assert_memory_equal(out, "{\"error\":\"CLIENT_INVALID\"", 25);
+	write_profile(
+	    "bad/profiles", "[default]\ntimeout = soon\n", path, sizeof path);
+	assert_int_equal(
+	    run(NULL, NO_ENV "ONECARD_PROFILE_FILE=%s onecard ping", path), 2);
+	assert_non_null(strstr(err, ":2: [default] timeout: \"soon\""));
+	/* A named profile that is not there, or a file that is not. */
+	write_profile(
+	    "bad/profiles", "[default]\nbroker = x:1\n", path, sizeof path);
+	assert_int_equal(run(NULL,
+			     NO_ENV "ONECARD_PROFILE_FILE=%s onecard "
+				    "--profile nosuch ping",
+			     path),
+	    2);
+	assert_non_null(strstr(err, "profile \"nosuch\" is not in "));
+	assert_int_equal(run(NULL,
+			     NO_ENV "ONECARD_PROFILE_FILE=%s/none onecardctl "
+				    "--profile x stats",
+			     h.dir),
+	    2);
+	assert_non_null(strstr(err, "/none: No such file or directory"));
+}
+
 int
 main(void)
 {
@@ -437,6 +630,12 @@ main(void)
 	    cmocka_unit_test(
 		broker_message_is_escaped_in_json_and_defanged_on_terminal),
 	    cmocka_unit_test(flags_override_the_environment),
+	    cmocka_unit_test(options_are_accepted_anywhere_on_the_line),
+	    cmocka_unit_test(version_works_on_every_command),
+	    cmocka_unit_test(search_on_sex_alone_is_a_usage_error),
+	    cmocka_unit_test(profile_supplies_the_connection_settings),
+	    cmocka_unit_test(profile_is_found_under_home_and_xdg),
+	    cmocka_unit_test(bad_profile_is_an_error_naming_file_and_line),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

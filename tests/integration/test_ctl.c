@@ -147,7 +147,7 @@ hospital_add_list_and_revoke_round_trip(void **state)
 	assert_int_equal(ctl(h, "admin",
 			     "onecardctl hospital add 'bad code' "
 			     "--name x"),
-	    1);
+	    2);
 	assert_non_null(strstr(err, "invalid argument"));
 	assert_int_equal(ctl(h, "admin", "onecardctl hospital add X1"), 2);
 	assert_int_equal(ctl(h, "admin", "onecardctl frobnicate"), 2);
@@ -191,7 +191,7 @@ patient_show_and_history_find_an_imported_patient(void **state)
 	assert_int_equal(
 	    ctl(h, "admin", "onecardctl --json patient show cn-ssc=ha123"), 0);
 	assert_non_null(strstr(out, "\"name\":\"张伟\""));
-	assert_non_null(strstr(out, "\"sex\":\"M\""));
+	assert_non_null(strstr(out, "\"sex\":\"male\""));
 
 	assert_int_equal(
 	    ctl(h, "admin",
@@ -276,10 +276,14 @@ import_reports_bad_rows_by_line_and_keeps_the_good_ones(void **state)
 	    /* 8 */ "钱七,\"F\"x,,,,cn-ssc=HA2\n"
 	    /* 9 */ "孙八,M,1880-01-01,,,cn-id=440524188001010014\n",
 	    path, sizeof(path));
-	assert_int_equal(ctl(h, "admin", "onecardctl import %s", path), 1);
+	assert_int_equal(ctl(h, "admin", "onecardctl import %s", path), 6);
 	assert_non_null(
-	    strstr(out, "rows 7, created 3, already there 0, rejected 4"));
-	assert_non_null(strstr(err, "bad.csv:3: expected 6 fields, found 2"));
+	    strstr(out, "rows 8, created 3, already there 0, rejected 5"));
+	/* The quote on line 3 is a stray: lines 3 and 4 are rejected each on
+	 * its own. */
+	assert_non_null(strstr(err, "bad.csv:3: field 1: unbalanced quote"));
+	assert_non_null(
+	    strstr(err, "bad.csv:4: field 1: quote inside an unquoted field"));
 	assert_non_null(strstr(err, "bad.csv:6: invalid argument"));
 	assert_non_null(strstr(err, "bad.csv:7: conflict"));
 	assert_non_null(strstr(err, "bad.csv:8: field 2: text after"));
@@ -288,7 +292,7 @@ import_reports_bad_rows_by_line_and_keeps_the_good_ones(void **state)
 	assert_null(strstr(err, "bad.csv:9:"));
 
 	/* The reject file has the header plus a reason, and each bad row as
-	 * it was (the one on lines 3-4 takes two). */
+	 * it was. */
 	snprintf(rejects, sizeof(rejects), "%s/bad.rejects.csv", h->dir);
 	assert_int_equal(count_lines(rejects), 6);
 	fp = fopen(rejects, "r");
@@ -304,8 +308,10 @@ import_reports_bad_rows_by_line_and_keeps_the_good_ones(void **state)
 	assert_non_null(strstr(text,
 	    "name,sex,birth_date,phone,address,"
 	    "identifiers,reason\n"));
-	assert_non_null(
-	    strstr(text, "\"only\nthree\",fields,\"line 3: expected 6 fields"));
+	assert_non_null(strstr(text,
+	    "\n\"only,line 3: field 1: unbalanced quote: the quoted field "
+	    "it opens is not closed on this line\n"));
+	assert_non_null(strstr(text, "\nthree\",fields,line 4: field 1: "));
 	assert_non_null(strstr(text, "王五,,,,,cn-id=110105194912310021,"));
 	assert_non_null(strstr(text, "line 7: conflict"));
 	free(text);
@@ -324,8 +330,8 @@ import_reports_bad_rows_by_line_and_keeps_the_good_ones(void **state)
 			     "onecardctl import %s --reject %s/other.csv "
 			     "--connections 2 --depth 3",
 			     path, h->dir),
-	    1);
-	assert_non_null(strstr(out, "created 0, already there 3, rejected 4"));
+	    6);
+	assert_non_null(strstr(out, "created 0, already there 3, rejected 5"));
 	snprintf(rejects, sizeof(rejects), "%s/other.csv", h->dir);
 	assert_int_equal(count_lines(rejects), 6);
 }
@@ -355,7 +361,7 @@ rows_sharing_identifiers_take_effect_in_file_order(void **state)
 	assert_int_equal(
 	    ctl(h, "admin", "onecardctl import %s --connections 4 --depth 1",
 		path),
-	    1);
+	    6);
 	assert_non_null(strstr(
 	    out, "rows 300, created 200, already there 0, rejected 100"));
 	assert_int_equal(ctl(h, "admin", "onecardctl --json stats"), 0);
@@ -468,17 +474,17 @@ hospital_certificate_is_refused_with_a_clear_message(void **state)
 {
 	struct harness *h = *state;
 
-	assert_int_equal(ctl(h, "H001", "onecardctl hospital list"), 1);
+	assert_int_equal(ctl(h, "H001", "onecardctl hospital list"), 3);
 	assert_non_null(strstr(err, "permission denied"));
 	assert_non_null(strstr(err, "needs an admin certificate"));
 	assert_non_null(strstr(err, "\"H001\" is not an admin"));
 	assert_int_equal(
-	    ctl(h, "H001", "onecardctl hospital add H009 --name x"), 1);
+	    ctl(h, "H001", "onecardctl hospital add H009 --name x"), 3);
 	assert_non_null(strstr(err, "permission denied"));
 	assert_int_equal(
-	    ctl(h, "H001", "onecardctl merge cn-ssc=HA1 cn-ssc=HA2"), 1);
+	    ctl(h, "H001", "onecardctl merge cn-ssc=HA1 cn-ssc=HA2"), 3);
 	assert_non_null(strstr(err, "permission denied"));
-	assert_int_equal(ctl(h, "H001", "onecardctl export"), 1);
+	assert_int_equal(ctl(h, "H001", "onecardctl export"), 3);
 	assert_non_null(strstr(err, "permission denied"));
 }
 
@@ -489,7 +495,7 @@ unknown_certificate_and_unreachable_broker_are_told_apart(void **state)
 	struct harness *h = *state;
 
 	assert_int_equal(harness_certs(h, stranger), 0);
-	assert_int_equal(ctl(h, "stranger", "onecardctl stats"), 1);
+	assert_int_equal(ctl(h, "stranger", "onecardctl stats"), 3);
 	assert_non_null(strstr(err,
 	    "\"stranger\" is neither an admin nor an "
 	    "active hospital"));
@@ -499,18 +505,175 @@ unknown_certificate_and_unreachable_broker_are_told_apart(void **state)
 	    0);
 	/* Refused before a row is read: nothing is counted or rejected. */
 	assert_int_equal(
-	    ctl(h, "stranger", "onecardctl import %s/five.csv", h->dir), 1);
+	    ctl(h, "stranger", "onecardctl import %s/five.csv", h->dir), 3);
 	assert_non_null(strstr(err, "unauthenticated"));
 	assert_null(strstr(out, "rows"));
 
 	assert_int_equal(
-	    ctl(h, "admin", "onecardctl --broker 127.0.0.1:1 stats"), 3);
+	    ctl(h, "admin", "onecardctl --broker 127.0.0.1:1 stats"), 4);
 	assert_non_null(strstr(err, "cannot connect to 127.0.0.1:1"));
 	assert_int_equal(ctl(h, "admin",
 			     "onecardctl import --broker=127.0.0.1:1 "
 			     "%s/five.csv",
 			     h->dir),
+	    4);
+}
+
+static void
+stray_quote_in_import_costs_one_row(void **state)
+{
+	struct harness *h = *state;
+	char path[512], rejects[600], *text = NULL;
+	size_t len = 0;
+	FILE *fp = open_memstream(&text, &len);
+	int i;
+
+	/* One stray quote on line 3 of a 1,000-row file. */
+	fputs("name,sex,birth_date,phone,address,identifiers\n", fp);
+	for (i = 0; i < 1000; i++)
+		if (i == 1)
+			fputs("\"stray,,,,,cn-ssc=SQSTRAY\n", fp);
+		else
+			fprintf(fp, "ok,,,,\"许昌, %d\",cn-ssc=SQ%04d\n", i, i);
+	fclose(fp);
+	write_file(h, "stray.csv", text, path, sizeof(path));
+	free(text);
+	assert_int_equal(ctl(h, "admin", "onecardctl import %s", path), 6);
+	assert_non_null(
+	    strstr(out, "rows 1000, created 999, already there 0, rejected 1"));
+	assert_non_null(strstr(err, "stray.csv:3: field 1: unbalanced quote"));
+	snprintf(rejects, sizeof(rejects), "%s/stray.rejects.csv", h->dir);
+	assert_int_equal(count_lines(rejects), 2);
+}
+
+static void
+exit_codes_and_json_errors_match_the_desk_cli(void **state)
+{
+	struct harness *h = *state;
+	char path[512], desk[BUF];
+
+	write_file(h, "pair.csv",
+	    "name,sex,birth_date,phone,address,identifiers\n"
+	    "王伟,M,1986-03-15,,,cn-id=411002198603150873;hosp:H001=A1\n"
+	    "李娜,F,1949-12-31,,,cn-id=11010519491231002X;hosp:H001=A2\n",
+	    path, sizeof(path));
+	assert_int_equal(ctl(h, "admin", "onecardctl import %s", path), 0);
+
+	/* Not found: 1 in both, the same JSON error. */
+	assert_int_equal(
+	    ctl(h, "admin", "onecardctl --json patient show cn-ssc=NONE1"), 1);
+	assert_memory_equal(out, "{\"error\":\"NOT_FOUND\",\"message\":", 31);
+	assert_int_equal(
+	    ctl(h, "H001", "onecard --json lookup cn-ssc=NONE1"), 1);
+	assert_memory_equal(out, "{\"error\":\"NOT_FOUND\",\"message\":", 31);
+	/* Refused (conflict, permission): 3 in both. */
+	assert_int_equal(ctl(h, "admin",
+			     "onecardctl --json merge hosp:H001=A1 "
+			     "hosp:H001=A2"),
 	    3);
+	assert_memory_equal(out, "{\"error\":\"CONFLICT\",", 20);
+	assert_int_equal(
+	    ctl(h, "H001", "onecardctl --json merge hosp:H001=A1 hosp:H001=A2"),
+	    3);
+	assert_memory_equal(out, "{\"error\":\"PERMISSION_DENIED\",", 29);
+	assert_int_equal(
+	    ctl(h, "H002", "onecard --json unlink hosp:H001=A1"), 3);
+	assert_memory_equal(out, "{\"error\":\"PERMISSION_DENIED\",", 29);
+	/* Invalid input: 2 in both. */
+	assert_int_equal(
+	    ctl(h, "admin", "onecardctl patient show cn-id=110105194912310021"),
+	    2);
+	assert_int_equal(
+	    ctl(h, "H001", "onecard lookup cn-id=110105194912310021"), 2);
+	/* Unreachable: 4 in both, the same JSON error. */
+	assert_int_equal(
+	    ctl(h, "admin", "onecardctl --json --broker 127.0.0.1:1 stats"), 4);
+	assert_memory_equal(out, "{\"error\":\"CLIENT_CONNECT\",", 26);
+	assert_int_equal(
+	    ctl(h, "H001", "onecard --json --broker 127.0.0.1:1 ping"), 4);
+	assert_memory_equal(out, "{\"error\":\"CLIENT_CONNECT\",", 26);
+
+	/* A record is the same JSON whichever CLI prints it. */
+	assert_int_equal(
+	    ctl(h, "H001", "onecard lookup hosp:H001=A2 --json"), 0);
+	memcpy(desk, out, sizeof(desk));
+	assert_non_null(strstr(desk, "\"sex\":\"female\""));
+	assert_int_equal(
+	    ctl(h, "admin", "onecardctl patient show hosp:H001=A2 --json"), 0);
+	assert_string_equal(out, desk);
+}
+
+static void
+every_command_takes_help_and_version_anywhere(void **state)
+{
+	struct harness *h = *state;
+	static const char *const cmds[] = {"hospital add", "hospital list",
+	    "hospital revoke", "patient show", "patient history", "merge",
+	    "unmerge", "stats", "import", "export", "gen", "audit verify",
+	    "audit search", "audit"};
+	size_t i;
+
+	for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+		assert_int_equal(
+		    ctl(h, NULL, "onecardctl %s --help", cmds[i]), 0);
+		assert_non_null(strstr(out, "usage: onecardctl"));
+		assert_int_equal(
+		    ctl(h, NULL, "onecardctl %s --version", cmds[i]), 0);
+		assert_memory_equal(out, "onecardctl ", 11);
+	}
+	assert_int_equal(ctl(h, NULL, "onecardctl --version"), 0);
+	assert_memory_equal(out, "onecardctl ", 11);
+	/* Options after the operands, --opt=VALUE, and a missing value. */
+	assert_int_equal(ctl(h, "admin", "onecardctl stats --json"), 0);
+	assert_memory_equal(out, "{\"patients\":", 12);
+	assert_int_equal(
+	    ctl(h, "admin", "onecardctl stats --broker=127.0.0.1:1"), 4);
+	assert_int_equal(ctl(h, "admin", "onecardctl stats --broker"), 2);
+	assert_non_null(strstr(err, "--broker needs a value"));
+	assert_int_equal(ctl(h, "admin", "onecardctl stats --timeout soon"), 2);
+	assert_non_null(strstr(err, "--timeout"));
+}
+
+static void
+export_and_audit_verify_honour_json(void **state)
+{
+	struct harness *h = *state;
+	char path[512];
+
+	assert_int_equal(ctl(h, "admin",
+			     "onecardctl gen --patients 3 --seed 5 --out "
+			     "%s/three.csv",
+			     h->dir),
+	    0);
+	assert_int_equal(
+	    ctl(h, "admin", "onecardctl import %s/three.csv", h->dir), 0);
+	assert_int_equal(ctl(h, "admin", "onecardctl export --json"), 0);
+	assert_memory_equal(out, "{\"patient_id\":\"", 15);
+	assert_null(strstr(out, "name,sex"));
+	{
+		int lines = 0;
+		const char *p;
+
+		for (p = out; (p = strchr(p, '\n')) != NULL; p++)
+			lines++;
+		assert_int_equal(lines, 3);
+	}
+
+	write_file(h, "empty.log", "", path, sizeof(path));
+	assert_int_equal(
+	    ctl(h, NULL, "onecardctl audit verify --json %s", path), 0);
+	assert_string_equal(out, "{\"ok\":true,\"verdict\":\"ok: 0 lines\"}\n");
+	write_file(h, "bad.log", "not an audit line\n", path, sizeof(path));
+	assert_int_equal(
+	    ctl(h, NULL, "onecardctl audit verify %s --json", path), 1);
+	assert_memory_equal(out, "{\"ok\":false,\"verdict\":\"", 23);
+	assert_non_null(strstr(out, "edited"));
+	assert_int_equal(
+	    ctl(h, NULL, "onecardctl audit verify --json %s/nonexistent.log",
+		h->dir),
+	    2);
+	assert_non_null(strstr(err, "nonexistent.log"));
+	assert_memory_equal(out, "{\"error\":", 9);
 }
 
 int
@@ -544,6 +707,14 @@ main(void)
 	    cmocka_unit_test_setup_teardown(
 		unknown_certificate_and_unreachable_broker_are_told_apart,
 		setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		stray_quote_in_import_costs_one_row, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		exit_codes_and_json_errors_match_the_desk_cli, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		every_command_takes_help_and_version_anywhere, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		export_and_audit_verify_honour_json, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

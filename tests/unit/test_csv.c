@@ -48,11 +48,12 @@ static void
 quoted_fields_keep_commas_quotes_and_newlines(void **state)
 {
 	size_t used;
-	const char *s = "\"王, 伟\",\"say \"\"hi\"\"\",\"two\nlines\",\"\"\r\n";
+	const char *s =
+	    "\"王, 伟\",\"say \"\"hi\"\"\",\"two\nlines\",\"\",,x\r\n";
 
 	assert_int_equal(parse(s, &used), CSV_RECORD);
 	assert_int_equal(used, strlen(s));
-	assert_int_equal(rec.nfields, 4);
+	assert_int_equal(rec.nfields, 6);
 	assert_string_equal(rec.field[0], "王, 伟");
 	assert_string_equal(rec.field[1], "say \"hi\"");
 	assert_string_equal(rec.field[2], "two\nlines");
@@ -112,9 +113,99 @@ unclosed_quote_at_eof_is_bad(void **state)
 {
 	size_t used;
 
+	assert_int_equal(parse("a,\"never closed", &used), CSV_BAD);
+	assert_non_null(strstr(err, "field 2: quoted field not closed"));
+	assert_int_equal(used, strlen("a,\"never closed"));
+	/* Across a line end the quote is a stray: only its line is bad. */
 	assert_int_equal(parse("a,\"never closed\nmore", &used), CSV_BAD);
-	assert_non_null(strstr(err, "not closed"));
-	assert_int_equal(used, strlen("a,\"never closed\nmore"));
+	assert_non_null(strstr(err, "field 2: unbalanced quote"));
+	assert_int_equal(used, strlen("a,\"never closed\n"));
+}
+
+static FILE *file_of(const char *s);
+
+/* The rows of a file: each record's status and line, in order. */
+static int
+read_all(const char *text, int *status, unsigned long *lines, int max)
+{
+	FILE *fp = file_of(text);
+	struct csv_reader r;
+	int n = 0, st;
+
+	assert_int_equal(csv_reader_init(&r, fp), 0);
+	while ((st = csv_reader_next(&r, &rec, &lines[n], NULL, NULL, err,
+		    sizeof(err))) != CSV_END) {
+		assert_true(n < max);
+		status[n++] = st;
+	}
+	csv_reader_free(&r);
+	fclose(fp);
+	return n;
+}
+
+static void
+stray_quote_spoils_only_its_own_line(void **state)
+{
+	static int status[1100];
+	static unsigned long lines[1100];
+	char *text = NULL;
+	size_t len = 0;
+	FILE *mem = open_memstream(&text, &len);
+	int i, n;
+
+	/* A quote opens field 2 of line 3 and is never closed; a thousand
+	 * good rows follow, some with quoted fields of their own. */
+	fputs("name,sex,birth_date,phone,address,identifiers\n"
+	      "a,,,,,cn-ssc=A1\n"
+	      "b,\"F,,,,cn-ssc=A2\n",
+	    mem);
+	for (i = 0; i < 1000; i++)
+		fprintf(mem, "%s,,,,\"x, %d\",cn-ssc=B%d\n",
+		    i % 7 == 0 ? "\"c\"" : "c", i, i);
+	fclose(mem);
+	n = read_all(text, status, lines, 1100);
+	assert_int_equal(n, 1003);
+	assert_int_equal(status[0], CSV_RECORD);
+	assert_int_equal(status[1], CSV_RECORD);
+	assert_int_equal(status[2], CSV_BAD);
+	assert_int_equal(lines[2], 3);
+	for (i = 3; i < n; i++) {
+		assert_int_equal(status[i], CSV_RECORD);
+		assert_int_equal(lines[i], (unsigned long)i + 1);
+	}
+	free(text);
+}
+
+static void
+stray_quote_reason_names_the_field(void **state)
+{
+	size_t used;
+
+	/* Closed by the next line's quoted field: text follows the quote. */
+	assert_int_equal(
+	    parse("a,\"b,c,d,e,f\n\"g\",h,i,j,k,l\n", &used), CSV_BAD);
+	assert_string_equal(err,
+	    "field 2: unbalanced quote: the quoted field it opens is not "
+	    "closed on this line");
+	assert_int_equal(used, strlen("a,\"b,c,d,e,f\n"));
+	/* Closed cleanly, but the record is not a whole row. */
+	assert_int_equal(parse("a,\"b\nc\",d\n", &used), CSV_BAD);
+	assert_non_null(strstr(err, "field 2: unbalanced quote"));
+	assert_int_equal(used, strlen("a,\"b\n"));
+	/* Past the record limit, still only the first line. */
+	{
+		size_t n = 2 * CSV_MAX_RECORD;
+		char *big = malloc(n + 1);
+
+		assert_non_null(big);
+		memset(big, 'z', n);
+		memcpy(big, "\"q\n", 3);
+		big[n] = '\0';
+		assert_int_equal(parse(big, &used), CSV_BAD);
+		assert_non_null(strstr(err, "field 1: unbalanced quote"));
+		assert_int_equal(used, 3);
+		free(big);
+	}
 }
 
 static void
@@ -147,7 +238,7 @@ static void
 reader_counts_lines_across_quoted_newlines_and_bad_rows(void **state)
 {
 	FILE *fp = file_of("h1,h2\n"
-			   "\"multi\nline\",x\n"
+			   "\"multi\nline\",x,,,,\n"
 			   "\n"
 			   "bad\"row,y\n"
 			   "last,z");
@@ -367,6 +458,8 @@ main(void)
 		quote_inside_unquoted_field_is_bad_and_skips_its_line),
 	    cmocka_unit_test(text_after_closing_quote_is_bad),
 	    cmocka_unit_test(unclosed_quote_at_eof_is_bad),
+	    cmocka_unit_test(stray_quote_spoils_only_its_own_line),
+	    cmocka_unit_test(stray_quote_reason_names_the_field),
 	    cmocka_unit_test(too_many_fields_is_bad),
 	    cmocka_unit_test(
 		reader_counts_lines_across_quoted_newlines_and_bad_rows),
