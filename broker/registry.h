@@ -122,6 +122,14 @@ struct registry_store_stats {
  * when there is none). */
 void registry_store_stats(struct registry_store_stats *st);
 
+/*
+ * Copy the registry at url into the new file dst while its broker runs:
+ * one consistent state holding every write answered before the call
+ * (registry_backup.c). 0, or -1 with the reason (naming the file) in err;
+ * a failed copy leaves nothing behind.
+ */
+int registry_backup(const char *url, const char *dst, char *err, size_t errlen);
+
 /* Mask a cn-id for logs and the audit trail: 410102********123X. */
 void registry_mask_id(
     const char *domain, const char *value, char *dst, size_t dstlen);

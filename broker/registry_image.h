@@ -58,7 +58,9 @@ void registry_image_fold_rollback(void *h);
 int registry_image_events(void *h, const char *pid, uint64_t upto,
     unsigned limit, registry_event_cb cb, void *arg);
 
-/* A consistent copy of the image into dst (SQLite's online backup). */
+/* A consistent copy of the image into the new file dst (SQLite's online
+ * backup); then make a copy stand alone (rollback journal, no WAL). */
 int registry_image_backup(void *h, const char *dst, char *err, size_t errlen);
+int registry_image_standalone(const char *path, char *err, size_t errlen);
 
 #endif

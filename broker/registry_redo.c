@@ -411,16 +411,71 @@ redo_entry_crc(uint64_t seq, uint32_t len, const uint8_t *payload)
 	return redo_crc32c(redo_crc32c(0, b, sizeof(b)), payload, len);
 }
 
+/*
+ * Walk the entries of a mapped log from its header on: skip those at or
+ * below applied, cb for each above it, stop at the first torn or stale
+ * one. *last and *end are the last sequence number and the offset after
+ * the last valid entry; 0, or -1 (err set) on a gap or a failed cb.
+ */
+static int
+redo_walk(const char *path, const uint8_t *map, uint64_t size, uint64_t applied,
+    redo_entry_cb cb, void *arg, uint64_t *last, uint64_t *end,
+    uint64_t *replayed, char *err, size_t errlen)
+{
+	uint64_t off = REDO_HDR, prev = 0;
+
+	*end = REDO_HDR;
+	*last = applied;
+	while (map != NULL && size - off >= REDO_ENTRY_HDR) {
+		const uint8_t *e = map + off;
+		uint32_t len = get32(e);
+		uint64_t seq = get64(e + 8);
+
+		if (len == 0)
+			break; /* zeros: the end */
+		if (len > size - off - REDO_ENTRY_HDR ||
+		    get32(e + 4) != redo_entry_crc(seq, len, e + 16)) {
+			log_warnx("redo %s: torn entry at offset %llu "
+				  "discarded (never acknowledged)",
+			    path, (unsigned long long)off);
+			break;
+		}
+		if (prev != 0 && seq != prev + 1)
+			break; /* an older generation's entry: the end */
+		if (seq > applied) {
+			if (seq != *last + 1) {
+				snprintf(err, errlen,
+				    "%s: entry %llu does not follow the "
+				    "registry's %llu (a gap: was the registry "
+				    "restored without its redo log?)",
+				    path, (unsigned long long)seq,
+				    (unsigned long long)*last);
+				return -1;
+			}
+			if (cb(arg, seq, e + 16, len) == -1) {
+				snprintf(err, errlen,
+				    "%s: entry %llu could not be applied", path,
+				    (unsigned long long)seq);
+				return -1;
+			}
+			*last = seq;
+			(*replayed)++;
+		}
+		prev = seq;
+		off += REDO_ENTRY_HDR + len;
+		*end = off;
+	}
+	return 0;
+}
+
 int
 redo_replay(struct redo *r, uint64_t applied, redo_entry_cb cb, void *arg,
     char *err, size_t errlen)
 {
 	const uint8_t *map = NULL;
-	uint64_t off = REDO_HDR, prev = 0, replayed = 0;
-	int rc = 0;
+	uint64_t replayed = 0;
+	int rc;
 
-	r->end = REDO_HDR;
-	r->last_seq = applied;
 	if (r->size > REDO_HDR) {
 		map = mmap(
 		    NULL, (size_t)r->size, PROT_READ, MAP_SHARED, r->fd, 0);
@@ -430,53 +485,80 @@ redo_replay(struct redo *r, uint64_t applied, redo_entry_cb cb, void *arg,
 			return -1;
 		}
 	}
-	while (map != NULL && r->size - off >= REDO_ENTRY_HDR) {
-		const uint8_t *e = map + off;
-		uint32_t len = get32(e);
-		uint64_t seq = get64(e + 8);
-
-		if (len == 0)
-			break; /* zeros: the end */
-		if (len > r->size - off - REDO_ENTRY_HDR ||
-		    get32(e + 4) != redo_entry_crc(seq, len, e + 16)) {
-			log_warnx("redo %s: torn entry at offset %llu "
-				  "discarded (never acknowledged)",
-			    r->path, (unsigned long long)off);
-			break;
-		}
-		if (prev != 0 && seq != prev + 1)
-			break; /* an older generation's entry: the end */
-		if (seq > applied) {
-			if (seq != r->last_seq + 1) {
-				snprintf(err, errlen,
-				    "%s: entry %llu does not follow the "
-				    "registry's %llu (a gap: was the registry "
-				    "restored without its redo log?)",
-				    r->path, (unsigned long long)seq,
-				    (unsigned long long)r->last_seq);
-				rc = -1;
-				break;
-			}
-			if (cb(arg, seq, e + 16, len) == -1) {
-				snprintf(err, errlen,
-				    "%s: entry %llu could not be applied",
-				    r->path, (unsigned long long)seq);
-				rc = -1;
-				break;
-			}
-			r->last_seq = seq;
-			replayed++;
-		}
-		prev = seq;
-		off += REDO_ENTRY_HDR + len;
-		r->end = off;
-	}
+	rc = redo_walk(r->path, map, r->size, applied, cb, arg, &r->last_seq,
+	    &r->end, &replayed, err, errlen);
 	if (map != NULL)
 		munmap((void *)map, (size_t)r->size);
 	if (replayed > 0)
 		log_info("redo %s: replayed %llu groups up to %llu", r->path,
 		    (unsigned long long)replayed,
 		    (unsigned long long)r->last_seq);
+	return rc;
+}
+
+/* The sequence number of the first entry of a mapped log, 0 if none. */
+static uint64_t
+redo_first_seq(const uint8_t *map, uint64_t size)
+{
+	if (map == NULL || size < REDO_HDR + REDO_ENTRY_HDR ||
+	    get32(map + REDO_HDR) == 0)
+		return 0;
+	return get64(map + REDO_HDR + 8);
+}
+
+int
+redo_scan(const char *path, uint64_t id, uint64_t applied, redo_entry_cb cb,
+    void *arg, char *err, size_t errlen)
+{
+	uint8_t hdr[REDO_HDR], want[REDO_HDR];
+	const uint8_t *map = NULL;
+	uint64_t last, end, n = 0, first;
+	struct stat st;
+	int fd, rc = -1;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
+		if (errno == ENOENT)
+			return 0; /* no log: nothing above the image */
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	redo_header(want, id);
+	if (fstat(fd, &st) == -1 || pread(fd, hdr, REDO_HDR, 0) != REDO_HDR ||
+	    memcmp(hdr, want, REDO_HDR) != 0) {
+		snprintf(err, errlen,
+		    "%s: not the registry's log (it was "
+		    "replaced meanwhile)",
+		    path);
+		rc = REDO_SCAN_AGAIN;
+		goto done;
+	}
+	if ((uint64_t)st.st_size > REDO_HDR) {
+		map = mmap(
+		    NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+		if (map == MAP_FAILED) {
+			map = NULL;
+			snprintf(
+			    err, errlen, "%s: mmap: %s", path, strerror(errno));
+			goto done;
+		}
+	}
+	first = redo_first_seq(map, (uint64_t)st.st_size);
+	rc = redo_walk(path, map, (uint64_t)st.st_size, applied, cb, arg, &last,
+	    &end, &n, err, errlen);
+	/* The log started again meanwhile (its first entry was written
+	 * over), or it does not reach back to applied: not a whole copy. */
+	if (rc == 0 &&
+	    (redo_first_seq(map, (uint64_t)st.st_size) != first ||
+		(first > applied + 1 && n == 0 && first != 0))) {
+		snprintf(
+		    err, errlen, "%s: the log started again meanwhile", path);
+		rc = REDO_SCAN_AGAIN;
+	} else if (rc == -1 && strstr(err, "a gap") != NULL)
+		rc = REDO_SCAN_AGAIN;
+done:
+	if (map != NULL)
+		munmap((void *)map, (size_t)st.st_size);
+	close(fd);
 	return rc;
 }
 

@@ -100,6 +100,16 @@ void redo_close(struct redo *r);
  */
 int redo_replay(struct redo *r, uint64_t applied, redo_entry_cb cb, void *arg,
     char *err, size_t errlen);
+/*
+ * Read the log at path (id: the one its image is paired with) without
+ * opening it for writing, as a backup does while the broker runs: cb for
+ * each valid entry above applied. 0; -1 with err set; REDO_SCAN_AGAIN
+ * when the log was replaced or started again meanwhile, or does not reach
+ * back to applied (take a newer image and scan again). No file: 0.
+ */
+#define REDO_SCAN_AGAIN (-2)
+int redo_scan(const char *path, uint64_t id, uint64_t applied, redo_entry_cb cb,
+    void *arg, char *err, size_t errlen);
 /* The last sequence number replay met or append wrote (0 for none). */
 uint64_t redo_last_seq(const struct redo *r);
 /*

@@ -1766,9 +1766,9 @@ registry_image_events(void *hv, const char *pid, uint64_t upto, unsigned limit,
 }
 
 /*
- * Copy the image into dst with SQLite's online backup, in steps, so the
- * fold goes on between them (a step the fold changed under starts again).
- * dst is written beside as dst.tmp, synced, then renamed.
+ * Copy the image into the new file dst with SQLite's online backup, in one
+ * step: one read transaction, so one committed state, while the fold goes
+ * on beside it (WAL: a reader does not block the writer).
  */
 int
 registry_image_backup(void *hv, const char *dst, char *err, size_t errlen)
@@ -1776,57 +1776,53 @@ registry_image_backup(void *hv, const char *dst, char *err, size_t errlen)
 	struct sqlite_handle *h = hv;
 	sqlite3 *out = NULL;
 	sqlite3_backup *b;
-	char tmp[4096];
 	int rc;
 
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp", dst) >= (int)sizeof(tmp)) {
-		snprintf(err, errlen, "%s: path too long", dst);
-		return -1;
-	}
-	unlink(tmp);
-	if (sqlite3_open_v2(tmp, &out,
+	if (sqlite3_open_v2(dst, &out,
 		SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
 		NULL) != SQLITE_OK) {
-		snprintf(err, errlen, "%s: %s", tmp,
+		snprintf(err, errlen, "%s: %s", dst,
 		    out ? sqlite3_errmsg(out) : "cannot open");
 		sqlite3_close(out);
 		return -1;
 	}
 	if ((b = sqlite3_backup_init(out, "main", h->db, "main")) == NULL) {
-		snprintf(err, errlen, "%s: %s", tmp, sqlite3_errmsg(out));
-		goto fail;
+		snprintf(err, errlen, "%s: %s", dst, sqlite3_errmsg(out));
+		sqlite3_close(out);
+		return -1;
 	}
-	while ((rc = sqlite3_backup_step(b, 4096)) == SQLITE_OK ||
-	    rc == SQLITE_BUSY || rc == SQLITE_LOCKED)
-		if (rc != SQLITE_OK)
-			sqlite3_sleep(10);
+	while ((rc = sqlite3_backup_step(b, -1)) == SQLITE_BUSY ||
+	    rc == SQLITE_LOCKED)
+		sqlite3_sleep(10);
 	sqlite3_backup_finish(b);
-	if (rc != SQLITE_DONE) {
-		snprintf(err, errlen, "%s: %s", tmp, sqlite3_errstr(rc));
-		goto fail;
+	if (rc != SQLITE_DONE)
+		snprintf(err, errlen, "%s: %s", dst, sqlite3_errstr(rc));
+	if (sqlite3_close(out) != SQLITE_OK && rc == SQLITE_DONE) {
+		snprintf(err, errlen, "%s: cannot close", dst);
+		rc = SQLITE_ERROR;
 	}
-	if (sqlite3_exec(out,
-		"PRAGMA journal_mode=DELETE; PRAGMA synchronous=FULL;"
-		" UPDATE redo_state SET log_id = 0",
-		NULL, NULL, NULL) != SQLITE_OK) {
-		snprintf(err, errlen, "%s: %s", tmp, sqlite3_errmsg(out));
-		goto fail;
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+int
+registry_image_standalone(const char *path, char *err, size_t errlen)
+{
+	sqlite3 *db = NULL;
+	int rc;
+
+	rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(db,
+		    "PRAGMA journal_mode=DELETE; PRAGMA integrity_check;", NULL,
+		    NULL, NULL);
+	if (rc != SQLITE_OK)
+		snprintf(err, errlen, "%s: %s", path,
+		    db ? sqlite3_errmsg(db) : "cannot open");
+	if (sqlite3_close(db) != SQLITE_OK && rc == SQLITE_OK) {
+		snprintf(err, errlen, "%s: cannot close", path);
+		rc = SQLITE_ERROR;
 	}
-	if (sqlite3_close(out) != SQLITE_OK) {
-		snprintf(err, errlen, "%s: cannot close", tmp);
-		out = NULL;
-		goto fail;
-	}
-	out = NULL;
-	if (rename(tmp, dst) == -1) {
-		snprintf(err, errlen, "%s: %s", dst, strerror(errno));
-		goto fail;
-	}
-	return 0;
-fail:
-	sqlite3_close(out);
-	unlink(tmp);
-	return -1;
+	return rc == SQLITE_OK ? 0 : -1;
 }
 
 const struct registry_backend registry_sqlite = {

@@ -94,7 +94,7 @@ _onecard()
 _onecardctl()
 {
 	local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD - 1]}
-	local cmds="hospital patient merge unmerge stats import export gen audit help"
+	local cmds="hospital patient merge unmerge stats import export backup gen audit help"
 	local opts=""
 	COMPREPLY=()
 	_onecard_value "$prev" "$cur" && return
@@ -104,6 +104,7 @@ _onecardctl()
 	"patient history"*) opts="--limit" ;;
 	import*) opts="--reject --connections --depth" ;;
 	export*) opts="--out" ;;
+	backup*) opts="--db" ;;
 	gen*) opts="--patients --hospitals --seed --hospital-codes --out" ;;
 	"audit verify"*) opts="--head" ;;
 	"audit search"*) opts="--patient --actor --since" ;;

@@ -65,4 +65,7 @@ int ctl_import(int argc, char **argv);
 /* export.c */
 int ctl_export(int argc, char **argv);
 
+/* backup.c */
+int ctl_backup(int argc, char **argv);
+
 #endif

@@ -38,6 +38,7 @@ static const struct ctl_command ctl_commands[] = {
     {"stats", ctl_stats, "stats: patients, identifiers, merges"},
     {"import", ctl_import, "import FILE.csv: enroll patients in bulk"},
     {"export", ctl_export, "export: every live patient as CSV"},
+    {"backup", ctl_backup, "backup FILE: copy the running registry"},
     {"gen", ctl_gen, "gen --patients N: a synthetic population"},
 #ifdef CTL_HAVE_AUDIT
     {"audit", ctl_audit, "audit: the audit trail"},

@@ -534,6 +534,94 @@ test_locked_registry_stops_start_up_naming_the_file(void **state)
 	live_h = NULL;
 }
 
+/*
+ * A backup onto a disk that fills up fails naming the file, leaves nothing
+ * behind, and the broker never notices; with room it succeeds.
+ */
+static void
+test_backup_onto_a_full_disk_fails_cleanly(void **state)
+{
+	static struct harness h;
+	const char *codes[] = {"H1", NULL};
+	struct harness_load *load;
+	char mnt[64], cmd[1200], msg[4096], out[4096];
+	DIR *d;
+	struct dirent *de;
+	int left = 0;
+
+	if (geteuid() != 0 || mount_small(mnt, sizeof(mnt), "256k") == -1) {
+		fprintf(stderr, "needs root to mount a tmpfs; skipped\n");
+		skip();
+	}
+	assert_int_equal(harness_start(&h, codes, NULL), 0);
+	live_h = &h;
+	load = harness_load_start(&h, "H1", "D", 4);
+	assert_non_null(load);
+	usleep(700 * 1000);
+	snprintf(cmd, sizeof(cmd), "onecardctl backup --db '%s' '%s/copy.db'",
+	    h.db, mnt);
+	assert_int_equal(
+	    harness_run2(&h, NULL, out, sizeof(out), msg, sizeof(msg), cmd), 5);
+	assert_non_null(strstr(msg, mnt));
+	/* Nothing left on the full disk: no copy, no partial one. */
+	assert_non_null(d = opendir(mnt));
+	while ((de = readdir(d)) != NULL)
+		if (de->d_name[0] != '.') {
+			fprintf(stderr, "left behind: %s\n", de->d_name);
+			left++;
+		}
+	closedir(d);
+	assert_int_equal(left, 0);
+	/* The broker went on taking writes. */
+	assert_int_equal(harness_ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
+	assert_int_equal(harness_stop(&h, SIGTERM), 0);
+	assert_true(harness_load_wait(load) > 0);
+	assert_int_equal(harness_restart(&h, NULL), 0);
+	assert_int_equal(harness_load_verify(load), 0);
+	/* With room, the same backup works. */
+	snprintf(cmd, sizeof(cmd), "onecardctl backup --db '%s' '%s/copy.db'",
+	    h.db, h.dir);
+	assert_int_equal(harness_run(&h, NULL, out, sizeof(out), cmd), 0);
+	harness_load_free(load);
+	harness_cleanup(&h);
+	live_h = NULL;
+	unmount_small(mnt);
+}
+
+/*
+ * One broker per registry: a second onecardd on the same --db exits at
+ * once, naming the registry and the process that holds it, while the first
+ * goes on serving; once the first is gone the second starts.
+ */
+static void
+test_second_broker_on_the_registry_exits_naming_the_holder(void **state)
+{
+	static struct harness h;
+	const char *codes[] = {"H1", NULL};
+	char log[8192], holder[32];
+	long long t0;
+	int rc;
+
+	assert_int_equal(harness_start(&h, codes, NULL), 0);
+	live_h = &h;
+	snprintf(holder, sizeof(holder), "process %ld", (long)h.pid);
+	t0 = harness_now_ms();
+	rc = start_expecting_exit(&h, h.db, log, sizeof(log), 20000);
+	assert_true(refused_naming("second broker", rc, log, h.db));
+	if (strstr(log, holder) == NULL)
+		fprintf(
+		    stderr, "second broker: no \"%s\" in:\n%s\n", holder, log);
+	assert_non_null(strstr(log, holder));
+	assert_true(harness_now_ms() - t0 < 5000);
+	/* The first one never noticed. */
+	assert_int_equal(harness_ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
+	assert_int_equal(harness_stop(&h, SIGTERM), 0);
+	assert_int_equal(harness_restart(&h, NULL), 0);
+	assert_int_equal(harness_ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
+	harness_cleanup(&h);
+	live_h = NULL;
+}
+
 #define DROPS 1000
 #define WAVE  100
 
@@ -781,6 +869,11 @@ main(void)
 		faults_teardown),
 	    cmocka_unit_test_teardown(
 		test_locked_registry_stops_start_up_naming_the_file,
+		faults_teardown),
+	    cmocka_unit_test_teardown(
+		test_backup_onto_a_full_disk_fails_cleanly, faults_teardown),
+	    cmocka_unit_test_teardown(
+		test_second_broker_on_the_registry_exits_naming_the_holder,
 		faults_teardown),
 	    cmocka_unit_test_teardown(
 		test_thousand_connections_dropped_mid_handshake_leave_it_serving,
