@@ -32,6 +32,8 @@
 
 #define MEM_TAB_MIN        1024
 #define MEM_FOLD_MAX_BYTES (64u << 20) /* one fold transaction's payloads */
+#define MEM_FOLD_MIN_BYTES (4u << 20)  /* fold at once past this much */
+#define MEM_FOLD_DELAY_MS  100         /* else once the oldest is this old */
 #define MEM_LOG_RESTART    (64u << 20) /* the log starts again past this */
 #define MEM_IDENTS_LOCAL   64
 
@@ -208,6 +210,7 @@ struct mem_db {
 	uint64_t unfolded_bytes, unfolded_entries;
 	uint64_t folded_seq, folded_stamp, folded_total;
 	int fold_stop, fold_failing, waiting;
+	int log_wait; /* the writer waits for the fold to empty the log */
 	size_t max_unfolded;
 	const char *hold; /* tests: the fold waits while this file exists */
 };
@@ -2039,6 +2042,7 @@ fold_room(struct mem_db *db, size_t len)
 			    db->path, (unsigned long long)db->unfolded_bytes,
 			    db->max_unfolded);
 		db->waiting = 1;
+		pthread_cond_signal(&db->fq_cv);
 		while (db->unfolded_entries > 0 &&
 		    db->unfolded_bytes + len > db->max_unfolded)
 			pthread_cond_wait(&db->room_cv, &db->fq_mu);
@@ -2059,9 +2063,13 @@ log_room(struct mem_db *db)
 	if (used < MEM_LOG_RESTART)
 		return;
 	pthread_mutex_lock(&db->fq_mu);
-	if (used >= 2 * (uint64_t)db->max_unfolded + MEM_LOG_RESTART)
+	if (used >= 2 * (uint64_t)db->max_unfolded + MEM_LOG_RESTART) {
+		db->log_wait = 1;
+		pthread_cond_signal(&db->fq_cv);
 		while (db->folded_seq < last && !db->fold_stop)
 			pthread_cond_wait(&db->room_cv, &db->fq_mu);
+		db->log_wait = 0;
+	}
 	ok = db->folded_seq >= last;
 	pthread_mutex_unlock(&db->fq_mu);
 	if (ok)
@@ -2333,11 +2341,65 @@ fold_held(struct mem_db *db)
 	return db->hold != NULL && access(db->hold, F_OK) == 0;
 }
 
+static double
+until(const struct timespec *t)
+{
+	return -since(t);
+}
+
+/*
+ * Fold now? When stopping; not before a failed fold's retry time nor while
+ * a test holds it; else once MEM_FOLD_MIN_BYTES are queued, the oldest has
+ * waited MEM_FOLD_DELAY_MS, or writes wait for it. A fold of many groups
+ * writes a page they all changed once (under fq_mu).
+ */
+static int
+fold_ready(struct mem_db *db, const struct timespec *retry_at)
+{
+	if (db->fq_head == NULL)
+		return db->fold_stop;
+	if (db->fold_stop)
+		return 1;
+	if (until(retry_at) > 0 || fold_held(db))
+		return 0;
+	return db->waiting || db->log_wait ||
+	    db->unfolded_bytes >= MEM_FOLD_MIN_BYTES ||
+	    since(&db->fq_head->at) * 1000 >= MEM_FOLD_DELAY_MS;
+}
+
+/* Wait (under fq_mu) for a push, a stop, or the next time to look. */
+static void
+fold_sleep(struct mem_db *db, const struct timespec *retry_at)
+{
+	struct timespec ts;
+	double wait;
+
+	if (db->fq_head == NULL) {
+		pthread_cond_wait(&db->fq_cv, &db->fq_mu);
+		return;
+	}
+	wait = until(retry_at);
+	if (wait <= 0)
+		wait = fold_held(db)
+		    ? 0.02
+		    : MEM_FOLD_DELAY_MS / 1000.0 - since(&db->fq_head->at);
+	if (wait < 0.001)
+		wait = 0.001;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += (time_t)wait;
+	ts.tv_nsec += (long)((wait - (double)(time_t)wait) * 1e9);
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_cond_timedwait(&db->fq_cv, &db->fq_mu, &ts);
+}
+
 static void *
 fold_main(void *arg)
 {
 	struct mem_db *db = arg;
-	unsigned backoff_ms = 0;
+	struct timespec retry_at = {0, 0};
 
 	for (;;) {
 		struct mem_fold *first, *last, *f, *next;
@@ -2345,23 +2407,8 @@ fold_main(void *arg)
 		int stop, rc;
 
 		pthread_mutex_lock(&db->fq_mu);
-		while ((db->fq_head == NULL ||
-			   (backoff_ms > 0 || fold_held(db))) &&
-		    !db->fold_stop) {
-			struct timespec ts;
-
-			if (db->fq_head == NULL) {
-				pthread_cond_wait(&db->fq_cv, &db->fq_mu);
-				continue;
-			}
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_nsec +=
-			    (long)(backoff_ms ? backoff_ms : 20) * 1000000L;
-			ts.tv_sec += ts.tv_nsec / 1000000000L;
-			ts.tv_nsec %= 1000000000L;
-			pthread_cond_timedwait(&db->fq_cv, &db->fq_mu, &ts);
-			backoff_ms = 0;
-		}
+		while (!fold_ready(db, &retry_at))
+			fold_sleep(db, &retry_at);
 		stop = db->fold_stop;
 		if ((first = db->fq_head) == NULL ||
 		    (stop && db->fold_failing)) {
@@ -2394,7 +2441,8 @@ fold_main(void *arg)
 				    db->path);
 			db->fold_failing = 1;
 			pthread_mutex_unlock(&db->fq_mu);
-			backoff_ms = 1000;
+			clock_gettime(CLOCK_MONOTONIC, &retry_at);
+			retry_at.tv_sec += 1;
 			continue;
 		}
 		pthread_mutex_lock(&db->fq_mu);

@@ -63,7 +63,11 @@
 	"PRAGMA mmap_size=2147418112; PRAGMA cache_size=-32768;"
 #define SQLITE_WRITER_PRAGMAS "PRAGMA cache_size=-262144;"
 #define SQLITE_CKPT_FRAMES    16384 /* WAL pages that start a checkpoint */
-#define SQLITE_REDO_SUFFIX    "-redo"
+/* The image: every fold synced; a checkpoint (a sync of the file) per
+ * 4,096 pages (16 MiB) of WAL rather than SQLite's 1,000. */
+#define SQLITE_IMAGE_PRAGMAS                                                   \
+	"PRAGMA synchronous=FULL; PRAGMA wal_autocheckpoint=4096;"
+#define SQLITE_REDO_SUFFIX "-redo"
 
 /* Each migration takes the schema from version i to i + 1. */
 static const char *const sqlite_migrations[] = {
@@ -425,6 +429,44 @@ fail:
 }
 
 /*
+ * The indexes only reads use: SQLite answering (MODE_DIRECT) needs them;
+ * an image (MODE_IMAGE) is read whole at start-up and only written behind
+ * the registry in memory, so it goes without them: three B-tree inserts
+ * fewer per enrollment folded. A registry opened one way after the other
+ * has them made or dropped once, at open.
+ */
+static const char *const sqlite_read_indexes[][2] = {
+    {"patients_name_birth", "patients(name, birth_date)"},
+    {"patients_birth", "patients(birth_date)"},
+    {"identifiers_patient", "identifiers(patient_id)"},
+};
+
+static int
+sqlite_indexes(struct sqlite_handle *h, int mode, char *err, size_t errlen)
+{
+	char sql[160];
+
+	for (size_t i = 0;
+	     i < sizeof(sqlite_read_indexes) / sizeof(sqlite_read_indexes[0]);
+	     i++) {
+		if (mode == MODE_IMAGE)
+			snprintf(sql, sizeof(sql), "DROP INDEX IF EXISTS %s",
+			    sqlite_read_indexes[i][0]);
+		else
+			snprintf(sql, sizeof(sql),
+			    "CREATE INDEX IF NOT EXISTS %s ON %s",
+			    sqlite_read_indexes[i][0],
+			    sqlite_read_indexes[i][1]);
+		if (sqlite3_exec(h->db, sql, NULL, NULL, NULL) != SQLITE_OK) {
+			snprintf(
+			    err, errlen, "%s: %s", sql, sqlite3_errmsg(h->db));
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/*
  * Once per process: no allocation statistics (they take a global mutex on
  * every malloc); a savepoint's statement journal in memory up to 1 MiB, in
  * one block (the default spills it to a file in /var/tmp past 64 KiB, and
@@ -510,13 +552,14 @@ sqlite_open_mode(const char *path, int mode, char *err, size_t errlen)
 			" PRAGMA foreign_keys=OFF;" SQLITE_WRITER_PRAGMAS,
 			NULL, NULL, NULL) != SQLITE_OK ||
 		    (mode == MODE_IMAGE &&
-			sqlite3_exec(h->db, "PRAGMA synchronous=FULL", NULL,
-			    NULL, NULL) != SQLITE_OK)) {
+			sqlite3_exec(h->db, SQLITE_IMAGE_PRAGMAS, NULL, NULL,
+			    NULL) != SQLITE_OK)) {
 			snprintf(
 			    err, errlen, "%s: %s", path, sqlite3_errmsg(h->db));
 			goto fail;
 		}
 		if (sqlite_migrate(h, err, errlen) == -1 ||
+		    sqlite_indexes(h, mode, err, errlen) == -1 ||
 		    (mode == MODE_DIRECT &&
 			sqlite_redo_open(h, path, err, errlen) == -1))
 			goto fail;

@@ -1383,6 +1383,94 @@ cached_lookup_sends_the_same_bytes(void **state)
 	registry_close(plain);
 }
 
+/* A lookup of hosp:XC001=value on its own read handle, in a thread. */
+struct pending_arg {
+	const char *value;
+	int code; /* the reply's, once done */
+	int done;
+};
+
+static void *
+pending_lookup(void *v)
+{
+	struct pending_arg *pa = v;
+	Onecard__V1__Request req = ONECARD__V1__REQUEST__INIT;
+	Onecard__V1__Lookup l = ONECARD__V1__LOOKUP__INIT;
+	Onecard__V1__Identifier id = ONECARD__V1__IDENTIFIER__INIT;
+	struct evbuffer *out = evbuffer_new();
+	struct op_result res;
+	struct registry *rd;
+	char err[256];
+
+	if ((rd = registry_open(path, 0, NULL, err, sizeof(err))) == NULL)
+		return NULL;
+	id.domain = "hosp:XC001";
+	id.value = (char *)pa->value;
+	l.identifier = &id;
+	req.id = 1;
+	req.op_case = ONECARD__V1__REQUEST__OP_LOOKUP;
+	req.lookup = &l;
+	registry_read(rd, &xc1, &req, out, &res);
+	pa->code = res.code;
+	__atomic_store_n(&pa->done, 1, __ATOMIC_RELEASE);
+	evbuffer_free(out);
+	registry_close(rd);
+	return NULL;
+}
+
+/*
+ * A write is seen by other handles only once its batch is durable: a
+ * reader that meets a record the open batch changed waits for the commit
+ * (and then sees it), or for the rollback (and then sees it as it was).
+ */
+static void
+readers_wait_for_the_batch_that_changes_what_they_read(void **state)
+{
+	struct pending_arg pa = {"W1", -1, 0};
+	pthread_t t;
+
+	patient_of(enroll(&xc1, "", NULL, 0, "hosp:XC001", "W1", NULL));
+	assert_int_equal(registry_batch_begin(reg), 0);
+	patient_of(link_id(&xc1, "hosp:XC001", "W1", "hosp:XC001", "W2"));
+	assert_int_equal(pthread_create(&t, NULL, pending_lookup, &pa), 0);
+	usleep(200 * 1000);
+	assert_false(__atomic_load_n(&pa.done, __ATOMIC_ACQUIRE));
+	assert_int_equal(registry_batch_commit(reg), 0);
+	pthread_join(t, NULL);
+	assert_int_equal(pa.code, CODE(OK));
+	assert_int_equal(
+	    patient_of(lookup("hosp:XC001", "W2"))->n_identifiers, 2);
+
+	/* The same with a batch that fails: the reader sees it as before. */
+	pa.done = 0;
+	pa.code = -1;
+	pa.value = "W1";
+	assert_int_equal(registry_batch_begin(reg), 0);
+	patient_of(link_id(&xc1, "hosp:XC001", "W1", "hosp:XC001", "W3"));
+	assert_int_equal(pthread_create(&t, NULL, pending_lookup, &pa), 0);
+	usleep(200 * 1000);
+	assert_false(__atomic_load_n(&pa.done, __ATOMIC_ACQUIRE));
+	registry_batch_rollback(reg);
+	pthread_join(t, NULL);
+	assert_int_equal(pa.code, CODE(OK));
+	assert_int_equal(lookup("hosp:XC001", "W3")->code, CODE(NOT_FOUND));
+	assert_int_equal(
+	    patient_of(lookup("hosp:XC001", "W1"))->n_identifiers, 2);
+
+	/* A new patient too: the lookup is answered once it is durable. */
+	pa.done = 0;
+	pa.code = -1;
+	pa.value = "W4";
+	assert_int_equal(registry_batch_begin(reg), 0);
+	patient_of(enroll(&xc1, "", NULL, 0, "hosp:XC001", "W4", NULL));
+	assert_int_equal(pthread_create(&t, NULL, pending_lookup, &pa), 0);
+	usleep(200 * 1000);
+	assert_false(__atomic_load_n(&pa.done, __ATOMIC_ACQUIRE));
+	assert_int_equal(registry_batch_commit(reg), 0);
+	pthread_join(t, NULL);
+	assert_int_equal(pa.code, CODE(OK));
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int
@@ -1422,6 +1510,7 @@ main(void)
 	    T(sqlite_url_scheme_opens_the_same_file),
 	    T(export_pages_live_patients_in_id_order),
 	    T(reads_during_writes_always_see_whole_records),
+	    T(readers_wait_for_the_batch_that_changes_what_they_read),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
