@@ -85,8 +85,8 @@ conn_find(struct worker *w, uint64_t id)
 	struct conn *c;
 
 	LIST_FOREACH(c, conn_bucket(w, id), entry)
-	if (c->id == id)
-		return c;
+		if (c->id == id)
+			return c;
 	return NULL;
 }
 
