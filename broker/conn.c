@@ -1,38 +1,8 @@
 /*
- * conn.c: one client connection, from the accepted socket to its close. A
- * small state machine over a non-blocking socket and its SSL: handshake
- * (under --handshake-timeout), identify (certificate CN -> admin, hospital
- * or UNAUTHENTICATED), read frames one at a time, dispatch, write replies,
- * drain and close. Draining (at shutdown, or when the client sends
- * close_notify, a TLS half-close) answers every whole frame received and
- * sends the replies before closing. conn_free is the one teardown path: it
- * frees the events, the buffers, the SSL, the fd and every parked request.
- *
- * I/O: the socket's read event is added while the connection may read
- * (its timeout is --idle-timeout); SSL_read fills the input buffer, whole
- * frames are taken from it. Replies collect in the output buffer, and the
- * connection goes on its worker's flush queue: at the end of the loop's
- * pass (server.c, worker_passcb) the pass's audit lines are written, then
- * each queued output leaves in one SSL_write. The write event is added only
- * when the socket would block, and its timeout closes a connection whose
- * output stays stuck. So a reply costs no poll and no epoll_ctl of its own.
- *
- * Order: requests on a connection take effect in the order sent and their
- * replies leave in that order. Writes go to the writer thread (FIFO, so
- * several may be outstanding); a read (or any core-answered request) waits,
- * parked, until every earlier write is answered; once something is parked,
- * everything after it is parked too. Writer replies come back through the
- * worker's queue and find their connection by id; one for a connection
- * that is gone is audited and counted, and its reply dropped.
- *
- * Limits: a frame over --max-frame ends the connection after a
- * RESOURCE_EXHAUSTED reply; pending output over --max-pending-output, or too
- * many requests in flight, stops reading until it drains; an idle client
- * is closed after --idle-timeout; one whose frame stays half-sent, whose
- * output makes no progress, or whose output stays over the bound (however
- * slowly it reads) is closed after --stall-timeout.
- *
- * Only this worker's thread touches its connections.
+ * conn.c: one client connection, from the accepted socket to its close: a
+ * state machine over a non-blocking socket and its SSL (handshake, identify,
+ * frames, replies, drain) with one teardown path, conn_free. Only its worker's
+ * thread touches it. Order, I/O and limits: docs/architecture.md.
  */
 #include <sys/socket.h>
 

@@ -1,12 +1,7 @@
 /*
- * metrics.c: the broker's counters and the HTTP endpoint that shows them.
- *
- * Counters are C11 atomics updated with relaxed ordering from any thread;
- * a histogram keeps one counter per bucket (not cumulative) plus a count and
- * a sum in microseconds, and the scrape adds them up. metrics_start runs an
- * evhttp server on its own thread and event_base, with its own read handle
- * on the registry for /healthz and the registry size. Nothing here may
- * block a worker: the hot-path functions never lock or allocate.
+ * metrics.c: the broker's counters and the HTTP endpoint (its own thread) that
+ * shows them. The hot-path functions are lock-free and never allocate.
+ * docs/architecture.md.
  */
 #include <dirent.h>
 #include <errno.h>

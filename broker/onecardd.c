@@ -1,11 +1,7 @@
 /*
- * onecardd.c: the broker's start and end. Reads the config file and the
- * flags (flags win; a bad value is refused naming its flag, exit 1), raises
- * the descriptor limit, builds the TLS context, opens the audit trail, the
- * registry (writer first: it creates the schema), the listeners and the
- * metrics endpoint, drops privileges (--user) once everything privileged is
- * open, then runs until SIGTERM/SIGINT and tears down in order: workers
- * drained, writer emptied, files closed, exit 0.
+ * onecardd.c: the broker's start and end: config and flags (a bad value is
+ * refused naming its flag), TLS, audit, registry, listeners, metrics, dropping
+ * privileges, then an orderly teardown. Order of each: docs/architecture.md.
  */
 #include <sys/resource.h>
 #include <sys/socket.h>

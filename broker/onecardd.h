@@ -1,15 +1,7 @@
 /*
- * onecardd.h: the daemon's internal map. The structures the network core
- * shares between its files (configuration, workers, connections, the writer's
- * jobs) and the prototypes grouped by the file that defines them. Nothing
- * outside broker/ includes this; the registry never sees it.
- *
- * Threads: main parses flags and starts everything, then runs the signal
- * loop; each worker thread owns an event_base, a listener, a read handle on
- * the registry and every connection it accepted; one writer thread owns the
- * write handle. Work crosses threads only through a worker's queue (under
- * its lock, followed by event_active on its notify event) or the writer's
- * queue (under its lock and condition variable).
+ * onecardd.h: the daemon's internal map: the structures the network core
+ * shares between its files and the prototypes grouped by the file that defines
+ * them. Nothing outside broker/ includes it. Threads: docs/architecture.md.
  */
 #ifndef ONECARDD_H
 #define ONECARDD_H

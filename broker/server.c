@@ -1,12 +1,8 @@
 /*
- * server.c: the daemon's threads and their lifetimes. Makes one worker per
- * --threads, each with its own event_base, its own SO_REUSEPORT listener on
- * the --listen address, its own read handle on the registry and a queue that
- * other threads post to (writer replies, revocations, stop). The main thread
- * runs a small loop for signals: SIGTERM/SIGINT drain and stop everything,
- * SIGHUP reloads certificates and reopens the audit log. Counts connections
- * against --max-conns. It never touches a connection's socket or TLS session:
- * that is conn.c, on the connection's own worker thread.
+ * server.c: the daemon's threads and their lifetimes: one worker (event_base,
+ * listener, registry read handle, queue) per --threads, and the main thread's
+ * signal loop. Never touches a connection's socket or TLS session (conn.c).
+ * More: docs/architecture.md.
  */
 #include <sys/socket.h>
 

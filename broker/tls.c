@@ -1,12 +1,7 @@
 /*
- * tls.c: every OpenSSL setting of the broker, and where a certificate
- * becomes an identity. Builds the server SSL_CTX from --cert, --key, --ca
- * and --crl (TLS 1.2 or newer, forward-secret AEAD suites only, a client
- * certificate required, no compression, no renegotiation, session cache and
- * tickets), swaps in a freshly built one on SIGHUP, and reads the subject CN
- * of a verified peer. The current context is reference counted: an SSL holds
- * its own reference, so connections opened before a reload keep the old one
- * and are never dropped by it. Nothing here does network I/O.
+ * tls.c: every OpenSSL setting of the broker, and where a certificate becomes
+ * an identity (the subject CN of a verified peer). Reloads on SIGHUP without
+ * dropping open connections; does no network I/O. docs/architecture.md.
  */
 #include <string.h>
 
