@@ -362,6 +362,40 @@ server_print_address(evutil_socket_t fd, struct sockaddr_storage *ss)
 }
 
 /*
+ * Is something already listening on ss? SO_REUSEPORT lets any process of
+ * the same user join our port, so a second broker would silently take half
+ * the connections. A probe bound without SO_REUSEPORT fails with
+ * EADDRINUSE while anyone listens there; it is closed before the workers
+ * bind. (Two brokers started in the same instant can both pass.) 0 free,
+ * -1 in use or an error (logged).
+ */
+static int
+server_probe_address(
+    const char *listen, const struct sockaddr_storage *ss, int len)
+{
+	int fd, one = 1, rc = 0;
+
+	if ((fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1) {
+		log_warn("--listen %s: socket", listen);
+		return -1;
+	}
+	/* SO_REUSEADDR: a port in TIME_WAIT is free; a listener is not. */
+	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (const struct sockaddr *)ss, len) == -1) {
+		if (errno == EADDRINUSE)
+			log_warnx(
+			    "--listen %s: address in use (another onecardd, "
+			    "or another program, listens there)",
+			    listen);
+		else
+			log_warn("--listen %s: cannot bind", listen);
+		rc = -1;
+	}
+	close(fd);
+	return rc;
+}
+
+/*
  * Make the workers: bases, read handles, and listeners (the first binds the
  * address, the others the same port with SO_REUSEPORT). 0 or -1 (logged).
  */
@@ -381,6 +415,11 @@ server_init(const struct config *c)
 		log_warnx("--listen %s: not HOST:PORT", c->listen);
 		return -1;
 	}
+	/* sin_port and sin6_port lie at the same offset; port 0 is always
+	 * free (the kernel picks one). */
+	if (((struct sockaddr_in *)&ss)->sin_port != 0 &&
+	    server_probe_address(c->listen, &ss, len) == -1)
+		return -1;
 	nworkers = c->threads;
 	if ((workers = calloc(nworkers, sizeof(*workers))) == NULL)
 		return -1;
