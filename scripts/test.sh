@@ -14,12 +14,12 @@ dir=build
 opts="-DCMAKE_BUILD_TYPE=RelWithDebInfo"
 if [ "${1:-}" = "--sanitize" ]; then
 	dir=build-asan
-	opts="-DCMAKE_BUILD_TYPE=Debug -DONECARD_SANITIZE=ON -DONECARD_BIN_DIR=$root/build-asan/bin"
+	opts="-DCMAKE_BUILD_TYPE=Debug -DONECARD_SANITIZE=ON"
 	export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 fi
 if [ "${1:-}" = "--tsan" ]; then
 	dir=build-tsan
-	opts="-DCMAKE_BUILD_TYPE=RelWithDebInfo -DONECARD_TSAN=ON -DONECARD_BIN_DIR=$root/build-tsan/bin"
+	opts="-DCMAKE_BUILD_TYPE=RelWithDebInfo -DONECARD_TSAN=ON"
 	# halt_on_error: a race fails the test that hit it (the broker exits
 	# 66, which the harness reports), instead of scrolling past in a log.
 	# Every report also goes to build-tsan/tsan-reports/, checked below, so a
@@ -31,7 +31,7 @@ fi
 tests=""
 if [ "${1:-}" = "--fuzz" ]; then
 	dir=build-fuzz
-	opts="-DCMAKE_C_COMPILER=clang -DONECARD_FUZZ=ON -DONECARD_BIN_DIR=$root/build-fuzz/bin"
+	opts="-DCMAKE_C_COMPILER=clang -DONECARD_FUZZ=ON"
 	tests="^fuzz/"
 fi
 [ "${CI:-}" = "true" ] && opts="$opts -DONECARD_WERROR=ON"
