@@ -511,6 +511,8 @@ main(int argc, char **argv)
 	if (evthread_use_pthreads() == -1)
 		fatalx("libevent has no pthreads support");
 
+	if (server_check_listen(cfg) == -1)
+		fatalx("cannot listen on --listen %s", cfg->listen);
 	if (tls_init(cfg) == -1)
 		fatalx("cannot set up TLS from --cert, --key, --ca%s",
 		    cfg->crl ? ", --crl" : "");

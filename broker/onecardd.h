@@ -197,6 +197,7 @@ void tls_shutdown(void);
 /* server.c */
 int server_parse_address(const char *s, struct sockaddr_storage *ss, int *len);
 void server_pass_arm(void *w);
+int server_check_listen(const struct config *c);
 int server_init(const struct config *c);
 int server_start(void);
 void server_run(void);

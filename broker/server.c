@@ -396,6 +396,29 @@ server_probe_address(
 }
 
 /*
+ * Refuse a --listen address that is malformed or that something already
+ * listens on, before anything else is opened (the registry included). 0 or
+ * -1 (logged).
+ */
+int
+server_check_listen(const struct config *c)
+{
+	struct sockaddr_storage ss;
+	int len = sizeof(ss);
+
+	memset(&ss, 0, sizeof(ss));
+	if (server_parse_address(c->listen, &ss, &len) == -1) {
+		log_warnx("--listen %s: not HOST:PORT", c->listen);
+		return -1;
+	}
+	/* sin_port and sin6_port lie at the same offset; port 0 is always
+	 * free (the kernel picks one). */
+	if (((struct sockaddr_in *)&ss)->sin_port == 0)
+		return 0;
+	return server_probe_address(c->listen, &ss, len);
+}
+
+/*
  * Make the workers: bases, read handles, and listeners (the first binds the
  * address, the others the same port with SO_REUSEPORT). 0 or -1 (logged).
  */
@@ -415,11 +438,6 @@ server_init(const struct config *c)
 		log_warnx("--listen %s: not HOST:PORT", c->listen);
 		return -1;
 	}
-	/* sin_port and sin6_port lie at the same offset; port 0 is always
-	 * free (the kernel picks one). */
-	if (((struct sockaddr_in *)&ss)->sin_port != 0 &&
-	    server_probe_address(c->listen, &ss, len) == -1)
-		return -1;
 	nworkers = c->threads;
 	if ((workers = calloc(nworkers, sizeof(*workers))) == NULL)
 		return -1;

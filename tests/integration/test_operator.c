@@ -45,6 +45,9 @@ second_broker_on_a_busy_port_fails_with_address_in_use(void **state)
 	assert_true(harness_now_ms() - t0 < 10000);
 	assert_non_null(strstr(err, "address in use"));
 	assert_non_null(strstr(err, "--listen 127.0.0.1:"));
+	/* Refused before it opened (or created) a registry. */
+	snprintf(cmd, sizeof(cmd), "%s/other.db", h.dir);
+	assert_int_equal(access(cmd, F_OK), -1);
 	for (int i = 0; i < 12; i++)
 		assert_int_equal(
 		    harness_ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
