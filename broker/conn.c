@@ -572,6 +572,52 @@ conn_read_frame(struct conn *c, struct evbuffer *in)
 	return 1;
 }
 
+/*
+ * Is c's CN a hospital the registry holds as revoked (not merely unknown)?
+ * registry_hospital_role says only "not active", so ask for the hospital
+ * list as an admin would. Only on the refusal path, so its cost is moot.
+ */
+static int
+conn_hospital_revoked(struct conn *c)
+{
+	Onecard__V1__Request req = ONECARD__V1__REQUEST__INIT;
+	Onecard__V1__HospitalList list = ONECARD__V1__HOSPITAL_LIST__INIT;
+	struct actor who = {"onecardd", ONECARD__V1__ROLE__ROLE_ADMIN};
+	Onecard__V1__Reply *reply = NULL;
+	struct op_result res;
+	struct evbuffer *out;
+	uint8_t *frame;
+	size_t len;
+	int revoked = 0;
+
+	if ((out = evbuffer_new()) == NULL)
+		return 0;
+	req.id = 1;
+	req.op_case = ONECARD__V1__REQUEST__OP_HOSPITAL_LIST;
+	req.hospital_list = &list;
+	memset(&res, 0, sizeof(res));
+	registry_read(c->w->reg, &who, &req, out, &res);
+	len = evbuffer_get_length(out);
+	if (res.code == ONECARD__V1__CODE__OK && len > WIRE_HEADER_LEN &&
+	    (frame = evbuffer_pullup(out, -1)) != NULL)
+		reply = onecard__v1__reply__unpack(
+		    NULL, len - WIRE_HEADER_LEN, frame + WIRE_HEADER_LEN);
+	if (reply != NULL &&
+	    reply->result_case == ONECARD__V1__REPLY__RESULT_HOSPITALS) {
+		for (size_t i = 0; i < reply->hospitals->n_hospitals; i++) {
+			Onecard__V1__Hospital *hp =
+			    reply->hospitals->hospitals[i];
+
+			if (strcmp(hp->code, c->cn) == 0 && !hp->active)
+				revoked = 1;
+		}
+	}
+	if (reply != NULL)
+		onecard__v1__reply__free_unpacked(reply, NULL);
+	evbuffer_free(out);
+	return revoked;
+}
+
 /* The handshake is done: turn the certificate into an identity. */
 static void
 conn_identify(struct conn *c)
@@ -591,6 +637,17 @@ conn_identify(struct conn *c)
 		c->role = ONECARD__V1__ROLE__ROLE_ADMIN;
 	} else {
 		rc = registry_hospital_role(c->w->reg, c->cn, &role);
+		if (rc == 1 && conn_hospital_revoked(c)) {
+			log_info("connection refused peer=%s cn=%s "
+				 "reason=\"hospital revoked\"",
+			    c->peer, c->cn);
+			snprintf(msg, sizeof(msg),
+			    "hospital %s is revoked: ask the registry's "
+			    "administrators",
+			    c->cn);
+			conn_fail(c, ONECARD__V1__CODE__UNAUTHENTICATED, msg);
+			return;
+		}
 		if (rc == 1) {
 			log_info("connection refused peer=%s cn=%s "
 				 "reason=\"not a registered hospital\"",

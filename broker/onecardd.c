@@ -5,6 +5,7 @@
  */
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <errno.h>
 #include <getopt.h>
@@ -502,8 +503,16 @@ config_free(struct config *c)
 int
 main(int argc, char **argv)
 {
+	/* Every file the broker creates (registry, redo log, audit trail)
+	 * holds patient data or its trace: owner-only, whatever umask it was
+	 * started with (files 0600, folders 0700). */
+	umask(077);
 	config_load(cfg, argc, argv);
 	log_init("onecardd", cfg->log_level, cfg->use_syslog);
+	if (cfg->admins == NULL || cfg->admins[0] == '\0')
+		log_warnx("no --admins: nobody can administer this broker "
+			  "(add hospitals, merge, revoke); give the admin "
+			  "certificates' CNs with --admins CN,CN");
 	signal(SIGPIPE, SIG_IGN);
 	onecardd_raise_nofile();
 	/* Before any thread touches libevent: bases are handed work across

@@ -22,6 +22,49 @@
 #include "harness.h"
 #include "onecard.h"
 
+/* The broker's log so far (malloc'd). */
+static char *
+broker_log(struct harness *h)
+{
+	char *buf = malloc(1 << 16);
+
+	assert_non_null(buf);
+	assert_int_equal(harness_log(h, buf, 1 << 16), 0);
+	return buf;
+}
+
+/* Connect as cn and read the broker's unsolicited refusal: its code, and its
+ * message into msg. */
+static int
+refusal(struct harness *h, const char *cn, char *msg, size_t msglen)
+{
+	Onecard__V1__Reply *reply = NULL;
+	struct onecard_conn *conn;
+	int code;
+
+	assert_int_equal(harness_connect(h, cn, &conn), ONECARD_OK);
+	assert_int_equal(onecard_recv(conn, &reply), ONECARD_OK);
+	assert_int_equal(reply->id, 0);
+	code = reply->code;
+	snprintf(msg, msglen, "%s", reply->message ? reply->message : "");
+	onecard_reply_free(reply);
+	onecard_close(conn);
+	return code;
+}
+
+/* st's permission bits, or -1 when path does not exist. */
+static int
+mode_of(const char *dir, const char *name)
+{
+	char path[512];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	if (stat(path, &st) == -1)
+		return -1;
+	return (int)(st.st_mode & 07777);
+}
+
 /* A second onecardd on the first one's port exits at once, saying so, and
  * the first goes on answering every request. */
 static void
@@ -54,12 +97,110 @@ second_broker_on_a_busy_port_fails_with_address_in_use(void **state)
 	harness_cleanup(&h);
 }
 
+/* Started under umask 000, the broker still makes its registry, redo log
+ * and audit trail readable by its own user only. */
+static void
+files_the_broker_creates_are_owner_only_whatever_the_umask(void **state)
+{
+	struct harness h;
+	const char *codes[] = {"H1", NULL};
+	char audit[400], out[512];
+	const char *extra[] = {"--audit-log", audit, NULL};
+	const char *files[] = {"registry.db", "registry.db-redo", "audit.log"};
+	mode_t old;
+	int rc, m;
+
+	old = umask(0);
+	rc = harness_start(&h, codes, NULL);
+	umask(old);
+	assert_int_equal(rc, 0);
+	/* Again with an audit trail, which needs the harness folder's name. */
+	assert_int_equal(harness_stop(&h, SIGTERM), 0);
+	snprintf(audit, sizeof(audit), "%s/audit.log", h.dir);
+	old = umask(0);
+	rc = harness_restart(&h, extra);
+	umask(old);
+	assert_int_equal(rc, 0);
+	assert_int_equal(harness_run(&h, "H1", out, sizeof(out),
+			     "onecard enroll --name Mode cn-ssc=MODE0600"),
+	    0);
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		m = mode_of(h.dir, files[i]);
+		if (m == -1)
+			fail_msg("%s was not created", files[i]);
+		if ((m & 077) != 0)
+			fail_msg(
+			    "%s is mode %04o, not owner-only", files[i], m);
+	}
+	/* SQLite's own side files, when present, follow the database. */
+	if ((m = mode_of(h.dir, "registry.db-wal")) != -1 && (m & 077) != 0)
+		fail_msg("registry.db-wal is mode %04o", m);
+	harness_cleanup(&h);
+}
+
+/* A broker started without --admins says nobody can administer it; one
+ * with --admins does not. */
+static void
+no_admins_is_warned_at_start(void **state)
+{
+	struct harness h;
+	const char *codes[] = {"H1", NULL};
+	char out[256], err[4096], cmd[2400], *log;
+
+	assert_int_equal(harness_start(&h, codes, NULL), 0);
+	log = broker_log(&h);
+	assert_null(strstr(log, "no --admins"));
+	free(log);
+	/* Without --admins; the busy port then ends it, after the warning. */
+	snprintf(cmd, sizeof(cmd),
+	    "onecardd --listen 127.0.0.1:%d --db '%s/other.db' "
+	    "--cert '%s/broker.pem' --key '%s/broker.key' --ca '%s/ca.pem'",
+	    h.port, h.dir, h.certs, h.certs, h.certs);
+	assert_int_equal(
+	    harness_run2(&h, NULL, out, sizeof(out), err, sizeof(err), cmd), 1);
+	assert_non_null(strstr(err, "no --admins: nobody can administer"));
+	harness_cleanup(&h);
+}
+
+/* A revoked hospital is told it is revoked (UNAUTHENTICATED, as the
+ * contract says), not that it was never registered; a stranger still is. */
+static void
+revoked_hospital_is_told_it_is_revoked(void **state)
+{
+	struct harness h;
+	const char *codes[] = {"H1", "H2", NULL};
+	const char *stranger[] = {"H9", NULL};
+	char out[512], msg[256], *log;
+
+	assert_int_equal(harness_start(&h, codes, NULL), 0);
+	assert_int_equal(harness_certs(&h, stranger), 0);
+	assert_int_equal(harness_ping_as(&h, "H2"), ONECARD__V1__CODE__OK);
+	assert_int_equal(harness_run(&h, "admin", out, sizeof(out),
+			     "onecardctl hospital revoke H2"),
+	    0);
+	assert_int_equal(refusal(&h, "H2", msg, sizeof(msg)),
+	    ONECARD__V1__CODE__UNAUTHENTICATED);
+	assert_non_null(strstr(msg, "hospital H2 is revoked"));
+	assert_int_equal(refusal(&h, "H9", msg, sizeof(msg)),
+	    ONECARD__V1__CODE__UNAUTHENTICATED);
+	assert_non_null(strstr(msg, "H9 is not a registered hospital"));
+	assert_int_equal(harness_ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
+	log = broker_log(&h);
+	assert_non_null(strstr(log, "cn=H2 reason=\"hospital revoked\""));
+	free(log);
+	harness_cleanup(&h);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(
 		second_broker_on_a_busy_port_fails_with_address_in_use),
+	    cmocka_unit_test(
+		files_the_broker_creates_are_owner_only_whatever_the_umask),
+	    cmocka_unit_test(no_admins_is_warned_at_start),
+	    cmocka_unit_test(revoked_hospital_is_told_it_is_revoked),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
