@@ -274,7 +274,7 @@ conn_record_as(const char *cn, int role, int op_case, int code,
 {
 	uint64_t lat = onecardd_now_us() - start_us;
 
-	metrics_request(op_case, code, lat);
+	metrics_request(cn, op_case, code, lat);
 	if (audit_enabled()) {
 		struct audit_entry e = {
 		    .actor = cn,

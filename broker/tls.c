@@ -4,6 +4,7 @@
  * dropping open connections; does no network I/O. docs/architecture.md.
  */
 #include <string.h>
+#include <time.h>
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -11,6 +12,7 @@
 #include <openssl/x509_vfy.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "onecardd.h"
 
 /* TLS 1.2: ECDHE with AES-GCM or ChaCha20-Poly1305 only. */
@@ -125,6 +127,47 @@ fail:
 	return NULL;
 }
 
+/* An ASN1_TIME as Unix seconds; 0 if it cannot be read. */
+static int64_t
+tls_time(const ASN1_TIME *t)
+{
+	struct tm tm;
+
+	if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1)
+		return 0;
+	return (int64_t)timegm(&tm);
+}
+
+/*
+ * Tell the metrics when ctx's certificate expires and when the earliest of
+ * its CRLs is due for replacement, so an operator is warned before clients
+ * are refused.
+ */
+static void
+tls_publish_expiry(SSL_CTX *ctx)
+{
+	STACK_OF(X509_OBJECT) * objs;
+	X509 *cert = SSL_CTX_get0_certificate(ctx);
+	int64_t not_after = 0, next = 0, t;
+
+	if (cert != NULL)
+		not_after = tls_time(X509_get0_notAfter(cert));
+	objs = X509_STORE_get0_objects(SSL_CTX_get_cert_store(ctx));
+	for (int i = 0; objs != NULL && i < sk_X509_OBJECT_num(objs); i++) {
+		X509_OBJECT *o = sk_X509_OBJECT_value(objs, i);
+		X509_CRL *crl;
+
+		if (X509_OBJECT_get_type(o) != X509_LU_CRL ||
+		    (crl = X509_OBJECT_get0_X509_CRL(o)) == NULL)
+			continue;
+		t = tls_time(X509_CRL_get0_nextUpdate(crl));
+		if (t != 0 && (next == 0 || t < next))
+			next = t;
+	}
+	metrics_tls_expiry(not_after, next);
+	ERR_clear_error();
+}
+
 /* Build the first context at start-up. 0 or -1 (logged). */
 int
 tls_init(const struct config *c)
@@ -136,6 +179,7 @@ tls_init(const struct config *c)
 	pthread_mutex_lock(&tls_lock);
 	tls_ctx = ctx;
 	pthread_mutex_unlock(&tls_lock);
+	tls_publish_expiry(ctx);
 	return 0;
 }
 
@@ -158,6 +202,7 @@ tls_reload(const struct config *c)
 	tls_ctx = ctx;
 	pthread_mutex_unlock(&tls_lock);
 	SSL_CTX_free(old); /* live SSLs hold their own reference */
+	tls_publish_expiry(ctx);
 	log_info("tls reloaded certificates%s", c->crl ? " and crl" : "");
 	return 0;
 }

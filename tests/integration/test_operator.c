@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -191,6 +192,102 @@ revoked_hospital_is_told_it_is_revoked(void **state)
 	harness_cleanup(&h);
 }
 
+/* Write certs/crl.pem, an empty CRL of the dev CA due for replacement in
+ * days days. */
+static void
+make_crl(struct harness *h, int days)
+{
+	char cmd[1200], out[256];
+
+	snprintf(cmd, sizeof(cmd),
+	    "cd '%s' && mkdir -p cadb && : > cadb/index.txt && "
+	    "{ [ -f cadb/crlnumber ] || echo 1000 > cadb/crlnumber; } && "
+	    "printf '%%s\\n' '[ca]' 'default_ca = dev' '[dev]' "
+	    "'database = cadb/index.txt' 'crlnumber = cadb/crlnumber' "
+	    "'certificate = ca.pem' 'private_key = ca.key' "
+	    "'default_md = sha256' > crl.cnf && "
+	    "openssl ca -config crl.cnf -gencrl -crldays %d -out crl.pem "
+	    "2>/dev/null",
+	    h->certs, days);
+	assert_int_equal(harness_run(h, NULL, out, sizeof(out), cmd), 0);
+}
+
+/* Scrape the broker's /metrics (malloc'd). */
+static char *
+scrape(struct harness *h)
+{
+	char *body = malloc(1 << 20);
+	int port = harness_metrics_port(h);
+
+	assert_non_null(body);
+	assert_true(port > 0);
+	assert_int_equal(
+	    harness_http_get(port, "/metrics", body, 1 << 20, NULL, 0), 200);
+	return body;
+}
+
+/* /metrics counts requests per hospital (and admin), says when each was
+ * last seen and which build this is, and how long until the certificate
+ * expires and the CRL is due (both followed across a SIGHUP reload). */
+static void
+metrics_show_hospitals_build_and_expiry(void **state)
+{
+	struct harness h;
+	const char *codes[] = {"H1", "H2", NULL};
+	char crl[400];
+	const char *extra[] = {
+	    "--crl", crl, "--metrics-listen", "127.0.0.1:0", NULL};
+	double v, now = (double)time(NULL);
+	char *expo;
+
+	assert_int_equal(harness_start(&h, codes, NULL), 0);
+	snprintf(crl, sizeof(crl), "%s/crl.pem", h.certs);
+	make_crl(&h, 30);
+	assert_int_equal(harness_stop(&h, SIGTERM), 0);
+	assert_int_equal(harness_restart(&h, extra), 0);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(
+		    harness_ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
+	assert_int_equal(harness_ping_as(&h, "H2"), ONECARD__V1__CODE__OK);
+
+	expo = scrape(&h);
+	assert_int_equal(
+	    (int)harness_metric(expo,
+		"onecard_hospital_requests_total{hospital=\"H1\",op=\"ping\"}"),
+	    3);
+	assert_int_equal(
+	    (int)harness_metric(expo,
+		"onecard_hospital_requests_total{hospital=\"H2\",op=\"ping\"}"),
+	    1);
+	v = harness_metric(expo,
+	    "onecard_hospital_last_request_timestamp_seconds{hospital=\"H1\"}");
+	assert_true(v >= now - 5 && v <= now + 120);
+	assert_non_null(strstr(expo, "\nonecard_build_info{version=\""));
+	assert_non_null(strstr(expo, "\"} 1\n"));
+	/* mkcerts.sh signs for 825 days. */
+	v = harness_metric(expo, "onecard_tls_certificate_expiry_seconds");
+	assert_true(v > 824.0 * 86400 && v <= 825.0 * 86400);
+	v = harness_metric(expo, "onecard_tls_crl_next_update_seconds");
+	assert_true(v > 29.0 * 86400 && v <= 30.0 * 86400);
+	assert_non_null(strstr(expo, "\nonecard_registry_patients "));
+	assert_non_null(strstr(expo, "\nonecard_registry_identifiers "));
+	free(expo);
+
+	/* A new CRL, due in 10 days, then SIGHUP: the gauge follows it. */
+	make_crl(&h, 10);
+	assert_int_equal(kill(h.pid, SIGHUP), 0);
+	for (int i = 0; i < 100; i++) {
+		expo = scrape(&h);
+		v = harness_metric(expo, "onecard_tls_crl_next_update_seconds");
+		free(expo);
+		if (v < 11.0 * 86400)
+			break;
+		usleep(50 * 1000);
+	}
+	assert_true(v > 9.0 * 86400 && v <= 10.0 * 86400);
+	harness_cleanup(&h);
+}
+
 int
 main(void)
 {
@@ -201,6 +298,7 @@ main(void)
 		files_the_broker_creates_are_owner_only_whatever_the_umask),
 	    cmocka_unit_test(no_admins_is_warned_at_start),
 	    cmocka_unit_test(revoked_hospital_is_told_it_is_revoked),
+	    cmocka_unit_test(metrics_show_hospitals_build_and_expiry),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
