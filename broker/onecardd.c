@@ -6,6 +6,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 
 #include <errno.h>
 #include <getopt.h>
@@ -13,6 +14,8 @@
 #include <limits.h>
 #include <pwd.h>
 #include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,6 +66,7 @@ static const struct option onecardd_longopts[] = {
     {"node", required_argument, NULL, 'n'},
     {"user", required_argument, NULL, 'u'},
     {"syslog", no_argument, NULL, 's'},
+    {"check-config", no_argument, NULL, 'K'},
     {"log-level", required_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
@@ -110,7 +114,53 @@ usage(FILE *f)
 	    "  --log-level LEVEL          error, warn, info or debug (info)\n"
 	    "  --config FILE              INI file, [onecardd] section; flags "
 	    "win\n"
+	    "  --check-config             check the flags, config file and "
+	    "TLS files\n"
+	    "                             (--cert, --key, --ca, --crl), then "
+	    "exit\n"
 	    "  --help, --version\n");
+}
+
+/*
+ * Tell systemd (Type=notify) how the broker stands: "READY=1",
+ * "RELOADING=1", "STOPPING=1", "STATUS=...". One datagram to the unix
+ * socket named by $NOTIFY_SOCKET (a path, or "@name" in the abstract
+ * namespace), as sd_notify(3) does; nothing when it is not set. Best
+ * effort: a failure is logged at debug level and otherwise ignored.
+ */
+void
+onecardd_notify(const char *fmt, ...)
+{
+	const char *path = getenv("NOTIFY_SOCKET");
+	struct sockaddr_un sun;
+	socklen_t len;
+	char msg[512];
+	va_list ap;
+	int fd, n;
+
+	if (path == NULL || (path[0] != '/' && path[0] != '@') ||
+	    strlen(path) >= sizeof(sun.sun_path))
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= sizeof(msg))
+		return;
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	memcpy(sun.sun_path, path, strlen(path));
+	if (path[0] == '@')
+		sun.sun_path[0] = '\0';
+	len =
+	    (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path));
+	if ((fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)) == -1) {
+		log_debug("notify: socket: %s", strerror(errno));
+		return;
+	}
+	if (sendto(fd, msg, (size_t)n, MSG_NOSIGNAL, (struct sockaddr *)&sun,
+		len) != n)
+		log_debug("notify %s: %s", path, strerror(errno));
+	close(fd);
 }
 
 /* Monotonic microseconds, for latencies. */
@@ -411,6 +461,9 @@ config_load(struct config *c, int argc, char **argv)
 		case 's':
 			c->use_syslog = 1;
 			continue;
+		case 'K':
+			c->check_only = 1;
+			continue;
 		case '?':
 			usage(stderr);
 			exit(1);
@@ -520,11 +573,20 @@ main(int argc, char **argv)
 	if (evthread_use_pthreads() == -1)
 		fatalx("libevent has no pthreads support");
 
-	if (server_check_listen(cfg) == -1)
+	if (!cfg->check_only && server_check_listen(cfg) == -1)
 		fatalx("cannot listen on --listen %s", cfg->listen);
 	if (tls_init(cfg) == -1)
 		fatalx("cannot set up TLS from --cert, --key, --ca%s",
 		    cfg->crl ? ", --crl" : "");
+	if (cfg->check_only) {
+		/* What a reload would load (ExecReload runs this first). */
+		fprintf(stderr,
+		    "onecardd: configuration and TLS files are "
+		    "usable\n");
+		tls_shutdown();
+		config_free(cfg);
+		return 0;
+	}
 	if (audit_open(cfg->audit_log, cfg->node) == -1)
 		fatalx("--audit-log %s: cannot open", cfg->audit_log);
 	if (writer_start(cfg->db, &cfg->limits) == -1)
@@ -541,6 +603,7 @@ main(int argc, char **argv)
 		fatalx("cannot start the worker threads");
 	log_info("onecardd %s started node=%s threads=%d max_conns=%d",
 	    onecardd_version, cfg->node, cfg->threads, cfg->max_conns);
+	onecardd_notify("READY=1\nSTATUS=serving");
 
 	server_run();
 	server_stop();

@@ -53,6 +53,7 @@ struct config {
 	int max_conns;
 	size_t max_pending_output;
 	int use_syslog;
+	int check_only; /* --check-config: load the TLS files, then exit */
 	int log_level;
 	size_t lookup_cache_mb; /* all workers' lookup caches together */
 	struct registry_limits limits;
@@ -183,6 +184,8 @@ extern struct config *cfg;
 extern const char *onecardd_version;
 int onecardd_is_admin(const char *cn);
 uint64_t onecardd_now_us(void);
+void onecardd_notify(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
 #define WORKER_TICK_MS 250 /* how often handshake deadlines are checked */
 
 /* tls.c */
@@ -203,7 +206,7 @@ int server_start(void);
 void server_run(void);
 void server_stop(void);
 void server_free(void);
-void server_reload(void);
+int server_reload(void);
 int server_nworkers(void);
 struct worker *server_worker(int idx);
 void worker_post(struct worker *w, struct worker_msg *m);

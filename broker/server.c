@@ -268,6 +268,7 @@ server_sigterm(evutil_socket_t sig, short what, void *arg)
 	if (atomic_exchange(&stopping, 1))
 		return;
 	log_info("signal %d: shutting down", (int)sig);
+	onecardd_notify("STOPPING=1\nSTATUS=draining connections");
 	for (int i = 0; i < nworkers; i++) {
 		if ((m = calloc(1, sizeof(*m))) == NULL)
 			fatalx("out of memory");
@@ -282,16 +283,31 @@ static void
 server_sighup(evutil_socket_t sig, short what, void *arg)
 {
 	log_info("signal %d: reloading", (int)sig);
-	server_reload();
+	/* systemd (Type=notify) holds the unit in "reloading" until READY=1;
+	 * MONOTONIC_USEC tells a newer systemd which reload this is. */
+	onecardd_notify("RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading",
+	    (unsigned long long)onecardd_now_us());
+	if (server_reload() == 0)
+		onecardd_notify("READY=1\nSTATUS=serving; reloaded");
+	else
+		onecardd_notify("READY=1\nSTATUS=serving; reload failed, "
+				"the previous certificates stay (see the log)");
 }
 
-/* Reload what SIGHUP reloads. */
-void
+/* Reload what SIGHUP reloads. 0, or -1 when something failed (logged; what
+ * failed keeps its previous state). */
+int
 server_reload(void)
 {
-	tls_reload(cfg);
-	if (audit_enabled() && audit_reopen() == -1)
+	int rc = 0;
+
+	if (tls_reload(cfg) == -1)
+		rc = -1;
+	if (audit_enabled() && audit_reopen() == -1) {
 		log_warnx("audit log reopen failed");
+		rc = -1;
+	}
+	return rc;
 }
 
 /*

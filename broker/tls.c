@@ -3,12 +3,14 @@
  * an identity (the subject CN of a verified peer). Reloads on SIGHUP without
  * dropping open connections; does no network I/O. docs/architecture.md.
  */
+#include <limits.h>
 #include <string.h>
 #include <time.h>
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 #include <openssl/x509_vfy.h>
 
 #include "log.h"
@@ -64,6 +66,8 @@ static SSL_CTX *
 tls_ctx_build(const struct config *c)
 {
 	static const unsigned char sid_ctx[] = "onecardd";
+	char what[PATH_MAX + 64];
+	X509 *cert;
 	SSL_CTX *ctx;
 	STACK_OF(X509_NAME) * names;
 
@@ -91,26 +95,49 @@ tls_ctx_build(const struct config *c)
 		SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	SSL_CTX_set_read_ahead(ctx, 1);
 	if (SSL_CTX_use_certificate_chain_file(ctx, c->cert) != 1) {
-		tls_log_errors("tls: cannot load --cert");
+		snprintf(
+		    what, sizeof(what), "tls: cannot load --cert %s", c->cert);
+		tls_log_errors(what);
+		goto fail;
+	}
+	if ((cert = SSL_CTX_get0_certificate(ctx)) != NULL &&
+	    X509_check_ca(cert) == 1) { /* basicConstraints CA:TRUE */
+		log_warnx("tls: --cert %s is a CA certificate, not the "
+			  "broker's own",
+		    c->cert);
 		goto fail;
 	}
 	if (SSL_CTX_use_PrivateKey_file(ctx, c->key, SSL_FILETYPE_PEM) != 1) {
-		tls_log_errors("tls: cannot load --key");
+		if (ERR_GET_REASON(ERR_peek_last_error()) ==
+		    X509_R_KEY_VALUES_MISMATCH) {
+			log_warnx("tls: --key %s does not match --cert %s",
+			    c->key, c->cert);
+			ERR_clear_error();
+		} else {
+			snprintf(what, sizeof(what),
+			    "tls: cannot load --key %s", c->key);
+			tls_log_errors(what);
+		}
 		goto fail;
 	}
 	if (SSL_CTX_check_private_key(ctx) != 1) {
-		tls_log_errors("tls: --key does not match --cert");
+		log_warnx(
+		    "tls: --key %s does not match --cert %s", c->key, c->cert);
+		ERR_clear_error();
 		goto fail;
 	}
 	if (SSL_CTX_load_verify_locations(ctx, c->ca, NULL) != 1) {
-		tls_log_errors("tls: cannot load --ca");
+		snprintf(what, sizeof(what), "tls: cannot load --ca %s", c->ca);
+		tls_log_errors(what);
 		goto fail;
 	}
 	if ((names = SSL_load_client_CA_file(c->ca)) != NULL)
 		SSL_CTX_set_client_CA_list(ctx, names);
 	if (c->crl != NULL &&
 	    tls_load_crl(SSL_CTX_get_cert_store(ctx), c->crl) == -1) {
-		tls_log_errors("tls: cannot load --crl");
+		snprintf(
+		    what, sizeof(what), "tls: cannot load --crl %s", c->crl);
+		tls_log_errors(what);
 		goto fail;
 	}
 	SSL_CTX_set_verify(

@@ -14,7 +14,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -288,6 +291,109 @@ metrics_show_hospitals_build_and_expiry(void **state)
 	harness_cleanup(&h);
 }
 
+/* The next datagram on fd (NUL-terminated into buf), waiting up to 10 s;
+ * -1 on timeout. */
+static int
+notify_next(int fd, char *buf, size_t buflen)
+{
+	struct pollfd pfd = {.fd = fd, .events = POLLIN};
+	ssize_t n;
+
+	if (poll(&pfd, 1, 10000) != 1)
+		return -1;
+	if ((n = recv(fd, buf, buflen - 1, 0)) < 0)
+		return -1;
+	buf[n] = '\0';
+	return 0;
+}
+
+/* Run onecardd --check-config on h's files; its exit status, stderr in err. */
+static int
+check_config(struct harness *h, char *err, size_t errlen)
+{
+	char cmd[1600], out[256];
+
+	snprintf(cmd, sizeof(cmd),
+	    "onecardd --check-config --db '%s' --cert '%s/broker.pem' "
+	    "--key '%s/broker.key' --ca '%s/ca.pem' --admins admin",
+	    h->db, h->certs, h->certs, h->certs);
+	return harness_run2(h, NULL, out, sizeof(out), err, errlen, cmd);
+}
+
+/* Under systemd's Type=notify protocol (a fake NOTIFY_SOCKET the test
+ * reads) the broker says READY=1 once it serves, RELOADING=1 then READY=1
+ * around each SIGHUP (with a STATUS that says when a reload failed), and
+ * STOPPING=1 on SIGTERM. --check-config, which the unit's ExecReload runs
+ * first, fails on the files a reload would refuse. */
+static void
+systemd_notify_ready_reload_and_stop(void **state)
+{
+	struct harness h;
+	const char *codes[] = {"H1", NULL};
+	struct sockaddr_un sun;
+	char msg[512], err[4096], cmd[1200], out[256];
+	int fd;
+
+	assert_int_equal(harness_start(&h, codes, NULL), 0);
+	assert_int_equal(harness_stop(&h, SIGTERM), 0);
+	assert_true((fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)) >= 0);
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	assert_true(strlen(h.dir) + sizeof("/notify") <= sizeof(sun.sun_path));
+	memcpy(sun.sun_path, h.dir, strlen(h.dir));
+	memcpy(sun.sun_path + strlen(h.dir), "/notify", sizeof("/notify"));
+	assert_int_equal(bind(fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+	setenv("NOTIFY_SOCKET", sun.sun_path, 1);
+	assert_int_equal(harness_restart(&h, NULL), 0);
+	unsetenv("NOTIFY_SOCKET");
+
+	assert_int_equal(notify_next(fd, msg, sizeof(msg)), 0);
+	assert_non_null(strstr(msg, "READY=1"));
+	assert_int_equal(harness_ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
+
+	/* A good reload. */
+	assert_int_equal(kill(h.pid, SIGHUP), 0);
+	assert_int_equal(notify_next(fd, msg, sizeof(msg)), 0);
+	assert_non_null(strstr(msg, "RELOADING=1"));
+	assert_non_null(strstr(msg, "MONOTONIC_USEC="));
+	assert_int_equal(notify_next(fd, msg, sizeof(msg)), 0);
+	assert_non_null(strstr(msg, "READY=1"));
+	assert_null(strstr(msg, "failed"));
+
+	/* A CA certificate in place of the broker's: the reload fails, says
+	 * so, and the broker goes on with the old pair. */
+	assert_int_equal(check_config(&h, err, sizeof(err)), 0);
+	snprintf(cmd, sizeof(cmd),
+	    "cd '%s' && cp broker.pem broker.pem.good && cp ca.pem broker.pem",
+	    h.certs);
+	assert_int_equal(harness_run(&h, NULL, out, sizeof(out), cmd), 0);
+	assert_int_equal(check_config(&h, err, sizeof(err)), 1);
+	assert_non_null(strstr(err, "broker.pem is a CA certificate"));
+	assert_int_equal(kill(h.pid, SIGHUP), 0);
+	assert_int_equal(notify_next(fd, msg, sizeof(msg)), 0);
+	assert_non_null(strstr(msg, "RELOADING=1"));
+	assert_int_equal(notify_next(fd, msg, sizeof(msg)), 0);
+	assert_non_null(strstr(msg, "READY=1"));
+	assert_non_null(strstr(msg, "reload failed"));
+	assert_int_equal(harness_ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
+	/* Another certificate than the key's is named as a mismatch. */
+	snprintf(
+	    cmd, sizeof(cmd), "cd '%s' && cp admin.pem broker.pem", h.certs);
+	assert_int_equal(harness_run(&h, NULL, out, sizeof(out), cmd), 0);
+	assert_int_equal(check_config(&h, err, sizeof(err)), 1);
+	assert_non_null(strstr(err, "broker.key does not match --cert"));
+	snprintf(cmd, sizeof(cmd), "cd '%s' && mv broker.pem.good broker.pem",
+	    h.certs);
+	assert_int_equal(harness_run(&h, NULL, out, sizeof(out), cmd), 0);
+	assert_int_equal(check_config(&h, err, sizeof(err)), 0);
+
+	assert_int_equal(harness_stop(&h, SIGTERM), 0);
+	assert_int_equal(notify_next(fd, msg, sizeof(msg)), 0);
+	assert_non_null(strstr(msg, "STOPPING=1"));
+	close(fd);
+	harness_cleanup(&h);
+}
+
 int
 main(void)
 {
@@ -299,6 +405,7 @@ main(void)
 	    cmocka_unit_test(no_admins_is_warned_at_start),
 	    cmocka_unit_test(revoked_hospital_is_told_it_is_revoked),
 	    cmocka_unit_test(metrics_show_hospitals_build_and_expiry),
+	    cmocka_unit_test(systemd_notify_ready_reload_and_stop),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
