@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -14,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
@@ -477,6 +480,62 @@ metrics_render_build_tls(struct evbuffer *b)
 	}
 }
 
+/*
+ * Bytes on disk of the registry file and its redo log, and the space left
+ * on the filesystem that holds them: a full disk stops every write
+ * (UNAVAILABLE), so it is alerted on before. Only for a file path --db.
+ */
+static void
+metrics_render_disk(struct evbuffer *b)
+{
+	const char *path = srv.db_url;
+	char redo[PATH_MAX], dir[PATH_MAX], *slash;
+	struct statvfs vfs;
+	struct stat st;
+
+	if (strncmp(path, "sqlite:", 7) == 0)
+		path += 7;
+	if (strstr(path, "://") != NULL || strlen(path) >= sizeof(dir) - 8)
+		return;
+	expo_header(b, "onecard_registry_file_bytes", "gauge",
+	    "Bytes on disk of the registry's files, by file.");
+	if (stat(path, &st) == 0)
+		evbuffer_add_printf(b,
+		    "onecard_registry_file_bytes{file=\"db\"} %lld\n",
+		    (long long)st.st_size);
+	snprintf(redo, sizeof(redo), "%s-redo", path);
+	if (stat(redo, &st) == 0)
+		evbuffer_add_printf(b,
+		    "onecard_registry_file_bytes{file=\"redo\"} %lld\n",
+		    (long long)st.st_size);
+	snprintf(redo, sizeof(redo), "%s-wal", path);
+	if (stat(redo, &st) == 0)
+		evbuffer_add_printf(b,
+		    "onecard_registry_file_bytes{file=\"wal\"} %lld\n",
+		    (long long)st.st_size);
+	snprintf(dir, sizeof(dir), "%s", path);
+	if ((slash = strrchr(dir, '/')) == NULL)
+		snprintf(dir, sizeof(dir), ".");
+	else if (slash == dir)
+		dir[1] = '\0';
+	else
+		*slash = '\0';
+	if (statvfs(dir, &vfs) == 0) {
+		expo_header(b, "onecard_registry_filesystem_avail_bytes",
+		    "gauge",
+		    "Bytes an unprivileged writer may still use on the "
+		    "registry's filesystem.");
+		evbuffer_add_printf(b,
+		    "onecard_registry_filesystem_avail_bytes %llu\n",
+		    (unsigned long long)vfs.f_bavail * vfs.f_frsize);
+		expo_header(b, "onecard_registry_filesystem_size_bytes",
+		    "gauge", "Size of the registry's filesystem.");
+		evbuffer_add_printf(b,
+		    "onecard_registry_filesystem_size_bytes %llu\n",
+		    (unsigned long long)vfs.f_blocks * vfs.f_frsize);
+	}
+}
+
 /* Write the whole exposition into b. */
 static void
 metrics_render(struct evbuffer *b)
@@ -584,6 +643,7 @@ metrics_render(struct evbuffer *b)
 		    (unsigned long long)ids);
 	}
 
+	metrics_render_disk(b);
 	if ((v = proc_rss()) >= 0) {
 		expo_header(b, "onecard_process_resident_memory_bytes", "gauge",
 		    "Resident memory of the broker.");

@@ -230,8 +230,9 @@ scrape(struct harness *h)
 }
 
 /* /metrics counts requests per hospital (and admin), says when each was
- * last seen and which build this is, and how long until the certificate
- * expires and the CRL is due (both followed across a SIGHUP reload). */
+ * last seen and which build this is, how big the registry's files are and
+ * how much disk is left, and how long until the certificate expires and the
+ * CRL is due (both followed across a SIGHUP reload). */
 static void
 metrics_show_hospitals_build_and_expiry(void **state)
 {
@@ -274,6 +275,15 @@ metrics_show_hospitals_build_and_expiry(void **state)
 	assert_true(v > 29.0 * 86400 && v <= 30.0 * 86400);
 	assert_non_null(strstr(expo, "\nonecard_registry_patients "));
 	assert_non_null(strstr(expo, "\nonecard_registry_identifiers "));
+	assert_true(harness_metric(
+			expo, "onecard_registry_file_bytes{file=\"db\"}") > 0);
+	assert_true(harness_metric(expo,
+			"onecard_registry_file_bytes{file=\"redo\"}") > 0);
+	assert_true(harness_metric(
+			expo, "onecard_registry_filesystem_avail_bytes") > 0);
+	assert_true(
+	    harness_metric(expo, "onecard_registry_filesystem_size_bytes") >=
+	    harness_metric(expo, "onecard_registry_filesystem_avail_bytes"));
 	free(expo);
 
 	/* A new CRL, due in 10 days, then SIGHUP: the gauge follows it. */
