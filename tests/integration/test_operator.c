@@ -102,7 +102,8 @@ second_broker_on_a_busy_port_fails_with_address_in_use(void **state)
 }
 
 /* Started under umask 000, the broker still makes its registry, redo log
- * and audit trail readable by its own user only. */
+ * and audit trail readable by its own user only, and the cert script its
+ * keys and their folder. */
 static void
 files_the_broker_creates_are_owner_only_whatever_the_umask(void **state)
 {
@@ -136,6 +137,12 @@ files_the_broker_creates_are_owner_only_whatever_the_umask(void **state)
 			fail_msg(
 			    "%s is mode %04o, not owner-only", files[i], m);
 	}
+	/* certs/mkcerts.sh, which made h.certs under the same umask 000:
+	 * the folder 0700, the keys 0600. */
+	assert_int_equal(mode_of(h.dir, "certs") & 077, 0);
+	assert_int_equal(mode_of(h.certs, "broker.key"), 0600);
+	assert_int_equal(mode_of(h.certs, "H1.key"), 0600);
+	assert_int_equal(mode_of(h.certs, "ca.key"), 0600);
 	/* SQLite's own side files, when present, follow the database. */
 	if ((m = mode_of(h.dir, "registry.db-wal")) != -1 && (m & 077) != 0)
 		fail_msg("registry.db-wal is mode %04o", m);
