@@ -1,29 +1,8 @@
 /*
- * audit.c: the audit trail. Owns the --audit-log file, the hash chain that
- * links its lines, and the thread that syncs it.
- *
- * Each request becomes one JSON line:
- *   {"seq":N,"time":"...Z","node":..,"actor":..,"role":..,"op":..,
- *    "target":..,"patient_id":..,"code":..,"latency_us":N,"prev":"<hex>"}
- * where prev is the SHA-256 of the previous line's bytes (newline included)
- * and seq counts lines across files, so `onecardctl audit verify` can tell an
- * edited line from a missing or a moved one.
- *
- * The body of a line (all but seq and prev) is formatted by hand into the
- * calling thread's own buffer, with no lock. Flushing that buffer takes the
- * one mutex once: each body gets its seq and prev and is hashed, in the
- * order the file will hold them, and the lot goes out with one write(2)
- * before the mutex is let go, so line order, file order and hash order are
- * the same. Outside audit_batch_begin/end a line is flushed before
- * audit_log returns, so the reply that follows is never ahead of its line;
- * inside, the thread's lines wait for audit_batch_end (which comes before
- * the burst's replies can leave), for audit_pass_end after
- * audit_batch_hold (the end of the event loop's pass, before it polls for
- * the sockets the replies wait on) or for the buffer to fill. A background
- * thread fdatasyncs the file once a second; nothing here ever syncs on the
- * caller's thread (an event loop), except audit_close.
- * It must never write a full cn-id: the caller masks the target, and every
- * string is masked again here as a second line of defence.
+ * audit.c: the audit trail: the --audit-log file, the SHA-256 chain that
+ * links its lines and the thread that syncs it. Never syncs on an event loop;
+ * never writes a full cn-id (masks every string again). Line format, batching
+ * and ordering: docs/architecture.md.
  */
 /*
  * SHA256_Init/Update/Final: deprecated in OpenSSL 3, but EVP_DigestInit

@@ -1,38 +1,8 @@
 /*
- * conn.c: one client connection, from the accepted socket to its close. A
- * small state machine over a non-blocking socket and its SSL: handshake
- * (under --handshake-timeout), identify (certificate CN -> admin, hospital
- * or UNAUTHENTICATED), read frames one at a time, dispatch, write replies,
- * drain and close. Draining (at shutdown, or when the client sends
- * close_notify, a TLS half-close) answers every whole frame received and
- * sends the replies before closing. conn_free is the one teardown path: it
- * frees the events, the buffers, the SSL, the fd and every parked request.
- *
- * I/O: the socket's read event is added while the connection may read
- * (its timeout is --idle-timeout); SSL_read fills the input buffer, whole
- * frames are taken from it. Replies collect in the output buffer, and the
- * connection goes on its worker's flush queue: at the end of the loop's
- * pass (server.c, worker_passcb) the pass's audit lines are written, then
- * each queued output leaves in one SSL_write. The write event is added only
- * when the socket would block, and its timeout closes a connection whose
- * output stays stuck. So a reply costs no poll and no epoll_ctl of its own.
- *
- * Order: requests on a connection take effect in the order sent and their
- * replies leave in that order. Writes go to the writer thread (FIFO, so
- * several may be outstanding); a read (or any core-answered request) waits,
- * parked, until every earlier write is answered; once something is parked,
- * everything after it is parked too. Writer replies come back through the
- * worker's queue and find their connection by id; one for a connection
- * that is gone is audited and counted, and its reply dropped.
- *
- * Limits: a frame over --max-frame ends the connection after a
- * RESOURCE_EXHAUSTED reply; pending output over --max-pending-output, or too
- * many requests in flight, stops reading until it drains; an idle client
- * is closed after --idle-timeout; one whose frame stays half-sent, whose
- * output makes no progress, or whose output stays over the bound (however
- * slowly it reads) is closed after --stall-timeout.
- *
- * Only this worker's thread touches its connections.
+ * conn.c: one client connection, from the accepted socket to its close: a
+ * state machine over a non-blocking socket and its SSL (handshake, identify,
+ * frames, replies, drain) with one teardown path, conn_free. Only its worker's
+ * thread touches it. Order, I/O and limits: docs/architecture.md.
  */
 #include <sys/socket.h>
 
@@ -85,8 +55,8 @@ conn_find(struct worker *w, uint64_t id)
 	struct conn *c;
 
 	LIST_FOREACH(c, conn_bucket(w, id), entry)
-	if (c->id == id)
-		return c;
+		if (c->id == id)
+			return c;
 	return NULL;
 }
 
@@ -304,7 +274,7 @@ conn_record_as(const char *cn, int role, int op_case, int code,
 {
 	uint64_t lat = onecardd_now_us() - start_us;
 
-	metrics_request(op_case, code, lat);
+	metrics_request(cn, op_case, code, lat);
 	if (audit_enabled()) {
 		struct audit_entry e = {
 		    .actor = cn,
@@ -602,6 +572,52 @@ conn_read_frame(struct conn *c, struct evbuffer *in)
 	return 1;
 }
 
+/*
+ * Is c's CN a hospital the registry holds as revoked (not merely unknown)?
+ * registry_hospital_role says only "not active", so ask for the hospital
+ * list as an admin would. Only on the refusal path, so its cost is moot.
+ */
+static int
+conn_hospital_revoked(struct conn *c)
+{
+	Onecard__V1__Request req = ONECARD__V1__REQUEST__INIT;
+	Onecard__V1__HospitalList list = ONECARD__V1__HOSPITAL_LIST__INIT;
+	struct actor who = {"onecardd", ONECARD__V1__ROLE__ROLE_ADMIN};
+	Onecard__V1__Reply *reply = NULL;
+	struct op_result res;
+	struct evbuffer *out;
+	uint8_t *frame;
+	size_t len;
+	int revoked = 0;
+
+	if ((out = evbuffer_new()) == NULL)
+		return 0;
+	req.id = 1;
+	req.op_case = ONECARD__V1__REQUEST__OP_HOSPITAL_LIST;
+	req.hospital_list = &list;
+	memset(&res, 0, sizeof(res));
+	registry_read(c->w->reg, &who, &req, out, &res);
+	len = evbuffer_get_length(out);
+	if (res.code == ONECARD__V1__CODE__OK && len > WIRE_HEADER_LEN &&
+	    (frame = evbuffer_pullup(out, -1)) != NULL)
+		reply = onecard__v1__reply__unpack(
+		    NULL, len - WIRE_HEADER_LEN, frame + WIRE_HEADER_LEN);
+	if (reply != NULL &&
+	    reply->result_case == ONECARD__V1__REPLY__RESULT_HOSPITALS) {
+		for (size_t i = 0; i < reply->hospitals->n_hospitals; i++) {
+			Onecard__V1__Hospital *hp =
+			    reply->hospitals->hospitals[i];
+
+			if (strcmp(hp->code, c->cn) == 0 && !hp->active)
+				revoked = 1;
+		}
+	}
+	if (reply != NULL)
+		onecard__v1__reply__free_unpacked(reply, NULL);
+	evbuffer_free(out);
+	return revoked;
+}
+
 /* The handshake is done: turn the certificate into an identity. */
 static void
 conn_identify(struct conn *c)
@@ -621,6 +637,17 @@ conn_identify(struct conn *c)
 		c->role = ONECARD__V1__ROLE__ROLE_ADMIN;
 	} else {
 		rc = registry_hospital_role(c->w->reg, c->cn, &role);
+		if (rc == 1 && conn_hospital_revoked(c)) {
+			log_info("connection refused peer=%s cn=%s "
+				 "reason=\"hospital revoked\"",
+			    c->peer, c->cn);
+			snprintf(msg, sizeof(msg),
+			    "hospital %s is revoked: ask the registry's "
+			    "administrators",
+			    c->cn);
+			conn_fail(c, ONECARD__V1__CODE__UNAUTHENTICATED, msg);
+			return;
+		}
 		if (rc == 1) {
 			log_info("connection refused peer=%s cn=%s "
 				 "reason=\"not a registered hospital\"",

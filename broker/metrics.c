@@ -1,16 +1,12 @@
 /*
- * metrics.c: the broker's counters and the HTTP endpoint that shows them.
- *
- * Counters are C11 atomics updated with relaxed ordering from any thread;
- * a histogram keeps one counter per bucket (not cumulative) plus a count and
- * a sum in microseconds, and the scrape adds them up. metrics_start runs an
- * evhttp server on its own thread and event_base, with its own read handle
- * on the registry for /healthz and the registry size. Nothing here may
- * block a worker: the hot-path functions never lock or allocate.
+ * metrics.c: the broker's counters and the HTTP endpoint (its own thread) that
+ * shows them. The hot-path functions are lock-free and never allocate.
+ * docs/architecture.md.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -19,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
@@ -29,6 +27,8 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
+#include <openssl/opensslv.h>
+
 #include "log.h"
 #include "metrics.h"
 #include "onecard.pb-c.h"
@@ -36,8 +36,14 @@
 #include "registry_cache.h"
 #include "wire.h"
 
-#define METRICS_OPS   64 /* Request op cases (field numbers) we count */
-#define METRICS_CODES 17 /* Reply codes 0..16 */
+#define METRICS_OPS   64  /* Request op cases (field numbers) we count */
+#define METRICS_CODES 17  /* Reply codes 0..16 */
+#define METRICS_PEERS 256 /* CNs counted by name; the rest as "_other" */
+#define METRICS_CN    64  /* bytes of a CN, NUL included (conn.c's cn) */
+
+#ifndef ONECARD_VERSION
+#define ONECARD_VERSION "unknown"
+#endif
 
 /* Request latency buckets, in microseconds and as Prometheus "le" text. */
 static const uint64_t lat_bounds[] = {50, 100, 250, 500, 1000, 2500, 5000,
@@ -60,6 +66,28 @@ struct histogram {
 	atomic_uint_fast64_t count;
 	atomic_uint_fast64_t sum; /* microseconds, or items for batch sizes */
 };
+
+/*
+ * Requests by CN (hospital code or admin), an open-addressed table filled
+ * on first sight and never emptied: the CNs are the registry's hospitals and
+ * --admins, so it stays small. A slot's state goes 0 (free) -> 1 (being
+ * named, by the thread that won the compare-and-swap) -> 2 (named); its
+ * name is read only after state 2 is seen. The last slot is "_other", for
+ * CNs once the table is full.
+ */
+struct peer_slot {
+	atomic_int state;
+	char cn[METRICS_CN];
+	atomic_int_fast64_t last_seen; /* Unix seconds */
+	atomic_uint_fast64_t requests[METRICS_OPS];
+};
+
+static struct peer_slot peers[METRICS_PEERS + 1];
+
+static struct {
+	atomic_int_fast64_t cert_not_after;
+	atomic_int_fast64_t crl_next_update;
+} tls_expiry;
 
 static struct {
 	atomic_uint_fast64_t requests[METRICS_OPS][METRICS_CODES];
@@ -108,10 +136,56 @@ metrics_op_index(int op_case)
 	return op_case >= 0 && op_case < METRICS_OPS ? op_case : 0;
 }
 
+/* The slot that counts cn: found, or claimed on first sight. */
+static struct peer_slot *
+metrics_peer(const char *cn)
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+	size_t n = strlen(cn);
+
+	if (n >= METRICS_CN)
+		return &peers[METRICS_PEERS];
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (unsigned char)cn[i]) * 16777619u;
+	for (size_t k = 0; k < METRICS_PEERS; k++) {
+		struct peer_slot *p = &peers[(h + k) % METRICS_PEERS];
+		int st = atomic_load_explicit(&p->state, memory_order_acquire);
+
+		if (st == 0) {
+			int zero = 0;
+			if (atomic_compare_exchange_strong_explicit(&p->state,
+				&zero, 1, memory_order_acquire,
+				memory_order_acquire)) {
+				memcpy(p->cn, cn, n + 1);
+				atomic_store_explicit(
+				    &p->state, 2, memory_order_release);
+				return p;
+			}
+			st = zero;
+		}
+		/* Another thread is naming it (a few bytes): wait. */
+		while (st == 1)
+			st = atomic_load_explicit(
+			    &p->state, memory_order_acquire);
+		if (strcmp(p->cn, cn) == 0)
+			return p;
+	}
+	return &peers[METRICS_PEERS];
+}
+
 void
-metrics_request(int op_case, int code, uint64_t latency_us)
+metrics_request(const char *cn, int op_case, int code, uint64_t latency_us)
 {
 	int op = metrics_op_index(op_case);
+
+	if (cn != NULL && cn[0] != '\0') {
+		struct peer_slot *p = metrics_peer(cn);
+
+		atomic_fetch_add_explicit(
+		    &p->requests[op], 1, memory_order_relaxed);
+		atomic_store_explicit(
+		    &p->last_seen, (int64_t)time(NULL), memory_order_relaxed);
+	}
 
 	if (code < 0 || code >= METRICS_CODES)
 		code = ONECARD__V1__CODE__INTERNAL;
@@ -147,6 +221,15 @@ void
 metrics_audit_line(void)
 {
 	atomic_fetch_add_explicit(&m.audit_lines, 1, memory_order_relaxed);
+}
+
+void
+metrics_tls_expiry(int64_t cert_not_after, int64_t crl_next_update)
+{
+	atomic_store_explicit(
+	    &tls_expiry.cert_not_after, cert_not_after, memory_order_relaxed);
+	atomic_store_explicit(
+	    &tls_expiry.crl_next_update, crl_next_update, memory_order_relaxed);
 }
 
 /* Load a counter. */
@@ -305,6 +388,154 @@ metrics_registry_size(uint64_t *patients, uint64_t *ids)
 	return rc;
 }
 
+/* Write s as a Prometheus label value (backslash and quote escaped). */
+static void
+expo_label(struct evbuffer *b, const char *s)
+{
+	for (; *s; s++) {
+		if (*s == '\\' || *s == '"')
+			evbuffer_add(b, "\\", 1);
+		evbuffer_add(b, s, 1);
+	}
+}
+
+/* The per-CN series: requests by operation, and when each was last seen. */
+static void
+metrics_render_peers(struct evbuffer *b)
+{
+	expo_header(b, "onecard_hospital_requests_total", "counter",
+	    "Requests answered, by client certificate CN (hospital code or "
+	    "admin) and operation.");
+	for (size_t i = 0; i <= METRICS_PEERS; i++) {
+		struct peer_slot *p = &peers[i];
+		const char *cn = i == METRICS_PEERS ? "_other" : p->cn;
+
+		if (i < METRICS_PEERS &&
+		    atomic_load_explicit(&p->state, memory_order_acquire) != 2)
+			continue;
+		for (int op = 0; op < METRICS_OPS; op++) {
+			uint64_t n = ld(&p->requests[op]);
+			if (n == 0 || metrics_op_name(op) == NULL)
+				continue;
+			evbuffer_add_printf(
+			    b, "onecard_hospital_requests_total{hospital=\"");
+			expo_label(b, cn);
+			evbuffer_add_printf(b, "\",op=\"%s\"} %llu\n",
+			    metrics_op_name(op), (unsigned long long)n);
+		}
+	}
+	expo_header(b, "onecard_hospital_last_request_timestamp_seconds",
+	    "gauge",
+	    "When each client certificate CN was last answered, seconds since "
+	    "the Unix epoch.");
+	for (size_t i = 0; i <= METRICS_PEERS; i++) {
+		struct peer_slot *p = &peers[i];
+		int64_t t =
+		    atomic_load_explicit(&p->last_seen, memory_order_relaxed);
+
+		if (t == 0 ||
+		    (i < METRICS_PEERS &&
+			atomic_load_explicit(&p->state, memory_order_acquire) !=
+			    2))
+			continue;
+		evbuffer_add_printf(b,
+		    "onecard_hospital_last_request_timestamp_seconds{"
+		    "hospital=\"");
+		expo_label(b, i == METRICS_PEERS ? "_other" : p->cn);
+		evbuffer_add_printf(b, "\"} %lld\n", (long long)t);
+	}
+}
+
+/* Build, certificate and CRL: what an operator checks before an outage. */
+static void
+metrics_render_build_tls(struct evbuffer *b)
+{
+	int64_t now = (int64_t)time(NULL), t;
+
+	expo_header(b, "onecard_build_info", "gauge",
+	    "Always 1; the labels say which onecardd this is.");
+	evbuffer_add_printf(b,
+	    "onecard_build_info{version=\"%s\",openssl=\"%s\"} 1\n",
+	    ONECARD_VERSION, OPENSSL_VERSION_STR);
+	t = atomic_load_explicit(
+	    &tls_expiry.cert_not_after, memory_order_relaxed);
+	if (t != 0) {
+		expo_header(b, "onecard_tls_certificate_expiry_seconds",
+		    "gauge",
+		    "Seconds until the broker's certificate (--cert) expires "
+		    "(notAfter); negative once it has.");
+		evbuffer_add_printf(b,
+		    "onecard_tls_certificate_expiry_seconds %lld\n",
+		    (long long)(t - now));
+	}
+	t = atomic_load_explicit(
+	    &tls_expiry.crl_next_update, memory_order_relaxed);
+	if (t != 0) {
+		expo_header(b, "onecard_tls_crl_next_update_seconds", "gauge",
+		    "Seconds until the CRL (--crl) is due to be replaced "
+		    "(nextUpdate); negative once it is overdue.");
+		evbuffer_add_printf(b,
+		    "onecard_tls_crl_next_update_seconds %lld\n",
+		    (long long)(t - now));
+	}
+}
+
+/*
+ * Bytes on disk of the registry file and its redo log, and the space left
+ * on the filesystem that holds them: a full disk stops every write
+ * (UNAVAILABLE), so it is alerted on before. Only for a file path --db.
+ */
+static void
+metrics_render_disk(struct evbuffer *b)
+{
+	const char *path = srv.db_url;
+	char redo[PATH_MAX], dir[PATH_MAX], *slash;
+	struct statvfs vfs;
+	struct stat st;
+
+	if (strncmp(path, "sqlite:", 7) == 0)
+		path += 7;
+	if (strstr(path, "://") != NULL || strlen(path) >= sizeof(dir) - 8)
+		return;
+	expo_header(b, "onecard_registry_file_bytes", "gauge",
+	    "Bytes on disk of the registry's files, by file.");
+	if (stat(path, &st) == 0)
+		evbuffer_add_printf(b,
+		    "onecard_registry_file_bytes{file=\"db\"} %lld\n",
+		    (long long)st.st_size);
+	snprintf(redo, sizeof(redo), "%s-redo", path);
+	if (stat(redo, &st) == 0)
+		evbuffer_add_printf(b,
+		    "onecard_registry_file_bytes{file=\"redo\"} %lld\n",
+		    (long long)st.st_size);
+	snprintf(redo, sizeof(redo), "%s-wal", path);
+	if (stat(redo, &st) == 0)
+		evbuffer_add_printf(b,
+		    "onecard_registry_file_bytes{file=\"wal\"} %lld\n",
+		    (long long)st.st_size);
+	snprintf(dir, sizeof(dir), "%s", path);
+	if ((slash = strrchr(dir, '/')) == NULL)
+		snprintf(dir, sizeof(dir), ".");
+	else if (slash == dir)
+		dir[1] = '\0';
+	else
+		*slash = '\0';
+	if (statvfs(dir, &vfs) == 0) {
+		expo_header(b, "onecard_registry_filesystem_avail_bytes",
+		    "gauge",
+		    "Bytes an unprivileged writer may still use on the "
+		    "registry's filesystem.");
+		evbuffer_add_printf(b,
+		    "onecard_registry_filesystem_avail_bytes %llu\n",
+		    (unsigned long long)vfs.f_bavail * vfs.f_frsize);
+		expo_header(b, "onecard_registry_filesystem_size_bytes",
+		    "gauge", "Size of the registry's filesystem.");
+		evbuffer_add_printf(b,
+		    "onecard_registry_filesystem_size_bytes %llu\n",
+		    (unsigned long long)vfs.f_blocks * vfs.f_frsize);
+	}
+}
+
 /* Write the whole exposition into b. */
 static void
 metrics_render(struct evbuffer *b)
@@ -326,6 +557,9 @@ metrics_render(struct evbuffer *b)
 				    metrics_op_name(op), wire_code_name(c),
 				    (unsigned long long)n);
 		}
+
+	metrics_render_peers(b);
+	metrics_render_build_tls(b);
 
 	expo_header(b, "onecard_request_duration_seconds", "histogram",
 	    "Time from a request decoded to its reply queued, by operation.");
@@ -443,6 +677,7 @@ metrics_render(struct evbuffer *b)
 		    (unsigned long long)ids);
 	}
 
+	metrics_render_disk(b);
 	if ((v = proc_rss()) >= 0) {
 		expo_header(b, "onecard_process_resident_memory_bytes", "gauge",
 		    "Resident memory of the broker.");

@@ -12,8 +12,10 @@
 
 struct registry_limits;
 
-/* One request answered: op (Request op case), reply code, latency. */
-void metrics_request(int op_case, int code, uint64_t latency_us);
+/* One request answered to cn (the certificate CN; "" or NULL before one is
+ * known): op (Request op case), reply code, latency. */
+void metrics_request(
+    const char *cn, int op_case, int code, uint64_t latency_us);
 /* A connection opened (+1) or closed (-1). */
 void metrics_connection(int delta);
 /* A TLS handshake finished: ok or failed; failed with a reason word. */
@@ -22,6 +24,9 @@ void metrics_handshake(int ok);
 void metrics_commit(size_t n, uint64_t latency_us);
 /* An audit line was written. */
 void metrics_audit_line(void);
+/* The certificate in use expires at cert_not_after, and the CRL's next
+ * update is due at crl_next_update (Unix seconds; 0: no CRL). Any thread. */
+void metrics_tls_expiry(int64_t cert_not_after, int64_t crl_next_update);
 
 /*
  * Serve /metrics and /healthz on hostport ("127.0.0.1:0" picks a port and

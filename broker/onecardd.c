@@ -1,14 +1,12 @@
 /*
- * onecardd.c: the broker's start and end. Reads the config file and the
- * flags (flags win; a bad value is refused naming its flag, exit 1), raises
- * the descriptor limit, builds the TLS context, opens the audit trail, the
- * registry (writer first: it creates the schema), the listeners and the
- * metrics endpoint, drops privileges (--user) once everything privileged is
- * open, then runs until SIGTERM/SIGINT and tears down in order: workers
- * drained, writer emptied, files closed, exit 0.
+ * onecardd.c: the broker's start and end: config and flags (a bad value is
+ * refused naming its flag), TLS, audit, registry, listeners, metrics, dropping
+ * privileges, then an orderly teardown. Order of each: docs/architecture.md.
  */
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 
 #include <errno.h>
 #include <getopt.h>
@@ -16,6 +14,8 @@
 #include <limits.h>
 #include <pwd.h>
 #include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,6 +67,7 @@ static const struct option onecardd_longopts[] = {
     {"node", required_argument, NULL, 'n'},
     {"user", required_argument, NULL, 'u'},
     {"syslog", no_argument, NULL, 's'},
+    {"check-config", no_argument, NULL, 'K'},
     {"log-level", required_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
@@ -118,7 +119,53 @@ usage(FILE *f)
 	    "  --log-level LEVEL          error, warn, info or debug (info)\n"
 	    "  --config FILE              INI file, [onecardd] section; flags "
 	    "win\n"
+	    "  --check-config             check the flags, config file and "
+	    "TLS files\n"
+	    "                             (--cert, --key, --ca, --crl), then "
+	    "exit\n"
 	    "  --help, --version\n");
+}
+
+/*
+ * Tell systemd (Type=notify) how the broker stands: "READY=1",
+ * "RELOADING=1", "STOPPING=1", "STATUS=...". One datagram to the unix
+ * socket named by $NOTIFY_SOCKET (a path, or "@name" in the abstract
+ * namespace), as sd_notify(3) does; nothing when it is not set. Best
+ * effort: a failure is logged at debug level and otherwise ignored.
+ */
+void
+onecardd_notify(const char *fmt, ...)
+{
+	const char *path = getenv("NOTIFY_SOCKET");
+	struct sockaddr_un sun;
+	socklen_t len;
+	char msg[512];
+	va_list ap;
+	int fd, n;
+
+	if (path == NULL || (path[0] != '/' && path[0] != '@') ||
+	    strlen(path) >= sizeof(sun.sun_path))
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= sizeof(msg))
+		return;
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	memcpy(sun.sun_path, path, strlen(path));
+	if (path[0] == '@')
+		sun.sun_path[0] = '\0';
+	len =
+	    (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path));
+	if ((fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)) == -1) {
+		log_debug("notify: socket: %s", strerror(errno));
+		return;
+	}
+	if (sendto(fd, msg, (size_t)n, MSG_NOSIGNAL, (struct sockaddr *)&sun,
+		len) != n)
+		log_debug("notify %s: %s", path, strerror(errno));
+	close(fd);
 }
 
 /* Monotonic microseconds, for latencies. */
@@ -422,6 +469,9 @@ config_load(struct config *c, int argc, char **argv)
 		case 's':
 			c->use_syslog = 1;
 			continue;
+		case 'K':
+			c->check_only = 1;
+			continue;
 		case '?':
 			usage(stderr);
 			exit(1);
@@ -514,8 +564,16 @@ config_free(struct config *c)
 int
 main(int argc, char **argv)
 {
+	/* Every file the broker creates (registry, redo log, audit trail)
+	 * holds patient data or its trace: owner-only, whatever umask it was
+	 * started with (files 0600, folders 0700). */
+	umask(077);
 	config_load(cfg, argc, argv);
 	log_init("onecardd", cfg->log_level, cfg->use_syslog);
+	if (cfg->admins == NULL || cfg->admins[0] == '\0')
+		log_warnx("no --admins: nobody can administer this broker "
+			  "(add hospitals, merge, revoke); give the admin "
+			  "certificates' CNs with --admins CN,CN");
 	signal(SIGPIPE, SIG_IGN);
 	onecardd_raise_nofile();
 	/* Before any thread touches libevent: bases are handed work across
@@ -523,9 +581,20 @@ main(int argc, char **argv)
 	if (evthread_use_pthreads() == -1)
 		fatalx("libevent has no pthreads support");
 
+	if (!cfg->check_only && server_check_listen(cfg) == -1)
+		fatalx("cannot listen on --listen %s", cfg->listen);
 	if (tls_init(cfg) == -1)
 		fatalx("cannot set up TLS from --cert, --key, --ca%s",
 		    cfg->crl ? ", --crl" : "");
+	if (cfg->check_only) {
+		/* What a reload would load (ExecReload runs this first). */
+		fprintf(stderr,
+		    "onecardd: configuration and TLS files are "
+		    "usable\n");
+		tls_shutdown();
+		config_free(cfg);
+		return 0;
+	}
 	if (audit_open(cfg->audit_log, cfg->node) == -1)
 		fatalx("--audit-log %s: cannot open", cfg->audit_log);
 	if (writer_start(cfg->db, &cfg->limits) == -1)
@@ -542,6 +611,7 @@ main(int argc, char **argv)
 		fatalx("cannot start the worker threads");
 	log_info("onecardd %s started node=%s threads=%d max_conns=%d",
 	    onecardd_version, cfg->node, cfg->threads, cfg->max_conns);
+	onecardd_notify("READY=1\nSTATUS=serving");
 
 	server_run();
 	server_stop();

@@ -1,15 +1,7 @@
 /*
- * onecardd.h: the daemon's internal map. The structures the network core
- * shares between its files (configuration, workers, connections, the writer's
- * jobs) and the prototypes grouped by the file that defines them. Nothing
- * outside broker/ includes this; the registry never sees it.
- *
- * Threads: main parses flags and starts everything, then runs the signal
- * loop; each worker thread owns an event_base, a listener, a read handle on
- * the registry and every connection it accepted; one writer thread owns the
- * write handle. Work crosses threads only through a worker's queue (under
- * its lock, followed by event_active on its notify event) or the writer's
- * queue (under its lock and condition variable).
+ * onecardd.h: the daemon's internal map: the structures the network core
+ * shares between its files and the prototypes grouped by the file that defines
+ * them. Nothing outside broker/ includes it. Threads: docs/architecture.md.
  */
 #ifndef ONECARDD_H
 #define ONECARDD_H
@@ -61,6 +53,7 @@ struct config {
 	int max_conns;
 	size_t max_pending_output;
 	int use_syslog;
+	int check_only; /* --check-config: load the TLS files, then exit */
 	int log_level;
 	size_t lookup_cache_mb; /* all workers' lookup caches together */
 	struct registry_limits limits;
@@ -191,6 +184,8 @@ extern struct config *cfg;
 extern const char *onecardd_version;
 int onecardd_is_admin(const char *cn);
 uint64_t onecardd_now_us(void);
+void onecardd_notify(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
 #define WORKER_TICK_MS 250 /* how often handshake deadlines are checked */
 
 /* tls.c */
@@ -205,12 +200,13 @@ void tls_shutdown(void);
 /* server.c */
 int server_parse_address(const char *s, struct sockaddr_storage *ss, int *len);
 void server_pass_arm(void *w);
+int server_check_listen(const struct config *c);
 int server_init(const struct config *c);
 int server_start(void);
 void server_run(void);
 void server_stop(void);
 void server_free(void);
-void server_reload(void);
+int server_reload(void);
 int server_nworkers(void);
 struct worker *server_worker(int idx);
 void worker_post(struct worker *w, struct worker_msg *m);

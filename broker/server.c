@@ -1,12 +1,8 @@
 /*
- * server.c: the daemon's threads and their lifetimes. Makes one worker per
- * --threads, each with its own event_base, its own SO_REUSEPORT listener on
- * the --listen address, its own read handle on the registry and a queue that
- * other threads post to (writer replies, revocations, stop). The main thread
- * runs a small loop for signals: SIGTERM/SIGINT drain and stop everything,
- * SIGHUP reloads certificates and reopens the audit log. Counts connections
- * against --max-conns. It never touches a connection's socket or TLS session:
- * that is conn.c, on the connection's own worker thread.
+ * server.c: the daemon's threads and their lifetimes: one worker (event_base,
+ * listener, registry read handle, queue) per --threads, and the main thread's
+ * signal loop. Never touches a connection's socket or TLS session (conn.c).
+ * More: docs/architecture.md.
  */
 #include <sys/socket.h>
 
@@ -272,6 +268,7 @@ server_sigterm(evutil_socket_t sig, short what, void *arg)
 	if (atomic_exchange(&stopping, 1))
 		return;
 	log_info("signal %d: shutting down", (int)sig);
+	onecardd_notify("STOPPING=1\nSTATUS=draining connections");
 	for (int i = 0; i < nworkers; i++) {
 		if ((m = calloc(1, sizeof(*m))) == NULL)
 			fatalx("out of memory");
@@ -286,16 +283,31 @@ static void
 server_sighup(evutil_socket_t sig, short what, void *arg)
 {
 	log_info("signal %d: reloading", (int)sig);
-	server_reload();
+	/* systemd (Type=notify) holds the unit in "reloading" until READY=1;
+	 * MONOTONIC_USEC tells a newer systemd which reload this is. */
+	onecardd_notify("RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading",
+	    (unsigned long long)onecardd_now_us());
+	if (server_reload() == 0)
+		onecardd_notify("READY=1\nSTATUS=serving; reloaded");
+	else
+		onecardd_notify("READY=1\nSTATUS=serving; reload failed, "
+				"the previous certificates stay (see the log)");
 }
 
-/* Reload what SIGHUP reloads. */
-void
+/* Reload what SIGHUP reloads. 0, or -1 when something failed (logged; what
+ * failed keeps its previous state). */
+int
 server_reload(void)
 {
-	tls_reload(cfg);
-	if (audit_enabled() && audit_reopen() == -1)
+	int rc = 0;
+
+	if (tls_reload(cfg) == -1)
+		rc = -1;
+	if (audit_enabled() && audit_reopen() == -1) {
 		log_warnx("audit log reopen failed");
+		rc = -1;
+	}
+	return rc;
 }
 
 /*
@@ -363,6 +375,63 @@ server_print_address(evutil_socket_t fd, struct sockaddr_storage *ss)
 	}
 	fflush(stderr);
 	(void)fd;
+}
+
+/*
+ * Is something already listening on ss? SO_REUSEPORT lets any process of
+ * the same user join our port, so a second broker would silently take half
+ * the connections. A probe bound without SO_REUSEPORT fails with
+ * EADDRINUSE while anyone listens there; it is closed before the workers
+ * bind. (Two brokers started in the same instant can both pass.) 0 free,
+ * -1 in use or an error (logged).
+ */
+static int
+server_probe_address(
+    const char *listen, const struct sockaddr_storage *ss, int len)
+{
+	int fd, one = 1, rc = 0;
+
+	if ((fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1) {
+		log_warn("--listen %s: socket", listen);
+		return -1;
+	}
+	/* SO_REUSEADDR: a port in TIME_WAIT is free; a listener is not. */
+	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (const struct sockaddr *)ss, len) == -1) {
+		if (errno == EADDRINUSE)
+			log_warnx(
+			    "--listen %s: address in use (another onecardd, "
+			    "or another program, listens there)",
+			    listen);
+		else
+			log_warn("--listen %s: cannot bind", listen);
+		rc = -1;
+	}
+	close(fd);
+	return rc;
+}
+
+/*
+ * Refuse a --listen address that is malformed or that something already
+ * listens on, before anything else is opened (the registry included). 0 or
+ * -1 (logged).
+ */
+int
+server_check_listen(const struct config *c)
+{
+	struct sockaddr_storage ss;
+	int len = sizeof(ss);
+
+	memset(&ss, 0, sizeof(ss));
+	if (server_parse_address(c->listen, &ss, &len) == -1) {
+		log_warnx("--listen %s: not HOST:PORT", c->listen);
+		return -1;
+	}
+	/* sin_port and sin6_port lie at the same offset; port 0 is always
+	 * free (the kernel picks one). */
+	if (((struct sockaddr_in *)&ss)->sin_port == 0)
+		return 0;
+	return server_probe_address(c->listen, &ss, len);
 }
 
 /*

@@ -1,21 +1,20 @@
 /*
- * tls.c: every OpenSSL setting of the broker, and where a certificate
- * becomes an identity. Builds the server SSL_CTX from --cert, --key, --ca
- * and --crl (TLS 1.2 or newer, forward-secret AEAD suites only, a client
- * certificate required, no compression, no renegotiation, session cache and
- * tickets), swaps in a freshly built one on SIGHUP, and reads the subject CN
- * of a verified peer. The current context is reference counted: an SSL holds
- * its own reference, so connections opened before a reload keep the old one
- * and are never dropped by it. Nothing here does network I/O.
+ * tls.c: every OpenSSL setting of the broker, and where a certificate becomes
+ * an identity (the subject CN of a verified peer). Reloads on SIGHUP without
+ * dropping open connections; does no network I/O. docs/architecture.md.
  */
+#include <limits.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 #include <openssl/x509_vfy.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "onecardd.h"
 
 /* TLS 1.2: ECDHE with AES-GCM or ChaCha20-Poly1305 only. */
@@ -67,6 +66,8 @@ static SSL_CTX *
 tls_ctx_build(const struct config *c)
 {
 	static const unsigned char sid_ctx[] = "onecardd";
+	char what[PATH_MAX + 64];
+	X509 *cert;
 	SSL_CTX *ctx;
 	STACK_OF(X509_NAME) * names;
 
@@ -94,26 +95,49 @@ tls_ctx_build(const struct config *c)
 		SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	SSL_CTX_set_read_ahead(ctx, 1);
 	if (SSL_CTX_use_certificate_chain_file(ctx, c->cert) != 1) {
-		tls_log_errors("tls: cannot load --cert");
+		snprintf(
+		    what, sizeof(what), "tls: cannot load --cert %s", c->cert);
+		tls_log_errors(what);
+		goto fail;
+	}
+	if ((cert = SSL_CTX_get0_certificate(ctx)) != NULL &&
+	    X509_check_ca(cert) == 1) { /* basicConstraints CA:TRUE */
+		log_warnx("tls: --cert %s is a CA certificate, not the "
+			  "broker's own",
+		    c->cert);
 		goto fail;
 	}
 	if (SSL_CTX_use_PrivateKey_file(ctx, c->key, SSL_FILETYPE_PEM) != 1) {
-		tls_log_errors("tls: cannot load --key");
+		if (ERR_GET_REASON(ERR_peek_last_error()) ==
+		    X509_R_KEY_VALUES_MISMATCH) {
+			log_warnx("tls: --key %s does not match --cert %s",
+			    c->key, c->cert);
+			ERR_clear_error();
+		} else {
+			snprintf(what, sizeof(what),
+			    "tls: cannot load --key %s", c->key);
+			tls_log_errors(what);
+		}
 		goto fail;
 	}
 	if (SSL_CTX_check_private_key(ctx) != 1) {
-		tls_log_errors("tls: --key does not match --cert");
+		log_warnx(
+		    "tls: --key %s does not match --cert %s", c->key, c->cert);
+		ERR_clear_error();
 		goto fail;
 	}
 	if (SSL_CTX_load_verify_locations(ctx, c->ca, NULL) != 1) {
-		tls_log_errors("tls: cannot load --ca");
+		snprintf(what, sizeof(what), "tls: cannot load --ca %s", c->ca);
+		tls_log_errors(what);
 		goto fail;
 	}
 	if ((names = SSL_load_client_CA_file(c->ca)) != NULL)
 		SSL_CTX_set_client_CA_list(ctx, names);
 	if (c->crl != NULL &&
 	    tls_load_crl(SSL_CTX_get_cert_store(ctx), c->crl) == -1) {
-		tls_log_errors("tls: cannot load --crl");
+		snprintf(
+		    what, sizeof(what), "tls: cannot load --crl %s", c->crl);
+		tls_log_errors(what);
 		goto fail;
 	}
 	SSL_CTX_set_verify(
@@ -130,6 +154,47 @@ fail:
 	return NULL;
 }
 
+/* An ASN1_TIME as Unix seconds; 0 if it cannot be read. */
+static int64_t
+tls_time(const ASN1_TIME *t)
+{
+	struct tm tm;
+
+	if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1)
+		return 0;
+	return (int64_t)timegm(&tm);
+}
+
+/*
+ * Tell the metrics when ctx's certificate expires and when the earliest of
+ * its CRLs is due for replacement, so an operator is warned before clients
+ * are refused.
+ */
+static void
+tls_publish_expiry(SSL_CTX *ctx)
+{
+	STACK_OF(X509_OBJECT) * objs;
+	X509 *cert = SSL_CTX_get0_certificate(ctx);
+	int64_t not_after = 0, next = 0, t;
+
+	if (cert != NULL)
+		not_after = tls_time(X509_get0_notAfter(cert));
+	objs = X509_STORE_get0_objects(SSL_CTX_get_cert_store(ctx));
+	for (int i = 0; objs != NULL && i < sk_X509_OBJECT_num(objs); i++) {
+		X509_OBJECT *o = sk_X509_OBJECT_value(objs, i);
+		X509_CRL *crl;
+
+		if (X509_OBJECT_get_type(o) != X509_LU_CRL ||
+		    (crl = X509_OBJECT_get0_X509_CRL(o)) == NULL)
+			continue;
+		t = tls_time(X509_CRL_get0_nextUpdate(crl));
+		if (t != 0 && (next == 0 || t < next))
+			next = t;
+	}
+	metrics_tls_expiry(not_after, next);
+	ERR_clear_error();
+}
+
 /* Build the first context at start-up. 0 or -1 (logged). */
 int
 tls_init(const struct config *c)
@@ -141,6 +206,7 @@ tls_init(const struct config *c)
 	pthread_mutex_lock(&tls_lock);
 	tls_ctx = ctx;
 	pthread_mutex_unlock(&tls_lock);
+	tls_publish_expiry(ctx);
 	return 0;
 }
 
@@ -163,6 +229,7 @@ tls_reload(const struct config *c)
 	tls_ctx = ctx;
 	pthread_mutex_unlock(&tls_lock);
 	SSL_CTX_free(old); /* live SSLs hold their own reference */
+	tls_publish_expiry(ctx);
 	log_info("tls reloaded certificates%s", c->crl ? " and crl" : "");
 	return 0;
 }

@@ -16,7 +16,7 @@ scripts/deps.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j"$(nproc)" >/dev/null
 certs/mkcerts.sh $hospitals >/dev/null
-mkdir -p var
+mkdir -p -m 700 var  # the registry and audit trail: owner-only
 
 bin=build/bin
 export ONECARD_BROKER=127.0.0.1:$port ONECARD_CA=certs/dev/ca.pem

@@ -31,6 +31,7 @@
 
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sys/socket.h>
 
 #include <openssl/err.h>
@@ -239,8 +240,8 @@ harness_options(struct harness *h, const char *cn, struct onecard_options *opt)
 	/* Paths live as long as the harness; one slot per call would do, but
 	 * tests open several connections with different CNs at once. */
 	static char paths[32][3][384];
-	static unsigned next;
-	unsigned slot = next++ % 32;
+	static atomic_uint next; /* loader threads call this at once */
+	unsigned slot = atomic_fetch_add(&next, 1) % 32;
 
 	memset(opt, 0, sizeof *opt);
 	snprintf(

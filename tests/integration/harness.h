@@ -19,6 +19,7 @@
 #include <sys/types.h>
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "onecard.h"
 
@@ -109,7 +110,7 @@ struct harness_fake {
 	int lfd;
 	void *ctx;
 	pthread_t thread;
-	volatile int stop;
+	atomic_int stop; /* set by stop, read by the fake's thread */
 };
 
 int harness_fake_start(struct harness *h, struct harness_fake *f);
