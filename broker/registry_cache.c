@@ -288,8 +288,7 @@ lc_grow(struct lcache *lc)
 		free(pb);
 		return -1;
 	}
-	TAILQ_FOREACH(e, &lc->queue, age)
-	{
+	TAILQ_FOREACH(e, &lc->queue, age) {
 		struct lc_entry **pp = &pb[e->phash & (nb - 1)];
 
 		e->knext = kb[e->khash & (nb - 1)];
@@ -418,8 +417,7 @@ lcache_stats(struct lcache_stats *st)
 
 	pthread_mutex_lock(&lcache_lock);
 	*st = lcache_gone;
-	LIST_FOREACH(lc, &lcache_all, all)
-	{
+	LIST_FOREACH(lc, &lcache_all, all) {
 		st->hits += lc_get(&lc->hits);
 		st->misses += lc_get(&lc->misses);
 		st->evictions += lc_get(&lc->evictions);

@@ -59,8 +59,7 @@ writer_fail_batch(struct writer_jobq *batch)
 {
 	struct writer_job *job;
 
-	TAILQ_FOREACH(job, batch, entry)
-	{
+	TAILQ_FOREACH(job, batch, entry) {
 		if (job->out == NULL)
 			continue; /* answered UNAVAILABLE by the worker */
 		evbuffer_drain(job->out, evbuffer_get_length(job->out));
@@ -82,8 +81,7 @@ writer_apply(struct writer_jobq *batch)
 	int ok;
 
 	ok = registry_batch_begin(writer_reg) == 0;
-	TAILQ_FOREACH(job, batch, entry)
-	{
+	TAILQ_FOREACH(job, batch, entry) {
 		struct actor who = {job->cn, job->role};
 
 		n++;
