@@ -9,7 +9,7 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
 	redis-server redis-tools \
 	postgresql postgresql-contrib \
-	python3 procps util-linux \
+	python3 procps util-linux curl \
 	linux-perf valgrind
 # apt starts a system redis-server and PostgreSQL cluster on their default
 # ports; the scripts start their own on free loopback ports and leave

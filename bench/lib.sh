@@ -148,3 +148,31 @@ child_ticks() {
 cpu_us_per_req() {
 	awk -v t="$1" -v n="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN { if (n + 0 == 0) print "nan"; else printf "%.1f\n", t * 1e6 / hz / n }'
 }
+
+# A free loopback TCP port.
+free_port() {
+	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# The value of one series of the broker's /metrics (started with
+# --metrics-listen 127.0.0.1:$METRICS_PORT); empty when it is not there.
+metric() {
+	curl -s "127.0.0.1:$METRICS_PORT/metrics" | awk -v k="$1" '$1 == k { print $2 }'
+}
+
+# Wait until the fold has caught up (no unfolded entries); the seconds it
+# took, or "never" after a timeout (default 600 s).
+fold_catch_up() {
+	local t0 u secs=${1:-600}
+	t0=$(date +%s.%N)
+	while :; do
+		u=$(metric onecard_registry_unfolded_entries)
+		[ "$u" = 0 ] && break
+		if awk -v a="$(date +%s.%N)" -v b="$t0" -v s="$secs" 'BEGIN { exit !(a - b > s) }'; then
+			echo never
+			return
+		fi
+		sleep 0.1
+	done
+	awk -v a="$(date +%s.%N)" -v b="$t0" 'BEGIN { printf "%.1f\n", a - b }'
+}

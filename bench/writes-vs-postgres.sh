@@ -8,11 +8,20 @@
 # loopback TCP port. Each side runs RUNS times, interleaved; medians and the
 # ratio broker/postgres are printed.
 #
+# After each broker run the script notes the fold lag (how far the SQLite
+# image is behind the answered writes) and the registry's size; the broker
+# keeps its registry across runs, so it grows run by run (past 1,000,000
+# with the defaults). LONG_SECONDS > 0 adds one broker-only run that long
+# at the end, with its rate for each minute.
+#
 #   bench/writes-vs-postgres.sh
-#   env: RUNS (3), SECONDS_PER_RUN (10), CONNS (50), BROKER_THREADS,
-#        BENCH_THREADS, PG_BIN (newest /usr/lib/postgresql/*/bin), PG_USER
+#   env: RUNS (3), SECONDS_PER_RUN (60), CONNS (50), LONG_SECONDS (0),
+#        BROKER_THREADS, BENCH_THREADS, PG_BIN (newest
+#        /usr/lib/postgresql/*/bin), PG_USER
 
+SECONDS_PER_RUN=${SECONDS_PER_RUN:-60}
 source "$(dirname "$0")/lib.sh"
+LONG_SECONDS=${LONG_SECONDS:-0}
 
 CONNS=${CONNS:-50}
 PG_USER=${PG_USER:-postgres}
@@ -78,13 +87,14 @@ PG_VERSION=$("${PSQL[@]}" -c 'SHOW server_version')
 SYNC=$("${PSQL[@]}" -c 'SHOW synchronous_commit')
 
 # --- onecardd -------------------------------------------------------------------
-broker_start "$WORK/registry.db"
+METRICS_PORT=$(free_port)
+broker_start "$WORK/registry.db" --metrics-listen "127.0.0.1:$METRICS_PORT"
 note "onecardd at $BROKER_ADDR; PostgreSQL $PG_VERSION at 127.0.0.1:$PGPORT (synchronous_commit=$SYNC)"
 
 echo "# durable enrollments vs PostgreSQL inserts: $CONNS connections, ${SECONDS_PER_RUN}s x $RUNS runs, medians"
 machine_line
 PG_PID=$(head -1 "$PGDATA/postmaster.pid")
-b_rate=() b_p99=() p_rate=() p_p99=() b_cpu=() p_cpu=()
+b_rate=() b_p99=() p_rate=() p_p99=() b_cpu=() p_cpu=() b_lag=()
 for run in $(seq "$RUNS"); do
 	t0=$(cpu_ticks "$BROKER_PID")
 	out=$(bench --op enroll -c "$CONNS" -P 1 -d "$SECONDS_PER_RUN") || die "onecard-bench failed: $out"
@@ -93,6 +103,9 @@ for run in $(seq "$RUNS"); do
 	b_p99+=("$(echo "$out" | json_get p99_ms)")
 	[ "$(echo "$out" | json_get created)" = "$(echo "$out" | json_get requests)" ] ||
 		note "not every enrollment made a new patient: $out"
+	b_lag+=("$(metric onecard_registry_fold_lag_seconds)")
+	b_size=$(metric onecard_registry_patients)
+	note "run $run: broker at the end: fold lag ${b_lag[-1]} s, $(metric onecard_registry_unfolded_entries) entries unfolded, $b_size patients"
 
 	rm -f "$WORK"/pgbench_log.*
 	# The postmaster's own time plus its backends' once they exit.
@@ -114,3 +127,24 @@ printf "%-14s %12s %10s %14s\n" side writes/s p99_ms cpu_us/write
 printf "%-14s %12s %10s %14s\n" onecardd "$mb" "$mbp" "$(median "${b_cpu[@]}")"
 printf "%-14s %12s %10s %14s\n" postgresql "$mp" "$mpp" "$(median "${p_cpu[@]}")"
 echo "ratio broker/postgres: $(ratio "$mb" "$mp")x writes/s (target >= 5x)"
+echo "fold lag at the end of the broker's runs: $(median "${b_lag[@]}") s (median); registry: $b_size patients"
+
+# --- one long run ---------------------------------------------------------------
+if [ "$LONG_SECONDS" -gt 0 ]; then
+	echo "# one run of ${LONG_SECONDS}s, $CONNS connections: enrollments/s each minute"
+	"$BIN/onecard-bench" --broker "$BROKER_ADDR" --ca "$WORK/certs/ca.pem" \
+		--cert "$WORK/certs/BENCH.pem" --key "$WORK/certs/BENCH.key" \
+		--threads "$BENCH_THREADS" --json --op enroll -c "$CONNS" -P 1 \
+		-d "$LONG_SECONDS" >"$WORK/long.json" 2>"$WORK/long.progress" ||
+		die "the long run failed: $(tail -3 "$WORK/long.progress")"
+	# Progress lines: "... enroll   <s>s ... total <n>"; the total at each
+	# whole minute gives that minute's rate.
+	awk '/ enroll .* total / { for (i = 1; i <= NF; i++) { if ($i ~ /^[0-9]+s$/) t = $i + 0; if ($i == "total") n = $(i + 1) }
+		m = int(t / 60); last[m] = n; if (m > maxm) maxm = m }
+		END { prev = 0; for (m = 0; m < maxm; m++) { if (!(m in last)) continue;
+			r = (last[m] - prev) / 60; printf "minute %2d: %8.0f/s\n", m + 1, r; rates[m] = r; prev = last[m] }
+			lo = hi = rates[0]; for (m in rates) { if (rates[m] < lo) lo = rates[m]; if (rates[m] > hi) hi = rates[m] }
+			printf "slowest minute %.0f/s, fastest %.0f/s: the slowest is %.1f%% below the fastest\n", lo, hi, (hi - lo) * 100 / hi }' \
+		"$WORK/long.progress"
+	echo "whole run: $(json_get throughput <"$WORK/long.json")/s, p99 $(json_get p99_ms <"$WORK/long.json") ms; fold lag at its end $(metric onecard_registry_fold_lag_seconds) s; registry: $(metric onecard_registry_patients) patients"
+fi
