@@ -36,6 +36,26 @@ check()
 		}
 	done
 }
+# check_opts PROG PAGE: the options of PROG --help are in PAGE (a program
+# without commands).
+check_opts()
+{
+	prog=$1 page=$2
+	[ -f "$tmp/$page" ] || { echo "FAIL: no $page" >&2; fail=1; return; }
+	help=$("$bin/$prog" --help 2>&1)
+	opts=$(printf '%s\n' "$help" | grep -o -- '--[a-z-]*[a-z]' | sort -u)
+	[ -n "$opts" ] || { echo "FAIL: no options in $prog --help" >&2; fail=1; }
+	for w in $opts; do
+		case $w in --help | --version) continue ;; esac
+		grep -q -- "$w" "$mandir/$page.scd" || {
+			echo "FAIL: $page does not mention $w ($prog --help does)" >&2
+			fail=1
+		}
+	done
+}
 check onecard onecard.1
 check onecardctl onecardctl.8
+check_opts onecardd onecardd.8
+check_opts onecard-bench onecard-bench.1
+[ -f "$tmp/onecardd.conf.5" ] || { echo "FAIL: no onecardd.conf.5" >&2; fail=1; }
 exit $fail
