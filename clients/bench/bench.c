@@ -26,6 +26,7 @@
 #include <openssl/x509.h>
 
 #include "bench.h"
+#include "cli_common.h"
 #include "wire.h"
 
 #ifndef ONECARD_VERSION
@@ -53,6 +54,7 @@ bench_usage(FILE *fp)
 	    "         [--seed S] [--keys-from FILE] [--hospital CODE] "
 	    "[--connect-window N]\n"
 	    "         [--rate R] [--timeout SECONDS] [--json] [--quiet]\n"
+	    "       onecard-bench --help | --version\n"
 	    "\n"
 	    "Keep CONNS connections (default 50) over N threads (default 1), "
 	    "each with\n"
@@ -361,6 +363,7 @@ bench_options(struct bench *b, int argc, char **argv)
 		O_QUIET,
 		O_THREADS,
 		O_RATE,
+		O_VERSION,
 	};
 	static const struct option longopts[] = {
 	    {"broker", required_argument, NULL, O_BROKER},
@@ -386,6 +389,7 @@ bench_options(struct bench *b, int argc, char **argv)
 	    {"rate", required_argument, NULL, O_RATE},
 	    {"json", no_argument, NULL, O_JSON},
 	    {"quiet", no_argument, NULL, O_QUIET},
+	    {"version", no_argument, NULL, O_VERSION},
 	    {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
 	const char *keys_from = NULL, *bad = NULL;
 	uint64_t v;
@@ -499,10 +503,13 @@ bench_options(struct bench *b, int argc, char **argv)
 			break;
 		case 'h':
 			bench_usage(stdout);
-			exit(0);
+			exit(CLI_EXIT_OK);
+		case O_VERSION:
+			printf("onecard-bench %s\n", ONECARD_VERSION);
+			exit(CLI_EXIT_OK);
 		default:
 			bench_usage(stderr);
-			return 2;
+			return CLI_EXIT_USAGE;
 		}
 		if (bad != NULL) {
 			fprintf(stderr, "onecard-bench: bad value for %s: %s\n",
@@ -526,7 +533,7 @@ bench_options(struct bench *b, int argc, char **argv)
 	}
 	if (keys_from != NULL) {
 		if (keyfile_load(keys_from, &b->keyfile) == -1)
-			return 1;
+			return CLI_EXIT_USAGE;
 		if (b->populate) {
 			fprintf(stderr,
 			    "onecard-bench: --keys-from names an "
@@ -612,7 +619,7 @@ main(int argc, char **argv)
 	if (atomic_load(&b->connected) == 0) {
 		fprintf(stderr, "onecard-bench: no connection came up\n");
 		load_join(b, run, &run_ns);
-		rc = 1;
+		rc = CLI_EXIT_CONNECT;
 		goto out;
 	}
 	if (!b->quiet)

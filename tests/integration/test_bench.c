@@ -213,10 +213,18 @@ bad_usage_and_unreachable_broker_fail_cleanly(void **state)
 	assert_non_null(strstr(err, "needs a population"));
 	assert_int_equal(run(h, "onecard-bench --op frobnicate"), 2);
 	assert_int_equal(run(h, "onecard-bench --mix lookup=x --op mixed"), 2);
+	/* An unreachable broker exits as the other CLIs do (docs/cli.md). */
 	assert_int_equal(
 	    run(h, "onecard-bench --broker 127.0.0.1:1 --op ping -c 2 -n 5"),
-	    1);
+	    4);
 	assert_non_null(strstr(err, "no connection came up"));
+	assert_int_equal(run(h, "onecard-bench --version"), 0);
+	assert_non_null(strstr(out, "onecard-bench "));
+	assert_int_equal(run(h, "onecard-bench --help"), 0);
+	assert_int_equal(
+	    run(h, "onecard-bench --op lookup --keys-from /nonexistent -n 1"),
+	    2);
+	assert_non_null(strstr(err, "/nonexistent"));
 }
 
 int
