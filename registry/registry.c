@@ -1,33 +1,8 @@
 /*
- * registry.c: the rules of the master patient index.
- *
- * Owns what every operation means: validation of its fields (validate.c),
- * who may do it (role and hospital domain), the enroll / link / unlink /
- * update / merge / unmerge semantics of DESIGN.md, version bumps, events,
- * and the Reply frame it answers with. Storage goes through a backend table
- * (registry_backend.h) chosen by the --db URL, so a new store implements
- * primitives only and never a rule. Each write runs under its own savepoint
- * inside the writer's batch transaction: a failed write rolls back to it and
- * leaves its neighbours alone. A handle keeps a scratch arena that holds one
- * reply at a time, so answering a request allocates little.
- *
- * Decisions not spelled out in DESIGN.md:
- *  - unlinking a patient's last identifier is CONFLICT ("a patient keeps at
- *    least one identifier"): a record nobody can name is lost;
- *  - hospital_add of a code that exists sets its name and role and makes it
- *    active (a revoked code is reactivated); it is OK either way, and an
- *    event is written only when something changed;
- *  - hospital_revoke of a revoked code is OK and changes nothing;
- *  - an update whose fields change nothing is OK with no version bump;
- *  - an update that contradicts the patient's cn-id (birth date, sex) is
- *    CONFLICT; linking a cn-id to a patient whose stored birth date or sex
- *    disagrees with it is CONFLICT too;
- *  - when a new patient is enrolled with a cn-id and no birth date or sex,
- *    the registry fills them from the number;
- *  - history of a pid names that very patient (merged away or not); any
- *    other identifier names its live holder;
- *  - stats is open to every role; hospital_list, history and export are
- *    admin-only.
+ * registry.c: the rules of the master patient index: the handle, the store
+ * chosen by the --db scheme, the op_* helpers every operation shares,
+ * dispatch, the write path and batches. The operations live in
+ * registry_*.c; docs/architecture.md has the long form and the decisions.
  */
 #include <stdarg.h>
 #include <stdio.h>
