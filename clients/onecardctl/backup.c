@@ -1,7 +1,7 @@
 /*
  * backup.c: onecardctl backup, a consistent copy of a running broker's
  * registry, taken on the broker's machine from its files (the SQLite image
- * and the redo log beside it; see registry_backup in broker/registry.h).
+ * and the redo log beside it; see registry_backup in registry/registry.h).
  * It needs no connection to the broker and never writes to the registry.
  */
 #include <getopt.h>

@@ -1,7 +1,7 @@
 # tests/fuzz: three more harnesses, built the way fuzz.cmake builds fuzz_frame.
 #
 #   fuzz_request  frames through request validation and dispatch against a
-#                 real SQLite registry (broker/registry*.c, validate.c)
+#                 real SQLite registry (registry/*.c)
 #   fuzz_csv      onecardctl's patient CSV parser (clients/onecardctl/csv.c)
 #   fuzz_config   onecardd's config-file parser (broker/onecardd.c's
 #                 config_set through inih)
@@ -20,13 +20,10 @@ set(FUZZ_CORPUS "${FUZZ_SRC}/corpus")
 # The registry's own sources, compiled into fuzz_request so they carry
 # coverage feedback under libFuzzer.
 file(GLOB FUZZ_REGISTRY_SOURCES CONFIGURE_DEPENDS
-  "${CMAKE_SOURCE_DIR}/broker/registry*.c"
-  "${CMAKE_SOURCE_DIR}/broker/validate*.c"
-  "${CMAKE_SOURCE_DIR}/broker/log.c")
+  "${CMAKE_SOURCE_DIR}/registry/*.c")
 # The rest of the daemon except onecardd.c (fuzz_config includes that one).
 file(GLOB FUZZ_DAEMON_SOURCES CONFIGURE_DEPENDS "${CMAKE_SOURCE_DIR}/broker/*.c")
-list(REMOVE_ITEM FUZZ_DAEMON_SOURCES ${FUZZ_REGISTRY_SOURCES}
-  "${CMAKE_SOURCE_DIR}/broker/onecardd.c")
+list(REMOVE_ITEM FUZZ_DAEMON_SOURCES "${CMAKE_SOURCE_DIR}/broker/onecardd.c")
 
 # onecard_fuzz_target(<name> <sources>...): fuzz_<name> or fuzz_<name>_corpus
 # and its ctest; the caller adds links and includes to ${ONECARD_FUZZ_TARGET}.
@@ -62,7 +59,7 @@ macro(onecard_fuzz_target name)
 endmacro()
 
 onecard_fuzz_target(request ${FUZZ_REGISTRY_SOURCES})
-target_include_directories(${ONECARD_FUZZ_TARGET} PRIVATE "${CMAKE_SOURCE_DIR}/broker")
+target_include_directories(${ONECARD_FUZZ_TARGET} PRIVATE "${CMAKE_SOURCE_DIR}/registry")
 target_link_libraries(${ONECARD_FUZZ_TARGET} PRIVATE onecard_proto
   PkgConfig::SQLITE PkgConfig::EVENT OpenSSL::Crypto Threads::Threads)
 

@@ -1,5 +1,5 @@
 /*
- * test_validate.c: the syntax rules of broker/validate.c on a fixed "today"
+ * test_validate.c: the syntax rules of registry/validate.c on a fixed "today"
  * (2026-11-26): cn-id check characters and embedded dates, every domain,
  * UTF-8 edge cases, and each limit at its edge.
  */

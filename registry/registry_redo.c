@@ -1,12 +1,7 @@
 /*
  * registry_redo.c: the redo log's encoding, file format and I/O (see
- * registry_redo.h for the format). It owns one file and never touches
- * SQLite: registry_sqlite.c says what an entry holds and when the log may
- * start again. An entry is durable when redo_append returns 0: it was
- * written into space that already existed (zeros written and synced ahead
- * of it, a chunk at a time, so fdatasync has no size change to journal) and
- * fdatasync'd. Nothing is ever written behind the last valid entry except
- * the next one, and the undo of the last one.
+ * registry_redo.h). It owns one file and never touches SQLite; an entry is
+ * durable when redo_append returns 0 (docs/architecture.md says how).
  */
 #include <sys/mman.h>
 #include <sys/random.h>

@@ -1,13 +1,7 @@
 /*
- * registry_backup.c: a consistent copy of a registry while its broker runs.
- *
- * The image (SQLite) is copied with SQLite's online backup, which gives
- * one committed state of it: everything up to the log entry its redo_state
- * names. The entries the log holds above that are then read from the log
- * file and folded into the copy, so the copy holds every write answered
- * before the backup began. A log that started again while it was read is
- * noticed and the whole copy taken again. The copy is a plain registry
- * file that names no log: a broker started on it makes a new one.
+ * registry_backup.c: a consistent copy of a registry while its broker runs:
+ * SQLite's online backup of the image, then the log's entries above it
+ * folded in (docs/architecture.md).
  */
 #include <errno.h>
 #include <fcntl.h>

@@ -1,14 +1,7 @@
 /*
  * registry_mem.c: the registry in memory, acknowledged at its redo log,
  * with the SQLite file folded in behind as its image (registry_image.h).
- *
- * Every read and rule check is answered from hash tables in memory; a
- * write batch is made durable by appending its records to the redo log and
- * syncing it, and a fold thread applies the synced entries to SQLite in
- * large transactions, after which the log may start again. Readers never
- * see a change before its batch is durable: an entry a pending batch
- * touched carries the batch's stamp and a reader that meets it waits for
- * the sync. docs/architecture.md has the whole story.
+ * docs/architecture.md has the whole story.
  */
 #define _GNU_SOURCE /* pthread_rwlockattr_setkind_np */
 #include <errno.h>

@@ -1,20 +1,7 @@
 /*
- * registry_redo.h: the SQLite backend's redo log.
- *
- * A write is made durable by appending its group's records to an
- * append-only file next to the registry (<db>-redo) and syncing that, not
- * by syncing SQLite's WAL: SQLite runs with synchronous=NORMAL behind it and
- * start-up replays what SQLite may have lost. registry_sqlite.c decides what
- * goes into a record and how it is applied; this file owns the encoding,
- * the file format and its I/O. Only registry_sqlite.c and the unit tests
- * include it.
- *
- * File: a 32-byte header ("ONECARD-REDO", version, the log's random id,
- * CRC32C), then entries
- * of [u32 payload length][u32 CRC32C of seq, length and payload][u64 seq]
- * [payload], little-endian. Entries carry consecutive sequence numbers; a
- * zero length, a bad CRC or a break in the sequence ends the log (the
- * space after it is zeros, a torn entry or an older generation).
+ * registry_redo.h: the redo log: the encoding, the file format (<db>-redo)
+ * and its I/O. Only registry_*.c and the unit tests include it; the format is
+ * in docs/architecture.md.
  */
 #ifndef ONECARD_REGISTRY_REDO_H
 #define ONECARD_REGISTRY_REDO_H

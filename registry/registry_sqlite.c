@@ -1,39 +1,8 @@
 /*
- * registry_sqlite.c: the SQLite store behind registry_backend.h.
- *
- * Owns the schema and its migrations (run by the writer handle at open),
- * the connection settings (WAL, a busy timeout) and one prepared statement
- * per query, prepared on first use and reset after every use so a read
- * handle never holds a snapshot between requests. It knows nothing of the
- * rules: it stores what registry.c tells it to and logs an SQLite error
- * once, here.
- *
- * Durability is the redo log's (registry_redo.c), not SQLite's. The writer
- * handle records every change primitive of a transaction as a record (ids,
- * sequence numbers and times included, so a replay makes the same rows);
- * commit appends the group's records to <db>-redo as one entry, syncs it,
- * and only then commits SQLite, which runs with synchronous=NORMAL and so
- * never syncs on commit. The same transaction stores the entry's sequence
- * number (redo_state), so the writer's open replays exactly the entries
- * SQLite does not have. What this relies on, from SQLite's documentation
- * and source:
- *  - WAL with synchronous=NORMAL stays consistent after a power loss but a
- *    commit "might roll back following a power loss or system crash";
- *    after a process crash nothing is lost (sqlite.org/pragma.html,
- *    PRAGMA synchronous). So after kill -9 replay finds nothing to do, and
- *    after a power loss SQLite is at some earlier commit, with the
- *    redo_state of that commit.
- *  - A checkpoint syncs the WAL before copying it back, and syncs the
- *    database file only when it copied the whole WAL (src/wal.c,
- *    walCheckpoint: "if( mxSafeFrame==walIndexHdr(pWal)->mxFrame )" then
- *    sqlite3OsSync(pDbFd)), which is when sqlite3_wal_checkpoint_v2
- *    reports as many frames checkpointed as the WAL holds. Only then is
- *    every commit so far safe without the log, and the log starts again.
- * Checkpoints run on the writer thread between groups (SQLite's automatic
- * checkpoint is replaced by the WAL hook below): a PASSIVE one when the
- * WAL holds SQLITE_CKPT_FRAMES pages, so a reader never waits and the
- * writer waits only for the copy (as it did with the automatic one); one
- * that readers kept from finishing is tried again a quarter of that later.
+ * registry_sqlite.c: the SQLite store behind registry_backend.h: schema,
+ * migrations, prepared statements, and commits made durable by the redo log
+ * first. Why that is safe with synchronous=NORMAL, and how checkpoints run,
+ * is in docs/architecture.md.
  */
 #include <errno.h>
 #include <pthread.h>

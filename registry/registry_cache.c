@@ -1,23 +1,7 @@
 /*
- * registry_cache.c: a worker's cache of encoded lookup replies (see
- * registry_cache.h for what is kept and why it stays fresh).
- *
- * Entries live in one region of max_bytes, written like a log: each new
- * entry goes at the tail, and when the tail meets the oldest live entry,
- * that entry is evicted (oldest first). An entry dropped early (its patient
- * changed, or a newer answer replaced it) leaves a hole that the tail
- * reuses when it comes round. The region is mapped once, asking for huge
- * pages, so a probe touches few pages and a put never calls malloc. Each
- * entry (bookkeeping, the key, the reply) sits on three lists: its key's
- * hash chain, its patient's hash chain (so a published patient drops every
- * key that answered with it), and the insertion-order queue, which is also
- * the order of the log. Both hash tables double when they hold more entries
- * than buckets.
- *
- * The writer publishes patient hashes into one ring under a mutex and bumps
- * lcache_head last; a worker reads lcache_head without the lock and takes
- * the lock only when it has moved, so a cache hit on a registry that is not
- * being written costs one atomic load on top of the probe.
+ * registry_cache.c: a worker's cache of encoded lookup replies, kept in one
+ * region written like a log and freshened by the writer's published patient
+ * hashes (registry_cache.h; the layout is in docs/architecture.md).
  */
 #include <sys/mman.h>
 #include <sys/queue.h>

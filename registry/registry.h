@@ -1,21 +1,7 @@
 /*
- * registry.h: the registry as the broker core sees it.
- *
- * The registry owns the data model and every identity rule of
- * ../shared/DESIGN.md: validation (which field, why), permissions by role and
- * hospital domain, enroll/link/unlink/update/merge/unmerge semantics, events.
- * Behind it sits a backend (SQLite now, PostgreSQL later) chosen by the --db
- * URL at start-up through a table of functions (registry_backend.h); the
- * broker core never includes sqlite3.h or libpq-fe.h.
- *
- * Threads: a handle is used by one thread only. Each worker opens a read
- * handle; the one writer thread opens the write handle and applies writes in
- * batches: registry_batch_begin, registry_write for each queued write (each
- * under its own savepoint, so one failing write leaves its neighbours alone),
- * registry_batch_commit (one transaction, one sync). A reply is appended to
- * the caller's evbuffer as a complete frame; if the commit fails, the caller
- * throws those replies away and answers every write of the batch with
- * UNAVAILABLE (wire_append_error).
+ * registry.h: the registry as the broker core sees it: the data model and
+ * every identity rule of docs/design.md behind one handle per thread.
+ * docs/architecture.md says how workers and the writer use it.
  */
 #ifndef ONECARD_REGISTRY_H
 #define ONECARD_REGISTRY_H

@@ -1,25 +1,8 @@
 /*
- * registry_cache.h: a worker's cache of encoded lookup replies.
- *
- * A lookup's reply is the same for every caller: the live patient an
- * identifier names, with every identifier it holds. Each worker's read
- * handle keeps the encoded reply (a Reply with no id, ready to be framed)
- * under the normalised identifier it answered, so a repeated lookup costs a
- * hash probe and a copy instead of a SQLite statement. Only live records
- * found in one step are kept (a merged-away record, or a miss, is never
- * cached), each tagged with the hash of its patient id.
- *
- * Freshness: after every commit the writer publishes the hashes of the
- * patient ids it touched (lcache_publish), before any reply of that commit
- * is sent. A worker applies what was published (lcache_sync) before every
- * probe and drops the entries of those patients, so a lookup that follows an
- * acknowledged write, on any connection and any worker, never sees the
- * record as it was before it. A worker that falls more than LCACHE_RING
- * hashes behind drops everything.
- *
- * One cache per worker thread; only lcache_publish may be called from
- * another thread (the writer). The cache holds at most max_bytes (keys,
- * replies and bookkeeping) and evicts oldest-first past that.
+ * registry_cache.h: a worker's cache of encoded lookup replies, so a
+ * repeated lookup costs a hash probe and a copy. Only lcache_publish may be
+ * called from another thread (the writer); docs/architecture.md says why a
+ * lookup after an acknowledged write never sees the record as it was.
  */
 #ifndef ONECARD_REGISTRY_CACHE_H
 #define ONECARD_REGISTRY_CACHE_H

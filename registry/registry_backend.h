@@ -1,16 +1,8 @@
 /*
- * registry_backend.h: the primitives a registry store provides.
- *
- * registry.c owns every rule (validation, permissions, enroll/merge
- * semantics, events); a backend only stores and fetches rows, runs
- * transactions and savepoints, and reports errors. A new store (PostgreSQL)
- * implements this table and nothing else. Only registry*.c include this
- * file; it never names sqlite3 or libpq types.
- *
- * Return values: 0 done (or found), 1 not found, REGISTRY_EFAIL (-1) on an
- * unexpected error, REGISTRY_EUNAVAIL (-2) when the store cannot take writes
- * now (disk full, I/O error, busy). The backend logs the error once where it
- * happens. Strings handed to a callback live only during the call.
+ * registry_backend.h: the primitives a registry store provides (rows,
+ * transactions, savepoints, errors) and never a rule. Only registry*.c
+ * include it. Returns 0 done, 1 not found, REGISTRY_EFAIL or
+ * REGISTRY_EUNAVAIL; strings handed to a callback live only during the call.
  */
 #ifndef ONECARD_REGISTRY_BACKEND_H
 #define ONECARD_REGISTRY_BACKEND_H

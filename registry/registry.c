@@ -1,0 +1,743 @@
+/*
+ * registry.c: the rules of the master patient index: the handle, the store
+ * chosen by the --db scheme, the op_* helpers every operation shares,
+ * dispatch, the write path and batches. The operations live in
+ * registry_*.c; docs/architecture.md has the long form and the decisions.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "registry_cache.h"
+#include "registry_int.h"
+#include "registry_mem.h"
+#include "wire.h"
+
+#define MERGE_MAX_HOPS 64 /* merged_into links followed before giving up */
+
+/* Unix time in milliseconds. */
+static int64_t
+registry_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void
+registry_limits_default(struct registry_limits *lim)
+{
+	lim->max_ids = REGISTRY_DEFAULT_MAX_IDS;
+	lim->max_name = REGISTRY_DEFAULT_MAX_NAME;
+	lim->max_address = REGISTRY_DEFAULT_MAX_ADDRESS;
+	lim->search_limit = REGISTRY_DEFAULT_SEARCH_LIMIT;
+	lim->lookup_cache = REGISTRY_DEFAULT_LOOKUP_CACHE;
+	lim->max_unfolded = REGISTRY_DEFAULT_MAX_UNFOLDED;
+}
+
+void
+registry_mask_id(
+    const char *domain, const char *value, char *dst, size_t dstlen)
+{
+	size_t len = strlen(value), i;
+
+	if (dstlen == 0)
+		return;
+	if (domain == NULL || strcmp(domain, "cn-id") != 0) {
+		registry_copy(dst, value, dstlen);
+		return;
+	}
+	/* Keep the region code and the last four; star everything else. */
+	for (i = 0; i < len && i + 1 < dstlen; i++)
+		dst[i] =
+		    (len >= 10 && (i < 6 || i >= len - 4)) ? value[i] : '*';
+	dst[i] = '\0';
+}
+
+/* "domain=value" with a cn-id masked. */
+void
+registry_ident_text(
+    const char *domain, const char *value, char *dst, size_t dstlen)
+{
+	size_t n;
+
+	registry_copy(dst, domain, dstlen);
+	n = strlen(dst);
+	if (n + 1 >= dstlen)
+		return;
+	dst[n++] = '=';
+	registry_mask_id(domain, value, dst + n, dstlen - n);
+}
+
+/*
+ * The stores, by the --db scheme. A plain path is "sqlite:": the registry
+ * in memory, acknowledged at its redo log, with the SQLite file as its
+ * image (registry_mem.c). "sqlite-direct:" answers from SQLite itself and
+ * commits every batch into it (registry_sqlite.c), as the broker did
+ * before; it is kept for comparison.
+ */
+static const struct {
+	const char *scheme;
+	const struct registry_backend *be;
+} registry_stores[] = {
+    {"sqlite", &registry_mem},
+    {"sqlite-direct", &registry_sqlite},
+};
+
+/* The store a URL names and the path after its scheme; NULL if none. */
+static const struct registry_backend *
+registry_store(const char *url, const char **path)
+{
+	const char *colon = strchr(url, ':');
+	size_t n = colon != NULL ? (size_t)(colon - url) : 0;
+
+	*path = url;
+	if (colon == NULL || strchr(url, '/') < colon)
+		return &registry_mem; /* a path */
+	for (size_t i = 0;
+	     i < sizeof(registry_stores) / sizeof(registry_stores[0]); i++)
+		if (strlen(registry_stores[i].scheme) == n &&
+		    strncmp(url, registry_stores[i].scheme, n) == 0) {
+			*path = colon + 1;
+			return registry_stores[i].be;
+		}
+	return NULL;
+}
+
+struct registry *
+registry_open(const char *url, int writer, const struct registry_limits *lim,
+    char *err, size_t errlen)
+{
+	struct registry *reg;
+	const struct registry_backend *be;
+	const char *path;
+
+	if (strncmp(url, "postgresql://", 13) == 0 ||
+	    strncmp(url, "postgres://", 11) == 0) {
+		snprintf(err, errlen,
+		    "%s: the PostgreSQL backend is not built into this broker",
+		    "--db");
+		return NULL;
+	}
+	if ((be = registry_store(url, &path)) == NULL) {
+		snprintf(err, errlen,
+		    "--db %s: unknown store (sqlite:PATH, sqlite-direct:PATH "
+		    "or a path)",
+		    url);
+		return NULL;
+	}
+	if (path[0] == '\0') {
+		snprintf(err, errlen, "--db: empty path");
+		return NULL;
+	}
+	if ((reg = calloc(1, sizeof(*reg))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	reg->be = be;
+	reg->writer = writer;
+	if (lim != NULL)
+		reg->lim = *lim;
+	else
+		registry_limits_default(&reg->lim);
+	if (writer)
+		registry_mem_set_max_unfolded(reg->lim.max_unfolded);
+	if ((reg->h = be->open(path, writer, err, errlen)) == NULL) {
+		free(reg);
+		return NULL;
+	}
+	return reg;
+}
+
+void
+registry_close(struct registry *reg)
+{
+	if (reg == NULL)
+		return;
+	if (reg->in_batch)
+		reg->be->rollback(reg->h);
+	reg->be->close(reg->h);
+	arena_free(&reg->arena);
+	lcache_free(reg->cache);
+	free(reg->touched);
+	free(reg);
+}
+
+int
+registry_op_is_write(int op_case)
+{
+	switch (op_case) {
+	case ONECARD__V1__REQUEST__OP_ENROLL:
+	case ONECARD__V1__REQUEST__OP_LINK:
+	case ONECARD__V1__REQUEST__OP_UNLINK:
+	case ONECARD__V1__REQUEST__OP_UPDATE:
+	case ONECARD__V1__REQUEST__OP_MERGE:
+	case ONECARD__V1__REQUEST__OP_UNMERGE:
+	case ONECARD__V1__REQUEST__OP_HOSPITAL_ADD:
+	case ONECARD__V1__REQUEST__OP_HOSPITAL_REVOKE:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+int
+registry_ping(struct registry *reg)
+{
+	return reg->be->ping(reg->h) == 0 ? 0 : -1;
+}
+
+/* Set the reply's message and return code. */
+int __attribute__((format(printf, 3, 4)))
+op_fail(struct reg_op *o, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(o->msg, sizeof(o->msg), fmt, ap);
+	va_end(ap);
+	return code;
+}
+
+/* Turn a backend failure into a code; the backend has logged it. */
+int
+op_backend(struct reg_op *o, int rc)
+{
+	if (rc == REGISTRY_EUNAVAIL)
+		return op_fail(o, CODE_UNAVAIL,
+		    "the registry cannot take this now; retry");
+	return op_fail(o, CODE_INTERNAL, "registry error");
+}
+
+/* Out of scratch memory. */
+int
+op_nomem(struct reg_op *o)
+{
+	log_warnx("registry: out of memory building a reply");
+	return op_fail(o, CODE_INTERNAL, "out of memory");
+}
+
+/* Is the caller an admin? */
+int
+op_is_admin(const struct reg_op *o)
+{
+	return o->who != NULL && o->who->role == ONECARD__V1__ROLE__ROLE_ADMIN;
+}
+
+/* PERMISSION_DENIED unless the caller is an admin. */
+int
+op_need_admin(struct reg_op *o, const char *what)
+{
+	if (op_is_admin(o))
+		return CODE_OK;
+	return op_fail(o, CODE_DENIED, "%s is for admins only", what);
+}
+
+/* Remember what the operation named, for the audit trail. */
+void
+op_target(struct reg_op *o, const char *domain, const char *value)
+{
+	if (o->res->target[0] != '\0')
+		return;
+	if (domain == NULL)
+		registry_copy(o->res->target, value, sizeof(o->res->target));
+	else
+		registry_ident_text(
+		    domain, value, o->res->target, sizeof(o->res->target));
+}
+
+/* Remember which patient the operation touched. */
+void
+op_patient_id(struct reg_op *o, const char *pid)
+{
+	registry_copy(o->res->patient_id, pid, sizeof(o->res->patient_id));
+}
+
+/* Follow merged_into from p to the live patient, reloading p. */
+int
+op_follow(struct reg_op *o, struct registry_patient *p)
+{
+	struct registry *reg = o->reg;
+	char next[REGISTRY_PID_MAX];
+	int rc;
+
+	for (int hops = 0; p->merged_into[0] != '\0'; hops++) {
+		if (hops == MERGE_MAX_HOPS) {
+			log_warnx(
+			    "registry: merge chain from %s too long", p->id);
+			return op_fail(
+			    o, CODE_INTERNAL, "merge chain too long");
+		}
+		snprintf(next, sizeof(next), "%s", p->merged_into);
+		rc = reg->be->patient_get(reg->h, next, &reg->arena, p);
+		if (rc == 1) {
+			log_warnx(
+			    "registry: %s merged into missing %s", p->id, next);
+			return op_fail(o, CODE_INTERNAL, "broken merge chain");
+		}
+		if (rc < 0)
+			return op_backend(o, rc);
+	}
+	return CODE_OK;
+}
+
+/*
+ * Validate identifier id (field names it) and find its patient into p,
+ * following merges when follow is set (a pid names a merged-away record
+ * itself when not). kind gets the domain kind, norm the stored value.
+ */
+int
+op_resolve(struct reg_op *o, const char *field,
+    const Onecard__V1__Identifier *id, int follow, struct registry_patient *p,
+    char *norm, int *kind)
+{
+	struct registry *reg = o->reg;
+	int k, rc;
+
+	k = validate_identifier(&o->vc, field, id, norm, VALIDATE_MAX_VALUE + 1,
+	    NULL, o->msg, sizeof(o->msg));
+	if (k < 0)
+		return CODE_INVALID;
+	if (kind != NULL)
+		*kind = k;
+	op_target(o, id->domain, norm);
+	if (k == VALIDATE_PID)
+		rc = reg->be->patient_get(reg->h, norm, &reg->arena, p);
+	else
+		rc = reg->be->ident_patient(
+		    reg->h, id->domain, norm, &reg->arena, p);
+	if (rc < 0)
+		return op_backend(o, rc);
+	if (rc == 1)
+		return op_fail(o, CODE_NOT_FOUND, "%s: %s", field,
+		    k == VALIDATE_PID ? "no such patient"
+				      : "no patient holds this identifier");
+	if (follow && (rc = op_follow(o, p)) != CODE_OK)
+		return rc;
+	op_patient_id(o, p->id);
+	return CODE_OK;
+}
+
+/* Append an identifier to a vector (a backend callback). */
+int
+ident_vec_add(void *arg, const char *domain, const char *value)
+{
+	struct ident_vec *iv = arg;
+	Onecard__V1__Identifier *id;
+
+	if (iv->n == iv->cap) {
+		size_t cap = iv->cap ? iv->cap * 2 : 8;
+		Onecard__V1__Identifier **v;
+
+		if ((v = arena_alloc(iv->a, cap * sizeof(*v))) == NULL)
+			return -1;
+		if (iv->n > 0)
+			memcpy(v, iv->v, iv->n * sizeof(*v));
+		iv->v = v;
+		iv->cap = cap;
+	}
+	if ((id = arena_alloc(iv->a, sizeof(*id))) == NULL)
+		return -1;
+	onecard__v1__identifier__init(id);
+	if ((id->domain = arena_strdup(iv->a, domain)) == NULL ||
+	    (id->value = arena_strdup(iv->a, value)) == NULL)
+		return -1;
+	iv->v[iv->n++] = id;
+	return 0;
+}
+
+/* The identifiers a patient holds now. */
+int
+op_idents(struct reg_op *o, const char *pid, struct ident_vec *iv)
+{
+	int rc;
+
+	memset(iv, 0, sizeof(*iv));
+	iv->a = &o->reg->arena;
+	rc = o->reg->be->patient_idents(o->reg->h, pid, ident_vec_add, iv);
+	if (rc < 0)
+		return op_backend(o, rc);
+	return CODE_OK;
+}
+
+/* Does a patient hold a cn-id? Its value into cnid when so. */
+int
+op_patient_cn_id(struct reg_op *o, const char *pid, int *has, char *cnid)
+{
+	struct ident_vec iv;
+	int rc;
+
+	*has = 0;
+	if ((rc = op_idents(o, pid, &iv)) != CODE_OK)
+		return rc;
+	for (size_t i = 0; i < iv.n; i++)
+		if (strcmp(iv.v[i]->domain, "cn-id") == 0) {
+			*has = 1;
+			if (cnid != NULL)
+				snprintf(cnid, VALIDATE_CN_ID_LEN + 1, "%s",
+				    iv.v[i]->value);
+		}
+	return CODE_OK;
+}
+
+/* Build the wire form of a patient row and the identifiers it holds. */
+int
+op_patient_build(struct reg_op *o, const struct registry_patient *p,
+    const struct ident_vec *iv, Onecard__V1__Patient **out)
+{
+	struct registry_arena *a = &o->reg->arena;
+	Onecard__V1__Patient *m;
+	Onecard__V1__Demographics *d;
+
+	if ((m = arena_alloc(a, sizeof(*m))) == NULL ||
+	    (d = arena_alloc(a, sizeof(*d))) == NULL)
+		return op_nomem(o);
+	onecard__v1__patient__init(m);
+	onecard__v1__demographics__init(d);
+	d->name = p->name;
+	d->sex = p->sex;
+	d->birth_date = p->birth_date;
+	d->phone = p->phone;
+	d->address = p->address;
+	if ((m->patient_id = arena_strdup(a, p->id)) == NULL ||
+	    (m->merged_into = arena_strdup(a, p->merged_into)) == NULL)
+		return op_nomem(o);
+	m->demographics = d;
+	m->version = p->version;
+	m->identifiers = iv->v;
+	m->n_identifiers = iv->n;
+	*out = m;
+	return CODE_OK;
+}
+
+/* Build the wire form of a patient row with its identifiers. */
+int
+op_patient_msg(struct reg_op *o, const struct registry_patient *p,
+    Onecard__V1__Patient **out)
+{
+	struct ident_vec iv;
+	int rc;
+
+	if ((rc = op_idents(o, p->id, &iv)) != CODE_OK)
+		return rc;
+	return op_patient_build(o, p, &iv, out);
+}
+
+/* Answer with the record of p as it now stands. */
+int
+op_reply_patient(struct reg_op *o, const struct registry_patient *p)
+{
+	Onecard__V1__Patient *m;
+	int rc;
+
+	if ((rc = op_patient_msg(o, p, &m)) != CODE_OK)
+		return rc;
+	o->reply.result_case = ONECARD__V1__REPLY__RESULT_PATIENT;
+	o->reply.patient = m;
+	return CODE_OK;
+}
+
+/* Append an event for patient pid. */
+int
+op_event(struct reg_op *o, const char *op, const char *pid, const char *detail)
+{
+	struct registry_event ev = {
+	    .op = op,
+	    .patient_id = pid,
+	    .actor = o->who && o->who->cn ? o->who->cn : "",
+	    .time_ms = o->now_ms,
+	    .detail = detail,
+	};
+	int rc;
+
+	if ((rc = o->reg->be->event_append(o->reg->h, &ev)) < 0)
+		return op_backend(o, rc);
+	return CODE_OK;
+}
+
+/*
+ * Note that patient pid changed in the batch being written: once it commits,
+ * every worker's cached lookups answered with this patient are dropped.
+ * Every change to a live record (its row or the identifiers it holds) saves
+ * the row through op_patient_save, which calls this.
+ */
+static void
+registry_touch(struct registry *reg, const char *pid)
+{
+	if (reg->touched_all)
+		return;
+	if (reg->ntouched == reg->touched_cap) {
+		size_t cap = reg->touched_cap ? reg->touched_cap * 2 : 64;
+		uint64_t *t = realloc(reg->touched, cap * sizeof(*t));
+
+		if (t == NULL) {
+			/* Cannot say which: every cache drops everything. */
+			reg->touched_all = 1;
+			return;
+		}
+		reg->touched = t;
+		reg->touched_cap = cap;
+	}
+	reg->touched[reg->ntouched++] = lcache_hash(pid, strlen(pid));
+}
+
+/* The batch's changes are durable: publish them to every worker's cache. */
+static void
+registry_publish(struct registry *reg)
+{
+	if (reg->touched_all) {
+		/* More than a worker can catch up on: each drops its all. */
+		static const uint64_t all[LCACHE_RING + 1];
+
+		lcache_publish(all, LCACHE_RING + 1);
+	} else
+		lcache_publish(reg->touched, reg->ntouched);
+	reg->ntouched = 0;
+	reg->touched_all = 0;
+}
+
+/* Write back a changed patient row with its version bumped. */
+int
+op_patient_save(struct reg_op *o, struct registry_patient *p)
+{
+	int rc;
+
+	p->version++;
+	if ((rc = o->reg->be->patient_update(o->reg->h, p)) < 0)
+		return op_backend(o, rc);
+	registry_touch(o->reg, p->id);
+	return CODE_OK;
+}
+
+/* Collect a patient id (a backend callback). */
+int
+pid_vec_add(void *arg, const char *pid)
+{
+	struct pid_vec *pv = arg;
+
+	if (pv->n == pv->cap) {
+		size_t cap = pv->cap ? pv->cap * 2 : 16;
+		char **v;
+
+		if ((v = arena_alloc(pv->a, cap * sizeof(*v))) == NULL)
+			return -1;
+		if (pv->n > 0)
+			memcpy(v, pv->v, pv->n * sizeof(*v));
+		pv->v = v;
+		pv->cap = cap;
+	}
+	if ((pv->v[pv->n] = arena_strdup(pv->a, pid)) == NULL)
+		return -1;
+	pv->n++;
+	return 0;
+}
+
+/* Ping: the registry side of a pong (the core fills node and version). */
+static int
+op_ping(struct reg_op *o)
+{
+	Onecard__V1__Pong *pong;
+
+	if ((pong = arena_alloc(&o->reg->arena, sizeof(*pong))) == NULL)
+		return op_nomem(o);
+	onecard__v1__pong__init(pong);
+	o->reply.result_case = ONECARD__V1__REPLY__RESULT_PONG;
+	o->reply.pong = pong;
+	return CODE_OK;
+}
+
+/* Run one operation, read or write, and return its code. */
+int
+op_dispatch(struct reg_op *o)
+{
+	switch (o->req->op_case) {
+	case ONECARD__V1__REQUEST__OP_PING:
+		return op_ping(o);
+	case ONECARD__V1__REQUEST__OP_LOOKUP:
+		return op_lookup(o);
+	case ONECARD__V1__REQUEST__OP_SEARCH:
+		return op_search(o);
+	case ONECARD__V1__REQUEST__OP_HISTORY:
+		return op_history(o);
+	case ONECARD__V1__REQUEST__OP_EXPORT:
+		return op_export(o);
+	case ONECARD__V1__REQUEST__OP_HOSPITAL_LIST:
+		return op_hospital_list(o);
+	case ONECARD__V1__REQUEST__OP_STATS:
+		return op_stats(o);
+	case ONECARD__V1__REQUEST__OP_ENROLL:
+		return op_enroll(o);
+	case ONECARD__V1__REQUEST__OP_LINK:
+		return op_link(o);
+	case ONECARD__V1__REQUEST__OP_UNLINK:
+		return op_unlink(o);
+	case ONECARD__V1__REQUEST__OP_UPDATE:
+		return op_update(o);
+	case ONECARD__V1__REQUEST__OP_MERGE:
+		return op_merge(o);
+	case ONECARD__V1__REQUEST__OP_UNMERGE:
+		return op_unmerge(o);
+	case ONECARD__V1__REQUEST__OP_HOSPITAL_ADD:
+		return op_hospital_add(o);
+	case ONECARD__V1__REQUEST__OP_HOSPITAL_REVOKE:
+		return op_hospital_revoke(o);
+	case ONECARD__V1__REQUEST__OP__NOT_SET:
+		return op_fail(o, CODE_INVALID, "op: missing");
+	default:
+		return op_fail(o, CODE_UNIMPL, "%s: not served by the registry",
+		    wire_op_name(o->req->op_case));
+	}
+}
+
+/* Set up an operation. */
+void
+op_init(struct reg_op *o, struct registry *reg, const struct actor *who,
+    const Onecard__V1__Request *req, struct op_result *res)
+{
+	static const Onecard__V1__Reply init = ONECARD__V1__REPLY__INIT;
+
+	memset(o, 0, sizeof(*o));
+	o->reg = reg;
+	o->who = who;
+	o->req = req;
+	o->res = res;
+	o->vc.today = registry_today(reg);
+	o->vc.max_name = reg->lim.max_name;
+	o->vc.max_address = reg->lim.max_address;
+	o->now_ms = registry_now_ms();
+	o->reply = init;
+	o->reply.id = req->id;
+	memset(res, 0, sizeof(*res));
+	arena_reset(&reg->arena);
+}
+
+/* Append the reply frame for code and record the code. */
+void
+op_finish(struct reg_op *o, int code, struct evbuffer *out)
+{
+	o->res->code = code;
+	o->reply.code = code;
+	if (code != CODE_OK) {
+		o->reply.result_case = ONECARD__V1__REPLY__RESULT__NOT_SET;
+		o->reply.message = o->msg;
+	}
+	if (wire_append(out, &o->reply.base) == -1) {
+		log_warnx("registry: cannot append a reply");
+		o->res->code = CODE_INTERNAL;
+		wire_append_error(
+		    out, o->req->id, CODE_INTERNAL, "out of memory");
+	}
+	arena_reset(&o->reg->arena);
+}
+
+void
+registry_write(struct registry *reg, const struct actor *who,
+    const Onecard__V1__Request *req, struct evbuffer *out,
+    struct op_result *res)
+{
+	struct reg_op o;
+	int code, rc, own_txn;
+
+	if (!registry_op_is_write(req->op_case)) {
+		registry_read(reg, who, req, out, res);
+		return;
+	}
+	op_init(&o, reg, who, req, res);
+	if (!reg->writer) {
+		log_warnx("registry: write on a read handle");
+		code = op_fail(&o, CODE_INTERNAL, "write on a read handle");
+		goto done;
+	}
+	/*
+	 * A store error (disk full, I/O) may have ended the batch's
+	 * transaction behind our back; a write run now would commit on its
+	 * own while its batch is answered UNAVAILABLE. Refuse it instead.
+	 */
+	if (reg->in_batch && (reg->broken || !reg->be->in_txn(reg->h))) {
+		if (!reg->broken)
+			log_warnx("registry: batch transaction ended early");
+		reg->broken = 1;
+		code = op_fail(&o, CODE_UNAVAIL, "batch failed; retry");
+		goto done;
+	}
+	/* Outside a batch, a write is its own transaction. */
+	own_txn = !reg->in_batch;
+	if (own_txn && (rc = reg->be->begin(reg->h, 1)) < 0) {
+		code = op_backend(&o, rc);
+		goto done;
+	}
+	if ((rc = reg->be->savepoint(reg->h)) < 0) {
+		code = op_backend(&o, rc);
+		goto end;
+	}
+	code = op_dispatch(&o);
+	if (code == CODE_OK)
+		rc = reg->be->release(reg->h);
+	else
+		rc = reg->be->rollback_to(reg->h);
+	if (rc < 0) {
+		reg->broken = 1;
+		code = op_backend(&o, rc);
+	}
+end:
+	if (own_txn) {
+		if (code == CODE_OK && reg->be->commit(reg->h) < 0) {
+			reg->be->rollback(reg->h);
+			code = op_fail(&o, CODE_UNAVAIL,
+			    "the write could not be made durable; retry");
+		} else if (code != CODE_OK)
+			reg->be->rollback(reg->h);
+		reg->broken = 0;
+		registry_publish(reg);
+	}
+done:
+	op_finish(&o, code, out);
+}
+
+int
+registry_batch_begin(struct registry *reg)
+{
+	if (!reg->writer || reg->in_batch)
+		return -1;
+	if (reg->be->begin(reg->h, 1) < 0)
+		return -1;
+	reg->in_batch = 1;
+	reg->broken = 0;
+	return 0;
+}
+
+int
+registry_batch_commit(struct registry *reg)
+{
+	int rc = -1;
+
+	if (!reg->in_batch)
+		return -1;
+	if (!reg->broken && reg->be->in_txn(reg->h) &&
+	    reg->be->commit(reg->h) == 0)
+		rc = 0;
+	else
+		reg->be->rollback(reg->h);
+	reg->in_batch = 0;
+	reg->broken = 0;
+	/* Before any reply of the batch leaves (the caller sends them). A
+	 * failed batch changed nothing; dropping its entries is harmless. */
+	registry_publish(reg);
+	return rc;
+}
+
+void
+registry_batch_rollback(struct registry *reg)
+{
+	if (!reg->in_batch)
+		return;
+	reg->be->rollback(reg->h);
+	reg->in_batch = 0;
+	reg->broken = 0;
+	reg->ntouched = 0;
+	reg->touched_all = 0;
+}
