@@ -11,7 +11,8 @@
 # "listening", with the broker's own line on what it loaded and replayed.
 # Memory: the broker's resident memory after that restart (lookup cache
 # off, nothing asked yet) less that of a broker on an empty registry,
-# divided by N, RUNS times; the broker also logs the bytes its index took.
+# divided by N, RUNS times; and the bytes the broker's index took, which it
+# logs at start-up (its heap grown by the load, SQLite's cache given back).
 #
 #   bench/restart-after-crash.sh [N [M]]
 #   env: RUNS (3), REUSE_CSV (a generated CSV of N patients to use)
@@ -77,7 +78,7 @@ for run in $(seq "$RUNS"); do
 	k=$(rss_kib "$BROKER_PID")
 	rss+=("$k")
 	per+=("$(awk -v k="$k" -v e="$empty_kib" -v n="$N" 'BEGIN { printf "%.0f\n", (k - e) * 1024 / n }')")
-	note "run $run: listening after ${secs[-1]} s; $(grep -oE 'registry .*: [0-9]+ patients.*' "$BROKER_LOG" | head -1 | sed 's|^registry [^:]*: ||'); $(grep -oE 'index [0-9].*' "$BROKER_LOG" | head -1)"
+	note "run $run: listening after ${secs[-1]} s; $(grep -oE 'registry .*: [0-9]+ patients.*' "$BROKER_LOG" | head -1 | sed 's|^registry [^:]*: ||')"
 	[ "$run" = "$RUNS" ] && note "fold caught up $(fold_catch_up) s after start-up"
 	n=$(ctl stats --json 2>/dev/null | grep -oE '"patients":[0-9]+' | head -1 | cut -d: -f2)
 	[ "$n" = "$N" ] || note "run $run: $n patients after the restart, want $N"

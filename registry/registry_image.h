@@ -34,6 +34,8 @@ void *registry_image_open(const char *path, char *err, size_t errlen);
 /* A read-only handle (history reads the events folded in). */
 void *registry_image_reader(const char *path, char *err, size_t errlen);
 void registry_image_close(void *h);
+/* Give back the memory the handle's page cache holds. */
+void registry_image_release(void *h);
 
 /* The last log entry folded in and the id of the log it belongs to. */
 int registry_image_state(void *h, uint64_t *applied, uint64_t *log_id);

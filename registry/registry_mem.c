@@ -6,6 +6,7 @@
 #define _GNU_SOURCE /* pthread_rwlockattr_setkind_np */
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -2603,7 +2604,8 @@ db_open(const char *path, char *err, size_t errlen)
 	pthread_rwlockattr_t attr;
 	struct timespec t0, t1;
 	uint64_t applied = 0, log_id = 0, max_event = 0, replayed;
-	double load_s;
+	struct mallinfo2 m0, m1;
+	double load_s, index_bytes;
 	sigset_t all, old;
 
 	if (db == NULL || (db->path = strdup(path)) == NULL) {
@@ -2647,6 +2649,8 @@ db_open(const char *path, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: cannot note its redo log", path);
 		goto fail;
 	}
+	registry_image_release(db->img);
+	m0 = mallinfo2();
 	if (registry_image_load(db->img, &mem_sink, db, &max_event,
 		&db->last_merge, err, errlen) == -1)
 		goto fail;
@@ -2657,6 +2661,14 @@ db_open(const char *path, char *err, size_t errlen)
 	if (redo_replay(db->redo, applied, replay_entry, db, err, errlen) == -1)
 		goto fail;
 	replayed = db->unfolded_entries;
+	/* What the index took: the heap grown by the load and the replay,
+	 * less SQLite's page cache (given back first) and the replayed
+	 * entries waiting for the fold. */
+	registry_image_release(db->img);
+	m1 = mallinfo2();
+	index_bytes = (double)m1.uordblks - (double)m0.uordblks -
+		      (double)db->unfolded_bytes -
+		      (double)db->unfolded_entries * sizeof(struct mem_fold);
 	db->d_patients = db->patients;
 	db->d_merged = db->merged;
 	db->d_identifiers = db->identifiers;
@@ -2674,10 +2686,14 @@ db_open(const char *path, char *err, size_t errlen)
 	db->fold_running = 1;
 	db->logging = 1;
 	log_info("registry %s: %llu patients, %llu identifiers; image loaded "
-		 "in %.2f s, %llu log entries replayed in %.2f s",
+		 "in %.2f s, %llu log entries replayed in %.2f s; index "
+		 "%.0f MiB, %.0f bytes a patient",
 	    path, (unsigned long long)(db->patients + db->merged),
 	    (unsigned long long)db->identifiers, load_s,
-	    (unsigned long long)replayed, since(&t1));
+	    (unsigned long long)replayed, since(&t1), index_bytes / 1048576,
+	    db->patients + db->merged > 0
+		? index_bytes / (double)(db->patients + db->merged)
+		: 0.0);
 	return db;
 fail:
 	db_free(db);

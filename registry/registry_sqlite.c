@@ -1550,6 +1550,14 @@ registry_image_close(void *h)
 	sqlite_close(h);
 }
 
+void
+registry_image_release(void *hv)
+{
+	struct sqlite_handle *h = hv;
+
+	sqlite3_db_release_memory(h->db);
+}
+
 int
 registry_image_state(void *hv, uint64_t *applied, uint64_t *log_id)
 {
