@@ -20,9 +20,24 @@ op_may_write_domain(
     struct reg_op *o, const char *field, const char *domain, int adding)
 {
 	const char *cn = o->who && o->who->cn ? o->who->cn : "";
+	struct registry_hospital h;
+	int rc;
 
-	if (op_is_admin(o))
+	if (op_is_admin(o)) {
+		/* A visit card of a hospital the registry does not know is a
+		 * typing error, not a new domain. */
+		if (!adding || strncmp(domain, "hosp:", 5) != 0)
+			return CODE_OK;
+		rc = o->reg->be->hospital_get(o->reg->h, domain + 5, NULL, &h);
+		if (rc < 0)
+			return op_backend(o, rc);
+		if (rc == 1)
+			return op_fail(o, CODE_INVALID,
+			    "%s: no hospital %s in the registry (add it "
+			    "first)",
+			    field, domain + 5);
 		return CODE_OK;
+	}
 	if (strncmp(domain, "hosp:", 5) == 0 && strcmp(domain + 5, cn) == 0)
 		return CODE_OK;
 	if (adding &&

@@ -640,10 +640,11 @@ export_and_audit_verify_honour_json(void **state)
 	struct harness *h = *state;
 	char path[512];
 
-	assert_int_equal(ctl(h, "admin",
-			     "onecardctl gen --patients 3 --seed 5 --out "
-			     "%s/three.csv",
-			     h->dir),
+	assert_int_equal(
+	    ctl(h, "admin",
+		"onecardctl gen --patients 3 --hospitals 2 --seed 5 "
+		"--out %s/three.csv",
+		h->dir),
 	    0);
 	assert_int_equal(
 	    ctl(h, "admin", "onecardctl import %s/three.csv", h->dir), 0);

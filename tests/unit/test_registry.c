@@ -799,6 +799,27 @@ admin_only_ops_are_denied_to_hospitals(void **state)
 	assert_int_equal(stats()->code, CODE(OK));
 }
 
+/* An admin's visit card of a hospital the registry does not know is
+ * refused, naming the field and the code; once the hospital is added, the
+ * same enrollment goes in. */
+static void
+admin_cannot_add_cards_of_an_unknown_hospital(void **state)
+{
+	Onecard__V1__Reply *r;
+
+	r = enroll(&admin, "", NULL, 0, "hosp:NOSUCH", "1", NULL);
+	assert_int_equal(r->code, CODE(INVALID_ARGUMENT));
+	assert_non_null(strstr(r->message, "identifiers[0]"));
+	assert_non_null(strstr(r->message, "NOSUCH"));
+	assert_int_equal(lookup("hosp:NOSUCH", "1")->code, CODE(NOT_FOUND));
+	assert_int_equal(
+	    hospital_add(&admin, "NOSUCH", "Now known",
+		ONECARD__V1__ROLE__ROLE_HOSPITAL)
+		->code,
+	    CODE(OK));
+	patient_of(enroll(&admin, "", NULL, 0, "hosp:NOSUCH", "1", NULL));
+}
+
 static void
 hospitals_are_added_revoked_and_reactivated(void **state)
 {
@@ -1496,6 +1517,7 @@ main(void)
 	    T(merge_refuses_two_cn_ids_and_the_same_patient),
 	    T(admin_only_ops_are_denied_to_hospitals),
 	    T(hospitals_are_added_revoked_and_reactivated),
+	    T(admin_cannot_add_cards_of_an_unknown_hospital),
 	    T(batch_with_a_failing_write_commits_its_neighbours),
 	    T(patient_ids_are_unique_time_ordered_and_unguessable),
 	    T(wal_is_copied_back_while_the_writer_keeps_writing),
