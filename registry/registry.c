@@ -163,7 +163,7 @@ registry_close(struct registry *reg)
 	reg->be->close(reg->h);
 	arena_free(&reg->arena);
 	lcache_free(reg->cache);
-	free(reg->touched);
+	free(reg->feed);
 	free(reg);
 }
 
@@ -441,9 +441,35 @@ op_reply_patient(struct reg_op *o, const struct registry_patient *p)
 	return CODE_OK;
 }
 
-/* Append an event for patient pid. */
-int
-op_event(struct reg_op *o, const char *op, const char *pid, const char *detail)
+/* Note a change of the batch being written, for the change feed. */
+static void
+feed_add(struct registry *reg, uint64_t seq, const char *op, const char *pid,
+    const char *hospital)
+{
+	struct registry_change *c;
+
+	if (!reg->writer || reg->feed_lost)
+		return;
+	if (reg->nfeed == reg->feed_cap) {
+		size_t cap = reg->feed_cap ? reg->feed_cap * 2 : 256;
+
+		if ((c = realloc(reg->feed, cap * sizeof(*c))) == NULL) {
+			reg->feed_lost = 1;
+			return;
+		}
+		reg->feed = c;
+		reg->feed_cap = cap;
+	}
+	c = &reg->feed[reg->nfeed++];
+	c->seq = seq;
+	c->op = op;
+	registry_copy(c->patient_id, pid, sizeof(c->patient_id));
+	registry_copy(c->hospital, hospital, sizeof(c->hospital));
+}
+
+static int
+op_event_of(struct reg_op *o, const char *op, const char *pid,
+    const char *hospital, const char *detail)
 {
 	struct registry_event ev = {
 	    .op = op,
@@ -456,48 +482,87 @@ op_event(struct reg_op *o, const char *op, const char *pid, const char *detail)
 
 	if ((rc = o->reg->be->event_append(o->reg->h, &ev)) < 0)
 		return op_backend(o, rc);
+	feed_add(o->reg, ev.seq, op, pid, hospital);
 	return CODE_OK;
 }
 
-/*
- * Note that patient pid changed in the batch being written: once it commits,
- * every worker's cached lookups answered with this patient are dropped.
- * Every change to a live record (its row or the identifiers it holds) saves
- * the row through op_patient_save, which calls this.
- */
-static void
-registry_touch(struct registry *reg, const char *pid)
+/* Append an event for patient pid; it goes to the change feed too. */
+int
+op_event(struct reg_op *o, const char *op, const char *pid, const char *detail)
 {
-	if (reg->touched_all)
-		return;
-	if (reg->ntouched == reg->touched_cap) {
-		size_t cap = reg->touched_cap ? reg->touched_cap * 2 : 64;
-		uint64_t *t = realloc(reg->touched, cap * sizeof(*t));
-
-		if (t == NULL) {
-			/* Cannot say which: every cache drops everything. */
-			reg->touched_all = 1;
-			return;
-		}
-		reg->touched = t;
-		reg->touched_cap = cap;
-	}
-	reg->touched[reg->ntouched++] = lcache_hash(pid, strlen(pid));
+	return op_event_of(o, op, pid, "", detail);
 }
 
-/* The batch's changes are durable: publish them to every worker's cache. */
-static void
-registry_publish(struct registry *reg)
+/* The same for a change of hospital code. */
+int
+op_event_hospital(
+    struct reg_op *o, const char *op, const char *code, const char *detail)
 {
-	if (reg->touched_all) {
+	return op_event_of(o, op, "", code, detail);
+}
+
+static struct {
+	registry_feed_cb cb;
+	void *arg;
+} feed_subs[REGISTRY_FEED_MAX];
+static int feed_nsubs;
+
+int
+registry_feed_subscribe(registry_feed_cb cb, void *arg)
+{
+	if (feed_nsubs == REGISTRY_FEED_MAX)
+		return -1;
+	feed_subs[feed_nsubs].cb = cb;
+	feed_subs[feed_nsubs].arg = arg;
+	feed_nsubs++;
+	return 0;
+}
+
+/*
+ * The lookup cache's subscriber: drop, on every worker, the cached lookups
+ * answered with a patient that changed.
+ */
+static void
+registry_feed_cache(void *arg, const struct registry_change *c, size_t n)
+{
+	uint64_t h[256];
+	size_t k = 0;
+
+	(void)arg;
+	if (c == NULL) {
 		/* More than a worker can catch up on: each drops its all. */
 		static const uint64_t all[LCACHE_RING + 1];
 
 		lcache_publish(all, LCACHE_RING + 1);
-	} else
-		lcache_publish(reg->touched, reg->ntouched);
-	reg->ntouched = 0;
-	reg->touched_all = 0;
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (c[i].patient_id[0] == '\0')
+			continue;
+		h[k++] = lcache_hash(c[i].patient_id, strlen(c[i].patient_id));
+		if (k == sizeof(h) / sizeof(h[0])) {
+			lcache_publish(h, k);
+			k = 0;
+		}
+	}
+	if (k > 0)
+		lcache_publish(h, k);
+}
+
+/* The batch is durable: hand its changes to every subscriber. */
+static void
+registry_feed_deliver(struct registry *reg)
+{
+	if (reg->nfeed > 0 || reg->feed_lost) {
+		registry_feed_cache(NULL, reg->feed_lost ? NULL : reg->feed,
+		    reg->feed_lost ? 0 : reg->nfeed);
+		for (int i = 0; i < feed_nsubs; i++)
+			feed_subs[i].cb(feed_subs[i].arg,
+			    reg->feed_lost ? NULL : reg->feed,
+			    reg->feed_lost ? 0 : reg->nfeed);
+	}
+	reg->nfeed = 0;
+	reg->feed_lost = 0;
 }
 
 /* Write back a changed patient row with its version bumped. */
@@ -509,7 +574,6 @@ op_patient_save(struct reg_op *o, struct registry_patient *p)
 	p->version++;
 	if ((rc = o->reg->be->patient_update(o->reg->h, p)) < 0)
 		return op_backend(o, rc);
-	registry_touch(o->reg, p->id);
 	return CODE_OK;
 }
 
@@ -640,6 +704,7 @@ registry_write(struct registry *reg, const struct actor *who,
     struct op_result *res)
 {
 	struct reg_op o;
+	size_t nfeed;
 	int code, rc, own_txn;
 
 	if (!registry_op_is_write(req->op_case)) {
@@ -674,11 +739,14 @@ registry_write(struct registry *reg, const struct actor *who,
 		code = op_backend(&o, rc);
 		goto end;
 	}
+	nfeed = reg->nfeed;
 	code = op_dispatch(&o);
 	if (code == CODE_OK)
 		rc = reg->be->release(reg->h);
-	else
+	else {
 		rc = reg->be->rollback_to(reg->h);
+		reg->nfeed = nfeed; /* undone: not a change */
+	}
 	if (rc < 0) {
 		reg->broken = 1;
 		code = op_backend(&o, rc);
@@ -689,10 +757,12 @@ end:
 			reg->be->rollback(reg->h);
 			code = op_fail(&o, CODE_UNAVAIL,
 			    "the write could not be made durable; retry");
+			reg->nfeed = 0;
+			reg->feed_lost = 0;
 		} else if (code != CODE_OK)
 			reg->be->rollback(reg->h);
 		reg->broken = 0;
-		registry_publish(reg);
+		registry_feed_deliver(reg);
 	}
 done:
 	op_finish(&o, code, out);
@@ -725,8 +795,11 @@ registry_batch_commit(struct registry *reg)
 	reg->in_batch = 0;
 	reg->broken = 0;
 	/* Before any reply of the batch leaves (the caller sends them). A
-	 * failed batch changed nothing; dropping its entries is harmless. */
-	registry_publish(reg);
+	 * failed batch changed nothing: nothing to tell. */
+	if (rc == 0)
+		registry_feed_deliver(reg);
+	reg->nfeed = 0;
+	reg->feed_lost = 0;
 	return rc;
 }
 
@@ -738,6 +811,6 @@ registry_batch_rollback(struct registry *reg)
 	reg->be->rollback(reg->h);
 	reg->in_batch = 0;
 	reg->broken = 0;
-	reg->ntouched = 0;
-	reg->touched_all = 0;
+	reg->nfeed = 0;
+	reg->feed_lost = 0;
 }

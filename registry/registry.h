@@ -93,6 +93,34 @@ void registry_write(struct registry *reg, const struct actor *who,
 int registry_batch_commit(struct registry *reg);
 void registry_batch_rollback(struct registry *reg);
 
+/*
+ * The change feed: every committed change, with its event's sequence
+ * number, in commit order, from one place. The lookup cache reads it to
+ * drop what changed; the broker reads it to close a revoked hospital's
+ * connections; notifications and PostgreSQL NOTIFY are to read it later.
+ */
+struct registry_change {
+	uint64_t seq;        /* its event's sequence number */
+	const char *op;      /* enroll, link, unlink, update, merge, unmerge,
+				hospital_add, hospital_revoke */
+	char patient_id[48]; /* the patient it changed; "" for a hospital */
+	char hospital[65];   /* the hospital code, for hospital_*; else "" */
+};
+
+/*
+ * Called on the writer's thread once a batch is durable and before any of
+ * its replies can leave, with the batch's changes in order (n > 0); or with
+ * changes NULL and n 0 when the registry could not keep the list (out of
+ * memory): then anything may have changed. It must be quick and must not
+ * call into the registry.
+ */
+typedef void (*registry_feed_cb)(
+    void *arg, const struct registry_change *changes, size_t n);
+
+/* Add a subscriber, before the writer starts. 0, or -1 when full. */
+#define REGISTRY_FEED_MAX 8
+int registry_feed_subscribe(registry_feed_cb cb, void *arg);
+
 /* The fold of the log into the image, for /metrics. */
 struct registry_store_stats {
 	uint64_t unfolded_entries; /* synced log entries not in the image */

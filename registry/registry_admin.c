@@ -63,7 +63,7 @@ op_hospital_add(struct reg_op *o)
 	snprintf(detail, sizeof(detail), "code=%s role=%s%s", ha->code,
 	    want.role == ONECARD__V1__ROLE__ROLE_ADMIN ? "admin" : "hospital",
 	    existed && !cur.active ? " reactivated" : "");
-	return op_event(o, "hospital_add", "", detail);
+	return op_event_hospital(o, "hospital_add", ha->code, detail);
 }
 
 /* hospital_revoke: mark a hospital revoked. */
@@ -96,7 +96,7 @@ op_hospital_revoke(struct reg_op *o)
 	if ((rc = reg->be->hospital_put(reg->h, &cur, o->now_ms)) < 0)
 		return op_backend(o, rc);
 	snprintf(detail, sizeof(detail), "code=%s", hr->code);
-	return op_event(o, "hospital_revoke", "", detail);
+	return op_event_hospital(o, "hospital_revoke", hr->code, detail);
 }
 
 /* Collect hospitals (a backend callback). */

@@ -47,9 +47,10 @@ struct registry {
 	int cache_off;        /* no cache: off, or it could not be made */
 	time_t today_at;      /* the second today was worked out in */
 	int today;            /* YYYYMMDD, for validating a cached lookup */
-	uint64_t *touched;    /* writer: patients changed in this batch */
-	size_t ntouched, touched_cap;
-	int touched_all; /* out of memory noting them: say everything changed */
+	/* Writer: the batch's changes, for the change feed. */
+	struct registry_change *feed;
+	size_t nfeed, feed_cap;
+	int feed_lost; /* out of memory noting them: anything changed */
 };
 
 /* One operation in flight. */
@@ -122,6 +123,8 @@ int op_patient_msg(struct reg_op *o, const struct registry_patient *p,
 int op_reply_patient(struct reg_op *o, const struct registry_patient *p);
 int op_event(
     struct reg_op *o, const char *op, const char *pid, const char *detail);
+int op_event_hospital(
+    struct reg_op *o, const char *op, const char *code, const char *detail);
 int op_patient_save(struct reg_op *o, struct registry_patient *p);
 int pid_vec_add(void *arg, const char *pid);
 int op_dispatch(struct reg_op *o);

@@ -2667,8 +2667,8 @@ db_open(const char *path, char *err, size_t errlen)
 	registry_image_release(db->img);
 	m1 = mallinfo2();
 	index_bytes = (double)m1.uordblks - (double)m0.uordblks -
-		      (double)db->unfolded_bytes -
-		      (double)db->unfolded_entries * sizeof(struct mem_fold);
+	    (double)db->unfolded_bytes -
+	    (double)db->unfolded_entries * sizeof(struct mem_fold);
 	db->d_patients = db->patients;
 	db->d_merged = db->merged;
 	db->d_identifiers = db->identifiers;

@@ -812,10 +812,9 @@ admin_cannot_add_cards_of_an_unknown_hospital(void **state)
 	assert_non_null(strstr(r->message, "identifiers[0]"));
 	assert_non_null(strstr(r->message, "NOSUCH"));
 	assert_int_equal(lookup("hosp:NOSUCH", "1")->code, CODE(NOT_FOUND));
-	assert_int_equal(
-	    hospital_add(&admin, "NOSUCH", "Now known",
-		ONECARD__V1__ROLE__ROLE_HOSPITAL)
-		->code,
+	assert_int_equal(hospital_add(&admin, "NOSUCH", "Now known",
+			     ONECARD__V1__ROLE__ROLE_HOSPITAL)
+			     ->code,
 	    CODE(OK));
 	patient_of(enroll(&admin, "", NULL, 0, "hosp:NOSUCH", "1", NULL));
 }
@@ -897,6 +896,74 @@ batch_with_a_failing_write_commits_its_neighbours(void **state)
 	patient_of(enroll(&xc1, "", NULL, 0, "hosp:XC001", "GONE", NULL));
 	registry_batch_rollback(reg);
 	assert_int_equal(lookup("hosp:XC001", "GONE")->code, CODE(NOT_FOUND));
+}
+
+/* What the change feed delivered, for the test below. */
+static struct {
+	int calls;
+	size_t n;
+	struct registry_change c[16];
+} fed;
+
+static void
+feed_collect(void *arg, const struct registry_change *c, size_t n)
+{
+	(void)arg;
+	fed.calls++;
+	for (size_t i = 0; c != NULL && i < n && fed.n < 16; i++)
+		fed.c[fed.n++] = c[i];
+}
+
+/*
+ * The change feed hands on every committed change once, in order, with its
+ * event's sequence number, after the commit: not the writes a batch
+ * refused, nothing of a batch rolled back.
+ */
+static void
+change_feed_delivers_each_committed_change_once(void **state)
+{
+	static int subscribed;
+	const Onecard__V1__Patient *p;
+
+	if (!subscribed)
+		assert_int_equal(
+		    registry_feed_subscribe(feed_collect, NULL), 0);
+	subscribed = 1;
+	memset(&fed, 0, sizeof(fed));
+	assert_int_equal(registry_batch_begin(reg), 0);
+	p = patient_of(enroll(&xc1, "", NULL, 0, "hosp:XC001", "C1", NULL));
+	assert_int_equal(
+	    enroll(&xc1, "", NULL, 0, "hosp:XC002", "NOPE", NULL)->code,
+	    CODE(PERMISSION_DENIED));
+	patient_of(link_id(&xc1, "hosp:XC001", "C1", "hosp:XC001", "C2"));
+	assert_int_equal(fed.calls, 0); /* not before the commit */
+	assert_int_equal(registry_batch_commit(reg), 0);
+	assert_int_equal(fed.calls, 1);
+	assert_int_equal(fed.n, 2);
+	assert_string_equal(fed.c[0].op, "enroll");
+	assert_string_equal(fed.c[0].patient_id, p->patient_id);
+	assert_string_equal(fed.c[1].op, "link");
+	assert_string_equal(fed.c[1].patient_id, p->patient_id);
+	assert_true(fed.c[1].seq == fed.c[0].seq + 1);
+
+	/* A batch rolled back tells nothing. */
+	assert_int_equal(registry_batch_begin(reg), 0);
+	patient_of(enroll(&xc1, "", NULL, 0, "hosp:XC001", "C3", NULL));
+	registry_batch_rollback(reg);
+	assert_int_equal(fed.calls, 1);
+
+	/* A write outside a batch, and a hospital's change names it. */
+	assert_int_equal(hospital_add(&admin, "XC007", "Seventh",
+			     ONECARD__V1__ROLE__ROLE_HOSPITAL)
+			     ->code,
+	    CODE(OK));
+	assert_int_equal(hospital_revoke(&admin, "XC007")->code, CODE(OK));
+	assert_int_equal(fed.calls, 3);
+	assert_int_equal(fed.n, 4);
+	assert_string_equal(fed.c[3].op, "hospital_revoke");
+	assert_string_equal(fed.c[3].hospital, "XC007");
+	assert_string_equal(fed.c[3].patient_id, "");
+	assert_true(fed.c[3].seq > fed.c[1].seq);
 }
 
 /* Ids are "P" + 26 base32 digits: 48 bits of milliseconds (digits 1-10)
@@ -1518,6 +1585,7 @@ main(void)
 	    T(admin_only_ops_are_denied_to_hospitals),
 	    T(hospitals_are_added_revoked_and_reactivated),
 	    T(admin_cannot_add_cards_of_an_unknown_hospital),
+	    T(change_feed_delivers_each_committed_change_once),
 	    T(batch_with_a_failing_write_commits_its_neighbours),
 	    T(patient_ids_are_unique_time_ordered_and_unguessable),
 	    T(wal_is_copied_back_while_the_writer_keeps_writing),
