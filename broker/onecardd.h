@@ -68,8 +68,9 @@ enum worker_msg_type {
 
 struct writer_job;
 
-/* REPLY messages live inside their writer_job (no allocation per write);
- * the others are allocated and freed by the worker. */
+/* A REPLY message lives beside its writer_job, in conn.c's struct
+ * conn_write (no allocation per write); the others are allocated by the
+ * poster and freed by the worker. */
 struct worker_msg {
 	TAILQ_ENTRY(worker_msg) entry;
 	enum worker_msg_type type;
@@ -77,22 +78,6 @@ struct worker_msg {
 	char code[ONECARDD_CN_MAX + 1]; /* REVOKE */
 };
 TAILQ_HEAD(worker_msgq, worker_msg);
-
-/* A write on its way to the writer and its answer on the way back. */
-struct writer_job {
-	TAILQ_ENTRY(writer_job) entry;
-	int worker;       /* index of the worker that owns the connection */
-	uint64_t conn_id; /* the connection, found again by id */
-	Onecard__V1__Request *req;
-	char cn[ONECARDD_CN_MAX + 1];
-	int role;
-	uint64_t start_us;
-	size_t bytes;         /* frame size, for the connection's bound */
-	struct evbuffer *out; /* the reply frame, filled by the writer */
-	struct op_result res;
-	struct worker_msg msg; /* how the reply travels home */
-};
-TAILQ_HEAD(writer_jobq, writer_job);
 
 struct conn;
 LIST_HEAD(conn_list, conn);
@@ -207,8 +192,6 @@ void server_run(void);
 void server_stop(void);
 void server_free(void);
 int server_reload(void);
-int server_nworkers(void);
-struct worker *server_worker(int idx);
 void worker_post(struct worker *w, struct worker_msg *m);
 void server_post_revoke(const char *code);
 void server_conn_closed(void);
@@ -222,11 +205,5 @@ void conn_drain_all(struct worker *w);
 void conn_free_all(struct worker *w, const char *reason);
 void conn_expire_deadlines(struct worker *w);
 void conn_flush_queued(struct worker *w);
-
-/* writer.c */
-int writer_start(const char *db, const struct registry_limits *lim);
-void writer_submit(struct writer_job *job);
-void writer_stop(void);
-void writer_job_free(struct writer_job *job);
 
 #endif

@@ -247,18 +247,6 @@ server_post_revoke(const char *code)
 	}
 }
 
-int
-server_nworkers(void)
-{
-	return nworkers;
-}
-
-struct worker *
-server_worker(int idx)
-{
-	return &workers[idx];
-}
-
 /* SIGTERM or SIGINT: stop every worker, then leave the signal loop. */
 static void
 server_sigterm(evutil_socket_t sig, short what, void *arg)
@@ -604,7 +592,7 @@ server_free(void)
 		 * clients gone, or the grace over, while their writes were
 		 * queued) still get their audit line and metrics: with the
 		 * connections freed first, conn_writer_done only records each
-		 * one and frees it (m is inside the job).
+		 * one and frees it (m travels inside the write).
 		 */
 		conn_free_all(w, "exit");
 		while ((m = TAILQ_FIRST(&w->msgs)) != NULL) {
