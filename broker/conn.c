@@ -25,6 +25,68 @@
 #include "wire.h"
 #include "writer.h"
 
+/* Parked plus outstanding requests on one connection before reads pause. */
+#define CONN_MAX_INFLIGHT 4096
+
+/* States of a connection; conn_set_state logs each transition at debug. */
+enum conn_state {
+	CONN_HANDSHAKE, /* TLS handshake under its deadline */
+	CONN_OPEN,      /* identified; reading and answering frames */
+	CONN_DRAINING,  /* no more reads; finish in-flight, then close */
+	CONN_CLOSING,   /* last reply queued; close once output is flushed */
+};
+
+/* A request waiting its turn on a connection (order: docs/architecture.md). */
+struct conn_item {
+	TAILQ_ENTRY(conn_item) entry;
+	Onecard__V1__Request *req; /* NULL: answer with code/message, id 0 */
+	int code;
+	const char *message;
+	uint64_t start_us;
+	size_t bytes; /* frame size, counted in conn.inflight_bytes */
+};
+TAILQ_HEAD(conn_itemq, conn_item);
+
+/* One client connection; private to this file and its worker's thread. */
+struct conn {
+	LIST_ENTRY(conn) entry;
+	/* On w->handshaking while handshaking (deadline: --handshake-timeout
+	 * from accept), then on w->partial while part of a frame is in
+	 * (deadline: --stall-timeout from its first byte). */
+	TAILQ_ENTRY(conn) deadline_entry;
+	TAILQ_ENTRY(conn) flush_entry; /* on w->flushq */
+	uint64_t deadline_ms;
+	/* On w->stalled from when its output goes over --max-pending-output
+	 * until the client has read it down to half: deadline --stall-timeout
+	 * from going over, which reading a little at a time does not move. */
+	TAILQ_ENTRY(conn) stall_entry;
+	uint64_t stall_deadline_ms;
+	uint64_t id;
+	struct worker *w;
+	int fd;
+	SSL *ssl;
+	struct event *rev;    /* readable, or idle for --idle-timeout */
+	struct event *wev;    /* writable again, or stuck for the timeout */
+	struct evbuffer *in;  /* received, not yet taken as frames */
+	struct evbuffer *out; /* replies not yet taken by SSL_write */
+	enum conn_state state;
+	int role;
+	unsigned outstanding; /* writes at the writer */
+	unsigned nparked;
+	size_t inflight_bytes;    /* frames parked or at the writer */
+	unsigned read_paused : 1; /* pending output over the bound */
+	unsigned inflight_paused : 1;
+	unsigned on_partial : 1;    /* on w->partial */
+	unsigned on_stalled : 1;    /* on w->stalled */
+	unsigned on_flushq : 1;     /* on w->flushq */
+	unsigned reading : 1;       /* rev is added */
+	unsigned read_on_write : 1; /* SSL_read waits for writability */
+	unsigned write_on_read : 1; /* SSL_write waits for readability */
+	struct conn_itemq parked;
+	char peer[INET6_ADDRSTRLEN + 8]; /* "addr:port" */
+	char cn[ONECARDD_CN_MAX + 1];
+};
+
 /*
  * A write of a connection at the writer: the job, and how its answer finds
  * the connection again (by id on its worker: it may be gone by then).
@@ -1136,6 +1198,18 @@ conn_writecb(evutil_socket_t fd, short what, void *arg)
 	audit_batch_begin();
 	conn_flush(c);
 	audit_batch_hold();
+}
+
+/* Set up w's connection table and its deadline and flush queues. */
+void
+conn_worker_init(struct worker *w)
+{
+	TAILQ_INIT(&w->handshaking);
+	TAILQ_INIT(&w->partial);
+	TAILQ_INIT(&w->stalled);
+	TAILQ_INIT(&w->flushq);
+	for (size_t b = 0; b < WORKER_CONN_BUCKETS; b++)
+		LIST_INIT(&w->conns[b]);
 }
 
 /* Take a new socket accepted by w's listener. */

@@ -451,12 +451,7 @@ server_init(const struct config *c)
 		w->idx = i;
 		pthread_mutex_init(&w->lock, NULL);
 		TAILQ_INIT(&w->msgs);
-		TAILQ_INIT(&w->handshaking);
-		TAILQ_INIT(&w->partial);
-		TAILQ_INIT(&w->stalled);
-		TAILQ_INIT(&w->flushq);
-		for (size_t b = 0; b < WORKER_CONN_BUCKETS; b++)
-			LIST_INIT(&w->conns[b]);
+		conn_worker_init(w);
 		if ((w->base = event_base_new()) == NULL ||
 		    (w->notify = event_new(w->base, -1, EV_PERSIST,
 			 worker_notifycb, w)) == NULL ||
