@@ -23,6 +23,83 @@
 #include "metrics.h"
 #include "onecardd.h"
 #include "wire.h"
+#include "writer.h"
+
+/* Parked plus outstanding requests on one connection before reads pause. */
+#define CONN_MAX_INFLIGHT 4096
+
+/* States of a connection; conn_set_state logs each transition at debug. */
+enum conn_state {
+	CONN_HANDSHAKE, /* TLS handshake under its deadline */
+	CONN_OPEN,      /* identified; reading and answering frames */
+	CONN_DRAINING,  /* no more reads; finish in-flight, then close */
+	CONN_CLOSING,   /* last reply queued; close once output is flushed */
+};
+
+/* A request waiting its turn on a connection (order: docs/architecture.md). */
+struct conn_item {
+	TAILQ_ENTRY(conn_item) entry;
+	Onecard__V1__Request *req; /* NULL: answer with code/message, id 0 */
+	int code;
+	const char *message;
+	uint64_t start_us;
+	size_t bytes; /* frame size, counted in conn.inflight_bytes */
+};
+TAILQ_HEAD(conn_itemq, conn_item);
+
+/* One client connection; private to this file and its worker's thread. */
+struct conn {
+	LIST_ENTRY(conn) entry;
+	/* On w->handshaking while handshaking (deadline: --handshake-timeout
+	 * from accept), then on w->partial while part of a frame is in
+	 * (deadline: --stall-timeout from its first byte). */
+	TAILQ_ENTRY(conn) deadline_entry;
+	TAILQ_ENTRY(conn) flush_entry; /* on w->flushq */
+	uint64_t deadline_ms;
+	/* On w->stalled from when its output goes over --max-pending-output
+	 * until the client has read it down to half: deadline --stall-timeout
+	 * from going over, which reading a little at a time does not move. */
+	TAILQ_ENTRY(conn) stall_entry;
+	uint64_t stall_deadline_ms;
+	uint64_t id;
+	struct worker *w;
+	int fd;
+	SSL *ssl;
+	struct event *rev;    /* readable, or idle for --idle-timeout */
+	struct event *wev;    /* writable again, or stuck for the timeout */
+	struct evbuffer *in;  /* received, not yet taken as frames */
+	struct evbuffer *out; /* replies not yet taken by SSL_write */
+	enum conn_state state;
+	int role;
+	unsigned outstanding; /* writes at the writer */
+	unsigned nparked;
+	size_t inflight_bytes;    /* frames parked or at the writer */
+	unsigned read_paused : 1; /* pending output over the bound */
+	unsigned inflight_paused : 1;
+	unsigned on_partial : 1;    /* on w->partial */
+	unsigned on_stalled : 1;    /* on w->stalled */
+	unsigned on_flushq : 1;     /* on w->flushq */
+	unsigned reading : 1;       /* rev is added */
+	unsigned read_on_write : 1; /* SSL_read waits for writability */
+	unsigned write_on_read : 1; /* SSL_write waits for readability */
+	struct conn_itemq parked;
+	char peer[INET6_ADDRSTRLEN + 8]; /* "addr:port" */
+	char cn[ONECARDD_CN_MAX + 1];
+};
+
+/*
+ * A write of a connection at the writer: the job, and how its answer finds
+ * the connection again (by id on its worker: it may be gone by then).
+ */
+struct conn_write {
+	struct writer_job job; /* job.arg points back here */
+	struct worker *w;      /* the worker that owns the connection */
+	uint64_t conn_id;
+	uint64_t start_us;
+	size_t bytes;          /* frame size, for the connection's bound */
+	struct worker_msg msg; /* how the answer travels home */
+	char cn[ONECARDD_CN_MAX + 1]; /* job.who.cn */
+};
 
 static atomic_uint_fast64_t conn_next_id = 1;
 
@@ -349,14 +426,50 @@ conn_answer(struct conn *c, struct conn_item *it)
 	conn_record(c, op, res.code, &res, it->start_us);
 }
 
+/*
+ * The hospital code a write revoked, copied into code, or 0 if it revoked
+ * none. Writer's thread. (The registry's change feed will say this later.)
+ */
+static int
+conn_write_revoked(const struct writer_job *job, char *code, size_t len)
+{
+	const Onecard__V1__Request *req = job->req;
+
+	if (job->res.code != ONECARD__V1__CODE__OK ||
+	    req->op_case != ONECARD__V1__REQUEST__OP_HOSPITAL_REVOKE ||
+	    req->hospital_revoke == NULL || req->hospital_revoke->code == NULL)
+		return 0;
+	snprintf(code, len, "%s", req->hospital_revoke->code);
+	return 1;
+}
+
+/*
+ * The writer is done with a write (committed or not): send it home to its
+ * worker, and after a hospital's revocation tell every worker. Writer's
+ * thread; once posted, the job is the worker's.
+ */
+static void
+conn_write_done(struct writer_job *job)
+{
+	struct conn_write *cw = job->arg;
+	char revoked[ONECARDD_CN_MAX + 1];
+	int rv = conn_write_revoked(job, revoked, sizeof(revoked));
+
+	cw->msg.type = WORKER_MSG_REPLY;
+	cw->msg.job = job;
+	worker_post(cw->w, &cw->msg);
+	if (rv)
+		server_post_revoke(revoked);
+}
+
 /* Hand a write to the writer thread. The item is consumed. */
 static void
 conn_send_write(struct conn *c, struct conn_item *it)
 {
-	struct writer_job *job;
+	struct conn_write *cw;
 
-	job = calloc(1, sizeof(*job));
-	if (job == NULL) {
+	cw = calloc(1, sizeof(*cw));
+	if (cw == NULL) {
 		wire_append_error(c->out, it->req->id,
 		    ONECARD__V1__CODE__UNAVAILABLE, "broker out of memory");
 		conn_record(c, it->req->op_case, ONECARD__V1__CODE__UNAVAILABLE,
@@ -365,17 +478,20 @@ conn_send_write(struct conn *c, struct conn_item *it)
 		conn_item_free(it);
 		return;
 	}
-	job->worker = c->w->idx;
-	job->conn_id = c->id;
-	job->req = it->req;
-	job->role = c->role;
-	job->start_us = it->start_us;
-	job->bytes = it->bytes;
-	snprintf(job->cn, sizeof(job->cn), "%s", c->cn);
+	cw->w = c->w;
+	cw->conn_id = c->id;
+	cw->start_us = it->start_us;
+	cw->bytes = it->bytes;
+	snprintf(cw->cn, sizeof(cw->cn), "%s", c->cn);
+	cw->job.req = it->req;
+	cw->job.who.cn = cw->cn;
+	cw->job.who.role = c->role;
+	cw->job.done = conn_write_done;
+	cw->job.arg = cw;
 	it->req = NULL;
 	conn_item_free(it);
 	c->outstanding++;
-	writer_submit(job);
+	writer_submit(&cw->job);
 }
 
 /* Does this item go to the writer? */
@@ -1084,6 +1200,18 @@ conn_writecb(evutil_socket_t fd, short what, void *arg)
 	audit_batch_hold();
 }
 
+/* Set up w's connection table and its deadline and flush queues. */
+void
+conn_worker_init(struct worker *w)
+{
+	TAILQ_INIT(&w->handshaking);
+	TAILQ_INIT(&w->partial);
+	TAILQ_INIT(&w->stalled);
+	TAILQ_INIT(&w->flushq);
+	for (size_t b = 0; b < WORKER_CONN_BUCKETS; b++)
+		LIST_INIT(&w->conns[b]);
+}
+
 /* Take a new socket accepted by w's listener. */
 void
 conn_accept(struct worker *w, int fd, const struct sockaddr *sa, int slen)
@@ -1148,21 +1276,30 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *sa, int slen)
 	conn_read_on(c);
 }
 
+/* Free a write that came back, and what it holds. */
+static void
+conn_write_free(struct conn_write *cw)
+{
+	writer_job_clear(&cw->job);
+	free(cw);
+}
+
 /* A write came back from the writer: send its reply and go on. */
 void
 conn_writer_done(struct worker *w, struct writer_job *job)
 {
-	struct conn *c = conn_find(w, job->conn_id);
+	struct conn_write *cw = job->arg;
+	struct conn *c = conn_find(w, cw->conn_id);
 
 	/* The write happened whether or not its asker is still here. */
-	conn_record_as(job->cn, job->role, job->req->op_case, job->res.code,
-	    &job->res, job->start_us);
+	conn_record_as(cw->cn, job->who.role, job->req->op_case, job->res.code,
+	    &job->res, cw->start_us);
 	if (c == NULL) {
-		writer_job_free(job);
+		conn_write_free(cw);
 		return;
 	}
 	c->outstanding--;
-	c->inflight_bytes -= job->bytes;
+	c->inflight_bytes -= cw->bytes;
 	if (c->state != CONN_CLOSING && job->out == NULL)
 		wire_append_error(c->out, job->req->id,
 		    ONECARD__V1__CODE__UNAVAILABLE, "broker out of memory");
@@ -1172,7 +1309,7 @@ conn_writer_done(struct worker *w, struct writer_job *job)
 		size_t n = evbuffer_get_length(job->out);
 		evbuffer_add(c->out, evbuffer_pullup(job->out, -1), n);
 	}
-	writer_job_free(job);
+	conn_write_free(cw);
 	if (c->state == CONN_CLOSING)
 		return;
 	conn_unpark(c);

@@ -31,6 +31,7 @@
 #include "metrics.h"
 #include "onecardd.h"
 #include "wire.h"
+#include "writer.h"
 
 #ifndef ONECARD_VERSION
 #define ONECARD_VERSION "0.0.0"

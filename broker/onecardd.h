@@ -7,7 +7,6 @@
 #define ONECARDD_H
 
 #include <sys/queue.h>
-#include <netinet/in.h>
 
 #include <pthread.h>
 #include <stddef.h>
@@ -25,8 +24,6 @@ struct event_base;
 struct evconnlistener;
 
 #define ONECARDD_CN_MAX 64
-/* Parked plus outstanding requests on one connection before reads pause. */
-#define CONN_MAX_INFLIGHT 4096
 /* Buckets of a worker's connection table (a power of two). */
 #define WORKER_CONN_BUCKETS 4096
 /* Seconds the shutdown waits for connections to finish. */
@@ -68,8 +65,9 @@ enum worker_msg_type {
 
 struct writer_job;
 
-/* REPLY messages live inside their writer_job (no allocation per write);
- * the others are allocated and freed by the worker. */
+/* A REPLY message lives beside its writer_job, in conn.c's struct
+ * conn_write (no allocation per write); the others are allocated by the
+ * poster and freed by the worker. */
 struct worker_msg {
 	TAILQ_ENTRY(worker_msg) entry;
 	enum worker_msg_type type;
@@ -78,23 +76,7 @@ struct worker_msg {
 };
 TAILQ_HEAD(worker_msgq, worker_msg);
 
-/* A write on its way to the writer and its answer on the way back. */
-struct writer_job {
-	TAILQ_ENTRY(writer_job) entry;
-	int worker;       /* index of the worker that owns the connection */
-	uint64_t conn_id; /* the connection, found again by id */
-	Onecard__V1__Request *req;
-	char cn[ONECARDD_CN_MAX + 1];
-	int role;
-	uint64_t start_us;
-	size_t bytes;         /* frame size, for the connection's bound */
-	struct evbuffer *out; /* the reply frame, filled by the writer */
-	struct op_result res;
-	struct worker_msg msg; /* how the reply travels home */
-};
-TAILQ_HEAD(writer_jobq, writer_job);
-
-struct conn;
+struct conn; /* private to conn.c */
 LIST_HEAD(conn_list, conn);
 TAILQ_HEAD(conn_hsq, conn);
 
@@ -103,80 +85,23 @@ struct worker {
 	pthread_t thread;
 	struct event_base *base;
 	struct evconnlistener *listener;
-	struct registry *reg;        /* read handle, this thread only */
-	struct event *notify;        /* activated by other threads */
-	struct event *grace;         /* shutdown deadline */
-	struct event *tick;          /* enforces handshake deadlines */
-	struct event *resume;        /* re-enables accepting after EMFILE */
+	struct registry *reg; /* read handle, this thread only */
+	struct event *notify; /* activated by other threads */
+	struct event *grace;  /* shutdown deadline */
+	struct event *tick;   /* enforces handshake deadlines */
+	struct event *resume; /* re-enables accepting after EMFILE */
+	struct event *pass;   /* the pass's end: audit lines, flushq */
+	pthread_mutex_t lock;
+	struct worker_msgq msgs; /* under lock */
+	/* conn.c's (conn_worker_init); server.c reads only nconns. */
 	struct conn_hsq handshaking; /* in accept order, so by deadline */
 	struct conn_hsq partial;     /* holding part of a frame, by deadline */
 	struct conn_hsq stalled;     /* output over its bound, by deadline */
 	struct conn_hsq flushq;      /* replies to send at the pass's end */
-	struct event *pass;          /* the pass's end: audit lines, flushq */
-	pthread_mutex_t lock;
-	struct worker_msgq msgs; /* under lock */
-	struct conn_list conns[WORKER_CONN_BUCKETS];
+	struct conn_list conns[WORKER_CONN_BUCKETS]; /* by connection id */
 	size_t nconns;
 	int stopping;
 	uint8_t *scratch; /* one frame body, max_frame bytes */
-};
-
-/* States of a connection; conn_set_state logs each transition at debug. */
-enum conn_state {
-	CONN_HANDSHAKE, /* TLS handshake under its deadline */
-	CONN_OPEN,      /* identified; reading and answering frames */
-	CONN_DRAINING,  /* no more reads; finish in-flight, then close */
-	CONN_CLOSING,   /* last reply queued; close once output is flushed */
-};
-
-/* A request waiting its turn on a connection (see conn.c on ordering). */
-struct conn_item {
-	TAILQ_ENTRY(conn_item) entry;
-	Onecard__V1__Request *req; /* NULL: answer with code/message, id 0 */
-	int code;
-	const char *message;
-	uint64_t start_us;
-	size_t bytes; /* frame size, counted in conn.inflight_bytes */
-};
-TAILQ_HEAD(conn_itemq, conn_item);
-
-struct conn {
-	LIST_ENTRY(conn) entry;
-	/* On w->handshaking while handshaking (deadline: --handshake-timeout
-	 * from accept), then on w->partial while part of a frame is in
-	 * (deadline: --stall-timeout from its first byte). */
-	TAILQ_ENTRY(conn) deadline_entry;
-	TAILQ_ENTRY(conn) flush_entry; /* on w->flushq */
-	uint64_t deadline_ms;
-	/* On w->stalled from when its output goes over --max-pending-output
-	 * until the client has read it down to half: deadline --stall-timeout
-	 * from going over, which reading a little at a time does not move. */
-	TAILQ_ENTRY(conn) stall_entry;
-	uint64_t stall_deadline_ms;
-	uint64_t id;
-	struct worker *w;
-	int fd;
-	SSL *ssl;
-	struct event *rev;    /* readable, or idle for --idle-timeout */
-	struct event *wev;    /* writable again, or stuck for the timeout */
-	struct evbuffer *in;  /* received, not yet taken as frames */
-	struct evbuffer *out; /* replies not yet taken by SSL_write */
-	enum conn_state state;
-	int role;
-	unsigned outstanding; /* writes at the writer */
-	unsigned nparked;
-	size_t inflight_bytes;    /* frames parked or at the writer */
-	unsigned read_paused : 1; /* pending output over the bound */
-	unsigned inflight_paused : 1;
-	unsigned on_partial : 1;    /* on w->partial */
-	unsigned on_stalled : 1;    /* on w->stalled */
-	unsigned on_flushq : 1;     /* on w->flushq */
-	unsigned reading : 1;       /* rev is added */
-	unsigned read_on_write : 1; /* SSL_read waits for writability */
-	unsigned write_on_read : 1; /* SSL_write waits for readability */
-	struct conn_itemq parked;
-	char peer[INET6_ADDRSTRLEN + 8]; /* "addr:port" */
-	char cn[ONECARDD_CN_MAX + 1];
 };
 
 /* onecardd.c */
@@ -207,14 +132,13 @@ void server_run(void);
 void server_stop(void);
 void server_free(void);
 int server_reload(void);
-int server_nworkers(void);
-struct worker *server_worker(int idx);
 void worker_post(struct worker *w, struct worker_msg *m);
 void server_post_revoke(const char *code);
 void server_conn_closed(void);
 void server_worker_check_done(struct worker *w);
 
 /* conn.c */
+void conn_worker_init(struct worker *w);
 void conn_accept(struct worker *w, int fd, const struct sockaddr *sa, int slen);
 void conn_writer_done(struct worker *w, struct writer_job *job);
 void conn_revoke(struct worker *w, const char *code);
@@ -222,11 +146,5 @@ void conn_drain_all(struct worker *w);
 void conn_free_all(struct worker *w, const char *reason);
 void conn_expire_deadlines(struct worker *w);
 void conn_flush_queued(struct worker *w);
-
-/* writer.c */
-int writer_start(const char *db, const struct registry_limits *lim);
-void writer_submit(struct writer_job *job);
-void writer_stop(void);
-void writer_job_free(struct writer_job *job);
 
 #endif

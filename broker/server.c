@@ -247,18 +247,6 @@ server_post_revoke(const char *code)
 	}
 }
 
-int
-server_nworkers(void)
-{
-	return nworkers;
-}
-
-struct worker *
-server_worker(int idx)
-{
-	return &workers[idx];
-}
-
 /* SIGTERM or SIGINT: stop every worker, then leave the signal loop. */
 static void
 server_sigterm(evutil_socket_t sig, short what, void *arg)
@@ -463,12 +451,7 @@ server_init(const struct config *c)
 		w->idx = i;
 		pthread_mutex_init(&w->lock, NULL);
 		TAILQ_INIT(&w->msgs);
-		TAILQ_INIT(&w->handshaking);
-		TAILQ_INIT(&w->partial);
-		TAILQ_INIT(&w->stalled);
-		TAILQ_INIT(&w->flushq);
-		for (size_t b = 0; b < WORKER_CONN_BUCKETS; b++)
-			LIST_INIT(&w->conns[b]);
+		conn_worker_init(w);
 		if ((w->base = event_base_new()) == NULL ||
 		    (w->notify = event_new(w->base, -1, EV_PERSIST,
 			 worker_notifycb, w)) == NULL ||
@@ -604,7 +587,7 @@ server_free(void)
 		 * clients gone, or the grace over, while their writes were
 		 * queued) still get their audit line and metrics: with the
 		 * connections freed first, conn_writer_done only records each
-		 * one and frees it (m is inside the job).
+		 * one and frees it (m travels inside the write).
 		 */
 		conn_free_all(w, "exit");
 		while ((m = TAILQ_FIRST(&w->msgs)) != NULL) {

@@ -1,26 +1,26 @@
 /*
  * writer.c: the group-commit writer, where a write is made durable. One
- * thread owns the registry's write handle. Workers queue writes (a decoded
- * request, who asked, which connection); the writer takes everything queued
- * at once, applies it in one transaction (each write under its own
- * savepoint, inside the registry), syncs once, and hands each reply back to
- * the worker that owns the connection through that worker's queue. A write
- * is thus answered OK only after it is on disk, and a burst of writes costs
- * one sync, not one each. If the commit fails, every write of the batch is
- * answered UNAVAILABLE. After a committed hospital revocation every worker is
- * told to close that hospital's connections. It never touches a connection.
+ * thread owns the registry's write handle. Submitters queue writes (a decoded
+ * request and who asked); the writer takes everything queued at once,
+ * applies it in one transaction (each write under its own savepoint, inside
+ * the registry), syncs once, and hands each job back through its own done
+ * callback. A write is thus answered OK only after it is on disk, and a
+ * burst of writes costs one sync, not one each. If the commit fails, every
+ * write of the batch is answered UNAVAILABLE. It knows nothing of workers or
+ * connections, and never touches one. More: docs/architecture.md.
  */
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <event2/buffer.h>
 
 #include "log.h"
 #include "metrics.h"
-#include "onecardd.h"
 #include "wire.h"
+#include "writer.h"
 
 static pthread_t writer_thread;
 static pthread_mutex_t writer_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -30,20 +30,29 @@ static int writer_stopping; /* under writer_lock */
 static int writer_running;
 static struct registry *writer_reg;
 
-/* Free a job and everything it holds. */
+/* Free what a job holds (its request and reply), not the job itself. */
 void
-writer_job_free(struct writer_job *job)
+writer_job_clear(struct writer_job *job)
 {
-	if (job == NULL)
-		return;
 	if (job->req != NULL)
 		wire_request_free(job->req);
 	if (job->out != NULL)
 		evbuffer_free(job->out);
-	free(job);
+	job->req = NULL;
+	job->out = NULL;
 }
 
-/* Queue a write; the job now belongs to the writer. Any thread. */
+/* Microseconds on the monotonic clock. */
+static uint64_t
+writer_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Queue a write; the job is the writer's until it is done. Any thread. */
 void
 writer_submit(struct writer_job *job)
 {
@@ -70,20 +79,17 @@ writer_fail_batch(struct writer_jobq *batch)
 	}
 }
 
-/* Apply a batch in one transaction, then send each reply home. */
+/* Apply a batch in one transaction, then hand each job back. */
 static void
 writer_apply(struct writer_jobq *batch)
 {
 	struct writer_job *job;
-	struct worker_msg *m;
-	uint64_t t0 = onecardd_now_us();
+	uint64_t t0 = writer_now_us();
 	size_t n = 0;
 	int ok;
 
 	ok = registry_batch_begin(writer_reg) == 0;
 	TAILQ_FOREACH(job, batch, entry) {
-		struct actor who = {job->cn, job->role};
-
 		n++;
 		if ((job->out = evbuffer_new()) == NULL) {
 			/* Not applied; the worker answers UNAVAILABLE. */
@@ -91,8 +97,8 @@ writer_apply(struct writer_jobq *batch)
 			continue;
 		}
 		if (ok)
-			registry_write(
-			    writer_reg, &who, job->req, job->out, &job->res);
+			registry_write(writer_reg, &job->who, job->req,
+			    job->out, &job->res);
 	}
 	if (ok && registry_batch_commit(writer_reg) == -1) {
 		registry_batch_rollback(writer_reg);
@@ -104,26 +110,12 @@ writer_apply(struct writer_jobq *batch)
 		    n);
 		writer_fail_batch(batch);
 	}
-	metrics_commit(n, onecardd_now_us() - t0);
+	metrics_commit(n, writer_now_us() - t0);
 	log_debug("writer: batch=%zu committed=%d us=%llu", n, ok,
-	    (unsigned long long)(onecardd_now_us() - t0));
+	    (unsigned long long)(writer_now_us() - t0));
 	while ((job = TAILQ_FIRST(batch)) != NULL) {
-		char revoked[ONECARDD_CN_MAX + 1] = "";
-
 		TAILQ_REMOVE(batch, job, entry);
-		if (ok && job->res.code == ONECARD__V1__CODE__OK &&
-		    job->req->op_case ==
-			ONECARD__V1__REQUEST__OP_HOSPITAL_REVOKE &&
-		    job->req->hospital_revoke != NULL &&
-		    job->req->hospital_revoke->code != NULL)
-			snprintf(revoked, sizeof(revoked), "%s",
-			    job->req->hospital_revoke->code);
-		m = &job->msg;
-		m->type = WORKER_MSG_REPLY;
-		m->job = job;
-		worker_post(server_worker(job->worker), m);
-		if (revoked[0] != '\0')
-			server_post_revoke(revoked);
+		job->done(job);
 	}
 }
 
