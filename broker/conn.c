@@ -427,39 +427,19 @@ conn_answer(struct conn *c, struct conn_item *it)
 }
 
 /*
- * The hospital code a write revoked, copied into code, or 0 if it revoked
- * none. Writer's thread. (The registry's change feed will say this later.)
- */
-static int
-conn_write_revoked(const struct writer_job *job, char *code, size_t len)
-{
-	const Onecard__V1__Request *req = job->req;
-
-	if (job->res.code != ONECARD__V1__CODE__OK ||
-	    req->op_case != ONECARD__V1__REQUEST__OP_HOSPITAL_REVOKE ||
-	    req->hospital_revoke == NULL || req->hospital_revoke->code == NULL)
-		return 0;
-	snprintf(code, len, "%s", req->hospital_revoke->code);
-	return 1;
-}
-
-/*
  * The writer is done with a write (committed or not): send it home to its
- * worker, and after a hospital's revocation tell every worker. Writer's
- * thread; once posted, the job is the worker's.
+ * worker. Writer's thread; once posted, the job is the worker's. (What a
+ * committed write changed, a revocation say, comes through the registry's
+ * change feed: server_feed.)
  */
 static void
 conn_write_done(struct writer_job *job)
 {
 	struct conn_write *cw = job->arg;
-	char revoked[ONECARDD_CN_MAX + 1];
-	int rv = conn_write_revoked(job, revoked, sizeof(revoked));
 
 	cw->msg.type = WORKER_MSG_REPLY;
 	cw->msg.job = job;
 	worker_post(cw->w, &cw->msg);
-	if (rv)
-		server_post_revoke(revoked);
 }
 
 /* Hand a write to the writer thread. The item is consumed. */

@@ -598,6 +598,8 @@ main(int argc, char **argv)
 	}
 	if (audit_open(cfg->audit_log, cfg->node) == -1)
 		fatalx("--audit-log %s: cannot open", cfg->audit_log);
+	if (server_subscribe() == -1)
+		fatalx("cannot read the registry's change feed");
 	if (writer_start(cfg->db, &cfg->limits) == -1)
 		fatalx("--db %s: cannot open the registry", cfg->db);
 	if (server_init(cfg) == -1)

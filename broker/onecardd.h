@@ -133,7 +133,8 @@ void server_stop(void);
 void server_free(void);
 int server_reload(void);
 void worker_post(struct worker *w, struct worker_msg *m);
-void server_post_revoke(const char *code);
+/* Read the registry's change feed (before the writer starts). 0 or -1. */
+int server_subscribe(void);
 void server_conn_closed(void);
 void server_worker_check_done(struct worker *w);
 

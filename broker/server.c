@@ -231,7 +231,7 @@ worker_post(struct worker *w, struct worker_msg *m)
 }
 
 /* Tell every worker to close the connections of a revoked hospital. */
-void
+static void
 server_post_revoke(const char *code)
 {
 	struct worker_msg *m;
@@ -245,6 +245,32 @@ server_post_revoke(const char *code)
 		snprintf(m->code, sizeof(m->code), "%s", code);
 		worker_post(&workers[i], m);
 	}
+}
+
+/*
+ * The registry's change feed: a committed revocation closes that hospital's
+ * open connections on every worker. The writer's thread, once the batch is
+ * durable.
+ */
+static void
+server_feed(void *arg, const struct registry_change *c, size_t n)
+{
+	(void)arg;
+	if (c == NULL) {
+		log_warnx(
+		    "change feed: changes lost (out of memory); a revoked "
+		    "hospital's open connections stay until they end");
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(c[i].op, "hospital_revoke") == 0)
+			server_post_revoke(c[i].hospital);
+}
+
+int
+server_subscribe(void)
+{
+	return registry_feed_subscribe(server_feed, NULL);
 }
 
 /* SIGTERM or SIGINT: stop every worker, then leave the signal loop. */

@@ -202,6 +202,55 @@ revoked_hospital_is_told_it_is_revoked(void **state)
 	harness_cleanup(&h);
 }
 
+/*
+ * Revoking a hospital closes its connections that are open now, on every
+ * worker (the registry's change feed says so once the revocation is
+ * durable); another hospital's stay open.
+ */
+static void
+revocation_closes_the_hospitals_open_connections(void **state)
+{
+	struct harness h;
+	const char *codes[] = {"H1", "H2", NULL};
+	struct onecard_conn *h1[4], *h2[6];
+	char out[512];
+	int closed = 0;
+
+	assert_int_equal(harness_start(&h, codes, NULL), 0);
+	for (int i = 0; i < 6; i++) {
+		assert_int_equal(harness_connect(&h, "H2", &h2[i]), ONECARD_OK);
+		assert_int_equal(harness_ping(h2[i]), ONECARD__V1__CODE__OK);
+	}
+	for (int i = 0; i < 4; i++) {
+		assert_int_equal(harness_connect(&h, "H1", &h1[i]), ONECARD_OK);
+		assert_int_equal(harness_ping(h1[i]), ONECARD__V1__CODE__OK);
+	}
+	assert_int_equal(harness_run(&h, "admin", out, sizeof(out),
+			     "onecardctl hospital revoke H2"),
+	    0);
+	/* Each H2 connection is closed (its next call fails or is refused). */
+	for (int i = 0; i < 6; i++) {
+		int code = -1;
+
+		for (int t = 0; t < 50 && code == -1; t++) {
+			code = harness_ping(h2[i]);
+			if (code == ONECARD__V1__CODE__OK) {
+				code =
+				    -1; /* not yet: the close is on its way */
+				usleep(20 * 1000);
+			}
+		}
+		closed += code != ONECARD__V1__CODE__OK;
+		onecard_close(h2[i]);
+	}
+	assert_int_equal(closed, 6);
+	for (int i = 0; i < 4; i++) {
+		assert_int_equal(harness_ping(h1[i]), ONECARD__V1__CODE__OK);
+		onecard_close(h1[i]);
+	}
+	harness_cleanup(&h);
+}
+
 /* Write certs/crl.pem, an empty CRL of the dev CA due for replacement in
  * days days. */
 static void
@@ -421,6 +470,7 @@ main(void)
 		files_the_broker_creates_are_owner_only_whatever_the_umask),
 	    cmocka_unit_test(no_admins_is_warned_at_start),
 	    cmocka_unit_test(revoked_hospital_is_told_it_is_revoked),
+	    cmocka_unit_test(revocation_closes_the_hospitals_open_connections),
 	    cmocka_unit_test(metrics_show_hospitals_build_and_expiry),
 	    cmocka_unit_test(systemd_notify_ready_reload_and_stop),
 	};
