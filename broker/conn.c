@@ -560,12 +560,14 @@ conn_item_error(int code, const char *message, uint64_t start_us)
 }
 
 /*
- * A lookup that can be answered now (nothing parked or outstanding before
- * it), decoded without allocating and answered straight away: 0. -1 when
- * the frame takes the general path.
+ * Decode a lookup that can be answered now (nothing parked or outstanding
+ * before it) without allocating, and answer it as any request is answered
+ * (conn_answer, then the registry's one lookup path): 0. -1 when the frame
+ * is decoded the general way. This saves the decoder's allocations only.
  */
 static int
-conn_lookup_now(struct conn *c, const uint8_t *body, size_t len, uint64_t now)
+conn_decode_lookup(
+    struct conn *c, const uint8_t *body, size_t len, uint64_t now)
 {
 	Onecard__V1__Request req = ONECARD__V1__REQUEST__INIT;
 	Onecard__V1__Lookup l = ONECARD__V1__LOOKUP__INIT;
@@ -628,7 +630,7 @@ conn_read_frame(struct conn *c, struct evbuffer *in)
 		conn_partial_clear(c);
 		evbuffer_drain(in, WIRE_HEADER_LEN);
 		evbuffer_remove(in, c->w->scratch, len);
-		if (conn_lookup_now(c, c->w->scratch, len, now) == 0)
+		if (conn_decode_lookup(c, c->w->scratch, len, now) == 0)
 			return 1;
 		req = wire_request_unpack(
 		    c->w->scratch, len, len * WIRE_MEM_FACTOR + 4096, &over);

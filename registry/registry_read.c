@@ -32,23 +32,6 @@ op_load_msg(struct reg_op *o, const char *pid, Onecard__V1__Patient **out)
 	return op_patient_msg(o, &p, out);
 }
 
-/* Lookup: the live patient an identifier names. */
-int
-op_lookup(struct reg_op *o)
-{
-	const Onecard__V1__Lookup *l = o->req->lookup;
-	struct registry_patient p;
-	char norm[VALIDATE_MAX_VALUE + 1];
-	int rc;
-
-	if (l == NULL)
-		return op_fail(o, CODE_INVALID, "lookup: missing");
-	if ((rc = op_resolve(
-		 o, "identifier", l->identifier, 1, &p, norm, NULL)) != CODE_OK)
-		return rc;
-	return op_reply_patient(o, &p);
-}
-
 /* The cache key of a normalised identifier, "domain\0value"; its length. */
 static size_t
 lookup_key(const char *domain, const char *norm, char *key)
@@ -64,57 +47,72 @@ lookup_key(const char *domain, const char *norm, char *key)
 }
 
 /*
- * Lookup by an identifier or pid in one statement and no explicit transaction:
- * the hot path. 1 when the general path must answer instead (a record
- * merged away: its survivor is another query); 0 with *code set
- * otherwise.
+ * A lookup of a validated identifier (kind k, value norm): the record and
+ * its identifiers in one store call; a merged-away record (a pid names it)
+ * is followed to its live patient, read the same way. The reply is kept in
+ * the cache (o->cacheable) only when the identifier named a live record
+ * itself.
  */
 static int
-op_lookup_fast(struct reg_op *o, int *code)
+op_lookup_norm(struct reg_op *o, const char *domain, int k, const char *norm)
 {
 	struct registry *reg = o->reg;
-	const Onecard__V1__Lookup *l = o->req->lookup;
 	struct ident_vec iv = {.a = &reg->arena};
 	struct registry_patient p;
 	Onecard__V1__Patient *m;
-	char norm[VALIDATE_MAX_VALUE + 1];
-	int k, rc;
+	int rc, merged;
 
-	if (l == NULL)
-		return 1;
-	k = validate_identifier(&o->vc, "identifier", l->identifier, norm,
-	    sizeof(norm), NULL, o->msg, sizeof(o->msg));
-	if (k < 0) {
-		*code = CODE_INVALID;
-		return 0;
-	}
-	op_target(o, l->identifier->domain, norm);
+	op_target(o, domain, norm);
 	if (k == VALIDATE_PID)
 		rc = reg->be->patient_record(
 		    reg->h, norm, &reg->arena, &p, ident_vec_add, &iv);
 	else
-		rc = reg->be->ident_record(reg->h, l->identifier->domain, norm,
-		    &reg->arena, &p, ident_vec_add, &iv);
-	if (rc < 0) {
-		*code = op_backend(o, rc);
-		return 0;
-	}
-	if (rc == 1) {
-		*code = op_fail(o, CODE_NOT_FOUND, "identifier: %s",
+		rc = reg->be->ident_record(
+		    reg->h, domain, norm, &reg->arena, &p, ident_vec_add, &iv);
+	if (rc < 0)
+		return op_backend(o, rc);
+	if (rc == 1)
+		return op_fail(o, CODE_NOT_FOUND, "identifier: %s",
 		    k == VALIDATE_PID ? "no such patient"
 				      : "no patient holds this identifier");
-		return 0;
+	if ((merged = p.merged_into[0] != '\0')) {
+		if ((rc = op_follow(o, &p)) != CODE_OK)
+			return rc;
+		iv.n = 0;
+		rc = reg->be->patient_record(
+		    reg->h, p.id, &reg->arena, &p, ident_vec_add, &iv);
+		if (rc != 0)
+			return rc < 0
+			    ? op_backend(o, rc)
+			    : op_fail(o, CODE_INTERNAL, "patient vanished");
 	}
-	if (p.merged_into[0] != '\0')
-		return 1;
 	op_patient_id(o, p.id);
-	if ((*code = op_patient_build(o, &p, &iv, &m)) == CODE_OK) {
-		o->reply.result_case = ONECARD__V1__REPLY__RESULT_PATIENT;
-		o->reply.patient = m;
-		o->keylen = lookup_key(l->identifier->domain, norm, o->key);
+	if ((rc = op_patient_build(o, &p, &iv, &m)) != CODE_OK)
+		return rc;
+	o->reply.result_case = ONECARD__V1__REPLY__RESULT_PATIENT;
+	o->reply.patient = m;
+	if (!merged) {
+		o->keylen = lookup_key(domain, norm, o->key);
 		o->cacheable = o->keylen > 0;
 	}
-	return 0;
+	return CODE_OK;
+}
+
+/* Lookup: the live patient an identifier names. */
+int
+op_lookup(struct reg_op *o)
+{
+	const Onecard__V1__Lookup *l = o->req->lookup;
+	char norm[VALIDATE_MAX_VALUE + 1];
+	int k;
+
+	if (l == NULL)
+		return op_fail(o, CODE_INVALID, "lookup: missing");
+	k = validate_identifier(&o->vc, "identifier", l->identifier, norm,
+	    sizeof(norm), NULL, o->msg, sizeof(o->msg));
+	if (k < 0)
+		return CODE_INVALID;
+	return op_lookup_norm(o, l->identifier->domain, k, norm);
 }
 
 /* Answer with the records of a list of patient ids. */
@@ -347,40 +345,77 @@ registry_append_cached(
 	return 0;
 }
 
+/* Keep the reply of a lookup just answered in one step. */
+static void
+registry_cache_fill(struct reg_op *o, struct lcache *lc)
+{
+	Onecard__V1__Reply r = o->reply;
+	uint8_t stackbuf[2048], *buf = stackbuf;
+	size_t len;
+
+	r.id = 0;
+	r.code = CODE_OK;
+	len = protobuf_c_message_get_packed_size(&r.base);
+	if (len > sizeof(stackbuf) && (buf = malloc(len)) == NULL)
+		return;
+	protobuf_c_message_pack(&r.base, buf);
+	(void)lcache_put(lc, o->key, o->keylen, o->res->patient_id, buf, len);
+	if (buf != stackbuf)
+		free(buf);
+}
+
 /*
- * A lookup answered from this worker's cache: 0 when it was (reply appended,
- * res filled as the registry would), 1 when the registry must answer it (a
- * miss, or input the full path must refuse with its own message).
+ * The lookup path, the one every lookup takes: validate the identifier
+ * once; answer from this worker's cache when it holds the reply (no
+ * operation set up, no store call); else ask the store (op_lookup_norm)
+ * and keep what it answered in the cache.
  */
-static int
-registry_lookup_cached(struct registry *reg, struct lcache *lc,
+static void
+registry_lookup(struct registry *reg, const struct actor *who,
     const Onecard__V1__Request *req, struct evbuffer *out,
     struct op_result *res)
 {
 	const Onecard__V1__Lookup *l = req->lookup;
 	struct validate_ctx vc = {
 	    registry_today(reg), reg->lim.max_name, reg->lim.max_address};
+	struct lcache *lc = registry_cache(reg);
 	const struct lcache_hit *hit;
-	char norm[VALIDATE_MAX_VALUE + 1], err[REGISTRY_MSGLEN];
+	char norm[VALIDATE_MAX_VALUE + 1], err[REGISTRY_MSGLEN] = "";
 	char key[VALIDATE_MAX_DOMAIN + 1 + VALIDATE_MAX_VALUE + 1];
+	struct reg_op o;
 	size_t keylen;
+	int k = -1, code;
 
-	if (l == NULL || l->identifier == NULL ||
-	    validate_identifier(&vc, "identifier", l->identifier, norm,
-		sizeof(norm), NULL, err, sizeof(err)) < 0 ||
-	    (keylen = lookup_key(l->identifier->domain, norm, key)) == 0)
-		return 1;
-	lcache_sync(lc);
-	if ((hit = lcache_get(lc, key, keylen)) == NULL ||
-	    registry_append_cached(out, req->id, hit->reply, hit->reply_len) ==
-		-1)
-		return 1;
-	memset(res, 0, sizeof(*res));
-	res->code = CODE_OK;
-	registry_copy(res->patient_id, hit->pid, sizeof(res->patient_id));
-	registry_ident_text(
-	    l->identifier->domain, norm, res->target, sizeof(res->target));
-	return 0;
+	if (l != NULL)
+		k = validate_identifier(&vc, "identifier", l->identifier, norm,
+		    sizeof(norm), NULL, err, sizeof(err));
+	if (k >= 0 && lc != NULL &&
+	    (keylen = lookup_key(l->identifier->domain, norm, key)) > 0) {
+		lcache_sync(lc);
+		if ((hit = lcache_get(lc, key, keylen)) != NULL &&
+		    registry_append_cached(
+			out, req->id, hit->reply, hit->reply_len) == 0) {
+			memset(res, 0, sizeof(*res));
+			res->code = CODE_OK;
+			registry_copy(
+			    res->patient_id, hit->pid, sizeof(res->patient_id));
+			registry_ident_text(l->identifier->domain, norm,
+			    res->target, sizeof(res->target));
+			return;
+		}
+	}
+	op_init(&o, reg, who, req, res);
+	if (l == NULL)
+		code = op_fail(&o, CODE_INVALID, "lookup: missing");
+	else if (k < 0) {
+		registry_copy(o.msg, err, sizeof(o.msg));
+		code = CODE_INVALID;
+	} else {
+		code = op_lookup_norm(&o, l->identifier->domain, k, norm);
+		if (code == CODE_OK && lc != NULL && o.cacheable)
+			registry_cache_fill(&o, lc);
+	}
+	op_finish(&o, code, out);
 }
 
 void
@@ -405,49 +440,23 @@ registry_prefetch_lookups(struct registry *reg, const char *const *domain,
 			lcache_prefetch_entry(reg->cache, h[i]);
 }
 
-/* Keep the reply of a lookup just answered in one step. */
-static void
-registry_cache_fill(struct reg_op *o, struct lcache *lc)
-{
-	Onecard__V1__Reply r = o->reply;
-	uint8_t stackbuf[2048], *buf = stackbuf;
-	size_t len;
-
-	r.id = 0;
-	r.code = CODE_OK;
-	len = protobuf_c_message_get_packed_size(&r.base);
-	if (len > sizeof(stackbuf) && (buf = malloc(len)) == NULL)
-		return;
-	protobuf_c_message_pack(&r.base, buf);
-	(void)lcache_put(lc, o->key, o->keylen, o->res->patient_id, buf, len);
-	if (buf != stackbuf)
-		free(buf);
-}
-
 void
 registry_read(struct registry *reg, const struct actor *who,
     const Onecard__V1__Request *req, struct evbuffer *out,
     struct op_result *res)
 {
 	struct reg_op o;
-	struct lcache *lc = NULL;
 	int code, rc, own_txn = !reg->in_batch;
 
-	if (req->op_case == ONECARD__V1__REQUEST__OP_LOOKUP &&
-	    (lc = registry_cache(reg)) != NULL &&
-	    registry_lookup_cached(reg, lc, req, out, res) == 0)
+	if (req->op_case == ONECARD__V1__REQUEST__OP_LOOKUP) {
+		registry_lookup(reg, who, req, out, res);
 		return;
+	}
 	op_init(&o, reg, who, req, res);
 	if (registry_op_is_write(req->op_case)) {
 		log_warnx("registry: %s sent to the read path",
 		    wire_op_name(req->op_case));
 		code = op_fail(&o, CODE_INTERNAL, "write on the read path");
-		goto done;
-	}
-	if (req->op_case == ONECARD__V1__REQUEST__OP_LOOKUP &&
-	    op_lookup_fast(&o, &code) == 0) {
-		if (lc != NULL && o.cacheable && code == CODE_OK)
-			registry_cache_fill(&o, lc);
 		goto done;
 	}
 	/* One read transaction: the record and its identifiers agree. */
