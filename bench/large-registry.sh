@@ -44,7 +44,7 @@ make_registry() {
 		broker_start "$RDIR/reg$n.db" ${LOOKUP_CACHE:+--lookup-cache "$LOOKUP_CACHE"}
 		printf -v "$var" '%s' "$BROKER_ADDR"
 		IMPORT_SECS=reused
-		note "$n patients: reusing $RDIR/reg$n.db ($(du -h "$RDIR/reg$n.db" | cut -f1) on disk)"
+		note "$n patients: reusing $RDIR/reg$n.db ($(du -ch "$RDIR/reg$n.db"* | tail -1 | cut -f1) on disk)"
 		return
 	fi
 	rm -f "$RDIR/reg$n.db" "$RDIR/reg$n.db"-*
@@ -68,7 +68,7 @@ make_registry() {
 	FOLD_SECS=$(fold_catch_up)
 	[ "$FOLD_SECS" != never ] &&
 		FOLD_SECS=$(awk -v a="$IMPORT_SECS" -v b="$FOLD_SECS" 'BEGIN { printf "%.2f", a + b }')
-	note "$n patients: gen ${GEN_SECS}s, import ${IMPORT_SECS}s ($(awk -v n="$n" -v s="$IMPORT_SECS" 'BEGIN { printf "%.0f", n / s }')/s), the image caught up at ${FOLD_SECS}s, $(du -h "$RDIR/reg$n.db" | cut -f1) on disk"
+	note "$n patients: gen ${GEN_SECS}s, import ${IMPORT_SECS}s ($(awk -v n="$n" -v s="$IMPORT_SECS" 'BEGIN { printf "%.0f", n / s }')/s), the image caught up at ${FOLD_SECS}s, $(du -ch "$RDIR/reg$n.db"* | tail -1 | cut -f1) on disk"
 }
 
 note "making the small registry ($SMALL patients)"

@@ -345,23 +345,35 @@ registry_append_cached(
 	return 0;
 }
 
-/* Keep the reply of a lookup just answered in one step. */
-static void
-registry_cache_fill(struct reg_op *o, struct lcache *lc)
+/*
+ * Answer a lookup just read from the store and keep its reply: the reply
+ * is packed once (with id 0), kept in the cache, and sent as a cached one
+ * is. 0, or -1 when it could not be (the caller answers the usual way).
+ */
+static int
+registry_answer_and_cache(
+    struct reg_op *o, struct lcache *lc, struct evbuffer *out)
 {
 	Onecard__V1__Reply r = o->reply;
 	uint8_t stackbuf[2048], *buf = stackbuf;
 	size_t len;
+	int rc;
 
 	r.id = 0;
 	r.code = CODE_OK;
 	len = protobuf_c_message_get_packed_size(&r.base);
 	if (len > sizeof(stackbuf) && (buf = malloc(len)) == NULL)
-		return;
+		return -1;
 	protobuf_c_message_pack(&r.base, buf);
 	(void)lcache_put(lc, o->key, o->keylen, o->res->patient_id, buf, len);
+	rc = registry_append_cached(out, o->req->id, buf, len);
 	if (buf != stackbuf)
 		free(buf);
+	if (rc == 0) {
+		o->res->code = CODE_OK;
+		arena_reset(&o->reg->arena);
+	}
+	return rc;
 }
 
 /*
@@ -412,8 +424,9 @@ registry_lookup(struct registry *reg, const struct actor *who,
 		code = CODE_INVALID;
 	} else {
 		code = op_lookup_norm(&o, l->identifier->domain, k, norm);
-		if (code == CODE_OK && lc != NULL && o.cacheable)
-			registry_cache_fill(&o, lc);
+		if (code == CODE_OK && lc != NULL && o.cacheable &&
+		    registry_answer_and_cache(&o, lc, out) == 0)
+			return;
 	}
 	op_finish(&o, code, out);
 }
