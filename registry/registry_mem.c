@@ -1601,13 +1601,14 @@ mem_counts(void *hv, struct registry_counts *c, registry_count_cb cb, void *arg)
 	c->identifiers = h->writer ? db->identifiers : db->d_identifiers;
 	c->last_seq = h->writer ? db->last_event : db->durable_event;
 	n = db->ndoms;
-	if ((d = malloc((n ? n : 1) * sizeof(*d))) != NULL)
+	if ((d = malloc((n ? n : 1) * sizeof(*d))) != NULL && n > 0)
 		memcpy(d, db->doms, n * sizeof(*d));
 	pthread_rwlock_unlock(&db->lock);
 	if (d == NULL)
 		return REGISTRY_EFAIL;
 	/* The names are never freed while the registry is open. */
-	qsort(d, n, sizeof(*d), domain_cmp);
+	if (n > 0)
+		qsort(d, n, sizeof(*d), domain_cmp);
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		uint64_t k = h->writer ? d[i].live : d[i].durable;
 
@@ -1908,7 +1909,7 @@ mem_merge_idents(void *hv, int64_t merge_id, registry_ident_cb cb, void *arg)
 	struct mem_db *db = ((struct mem_handle *)hv)->db;
 	struct mem_merge *m = merge_by_id(db, merge_id);
 
-	if (m == NULL)
+	if (m == NULL || m->nidents == 0)
 		return 0;
 	qsort(m->idents, m->nidents, sizeof(*m->idents), key_cmp);
 	for (size_t i = 0; i < m->nidents; i++)
