@@ -1850,7 +1850,7 @@ mem_merge_insert(void *hv, const char *survivor, const char *duplicate,
 
 	if (journal_reserve(db) == -1)
 		return REGISTRY_EFAIL;
-	if (db->logging || *merge_id <= 0)
+	if (*merge_id <= 0) /* else a replayed merge keeps its id */
 		*merge_id = db->last_merge + 1;
 	if ((m = merge_add(db, *merge_id, survivor, duplicate, seq, 0)) == NULL)
 		return REGISTRY_EFAIL;
@@ -2143,103 +2143,8 @@ static int
 mem_apply(struct mem_db *db, const uint8_t *p, size_t len)
 {
 	struct mem_handle w = {db, 1, NULL};
-	struct redo_reader r = {p, p + len, 0};
-	struct registry_patient pt;
-	struct registry_hospital hosp;
-	struct registry_event ev;
-	const char *a, *b, *c;
-	int64_t id, now;
-	int type, rc = 0;
 
-	while (rc == 0 && (type = redo_get_type(&r)) != -1) {
-		switch (type) {
-		case REC_IDENT_INSERT:
-		case REC_IDENT_MOVE:
-			a = redo_get_str(&r);
-			b = redo_get_str(&r);
-			c = redo_get_str(&r);
-			if (!r.bad)
-				rc = type == REC_IDENT_INSERT
-				    ? mem_ident_insert(&w, a, b, c)
-				    : mem_ident_move(&w, a, b, c);
-			break;
-		case REC_IDENT_DELETE:
-			a = redo_get_str(&r);
-			b = redo_get_str(&r);
-			if (!r.bad)
-				rc = mem_ident_delete(&w, a, b);
-			break;
-		case REC_PATIENT_INSERT:
-		case REC_PATIENT_UPDATE:
-			memset(&pt, 0, sizeof(pt));
-			registry_copy(pt.id, redo_get_str(&r), sizeof(pt.id));
-			pt.name = (char *)redo_get_str(&r);
-			pt.sex = (int)redo_get_int(&r);
-			pt.birth_date = (char *)redo_get_str(&r);
-			pt.phone = (char *)redo_get_str(&r);
-			pt.address = (char *)redo_get_str(&r);
-			pt.version = (uint64_t)redo_get_int(&r);
-			registry_copy(pt.merged_into, redo_get_str(&r),
-			    sizeof(pt.merged_into));
-			if (type == REC_PATIENT_UPDATE) {
-				if (!r.bad)
-					rc = mem_patient_update(&w, &pt);
-				break;
-			}
-			now = redo_get_int(&r);
-			if (!r.bad)
-				rc = mem_patient_insert(&w, &pt, now);
-			break;
-		case REC_EVENT_APPEND:
-			ev.seq = (uint64_t)redo_get_int(&r);
-			ev.op = redo_get_str(&r);
-			ev.patient_id = redo_get_str(&r);
-			ev.actor = redo_get_str(&r);
-			ev.time_ms = redo_get_int(&r);
-			ev.detail = redo_get_str(&r);
-			if (!r.bad)
-				rc = mem_event_append(&w, &ev);
-			break;
-		case REC_HOSPITAL_PUT:
-			hosp.code = redo_get_str(&r);
-			hosp.name = redo_get_str(&r);
-			hosp.role = (int)redo_get_int(&r);
-			hosp.active = (int)redo_get_int(&r);
-			now = redo_get_int(&r);
-			if (!r.bad)
-				rc = mem_hospital_put(&w, &hosp, now);
-			break;
-		case REC_MERGE_INSERT:
-			id = redo_get_int(&r);
-			a = redo_get_str(&r);
-			b = redo_get_str(&r);
-			now = redo_get_int(&r);
-			if (!r.bad)
-				rc = mem_merge_insert(
-				    &w, a, b, (uint64_t)now, &id);
-			break;
-		case REC_MERGE_IDENT_INSERT:
-			id = redo_get_int(&r);
-			a = redo_get_str(&r);
-			b = redo_get_str(&r);
-			if (!r.bad)
-				rc = mem_merge_ident_insert(&w, id, a, b);
-			break;
-		case REC_MERGE_UNDO:
-			id = redo_get_int(&r);
-			if (!r.bad)
-				rc = mem_merge_undo(&w, id);
-			break;
-		default:
-			r.bad = 1;
-			break;
-		}
-	}
-	if (rc == 0 && r.bad) {
-		log_warnx("registry: malformed redo record");
-		rc = REGISTRY_EFAIL;
-	}
-	return rc;
+	return registry_redo_apply(&registry_mem, &w, p, len);
 }
 
 /* Start-up: a synced entry the image does not hold yet. */

@@ -19,7 +19,7 @@ op_merge(struct reg_op *o)
 	char snorm[VALIDATE_MAX_VALUE + 1], dnorm[VALIDATE_MAX_VALUE + 1];
 	char detail[DETAIL_MAX];
 	int rc, s_has, d_has;
-	int64_t merge_id;
+	int64_t merge_id = 0;
 
 	if ((rc = op_need_admin(o, "merge")) != CODE_OK)
 		return rc;

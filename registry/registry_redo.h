@@ -46,6 +46,15 @@ struct redo;
 typedef int (*redo_entry_cb)(
     void *arg, uint64_t seq, const uint8_t *payload, size_t len);
 
+/*
+ * Apply one entry's records through a store's primitives (registry_replay.c),
+ * with the ids, sequence numbers and times they carry; the store must not log
+ * them again. 0 or a backend error; a malformed record is REGISTRY_EFAIL.
+ */
+struct registry_backend;
+int registry_redo_apply(const struct registry_backend *be, void *h,
+    const uint8_t *payload, size_t len);
+
 /* CRC32C (Castagnoli) of n bytes, continuing from crc (0 to start). */
 uint32_t redo_crc32c(uint32_t crc, const void *p, size_t n);
 

@@ -1053,7 +1053,9 @@ static int
 sqlite_event_append(void *hv, struct registry_event *ev)
 {
 	struct sqlite_handle *h = hv;
-	sqlite3_stmt *s = sqlite_stmt(h, ST_EVENT_APPEND);
+	/* A replayed event keeps its number. */
+	enum sqlite_stmt q = ev->seq != 0 ? ST_EVENT_REPLAY : ST_EVENT_APPEND;
+	sqlite3_stmt *s = sqlite_stmt(h, q);
 	int rc;
 
 	if (s == NULL)
@@ -1063,7 +1065,9 @@ sqlite_event_append(void *hv, struct registry_event *ev)
 	sqlite_text(s, 3, ev->actor);
 	sqlite3_bind_int64(s, 4, ev->time_ms);
 	sqlite_text(s, 5, ev->detail);
-	if ((rc = sqlite_exec_stmt(h, ST_EVENT_APPEND, s)) != 0)
+	if (q == ST_EVENT_REPLAY)
+		sqlite3_bind_int64(s, 6, (sqlite3_int64)ev->seq);
+	if ((rc = sqlite_exec_stmt(h, q, s)) != 0)
 		return rc;
 	ev->seq = (uint64_t)sqlite3_last_insert_rowid(h->db);
 	SQLITE_LOG(h, REC_EVENT_APPEND, "isssis", (int64_t)ev->seq, ev->op,
@@ -1168,7 +1172,9 @@ sqlite_merge_insert(void *hv, const char *survivor, const char *duplicate,
     uint64_t seq, int64_t *merge_id)
 {
 	struct sqlite_handle *h = hv;
-	sqlite3_stmt *s = sqlite_stmt(h, ST_MERGE_INSERT);
+	/* A replayed merge keeps its id. */
+	enum sqlite_stmt q = *merge_id > 0 ? ST_MERGE_REPLAY : ST_MERGE_INSERT;
+	sqlite3_stmt *s = sqlite_stmt(h, q);
 	int rc;
 
 	if (s == NULL)
@@ -1176,7 +1182,9 @@ sqlite_merge_insert(void *hv, const char *survivor, const char *duplicate,
 	sqlite_text(s, 1, survivor);
 	sqlite_text(s, 2, duplicate);
 	sqlite3_bind_int64(s, 3, (sqlite3_int64)seq);
-	if ((rc = sqlite_exec_stmt(h, ST_MERGE_INSERT, s)) != 0)
+	if (q == ST_MERGE_REPLAY)
+		sqlite3_bind_int64(s, 4, (sqlite3_int64)*merge_id);
+	if ((rc = sqlite_exec_stmt(h, q, s)) != 0)
 		return rc;
 	*merge_id = sqlite3_last_insert_rowid(h->db);
 	SQLITE_LOG(h, REC_MERGE_INSERT, "issi", (int64_t)*merge_id, survivor,
@@ -1288,113 +1296,7 @@ sqlite_counts(
 static int
 sqlite_redo_apply(struct sqlite_handle *h, const uint8_t *p, size_t len)
 {
-	struct redo_reader r = {p, p + len, 0};
-	struct registry_patient pt;
-	struct registry_hospital hosp;
-	sqlite3_stmt *s;
-	const char *a, *b, *c;
-	int64_t id;
-	int type, rc = 0;
-
-	while (rc == 0 && (type = redo_get_type(&r)) != -1) {
-		switch (type) {
-		case REC_IDENT_INSERT:
-		case REC_IDENT_MOVE:
-			a = redo_get_str(&r);
-			b = redo_get_str(&r);
-			c = redo_get_str(&r);
-			if (r.bad)
-				break;
-			rc = type == REC_IDENT_INSERT
-			    ? sqlite_ident_insert(h, a, b, c)
-			    : sqlite_ident_move(h, a, b, c);
-			break;
-		case REC_IDENT_DELETE:
-			a = redo_get_str(&r);
-			b = redo_get_str(&r);
-			if (!r.bad)
-				rc = sqlite_ident_delete(h, a, b);
-			break;
-		case REC_PATIENT_INSERT:
-		case REC_PATIENT_UPDATE:
-			memset(&pt, 0, sizeof(pt));
-			registry_copy(pt.id, redo_get_str(&r), sizeof(pt.id));
-			pt.name = (char *)redo_get_str(&r);
-			pt.sex = (int)redo_get_int(&r);
-			pt.birth_date = (char *)redo_get_str(&r);
-			pt.phone = (char *)redo_get_str(&r);
-			pt.address = (char *)redo_get_str(&r);
-			pt.version = (uint64_t)redo_get_int(&r);
-			registry_copy(pt.merged_into, redo_get_str(&r),
-			    sizeof(pt.merged_into));
-			if (type == REC_PATIENT_UPDATE) {
-				if (!r.bad)
-					rc = sqlite_patient_update(h, &pt);
-				break;
-			}
-			id = redo_get_int(&r);
-			if (!r.bad)
-				rc = sqlite_patient_insert(h, &pt, id);
-			break;
-		case REC_EVENT_APPEND:
-			if ((s = sqlite_stmt(h, ST_EVENT_REPLAY)) == NULL)
-				return REGISTRY_EFAIL;
-			sqlite3_bind_int64(s, 6, redo_get_int(&r));
-			sqlite_text(s, 1, redo_get_str(&r));
-			sqlite_text(s, 2, redo_get_str(&r));
-			sqlite_text(s, 3, redo_get_str(&r));
-			sqlite3_bind_int64(s, 4, redo_get_int(&r));
-			sqlite_text(s, 5, redo_get_str(&r));
-			if (r.bad) {
-				sqlite3_clear_bindings(s);
-				break;
-			}
-			rc = sqlite_exec_stmt(h, ST_EVENT_REPLAY, s);
-			break;
-		case REC_HOSPITAL_PUT:
-			hosp.code = redo_get_str(&r);
-			hosp.name = redo_get_str(&r);
-			hosp.role = (int)redo_get_int(&r);
-			hosp.active = (int)redo_get_int(&r);
-			id = redo_get_int(&r);
-			if (!r.bad)
-				rc = sqlite_hospital_put(h, &hosp, id);
-			break;
-		case REC_MERGE_INSERT:
-			if ((s = sqlite_stmt(h, ST_MERGE_REPLAY)) == NULL)
-				return REGISTRY_EFAIL;
-			sqlite3_bind_int64(s, 4, redo_get_int(&r));
-			sqlite_text(s, 1, redo_get_str(&r));
-			sqlite_text(s, 2, redo_get_str(&r));
-			sqlite3_bind_int64(s, 3, redo_get_int(&r));
-			if (r.bad) {
-				sqlite3_clear_bindings(s);
-				break;
-			}
-			rc = sqlite_exec_stmt(h, ST_MERGE_REPLAY, s);
-			break;
-		case REC_MERGE_IDENT_INSERT:
-			id = redo_get_int(&r);
-			a = redo_get_str(&r);
-			b = redo_get_str(&r);
-			if (!r.bad)
-				rc = sqlite_merge_ident_insert(h, id, a, b);
-			break;
-		case REC_MERGE_UNDO:
-			id = redo_get_int(&r);
-			if (!r.bad)
-				rc = sqlite_merge_undo(h, id);
-			break;
-		default:
-			r.bad = 1;
-			break;
-		}
-	}
-	if (rc == 0 && r.bad) {
-		log_warnx("sqlite: malformed redo record");
-		rc = REGISTRY_EFAIL;
-	}
-	return rc;
+	return registry_redo_apply(&registry_sqlite, h, p, len);
 }
 
 /* Replay one entry in its own transaction, with its sequence number. */
