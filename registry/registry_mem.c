@@ -136,6 +136,7 @@ enum {
 	J_MERGE_NEW,
 	J_MERGE_IDENT,
 	J_MERGE_UNDO,
+	J_PATIENT_STAMP,
 };
 
 struct mem_jrec {
@@ -1019,6 +1020,9 @@ journal_undo(struct mem_db *db, struct mem_jrec *j)
 		m = j->obj;
 		free(m->idents[--m->nidents]);
 		break;
+	case J_PATIENT_STAMP:
+		((struct mem_patient *)j->obj)->stamp = j->stamp;
+		break;
 	case J_MERGE_UNDO:
 		((struct mem_merge *)j->obj)->undone = 0;
 		break;
@@ -1084,16 +1088,43 @@ journal_settle(struct mem_db *db)
 	db->nmarks = 0;
 }
 
-/* Room for one more journal record, so a change is never left unnoted. */
+/* Room for n more journal records, so a change is never left unnoted. */
+static int
+journal_reserve_n(struct mem_db *db, size_t n)
+{
+	while (db->in_txn && db->njr + n > db->jr_cap) {
+		size_t cap = db->jr_cap ? db->jr_cap * 2 : 256;
+		struct mem_jrec *v = realloc(db->jr, cap * sizeof(*v));
+
+		if (v == NULL)
+			return -1;
+		db->jr = v;
+		db->jr_cap = cap;
+	}
+	return 0;
+}
+
 static int
 journal_reserve(struct mem_db *db)
 {
-	if (!db->in_txn || db->njr < db->jr_cap)
-		return 0;
-	if (journal(db, J_EVENT, NULL) == NULL)
-		return -1;
-	db->njr--;
-	return 0;
+	return journal_reserve_n(db, 1);
+}
+
+/*
+ * Mark a patient changed by the open batch (its identifiers are about to
+ * change): a reader of its record waits for the batch from now on, not only
+ * once its row is saved. Under the write lock.
+ */
+static void
+patient_stamp(struct mem_db *db, struct mem_patient *p)
+{
+	struct mem_jrec *j;
+
+	if (p->stamp == db->stamp)
+		return;
+	if ((j = journal(db, J_PATIENT_STAMP, p)) != NULL)
+		j->stamp = p->stamp;
+	p->stamp = db->stamp;
 }
 
 #define MEM_LOG(db, ...)                                                       \
@@ -1636,9 +1667,10 @@ mem_ident_insert(
 		    owner == NULL ? "no such patient" : "already there");
 		return REGISTRY_EFAIL;
 	}
-	if (journal_reserve(db) == -1)
+	if (journal_reserve_n(db, 2) == -1)
 		return REGISTRY_EFAIL;
 	wrlock(db);
+	patient_stamp(db, owner);
 	if (i != NULL) {
 		/* Deleted earlier in this batch: it comes back. */
 		if ((j = journal(db, J_IDENT_SET, i)) != NULL) {
@@ -1670,9 +1702,13 @@ ident_change(struct mem_db *db, const char *domain, const char *value,
 
 	if (i == NULL || i->deleted)
 		return 1;
-	if (journal_reserve(db) == -1)
+	if (journal_reserve_n(db, 3) == -1)
 		return REGISTRY_EFAIL;
 	wrlock(db);
+	/* Both records change: the one it leaves and the one it joins. */
+	patient_stamp(db, i->owner);
+	if (to != NULL)
+		patient_stamp(db, to);
 	if ((j = journal(db, J_IDENT_SET, i)) != NULL) {
 		j->old = i->owner;
 		j->stamp = i->stamp;
