@@ -1368,7 +1368,7 @@ reads_during_writes_always_see_whole_records(void **state)
 			   "hosp:XC001", "D1", NULL))
 		->patient_id);
 	assert_int_equal(pthread_create(&t, NULL, reader_main, &ra), 0);
-	for (int i = 0; i < 200; i++) {
+	for (int i = 0; i < 60; i++) {
 		/* Merge D into C or C into D, then undo it. */
 		if (i % 2 == 0) {
 			assert_int_equal(
