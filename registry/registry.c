@@ -501,16 +501,19 @@ op_event_hospital(
 	return op_event_of(o, op, "", code, detail);
 }
 
+static void registry_feed_cache(void *, const struct registry_change *, size_t);
+
+/* The change feed's subscribers; the lookup cache's is always the first. */
 static struct {
 	registry_feed_cb cb;
 	void *arg;
-} feed_subs[REGISTRY_FEED_MAX];
-static int feed_nsubs;
+} feed_subs[REGISTRY_FEED_MAX + 1] = {{registry_feed_cache, NULL}};
+static int feed_nsubs = 1;
 
 int
 registry_feed_subscribe(registry_feed_cb cb, void *arg)
 {
-	if (feed_nsubs == REGISTRY_FEED_MAX)
+	if (feed_nsubs == REGISTRY_FEED_MAX + 1)
 		return -1;
 	feed_subs[feed_nsubs].cb = cb;
 	feed_subs[feed_nsubs].arg = arg;
@@ -554,8 +557,6 @@ static void
 registry_feed_deliver(struct registry *reg)
 {
 	if (reg->nfeed > 0 || reg->feed_lost) {
-		registry_feed_cache(NULL, reg->feed_lost ? NULL : reg->feed,
-		    reg->feed_lost ? 0 : reg->nfeed);
 		for (int i = 0; i < feed_nsubs; i++)
 			feed_subs[i].cb(feed_subs[i].arg,
 			    reg->feed_lost ? NULL : reg->feed,

@@ -120,19 +120,14 @@ done:
 static void
 backup_unlink(const char *tmp)
 {
-	char side[4096];
+	static const char *const side[] = {
+	    "", "-journal", "-wal", "-shm", "-redo", "-lock"};
+	char path[4096];
 
-	unlink(tmp);
-	snprintf(side, sizeof(side), "%s-journal", tmp);
-	unlink(side);
-	snprintf(side, sizeof(side), "%s-wal", tmp);
-	unlink(side);
-	snprintf(side, sizeof(side), "%s-shm", tmp);
-	unlink(side);
-	snprintf(side, sizeof(side), "%s-redo", tmp);
-	unlink(side);
-	snprintf(side, sizeof(side), "%s-lock", tmp);
-	unlink(side);
+	for (size_t i = 0; i < sizeof(side) / sizeof(side[0]); i++) {
+		snprintf(path, sizeof(path), "%s%s", tmp, side[i]);
+		unlink(path);
+	}
 }
 
 int

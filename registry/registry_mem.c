@@ -1051,6 +1051,18 @@ journal_rollback(struct mem_db *db, size_t at)
 	unlock(db);
 }
 
+/* What the writer counts becomes what readers may see. */
+static void
+counts_durable(struct mem_db *db)
+{
+	db->d_patients = db->patients;
+	db->d_merged = db->merged;
+	db->d_identifiers = db->identifiers;
+	db->durable_event = db->last_event;
+	for (size_t k = 0; k < db->ndoms; k++)
+		db->doms[k].durable = db->doms[k].live;
+}
+
 /* The batch is durable: free what only an undo needed, drop the deleted
  * identifiers and note the counts readers may now see. */
 static void
@@ -1073,12 +1085,7 @@ journal_settle(struct mem_db *db)
 			gone = i;
 		}
 	}
-	db->d_patients = db->patients;
-	db->d_merged = db->merged;
-	db->d_identifiers = db->identifiers;
-	db->durable_event = db->last_event;
-	for (size_t k = 0; k < db->ndoms; k++)
-		db->doms[k].durable = db->doms[k].live;
+	counts_durable(db);
 	unlock(db);
 	while ((i = gone) != NULL) {
 		gone = i->next;
@@ -2611,12 +2618,7 @@ db_open(const char *path, char *err, size_t errlen)
 	index_bytes = (double)m1.uordblks - (double)m0.uordblks -
 	    (double)db->unfolded_bytes -
 	    (double)db->unfolded_entries * sizeof(struct mem_fold);
-	db->d_patients = db->patients;
-	db->d_merged = db->merged;
-	db->d_identifiers = db->identifiers;
-	db->durable_event = db->last_event;
-	for (size_t k = 0; k < db->ndoms; k++)
-		db->doms[k].durable = db->doms[k].live;
+	counts_durable(db);
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
 	if (pthread_create(&db->fold_thread, NULL, fold_main, db) != 0) {

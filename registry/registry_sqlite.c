@@ -1075,12 +1075,13 @@ sqlite_event_append(void *hv, struct registry_event *ev)
 	return 0;
 }
 
+/* The newest limit events of pid, with seq <= upto when upto is set. */
 static int
-sqlite_event_list(
-    void *hv, const char *pid, unsigned limit, registry_event_cb cb, void *arg)
+sqlite_events(struct sqlite_handle *h, const char *pid, uint64_t upto,
+    unsigned limit, registry_event_cb cb, void *arg)
 {
-	struct sqlite_handle *h = hv;
-	sqlite3_stmt *s = sqlite_stmt(h, ST_EVENT_LIST);
+	enum sqlite_stmt q = upto > 0 ? ST_EVENT_LIST_UPTO : ST_EVENT_LIST;
+	sqlite3_stmt *s = sqlite_stmt(h, q);
 	struct registry_event ev;
 	int rc;
 
@@ -1088,6 +1089,8 @@ sqlite_event_list(
 		return REGISTRY_EFAIL;
 	sqlite_text(s, 1, pid);
 	sqlite3_bind_int(s, 2, (int)limit);
+	if (upto > 0)
+		sqlite3_bind_int64(s, 3, (sqlite3_int64)upto);
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		ev.seq = (uint64_t)sqlite3_column_int64(s, 0);
 		ev.op = sqlite_col(s, 1);
@@ -1097,9 +1100,16 @@ sqlite_event_list(
 		ev.detail = sqlite_col(s, 5);
 		if (cb(arg, &ev) == -1)
 			return sqlite_done(
-			    h, ST_EVENT_LIST, s, SQLITE_DONE, REGISTRY_EFAIL);
+			    h, q, s, SQLITE_DONE, REGISTRY_EFAIL);
 	}
-	return sqlite_done(h, ST_EVENT_LIST, s, rc, 0);
+	return sqlite_done(h, q, s, rc, 0);
+}
+
+static int
+sqlite_event_list(
+    void *hv, const char *pid, unsigned limit, registry_event_cb cb, void *arg)
+{
+	return sqlite_events(hv, pid, 0, limit, cb, arg);
 }
 
 static int
@@ -1660,31 +1670,10 @@ registry_image_fold_rollback(void *h)
 }
 
 int
-registry_image_events(void *hv, const char *pid, uint64_t upto, unsigned limit,
+registry_image_events(void *h, const char *pid, uint64_t upto, unsigned limit,
     registry_event_cb cb, void *arg)
 {
-	struct sqlite_handle *h = hv;
-	sqlite3_stmt *s = sqlite_stmt(h, ST_EVENT_LIST_UPTO);
-	struct registry_event ev;
-	int rc;
-
-	if (s == NULL)
-		return REGISTRY_EFAIL;
-	sqlite_text(s, 1, pid);
-	sqlite3_bind_int(s, 2, (int)limit);
-	sqlite3_bind_int64(s, 3, (sqlite3_int64)upto);
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		ev.seq = (uint64_t)sqlite3_column_int64(s, 0);
-		ev.op = sqlite_col(s, 1);
-		ev.patient_id = sqlite_col(s, 2);
-		ev.actor = sqlite_col(s, 3);
-		ev.time_ms = sqlite3_column_int64(s, 4);
-		ev.detail = sqlite_col(s, 5);
-		if (cb(arg, &ev) == -1)
-			return sqlite_done(h, ST_EVENT_LIST_UPTO, s,
-			    SQLITE_DONE, REGISTRY_EFAIL);
-	}
-	return sqlite_done(h, ST_EVENT_LIST_UPTO, s, rc, 0);
+	return sqlite_events(h, pid, upto, limit, cb, arg);
 }
 
 /*
