@@ -515,6 +515,10 @@ audit_format_body(const struct audit_entry *e, char *p, char *end)
 	ok |= audit_put_str(&p, end, wire_code_name(e->code));
 	ok |= AUDIT_PUT_LIT(&p, end, ",\"latency_us\":");
 	ok |= audit_put_u64(&p, end, e->latency_us);
+	if (e->detail != NULL && e->detail[0] != '\0') {
+		ok |= AUDIT_PUT_LIT(&p, end, ",\"detail\":");
+		ok |= audit_put_str(&p, end, e->detail);
+	}
 	return ok == 0 ? p : NULL;
 }
 

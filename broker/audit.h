@@ -17,6 +17,7 @@ struct audit_entry {
 	const char *patient_id; /* op_result.patient_id, may be "" */
 	int code;               /* reply code */
 	uint64_t latency_us;    /* from frame decoded to reply queued */
+	const char *detail;     /* op_result.detail, may be NULL or "" */
 };
 
 /* Start the trail at path (NULL: off). 0 or -1 (logged). Start-up only. */

@@ -361,6 +361,7 @@ conn_record_as(const char *cn, int role, int op_case, int code,
 		    .patient_id = res ? res->patient_id : "",
 		    .code = code,
 		    .latency_us = lat,
+		    .detail = res ? res->detail : NULL,
 		};
 		audit_log(&e);
 	}

@@ -45,6 +45,8 @@ struct op_result {
 	int code;            /* ONECARD__V1__CODE__* sent in the reply */
 	char patient_id[48]; /* the patient it touched, "" if none */
 	char target[112];    /* the identifier or code it named, cn-id masked */
+	char detail[64];     /* what else the trail should say ("filled=sex"),
+				or "" */
 };
 
 /* Set every limit to its default. */

@@ -2,8 +2,8 @@
  * test_operator.c: what an operator meets on the first day, at the broker's
  * edges: a port another broker already serves, the modes of the files the
  * broker creates, the warning when nobody can administer it, what a revoked
- * hospital is told, and the systemd readiness protocol. Each test starts
- * its own onecardd through the harness.
+ * hospital is told, what a merge fills and says, and the systemd readiness
+ * protocol. Each test starts its own onecardd through the harness.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -199,6 +199,60 @@ revoked_hospital_is_told_it_is_revoked(void **state)
 	log = broker_log(&h);
 	assert_non_null(strstr(log, "cn=H2 reason=\"hospital revoked\""));
 	free(log);
+	harness_cleanup(&h);
+}
+
+/*
+ * Merging the cn-id holder into a sparse record keeps the survivor's own
+ * fields and fills its blanks (sex, birth date, phone) from the duplicate;
+ * the patient's history and the audit trail name the fields filled, and
+ * unmerge blanks them again.
+ */
+static void
+merge_fills_the_survivors_blanks_and_says_so(void **state)
+{
+	struct harness h;
+	const char *codes[] = {"H1", "H2", NULL};
+	char audit[400], out[4096], cmd[600], *trail;
+	const char *extra[] = {"--audit-log", audit, NULL};
+	FILE *f;
+	size_t n;
+
+	assert_int_equal(harness_start(&h, codes, NULL), 0);
+	assert_int_equal(harness_stop(&h, SIGTERM), 0);
+	snprintf(audit, sizeof(audit), "%s/audit.log", h.dir);
+	assert_int_equal(harness_restart(&h, extra), 0);
+	assert_int_equal(harness_run(&h, "H1", out, sizeof(out),
+			     "onecard enroll --name 张三 hosp:H1=SPARSE1"),
+	    0);
+	assert_int_equal(harness_run(&h, "H2", out, sizeof(out),
+			     "onecard enroll --name 张三 --phone 13800138000 "
+			     "cn-id=11010519491231002X hosp:H2=FULL1"),
+	    0);
+	assert_int_equal(harness_run(&h, "admin", out, sizeof(out),
+			     "onecardctl --json merge hosp:H1=SPARSE1 "
+			     "cn-id=11010519491231002X"),
+	    0);
+	assert_non_null(strstr(out, "\"sex\":\"female\""));
+	assert_non_null(strstr(out, "\"birth_date\":\"1949-12-31\""));
+	assert_non_null(strstr(out, "\"phone\":\"13800138000\""));
+	assert_int_equal(harness_run(&h, "admin", out, sizeof(out),
+			     "onecardctl patient history hosp:H1=SPARSE1"),
+	    0);
+	assert_non_null(strstr(out, "filled=sex,birth_date,phone"));
+
+	assert_non_null(f = fopen(audit, "r"));
+	assert_non_null(trail = calloc(1, 1 << 16));
+	n = fread(trail, 1, (1 << 16) - 1, f);
+	fclose(f);
+	trail[n] = '\0';
+	assert_non_null(strstr(trail, "\"op\":\"merge\""));
+	assert_non_null(
+	    strstr(trail, "\"detail\":\"filled=sex,birth_date,phone\""));
+	free(trail);
+	/* the trail with its new field still verifies */
+	snprintf(cmd, sizeof(cmd), "onecardctl audit verify '%s'", audit);
+	assert_int_equal(harness_run(&h, NULL, out, sizeof(out), cmd), 0);
 	harness_cleanup(&h);
 }
 
@@ -470,6 +524,7 @@ main(void)
 		files_the_broker_creates_are_owner_only_whatever_the_umask),
 	    cmocka_unit_test(no_admins_is_warned_at_start),
 	    cmocka_unit_test(revoked_hospital_is_told_it_is_revoked),
+	    cmocka_unit_test(merge_fills_the_survivors_blanks_and_says_so),
 	    cmocka_unit_test(revocation_closes_the_hospitals_open_connections),
 	    cmocka_unit_test(metrics_show_hospitals_build_and_expiry),
 	    cmocka_unit_test(systemd_notify_ready_reload_and_stop),

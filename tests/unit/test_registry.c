@@ -713,6 +713,98 @@ merge_then_unmerge_restores_both_records_exactly(void **state)
 }
 
 static void
+merge_fills_the_survivors_blanks_and_unmerge_clears_them(void **state)
+{
+	const Onecard__V1__Patient *s0, *d0, *m, *u;
+	Onecard__V1__Reply *r;
+	char err[256];
+
+	/* a sparse record at one hospital, the cn-id holder at another */
+	patient_of(enroll(&xc1, "", NULL, 0, "hosp:XC001", "SP1", NULL));
+	patient_of(enroll(&xc2, "Li Si", NULL, 0, "hosp:XC002", "FULL1",
+	    "cn-id", CNID_F85, NULL));
+	patient_of(
+	    update(&xc2, "cn-id", CNID_F85, NULL, "13800138000", NULL, 0));
+	s0 = patient_of(lookup("hosp:XC001", "SP1"));
+	d0 = patient_of(lookup("cn-id", CNID_F85));
+	assert_int_equal(d0->demographics->sex, 2);
+
+	m = patient_of(merge(&admin, "hosp:XC001", "SP1", "cn-id", CNID_F85));
+	assert_string_equal(m->patient_id, s0->patient_id);
+	assert_string_equal(m->demographics->name, "Li Si");
+	assert_int_equal(m->demographics->sex, 2);
+	assert_string_equal(m->demographics->birth_date, "1985-06-15");
+	assert_string_equal(m->demographics->phone, "13800138000");
+	assert_string_equal(m->demographics->address, "");
+	assert_string_equal(last.detail, "filled=name,sex,birth_date,phone");
+	r = history(&admin, "pid", s0->patient_id);
+	assert_string_equal(r->history->events[0]->op, "merge");
+	assert_non_null(strstr(r->history->events[0]->detail,
+	    " filled=name,sex,birth_date,phone"));
+
+	/* what the merge filled is remembered across a restart */
+	registry_close(reg);
+	reg = registry_open(path, 1, NULL, err, sizeof(err));
+	assert_non_null(reg);
+	u = patient_of(unmerge(&admin, d0->patient_id));
+	assert_same_record(u, d0);
+	assert_string_equal(last.detail, "cleared=name,sex,birth_date,phone");
+	assert_same_record(patient_of(lookup("hosp:XC001", "SP1")), s0);
+	r = history(&admin, "pid", s0->patient_id);
+	assert_string_equal(r->history->events[0]->op, "unmerge");
+	assert_non_null(strstr(r->history->events[0]->detail,
+	    "cleared=name,sex,birth_date,phone"));
+}
+
+static void
+merge_keeps_the_survivors_fields_and_a_later_correction(void **state)
+{
+	const Onecard__V1__Patient *m, *u, *d0;
+
+	patient_of(
+	    enroll(&xc1, "Wang Wu", "1970-01-02", 1, "hosp:XC001", "K7", NULL));
+	patient_of(
+	    enroll(&xc2, "Wang W.", "1970-02-01", 2, "hosp:XC002", "K8", NULL));
+	patient_of(
+	    update(&xc2, "hosp:XC002", "K8", NULL, "13900000001", NULL, 0));
+	d0 = patient_of(lookup("hosp:XC002", "K8"));
+	m = patient_of(merge(&admin, "hosp:XC001", "K7", "hosp:XC002", "K8"));
+	/* its own fields stand; only the blank phone is filled */
+	assert_string_equal(m->demographics->name, "Wang Wu");
+	assert_string_equal(m->demographics->birth_date, "1970-01-02");
+	assert_int_equal(m->demographics->sex, 1);
+	assert_string_equal(m->demographics->phone, "13900000001");
+	assert_string_equal(last.detail, "filled=phone");
+	/* a phone corrected after the merge survives the unmerge */
+	patient_of(
+	    update(&admin, "hosp:XC001", "K7", NULL, "13900000002", NULL, 0));
+	u = patient_of(unmerge(&admin, d0->patient_id));
+	assert_same_record(u, d0);
+	assert_string_equal(last.detail, "");
+	assert_string_equal(
+	    patient_of(lookup("hosp:XC001", "K7"))->demographics->phone,
+	    "13900000002");
+}
+
+static void
+merge_refuses_a_survivor_that_disagrees_with_the_cn_id(void **state)
+{
+	Onecard__V1__Reply *r;
+	uint64_t before;
+
+	patient_of(
+	    enroll(&xc1, "", "1990-01-01", 0, "hosp:XC001", "BD1", NULL));
+	patient_of(enroll(&xc2, "", NULL, 0, "cn-id", CNID_F85, NULL));
+	before = event_count();
+	r = merge(&admin, "hosp:XC001", "BD1", "cn-id", CNID_F85);
+	assert_int_equal(r->code, CODE(CONFLICT));
+	assert_non_null(strstr(r->message, "survivor: its birth date"));
+	assert_int_equal(event_count(), before);
+	/* the other way round, the cn-id holder survives */
+	patient_of(merge(&admin, "cn-id", CNID_F85, "hosp:XC001", "BD1"));
+}
+
+static void
 merge_follows_chains_and_unmerges_in_any_order(void **state)
 {
 	const Onecard__V1__Patient *a, *b, *c;
@@ -1579,6 +1671,9 @@ main(void)
 	    T(unlink_cases),
 	    T(update_sets_given_fields_and_checks_the_version),
 	    T(merge_then_unmerge_restores_both_records_exactly),
+	    T(merge_fills_the_survivors_blanks_and_unmerge_clears_them),
+	    T(merge_keeps_the_survivors_fields_and_a_later_correction),
+	    T(merge_refuses_a_survivor_that_disagrees_with_the_cn_id),
 	    T(merge_follows_chains_and_unmerges_in_any_order),
 	    T(unmerge_after_unlink_leaves_a_record_named_by_pid_only),
 	    T(merge_refuses_two_cn_ids_and_the_same_patient),
