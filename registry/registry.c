@@ -467,9 +467,58 @@ feed_add(struct registry *reg, uint64_t seq, const char *op, const char *pid,
 	registry_copy(c->hospital, hospital, sizeof(c->hospital));
 }
 
+/*
+ * Add to *list (" A B ", in the arena) the hospital of each hosp: card of
+ * pid not there yet, and that of domain when it is one. CODE_OK or a code.
+ */
+static int
+op_notify_add(
+    struct reg_op *o, char **list, const char *pid, const char *domain)
+{
+	struct ident_vec iv = {.a = &o->reg->arena};
+	const char *doms[1] = {domain};
+	size_t len = strlen(*list), need = len;
+	char *p;
+	int rc;
+
+	if (pid != NULL && pid[0] != '\0') {
+		rc = o->reg->be->patient_idents(
+		    o->reg->h, pid, ident_vec_add, &iv);
+		if (rc < 0)
+			return op_backend(o, rc);
+	}
+	for (size_t i = 0; i <= iv.n; i++) {
+		const char *d = i < iv.n ? iv.v[i]->domain : doms[0];
+
+		if (d != NULL && strncmp(d, "hosp:", 5) == 0)
+			need += strlen(d + 5) + 1;
+	}
+	if (need == len)
+		return CODE_OK;
+	if ((p = arena_alloc(&o->reg->arena, need + 2)) == NULL)
+		return op_nomem(o);
+	memcpy(p, *list, len + 1);
+	if (len == 0)
+		p[len++] = ' ', p[len] = '\0';
+	for (size_t i = 0; i <= iv.n; i++) {
+		const char *d = i < iv.n ? iv.v[i]->domain : doms[0];
+		char key[VALIDATE_MAX_DOMAIN + 3];
+
+		if (d == NULL || strncmp(d, "hosp:", 5) != 0)
+			continue;
+		snprintf(key, sizeof(key), " %s ", d + 5);
+		if (strstr(p, key) != NULL)
+			continue;
+		len += (size_t)snprintf(p + len, need + 2 - len, "%s ", d + 5);
+	}
+	*list = p;
+	return CODE_OK;
+}
+
 static int
 op_event_of(struct reg_op *o, const char *op, const char *pid,
-    const char *hospital, const char *detail)
+    const char *hospital, const char *detail, const char *other,
+    const char *notify)
 {
 	struct registry_event ev = {
 	    .op = op,
@@ -477,6 +526,8 @@ op_event_of(struct reg_op *o, const char *op, const char *pid,
 	    .actor = o->who && o->who->cn ? o->who->cn : "",
 	    .time_ms = o->now_ms,
 	    .detail = detail,
+	    .other_patient_id = other ? other : "",
+	    .notify = notify ? notify : "",
 	};
 	int rc;
 
@@ -486,19 +537,49 @@ op_event_of(struct reg_op *o, const char *op, const char *pid,
 	return CODE_OK;
 }
 
-/* Append an event for patient pid; it goes to the change feed too. */
+/*
+ * Append an event for patient pid; it goes to the change feed too. Its
+ * hospitals hear of it: those pid holds a card of now, and domain's when
+ * it is a hosp: domain (a card the change took away).
+ */
 int
-op_event(struct reg_op *o, const char *op, const char *pid, const char *detail)
+op_event(struct reg_op *o, const char *op, const char *pid, const char *domain,
+    const char *detail)
 {
-	return op_event_of(o, op, pid, "", detail);
+	char *notify = "";
+	int rc;
+
+	if ((rc = op_notify_add(o, &notify, pid, domain)) != CODE_OK)
+		return rc;
+	return op_event_of(o, op, pid, "", detail, NULL, notify);
 }
 
-/* The same for a change of hospital code. */
+/*
+ * The event of a merge or unmerge, told to the hospitals of both patients
+ * (between them they hold every card either held before); quiet: the other
+ * patient's record of it, for its history only.
+ */
+int
+op_event_pair(struct reg_op *o, const char *op, const char *pid,
+    const char *other, int quiet, const char *detail)
+{
+	char *notify = "";
+	int rc;
+
+	if (quiet)
+		notify = "-";
+	else if ((rc = op_notify_add(o, &notify, pid, NULL)) != CODE_OK ||
+	    (rc = op_notify_add(o, &notify, other, NULL)) != CODE_OK)
+		return rc;
+	return op_event_of(o, op, pid, "", detail, other, notify);
+}
+
+/* The same for a change of hospital code: admins only. */
 int
 op_event_hospital(
     struct reg_op *o, const char *op, const char *code, const char *detail)
 {
-	return op_event_of(o, op, "", code, detail);
+	return op_event_of(o, op, "", code, detail, NULL, "");
 }
 
 static void registry_feed_cache(void *, const struct registry_change *, size_t);

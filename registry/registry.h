@@ -87,6 +87,20 @@ void registry_read(struct registry *reg, const struct actor *who,
 void registry_prefetch_lookups(struct registry *reg, const char *const *domain,
     const char *const *value, size_t n);
 
+/*
+ * Notifications, for a read handle. Frame into out a pushed
+ * Reply{id 0, OK, event} for each event after *cursor that who may see,
+ * reading at most max events, and move *cursor past each one read. Returns
+ * how many were read (fewer than max: none are left for now), with how many
+ * were pushed in *pushed; or -1 (logged).
+ */
+int registry_events_push(struct registry *reg, const struct actor *who,
+    uint64_t *cursor, unsigned max, struct evbuffer *out, unsigned *pushed);
+/* The last durable event's seq, and retention's floor: the events up to it
+ * are gone. 0 or -1. */
+int registry_events_range(
+    struct registry *reg, uint64_t *last, uint64_t *floor);
+
 /* Writer thread only. 0 or -1. */
 int registry_batch_begin(struct registry *reg);
 void registry_write(struct registry *reg, const struct actor *who,

@@ -57,6 +57,16 @@ struct registry_event {
 	const char *actor;
 	int64_t time_ms;
 	const char *detail;
+	/* merge: the patient merged away; unmerge: the one restored. */
+	const char *other_patient_id;
+	/*
+	 * Who hears of it (notifications): " A B " names the hospitals, each
+	 * between spaces, that held a card of the patient before or after the
+	 * change; admins hear every event but one marked "-", which is for
+	 * a patient's history only (the merged-away half of a merge). NULL
+	 * reads as "": admins only.
+	 */
+	const char *notify;
 };
 
 /* A row of hospitals. */
@@ -142,6 +152,12 @@ struct registry_backend {
 	/* The newest limit events of a patient, newest first. */
 	int (*event_list)(void *h, const char *pid, unsigned limit,
 	    registry_event_cb cb, void *arg);
+	/* Every event after seq after, oldest first, at most limit; a read
+	 * handle sees only durable ones and never waits for more. */
+	int (*event_scan)(void *h, uint64_t after, unsigned limit,
+	    registry_event_cb cb, void *arg);
+	/* Events up to this seq were dropped by retention (0: none). */
+	int (*event_floor)(void *h, uint64_t *floor);
 
 	int (*hospital_get)(void *h, const char *code, struct registry_arena *a,
 	    struct registry_hospital *out);

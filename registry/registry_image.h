@@ -59,6 +59,11 @@ void registry_image_fold_rollback(void *h);
 /* The newest limit events of pid with seq <= upto, newest first. */
 int registry_image_events(void *h, const char *pid, uint64_t upto,
     unsigned limit, registry_event_cb cb, void *arg);
+/* Events with after < seq <= upto, oldest first, at most limit. */
+int registry_image_events_after(void *h, uint64_t after, uint64_t upto,
+    unsigned limit, registry_event_cb cb, void *arg);
+/* Events up to this seq were dropped by retention (0: none). */
+int registry_image_event_floor(void *h, uint64_t *floor);
 
 /* A consistent copy of the image into the new file dst (SQLite's online
  * backup); then make a copy stand alone (rollback journal, no WAL). */

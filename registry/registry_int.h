@@ -121,8 +121,10 @@ int op_patient_build(struct reg_op *o, const struct registry_patient *p,
 int op_patient_msg(struct reg_op *o, const struct registry_patient *p,
     Onecard__V1__Patient **out);
 int op_reply_patient(struct reg_op *o, const struct registry_patient *p);
-int op_event(
-    struct reg_op *o, const char *op, const char *pid, const char *detail);
+int op_event(struct reg_op *o, const char *op, const char *pid,
+    const char *domain, const char *detail);
+int op_event_pair(struct reg_op *o, const char *op, const char *pid,
+    const char *other, int quiet, const char *detail);
 int op_event_hospital(
     struct reg_op *o, const char *op, const char *code, const char *detail);
 int op_patient_save(struct reg_op *o, struct registry_patient *p);

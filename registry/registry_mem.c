@@ -88,7 +88,7 @@ struct mem_event {
 	struct mem_event *next, *prev; /* every unfolded event, oldest first */
 	struct mem_event *pnext, *pprev; /* the patient's, newest first */
 	struct mem_patient *p;
-	const char *op, *pid, *actor, *detail;
+	const char *op, *pid, *actor, *detail, *other, *notify;
 	char s[];
 };
 
@@ -737,26 +737,27 @@ ident_remove(struct mem_db *db, struct mem_ident *i)
 static struct mem_event *
 event_add(struct mem_db *db, const struct registry_event *ev)
 {
-	const char *v[4] = {ev->op, ev->patient_id, ev->actor, ev->detail};
-	size_t len[4], total = 0;
+	const char *v[6] = {ev->op, ev->patient_id, ev->actor, ev->detail,
+	    ev->other_patient_id, ev->notify};
+	const char **to[6];
+	size_t len[6], total = 0;
 	struct mem_event *e;
 	char *s;
 
-	for (int i = 0; i < 4; i++)
+	for (int i = 0; i < 6; i++)
 		total += (len[i] = strlen(v[i] ? v[i] : "")) + 1;
 	if ((e = calloc(1, sizeof(*e) + total)) == NULL)
 		return NULL;
+	to[0] = &e->op;
+	to[1] = &e->pid;
+	to[2] = &e->actor;
+	to[3] = &e->detail;
+	to[4] = &e->other;
+	to[5] = &e->notify;
 	s = e->s;
-	for (int i = 0; i < 4; i++) {
+	for (int i = 0; i < 6; i++) {
 		memcpy(s, v[i] ? v[i] : "", len[i] + 1);
-		if (i == 0)
-			e->op = s;
-		else if (i == 1)
-			e->pid = s;
-		else if (i == 2)
-			e->actor = s;
-		else
-			e->detail = s;
+		*to[i] = s;
 		s += len[i] + 1;
 	}
 	e->seq = ev->seq;
@@ -1506,6 +1507,19 @@ struct mem_hist {
 	unsigned n;
 };
 
+static void
+event_of(const struct mem_event *e, struct registry_event *ev)
+{
+	ev->seq = e->seq;
+	ev->op = e->op;
+	ev->patient_id = e->pid;
+	ev->actor = e->actor;
+	ev->time_ms = e->time_ms;
+	ev->detail = e->detail;
+	ev->other_patient_id = e->other;
+	ev->notify = e->notify;
+}
+
 static int
 events_locked(struct mem_db *db, struct mem_read *r, const char *pid,
     unsigned limit, struct mem_hist *hi, uint64_t *upto)
@@ -1521,17 +1535,118 @@ events_locked(struct mem_db *db, struct mem_read *r, const char *pid,
 	     e = e->pnext) {
 		if (!r->writer && e->stamp > r->durable)
 			continue; /* not answered yet: not history yet */
-		ev.seq = e->seq;
-		ev.op = e->op;
-		ev.patient_id = e->pid;
-		ev.actor = e->actor;
-		ev.time_ms = e->time_ms;
-		ev.detail = e->detail;
+		event_of(e, &ev);
 		if (hi->cb(hi->arg, &ev) == -1)
 			return REGISTRY_EFAIL;
 		hi->n++;
 	}
 	return 0;
+}
+
+/*
+ * Notifications: the events after a seq, oldest first. Those folded into
+ * the image are read there; the rest from memory, up to the last durable
+ * one (a read handle never waits for a batch).
+ */
+struct mem_scan {
+	registry_event_cb cb;
+	void *arg;
+	unsigned n, limit;
+	uint64_t last; /* the last seq given to cb */
+	int rc;
+};
+
+static int
+mem_scan_cb(void *arg, const struct registry_event *ev)
+{
+	struct mem_scan *sc = arg;
+
+	sc->n++;
+	sc->last = ev->seq;
+	return sc->cb(sc->arg, ev);
+}
+
+/* Under the lock: from memory, or how far the image must be read first. */
+static int
+scan_locked(struct mem_db *db, struct mem_read *r, uint64_t after,
+    struct mem_scan *sc, uint64_t *image_upto)
+{
+	struct mem_event *e;
+	struct registry_event ev;
+
+	*image_upto = 0;
+	if (after < db->trimmed_event) {
+		*image_upto = db->trimmed_event;
+		return 0;
+	}
+	/* Start from the nearer end: subscribers are mostly near the last. */
+	if (db->ev_last == NULL || db->ev_last->seq <= after)
+		return 0;
+	if (db->ev_last->seq - after < after - db->ev_first->seq) {
+		e = db->ev_last;
+		while (e->prev != NULL && e->prev->seq > after)
+			e = e->prev;
+	} else
+		for (e = db->ev_first; e != NULL && e->seq <= after;)
+			e = e->next;
+	for (; e != NULL && sc->n < sc->limit; e = e->next) {
+		if (!r->writer && e->stamp > r->durable)
+			break; /* not answered yet: not an event yet */
+		event_of(e, &ev);
+		if (mem_scan_cb(sc, &ev) == -1)
+			return REGISTRY_EFAIL;
+	}
+	return 0;
+}
+
+/* The image, opened for reading on first use (history, notifications). */
+static void *
+mem_image(struct mem_handle *h, const char *what)
+{
+	char err[256];
+
+	if (h->img == NULL &&
+	    (h->img = registry_image_reader(h->db->path, err, sizeof(err))) ==
+		NULL)
+		log_warnx("registry %s: %s: %s", h->db->path, what, err);
+	return h->img;
+}
+
+static int
+mem_event_scan(
+    void *hv, uint64_t after, unsigned limit, registry_event_cb cb, void *arg)
+{
+	struct mem_handle *h = hv;
+	struct mem_scan sc = {cb, arg, 0, limit, after, 0};
+	struct mem_read r;
+	uint64_t upto;
+	int rc;
+
+	for (;;) {
+		MEM_READ(
+		    h, &r, rc, scan_locked(h->db, &r, sc.last, &sc, &upto));
+		if (rc != 0 || upto == 0 || sc.n >= limit)
+			return rc;
+		/* Events up to upto are in the image and stay there. */
+		if (mem_image(h, "events") == NULL)
+			return REGISTRY_EUNAVAIL;
+		rc = registry_image_events_after(
+		    h->img, sc.last, upto, limit - sc.n, mem_scan_cb, &sc);
+		if (rc != 0 || sc.n >= limit)
+			return rc;
+		sc.last = upto;
+	}
+}
+
+static int
+mem_event_floor(void *hv, uint64_t *floor)
+{
+	struct mem_handle *h = hv;
+
+	*floor = 0;
+	if (mem_image(h, "events") == NULL)
+		return REGISTRY_EUNAVAIL;
+	return registry_image_event_floor(h->img, floor);
 }
 
 static int
@@ -1542,18 +1657,13 @@ mem_event_list(
 	struct mem_hist hi = {cb, arg, 0};
 	struct mem_read r;
 	uint64_t upto;
-	char err[256];
 	int rc;
 
 	MEM_READ(h, &r, rc, events_locked(h->db, &r, pid, limit, &hi, &upto));
 	if (rc != 0 || hi.n >= limit || upto == 0)
 		return rc;
-	if (h->img == NULL &&
-	    (h->img = registry_image_reader(h->db->path, err, sizeof(err))) ==
-		NULL) {
-		log_warnx("registry %s: history: %s", h->db->path, err);
+	if (mem_image(h, "history") == NULL)
 		return REGISTRY_EUNAVAIL;
-	}
 	return registry_image_events(h->img, pid, upto, limit - hi.n, cb, arg);
 }
 
@@ -1839,8 +1949,9 @@ mem_event_append(void *hv, struct registry_event *ev)
 	unlock(db);
 	if (e == NULL)
 		return REGISTRY_EFAIL;
-	MEM_LOG(db, REC_EVENT_APPEND, "isssis", (int64_t)ev->seq, ev->op,
-	    ev->patient_id, ev->actor, (int64_t)ev->time_ms, ev->detail);
+	MEM_LOG(db, REC_EVENT_APPEND2, "isssisss", (int64_t)ev->seq, ev->op,
+	    ev->patient_id, ev->actor, (int64_t)ev->time_ms, ev->detail,
+	    e->other, e->notify);
 	return 0;
 }
 
@@ -2777,6 +2888,8 @@ const struct registry_backend registry_mem = {
     .patient_search = mem_patient_search,
     .event_append = mem_event_append,
     .event_list = mem_event_list,
+    .event_scan = mem_event_scan,
+    .event_floor = mem_event_floor,
     .hospital_get = mem_hospital_get,
     .hospital_put = mem_hospital_put,
     .hospital_list = mem_hospital_list,

@@ -187,10 +187,10 @@ op_merge(struct reg_op *o)
 		return rc;
 	snprintf(detail, sizeof(detail), "duplicate=%s identifiers=%zu%s%s",
 	    d.id, iv.n, filled[0] ? " filled=" : "", filled);
-	if ((rc = op_event(o, "merge", s.id, detail)) != CODE_OK)
+	if ((rc = op_event_pair(o, "merge", s.id, d.id, 0, detail)) != CODE_OK)
 		return rc;
 	snprintf(detail, sizeof(detail), "survivor=%s", s.id);
-	if ((rc = op_event(o, "merge", d.id, detail)) != CODE_OK)
+	if ((rc = op_event_pair(o, "merge", d.id, s.id, 1, detail)) != CODE_OK)
 		return rc;
 	op_patient_id(o, s.id);
 	if (filled[0] != '\0')
@@ -289,11 +289,13 @@ op_unmerge(struct reg_op *o)
 	if (cleared[0] != '\0')
 		snprintf(o->res->detail, sizeof(o->res->detail), "cleared=%s",
 		    cleared);
-	if ((rc = op_event(o, "unmerge", d.id, detail)) != CODE_OK)
+	if ((rc = op_event_pair(o, "unmerge", d.id, live.id, 1, detail)) !=
+	    CODE_OK)
 		return rc;
 	snprintf(detail, sizeof(detail), "duplicate=%s%s%s", d.id,
 	    cleared[0] ? " cleared=" : "", cleared);
-	if ((rc = op_event(o, "unmerge", live.id, detail)) != CODE_OK)
+	if ((rc = op_event_pair(o, "unmerge", live.id, d.id, 0, detail)) !=
+	    CODE_OK)
 		return rc;
 	op_patient_id(o, d.id);
 	return op_reply_patient(o, &d);

@@ -297,7 +297,8 @@ op_enroll(struct reg_op *o)
 		}
 		if (added > 0) {
 			if ((rc = op_patient_save(o, &p)) != CODE_OK ||
-			    (rc = op_event(o, "link", p.id, detail)) != CODE_OK)
+			    (rc = op_event(o, "link", p.id, NULL, detail)) !=
+				CODE_OK)
 				return rc;
 		}
 		return op_reply_enrolled(o, &p, 0, 0);
@@ -339,7 +340,7 @@ op_enroll(struct reg_op *o)
 			return op_backend(o, rc);
 		detail_add(detail, dom, norm[i]);
 	}
-	if ((rc = op_event(o, "enroll", p.id, detail)) != CODE_OK)
+	if ((rc = op_event(o, "enroll", p.id, NULL, detail)) != CODE_OK)
 		return rc;
 	return op_reply_enrolled(
 	    o, &p, 1, cn < 0 && p.name[0] != '\0' && p.birth_date[0] != '\0');
@@ -405,7 +406,7 @@ op_link(struct reg_op *o)
 		return op_backend(o, rc);
 	detail_add(detail, l->added->domain, anorm);
 	if ((rc = op_patient_save(o, &p)) != CODE_OK ||
-	    (rc = op_event(o, "link", p.id, detail)) != CODE_OK)
+	    (rc = op_event(o, "link", p.id, NULL, detail)) != CODE_OK)
 		return rc;
 	return op_reply_patient(o, &p);
 }
@@ -447,7 +448,8 @@ op_unlink(struct reg_op *o)
 		return op_backend(o, rc);
 	detail_add(detail, u->identifier->domain, norm);
 	if ((rc = op_patient_save(o, &p)) != CODE_OK ||
-	    (rc = op_event(o, "unlink", p.id, detail)) != CODE_OK)
+	    (rc = op_event(o, "unlink", p.id, u->identifier->domain, detail)) !=
+		CODE_OK)
 		return rc;
 	return op_reply_patient(o, &p);
 }
@@ -525,7 +527,7 @@ op_update(struct reg_op *o)
 	if (changed == 0)
 		return op_reply_patient(o, &p);
 	if ((rc = op_patient_save(o, &p)) != CODE_OK ||
-	    (rc = op_event(o, "update", p.id, detail)) != CODE_OK)
+	    (rc = op_event(o, "update", p.id, NULL, detail)) != CODE_OK)
 		return rc;
 	return op_reply_patient(o, &p);
 }

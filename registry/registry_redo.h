@@ -21,6 +21,9 @@ enum redo_rec {
 	REC_MERGE_INSERT,
 	REC_MERGE_IDENT_INSERT,
 	REC_MERGE_UNDO,
+	/* REC_EVENT_APPEND and then other_patient_id and notify; what is
+	 * written now (the first is still read from older logs). */
+	REC_EVENT_APPEND2,
 };
 
 #define REDO_MARKS_MAX 16 /* nested savepoints in one transaction */

@@ -61,6 +61,7 @@ registry_redo_apply(
 				rc = be->patient_insert(h, &pt, n);
 			break;
 		case REC_EVENT_APPEND:
+		case REC_EVENT_APPEND2:
 			/* seq set: the store keeps this very number. */
 			ev.seq = (uint64_t)redo_get_int(&r);
 			ev.op = redo_get_str(&r);
@@ -68,6 +69,11 @@ registry_redo_apply(
 			ev.actor = redo_get_str(&r);
 			ev.time_ms = redo_get_int(&r);
 			ev.detail = redo_get_str(&r);
+			ev.other_patient_id = ev.notify = "";
+			if (type == REC_EVENT_APPEND2) {
+				ev.other_patient_id = redo_get_str(&r);
+				ev.notify = redo_get_str(&r);
+			}
 			if (!r.bad)
 				rc = be->event_append(h, &ev);
 			break;

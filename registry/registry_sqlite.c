@@ -73,6 +73,14 @@ static const char *const sqlite_migrations[] = {
     " id INTEGER PRIMARY KEY CHECK (id = 0), seq INTEGER NOT NULL,"
     " log_id INTEGER NOT NULL);"
     "INSERT INTO redo_state VALUES (0, 0, 0);",
+    /* Notifications: who hears of an event, the other half of a merge,
+     * and how far retention has dropped events. */
+    "ALTER TABLE events ADD COLUMN other_patient_id TEXT NOT NULL"
+    " DEFAULT '';"
+    "ALTER TABLE events ADD COLUMN notify TEXT NOT NULL DEFAULT '';"
+    "CREATE TABLE event_floor ("
+    " id INTEGER PRIMARY KEY CHECK (id = 0), seq INTEGER NOT NULL);"
+    "INSERT INTO event_floor VALUES (0, 0);",
 };
 #define SQLITE_NMIGRATIONS                                                     \
 	(sizeof(sqlite_migrations) / sizeof(sqlite_migrations[0]))
@@ -104,6 +112,10 @@ enum sqlite_stmt {
 	ST_EVENT_APPEND,
 	ST_EVENT_LIST,
 	ST_EVENT_LIST_UPTO,
+	ST_EVENT_SCAN,
+	ST_EVENT_FLOOR,
+	ST_EVENT_PRUNE,
+	ST_EVENT_FLOOR_SET,
 	ST_HOSPITAL_GET,
 	ST_HOSPITAL_PUT,
 	ST_HOSPITAL_LIST,
@@ -178,15 +190,23 @@ static const char *const sqlite_sql[ST_MAX] = {
     [ST_SEARCH_BIRTH] = "SELECT id FROM patients WHERE birth_date = ?2"
 			" AND merged_into = '' AND (?3 = 0 OR sex = ?3)"
 			" ORDER BY id LIMIT ?4",
-    [ST_EVENT_APPEND] =
-	"INSERT INTO events (op, patient_id, actor, time_ms, detail)"
-	" VALUES (?1,?2,?3,?4,?5)",
-    [ST_EVENT_LIST] = "SELECT seq, op, patient_id, actor, time_ms, detail"
-		      " FROM events WHERE patient_id = ?1"
-		      " ORDER BY seq DESC LIMIT ?2",
-    [ST_EVENT_LIST_UPTO] = "SELECT seq, op, patient_id, actor, time_ms, detail"
-			   " FROM events WHERE patient_id = ?1 AND seq <= ?3"
+#define SQLITE_EVENT_COLS                                                      \
+	"seq, op, patient_id, actor, time_ms, detail, other_patient_id, "      \
+	"notify"
+    [ST_EVENT_APPEND] = "INSERT INTO events (op, patient_id, actor, time_ms,"
+			" detail, other_patient_id, notify)"
+			" VALUES (?1,?2,?3,?4,?5,?6,?7)",
+    [ST_EVENT_LIST] = "SELECT " SQLITE_EVENT_COLS " FROM events"
+		      " WHERE patient_id = ?1 ORDER BY seq DESC LIMIT ?2",
+    [ST_EVENT_LIST_UPTO] = "SELECT " SQLITE_EVENT_COLS " FROM events"
+			   " WHERE patient_id = ?1 AND seq <= ?3"
 			   " ORDER BY seq DESC LIMIT ?2",
+    [ST_EVENT_SCAN] = "SELECT " SQLITE_EVENT_COLS " FROM events"
+		      " WHERE seq > ?1 AND seq <= ?2 ORDER BY seq LIMIT ?3",
+    [ST_EVENT_FLOOR] = "SELECT seq FROM event_floor WHERE id = 0",
+    [ST_EVENT_PRUNE] = "DELETE FROM events WHERE seq <= ?1",
+    [ST_EVENT_FLOOR_SET] = "UPDATE event_floor SET seq = ?1 WHERE id = 0"
+			   " AND seq < ?1",
     [ST_HOSPITAL_GET] =
 	"SELECT name, role, active FROM hospitals WHERE code = ?1",
     [ST_HOSPITAL_PUT] =
@@ -215,9 +235,9 @@ static const char *const sqlite_sql[ST_MAX] = {
     [ST_REDO_GET] = "SELECT seq, log_id FROM redo_state WHERE id = 0",
     [ST_REDO_PAIR] = "UPDATE redo_state SET log_id = ?1 WHERE id = 0",
     [ST_REDO_SET] = "UPDATE redo_state SET seq = ?1 WHERE id = 0",
-    [ST_EVENT_REPLAY] =
-	"INSERT INTO events (op, patient_id, actor, time_ms, detail, seq)"
-	" VALUES (?1,?2,?3,?4,?5,?6)",
+    [ST_EVENT_REPLAY] = "INSERT INTO events (op, patient_id, actor, time_ms,"
+			" detail, other_patient_id, notify, seq)"
+			" VALUES (?1,?2,?3,?4,?5,?6,?7,?8)",
     [ST_MERGE_REPLAY] = "INSERT INTO merges (survivor, duplicate, seq, id)"
 			" VALUES (?1,?2,?3,?4)",
 };
@@ -1056,6 +1076,8 @@ sqlite_event_append(void *hv, struct registry_event *ev)
 	/* A replayed event keeps its number. */
 	enum sqlite_stmt q = ev->seq != 0 ? ST_EVENT_REPLAY : ST_EVENT_APPEND;
 	sqlite3_stmt *s = sqlite_stmt(h, q);
+	const char *other = ev->other_patient_id ? ev->other_patient_id : "";
+	const char *notify = ev->notify ? ev->notify : "";
 	int rc;
 
 	if (s == NULL)
@@ -1065,14 +1087,31 @@ sqlite_event_append(void *hv, struct registry_event *ev)
 	sqlite_text(s, 3, ev->actor);
 	sqlite3_bind_int64(s, 4, ev->time_ms);
 	sqlite_text(s, 5, ev->detail);
+	sqlite_text(s, 6, other);
+	sqlite_text(s, 7, notify);
 	if (q == ST_EVENT_REPLAY)
-		sqlite3_bind_int64(s, 6, (sqlite3_int64)ev->seq);
+		sqlite3_bind_int64(s, 8, (sqlite3_int64)ev->seq);
 	if ((rc = sqlite_exec_stmt(h, q, s)) != 0)
 		return rc;
 	ev->seq = (uint64_t)sqlite3_last_insert_rowid(h->db);
-	SQLITE_LOG(h, REC_EVENT_APPEND, "isssis", (int64_t)ev->seq, ev->op,
-	    ev->patient_id, ev->actor, (int64_t)ev->time_ms, ev->detail);
+	SQLITE_LOG(h, REC_EVENT_APPEND2, "isssisss", (int64_t)ev->seq, ev->op,
+	    ev->patient_id, ev->actor, (int64_t)ev->time_ms, ev->detail, other,
+	    notify);
 	return 0;
+}
+
+/* Read an events row (SQLITE_EVENT_COLS) into ev. */
+static void
+sqlite_event_row(sqlite3_stmt *s, struct registry_event *ev)
+{
+	ev->seq = (uint64_t)sqlite3_column_int64(s, 0);
+	ev->op = sqlite_col(s, 1);
+	ev->patient_id = sqlite_col(s, 2);
+	ev->actor = sqlite_col(s, 3);
+	ev->time_ms = sqlite3_column_int64(s, 4);
+	ev->detail = sqlite_col(s, 5);
+	ev->other_patient_id = sqlite_col(s, 6);
+	ev->notify = sqlite_col(s, 7);
 }
 
 /* The newest limit events of pid, with seq <= upto when upto is set. */
@@ -1092,17 +1131,57 @@ sqlite_events(struct sqlite_handle *h, const char *pid, uint64_t upto,
 	if (upto > 0)
 		sqlite3_bind_int64(s, 3, (sqlite3_int64)upto);
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		ev.seq = (uint64_t)sqlite3_column_int64(s, 0);
-		ev.op = sqlite_col(s, 1);
-		ev.patient_id = sqlite_col(s, 2);
-		ev.actor = sqlite_col(s, 3);
-		ev.time_ms = sqlite3_column_int64(s, 4);
-		ev.detail = sqlite_col(s, 5);
+		sqlite_event_row(s, &ev);
 		if (cb(arg, &ev) == -1)
 			return sqlite_done(
 			    h, q, s, SQLITE_DONE, REGISTRY_EFAIL);
 	}
 	return sqlite_done(h, q, s, rc, 0);
+}
+
+/* Events with after < seq <= upto, oldest first, at most limit. */
+static int
+sqlite_events_after(struct sqlite_handle *h, uint64_t after, uint64_t upto,
+    unsigned limit, registry_event_cb cb, void *arg)
+{
+	sqlite3_stmt *s = sqlite_stmt(h, ST_EVENT_SCAN);
+	struct registry_event ev;
+	int rc;
+
+	if (s == NULL)
+		return REGISTRY_EFAIL;
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)after);
+	sqlite3_bind_int64(s, 2, (sqlite3_int64)upto);
+	sqlite3_bind_int(s, 3, (int)limit);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		sqlite_event_row(s, &ev);
+		if (cb(arg, &ev) == -1)
+			return sqlite_done(
+			    h, ST_EVENT_SCAN, s, SQLITE_DONE, REGISTRY_EFAIL);
+	}
+	return sqlite_done(h, ST_EVENT_SCAN, s, rc, 0);
+}
+
+static int
+sqlite_event_scan(
+    void *hv, uint64_t after, unsigned limit, registry_event_cb cb, void *arg)
+{
+	return sqlite_events_after(hv, after, INT64_MAX, limit, cb, arg);
+}
+
+static int
+sqlite_event_floor(void *hv, uint64_t *floor)
+{
+	struct sqlite_handle *h = hv;
+	sqlite3_stmt *s = sqlite_stmt(h, ST_EVENT_FLOOR);
+	int rc;
+
+	*floor = 0;
+	if (s == NULL)
+		return REGISTRY_EFAIL;
+	if ((rc = sqlite3_step(s)) == SQLITE_ROW)
+		*floor = (uint64_t)sqlite3_column_int64(s, 0);
+	return sqlite_done(h, ST_EVENT_FLOOR, s, rc, 0);
 }
 
 static int
@@ -1676,6 +1755,19 @@ registry_image_events(void *h, const char *pid, uint64_t upto, unsigned limit,
 	return sqlite_events(h, pid, upto, limit, cb, arg);
 }
 
+int
+registry_image_events_after(void *h, uint64_t after, uint64_t upto,
+    unsigned limit, registry_event_cb cb, void *arg)
+{
+	return sqlite_events_after(h, after, upto, limit, cb, arg);
+}
+
+int
+registry_image_event_floor(void *h, uint64_t *floor)
+{
+	return sqlite_event_floor(h, floor);
+}
+
 /*
  * Copy the image into the new file dst with SQLite's online backup, in one
  * step: one read transaction, so one committed state, while the fold goes
@@ -1763,6 +1855,8 @@ const struct registry_backend registry_sqlite = {
     .patient_search = sqlite_patient_search,
     .event_append = sqlite_event_append,
     .event_list = sqlite_event_list,
+    .event_scan = sqlite_event_scan,
+    .event_floor = sqlite_event_floor,
     .hospital_get = sqlite_hospital_get,
     .hospital_put = sqlite_hospital_put,
     .hospital_list = sqlite_hospital_list,

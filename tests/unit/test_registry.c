@@ -804,6 +804,120 @@ merge_refuses_a_survivor_that_disagrees_with_the_cn_id(void **state)
 	patient_of(merge(&admin, "cn-id", CNID_F85, "hosp:XC001", "BD1"));
 }
 
+/* Read every event after *cursor as who, on a read handle; the replies
+ * pushed go to ev[] (at most cap), their count is returned. */
+static size_t
+events_as(struct registry *rd, const struct actor *who, uint64_t *cursor,
+    Onecard__V1__Reply **ev, size_t cap)
+{
+	struct evbuffer *out = evbuffer_new();
+	unsigned pushed;
+	size_t n = 0, len;
+	int rc;
+
+	do {
+		rc = registry_events_push(rd, who, cursor, 2, out, &pushed);
+		assert_true(rc >= 0);
+	} while (rc == 2);
+	while (evbuffer_get_length(out) > 0) {
+		uint8_t *buf;
+
+		assert_int_equal(
+		    wire_peek_evbuffer(out, 1 << 24, &len), WIRE_FRAME);
+		buf = evbuffer_pullup(out, (ssize_t)(len + WIRE_HEADER_LEN));
+		assert_true(n < cap);
+		ev[n] = wire_reply_unpack(
+		    buf + WIRE_HEADER_LEN, len, 1 << 26, NULL);
+		assert_non_null(ev[n]);
+		assert_int_equal(ev[n]->id, 0);
+		assert_int_equal(ev[n]->code, CODE(OK));
+		assert_non_null(ev[n]->event);
+		evbuffer_drain(out, len + WIRE_HEADER_LEN);
+		n++;
+	}
+	evbuffer_free(out);
+	return n;
+}
+
+static void
+events_free(Onecard__V1__Reply **ev, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		wire_reply_free(ev[i]);
+}
+
+static void
+events_reach_the_hospitals_that_hold_or_held_a_card(void **state)
+{
+	static const struct actor xc3 = {
+	    "XC003", ONECARD__V1__ROLE__ROLE_HOSPITAL};
+	Onecard__V1__Reply *ev[16];
+	const Onecard__V1__Patient *a, *b;
+	struct registry *rd;
+	uint64_t cur, top, floor;
+	char err[256];
+	size_t n;
+
+	a = patient_of(enroll(&xc1, "A", NULL, 0, "hosp:XC001", "EA", NULL));
+	b = patient_of(enroll(&xc2, "B", NULL, 0, "hosp:XC002", "EB", NULL));
+	patient_of(merge(&admin, "hosp:XC001", "EA", "hosp:XC002", "EB"));
+	patient_of(link_id(&xc1, "hosp:XC001", "EA", "cn-ssc", "ESSC1"));
+	patient_of(unlink_id(&admin, "hosp:XC002", "EB"));
+	rd = registry_open(path, 0, NULL, err, sizeof(err));
+	assert_non_null(rd);
+	assert_int_equal(registry_events_range(rd, &top, &floor), 0);
+	assert_int_equal(top, event_count());
+	assert_int_equal(floor, 0);
+
+	/* an admin: every event but the merged-away half of the merge */
+	cur = 0;
+	n = events_as(rd, &admin, &cur, ev, 16);
+	assert_int_equal(cur, top);
+	assert_int_equal(n, 5);
+	assert_string_equal(ev[0]->event->op, "enroll");
+	assert_string_equal(ev[2]->event->op, "merge");
+	assert_string_equal(ev[2]->event->patient_id, a->patient_id);
+	assert_string_equal(ev[2]->event->other_patient_id, b->patient_id);
+	/* the record as it stands when sent: the link and unlink since */
+	assert_int_equal(ev[2]->event->patient->n_identifiers, 2);
+	for (size_t i = 1; i < n; i++)
+		assert_true(ev[i]->event->seq > ev[i - 1]->event->seq);
+	events_free(ev, n);
+
+	/* XC002: its own enrollment, the merge that moved its card, the link
+	 * to the record that held it, and the unlink that removed it */
+	cur = 0;
+	n = events_as(rd, &xc2, &cur, ev, 16);
+	assert_int_equal(cur, top);
+	assert_int_equal(n, 4);
+	assert_string_equal(ev[0]->event->op, "enroll");
+	assert_string_equal(ev[1]->event->op, "merge");
+	assert_string_equal(ev[2]->event->op, "link");
+	assert_string_equal(ev[3]->event->op, "unlink");
+	events_free(ev, n);
+	/* once it holds no card of the patient, it hears no more of it */
+	patient_of(update(&xc1, "hosp:XC001", "EA", "A1", NULL, NULL, 0));
+	cur = top;
+	assert_int_equal(events_as(rd, &xc2, &cur, ev, 16), 0);
+	top = cur;
+	/* XC001 all but XC002's enrollment; XC003 none, though it reads on */
+	cur = 0;
+	n = events_as(rd, &xc1, &cur, ev, 16);
+	assert_int_equal(n, 5);
+	events_free(ev, n);
+	cur = 0;
+	assert_int_equal(events_as(rd, &xc3, &cur, ev, 16), 0);
+	assert_int_equal(cur, top);
+	/* from the last on: nothing, until a new event */
+	patient_of(update(&xc1, "hosp:XC001", "EA", "A2", NULL, NULL, 0));
+	n = events_as(rd, &xc1, &cur, ev, 16);
+	assert_int_equal(n, 1);
+	assert_string_equal(ev[0]->event->op, "update");
+	assert_string_equal(ev[0]->event->patient->demographics->name, "A2");
+	events_free(ev, n);
+	registry_close(rd);
+}
+
 static void
 merge_follows_chains_and_unmerges_in_any_order(void **state)
 {
@@ -1674,6 +1788,7 @@ main(void)
 	    T(merge_fills_the_survivors_blanks_and_unmerge_clears_them),
 	    T(merge_keeps_the_survivors_fields_and_a_later_correction),
 	    T(merge_refuses_a_survivor_that_disagrees_with_the_cn_id),
+	    T(events_reach_the_hospitals_that_hold_or_held_a_card),
 	    T(merge_follows_chains_and_unmerges_in_any_order),
 	    T(unmerge_after_unlink_leaves_a_record_named_by_pid_only),
 	    T(merge_refuses_two_cn_ids_and_the_same_patient),
