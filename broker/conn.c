@@ -21,6 +21,7 @@
 #include "audit.h"
 #include "log.h"
 #include "metrics.h"
+#include "notify.h"
 #include "onecardd.h"
 #include "wire.h"
 #include "writer.h"
@@ -83,6 +84,7 @@ struct conn {
 	unsigned read_on_write : 1; /* SSL_read waits for writability */
 	unsigned write_on_read : 1; /* SSL_write waits for readability */
 	struct conn_itemq parked;
+	struct sub *sub; /* its subscription (notify.c), or NULL */
 	char peer[INET6_ADDRSTRLEN + 8]; /* "addr:port" */
 	char cn[ONECARDD_CN_MAX + 1];
 };
@@ -214,6 +216,8 @@ conn_free(struct conn *c, const char *reason, int clean)
 	struct worker *w = c->w;
 	struct conn_item *it;
 
+	if (c->sub != NULL)
+		notify_end(c->sub, reason);
 	LIST_REMOVE(c, entry);
 	if (c->state == CONN_HANDSHAKE)
 		TAILQ_REMOVE(&w->handshaking, c, deadline_entry);
@@ -416,9 +420,7 @@ conn_answer(struct conn *c, struct conn_item *it)
 		res.code = ONECARD__V1__CODE__OK;
 		break;
 	case ONECARD__V1__REQUEST__OP_SUBSCRIBE:
-		res.code = ONECARD__V1__CODE__UNIMPLEMENTED;
-		wire_append_error(out, it->req->id, res.code,
-		    "subscribe: not served by this broker yet");
+		notify_subscribe(c, it->req, &res);
 		break;
 	default:
 		registry_read(c->w->reg, &who, it->req, out, &res);
@@ -1074,6 +1076,8 @@ conn_wrote(struct conn *c)
 	}
 	if (evbuffer_get_length(c->out) > cfg->max_pending_output / 2)
 		return 0;
+	if (c->sub != NULL)
+		notify_wrote(c->sub);
 	conn_unpark(c);
 	if (conn_check_drained(c))
 		return -1;
@@ -1181,6 +1185,71 @@ conn_writecb(evutil_socket_t fd, short what, void *arg)
 	audit_batch_begin();
 	conn_flush(c);
 	audit_batch_hold();
+}
+
+const char *
+conn_cn(const struct conn *c)
+{
+	return c->cn;
+}
+
+int
+conn_role(const struct conn *c)
+{
+	return c->role;
+}
+
+uint64_t
+conn_id(const struct conn *c)
+{
+	return c->id;
+}
+
+struct worker *
+conn_worker(const struct conn *c)
+{
+	return c->w;
+}
+
+struct evbuffer *
+conn_output(struct conn *c)
+{
+	return c->out;
+}
+
+struct sub *
+conn_sub(const struct conn *c)
+{
+	return c->sub;
+}
+
+void
+conn_set_sub(struct conn *c, struct sub *s)
+{
+	c->sub = s;
+}
+
+/* May more be pushed: open, and its output not over the bound (nor back
+ * from over it by less than half). */
+int
+conn_may_push(const struct conn *c)
+{
+	return c->state == CONN_OPEN && !c->read_paused &&
+	    evbuffer_get_length(c->out) <= cfg->max_pending_output;
+}
+
+/* Something was pushed into c's output: bound it, and send it. */
+void
+conn_pushed(struct conn *c)
+{
+	conn_update_reading(c);
+	conn_queue_flush(c);
+}
+
+void
+conn_close_with(struct conn *c, int code, const char *message)
+{
+	conn_fail(c, code, message);
 }
 
 /* Set up w's connection table and its deadline and flush queues. */

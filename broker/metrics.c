@@ -31,6 +31,7 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "notify.h"
 #include "onecard.pb-c.h"
 #include "registry.h"
 #include "registry_cache.h"
@@ -545,6 +546,7 @@ metrics_render(struct evbuffer *b)
 	struct registry_store_stats fold;
 	long long v;
 
+	notify_render(b);
 	expo_header(b, "onecard_requests_total", "counter",
 	    "Requests answered, by operation and reply code.");
 	for (int op = 0; op < METRICS_OPS; op++)

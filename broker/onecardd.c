@@ -29,6 +29,7 @@
 #include "audit.h"
 #include "log.h"
 #include "metrics.h"
+#include "notify.h"
 #include "onecardd.h"
 #include "wire.h"
 #include "writer.h"
@@ -57,6 +58,8 @@ static const struct option onecardd_longopts[] = {
     {"stall-timeout", required_argument, NULL, 'T'},
     {"config", required_argument, NULL, 'f'},
     {"max-conns", required_argument, NULL, 'C'},
+    {"max-subscribers", required_argument, NULL, 'B'},
+    {"event-retention", required_argument, NULL, 'E'},
     {"max-pending-output", required_argument, NULL, 'P'},
     {"handshake-timeout", required_argument, NULL, 'H'},
     {"max-ids", required_argument, NULL, 'I'},
@@ -101,6 +104,12 @@ usage(FILE *f)
 	    "                             timeout; 300 when that is 0)\n"
 	    "  --handshake-timeout SECONDS  TLS handshake deadline (10)\n"
 	    "  --max-conns N              open connections at most (10000)\n"
+	    "  --max-subscribers N        subscriptions at most (4096)\n"
+	    "  --event-retention N|AGE    events kept for subscribers: the "
+	    "last N,\n"
+	    "                             or those younger than AGE (30d, "
+	    "12h);\n"
+	    "                             0 keeps every event (0)\n"
 	    "  --max-pending-output BYTES stop reading a client past this "
 	    "(1048576)\n"
 	    "  --max-ids N, --max-name BYTES, --max-address BYTES, "
@@ -212,6 +221,48 @@ config_number(const char *s, long long lo, long long hi, long long *out)
 	return 0;
 }
 
+/*
+ * --event-retention: a count of events ("1000000"), or an age with a unit
+ * ("30d", "12h", "90m"); "0" keeps every event.
+ */
+static int
+config_retention(
+    const char *value, struct registry_limits *lim, char *err, size_t errlen)
+{
+	static const struct {
+		char unit;
+		int64_t ms;
+	} units[] = {{'d', 86400000}, {'h', 3600000}, {'m', 60000}};
+	size_t len = strlen(value);
+	char num[32];
+	long long v;
+
+	lim->keep_events = 0;
+	lim->keep_ms = 0;
+	if (config_number(value, 0, 1LL << 50, &v) == 0) {
+		lim->keep_events = (uint64_t)v;
+		return 0;
+	}
+	for (size_t i = 0; len > 1 && len < sizeof(num) &&
+	     i < sizeof(units) / sizeof(units[0]);
+	     i++) {
+		if (value[len - 1] != units[i].unit)
+			continue;
+		memcpy(num, value, len - 1);
+		num[len - 1] = '\0';
+		if (config_number(
+			num, 1, 36500LL * 86400000 / units[i].ms, &v) == 0) {
+			lim->keep_ms = (int64_t)v * units[i].ms;
+			return 0;
+		}
+	}
+	snprintf(err, errlen,
+	    "--event-retention: '%s' is neither a count of events nor an "
+	    "age such as 30d, 12h or 90m",
+	    value);
+	return -1;
+}
+
 /* Replace a string setting. */
 static void
 config_string(char **dst, const char *value)
@@ -316,6 +367,12 @@ config_set(struct config *c, const char *name, const char *value, char *err,
 	} else if (strcmp(name, "max-conns") == 0) {
 		RANGE(1, 10000000);
 		c->max_conns = v;
+	} else if (strcmp(name, "max-subscribers") == 0) {
+		RANGE(1, 1000000);
+		c->max_subscribers = v;
+	} else if (strcmp(name, "event-retention") == 0) {
+		if (config_retention(value, &c->limits, err, errlen) == -1)
+			return -1;
 	} else if (strcmp(name, "max-pending-output") == 0) {
 		RANGE(4096, 1LL << 30);
 		c->max_pending_output = v;
@@ -414,6 +471,7 @@ config_defaults(struct config *c)
 	c->stall_timeout = 0; /* unset: follows the idle timeout */
 	c->handshake_timeout = 10;
 	c->max_conns = 10000;
+	c->max_subscribers = 4096;
 	c->max_pending_output = 1024 * 1024;
 	c->log_level = LOG_LEVEL_INFO;
 	c->lookup_cache_mb = 512;
@@ -602,6 +660,8 @@ main(int argc, char **argv)
 		fatalx("cannot read the registry's change feed");
 	if (writer_start(cfg->db, &cfg->limits) == -1)
 		fatalx("--db %s: cannot open the registry", cfg->db);
+	if (notify_init(cfg->max_subscribers) == -1)
+		fatalx("out of memory");
 	if (server_init(cfg) == -1)
 		fatalx("cannot start the server");
 	if (cfg->metrics_listen != NULL &&
@@ -622,6 +682,7 @@ main(int argc, char **argv)
 	server_free();
 	if (cfg->metrics_listen != NULL)
 		metrics_stop();
+	notify_free();
 	audit_close();
 	tls_shutdown();
 	log_info("onecardd stopped");

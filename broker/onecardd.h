@@ -9,6 +9,7 @@
 #include <sys/queue.h>
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -48,6 +49,7 @@ struct config {
 	int stall_timeout;     /* seconds: half-sent frame, unread replies */
 	int handshake_timeout; /* seconds */
 	int max_conns;
+	int max_subscribers;
 	size_t max_pending_output;
 	int use_syslog;
 	int check_only; /* --check-config: load the TLS files, then exit */
@@ -77,6 +79,8 @@ struct worker_msg {
 TAILQ_HEAD(worker_msgq, worker_msg);
 
 struct conn; /* private to conn.c */
+struct sub;  /* private to notify.c */
+TAILQ_HEAD(sub_q, sub);
 LIST_HEAD(conn_list, conn);
 TAILQ_HEAD(conn_hsq, conn);
 
@@ -102,6 +106,11 @@ struct worker {
 	size_t nconns;
 	int stopping;
 	uint8_t *scratch; /* one frame body, max_frame bytes */
+	/* notify.c's: the subscriptions on this worker. */
+	struct sub_q subs;
+	atomic_int nsubs;        /* read by the writer's thread */
+	struct event *notify_ev; /* their turn to read on */
+	unsigned notify_gen;
 };
 
 /* onecardd.c */
@@ -147,5 +156,16 @@ void conn_drain_all(struct worker *w);
 void conn_free_all(struct worker *w, const char *reason);
 void conn_expire_deadlines(struct worker *w);
 void conn_flush_queued(struct worker *w);
+/* What notify.c needs of a connection. */
+const char *conn_cn(const struct conn *c);
+int conn_role(const struct conn *c);
+uint64_t conn_id(const struct conn *c);
+struct worker *conn_worker(const struct conn *c);
+struct evbuffer *conn_output(struct conn *c);
+struct sub *conn_sub(const struct conn *c);
+void conn_set_sub(struct conn *c, struct sub *s);
+int conn_may_push(const struct conn *c);
+void conn_pushed(struct conn *c);
+void conn_close_with(struct conn *c, int code, const char *message);
 
 #endif

@@ -26,6 +26,7 @@
 
 #include "audit.h"
 #include "log.h"
+#include "notify.h"
 #include "onecardd.h"
 
 static struct worker *workers;
@@ -248,14 +249,18 @@ server_post_revoke(const char *code)
 }
 
 /*
- * The registry's change feed: a committed revocation closes that hospital's
- * open connections on every worker. The writer's thread, once the batch is
- * durable.
+ * The registry's change feed: subscribers read on, and a committed
+ * revocation closes that hospital's open connections on every worker. The
+ * writer's thread, once the batch is durable.
  */
 static void
 server_feed(void *arg, const struct registry_change *c, size_t n)
 {
 	(void)arg;
+	/* Subscribers read on from the log, whatever else happens. */
+	notify_feed(c, n);
+	for (int i = 0; i < nworkers; i++)
+		notify_wake(&workers[i]);
 	if (c == NULL) {
 		log_warnx(
 		    "change feed: changes lost (out of memory); a revoked "
@@ -498,6 +503,10 @@ server_init(const struct config *c)
 			log_warnx("registry %s: %s", c->db, err);
 			return -1;
 		}
+		if (notify_worker_init(w) == -1) {
+			log_warnx("worker %d: cannot read the event log", i);
+			return -1;
+		}
 		w->listener =
 		    evconnlistener_new_bind(w->base, server_acceptcb, w,
 			LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC |
@@ -631,6 +640,7 @@ server_free(void)
 			event_free(w->tick);
 		if (w->resume != NULL)
 			event_free(w->resume);
+		notify_worker_free(w);
 		if (w->notify != NULL)
 			event_free(w->notify);
 		if (w->pass != NULL)

@@ -25,6 +25,11 @@ struct registry_limits {
 				keeps (registry_cache.h); 0: none */
 	size_t max_unfolded; /* bytes synced in the log but not yet folded
 				into the image before writes wait */
+	/* Events kept for subscribers (0, 0: every one): the last
+	 * keep_events, or those younger than keep_ms. Older ones are
+	 * dropped from the image as it is folded. */
+	uint64_t keep_events;
+	int64_t keep_ms;
 };
 
 #define REGISTRY_DEFAULT_MAX_IDS      16

@@ -1,0 +1,298 @@
+/*
+ * test_notify.c: subscriptions on a real onecardd. The backlog and then
+ * live events, in seq order with none missed; requests beside a
+ * subscription on one connection; what each hospital hears; the defined
+ * answers to a from_seq out of range, a second subscription and one over
+ * --max-subscribers; a subscriber that never reads is paused at its bound
+ * and closed past --stall-timeout while others carry on; ordering under
+ * writes from 8 connections; many subscribers at once.
+ */
+#define _GNU_SOURCE
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+#include "onecard.h"
+
+#define CODE(c) ONECARD__V1__CODE__##c
+
+/* Run a CLI command as cn; assert it exits 0. */
+static void
+run_ok(struct harness *h, const char *cn, const char *fmt, ...)
+{
+	char cmd[1024], out[4096];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	if (harness_run(h, cn, out, sizeof(out), cmd) != 0)
+		fail_msg("%s: failed", cmd);
+}
+
+/* Send Subscribe as request id 1; the reply (the caller frees it). */
+static Onecard__V1__Reply *
+subscribe(struct onecard_conn *conn, uint64_t from_seq, int from_now)
+{
+	Onecard__V1__Request req = ONECARD__V1__REQUEST__INIT;
+	Onecard__V1__Subscribe s = ONECARD__V1__SUBSCRIBE__INIT;
+	Onecard__V1__Reply *r = NULL;
+
+	s.from_seq = from_seq;
+	s.from_now = from_now;
+	req.id = 1;
+	req.op_case = ONECARD__V1__REQUEST__OP_SUBSCRIBE;
+	req.subscribe = &s;
+	assert_int_equal(onecard_send(conn, &req), ONECARD_OK);
+	assert_int_equal(onecard_flush(conn), ONECARD_OK);
+	assert_int_equal(onecard_recv(conn, &r), ONECARD_OK);
+	assert_int_equal(r->id, 1);
+	return r;
+}
+
+/* The next pushed event (id 0); the caller frees it. */
+#define next_event(conn) next_event_at(conn, __LINE__)
+static Onecard__V1__Reply *
+next_event_at(struct onecard_conn *conn, int line)
+{
+	Onecard__V1__Reply *r = NULL;
+	int rc;
+
+	if ((rc = onecard_recv(conn, &r)) != ONECARD_OK)
+		fail_msg("line %d: no event: %s", line, onecard_strerror(rc));
+	assert_int_equal(r->id, 0);
+	assert_int_equal(r->code, CODE(OK));
+	assert_non_null(r->event);
+	return r;
+}
+
+/* Connect as cn with a short receive timeout. */
+static struct onecard_conn *
+connect_as(struct harness *h, const char *cn, int timeout_ms)
+{
+	struct onecard_options opt;
+	struct onecard_conn *conn = NULL;
+
+	harness_options(h, cn, &opt);
+	opt.call_timeout_ms = timeout_ms;
+	assert_int_equal(onecard_connect(&opt, &conn, NULL, 0), ONECARD_OK);
+	return conn;
+}
+
+/* Nothing was pushed: 200 ms on, a ping's pong is the next frame. */
+static void
+assert_quiet(struct onecard_conn *conn)
+{
+	Onecard__V1__Request req = ONECARD__V1__REQUEST__INIT;
+	Onecard__V1__Ping ping = ONECARD__V1__PING__INIT;
+	Onecard__V1__Reply *r = NULL;
+
+	usleep(200000);
+	req.id = 77;
+	req.op_case = ONECARD__V1__REQUEST__OP_PING;
+	req.ping = &ping;
+	assert_int_equal(onecard_send(conn, &req), ONECARD_OK);
+	assert_int_equal(onecard_recv(conn, &r), ONECARD_OK);
+	if (r->id != 77)
+		fail_msg("pushed when nothing should be: %s seq %llu",
+		    r->event ? r->event->op : "?",
+		    r->event ? (unsigned long long)r->event->seq : 0ULL);
+	onecard_reply_free(r);
+}
+
+static void
+backlog_then_live_in_order_beside_requests(void **state)
+{
+	struct harness h;
+	const char *codes[] = {"H1", NULL};
+	struct onecard_conn *conn;
+	Onecard__V1__Reply *r;
+	uint64_t last;
+
+	(void)state;
+	assert_int_equal(harness_start(&h, codes, NULL), 0);
+	for (int i = 0; i < 3; i++)
+		run_ok(&h, "H1", "onecard enroll hosp:H1=N%d", i);
+	conn = connect_as(&h, "admin", 10000);
+	r = subscribe(conn, 0, 0);
+	assert_int_equal(r->code, CODE(OK));
+	assert_non_null(r->event);
+	last = r->event->seq;
+	assert_true(last >= 4); /* the hospital's addition, 3 enrollments */
+	onecard_reply_free(r);
+	/* the backlog: every event up to last, in order */
+	for (uint64_t seq = 1; seq <= last; seq++) {
+		r = next_event(conn);
+		assert_int_equal(r->event->seq, seq);
+		onecard_reply_free(r);
+	}
+	/* live: a new enrollment, with the record after it */
+	run_ok(&h, "H1", "onecard enroll --name Live hosp:H1=LIVE1");
+	r = next_event(conn);
+	assert_int_equal(r->event->seq, last + 1);
+	assert_string_equal(r->event->op, "enroll");
+	assert_string_equal(r->event->actor, "H1");
+	assert_non_null(r->event->patient);
+	assert_string_equal(r->event->patient->demographics->name, "Live");
+	assert_string_equal(
+	    r->event->patient->patient_id, r->event->patient_id);
+	onecard_reply_free(r);
+	/* a request on the same connection keeps its id */
+	assert_int_equal(harness_ping(conn), CODE(OK));
+	/* a second subscription on it: CONFLICT, the first goes on */
+	r = subscribe(conn, 0, 1);
+	assert_int_equal(r->code, CODE(CONFLICT));
+	assert_non_null(strstr(r->message, "already has a subscription"));
+	onecard_reply_free(r);
+	run_ok(&h, "H1", "onecard enroll hosp:H1=LIVE2");
+	r = next_event(conn);
+	assert_int_equal(r->event->seq, last + 2);
+	onecard_reply_free(r);
+	onecard_close(conn);
+
+	/* from_now: only what comes after */
+	conn = connect_as(&h, "admin", 500);
+	r = subscribe(conn, 0, 1);
+	assert_int_equal(r->code, CODE(OK));
+	assert_int_equal(r->event->seq, last + 2);
+	onecard_reply_free(r);
+	assert_quiet(conn);
+	onecard_close(conn);
+	harness_cleanup(&h);
+}
+
+static void
+hospitals_hear_of_their_patients_and_of_a_merge_that_moves_their_card(
+    void **state)
+{
+	struct harness h;
+	const char *codes[] = {"H1", "H2", NULL};
+	struct onecard_conn *c1, *c2;
+	Onecard__V1__Reply *r;
+
+	(void)state;
+	assert_int_equal(harness_start(&h, codes, NULL), 0);
+	c1 = connect_as(&h, "H1", 1000);
+	c2 = connect_as(&h, "H2", 1000);
+	r = subscribe(c1, 0, 1);
+	assert_int_equal(r->code, CODE(OK));
+	onecard_reply_free(r);
+	r = subscribe(c2, 0, 1);
+	assert_int_equal(r->code, CODE(OK));
+	onecard_reply_free(r);
+
+	run_ok(&h, "H1", "onecard enroll --name A hosp:H1=A1");
+	run_ok(&h, "H2", "onecard enroll --name B hosp:H2=B1");
+	r = next_event(c1);
+	assert_string_equal(r->event->op, "enroll");
+	assert_string_equal(r->event->patient->demographics->name, "A");
+	onecard_reply_free(r);
+	r = next_event(c2);
+	assert_string_equal(r->event->op, "enroll");
+	assert_string_equal(r->event->patient->demographics->name, "B");
+	onecard_reply_free(r);
+	/* each heard only of its own */
+	assert_quiet(c1);
+	assert_quiet(c2);
+
+	/* H2's record merged into H1's: both hear of it, as one event */
+	run_ok(&h, "admin", "onecardctl merge hosp:H1=A1 hosp:H2=B1");
+	r = next_event(c2);
+	assert_string_equal(r->event->op, "merge");
+	assert_string_equal(r->event->patient->demographics->name, "A");
+	assert_int_equal(r->event->patient->n_identifiers, 2);
+	assert_true(r->event->other_patient_id[0] != '\0');
+	onecard_reply_free(r);
+	r = next_event(c1);
+	assert_string_equal(r->event->op, "merge");
+	onecard_reply_free(r);
+	assert_quiet(c1);
+	assert_quiet(c2);
+	/* its card unlinked, H2 hears of that, then no more of the patient */
+	run_ok(&h, "H2", "onecard unlink hosp:H2=B1");
+	r = next_event(c2);
+	assert_string_equal(r->event->op, "unlink");
+	onecard_reply_free(r);
+	run_ok(&h, "H1", "onecard update --name A2 hosp:H1=A1");
+	r = next_event(c1); /* unlink */
+	onecard_reply_free(r);
+	r = next_event(c1);
+	assert_string_equal(r->event->op, "update");
+	onecard_reply_free(r);
+	assert_quiet(c2);
+	onecard_close(c1);
+	onecard_close(c2);
+	harness_cleanup(&h);
+}
+
+static void
+bad_subscriptions_get_defined_answers(void **state)
+{
+	struct harness h;
+	const char *codes[] = {"H1", NULL};
+	const char *extra[] = {"--max-subscribers", "2", NULL};
+	struct onecard_conn *a, *b, *c;
+	Onecard__V1__Reply *r;
+
+	(void)state;
+	assert_int_equal(harness_start(&h, codes, extra), 0);
+	a = connect_as(&h, "H1", 2000);
+	/* a from_seq after the last event */
+	r = subscribe(a, 1000000, 0);
+	assert_int_equal(r->code, CODE(OUT_OF_RANGE));
+	assert_non_null(
+	    strstr(r->message, "subscribe.from_seq: 1000000 is after"));
+	onecard_reply_free(r);
+	/* the connection stays usable, and may subscribe properly */
+	assert_int_equal(harness_ping(a), CODE(OK));
+	r = subscribe(a, 0, 0);
+	assert_int_equal(r->code, CODE(OK));
+	onecard_reply_free(r);
+	b = connect_as(&h, "admin", 2000);
+	r = subscribe(b, 0, 1);
+	assert_int_equal(r->code, CODE(OK));
+	onecard_reply_free(r);
+	/* the third is one over --max-subscribers 2 */
+	c = connect_as(&h, "admin", 2000);
+	r = subscribe(c, 0, 1);
+	assert_int_equal(r->code, CODE(RESOURCE_EXHAUSTED));
+	assert_non_null(strstr(r->message, "--max-subscribers"));
+	onecard_reply_free(r);
+	/* one ends: the slot is free again */
+	onecard_close(b);
+	for (int i = 0; i < 50; i++) {
+		r = subscribe(c, 0, 1);
+		if (r->code == CODE(OK))
+			break;
+		onecard_reply_free(r);
+		r = NULL;
+		usleep(20000);
+	}
+	assert_non_null(r);
+	assert_int_equal(r->code, CODE(OK));
+	onecard_reply_free(r);
+	onecard_close(a);
+	onecard_close(c);
+	harness_cleanup(&h);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(backlog_then_live_in_order_beside_requests),
+	    cmocka_unit_test(
+		hospitals_hear_of_their_patients_and_of_a_merge_that_moves_their_card),
+	    cmocka_unit_test(bad_subscriptions_get_defined_answers),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
