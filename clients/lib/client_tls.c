@@ -33,6 +33,7 @@
 #include <string.h>
 
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
 #include "client.h"
@@ -84,11 +85,37 @@ tls_ex_init(void)
 
 static int tls_new_session(SSL *, SSL_SESSION *);
 
+/*
+ * Say in err why the PEM file path (what: "CA file") did not load, by the
+ * first (innermost) OpenSSL error, the cause: a system error as such, and a
+ * file with no PEM block of the kind wanted as containing no such thing.
+ */
+static void
+tls_file_failed(char *err, size_t errlen, const char *what, const char *path,
+    const char *kind)
+{
+	unsigned long e = ERR_peek_error();
+	const char *reason = ERR_reason_error_string(e);
+
+	if (e != 0 && ERR_SYSTEM_ERROR(e))
+		client_errf(err, errlen, "%s %s: %s", what, path,
+		    strerror(ERR_GET_REASON(e)));
+	else if (ERR_GET_REASON(e) == PEM_R_NO_START_LINE ||
+	    ERR_GET_REASON(e) == ERR_R_UNSUPPORTED ||
+	    ERR_GET_REASON(e) == X509_R_NO_CERTIFICATE_OR_CRL_FOUND)
+		client_errf(err, errlen, "%s %s contains no %s (%s)", what,
+		    path, kind, reason);
+	else
+		client_errf(err, errlen, "%s %s: %s", what, path,
+		    reason != NULL ? reason : "unreadable");
+}
+
 /* A fresh client SSL_CTX for opt (TLS 1.2+, CA, certificate, key). */
 static SSL_CTX *
 tls_ctx_build(const struct onecard_options *opt, char *err, size_t errlen)
 {
 	SSL_CTX *ctx;
+	X509 *cert;
 
 	ERR_clear_error();
 	if (opt->ca == NULL || opt->cert == NULL || opt->key == NULL) {
@@ -117,25 +144,42 @@ tls_ctx_build(const struct onecard_options *opt, char *err, size_t errlen)
 	    ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
 	SSL_CTX_sess_set_new_cb(ctx, tls_new_session);
 	if (SSL_CTX_load_verify_locations(ctx, opt->ca, NULL) != 1) {
-		client_errf(err, errlen, "CA file %s", opt->ca);
+		tls_file_failed(err, errlen, "CA file", opt->ca, "certificate");
 		goto fail;
 	}
 	if (SSL_CTX_use_certificate_chain_file(ctx, opt->cert) != 1) {
-		client_errf(err, errlen, "certificate file %s", opt->cert);
+		tls_file_failed(
+		    err, errlen, "certificate file", opt->cert, "certificate");
+		goto fail;
+	}
+	if ((cert = SSL_CTX_get0_certificate(ctx)) != NULL &&
+	    X509_check_ca(cert) == 1) { /* basicConstraints CA:TRUE */
+		client_errf(err, errlen,
+		    "certificate file %s is a CA certificate, not a client "
+		    "certificate; check --cert",
+		    opt->cert);
 		goto fail;
 	}
 	if (SSL_CTX_use_PrivateKey_file(ctx, opt->key, SSL_FILETYPE_PEM) != 1) {
-		client_errf(err, errlen, "key file %s", opt->key);
+		if (ERR_GET_REASON(ERR_peek_last_error()) ==
+		    X509_R_KEY_VALUES_MISMATCH)
+			client_errf(err, errlen,
+			    "key file %s does not match certificate file %s",
+			    opt->key, opt->cert);
+		else
+			tls_file_failed(
+			    err, errlen, "key file", opt->key, "private key");
 		goto fail;
 	}
 	if (SSL_CTX_check_private_key(ctx) != 1) {
-		client_errf(err, errlen, "key %s does not match certificate %s",
-		    opt->key, opt->cert);
+		client_errf(err, errlen,
+		    "key file %s does not match certificate file %s", opt->key,
+		    opt->cert);
 		goto fail;
 	}
 	return ctx;
 fail:
-	client_err_append_ssl(err, errlen);
+	ERR_clear_error();
 	SSL_CTX_free(ctx);
 	return NULL;
 }

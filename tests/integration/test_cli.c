@@ -398,6 +398,46 @@ broker_message_is_escaped_in_json_and_defanged_on_terminal(void **state)
 	harness_fake_stop(&f);
 }
 
+/* A CA certificate, a key or a missing file given as --cert is named as
+ * such (exit 2), before any connection; not a bare key mismatch. */
+static void
+wrong_file_as_cert_is_named_exit_2(void **state)
+{
+	char want[1200];
+
+	assert_int_equal(
+	    run("XC001", "onecard --cert %s/ca.pem ping", h.certs), 2);
+	snprintf(want, sizeof want,
+	    "onecard: ping: certificate file %s/ca.pem is a CA certificate, "
+	    "not a client certificate; check --cert\n",
+	    h.certs);
+	assert_string_equal(err, want);
+	assert_int_equal(
+	    run("XC001", "onecard --cert %s/XC001.key ping", h.certs), 2);
+	snprintf(want, sizeof want,
+	    "certificate file %s/XC001.key contains no certificate", h.certs);
+	assert_non_null(strstr(err, want));
+	assert_int_equal(
+	    run("XC001", "onecard --key %s/XC001.pem ping", h.certs), 2);
+	snprintf(want, sizeof want,
+	    "key file %s/XC001.pem contains no private key", h.certs);
+	assert_non_null(strstr(err, want));
+	assert_int_equal(
+	    run("XC001", "onecard --cert %s/none.pem ping", h.certs), 2);
+	snprintf(want, sizeof want,
+	    "onecard: ping: certificate file %s/none.pem: No such file or "
+	    "directory\n",
+	    h.certs);
+	assert_string_equal(err, want);
+	assert_int_equal(
+	    run("XC001", "onecard --key %s/XC002.key ping", h.certs), 2);
+	snprintf(want, sizeof want,
+	    "key file %s/XC002.key does not match certificate file "
+	    "%s/XC001.pem",
+	    h.certs, h.certs);
+	assert_non_null(strstr(err, want));
+}
+
 static void
 flags_override_the_environment(void **state)
 {
@@ -625,6 +665,7 @@ main(void)
 	    cmocka_unit_test(search_finds_by_name_and_birth),
 	    cmocka_unit_test(unknown_certificate_exits_3),
 	    cmocka_unit_test(unreachable_broker_exits_4),
+	    cmocka_unit_test(wrong_file_as_cert_is_named_exit_2),
 	    cmocka_unit_test(silent_broker_times_out_with_exit_4),
 	    cmocka_unit_test(other_broker_errors_exit_5),
 	    cmocka_unit_test(
