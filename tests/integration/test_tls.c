@@ -1,10 +1,11 @@
 /*
  * test_tls.c: who gets in. A real onecardd on port 0; clients with no
  * certificate, a certificate from another CA, an expired one, one on the
- * CRL, or a CN that is not a registered hospital are refused; revoking a
- * connected hospital closes it; SIGHUP picks up a new CRL without dropping
- * the connections that are open. Exotic certificates are made with the
- * openssl command line inside the test's folder.
+ * CRL, or a CN that is not a registered hospital are refused (and the desk
+ * CLI says why); revoking a connected hospital closes it; SIGHUP picks up
+ * a new CRL without dropping the connections that are open. Exotic
+ * certificates are made with the openssl command line inside the test's
+ * folder.
  */
 #include <sys/socket.h>
 
@@ -79,6 +80,16 @@ make_crl(struct harness *h, const char *revoke_cn)
 			     "openssl ca -batch -config ca.cnf -gencrl "
 			     "-out crl.tmp && mv crl.tmp crl.pem"),
 	    0);
+}
+
+/* Run `onecard ping` as cn: its exit status; stderr in err. */
+static int
+cli_ping(struct harness *h, const char *cn, char *err, size_t errlen)
+{
+	char out[1024];
+
+	return harness_run2(
+	    h, cn, out, sizeof(out), err, errlen, "onecard ping");
 }
 
 static void
@@ -165,6 +176,7 @@ test_expired_certificate_is_refused(void **state)
 {
 	struct harness h;
 	const char *codes[] = {"OLD", "H1", NULL};
+	char err[4096];
 
 	assert_int_equal(harness_start(&h, codes, NULL), 0);
 	make_ca_db(&h);
@@ -177,6 +189,12 @@ test_expired_certificate_is_refused(void **state)
 		"-in old.csr -out OLD.pem"),
 	    0);
 	assert_int_equal(harness_ping_as(&h, "OLD"), -1);
+	/* The desk is told why (sslv3 alert certificate expired), exit 4. */
+	assert_int_equal(cli_ping(&h, "OLD", err, sizeof(err)), 4);
+	assert_non_null(strstr(err, "the broker refused our certificate "));
+	assert_non_null(strstr(err,
+	    "/OLD.pem: it has expired (sslv3 alert "
+	    "certificate expired); renew it\n"));
 	assert_int_equal(harness_ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
 	harness_cleanup(&h);
 }
@@ -186,7 +204,7 @@ test_certificate_on_the_crl_is_refused(void **state)
 {
 	struct harness h;
 	const char *codes[] = {"H1", "H2", NULL};
-	char crl[400];
+	char crl[400], err[4096];
 	const char *extra[] = {"--crl", crl, NULL};
 
 	assert_int_equal(harness_start(&h, codes, NULL), 0);
@@ -196,6 +214,13 @@ test_certificate_on_the_crl_is_refused(void **state)
 	assert_int_equal(harness_stop(&h, SIGTERM), 0);
 	assert_int_equal(harness_restart(&h, extra), 0);
 	assert_int_equal(harness_ping_as(&h, "H2"), -1);
+	/* The desk is told why (sslv3 alert certificate revoked), exit 4. */
+	assert_int_equal(cli_ping(&h, "H2", err, sizeof(err)), 4);
+	assert_non_null(strstr(err, "the broker refused our certificate "));
+	assert_non_null(strstr(err,
+	    "/H2.pem: it has been revoked (sslv3 alert "
+	    "certificate revoked); ask the registry "
+	    "for a new one\n"));
 	assert_int_equal(harness_ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
 	harness_cleanup(&h);
 }
