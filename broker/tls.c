@@ -3,11 +3,11 @@
  * an identity (the subject CN of a verified peer). Reloads on SIGHUP without
  * dropping open connections; does no network I/O. docs/architecture.md.
  */
-#include <limits.h>
 #include <string.h>
 #include <time.h>
 
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -43,6 +43,32 @@ tls_log_errors(const char *msg)
 	ERR_clear_error();
 }
 
+/*
+ * Log why the PEM file path given as flag ("--cert") did not load, by the
+ * first (innermost) OpenSSL error, the cause: a system error as such, and
+ * a file with no PEM block of the kind wanted as containing no such thing.
+ * Empties the queue.
+ */
+static void
+tls_file_failed(const char *flag, const char *path, const char *kind)
+{
+	unsigned long e = ERR_peek_error();
+	const char *reason = ERR_reason_error_string(e);
+
+	if (e != 0 && ERR_SYSTEM_ERROR(e))
+		log_warnx("tls: cannot load %s %s: %s", flag, path,
+		    strerror(ERR_GET_REASON(e)));
+	else if (ERR_GET_REASON(e) == PEM_R_NO_START_LINE ||
+	    ERR_GET_REASON(e) == ERR_R_UNSUPPORTED ||
+	    ERR_GET_REASON(e) == X509_R_NO_CERTIFICATE_OR_CRL_FOUND)
+		log_warnx(
+		    "tls: %s %s contains no %s (%s)", flag, path, kind, reason);
+	else
+		log_warnx("tls: cannot load %s %s: %s", flag, path,
+		    reason != NULL ? reason : "unreadable");
+	ERR_clear_error();
+}
+
 /* Load every CRL in a PEM file into store and turn on CRL checking. */
 static int
 tls_load_crl(X509_STORE *store, const char *path)
@@ -66,7 +92,6 @@ static SSL_CTX *
 tls_ctx_build(const struct config *c)
 {
 	static const unsigned char sid_ctx[] = "onecardd";
-	char what[PATH_MAX + 64];
 	X509 *cert;
 	SSL_CTX *ctx;
 	STACK_OF(X509_NAME) * names;
@@ -95,9 +120,7 @@ tls_ctx_build(const struct config *c)
 		SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	SSL_CTX_set_read_ahead(ctx, 1);
 	if (SSL_CTX_use_certificate_chain_file(ctx, c->cert) != 1) {
-		snprintf(
-		    what, sizeof(what), "tls: cannot load --cert %s", c->cert);
-		tls_log_errors(what);
+		tls_file_failed("--cert", c->cert, "certificate");
 		goto fail;
 	}
 	if ((cert = SSL_CTX_get0_certificate(ctx)) != NULL &&
@@ -113,11 +136,8 @@ tls_ctx_build(const struct config *c)
 			log_warnx("tls: --key %s does not match --cert %s",
 			    c->key, c->cert);
 			ERR_clear_error();
-		} else {
-			snprintf(what, sizeof(what),
-			    "tls: cannot load --key %s", c->key);
-			tls_log_errors(what);
-		}
+		} else
+			tls_file_failed("--key", c->key, "private key");
 		goto fail;
 	}
 	if (SSL_CTX_check_private_key(ctx) != 1) {
@@ -127,17 +147,14 @@ tls_ctx_build(const struct config *c)
 		goto fail;
 	}
 	if (SSL_CTX_load_verify_locations(ctx, c->ca, NULL) != 1) {
-		snprintf(what, sizeof(what), "tls: cannot load --ca %s", c->ca);
-		tls_log_errors(what);
+		tls_file_failed("--ca", c->ca, "certificate");
 		goto fail;
 	}
 	if ((names = SSL_load_client_CA_file(c->ca)) != NULL)
 		SSL_CTX_set_client_CA_list(ctx, names);
 	if (c->crl != NULL &&
 	    tls_load_crl(SSL_CTX_get_cert_store(ctx), c->crl) == -1) {
-		snprintf(
-		    what, sizeof(what), "tls: cannot load --crl %s", c->crl);
-		tls_log_errors(what);
+		tls_file_failed("--crl", c->crl, "CRL");
 		goto fail;
 	}
 	SSL_CTX_set_verify(

@@ -305,8 +305,7 @@ async_ssl_error(struct onecard_async *ac, int r, const char *what, short *want)
 	return ONECARD_ECLOSED;
 tls:
 	snprintf(ac->err, sizeof ac->err, "%s", what);
-	client_err_append_ssl(ac->err, sizeof ac->err);
-	client_tls_verify_reason(ac->ssl, ac->err, sizeof ac->err);
+	client_tls_explain(ac->ssl, ac->err, sizeof ac->err);
 	if (e == SSL_ERROR_SYSCALL && sockerr != 0) {
 		n = strlen(ac->err);
 		snprintf(
@@ -346,8 +345,7 @@ async_handshake(struct onecard_async *ac)
 		/* A hang-up during the handshake is TLS refusing us (say,
 		 * our certificate was refused); an ETLS has its reasons. */
 		if (r != ONECARD_ETLS)
-			client_tls_verify_reason(
-			    ac->ssl, ac->err, sizeof ac->err);
+			client_tls_explain(ac->ssl, ac->err, sizeof ac->err);
 		async_fail(ac, ONECARD_ETLS);
 		return;
 	}

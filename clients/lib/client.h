@@ -56,7 +56,10 @@ void client_tls_done(SSL *ssl, int ok);
 /* Attach fd to ssl through a socket BIO that never raises SIGPIPE; the
  * caller keeps owning fd. 0 or -1. */
 int client_tls_set_socket(SSL *ssl, int fd);
-/* Why the handshake failed, when the certificate check was the reason. */
-void client_tls_verify_reason(SSL *ssl, char *buf, size_t len);
+/* buf names what failed on ssl ("TLS handshake"): replace it with one
+ * sentence when OpenSSL's reason is one a user can mend (the broker refused
+ * our certificate, or we refused the broker's), else append OpenSSL's
+ * reasons and our certificate check's. Empties the error queue. */
+void client_tls_explain(SSL *ssl, char *buf, size_t len);
 
 #endif

@@ -33,6 +33,7 @@
 #include <string.h>
 
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
 #include "client.h"
@@ -84,11 +85,37 @@ tls_ex_init(void)
 
 static int tls_new_session(SSL *, SSL_SESSION *);
 
+/*
+ * Say in err why the PEM file path (what: "CA file") did not load, by the
+ * first (innermost) OpenSSL error, the cause: a system error as such, and a
+ * file with no PEM block of the kind wanted as containing no such thing.
+ */
+static void
+tls_file_failed(char *err, size_t errlen, const char *what, const char *path,
+    const char *kind)
+{
+	unsigned long e = ERR_peek_error();
+	const char *reason = ERR_reason_error_string(e);
+
+	if (e != 0 && ERR_SYSTEM_ERROR(e))
+		client_errf(err, errlen, "%s %s: %s", what, path,
+		    strerror(ERR_GET_REASON(e)));
+	else if (ERR_GET_REASON(e) == PEM_R_NO_START_LINE ||
+	    ERR_GET_REASON(e) == ERR_R_UNSUPPORTED ||
+	    ERR_GET_REASON(e) == X509_R_NO_CERTIFICATE_OR_CRL_FOUND)
+		client_errf(err, errlen, "%s %s contains no %s (%s)", what,
+		    path, kind, reason);
+	else
+		client_errf(err, errlen, "%s %s: %s", what, path,
+		    reason != NULL ? reason : "unreadable");
+}
+
 /* A fresh client SSL_CTX for opt (TLS 1.2+, CA, certificate, key). */
 static SSL_CTX *
 tls_ctx_build(const struct onecard_options *opt, char *err, size_t errlen)
 {
 	SSL_CTX *ctx;
+	X509 *cert;
 
 	ERR_clear_error();
 	if (opt->ca == NULL || opt->cert == NULL || opt->key == NULL) {
@@ -117,25 +144,42 @@ tls_ctx_build(const struct onecard_options *opt, char *err, size_t errlen)
 	    ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
 	SSL_CTX_sess_set_new_cb(ctx, tls_new_session);
 	if (SSL_CTX_load_verify_locations(ctx, opt->ca, NULL) != 1) {
-		client_errf(err, errlen, "CA file %s", opt->ca);
+		tls_file_failed(err, errlen, "CA file", opt->ca, "certificate");
 		goto fail;
 	}
 	if (SSL_CTX_use_certificate_chain_file(ctx, opt->cert) != 1) {
-		client_errf(err, errlen, "certificate file %s", opt->cert);
+		tls_file_failed(
+		    err, errlen, "certificate file", opt->cert, "certificate");
+		goto fail;
+	}
+	if ((cert = SSL_CTX_get0_certificate(ctx)) != NULL &&
+	    X509_check_ca(cert) == 1) { /* basicConstraints CA:TRUE */
+		client_errf(err, errlen,
+		    "certificate file %s is a CA certificate, not a client "
+		    "certificate; check --cert",
+		    opt->cert);
 		goto fail;
 	}
 	if (SSL_CTX_use_PrivateKey_file(ctx, opt->key, SSL_FILETYPE_PEM) != 1) {
-		client_errf(err, errlen, "key file %s", opt->key);
+		if (ERR_GET_REASON(ERR_peek_last_error()) ==
+		    X509_R_KEY_VALUES_MISMATCH)
+			client_errf(err, errlen,
+			    "key file %s does not match certificate file %s",
+			    opt->key, opt->cert);
+		else
+			tls_file_failed(
+			    err, errlen, "key file", opt->key, "private key");
 		goto fail;
 	}
 	if (SSL_CTX_check_private_key(ctx) != 1) {
-		client_errf(err, errlen, "key %s does not match certificate %s",
-		    opt->key, opt->cert);
+		client_errf(err, errlen,
+		    "key file %s does not match certificate file %s", opt->key,
+		    opt->cert);
 		goto fail;
 	}
 	return ctx;
 fail:
-	client_err_append_ssl(err, errlen);
+	ERR_clear_error();
 	SSL_CTX_free(ctx);
 	return NULL;
 }
@@ -407,16 +451,92 @@ fail:
 	return NULL;
 }
 
-void
-client_tls_verify_reason(SSL *ssl, char *buf, size_t len)
-{
-	long v = SSL_get_verify_result(ssl);
-	size_t n;
+/* Why the broker refused our certificate, by the alert it sent (the
+ * broker's certificate check, as OpenSSL maps it to an alert). */
+static const struct {
+	int reason;
+	const char *why, *hint;
+} tls_alerts[] = {
+    {SSL_R_TLSV1_ALERT_UNKNOWN_CA,
+	"it was not issued by a CA the broker trusts", "check --cert"},
+    {SSL_R_SSLV3_ALERT_CERTIFICATE_REVOKED, "it has been revoked",
+	"ask the registry for a new one"},
+    {SSL_R_SSLV3_ALERT_CERTIFICATE_EXPIRED, "it has expired", "renew it"},
+    {SSL_R_SSLV3_ALERT_UNSUPPORTED_CERTIFICATE,
+	"it is not for client use: its extendedKeyUsage lacks clientAuth",
+	"check --cert"},
+};
 
-	if (v == X509_V_OK)
+/*
+ * Why we refused the broker's certificate, by our check's result v: NULL
+ * when it is not a reason a user can mend, else the reason with the advice
+ * in *hint; *in_ca is set when the reason ends by naming our CA file.
+ */
+static const char *
+tls_verify_why(long v, const char **hint, int *in_ca)
+{
+	*in_ca = 0;
+	switch (v) {
+	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+	case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+	case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+	case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
+	case X509_V_ERR_CERT_SIGNATURE_FAILURE: /* a namesake CA signed it */
+		*in_ca = 1;
+		*hint = "check --ca";
+		return "it was not issued by the CA in";
+	case X509_V_ERR_HOSTNAME_MISMATCH:
+	case X509_V_ERR_IP_ADDRESS_MISMATCH:
+		*hint = "check --broker";
+		return "it is not for the name or address we connected to";
+	case X509_V_ERR_CERT_HAS_EXPIRED:
+		*hint = "the registry must renew it";
+		return "it has expired";
+	case X509_V_ERR_CERT_NOT_YET_VALID:
+		*hint = "check this computer's clock";
+		return "it is not valid yet";
+	}
+	return NULL;
+}
+
+void
+client_tls_explain(SSL *ssl, char *buf, size_t len)
+{
+	struct client_tls *t =
+	    SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), tls_ex_ctx);
+	unsigned long e = ERR_peek_error();
+	long v = SSL_get_verify_result(ssl);
+	const char *rs, *why, *hint;
+	size_t n;
+	int reason, in_ca;
+
+	reason =
+	    e != 0 && ERR_GET_LIB(e) == ERR_LIB_SSL ? ERR_GET_REASON(e) : 0;
+	rs = e != 0 ? ERR_reason_error_string(e) : NULL;
+	for (size_t i = 0; i < sizeof tls_alerts / sizeof tls_alerts[0]; i++) {
+		if (reason != tls_alerts[i].reason)
+			continue;
+		client_errf(buf, len,
+		    "the broker refused our certificate %s: %s (%s); %s",
+		    t != NULL ? t->cert : "", tls_alerts[i].why,
+		    rs != NULL ? rs : "alert", tls_alerts[i].hint);
+		ERR_clear_error();
 		return;
+	}
+	if (reason == SSL_R_CERTIFICATE_VERIFY_FAILED &&
+	    (why = tls_verify_why(v, &hint, &in_ca)) != NULL) {
+		client_errf(buf, len,
+		    "the broker's certificate is not trusted: %s%s%s "
+		    "(certificate verify failed: %s); %s",
+		    why, in_ca ? " " : "", in_ca && t != NULL ? t->ca : "",
+		    X509_verify_cert_error_string(v), hint);
+		ERR_clear_error();
+		return;
+	}
+	client_err_append_ssl(buf, len);
 	n = strlen(buf);
-	if (n + 3 < len)
+	if (v != X509_V_OK && n + 3 < len)
 		snprintf(buf + n, len - n, ": broker certificate: %s",
 		    X509_verify_cert_error_string(v));
 }

@@ -88,6 +88,16 @@ conn_fail(struct onecard_conn *conn, int err, const char *fmt, ...)
 	return err;
 }
 
+/* Mark the connection failed in TLS during what, saying why; ETLS. */
+static int
+conn_fail_tls(struct onecard_conn *conn, const char *what)
+{
+	snprintf(conn->err, sizeof conn->err, "%s", what);
+	client_tls_explain(conn->ssl, conn->err, sizeof conn->err);
+	conn->broken = ONECARD_ETLS;
+	return ONECARD_ETLS;
+}
+
 const char *
 onecard_last_error(const struct onecard_conn *conn)
 {
@@ -206,7 +216,7 @@ conn_ssl_result(
 		    "%s: the broker closed the connection", what);
 	case SSL_ERROR_SYSCALL:
 		if (ERR_peek_error() != 0)
-			return conn_fail(conn, ONECARD_ETLS, "%s", what);
+			return conn_fail_tls(conn, what);
 		if (errno == 0 || errno == ECONNRESET || errno == EPIPE)
 			return conn_fail(conn, ONECARD_ECLOSED,
 			    "%s: the broker closed the connection", what);
@@ -220,10 +230,7 @@ conn_ssl_result(
 			return conn_fail(conn, ONECARD_ECLOSED,
 			    "%s: the broker closed the connection", what);
 		}
-		conn_fail(conn, ONECARD_ETLS, "%s", what);
-		client_tls_verify_reason(
-		    conn->ssl, conn->err, sizeof conn->err);
-		return ONECARD_ETLS;
+		return conn_fail_tls(conn, what);
 	}
 }
 
@@ -245,7 +252,7 @@ conn_handshake(struct onecard_conn *conn, long long deadline)
 			if (r == ONECARD_ECLOSED || r == ONECARD_EIO) {
 				/* A close during the handshake is a refusal. */
 				conn->broken = ONECARD_ETLS;
-				client_tls_verify_reason(
+				client_tls_explain(
 				    conn->ssl, conn->err, sizeof conn->err);
 				return ONECARD_ETLS;
 			}
@@ -473,13 +480,7 @@ conn_read_some(struct onecard_conn *conn, short *events)
 		conn->in_len += r;
 		return 1;
 	}
-	if ((r = conn_ssl_result(conn, r, "read", events)) != 0) {
-		if (r == ONECARD_ETLS)
-			client_tls_verify_reason(
-			    conn->ssl, conn->err, sizeof conn->err);
-		return r;
-	}
-	return 0;
+	return conn_ssl_result(conn, r, "read", events);
 }
 
 /* Write the output buffer out, reading replies meanwhile so neither side

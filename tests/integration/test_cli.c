@@ -398,6 +398,134 @@ broker_message_is_escaped_in_json_and_defanged_on_terminal(void **state)
 	harness_fake_stop(&f);
 }
 
+/* A second development PKI in the test's folder, made once: its CA (the
+ * same name as the broker's, another key) signs XC001 and admin. */
+static const char *
+other_pki(void)
+{
+	static char dir[400];
+	char cmd[1200];
+
+	if (dir[0] == '\0') {
+		snprintf(dir, sizeof dir, "%s/other-pki", h.dir);
+		snprintf(cmd, sizeof cmd,
+		    "/bin/sh '%s/certs/mkcerts.sh' -d '%s' XC001 >/dev/null",
+		    ONECARD_SOURCE_DIR, dir);
+		assert_int_equal(system(cmd), 0);
+	}
+	return dir;
+}
+
+/* A desk certificate that another CA issued is refused by the broker
+ * (tlsv1 alert unknown ca); the CLIs say so in one sentence naming the
+ * file, exit 4, and --json carries the same sentence as CLIENT_TLS. */
+static void
+certificate_from_another_ca_is_explained_exit_4(void **state)
+{
+	const char *pki = other_pki();
+	char want[1200];
+
+	snprintf(want, sizeof want,
+	    "onecard: lookup: the broker refused our certificate "
+	    "%s/XC001.pem: it was not issued by a CA the broker trusts "
+	    "(tlsv1 alert unknown ca); check --cert\n",
+	    pki);
+	assert_int_equal(run("XC001",
+			     "onecard --cert %s/XC001.pem --key %s/XC001.key "
+			     "lookup cn-ssc=A1234567",
+			     pki, pki),
+	    4);
+	assert_string_equal(err, want);
+	assert_int_equal(run("XC001",
+			     "onecard --json --cert %s/XC001.pem --key "
+			     "%s/XC001.key lookup cn-ssc=A1234567",
+			     pki, pki),
+	    4);
+	snprintf(want, sizeof want,
+	    "{\"error\":\"CLIENT_TLS\",\"message\":\"the broker refused "
+	    "our certificate %s/XC001.pem: it was not issued by a CA the "
+	    "broker trusts (tlsv1 alert unknown ca); check --cert\"}\n",
+	    pki);
+	assert_string_equal(out, want);
+	/* onecardctl, on the same library, says the same. */
+	assert_int_equal(
+	    run("admin",
+		"onecardctl --cert %s/admin.pem --key %s/admin.key "
+		"hospital list",
+		pki, pki),
+	    4);
+	assert_non_null(strstr(err,
+	    "onecardctl: hospital list: the broker "
+	    "refused our certificate "));
+	assert_non_null(strstr(err, "(tlsv1 alert unknown ca); check --cert"));
+}
+
+/* The other way round: the broker's certificate does not chain to our
+ * --ca (certificate verify failed), said in one sentence naming --ca. */
+static void
+broker_from_another_ca_is_explained_exit_4(void **state)
+{
+	const char *pki = other_pki();
+	char want[1200];
+
+	assert_int_equal(
+	    run("XC001", "onecard --ca %s/ca.pem lookup cn-ssc=A1234567", pki),
+	    4);
+	snprintf(want, sizeof want,
+	    "onecard: lookup: the broker's certificate is not trusted: it "
+	    "was not issued by the CA in %s/ca.pem (certificate verify "
+	    "failed: ",
+	    pki);
+	assert_memory_equal(err, want, strlen(want));
+	assert_non_null(strstr(err, "); check --ca\n"));
+	assert_int_equal(
+	    run("XC001", "onecard --json --ca %s/ca.pem ping", pki), 4);
+	assert_memory_equal(out,
+	    "{\"error\":\"CLIENT_TLS\",\"message\":\"the broker's "
+	    "certificate is not trusted: ",
+	    68);
+}
+
+/* A CA certificate, a key or a missing file given as --cert is named as
+ * such (exit 2), before any connection; not a bare key mismatch. */
+static void
+wrong_file_as_cert_is_named_exit_2(void **state)
+{
+	char want[1200];
+
+	assert_int_equal(
+	    run("XC001", "onecard --cert %s/ca.pem ping", h.certs), 2);
+	snprintf(want, sizeof want,
+	    "onecard: ping: certificate file %s/ca.pem is a CA certificate, "
+	    "not a client certificate; check --cert\n",
+	    h.certs);
+	assert_string_equal(err, want);
+	assert_int_equal(
+	    run("XC001", "onecard --cert %s/XC001.key ping", h.certs), 2);
+	snprintf(want, sizeof want,
+	    "certificate file %s/XC001.key contains no certificate", h.certs);
+	assert_non_null(strstr(err, want));
+	assert_int_equal(
+	    run("XC001", "onecard --key %s/XC001.pem ping", h.certs), 2);
+	snprintf(want, sizeof want,
+	    "key file %s/XC001.pem contains no private key", h.certs);
+	assert_non_null(strstr(err, want));
+	assert_int_equal(
+	    run("XC001", "onecard --cert %s/none.pem ping", h.certs), 2);
+	snprintf(want, sizeof want,
+	    "onecard: ping: certificate file %s/none.pem: No such file or "
+	    "directory\n",
+	    h.certs);
+	assert_string_equal(err, want);
+	assert_int_equal(
+	    run("XC001", "onecard --key %s/XC002.key ping", h.certs), 2);
+	snprintf(want, sizeof want,
+	    "key file %s/XC002.key does not match certificate file "
+	    "%s/XC001.pem",
+	    h.certs, h.certs);
+	assert_non_null(strstr(err, want));
+}
+
 static void
 flags_override_the_environment(void **state)
 {
@@ -625,6 +753,9 @@ main(void)
 	    cmocka_unit_test(search_finds_by_name_and_birth),
 	    cmocka_unit_test(unknown_certificate_exits_3),
 	    cmocka_unit_test(unreachable_broker_exits_4),
+	    cmocka_unit_test(certificate_from_another_ca_is_explained_exit_4),
+	    cmocka_unit_test(broker_from_another_ca_is_explained_exit_4),
+	    cmocka_unit_test(wrong_file_as_cert_is_named_exit_2),
 	    cmocka_unit_test(silent_broker_times_out_with_exit_4),
 	    cmocka_unit_test(other_broker_errors_exit_5),
 	    cmocka_unit_test(

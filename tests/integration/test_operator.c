@@ -2,8 +2,9 @@
  * test_operator.c: what an operator meets on the first day, at the broker's
  * edges: a port another broker already serves, the modes of the files the
  * broker creates, the warning when nobody can administer it, what a revoked
- * hospital is told, what a merge fills and says, and the systemd readiness
- * protocol. Each test starts its own onecardd through the harness.
+ * hospital is told, what a merge fills and says, the systemd readiness
+ * protocol, and what a TLS file that does not load is called. Each test
+ * starts its own onecardd through the harness.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -427,17 +428,64 @@ notify_next(int fd, char *buf, size_t buflen)
 	return 0;
 }
 
-/* Run onecardd --check-config on h's files; its exit status, stderr in err. */
+/* Run onecardd --check-config on the files cert, key and ca in h->certs;
+ * its exit status, stderr in err. */
 static int
-check_config(struct harness *h, char *err, size_t errlen)
+check_files(struct harness *h, const char *cert, const char *key,
+    const char *ca, char *err, size_t errlen)
 {
 	char cmd[1600], out[256];
 
 	snprintf(cmd, sizeof(cmd),
-	    "onecardd --check-config --db '%s' --cert '%s/broker.pem' "
-	    "--key '%s/broker.key' --ca '%s/ca.pem' --admins admin",
-	    h->db, h->certs, h->certs, h->certs);
+	    "onecardd --check-config --db '%s' --cert '%s/%s' "
+	    "--key '%s/%s' --ca '%s/%s' --admins admin",
+	    h->db, h->certs, cert, h->certs, key, h->certs, ca);
 	return harness_run2(h, NULL, out, sizeof(out), err, errlen, cmd);
+}
+
+/* Run onecardd --check-config on h's files; its exit status, stderr in err. */
+static int
+check_config(struct harness *h, char *err, size_t errlen)
+{
+	return check_files(
+	    h, "broker.pem", "broker.key", "ca.pem", err, errlen);
+}
+
+/* A TLS file that does not load is named with what is wrong with it:
+ * missing, or holding no certificate (or key) at all. */
+static void
+tls_file_errors_name_the_file_and_the_fault(void **state)
+{
+	struct harness h;
+	char err[4096], want[600];
+
+	assert_int_equal(harness_start(&h, NULL, NULL), 0);
+	assert_int_equal(check_files(&h, "none.pem", "broker.key", "ca.pem",
+			     err, sizeof(err)),
+	    1);
+	snprintf(want, sizeof(want),
+	    "tls: cannot load --cert %s/none.pem: No such file or directory\n",
+	    h.certs);
+	assert_non_null(strstr(err, want));
+	assert_int_equal(check_files(&h, "broker.key", "broker.key", "ca.pem",
+			     err, sizeof(err)),
+	    1);
+	snprintf(want, sizeof(want),
+	    "tls: --cert %s/broker.key contains no certificate", h.certs);
+	assert_non_null(strstr(err, want));
+	assert_int_equal(check_files(&h, "broker.pem", "broker.pem", "ca.pem",
+			     err, sizeof(err)),
+	    1);
+	snprintf(want, sizeof(want),
+	    "tls: --key %s/broker.pem contains no private key", h.certs);
+	assert_non_null(strstr(err, want));
+	assert_int_equal(check_files(&h, "broker.pem", "broker.key",
+			     "broker.key", err, sizeof(err)),
+	    1);
+	snprintf(want, sizeof(want),
+	    "tls: --ca %s/broker.key contains no certificate", h.certs);
+	assert_non_null(strstr(err, want));
+	harness_cleanup(&h);
 }
 
 /* Under systemd's Type=notify protocol (a fake NOTIFY_SOCKET the test
@@ -528,6 +576,7 @@ main(void)
 	    cmocka_unit_test(revocation_closes_the_hospitals_open_connections),
 	    cmocka_unit_test(metrics_show_hospitals_build_and_expiry),
 	    cmocka_unit_test(systemd_notify_ready_reload_and_stop),
+	    cmocka_unit_test(tls_file_errors_name_the_file_and_the_fault),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,9 +1,11 @@
 /*
  * test_tls.c: who gets in. A real onecardd on port 0; clients with no
  * certificate, a certificate from another CA, an expired one, one on the
- * CRL, or a CN that is not a registered hospital are refused; revoking a
- * connected hospital closes it; SIGHUP picks up a new CRL without dropping
- * the connections that are open. Exotic certificates are made with the
+ * CRL, or a CN that is not a registered hospital are refused (and the desk
+ * CLI says why); revoking a connected hospital closes it; SIGHUP picks up
+ * a new CRL, or a new certificate and key, without dropping the
+ * connections that are open, and refuses a certificate and key that do
+ * not match, serving the old pair. Exotic certificates are made with the
  * openssl command line inside the test's folder.
  */
 #include <sys/socket.h>
@@ -22,7 +24,10 @@
 
 #include <cmocka.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include "harness.h"
 #include "onecard.h"
@@ -79,6 +84,100 @@ make_crl(struct harness *h, const char *revoke_cn)
 			     "openssl ca -batch -config ca.cnf -gencrl "
 			     "-out crl.tmp && mv crl.tmp crl.pem"),
 	    0);
+}
+
+/* Wait up to 10 s for needle in the broker's log (a reload is
+ * asynchronous). 0 or -1. */
+static int
+wait_for_log(struct harness *h, const char *needle)
+{
+	static char log[1 << 16];
+
+	for (int i = 0; i < 100; i++) {
+		if (harness_log(h, log, sizeof(log)) == 0 &&
+		    strstr(log, needle) != NULL)
+			return 0;
+		usleep(100 * 1000);
+	}
+	return -1;
+}
+
+/* The SHA-256 of the certificate in h->certs/name. */
+static void
+file_fingerprint(struct harness *h, const char *name, unsigned char md[32])
+{
+	char path[400];
+	unsigned int n = 0;
+	FILE *f;
+	X509 *x;
+
+	snprintf(path, sizeof(path), "%s/%s", h->certs, name);
+	assert_non_null(f = fopen(path, "r"));
+	assert_non_null(x = PEM_read_X509(f, NULL, NULL, NULL));
+	fclose(f);
+	assert_int_equal(X509_digest(x, EVP_sha256(), md, &n), 1);
+	assert_int_equal(n, 32);
+	X509_free(x);
+}
+
+/* The SHA-256 of the certificate the broker presents to a new connection
+ * (as cn, checked against the dev CA). */
+static void
+served_fingerprint(struct harness *h, const char *cn, unsigned char md[32])
+{
+	char path[400];
+	unsigned int n = 0;
+	SSL_CTX *ctx;
+	SSL *ssl;
+	X509 *peer;
+	int fd;
+
+	assert_non_null(ctx = SSL_CTX_new(TLS_client_method()));
+	snprintf(path, sizeof(path), "%s/ca.pem", h->certs);
+	assert_int_equal(SSL_CTX_load_verify_locations(ctx, path, NULL), 1);
+	snprintf(path, sizeof(path), "%s/%s.pem", h->certs, cn);
+	assert_int_equal(
+	    SSL_CTX_use_certificate_file(ctx, path, SSL_FILETYPE_PEM), 1);
+	snprintf(path, sizeof(path), "%s/%s.key", h->certs, cn);
+	assert_int_equal(
+	    SSL_CTX_use_PrivateKey_file(ctx, path, SSL_FILETYPE_PEM), 1);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	assert_true((fd = harness_tcp_connect(h->port)) >= 0);
+	assert_non_null(ssl = SSL_new(ctx));
+	SSL_set_fd(ssl, fd);
+	assert_int_equal(SSL_connect(ssl), 1);
+	assert_non_null(peer = SSL_get1_peer_certificate(ssl));
+	assert_int_equal(X509_digest(peer, EVP_sha256(), md, &n), 1);
+	assert_int_equal(n, 32);
+	X509_free(peer);
+	SSL_shutdown(ssl);
+	SSL_free(ssl);
+	close(fd);
+	SSL_CTX_free(ctx);
+	ERR_clear_error();
+}
+
+/* A new broker key and certificate from the dev CA, in h->certs/next/. */
+static void
+make_next_broker_pair(struct harness *h)
+{
+	char cmd[1200];
+
+	snprintf(cmd, sizeof(cmd),
+	    "mkdir -p next && cp ca.pem ca.key next/ && "
+	    "/bin/sh '%s/certs/mkcerts.sh' -d next",
+	    ONECARD_SOURCE_DIR);
+	assert_int_equal(sh_in_certs(h, "%s", cmd), 0);
+}
+
+/* Run `onecard ping` as cn: its exit status; stderr in err. */
+static int
+cli_ping(struct harness *h, const char *cn, char *err, size_t errlen)
+{
+	char out[1024];
+
+	return harness_run2(
+	    h, cn, out, sizeof(out), err, errlen, "onecard ping");
 }
 
 static void
@@ -165,6 +264,7 @@ test_expired_certificate_is_refused(void **state)
 {
 	struct harness h;
 	const char *codes[] = {"OLD", "H1", NULL};
+	char err[4096];
 
 	assert_int_equal(harness_start(&h, codes, NULL), 0);
 	make_ca_db(&h);
@@ -177,6 +277,12 @@ test_expired_certificate_is_refused(void **state)
 		"-in old.csr -out OLD.pem"),
 	    0);
 	assert_int_equal(harness_ping_as(&h, "OLD"), -1);
+	/* The desk is told why (sslv3 alert certificate expired), exit 4. */
+	assert_int_equal(cli_ping(&h, "OLD", err, sizeof(err)), 4);
+	assert_non_null(strstr(err, "the broker refused our certificate "));
+	assert_non_null(strstr(err,
+	    "/OLD.pem: it has expired (sslv3 alert "
+	    "certificate expired); renew it\n"));
 	assert_int_equal(harness_ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
 	harness_cleanup(&h);
 }
@@ -186,7 +292,7 @@ test_certificate_on_the_crl_is_refused(void **state)
 {
 	struct harness h;
 	const char *codes[] = {"H1", "H2", NULL};
-	char crl[400];
+	char crl[400], err[4096];
 	const char *extra[] = {"--crl", crl, NULL};
 
 	assert_int_equal(harness_start(&h, codes, NULL), 0);
@@ -196,6 +302,13 @@ test_certificate_on_the_crl_is_refused(void **state)
 	assert_int_equal(harness_stop(&h, SIGTERM), 0);
 	assert_int_equal(harness_restart(&h, extra), 0);
 	assert_int_equal(harness_ping_as(&h, "H2"), -1);
+	/* The desk is told why (sslv3 alert certificate revoked), exit 4. */
+	assert_int_equal(cli_ping(&h, "H2", err, sizeof(err)), 4);
+	assert_non_null(strstr(err, "the broker refused our certificate "));
+	assert_non_null(strstr(err,
+	    "/H2.pem: it has been revoked (sslv3 alert "
+	    "certificate revoked); ask the registry "
+	    "for a new one\n"));
 	assert_int_equal(harness_ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
 	harness_cleanup(&h);
 }
@@ -310,6 +423,83 @@ test_sighup_picks_up_new_crl_without_dropping_connections(void **state)
 	harness_cleanup(&h);
 }
 
+/*
+ * Rotation as certs/README.md says: replace the broker's certificate and
+ * key files, SIGHUP; a new connection gets the new certificate, one opened
+ * before goes on with its session.
+ */
+static void
+test_sighup_rotates_the_broker_certificate(void **state)
+{
+	struct harness h;
+	const char *codes[] = {"H1", NULL};
+	unsigned char before[32], after[32], want[32];
+	struct onecard_conn *old;
+
+	assert_int_equal(harness_start(&h, codes, NULL), 0);
+	served_fingerprint(&h, "H1", before);
+	file_fingerprint(&h, "broker.pem", want);
+	assert_memory_equal(before, want, 32);
+	assert_int_equal(harness_connect(&h, "H1", &old), ONECARD_OK);
+	assert_int_equal(harness_ping(old), ONECARD__V1__CODE__OK);
+
+	make_next_broker_pair(&h);
+	assert_int_equal(sh_in_certs(&h,
+			     "mv next/broker.key broker.key && "
+			     "mv next/broker.pem broker.pem"),
+	    0);
+	file_fingerprint(&h, "broker.pem", want);
+	assert_memory_not_equal(before, want, 32);
+	assert_int_equal(kill(h.pid, SIGHUP), 0);
+	assert_int_equal(wait_for_log(&h, "tls reloaded"), 0);
+
+	served_fingerprint(&h, "H1", after);
+	assert_memory_equal(after, want, 32);
+	assert_int_equal(harness_ping(old), ONECARD__V1__CODE__OK);
+	assert_int_equal(harness_ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
+	onecard_close(old);
+	harness_cleanup(&h);
+}
+
+/*
+ * A rotation half done (the new certificate, the old key) is refused on
+ * SIGHUP: the broker says why and goes on serving the old pair, to old and
+ * new connections; the matching key and another SIGHUP finish it.
+ */
+static void
+test_sighup_with_a_mismatched_pair_keeps_the_old_one(void **state)
+{
+	struct harness h;
+	const char *codes[] = {"H1", NULL};
+	unsigned char before[32], now[32], want[32];
+	struct onecard_conn *old;
+
+	assert_int_equal(harness_start(&h, codes, NULL), 0);
+	served_fingerprint(&h, "H1", before);
+	assert_int_equal(harness_connect(&h, "H1", &old), ONECARD_OK);
+
+	make_next_broker_pair(&h);
+	assert_int_equal(sh_in_certs(&h, "cp next/broker.pem broker.pem"), 0);
+	assert_int_equal(kill(h.pid, SIGHUP), 0);
+	assert_int_equal(wait_for_log(&h, "tls reload failed"), 0);
+	assert_int_equal(
+	    wait_for_log(&h, "broker.key does not match --cert"), 0);
+	served_fingerprint(&h, "H1", now);
+	assert_memory_equal(now, before, 32);
+	assert_int_equal(harness_ping(old), ONECARD__V1__CODE__OK);
+	assert_int_equal(harness_ping_as(&h, "H1"), ONECARD__V1__CODE__OK);
+
+	assert_int_equal(sh_in_certs(&h, "cp next/broker.key broker.key"), 0);
+	assert_int_equal(kill(h.pid, SIGHUP), 0);
+	assert_int_equal(wait_for_log(&h, "tls reloaded"), 0);
+	served_fingerprint(&h, "H1", now);
+	file_fingerprint(&h, "broker.pem", want);
+	assert_memory_equal(now, want, 32);
+	assert_int_equal(harness_ping(old), ONECARD__V1__CODE__OK);
+	onecard_close(old);
+	harness_cleanup(&h);
+}
+
 int
 main(void)
 {
@@ -323,6 +513,9 @@ main(void)
 	    cmocka_unit_test(test_revoking_a_connected_hospital_closes_it),
 	    cmocka_unit_test(
 		test_sighup_picks_up_new_crl_without_dropping_connections),
+	    cmocka_unit_test(test_sighup_rotates_the_broker_certificate),
+	    cmocka_unit_test(
+		test_sighup_with_a_mismatched_pair_keeps_the_old_one),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
