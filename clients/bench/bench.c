@@ -660,10 +660,15 @@ main(int argc, char **argv)
 		bench_report_text(
 		    b, run, run_ns, b->populate ? pop : NULL, pop_ns);
 	fflush(stdout);
-	rc = run->errors > 0 || atomic_load(&b->connect_failed) > 0 ||
-		(b->populate && pop->not_ok + pop->errors > 0)
-	    ? 1
-	    : 0;
+	/* The exit-code table of docs/cli.md: a connection that failed or
+	 * was lost is a transport error (4); an error reply, a broker one. */
+	if (run->errors > 0 || atomic_load(&b->connect_failed) > 0 ||
+	    atomic_load(&b->conns_lost) > 0 || (b->populate && pop->errors > 0))
+		rc = CLI_EXIT_CONNECT;
+	else if (b->populate && pop->not_ok > 0)
+		rc = CLI_EXIT_BROKER;
+	else
+		rc = CLI_EXIT_OK;
 out:
 	keyfile_free(&b->keyfile);
 	free(pop);
