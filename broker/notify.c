@@ -158,6 +158,13 @@ notify_pump(struct sub *s)
 
 	rc = registry_events_push(s->w->reg, &who, &s->cursor, NOTIFY_CHUNK,
 	    conn_output(s->c), &pushed);
+	if (rc == REGISTRY_EVENTS_GONE) {
+		conn_close_with(s->c, ONECARD__V1__CODE__OUT_OF_RANGE,
+		    "subscribe: the events after the last one sent are no "
+		    "longer kept (--event-retention); resync with lookups, "
+		    "then subscribe from_now");
+		return -1;
+	}
 	if (rc < 0) {
 		conn_close_with(s->c, ONECARD__V1__CODE__UNAVAILABLE,
 		    "subscribe: the event log cannot be read now; subscribe "

@@ -19,7 +19,7 @@
 #define MERGE_MAX_HOPS 64 /* merged_into links followed before giving up */
 
 /* Unix time in milliseconds. */
-static int64_t
+int64_t
 registry_now_ms(void)
 {
 	struct timespec ts;
@@ -145,7 +145,7 @@ registry_open(const char *url, int writer, const struct registry_limits *lim,
 	else
 		registry_limits_default(&reg->lim);
 	if (writer)
-		registry_mem_set_max_unfolded(reg->lim.max_unfolded);
+		registry_mem_set_limits(&reg->lim);
 	if ((reg->h = be->open(path, writer, err, errlen)) == NULL) {
 		free(reg);
 		return NULL;

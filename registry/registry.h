@@ -97,8 +97,10 @@ void registry_prefetch_lookups(struct registry *reg, const char *const *domain,
  * Reply{id 0, OK, event} for each event after *cursor that who may see,
  * reading at most max events, and move *cursor past each one read. Returns
  * how many were read (fewer than max: none are left for now), with how many
- * were pushed in *pushed; or -1 (logged).
+ * were pushed in *pushed; REGISTRY_EVENTS_GONE when retention dropped
+ * events after *cursor; or -1 (logged).
  */
+#define REGISTRY_EVENTS_GONE (-2)
 int registry_events_push(struct registry *reg, const struct actor *who,
     uint64_t *cursor, unsigned max, struct evbuffer *out, unsigned *pushed);
 /* The last durable event's seq, and retention's floor: the events up to it

@@ -33,6 +33,9 @@ registry_copy(char *dst, const char *src, size_t dstlen)
 	dst[n] = '\0';
 }
 
+/* Unix time in milliseconds (registry.c). */
+int64_t registry_now_ms(void);
+
 /* Copy len bytes of s (plus a NUL) into the arena; NULL if out of memory. */
 char *registry_arena_strndup(
     struct registry_arena *a, const char *s, size_t len);

@@ -101,6 +101,7 @@ registry_events_push(struct registry *reg, const struct actor *who,
 {
 	struct ev_vec vv = {.a = &reg->arena};
 	struct reg_op o;
+	uint64_t floor;
 	int rc, own_txn = !reg->in_batch;
 
 	*pushed = 0;
@@ -114,10 +115,24 @@ registry_events_push(struct registry *reg, const struct actor *who,
 	/* One read transaction: the events and the records agree. */
 	if (own_txn && reg->be->begin(reg->h, 0) < 0)
 		return -1;
+	/* Events after the cursor dropped by retention, before or while it
+	 * read: the subscriber cannot have them all. */
+	if ((rc = reg->be->event_floor(reg->h, &floor)) < 0)
+		goto done;
+	if (*cursor < floor) {
+		rc = REGISTRY_EVENTS_GONE;
+		goto done;
+	}
 	rc = reg->be->event_scan(reg->h, *cursor, max, ev_vec_add, &vv);
 	if (rc < 0) {
 		log_warnx("registry: cannot read events after %llu",
 		    (unsigned long long)*cursor);
+		goto done;
+	}
+	if ((rc = reg->be->event_floor(reg->h, &floor)) < 0)
+		goto done;
+	if (*cursor < floor) {
+		rc = REGISTRY_EVENTS_GONE;
 		goto done;
 	}
 	for (unsigned i = 0; i < vv.n; i++) {
@@ -137,7 +152,7 @@ done:
 	if (own_txn)
 		reg->be->rollback(reg->h);
 	arena_reset(&reg->arena);
-	return rc < 0 ? -1 : rc;
+	return rc == REGISTRY_EVENTS_GONE ? rc : rc < 0 ? -1 : rc;
 }
 
 static int

@@ -64,6 +64,15 @@ int registry_image_events_after(void *h, uint64_t after, uint64_t upto,
     unsigned limit, registry_event_cb cb, void *arg);
 /* Events up to this seq were dropped by retention (0: none). */
 int registry_image_event_floor(void *h, uint64_t *floor);
+/*
+ * Retention, on the fold's handle: drop the oldest events beyond the last
+ * keep_events, or older than keep_ms (0, 0: keep all), at most
+ * REGISTRY_PRUNE_BATCH of them in one call, in a transaction of its own;
+ * the floor after it into *floor. 0 or a REGISTRY_E* code.
+ */
+#define REGISTRY_PRUNE_BATCH 10000
+int registry_image_prune(void *h, uint64_t keep_events, int64_t keep_ms,
+    int64_t now_ms, uint64_t *floor);
 
 /* A consistent copy of the image into the new file dst (SQLite's online
  * backup); then make a copy stand alone (rollback journal, no WAL). */

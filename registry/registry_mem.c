@@ -208,6 +208,12 @@ struct mem_db {
 	int log_wait; /* the writer waits for the fold to empty the log */
 	size_t max_unfolded;
 	const char *hold; /* tests: the fold waits while this file exists */
+	/* Retention (the fold's): the last keep_events, or keep_ms. */
+	uint64_t keep_events;
+	int64_t keep_ms;
+	struct timespec pruned_at;
+	int prune_failing, prune_more;
+	atomic_uint_fast64_t event_floor; /* events up to it are gone */
 };
 
 struct mem_handle {
@@ -218,12 +224,13 @@ struct mem_handle {
 
 static pthread_mutex_t mem_open_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct mem_db *mem_dbs;
-static size_t mem_max_unfolded = REGISTRY_DEFAULT_MAX_UNFOLDED;
+static struct registry_limits mem_lim = {
+    .max_unfolded = REGISTRY_DEFAULT_MAX_UNFOLDED};
 
 void
-registry_mem_set_max_unfolded(size_t bytes)
+registry_mem_set_limits(const struct registry_limits *lim)
 {
-	mem_max_unfolded = bytes;
+	mem_lim = *lim;
 }
 
 /* --- Hash tables ------------------------------------------------------ */
@@ -1641,12 +1648,8 @@ mem_event_scan(
 static int
 mem_event_floor(void *hv, uint64_t *floor)
 {
-	struct mem_handle *h = hv;
-
-	*floor = 0;
-	if (mem_image(h, "events") == NULL)
-		return REGISTRY_EUNAVAIL;
-	return registry_image_event_floor(h->img, floor);
+	*floor = atomic_load(&((struct mem_handle *)hv)->db->event_floor);
+	return 0;
 }
 
 static int
@@ -2402,6 +2405,44 @@ until(const struct timespec *t)
 }
 
 /*
+ * Retention: at most once a second, drop the image's oldest events beyond
+ * what --event-retention keeps (a batch at a time, so a fold is never held
+ * up for long). Subscribers behind the new floor are told so.
+ */
+static int
+fold_prune_due(struct mem_db *db)
+{
+	return (db->keep_events != 0 || db->keep_ms != 0) &&
+	    (db->prune_more || db->pruned_at.tv_sec == 0 ||
+		since(&db->pruned_at) >= 1.0);
+}
+
+static void
+fold_prune(struct mem_db *db)
+{
+	uint64_t floor, old = atomic_load(&db->event_floor);
+	int rc;
+
+	if (!fold_prune_due(db))
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &db->pruned_at);
+	rc = registry_image_prune(
+	    db->img, db->keep_events, db->keep_ms, registry_now_ms(), &floor);
+	if (rc != 0) {
+		if (!db->prune_failing)
+			log_warnx("registry %s: cannot drop old events "
+				  "(--event-retention); retrying",
+			    db->path);
+		db->prune_failing = 1;
+		return;
+	}
+	db->prune_failing = 0;
+	/* A whole batch went: there may be more to drop at once. */
+	db->prune_more = floor >= old + REGISTRY_PRUNE_BATCH;
+	atomic_store(&db->event_floor, floor);
+}
+
+/*
  * Fold now? When stopping; not before a failed fold's retry time nor while
  * a test holds it; else once MEM_FOLD_MIN_BYTES are queued, the oldest has
  * waited MEM_FOLD_DELAY_MS, or writes wait for it. A fold of many groups
@@ -2411,7 +2452,7 @@ static int
 fold_ready(struct mem_db *db, const struct timespec *retry_at)
 {
 	if (db->fq_head == NULL)
-		return db->fold_stop;
+		return db->fold_stop || fold_prune_due(db);
 	if (db->fold_stop)
 		return 1;
 	if (until(retry_at) > 0 || fold_held(db))
@@ -2428,11 +2469,12 @@ fold_sleep(struct mem_db *db, const struct timespec *retry_at)
 	struct timespec ts;
 	double wait;
 
-	if (db->fq_head == NULL) {
+	if (db->fq_head == NULL && db->keep_events == 0 && db->keep_ms == 0) {
 		pthread_cond_wait(&db->fq_cv, &db->fq_mu);
 		return;
 	}
-	wait = until(retry_at);
+	wait =
+	    db->fq_head == NULL ? 1.0 - since(&db->pruned_at) : until(retry_at);
 	if (wait <= 0)
 		wait = fold_held(db)
 		    ? 0.02
@@ -2464,8 +2506,13 @@ fold_main(void *arg)
 		while (!fold_ready(db, &retry_at))
 			fold_sleep(db, &retry_at);
 		stop = db->fold_stop;
-		if ((first = db->fq_head) == NULL ||
-		    (stop && db->fold_failing)) {
+		if ((first = db->fq_head) == NULL && !stop) {
+			/* Nothing to fold, but old events to drop. */
+			pthread_mutex_unlock(&db->fq_mu);
+			fold_prune(db);
+			continue;
+		}
+		if (first == NULL || (stop && db->fold_failing)) {
 			pthread_mutex_unlock(&db->fq_mu);
 			break;
 		}
@@ -2535,6 +2582,7 @@ fold_main(void *arg)
 			if (f == last)
 				break;
 		}
+		fold_prune(db);
 	}
 	return NULL;
 }
@@ -2663,7 +2711,7 @@ db_open(const char *path, char *err, size_t errlen)
 	struct mem_db *db = calloc(1, sizeof(*db));
 	pthread_rwlockattr_t attr;
 	struct timespec t0, t1;
-	uint64_t applied = 0, log_id = 0, max_event = 0, replayed;
+	uint64_t applied = 0, log_id = 0, max_event = 0, floor = 0, replayed;
 	struct mallinfo2 m0, m1;
 	double load_s, index_bytes;
 	sigset_t all, old;
@@ -2685,7 +2733,9 @@ db_open(const char *path, char *err, size_t errlen)
 	pthread_mutex_init(&db->fq_mu, NULL);
 	pthread_cond_init(&db->fq_cv, NULL);
 	pthread_cond_init(&db->room_cv, NULL);
-	db->max_unfolded = mem_max_unfolded;
+	db->max_unfolded = mem_lim.max_unfolded;
+	db->keep_events = mem_lim.keep_events;
+	db->keep_ms = mem_lim.keep_ms;
 	db->hold = getenv("ONECARD_TEST_FOLD_HOLD");
 	if (tab_init(&db->idents, 0, ident_key) == -1 ||
 	    tab_init(&db->pids, 0, patient_key) == -1 ||
@@ -2715,6 +2765,11 @@ db_open(const char *path, char *err, size_t errlen)
 		&db->last_merge, err, errlen) == -1)
 		goto fail;
 	db->last_event = db->trimmed_event = max_event;
+	if (registry_image_event_floor(db->img, &floor) == -1) {
+		snprintf(err, errlen, "%s: cannot read event_floor", path);
+		goto fail;
+	}
+	atomic_store(&db->event_floor, floor);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	load_s = since(&t0) - since(&t1);
 	db->folded_seq = applied;

@@ -12,8 +12,8 @@
 
 extern const struct registry_backend registry_mem;
 
-/* The bound on synced bytes not yet folded into the image, for registries
- * opened after the call (registry_open passes the limit). */
-void registry_mem_set_max_unfolded(size_t bytes);
+/* The limits (max_unfolded, keep_events, keep_ms) of registries opened
+ * after the call (registry_open passes them). */
+void registry_mem_set_limits(const struct registry_limits *lim);
 
 #endif

@@ -115,6 +115,8 @@ enum sqlite_stmt {
 	ST_EVENT_SCAN,
 	ST_EVENT_FLOOR,
 	ST_EVENT_PRUNE,
+	ST_EVENT_KEEP_COUNT,
+	ST_EVENT_KEEP_AGE,
 	ST_EVENT_FLOOR_SET,
 	ST_HOSPITAL_GET,
 	ST_HOSPITAL_PUT,
@@ -204,7 +206,11 @@ static const char *const sqlite_sql[ST_MAX] = {
     [ST_EVENT_SCAN] = "SELECT " SQLITE_EVENT_COLS " FROM events"
 		      " WHERE seq > ?1 AND seq <= ?2 ORDER BY seq LIMIT ?3",
     [ST_EVENT_FLOOR] = "SELECT seq FROM event_floor WHERE id = 0",
-    [ST_EVENT_PRUNE] = "DELETE FROM events WHERE seq <= ?1",
+    [ST_EVENT_PRUNE] = "DELETE FROM events WHERE seq > ?1 AND seq <= ?2",
+    [ST_EVENT_KEEP_COUNT] = "SELECT coalesce(max(seq), 0) FROM events",
+    [ST_EVENT_KEEP_AGE] = "SELECT coalesce(max(seq), 0) FROM (SELECT seq,"
+			  " time_ms FROM events WHERE seq > ?1 ORDER BY seq"
+			  " LIMIT ?3) WHERE time_ms < ?2",
     [ST_EVENT_FLOOR_SET] = "UPDATE event_floor SET seq = ?1 WHERE id = 0"
 			   " AND seq < ?1",
     [ST_HOSPITAL_GET] =
@@ -1704,7 +1710,8 @@ registry_image_load(void *hv, const struct registry_image_sink *sink, void *arg,
 		    " ORDER BY merge_id, domain, value",
 		    sqlite_load_merge_ident, sink, arg, err, errlen) == -1 ||
 		sqlite_scan(h,
-		    "SELECT (SELECT coalesce(max(seq), 0) FROM events),"
+		    "SELECT max((SELECT coalesce(max(seq), 0) FROM events),"
+		    " (SELECT seq FROM event_floor)),"
 		    " (SELECT coalesce(max(id), 0) FROM merges)",
 		    sqlite_load_max, NULL, max, err, errlen) == -1
 	    ? -1
@@ -1746,6 +1753,71 @@ void
 registry_image_fold_rollback(void *h)
 {
 	sqlite_rollback(h);
+}
+
+/* One number from statement q (bound by the caller) into *v. */
+static int
+sqlite_one(
+    struct sqlite_handle *h, enum sqlite_stmt q, sqlite3_stmt *s, int64_t *v)
+{
+	int rc = sqlite3_step(s);
+
+	*v = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+	return sqlite_done(h, q, s, rc, 0);
+}
+
+int
+registry_image_prune(void *hv, uint64_t keep_events, int64_t keep_ms,
+    int64_t now_ms, uint64_t *floor)
+{
+	struct sqlite_handle *h = hv;
+	sqlite3_stmt *s;
+	int64_t want = 0, max = 0;
+	uint64_t old;
+	int rc;
+
+	if ((rc = sqlite_event_floor(h, &old)) != 0)
+		return rc;
+	*floor = old;
+	if (keep_events > 0) {
+		if ((s = sqlite_stmt(h, ST_EVENT_KEEP_COUNT)) == NULL ||
+		    (rc = sqlite_one(h, ST_EVENT_KEEP_COUNT, s, &max)) != 0)
+			return s == NULL ? REGISTRY_EFAIL : rc;
+		want = max - (int64_t)keep_events;
+	} else if (keep_ms > 0) {
+		if ((s = sqlite_stmt(h, ST_EVENT_KEEP_AGE)) == NULL)
+			return REGISTRY_EFAIL;
+		sqlite3_bind_int64(s, 1, (sqlite3_int64)old);
+		sqlite3_bind_int64(s, 2, now_ms - keep_ms);
+		sqlite3_bind_int(s, 3, REGISTRY_PRUNE_BATCH);
+		if ((rc = sqlite_one(h, ST_EVENT_KEEP_AGE, s, &want)) != 0)
+			return rc;
+	}
+	if (want > (int64_t)old + REGISTRY_PRUNE_BATCH)
+		want = (int64_t)old + REGISTRY_PRUNE_BATCH;
+	if (want <= (int64_t)old)
+		return 0;
+	if ((rc = sqlite_simple(h, ST_BEGIN_IMMEDIATE)) != 0)
+		return rc;
+	if ((s = sqlite_stmt(h, ST_EVENT_PRUNE)) == NULL) {
+		sqlite_rollback(h);
+		return REGISTRY_EFAIL;
+	}
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)old);
+	sqlite3_bind_int64(s, 2, want);
+	if ((rc = sqlite_exec_stmt(h, ST_EVENT_PRUNE, s)) != 0 ||
+	    (s = sqlite_stmt(h, ST_EVENT_FLOOR_SET)) == NULL) {
+		sqlite_rollback(h);
+		return rc != 0 ? rc : REGISTRY_EFAIL;
+	}
+	sqlite3_bind_int64(s, 1, want);
+	if ((rc = sqlite_exec_stmt(h, ST_EVENT_FLOOR_SET, s)) != 0 ||
+	    (rc = sqlite_simple(h, ST_COMMIT)) != 0) {
+		sqlite_rollback(h);
+		return rc;
+	}
+	*floor = (uint64_t)want;
+	return 0;
 }
 
 int

@@ -284,6 +284,71 @@ bad_subscriptions_get_defined_answers(void **state)
 	harness_cleanup(&h);
 }
 
+/* --event-retention 5: once the log is folded, the older events are gone
+ * and a subscription from before them is OUT_OF_RANGE; one from within
+ * the kept ones gets them; seq goes on rising across a restart. */
+static void
+retention_drops_old_events_and_says_so(void **state)
+{
+	struct harness h;
+	const char *codes[] = {"H1", NULL};
+	const char *extra[] = {"--event-retention", "5", NULL};
+	struct onecard_conn *conn;
+	Onecard__V1__Reply *r = NULL;
+	uint64_t last = 0;
+	int i;
+
+	(void)state;
+	assert_int_equal(harness_start(&h, codes, extra), 0);
+	for (i = 0; i < 20; i++)
+		run_ok(&h, "H1", "onecard enroll hosp:H1=R%d", i);
+	conn = connect_as(&h, "admin", 5000);
+	/* the fold prunes at most once a second: wait for it */
+	for (i = 0; i < 100; i++) {
+		r = subscribe(conn, 0, 0);
+		if (r->code == CODE(OUT_OF_RANGE))
+			break;
+		onecard_reply_free(r);
+		r = NULL;
+		onecard_close(conn);
+		conn = connect_as(&h, "admin", 5000);
+		usleep(100000);
+	}
+	assert_non_null(r);
+	assert_int_equal(r->code, CODE(OUT_OF_RANGE));
+	assert_non_null(strstr(r->message, "no longer kept"));
+	onecard_reply_free(r);
+	r = subscribe(conn, 0, 1);
+	assert_int_equal(r->code, CODE(OK));
+	last = r->event->seq;
+	onecard_reply_free(r);
+	onecard_close(conn);
+	/* the last three are still there */
+	conn = connect_as(&h, "admin", 5000);
+	r = subscribe(conn, last - 3, 0);
+	assert_int_equal(r->code, CODE(OK));
+	onecard_reply_free(r);
+	for (uint64_t seq = last - 2; seq <= last; seq++) {
+		r = next_event(conn);
+		assert_int_equal(r->event->seq, seq);
+		onecard_reply_free(r);
+	}
+	onecard_close(conn);
+	/* a restart keeps counting from where it was */
+	assert_int_equal(harness_stop(&h, SIGTERM), 0);
+	assert_int_equal(harness_restart(&h, extra), 0);
+	run_ok(&h, "H1", "onecard enroll hosp:H1=AFTER");
+	conn = connect_as(&h, "admin", 5000);
+	r = subscribe(conn, last, 0);
+	assert_int_equal(r->code, CODE(OK));
+	onecard_reply_free(r);
+	r = next_event(conn);
+	assert_int_equal(r->event->seq, last + 1);
+	onecard_reply_free(r);
+	onecard_close(conn);
+	harness_cleanup(&h);
+}
+
 int
 main(void)
 {
@@ -292,6 +357,7 @@ main(void)
 	    cmocka_unit_test(
 		hospitals_hear_of_their_patients_and_of_a_merge_that_moves_their_card),
 	    cmocka_unit_test(bad_subscriptions_get_defined_answers),
+	    cmocka_unit_test(retention_drops_old_events_and_says_so),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
