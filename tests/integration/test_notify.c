@@ -8,6 +8,7 @@
  * writes from 8 connections; many subscribers at once.
  */
 #define _GNU_SOURCE
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -15,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -349,6 +351,247 @@ retention_drops_old_events_and_says_so(void **state)
 	harness_cleanup(&h);
 }
 
+/* The registry's last event, as an admin's stats says. */
+static uint64_t
+last_event(struct harness *h)
+{
+	Onecard__V1__Request req = ONECARD__V1__REQUEST__INIT;
+	Onecard__V1__Stats st = ONECARD__V1__STATS__INIT;
+	Onecard__V1__Reply *r = NULL;
+	struct onecard_conn *conn = connect_as(h, "admin", 10000);
+	uint64_t n;
+
+	req.id = 5;
+	req.op_case = ONECARD__V1__REQUEST__OP_STATS;
+	req.stats = &st;
+	assert_int_equal(onecard_call(conn, &req, &r), ONECARD_OK);
+	assert_int_equal(r->code, CODE(OK));
+	n = r->stats->events;
+	onecard_reply_free(r);
+	onecard_close(conn);
+	return n;
+}
+
+#define WRITERS     8
+#define WRITES_EACH 150
+
+struct writer_arg {
+	struct harness *h;
+	int t;
+	atomic_int *done;
+};
+
+/* One connection's enrollments, one at a time. */
+static void *
+writer_main(void *arg)
+{
+	struct writer_arg *wa = arg;
+	struct onecard_options opt;
+	struct onecard_conn *conn = NULL;
+	struct harness_enroll e;
+	Onecard__V1__Reply *r;
+
+	harness_options(wa->h, "H1", &opt);
+	if (onecard_connect(&opt, &conn, NULL, 0) != ONECARD_OK)
+		return NULL;
+	for (int i = 0; i < WRITES_EACH; i++) {
+		harness_enroll_init(
+		    &e, (uint64_t)i + 1, "hosp:H1", "W%d-%d", wa->t, i);
+		r = NULL;
+		if (onecard_call(conn, &e.req, &r) == ONECARD_OK &&
+		    r->code == CODE(OK))
+			atomic_fetch_add(wa->done, 1);
+		onecard_reply_free(r);
+	}
+	onecard_close(conn);
+	return NULL;
+}
+
+/* Read events on conn until seq reaches upto: each one the next seq. */
+static void
+drain_contiguous(struct onecard_conn *conn, uint64_t after, uint64_t upto)
+{
+	Onecard__V1__Reply *r;
+
+	for (uint64_t seq = after + 1; seq <= upto; seq++) {
+		r = next_event(conn);
+		if (r->event->seq != seq)
+			fail_msg("event %llu where %llu was due",
+			    (unsigned long long)r->event->seq,
+			    (unsigned long long)seq);
+		onecard_reply_free(r);
+	}
+}
+
+/* Writes from 8 connections while one subscriber follows from the start
+ * and another joins halfway from an older seq (its backlog and the live
+ * events interleave): both see every seq once, in order, with no gap up
+ * to the registry's own last event. */
+static void
+order_holds_under_writes_from_8_connections(void **state)
+{
+	struct harness h;
+	const char *codes[] = {"H1", NULL};
+	struct writer_arg wa[WRITERS];
+	pthread_t th[WRITERS];
+	struct onecard_conn *a, *b;
+	Onecard__V1__Reply *r;
+	atomic_int done = 0;
+	uint64_t start, mid, last;
+
+	(void)state;
+	assert_int_equal(harness_start(&h, codes, NULL), 0);
+	a = connect_as(&h, "admin", 10000);
+	r = subscribe(a, 0, 0);
+	assert_int_equal(r->code, CODE(OK));
+	start = r->event->seq;
+	onecard_reply_free(r);
+	for (int t = 0; t < WRITERS; t++) {
+		wa[t] = (struct writer_arg){&h, t, &done};
+		assert_int_equal(
+		    pthread_create(&th[t], NULL, writer_main, &wa[t]), 0);
+	}
+	while (atomic_load(&done) < WRITERS * WRITES_EACH / 2)
+		usleep(10000);
+	mid = last_event(&h);
+	b = connect_as(&h, "admin", 10000);
+	r = subscribe(b, mid / 2, 0);
+	assert_int_equal(r->code, CODE(OK));
+	onecard_reply_free(r);
+	for (int t = 0; t < WRITERS; t++)
+		pthread_join(th[t], NULL);
+	assert_int_equal(atomic_load(&done), WRITERS * WRITES_EACH);
+	last = last_event(&h);
+	assert_true(last >= start + WRITERS * WRITES_EACH);
+	drain_contiguous(a, 0, last);
+	drain_contiguous(b, mid / 2, last);
+	assert_quiet(a);
+	assert_quiet(b);
+	onecard_close(a);
+	onecard_close(b);
+	harness_cleanup(&h);
+}
+
+/* A metric's value on the broker's /metrics. */
+static double
+metric(struct harness *h, const char *series)
+{
+	static char body[1 << 20];
+	int port = harness_metrics_port(h);
+
+	assert_true(port > 0);
+	assert_int_equal(
+	    harness_http_get(port, "/metrics", body, sizeof(body), NULL, 0),
+	    200);
+	return harness_metric(body, series);
+}
+
+/* A subscriber that never reads is paused at --max-pending-output with its
+ * events left in the log, and closed past --stall-timeout; a subscriber
+ * that reads gets every event meanwhile. */
+static void
+a_subscriber_that_never_reads_is_paused_then_closed(void **state)
+{
+	struct harness h;
+	const char *codes[] = {"H1", NULL};
+	const char *extra[] = {"--max-pending-output", "65536",
+	    "--stall-timeout", "20", "--metrics-listen", "127.0.0.1:0", NULL};
+	struct onecard_conn *slow, *fast;
+	struct harness_load *load;
+	Onecard__V1__Reply *r;
+	char series[128], log[1 << 16], *p;
+	uint64_t last, slow_id;
+	int closed = 0;
+
+	(void)state;
+	assert_int_equal(harness_start(&h, codes, extra), 0);
+	slow = connect_as(&h, "admin", 10000);
+	r = subscribe(slow, 0, 0);
+	assert_int_equal(r->code, CODE(OK));
+	onecard_reply_free(r);
+	fast = connect_as(&h, "admin", 10000);
+	r = subscribe(fast, 0, 0);
+	assert_int_equal(r->code, CODE(OK));
+	onecard_reply_free(r);
+	/* Writes until well past what the socket buffers could hide: the
+	 * slow one's events wait in the log (its lag grows; its output
+	 * stays at its bound), long before its stall deadline. */
+	load = harness_load_start(&h, "H1", "S", 4);
+	assert_non_null(load);
+	assert_int_equal(harness_log(&h, log, sizeof(log)), 0);
+	assert_non_null(strstr(log, "subscribe id="));
+	slow_id = strtoull(strstr(log, "subscribe id=") + 13, NULL, 10);
+	snprintf(series, sizeof(series),
+	    "onecard_subscriber_lag_events{hospital=\"admin\",conn=\"%llu\"}",
+	    (unsigned long long)slow_id);
+	while (metric(&h, series) < 20000)
+		usleep(100000);
+	run_ok(&h, "admin", "onecardctl hospital revoke H1");
+	assert_true(harness_load_wait(load) > 0);
+	harness_load_free(load);
+	last = last_event(&h);
+	drain_contiguous(fast, 0, last);
+	/* ... and past --stall-timeout it is closed; the reader stays */
+	for (int i = 0; i < 600 && !closed; i++) {
+		usleep(100000);
+		closed = metric(&h, "onecard_subscribers") == 1;
+	}
+	assert_true(closed);
+	/* closed by its stall deadline: its output not taken in time */
+	assert_int_equal(harness_log(&h, log, sizeof(log)), 0);
+	snprintf(series, sizeof(series), "unsubscribe id=%llu ",
+	    (unsigned long long)slow_id);
+	assert_non_null(p = strstr(log, series));
+	if (strstr(p, "reason=\"output stuck\"") == NULL &&
+	    strstr(p, "reason=\"replies not read\"") == NULL)
+		fail_msg("closed, but not for its stall: %.200s", p);
+	assert_int_equal(harness_ping(fast), CODE(OK));
+	onecard_close(slow);
+	onecard_close(fast);
+	harness_cleanup(&h);
+}
+
+#define MANY 1000
+
+/* A thousand subscribers at once each hear of one enrollment. */
+static void
+a_thousand_subscribers_each_hear_of_a_write(void **state)
+{
+	struct harness h;
+	const char *codes[] = {"H1", NULL};
+	const char *extra[] = {"--metrics-listen", "127.0.0.1:0", NULL};
+	static struct onecard_conn *c[MANY];
+	struct rlimit rl;
+	Onecard__V1__Reply *r;
+
+	(void)state;
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &rl), 0);
+	if (rl.rlim_cur < MANY + 200) {
+		rl.rlim_cur = rl.rlim_max;
+		assert_int_equal(setrlimit(RLIMIT_NOFILE, &rl), 0);
+	}
+	assert_true(rl.rlim_cur >= MANY + 200);
+	assert_int_equal(harness_start(&h, codes, extra), 0);
+	for (int i = 0; i < MANY; i++) {
+		c[i] = connect_as(&h, i % 2 ? "admin" : "H1", 20000);
+		r = subscribe(c[i], 0, 1);
+		assert_int_equal(r->code, CODE(OK));
+		onecard_reply_free(r);
+	}
+	assert_true(metric(&h, "onecard_subscribers") == MANY);
+	run_ok(&h, "H1", "onecard enroll --name Many hosp:H1=MANY1");
+	for (int i = 0; i < MANY; i++) {
+		r = next_event(c[i]);
+		assert_string_equal(r->event->op, "enroll");
+		assert_string_equal(
+		    r->event->patient->demographics->name, "Many");
+		onecard_reply_free(r);
+	}
+	for (int i = 0; i < MANY; i++)
+		onecard_close(c[i]);
+	harness_cleanup(&h);
+}
+
 int
 main(void)
 {
@@ -358,6 +601,10 @@ main(void)
 		hospitals_hear_of_their_patients_and_of_a_merge_that_moves_their_card),
 	    cmocka_unit_test(bad_subscriptions_get_defined_answers),
 	    cmocka_unit_test(retention_drops_old_events_and_says_so),
+	    cmocka_unit_test(order_holds_under_writes_from_8_connections),
+	    cmocka_unit_test(
+		a_subscriber_that_never_reads_is_paused_then_closed),
+	    cmocka_unit_test(a_thousand_subscribers_each_hear_of_a_write),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
