@@ -1150,9 +1150,11 @@ conn_readcb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	if (what & EV_TIMEOUT) {
-		/* Busy, not idle, while requests are in flight. */
+		/* Busy, not idle, while requests are in flight; nor is a
+		 * subscriber waiting for events (its stall deadline bounds
+		 * one that does not read them). */
 		if (c->state == CONN_OPEN && c->outstanding == 0 &&
-		    c->nparked == 0)
+		    c->nparked == 0 && c->sub == NULL)
 			conn_free(c, "idle timeout", 1);
 		return;
 	}

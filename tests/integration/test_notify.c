@@ -592,6 +592,35 @@ a_thousand_subscribers_each_hear_of_a_write(void **state)
 	harness_cleanup(&h);
 }
 
+/* --idle-timeout closes a quiet connection, but not a subscriber that
+ * waits for events. */
+static void
+a_subscriber_is_not_idle(void **state)
+{
+	struct harness h;
+	const char *codes[] = {"H1", NULL};
+	const char *extra[] = {"--idle-timeout", "1", NULL};
+	struct onecard_conn *sub, *quiet;
+	Onecard__V1__Reply *r;
+
+	(void)state;
+	assert_int_equal(harness_start(&h, codes, extra), 0);
+	sub = connect_as(&h, "H1", 5000);
+	quiet = connect_as(&h, "H1", 5000);
+	r = subscribe(sub, 0, 1);
+	assert_int_equal(r->code, CODE(OK));
+	onecard_reply_free(r);
+	usleep(2500000);
+	assert_int_not_equal(harness_ping(quiet), CODE(OK));
+	run_ok(&h, "H1", "onecard enroll hosp:H1=IDLE1");
+	r = next_event(sub);
+	assert_string_equal(r->event->op, "enroll");
+	onecard_reply_free(r);
+	onecard_close(sub);
+	onecard_close(quiet);
+	harness_cleanup(&h);
+}
+
 int
 main(void)
 {
@@ -605,6 +634,7 @@ main(void)
 	    cmocka_unit_test(
 		a_subscriber_that_never_reads_is_paused_then_closed),
 	    cmocka_unit_test(a_thousand_subscribers_each_hear_of_a_write),
+	    cmocka_unit_test(a_subscriber_is_not_idle),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
