@@ -25,15 +25,21 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <netdb.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <sys/socket.h>
+
 #include "onecard.h"
+#include "wire.h"
 
 #define PID_MAX 48
 
 static struct {
-	int subscribers, writers, backlog, idle;
+	int subscribers, writers, backlog, idle, raw;
 	double rate, duration;
 	struct onecard_options opt;
-	atomic_int stop, subscribed;
+	atomic_int stop, quit, subscribed; /* writers stop; subscribers quit */
 	/* The last event when the first subscriber joined. */
 	atomic_uint_fast64_t base, base_set;
 	/* Per event (seq - base): who it was for, when it last arrived. */
@@ -122,10 +128,10 @@ subscriber_main(void *arg)
 			atomic_store(&nb.base, last);
 	}
 	atomic_fetch_add(&nb.subscribed, 1);
-	while (!atomic_load(&nb.stop)) {
+	while (!atomic_load(&nb.quit)) {
 		r = NULL;
 		if (onecard_recv(c, &r) != ONECARD_OK) {
-			if (!atomic_load(&nb.stop))
+			if (!atomic_load(&nb.quit))
 				atomic_fetch_add(&nb.subscriber_errors, 1);
 			break;
 		}
@@ -209,6 +215,74 @@ writer_main(void *arg)
 	return NULL;
 }
 
+/*
+ * --raw: a subscriber that decrypts what it is sent and counts the bytes,
+ * decoding nothing, so the benchmark's own CPU goes on the broker's side
+ * (a hospital's integration engine runs on its own machine).
+ */
+static void *
+raw_subscriber_main(void *arg)
+{
+	const char *broker = getenv("ONECARD_BROKER");
+	char host[256], *port, buf[65536];
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL;
+	Onecard__V1__Request req = ONECARD__V1__REQUEST__INIT;
+	Onecard__V1__Subscribe sub = ONECARD__V1__SUBSCRIBE__INIT;
+	uint8_t frame[64];
+	size_t len;
+	SSL_CTX *ctx = arg;
+	SSL *ssl;
+	int fd, n;
+
+	snprintf(host, sizeof(host), "%s", broker ? broker : "127.0.0.1:7443");
+	if ((port = strrchr(host, ':')) == NULL)
+		exit(2);
+	*port++ = '\0';
+	if (getaddrinfo(host, port, &hints, &ai) != 0 ||
+	    (fd = socket(ai->ai_family, SOCK_STREAM, 0)) == -1 ||
+	    connect(fd, ai->ai_addr, ai->ai_addrlen) == -1) {
+		perror("notify-bench: connect");
+		exit(4);
+	}
+	freeaddrinfo(ai);
+	if ((ssl = SSL_new(ctx)) == NULL || SSL_set_fd(ssl, fd) != 1 ||
+	    SSL_connect(ssl) != 1) {
+		ERR_print_errors_fp(stderr);
+		exit(4);
+	}
+	sub.from_now = 1;
+	req.id = 1;
+	req.op_case = ONECARD__V1__REQUEST__OP_SUBSCRIBE;
+	req.subscribe = &sub;
+	len = wire_encode(&req.base, frame, sizeof(frame));
+	if (len == 0 || SSL_write(ssl, frame, (int)len) != (int)len)
+		exit(4);
+	atomic_fetch_add(&nb.subscribed, 1);
+	while (
+	    !atomic_load(&nb.quit) && (n = SSL_read(ssl, buf, sizeof(buf))) > 0)
+		atomic_fetch_add(&nb.events, (uint64_t)n); /* bytes, here */
+	return NULL;
+}
+
+static SSL_CTX *
+raw_ctx(void)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+
+	if (ctx == NULL ||
+	    SSL_CTX_use_certificate_chain_file(ctx, getenv("ONECARD_CERT")) !=
+		1 ||
+	    SSL_CTX_use_PrivateKey_file(
+		ctx, getenv("ONECARD_KEY"), SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_load_verify_locations(ctx, getenv("ONECARD_CA"), NULL) !=
+		1) {
+		ERR_print_errors_fp(stderr);
+		exit(2);
+	}
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	return ctx;
+}
+
 static int
 cmp_u64(const void *a, const void *b)
 {
@@ -278,6 +352,7 @@ main(int argc, char **argv)
 	    {"duration", required_argument, NULL, 'd'},
 	    {"backlog", no_argument, NULL, 'b'},
 	    {"idle", no_argument, NULL, 'i'},
+	    {"raw", no_argument, NULL, 'R'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -312,6 +387,9 @@ main(int argc, char **argv)
 		case 'i':
 			nb.idle = 1;
 			break;
+		case 'R':
+			nb.raw = 1;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -335,8 +413,15 @@ main(int argc, char **argv)
 		NULL ||
 	    (wr = calloc((size_t)nb.writers + 1, sizeof(*wr))) == NULL)
 		abort();
-	for (int i = 0; i < nb.subscribers; i++)
-		pthread_create(&subs[i], NULL, subscriber_main, NULL);
+	if (nb.raw) {
+		SSL_CTX *ctx = raw_ctx();
+
+		for (int i = 0; i < nb.subscribers; i++)
+			pthread_create(
+			    &subs[i], NULL, raw_subscriber_main, ctx);
+	} else
+		for (int i = 0; i < nb.subscribers; i++)
+			pthread_create(&subs[i], NULL, subscriber_main, NULL);
 	while (atomic_load(&nb.subscribed) < nb.subscribers)
 		usleep(1000);
 	fprintf(stderr, "notify-bench: %d subscribers\n", nb.subscribers);
@@ -352,18 +437,20 @@ main(int argc, char **argv)
 		acked += wr[i].n;
 		werr += wr[i].errors;
 	}
-	if (nb.idle) {
-		printf("{\"subscribers\":%d}\n", nb.subscribers);
+	if (nb.idle || nb.raw) {
+		printf("{\"subscribers\":%d,\"bytes\":%" PRIu64 "}\n",
+		    nb.subscribers, (uint64_t)atomic_load(&nb.events));
 		fflush(stdout);
 		_exit(0);
 	}
-	for (int i = 0; i < 40; i++) {
+	for (int i = 0; i < 200; i++) {
 		uint64_t want = acked * (uint64_t)nb.subscribers;
 
 		if (atomic_load(&nb.events) >= want)
 			break;
 		usleep(50000);
 	}
+	atomic_store(&nb.quit, 1);
 	/* Acknowledgements by patient id; then each event's latency. */
 	tcap = 1;
 	while (tcap < acked * 2 + 2)

@@ -110,6 +110,7 @@ struct worker {
 	struct sub_q subs;
 	atomic_int nsubs;        /* read by the writer's thread */
 	struct event *notify_ev; /* their turn to read on */
+	atomic_int notify_armed; /* notify_ev's timer is set */
 	unsigned notify_gen;
 };
 

@@ -163,6 +163,7 @@ registry_close(struct registry *reg)
 	reg->be->close(reg->h);
 	arena_free(&reg->arena);
 	lcache_free(reg->cache);
+	registry_events_free(reg);
 	free(reg->feed);
 	free(reg);
 }

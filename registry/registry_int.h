@@ -28,6 +28,7 @@
 #define CODE_UNAVAIL   ONECARD__V1__CODE__UNAVAILABLE
 
 struct arena_chunk;
+struct ev_cache;
 
 /* Scratch memory for one request; reset before the next. */
 struct registry_arena {
@@ -43,10 +44,11 @@ struct registry {
 	int broken; /* a savepoint could not be undone: fail the batch */
 	struct registry_limits lim;
 	struct registry_arena arena;
-	struct lcache *cache; /* read handle: encoded lookup replies */
-	int cache_off;        /* no cache: off, or it could not be made */
-	time_t today_at;      /* the second today was worked out in */
-	int today;            /* YYYYMMDD, for validating a cached lookup */
+	struct lcache *cache;     /* read handle: encoded lookup replies */
+	struct ev_cache *evcache; /* read handle: encoded events */
+	int cache_off;            /* no cache: off, or it could not be made */
+	time_t today_at;          /* the second today was worked out in */
+	int today;                /* YYYYMMDD, for validating a cached lookup */
 	/* Writer: the batch's changes, for the change feed. */
 	struct registry_change *feed;
 	size_t nfeed, feed_cap;
@@ -116,6 +118,7 @@ int op_resolve(struct reg_op *o, const char *field,
 int ident_vec_add(void *arg, const char *domain, const char *value);
 int op_idents(struct reg_op *o, const char *pid, struct ident_vec *iv);
 int op_patient_cn_id(struct reg_op *o, const char *pid, int *has, char *cnid);
+void registry_events_free(struct registry *reg);
 int op_patient_build(struct reg_op *o, const struct registry_patient *p,
     const struct ident_vec *iv, Onecard__V1__Patient **out);
 int op_patient_msg(struct reg_op *o, const struct registry_patient *p,
