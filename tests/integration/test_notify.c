@@ -621,6 +621,55 @@ a_subscriber_is_not_idle(void **state)
 	harness_cleanup(&h);
 }
 
+/* Subscribing and its end go into the audit trail; the metrics count
+ * subscribers and the events pushed. */
+static void
+subscriptions_are_audited_and_counted(void **state)
+{
+	struct harness h;
+	const char *codes[] = {"H1", NULL};
+	char audit[400], *trail;
+	const char *extra[] = {
+	    "--audit-log", audit, "--metrics-listen", "127.0.0.1:0", NULL};
+	struct onecard_conn *conn;
+	Onecard__V1__Reply *r;
+	FILE *f;
+	size_t n;
+	int gone = 0;
+
+	(void)state;
+	assert_int_equal(harness_start(&h, codes, NULL), 0);
+	assert_int_equal(harness_stop(&h, SIGTERM), 0);
+	snprintf(audit, sizeof(audit), "%s/audit.log", h.dir);
+	assert_int_equal(harness_restart(&h, extra), 0);
+	conn = connect_as(&h, "H1", 5000);
+	r = subscribe(conn, 0, 1);
+	assert_int_equal(r->code, CODE(OK));
+	onecard_reply_free(r);
+	assert_true(metric(&h, "onecard_subscribers") == 1);
+	run_ok(&h, "H1", "onecard enroll hosp:H1=AUD1");
+	r = next_event(conn);
+	onecard_reply_free(r);
+	assert_true(metric(&h, "onecard_events_pushed_total") >= 1);
+	onecard_close(conn);
+	for (int i = 0; i < 50 && !gone; i++) {
+		usleep(50000);
+		gone = metric(&h, "onecard_subscribers") == 0;
+	}
+	assert_true(gone);
+	assert_non_null(f = fopen(audit, "r"));
+	assert_non_null(trail = calloc(1, 1 << 16));
+	n = fread(trail, 1, (1 << 16) - 1, f);
+	fclose(f);
+	trail[n] = '\0';
+	assert_non_null(strstr(
+	    trail, "\"op\":\"subscribe\",\"target\":\"from_seq=0 from_now\""));
+	assert_non_null(strstr(trail, "\"op\":\"unsubscribe\""));
+	assert_non_null(strstr(trail, "\"detail\":\"seq="));
+	free(trail);
+	harness_cleanup(&h);
+}
+
 int
 main(void)
 {
@@ -635,6 +684,7 @@ main(void)
 		a_subscriber_that_never_reads_is_paused_then_closed),
 	    cmocka_unit_test(a_thousand_subscribers_each_hear_of_a_write),
 	    cmocka_unit_test(a_subscriber_is_not_idle),
+	    cmocka_unit_test(subscriptions_are_audited_and_counted),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
