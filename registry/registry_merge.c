@@ -134,7 +134,7 @@ op_merge(struct reg_op *o)
 	struct registry_patient s, d;
 	struct ident_vec iv;
 	char snorm[VALIDATE_MAX_VALUE + 1], dnorm[VALIDATE_MAX_VALUE + 1];
-	char cnid[VALIDATE_CN_ID_LEN + 1], detail[DETAIL_MAX], filled[64] = "";
+	char cnid[VALIDATE_CN_ID_LEN + 1], detail[DETAIL_MAX], filled[48] = "";
 	int rc, s_has, d_has;
 	int64_t merge_id = 0;
 
@@ -210,7 +210,7 @@ op_unmerge(struct reg_op *o)
 	    blank = {.name = "", .birth_date = "", .phone = "", .address = ""};
 	struct ident_vec moved = {.a = &reg->arena};
 	char norm[VALIDATE_MAX_VALUE + 1], survivor[REGISTRY_PID_MAX];
-	char pid[REGISTRY_PID_MAX], detail[DETAIL_MAX], cleared[64] = "";
+	char pid[REGISTRY_PID_MAX], detail[DETAIL_MAX], cleared[48] = "";
 	unsigned fields = 0;
 	int64_t merge_id;
 	size_t back = 0;
