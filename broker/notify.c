@@ -426,7 +426,11 @@ void
 notify_render(struct evbuffer *b)
 {
 	uint64_t last = atomic_load(&nt.last), now = notify_now_ms();
+	int used;
 
+	pthread_mutex_lock(&nt.lock);
+	used = nt.used;
+	pthread_mutex_unlock(&nt.lock);
 	evbuffer_add_printf(b,
 	    "# HELP onecard_subscribers Subscriptions open now.\n"
 	    "# TYPE onecard_subscribers gauge\n"
@@ -441,7 +445,7 @@ notify_render(struct evbuffer *b)
 	    "event.\n"
 	    "# TYPE onecard_event_last_seq gauge\n"
 	    "onecard_event_last_seq %llu\n",
-	    nt.used, (unsigned long long)atomic_load(&nt.total),
+	    used, (unsigned long long)atomic_load(&nt.total),
 	    (unsigned long long)atomic_load(&nt.pushed),
 	    (unsigned long long)last);
 	evbuffer_add_printf(b,
