@@ -95,6 +95,16 @@ typedef int (*registry_event_cb)(void *arg, const struct registry_event *ev);
 typedef int (*registry_hospital_cb)(
     void *arg, const struct registry_hospital *h);
 typedef int (*registry_count_cb)(void *arg, const char *key, uint64_t n);
+/* A candidate for matching: its row and its cn-id ("" when none). */
+typedef int (*registry_candidate_cb)(
+    void *arg, const struct registry_patient *p, const char *cn_id);
+
+/* One blocking key of a query: its kind (enum match_key_kind of
+ * match/match.h) and the key itself. */
+struct registry_block_key {
+	int kind;
+	const char *key;
+};
 
 struct registry_backend {
 	const char *name;
@@ -150,6 +160,12 @@ struct registry_backend {
 	/* Live patients matching every non-empty field, at most limit. */
 	int (*patient_search)(void *h, const char *name, const char *birth_date,
 	    int sex, unsigned limit, registry_pid_cb cb, void *arg);
+	/* Live durable patients filed under any of the blocking keys, each
+	 * once, the newest cap of each key's list, with rows in a. NULL in a
+	 * store that keeps no blocking index. */
+	int (*patient_candidates)(void *h,
+	    const struct registry_block_key *keys, size_t nkeys, unsigned cap,
+	    struct registry_arena *a, registry_candidate_cb cb, void *arg);
 
 	int (*event_append)(void *h, struct registry_event *ev);
 	/* The newest limit events of a patient, newest first. */

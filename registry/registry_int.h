@@ -158,6 +158,26 @@ int op_hospital_add(struct reg_op *o);
 int op_hospital_revoke(struct reg_op *o);
 int op_hospital_list(struct reg_op *o);
 
+/* registry_match.c */
+/* A record to find matches for; any field may be "" or NULL. */
+struct op_match_query {
+	const char *name, *birth_date, *phone, *address;
+	const char *cn_id; /* its holder's cn-id: other cn-ids never match */
+	int sex;
+};
+/* One ranked match; strings in the arena. */
+struct op_match {
+	struct registry_patient p;
+	double score;
+	int grade; /* enum match_grade (match/match.h) */
+	const char *reason;
+};
+/* The live patients matching q at grade worst or better (but skip),
+ * best first, at most max: *hits in the arena. A code. */
+int op_match(struct reg_op *o, const struct op_match_query *q, int worst,
+    const char *skip, size_t max, struct op_match **hits, size_t *nhits);
+int op_search_ranked(struct reg_op *o);
+
 /* registry_read.c */
 int op_lookup(struct reg_op *o);
 int op_search(struct reg_op *o);

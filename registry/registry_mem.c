@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "match.h"
 #include "registry_backend.h"
 #include "registry_cache.h"
 #include "registry_image.h"
@@ -47,7 +48,7 @@ struct mem_tab {
 
 struct mem_patient;
 
-/* The patients sharing a name (or a birth date), for search. */
+/* The patients sharing a name, a birth date or a blocking key, for search. */
 struct mem_head {
 	struct mem_key k;
 	size_t count;
@@ -60,10 +61,26 @@ struct mem_link {
 	struct mem_head *head;
 };
 
+/*
+ * The lists a patient is filed in: its exact name (the exact search), then
+ * the blocking keys of match.h (BY_BIRTH is both). A list holds the newest
+ * patient first.
+ */
 enum {
 	BY_NAME,
 	BY_BIRTH,
+	BY_SURNAME_YEAR,
+	BY_PHONE,
+	BY_PINYIN,
 	BY_MAX
+};
+
+/* The list of each kind of blocking key (match.h). */
+static const int by_block[MATCH_KEY_KINDS] = {
+    [MATCH_KEY_SURNAME_YEAR] = BY_SURNAME_YEAR,
+    [MATCH_KEY_BIRTH] = BY_BIRTH,
+    [MATCH_KEY_PHONE] = BY_PHONE,
+    [MATCH_KEY_NAME] = BY_PINYIN,
 };
 
 /* A patient's changeable columns, replaced whole by an update. */
@@ -409,6 +426,12 @@ f_birth(const struct mem_fields *f)
 }
 
 static const char *
+f_phone(const struct mem_fields *f)
+{
+	return f->s + f->phone;
+}
+
+static const char *
 f_merged(const struct mem_fields *f)
 {
 	return f->s + f->merged;
@@ -512,11 +535,35 @@ patient_count(struct mem_db *db, const struct mem_fields *f, int delta)
 		db->merged += (uint64_t)(int64_t)delta;
 }
 
-/* Link p into the index of its name or birth date (none when empty). */
+/* The key f is filed under in list which, "" for none: a field of f, or
+ * made in buf (MATCH_KEY_MAX bytes). */
+static const char *
+by_key(const struct mem_fields *f, int which, char *buf)
+{
+	switch (which) {
+	case BY_NAME:
+		return f_name(f);
+	case BY_BIRTH:
+		return f_birth(f);
+	case BY_SURNAME_YEAR:
+		match_key(
+		    MATCH_KEY_SURNAME_YEAR, f_name(f), f_birth(f), NULL, buf);
+		return buf;
+	case BY_PHONE:
+		match_key(MATCH_KEY_PHONE, NULL, NULL, f_phone(f), buf);
+		return buf;
+	default:
+		match_key(MATCH_KEY_NAME, f_name(f), NULL, NULL, buf);
+		return buf;
+	}
+}
+
+/* Link p into list which under its key there (none when it has none). */
 static int
 by_link(struct mem_db *db, struct mem_patient *p, int which)
 {
-	const char *key = which == BY_NAME ? f_name(p->f) : f_birth(p->f);
+	char buf[MATCH_KEY_MAX];
+	const char *key = by_key(p->f, which, buf);
 	size_t n = strlen(key);
 	uint64_t h = lcache_hash(key, n);
 	struct mem_link *l = &p->by[which];
@@ -660,12 +707,14 @@ patient_add(struct mem_db *db, const struct registry_patient *row)
 		tab_del(&db->pids, p);
 		goto fail;
 	}
-	if (by_link(db, p, BY_NAME) == -1 || by_link(db, p, BY_BIRTH) == -1) {
-		by_unlink(p, BY_NAME);
-		order_del(db, p);
-		tab_del(&db->pids, p);
-		goto fail;
-	}
+	for (int w = 0; w < BY_MAX; w++)
+		if (by_link(db, p, w) == -1) {
+			while (w-- > 0)
+				by_unlink(p, w);
+			order_del(db, p);
+			tab_del(&db->pids, p);
+			goto fail;
+		}
 	patient_count(db, p->f, 1);
 	return p;
 fail:
@@ -679,33 +728,41 @@ static void
 patient_remove(struct mem_db *db, struct mem_patient *p)
 {
 	patient_count(db, p->f, -1);
-	by_unlink(p, BY_NAME);
-	by_unlink(p, BY_BIRTH);
+	for (int w = 0; w < BY_MAX; w++)
+		by_unlink(p, w);
 	order_del(db, p);
 	tab_del(&db->pids, p);
 	free(p->f);
 	free(p);
 }
 
-/* Give p other fields, keeping the name and birth indexes right. */
+/* Give p other fields, keeping its lists right. */
 static int
 patient_set(struct mem_db *db, struct mem_patient *p, struct mem_fields *f)
 {
 	struct mem_fields *old = p->f;
 	int rename = strcmp(f_name(old), f_name(f)) != 0,
-	    rebirth = strcmp(f_birth(old), f_birth(f)) != 0;
+	    rebirth = strcmp(f_birth(old), f_birth(f)) != 0,
+	    rephone = strcmp(f_phone(old), f_phone(f)) != 0;
+	int moved[BY_MAX] = {
+	    [BY_NAME] = rename,
+	    [BY_BIRTH] = rebirth,
+	    [BY_SURNAME_YEAR] = rename || rebirth,
+	    [BY_PHONE] = rephone,
+	    [BY_PINYIN] = rename,
+	};
+	int rc = 0;
 
-	if (rename)
-		by_unlink(p, BY_NAME);
-	if (rebirth)
-		by_unlink(p, BY_BIRTH);
+	for (int w = 0; w < BY_MAX; w++)
+		if (moved[w])
+			by_unlink(p, w);
 	patient_count(db, old, -1);
 	p->f = f;
 	patient_count(db, f, 1);
-	if ((rename && by_link(db, p, BY_NAME) == -1) ||
-	    (rebirth && by_link(db, p, BY_BIRTH) == -1))
-		return -1;
-	return 0;
+	for (int w = 0; w < BY_MAX; w++)
+		if (moved[w] && by_link(db, p, w) == -1)
+			rc = -1;
+	return rc;
 }
 
 static struct mem_ident *
@@ -1504,6 +1561,125 @@ mem_patient_search(void *hv, const char *name, const char *birth_date, int sex,
 	MEM_READ(hv, &r, rc,
 	    search_locked(((struct mem_handle *)hv)->db, &r, name, birth_date,
 		sex, limit, cb, arg));
+	return rc;
+}
+
+/* A patient gathered by its blocking keys, copied out under the lock. */
+struct mem_cand {
+	struct registry_patient row;
+	char cn_id[19]; /* 18 characters */
+};
+
+static int
+patient_ptr_cmp(const void *a, const void *b)
+{
+	const struct mem_patient *x = *(const struct mem_patient *const *)a,
+				 *y = *(const struct mem_patient *const *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * The live patients under any of the keys, each once, at most cap of each
+ * list (the newest): *out (the caller frees it) and *nout, strings in a.
+ * A patient not yet
+ * durable ends the walk (the read waits for its batch and is done again).
+ */
+static int
+candidates_locked(struct mem_db *db, struct mem_read *r,
+    const struct registry_block_key *keys, size_t nkeys, unsigned cap,
+    struct registry_arena *a, struct mem_cand **out, size_t *nout)
+{
+	struct mem_patient **v = NULL, *p;
+	struct mem_cand *c;
+	size_t n = 0, vcap = 0, k = 0;
+	int rc = 0;
+
+	*out = NULL;
+	*nout = 0;
+	for (size_t i = 0; i < nkeys; i++) {
+		const char *key = keys[i].key;
+		size_t klen = strlen(key);
+		struct mem_head *hd;
+		unsigned walked = 0;
+
+		if (klen == 0 || keys[i].kind < 0 ||
+		    keys[i].kind >= MATCH_KEY_KINDS)
+			continue;
+		int which = by_block[keys[i].kind];
+		if ((hd = tab_get(&db->heads[which], key, klen,
+			 lcache_hash(key, klen))) == NULL)
+			continue;
+		for (p = hd->first; p != NULL && walked < cap;
+		     p = p->by[which].next, walked++) {
+			if (!patient_seen(r, p))
+				goto out;
+			if (!live(p))
+				continue;
+			if (n == vcap) {
+				size_t nc = vcap ? vcap * 2 : 64;
+				struct mem_patient **nv =
+				    realloc(v, nc * sizeof(*nv));
+
+				if (nv == NULL) {
+					rc = REGISTRY_EFAIL;
+					goto out;
+				}
+				v = nv;
+				vcap = nc;
+			}
+			v[n++] = p;
+		}
+	}
+	if (n == 0)
+		goto out;
+	qsort(v, n, sizeof(*v), patient_ptr_cmp);
+	if ((c = malloc(n * sizeof(*c))) == NULL) {
+		rc = REGISTRY_EFAIL;
+		goto out;
+	}
+	*out = c;
+	for (size_t i = 0; i < n; i++) {
+		if (i > 0 && v[i] == v[i - 1])
+			continue;
+		if (patient_fill(v[i], a, &c[k].row) == -1) {
+			rc = REGISTRY_EFAIL;
+			break;
+		}
+		c[k].cn_id[0] = '\0';
+		for (const struct mem_ident *id = v[i]->idents; id != NULL;
+		     id = id->next)
+			if (!id->deleted && strcmp(id->key, "cn-id") == 0)
+				registry_copy(c[k].cn_id, ident_value(id),
+				    sizeof(c[k].cn_id));
+		k++;
+	}
+	*nout = k;
+out:
+	free(v);
+	return rc;
+}
+
+static int
+mem_patient_candidates(void *hv, const struct registry_block_key *keys,
+    size_t nkeys, unsigned cap, struct registry_arena *a,
+    registry_candidate_cb cb, void *arg)
+{
+	struct mem_read r;
+	struct mem_cand *c = NULL;
+	size_t n;
+	int rc;
+
+	do {
+		free(c); /* a walk that met a batch not yet durable */
+		read_begin(hv, &r);
+		rc = candidates_locked(((struct mem_handle *)hv)->db, &r, keys,
+		    nkeys, cap, a, &c, &n);
+	} while (read_end(hv, &r));
+	for (size_t i = 0; rc == 0 && i < n; i++)
+		if (cb(arg, &c[i].row, c[i].cn_id) == -1)
+			rc = REGISTRY_EFAIL;
+	free(c);
 	return rc;
 }
 
@@ -2738,12 +2914,15 @@ db_open(const char *path, char *err, size_t errlen)
 	db->keep_ms = mem_lim.keep_ms;
 	db->hold = getenv("ONECARD_TEST_FOLD_HOLD");
 	if (tab_init(&db->idents, 0, ident_key) == -1 ||
-	    tab_init(&db->pids, 0, patient_key) == -1 ||
-	    tab_init(&db->heads[BY_NAME], 0, head_key) == -1 ||
-	    tab_init(&db->heads[BY_BIRTH], 0, head_key) == -1) {
+	    tab_init(&db->pids, 0, patient_key) == -1) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
+	for (int w = 0; w < BY_MAX; w++)
+		if (tab_init(&db->heads[w], 0, head_key) == -1) {
+			snprintf(err, errlen, "out of memory");
+			goto fail;
+		}
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	if ((db->lockfd = lock_take(path, err, errlen)) == -1 ||
 	    (db->img = registry_image_open(path, err, errlen)) == NULL)
@@ -2941,6 +3120,7 @@ const struct registry_backend registry_mem = {
     .patient_update = mem_patient_update,
     .patient_page = mem_patient_page,
     .patient_search = mem_patient_search,
+    .patient_candidates = mem_patient_candidates,
     .event_append = mem_event_append,
     .event_list = mem_event_list,
     .event_scan = mem_event_scan,

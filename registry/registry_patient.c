@@ -11,7 +11,9 @@
 #include "log.h"
 #include "registry_int.h"
 
-#define DUPLICATES_MAX 10 /* possible duplicates named on enroll */
+#define DUPLICATES_MAX 5 /* possible duplicates named on enroll */
+#define DUPLICATES_GRADE                                                       \
+	ONECARD__V1__MATCH_GRADE__MATCH_PROBABLE /* or better */
 
 /* May the caller add or remove identifiers in domain? Hospitals write only
  * cn-id and cn-ssc (when adding) and their own hosp:<CN>. */
@@ -106,14 +108,21 @@ op_patient_agrees(struct reg_op *o, const char *field,
 	return CODE_OK;
 }
 
-/* Answer enroll with the record of pid; duplicates of a new record. */
+/*
+ * Answer enroll with the record of p; for a new record (cn_id: the cn-id it
+ * holds, or NULL) the live patients that match it MATCH_PROBABLE or better,
+ * best first. Never refuses the enroll and never merges.
+ */
 static int
 op_reply_enrolled(struct reg_op *o, const struct registry_patient *p,
-    int created, int find_dups)
+    int created, int find_dups, const char *cn_id)
 {
 	struct registry *reg = o->reg;
 	Onecard__V1__EnrollResult *er;
-	struct pid_vec pv = {.a = &reg->arena};
+	struct op_match_query mq = {
+	    p->name, p->birth_date, p->phone, p->address, cn_id, p->sex};
+	struct op_match *hits;
+	size_t nhits;
 	int rc;
 
 	if ((er = arena_alloc(&reg->arena, sizeof(*er))) == NULL)
@@ -123,25 +132,23 @@ op_reply_enrolled(struct reg_op *o, const struct registry_patient *p,
 		return rc;
 	er->created = created;
 	if (find_dups) {
-		rc = reg->be->patient_search(reg->h, p->name, p->birth_date, 0,
-		    DUPLICATES_MAX + 1, pid_vec_add, &pv);
-		if (rc < 0)
-			return op_backend(o, rc);
-		er->possible_duplicates = arena_alloc(
-		    &reg->arena, (pv.n + 1) * sizeof(*er->possible_duplicates));
+		if ((rc = op_match(o, &mq, DUPLICATES_GRADE, p->id,
+			 DUPLICATES_MAX, &hits, &nhits)) != CODE_OK)
+			return rc;
+		er->possible_duplicates = arena_alloc(&reg->arena,
+		    (nhits + 1) * sizeof(*er->possible_duplicates));
 		if (er->possible_duplicates == NULL)
 			return op_nomem(o);
-		for (size_t i = 0; i < pv.n; i++) {
+		for (size_t i = 0; i < nhits; i++) {
 			Onecard__V1__Candidate *c;
 
-			if (strcmp(pv.v[i], p->id) == 0 ||
-			    er->n_possible_duplicates == DUPLICATES_MAX)
-				continue;
 			if ((c = arena_alloc(&reg->arena, sizeof(*c))) == NULL)
 				return op_nomem(o);
 			onecard__v1__candidate__init(c);
-			c->patient_id = pv.v[i];
-			c->reason = "same name and birth date";
+			c->patient_id = hits[i].p.id;
+			c->reason = (char *)hits[i].reason;
+			c->score = hits[i].score;
+			c->grade = (Onecard__V1__MatchGrade)hits[i].grade;
 			er->possible_duplicates[er->n_possible_duplicates++] =
 			    c;
 		}
@@ -301,7 +308,7 @@ op_enroll(struct reg_op *o)
 				CODE_OK)
 				return rc;
 		}
-		return op_reply_enrolled(o, &p, 0, 0);
+		return op_reply_enrolled(o, &p, 0, 0, NULL);
 	}
 
 	/* None is known: a new patient. */
@@ -342,8 +349,11 @@ op_enroll(struct reg_op *o)
 	}
 	if ((rc = op_event(o, "enroll", p.id, NULL, detail)) != CODE_OK)
 		return rc;
-	return op_reply_enrolled(
-	    o, &p, 1, cn < 0 && p.name[0] != '\0' && p.birth_date[0] != '\0');
+	/* Something to match on beyond a cn-id's birth date and sex. */
+	return op_reply_enrolled(o, &p, 1,
+	    p.name[0] != '\0' || p.phone[0] != '\0' ||
+		(cn < 0 && p.birth_date[0] != '\0'),
+	    cn >= 0 ? norm[cn] : NULL);
 }
 
 /* Link: add an identifier to the patient another one names. */

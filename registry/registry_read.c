@@ -139,7 +139,10 @@ op_reply_patients(struct reg_op *o, const struct pid_vec *pv)
 	return CODE_OK;
 }
 
-/* Search: live patients by exact name, birth date and sex. */
+/*
+ * Search: ranked and error-tolerant (registry_match.c) unless exact is set;
+ * exact: live patients by exact name, birth date and sex, in id order.
+ */
 int
 op_search(struct reg_op *o)
 {
@@ -152,6 +155,8 @@ op_search(struct reg_op *o)
 
 	if (s == NULL)
 		return op_fail(o, CODE_INVALID, "search: missing");
+	if (!s->exact)
+		return op_search_ranked(o);
 	name = s->name ? s->name : "";
 	bd = s->birth_date ? s->birth_date : "";
 	if (name[0] == '\0' && bd[0] == '\0')

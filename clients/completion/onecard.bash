@@ -74,7 +74,7 @@ _onecard()
 		case ${_onecard_words[0]-} in
 		enroll) opts=$demo ;;
 		update) opts="$demo --expect-version" ;;
-		search) opts="--name --birth --sex --limit" ;;
+		search) opts="--name --birth --sex --phone --id --limit --exact" ;;
 		esac
 		COMPREPLY=($(compgen -W "$_onecard_globals $opts" -- "$cur"))
 		return

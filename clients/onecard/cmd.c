@@ -388,7 +388,11 @@ cmd_update(struct cli *cli, int argc, char **argv)
 	return cli_call(cli, &req);
 }
 
-/* search [--name] [--birth] [--sex] [--limit]: patients by demographics. */
+/*
+ * search [--name] [--birth] [--sex] [--phone] [--id] [--limit] [--exact]:
+ * patients by demographics, ranked by how well they match, or with --exact
+ * only those that match every field as typed.
+ */
 static int
 cmd_search(struct cli *cli, int argc, char **argv)
 {
@@ -396,10 +400,15 @@ cmd_search(struct cli *cli, int argc, char **argv)
 	    {"name", required_argument, NULL, 'n'},
 	    {"birth", required_argument, NULL, 'b'},
 	    {"sex", required_argument, NULL, 's'},
+	    {"phone", required_argument, NULL, 'p'},
+	    {"id", required_argument, NULL, 'i'},
+	    {"exact", no_argument, NULL, 'x'},
 	    {"limit", required_argument, NULL, 'l'}, {NULL, 0, NULL, 0}};
 	Onecard__V1__Request req = ONECARD__V1__REQUEST__INIT;
 	Onecard__V1__Search search = ONECARD__V1__SEARCH__INIT;
 	Onecard__V1__Demographics demo = ONECARD__V1__DEMOGRAPHICS__INIT;
+	Onecard__V1__Identifier id = ONECARD__V1__IDENTIFIER__INIT;
+	char idbuf[IDENT_BUFLEN];
 	uint64_t v;
 	int ch, r;
 
@@ -407,12 +416,17 @@ cmd_search(struct cli *cli, int argc, char **argv)
 		switch (ch) {
 		case 'h':
 			return cmd_help(cli,
-			    "  --name NAME            exact name\n"
+			    "  --name NAME            name, in characters or "
+			    "pinyin\n"
 			    "  --birth YYYY-MM-DD     date of birth\n"
-			    "  --sex male|female      only with --name or "
-			    "--birth\n"
+			    "  --sex male|female      evidence (--exact: a "
+			    "filter)\n"
+			    "  --phone PHONE          phone number\n"
+			    "  --id DOMAIN=VALUE      its holder comes first\n"
 			    "  --limit N              at most N patients "
-			    "(default: the broker's)\n");
+			    "(default 10, at most 100)\n"
+			    "  --exact                only patients matching "
+			    "--name, --birth and --sex as typed\n");
 		case 'l':
 			if (cmd_parse_uint(optarg, UINT32_MAX, &v) == -1)
 				return cli_usage_error(cli, cmd_usage(cli),
@@ -422,8 +436,17 @@ cmd_search(struct cli *cli, int argc, char **argv)
 		case 'n':
 		case 'b':
 		case 's':
+		case 'p':
 			if ((r = cmd_demographic(cli, ch, optarg, &demo)) < 0)
 				return -r;
+			break;
+		case 'i':
+			if ((r = cmd_identifier(cli, optarg, idbuf, &id)) != 0)
+				return r;
+			search.identifier = &id;
+			break;
+		case 'x':
+			search.exact = 1;
 			break;
 		default:
 			return cli_usage_error(
@@ -433,12 +456,19 @@ cmd_search(struct cli *cli, int argc, char **argv)
 	if ((r = cmd_operands(cli, argc - optind, 0)) != 0)
 		return r;
 	/* The broker refuses a search on sex alone: say so before asking. */
-	if (demo.name[0] == '\0' && demo.birth_date[0] == '\0')
+	if (search.exact && demo.name[0] == '\0' && demo.birth_date[0] == '\0')
 		return cli_usage_error(cli, cmd_usage(cli),
-		    "give --name or --birth (--sex only narrows them)");
+		    "--exact: give --name or --birth (--sex only narrows "
+		    "them)");
+	if (demo.name[0] == '\0' && demo.birth_date[0] == '\0' &&
+	    demo.phone[0] == '\0' && search.identifier == NULL)
+		return cli_usage_error(cli, cmd_usage(cli),
+		    "give --name, --birth, --phone or --id (--sex only "
+		    "weighs them)");
 	search.name = demo.name;
 	search.birth_date = demo.birth_date;
 	search.sex = demo.sex;
+	search.phone = demo.phone;
 	req.op_case = ONECARD__V1__REQUEST__OP_SEARCH;
 	req.search = &search;
 	return cli_call(cli, &req);
@@ -463,7 +493,9 @@ const struct cli_command cli_commands[] = {
 	"[--address A]\n       [--expect-version V]",
 	"Change a patient's demographics; fields not given keep their value."},
     {"search", cmd_search,
-	"[--name N] [--birth YYYY-MM-DD] [--sex male|female] [--limit N]",
-	"Find patients whose demographics match every field given."},
+	"[--name N] [--birth YYYY-MM-DD] [--sex male|female] [--phone P] "
+	"[--id DOMAIN=VALUE] [--limit N] [--exact]",
+	"Find patients ranked by how well they match, best first; with "
+	"--exact, those matching every field as typed."},
     {NULL, NULL, NULL, NULL},
 };

@@ -60,6 +60,22 @@ print_patient_text(FILE *f, const char *indent, const Onecard__V1__Patient *p)
 	}
 }
 
+/* A match grade as the CLIs spell it. */
+static const char *
+print_grade(int grade)
+{
+	switch (grade) {
+	case ONECARD__V1__MATCH_GRADE__MATCH_CERTAIN:
+		return "certain";
+	case ONECARD__V1__MATCH_GRADE__MATCH_PROBABLE:
+		return "probable";
+	case ONECARD__V1__MATCH_GRADE__MATCH_POSSIBLE:
+		return "possible";
+	default:
+		return "unspecified";
+	}
+}
+
 /* Print an enroll result. */
 static void
 print_enrolled(struct cli *cli, FILE *f, const Onecard__V1__EnrollResult *e)
@@ -81,7 +97,9 @@ print_enrolled(struct cli *cli, FILE *f, const Onecard__V1__EnrollResult *e)
 			    f, e->possible_duplicates[i]->patient_id);
 			fputs(",\"reason\":", f);
 			cli_json_string(f, e->possible_duplicates[i]->reason);
-			fputc('}', f);
+			fprintf(f, ",\"score\":%.4f,\"grade\":\"%s\"}",
+			    e->possible_duplicates[i]->score,
+			    print_grade(e->possible_duplicates[i]->grade));
 		}
 		fputs("]}\n", f);
 		return;
@@ -92,7 +110,9 @@ print_enrolled(struct cli *cli, FILE *f, const Onecard__V1__EnrollResult *e)
 	for (i = 0; i < e->n_possible_duplicates; i++) {
 		fprintf(f, "%-12s ", "duplicate?");
 		print_text(f, e->possible_duplicates[i]->patient_id);
-		fputs(" (", f);
+		fprintf(f, " %s %.3f (",
+		    print_grade(e->possible_duplicates[i]->grade),
+		    e->possible_duplicates[i]->score);
 		print_text(f, e->possible_duplicates[i]->reason);
 		fputs(")\n", f);
 	}
@@ -111,6 +131,21 @@ print_search(struct cli *cli, FILE *f, const Onecard__V1__SearchResult *s)
 				fputc(',', f);
 			cli_json_patient(f, s->patients[i]);
 		}
+		/* Ranked: how each of the same patients matched. */
+		fputs("],\"matches\":[", f);
+		for (i = 0; i < s->n_matches; i++) {
+			const Onecard__V1__Match *m = s->matches[i];
+
+			fputs(i > 0 ? ",{\"patient_id\":" : "{\"patient_id\":",
+			    f);
+			cli_json_string(
+			    f, m->patient ? m->patient->patient_id : "");
+			fprintf(f,
+			    ",\"score\":%.4f,\"grade\":\"%s\",\"reason\":",
+			    m->score, print_grade(m->grade));
+			cli_json_string(f, m->reason);
+			fputc('}', f);
+		}
 		fputs("]}\n", f);
 		return;
 	}
@@ -118,6 +153,13 @@ print_search(struct cli *cli, FILE *f, const Onecard__V1__SearchResult *s)
 	    f, "%zu patient%s\n", s->n_patients, s->n_patients == 1 ? "" : "s");
 	for (i = 0; i < s->n_patients; i++) {
 		fputc('\n', f);
+		if (i < s->n_matches) {
+			fprintf(f, "%-12s %s %.3f (",
+			    "match:", print_grade(s->matches[i]->grade),
+			    s->matches[i]->score);
+			print_text(f, s->matches[i]->reason);
+			fputs(")\n", f);
+		}
 		print_patient_text(f, "", s->patients[i]);
 	}
 }

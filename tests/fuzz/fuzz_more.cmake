@@ -59,9 +59,13 @@ macro(onecard_fuzz_target name)
 endmacro()
 
 onecard_fuzz_target(request ${FUZZ_REGISTRY_SOURCES})
-target_include_directories(${ONECARD_FUZZ_TARGET} PRIVATE "${CMAKE_SOURCE_DIR}/registry")
+target_include_directories(${ONECARD_FUZZ_TARGET} PRIVATE "${CMAKE_SOURCE_DIR}/registry"
+  "${CMAKE_SOURCE_DIR}/registry/match")
+# match/ (the matcher, names, Unihan tables) comes from the library: only
+# those objects are pulled from it, the registry's own are compiled above.
 target_link_libraries(${ONECARD_FUZZ_TARGET} PRIVATE onecard_proto
-  PkgConfig::SQLITE PkgConfig::EVENT OpenSSL::Crypto Threads::Threads)
+  PkgConfig::SQLITE PkgConfig::EVENT OpenSSL::Crypto Threads::Threads
+  onecard_registry m)
 
 onecard_fuzz_target(csv "${CMAKE_SOURCE_DIR}/clients/onecardctl/csv.c")
 target_include_directories(${ONECARD_FUZZ_TARGET} PRIVATE

@@ -328,7 +328,18 @@ search_finds_by_name_and_birth(void **state)
 	assert_memory_equal(out, "{\"patients\":[{\"patient_id\":", 27);
 	assert_int_equal(
 	    run("XC002", "onecard --json search --name 'Nobody Here'"), 0);
-	assert_string_equal(out, "{\"patients\":[]}\n");
+	assert_string_equal(out, "{\"patients\":[],\"matches\":[]}\n");
+	/* Ranked by default: a typo still finds him, with how it matched. */
+	assert_int_equal(run("XC002",
+			     "onecard --json search --name 'Zhang Shan' "
+			     "--birth 1975-03-15"),
+	    0);
+	assert_non_null(strstr(out, "\"reason\":\"name=edit1 birth=exact"));
+	assert_int_equal(run("XC002",
+			     "onecard search --exact --name 'Zhang Shan' "
+			     "--birth 1975-03-15"),
+	    0);
+	assert_non_null(strstr(out, "0 patients\n"));
 }
 
 static void
@@ -579,6 +590,8 @@ static void
 search_on_sex_alone_is_a_usage_error(void **state)
 {
 	assert_int_equal(run("XC001", "onecard search --sex male"), 2);
+	assert_non_null(strstr(err, "give --name, --birth, --phone or --id"));
+	assert_int_equal(run("XC001", "onecard search --exact --sex male"), 2);
 	assert_non_null(strstr(err, "give --name or --birth"));
 	assert_int_equal(run("XC001",
 			     "onecard search --sex male --birth 1975-03-15 "

@@ -328,6 +328,7 @@ stats(void)
 	return call(&xc1, &req);
 }
 
+/* An exact search (Search.exact), the only kind before matching. */
 static Onecard__V1__Reply *
 search(const char *name, const char *birth, int sex, unsigned limit)
 {
@@ -338,6 +339,31 @@ search(const char *name, const char *birth, int sex, unsigned limit)
 	s.birth_date = (char *)(birth ? birth : "");
 	s.sex = sex;
 	s.limit = limit;
+	s.exact = 1;
+	req.op_case = ONECARD__V1__REQUEST__OP_SEARCH;
+	req.search = &s;
+	return call(&xc1, &req);
+}
+
+/* A ranked search (the default), with an identifier when dom is given. */
+static Onecard__V1__Reply *
+search_ranked(const char *name, const char *birth, int sex, const char *phone,
+    const char *dom, const char *val, unsigned limit)
+{
+	Onecard__V1__Request req = ONECARD__V1__REQUEST__INIT;
+	Onecard__V1__Search s = ONECARD__V1__SEARCH__INIT;
+	Onecard__V1__Identifier id = ONECARD__V1__IDENTIFIER__INIT;
+
+	s.name = (char *)(name ? name : "");
+	s.birth_date = (char *)(birth ? birth : "");
+	s.sex = sex;
+	s.phone = (char *)(phone ? phone : "");
+	s.limit = limit;
+	if (dom != NULL) {
+		id.domain = (char *)dom;
+		id.value = (char *)val;
+		s.identifier = &id;
+	}
 	req.op_case = ONECARD__V1__REQUEST__OP_SEARCH;
 	req.search = &s;
 	return call(&xc1, &req);
@@ -1402,6 +1428,275 @@ search_matches_exact_fields_up_to_the_limit(void **state)
 	    search("Sun", "1999-02-30", 0, 0)->code, CODE(INVALID_ARGUMENT));
 }
 
+/* A ranked reply's patients and matches agree, best first, each graded. */
+static void
+assert_ranked(const Onecard__V1__Reply *r)
+{
+	const Onecard__V1__SearchResult *sr = r->search;
+
+	assert_int_equal(r->code, CODE(OK));
+	assert_int_equal(sr->n_patients, sr->n_matches);
+	for (size_t i = 0; i < sr->n_matches; i++) {
+		const Onecard__V1__Match *m = sr->matches[i];
+
+		assert_string_equal(
+		    m->patient->patient_id, sr->patients[i]->patient_id);
+		assert_true(m->score >= 0.5 && m->score <= 1.0);
+		assert_true(m->grade >= 1 && m->grade <= 3);
+		assert_true(i == 0 || m->score <= sr->matches[i - 1]->score);
+		assert_string_equal(sr->patients[i]->merged_into, "");
+	}
+}
+
+/* The patient id of a ranked reply's first match, "" when none. */
+static const char *
+top1(const Onecard__V1__Reply *r)
+{
+	assert_ranked(r);
+	return r->search->n_matches ? r->search->matches[0]->patient->patient_id
+				    : "";
+}
+
+static void
+ranked_search_finds_the_patient_despite_desk_errors(void **state)
+{
+	const char *pid;
+	Onecard__V1__Reply *r;
+
+	pid = patient_of(
+	    enroll(&xc1, "张三", "1980-05-07", 1, "hosp:XC001", "Z1", NULL))
+		  ->patient_id;
+	patient_of(
+	    update(&xc1, "hosp:XC001", "Z1", NULL, "13812345678", NULL, 0));
+	/* Others it must rank below, or leave out. */
+	patient_of(
+	    enroll(&xc1, "李四", "1980-05-07", 1, "hosp:XC001", "L1", NULL));
+	patient_of(
+	    enroll(&xc1, "张伟", "1980-05-07", 1, "hosp:XC001", "W1", NULL));
+	patient_of(
+	    enroll(&xc1, "张三", "1962-11-03", 2, "hosp:XC001", "Z2", NULL));
+
+	r = search_ranked("章三", "1980-05-07", 1, NULL, NULL, NULL, 0);
+	assert_string_equal(top1(r), pid);
+	assert_int_equal(r->search->matches[0]->grade,
+	    ONECARD__V1__MATCH_GRADE__MATCH_PROBABLE);
+	assert_string_equal(
+	    r->search->matches[0]->reason, "name=pinyin birth=exact sex=exact");
+	r = search_ranked("張三", "1980-05-07", 0, NULL, NULL, NULL, 0);
+	assert_string_equal(top1(r), pid);
+	assert_int_equal(r->search->matches[0]->grade,
+	    ONECARD__V1__MATCH_GRADE__MATCH_CERTAIN);
+	assert_string_equal(top1(search_ranked("Zhang San", "1980-05-07", 1,
+				NULL, NULL, NULL, 0)),
+	    pid);
+	assert_string_equal(
+	    top1(search_ranked("张三丰", "1980-05-07", 1, NULL, NULL, NULL, 0)),
+	    pid);
+	r = search_ranked("张三", "1980-07-05", 1, NULL, NULL, NULL, 0);
+	assert_string_equal(top1(r), pid);
+	assert_non_null(strstr(r->search->matches[0]->reason, "birth=swap"));
+	r = search_ranked("张三", "1980-05-08", 1, NULL, NULL, NULL, 0);
+	assert_string_equal(top1(r), pid);
+	assert_non_null(strstr(r->search->matches[0]->reason, "birth=1digit"));
+	r = search_ranked("张三", NULL, 0, "138 1234 5679", NULL, NULL, 0);
+	assert_string_equal(top1(r), pid);
+	assert_non_null(strstr(r->search->matches[0]->reason, "phone=1digit"));
+	/* A phone alone finds its holder through the phone key. */
+	assert_string_equal(
+	    top1(search_ranked(NULL, NULL, 0, "13812345678", NULL, NULL, 0)),
+	    pid);
+	/* Sex is evidence, not a filter: both 张三 of that date come back
+	 * when sex disagrees with one; the one it agrees with first. */
+	r = search_ranked("张三", NULL, 2, NULL, NULL, NULL, 0);
+	assert_ranked(r);
+	assert_int_equal(r->search->n_matches, 2);
+	assert_string_not_equal(
+	    r->search->matches[0]->patient->patient_id, pid);
+	/* Nobody like this: nothing, not an error. */
+	r = search_ranked("欧阳修", "1907-08-01", 0, NULL, NULL, NULL, 0);
+	assert_ranked(r);
+	assert_int_equal(r->search->n_matches, 0);
+}
+
+static void
+ranked_search_follows_updates_and_skips_merged_patients(void **state)
+{
+	const char *a, *b;
+
+	a = patient_of(
+	    enroll(&xc1, "赵六", "1990-01-01", 1, "hosp:XC001", "A1", NULL))
+		->patient_id;
+	b = patient_of(
+	    enroll(&xc1, "赵六", "1990-01-01", 1, "hosp:XC001", "B1", NULL))
+		->patient_id;
+	assert_int_equal(search_ranked("赵六", NULL, 0, NULL, NULL, NULL, 0)
+			     ->search->n_matches,
+	    2);
+	patient_of(merge(&admin, "hosp:XC001", "A1", "hosp:XC001", "B1"));
+	assert_string_equal(
+	    top1(search_ranked("赵六", NULL, 0, NULL, NULL, NULL, 0)), a);
+	assert_int_equal(search_ranked("赵六", NULL, 0, NULL, NULL, NULL, 0)
+			     ->search->n_matches,
+	    1);
+	(void)b;
+	/* Renamed: found under the new name, no longer under the old. */
+	patient_of(update(&xc1, "hosp:XC001", "A1", "钱七", NULL, NULL, 0));
+	assert_string_equal(
+	    top1(search_ranked("钱七", NULL, 0, NULL, NULL, NULL, 0)), a);
+	assert_string_equal(
+	    top1(search_ranked("赵六", NULL, 0, NULL, NULL, NULL, 0)), "");
+}
+
+static void
+ranked_search_puts_the_identifier_holder_first(void **state)
+{
+	const char *a, *b;
+	Onecard__V1__Reply *r;
+
+	a = patient_of(enroll(&xc1, "王芳", "1985-06-15", 2, "cn-id", CNID_F85,
+			   "hosp:XC001", "F1", NULL))
+		->patient_id;
+	b = patient_of(
+	    enroll(&xc1, "王芳", "1985-06-15", 2, "hosp:XC001", "F2", NULL))
+		->patient_id;
+	r = search_ranked("汪芳", "1985-06-15", 0, NULL, "hosp:XC001", "F1", 0);
+	assert_ranked(r);
+	assert_int_equal(r->search->n_matches, 2);
+	assert_string_equal(r->search->matches[0]->patient->patient_id, a);
+	assert_int_equal(r->search->matches[0]->grade,
+	    ONECARD__V1__MATCH_GRADE__MATCH_CERTAIN);
+	assert_true(r->search->matches[0]->score == 1.0);
+	assert_string_equal(r->search->matches[1]->patient->patient_id, b);
+	/* An identifier alone; a pid too. */
+	assert_string_equal(
+	    top1(search_ranked(NULL, NULL, 0, NULL, "cn-id", CNID_F85, 0)), a);
+	assert_string_equal(
+	    top1(search_ranked(NULL, NULL, 0, NULL, "pid", b, 0)), b);
+	/* Nobody holds it: the demographics still rank. */
+	r = search_ranked(
+	    "王芳", "1985-06-15", 0, NULL, "hosp:XC001", "NOPE", 0);
+	assert_int_equal(r->search->n_matches, 2);
+	/* A cn-id nobody holds rules out the holder of another cn-id. */
+	r = search_ranked(
+	    "王芳", "1985-06-15", 0, NULL, "cn-id", "320102198506150049", 0);
+	assert_int_equal(r->search->n_matches, 1);
+	assert_string_equal(top1(r), b);
+}
+
+static void
+ranked_search_limits_and_refuses_bad_input_naming_the_field(void **state)
+{
+	char longname[201], v[8];
+	Onecard__V1__Reply *r;
+
+	for (int i = 0; i < 12; i++) {
+		snprintf(v, sizeof(v), "S%d", i);
+		patient_of(enroll(
+		    &xc1, "孙悟空", "1999-09-09", 1, "hosp:XC001", v, NULL));
+	}
+	r = search_ranked("孙悟空", "1999-09-09", 0, NULL, NULL, NULL, 0);
+	assert_ranked(r);
+	assert_int_equal(r->search->n_matches, 10);
+	r = search_ranked("孙悟空", "1999-09-09", 0, NULL, NULL, NULL, 3);
+	assert_int_equal(r->search->n_matches, 3);
+	r = search_ranked("孙悟空", "1999-09-09", 0, NULL, NULL, NULL, 1000000);
+	assert_int_equal(r->search->n_matches, 12);
+
+	r = search_ranked(NULL, NULL, 1, NULL, NULL, NULL, 0);
+	assert_int_equal(r->code, CODE(INVALID_ARGUMENT));
+	memset(longname, 'a', 200);
+	longname[200] = '\0';
+	r = search_ranked(longname, NULL, 0, NULL, NULL, NULL, 0);
+	assert_int_equal(r->code, CODE(INVALID_ARGUMENT));
+	assert_non_null(strstr(r->message, "name"));
+	r = search_ranked("张\x01三", NULL, 0, NULL, NULL, NULL, 0);
+	assert_int_equal(r->code, CODE(INVALID_ARGUMENT));
+	assert_non_null(strstr(r->message, "name"));
+	r = search_ranked("\xed\xa0\x80", NULL, 0, NULL, NULL, NULL, 0);
+	assert_int_equal(r->code, CODE(INVALID_ARGUMENT));
+	assert_non_null(strstr(r->message, "name"));
+	r = search_ranked("·", NULL, 0, NULL, NULL, NULL, 0);
+	assert_int_equal(r->code, CODE(INVALID_ARGUMENT));
+	r = search_ranked(NULL, "1999-02-30", 0, NULL, NULL, NULL, 0);
+	assert_int_equal(r->code, CODE(INVALID_ARGUMENT));
+	assert_non_null(strstr(r->message, "birth_date"));
+	r = search_ranked(NULL, NULL, 0, "call me", NULL, NULL, 0);
+	assert_int_equal(r->code, CODE(INVALID_ARGUMENT));
+	assert_non_null(strstr(r->message, "phone"));
+	r = search_ranked(NULL, NULL, 0, NULL, "fax", "1", 0);
+	assert_int_equal(r->code, CODE(INVALID_ARGUMENT));
+	assert_non_null(strstr(r->message, "identifier"));
+}
+
+static void
+ranked_search_of_a_common_name_is_bounded(void **state)
+{
+	char v[8], birth[11];
+	Onecard__V1__Reply *r;
+
+	/* 230 王伟 over three years: the name key holds more than its cap. */
+	for (int i = 0; i < 230; i++) {
+		snprintf(v, sizeof(v), "W%d", i);
+		snprintf(birth, sizeof(birth), "198%d-0%d-1%d", i % 3,
+		    1 + i % 9, i % 10);
+		patient_of(
+		    enroll(&xc1, "王伟", birth, 1, "hosp:XC001", v, NULL));
+	}
+	r = search_ranked("王伟", NULL, 0, NULL, NULL, NULL, 1000);
+	assert_ranked(r);
+	assert_int_equal(r->search->n_matches, 100);
+	r = search_ranked("王伟", "1981-02-11", 1, NULL, NULL, NULL, 0);
+	assert_ranked(r);
+	assert_true(r->search->n_matches >= 1);
+	assert_int_equal(r->search->matches[0]->grade,
+	    ONECARD__V1__MATCH_GRADE__MATCH_CERTAIN);
+}
+
+static void
+enroll_lists_near_duplicates_with_score_and_grade(void **state)
+{
+	const char *a;
+	Onecard__V1__Reply *r;
+	char v[8];
+
+	a = patient_of(
+	    enroll(&xc1, "张三", "1980-05-07", 1, "hosp:XC001", "Z1", NULL))
+		->patient_id;
+	r = enroll(&xc2, "章三", "1980-05-07", 1, "hosp:XC002", "Z2", NULL);
+	assert_true(patient_of(r) != NULL && r->enrolled->created);
+	assert_int_equal(r->enrolled->n_possible_duplicates, 1);
+	assert_string_equal(r->enrolled->possible_duplicates[0]->patient_id, a);
+	assert_int_equal(r->enrolled->possible_duplicates[0]->grade,
+	    ONECARD__V1__MATCH_GRADE__MATCH_PROBABLE);
+	assert_true(r->enrolled->possible_duplicates[0]->score >= 0.9);
+	assert_string_equal(r->enrolled->possible_duplicates[0]->reason,
+	    "name=pinyin birth=exact sex=exact");
+	/* Somebody else: none. */
+	r = enroll(&xc2, "李四", "1971-03-02", 2, "hosp:XC002", "L1", NULL);
+	assert_int_equal(r->enrolled->n_possible_duplicates, 0);
+	/* Never more than five, best first. */
+	for (int i = 0; i < 7; i++) {
+		snprintf(v, sizeof(v), "D%d", i);
+		r = enroll(
+		    &xc1, "张三", "1980-05-07", 1, "hosp:XC001", v, NULL);
+		assert_true(r->enrolled->created);
+	}
+	assert_int_equal(r->enrolled->n_possible_duplicates, 5);
+	for (size_t i = 1; i < 5; i++)
+		assert_true(r->enrolled->possible_duplicates[i]->score <=
+		    r->enrolled->possible_duplicates[i - 1]->score);
+	/* Two different cn-ids are two people, however alike. */
+	patient_of(
+	    enroll(&xc1, "王芳", "1985-06-15", 2, "cn-id", CNID_F85, NULL));
+	r = enroll(
+	    &xc1, "王芳", "1985-06-15", 2, "cn-id", "320102198506150049", NULL);
+	assert_true(r->enrolled->created);
+	assert_int_equal(r->enrolled->n_possible_duplicates, 0);
+	/* Without a cn-id it is a candidate. */
+	r = enroll(&xc1, "王芳", "1985-06-15", 2, "hosp:XC001", "F9", NULL);
+	assert_int_equal(r->enrolled->n_possible_duplicates, 2);
+}
+
 static void
 stats_count_patients_identifiers_and_merges(void **state)
 {
@@ -1804,6 +2099,12 @@ main(void)
 	    T(read_handle_sees_the_writers_commits),
 	    T(lookup_validates_and_reports_not_found),
 	    T(search_matches_exact_fields_up_to_the_limit),
+	    T(ranked_search_finds_the_patient_despite_desk_errors),
+	    T(ranked_search_follows_updates_and_skips_merged_patients),
+	    T(ranked_search_puts_the_identifier_holder_first),
+	    T(ranked_search_limits_and_refuses_bad_input_naming_the_field),
+	    T(ranked_search_of_a_common_name_is_bounded),
+	    T(enroll_lists_near_duplicates_with_score_and_grade),
 	    T(stats_count_patients_identifiers_and_merges),
 	    T(mask_id_hides_the_middle_of_a_cn_id_only),
 	    T(postgresql_url_is_refused_until_built),

@@ -1,0 +1,155 @@
+/*
+ * match.h: are two patient records the same person? A Fellegi-Sunter
+ * comparison: each field (name, birth date, sex, phone, address) is put at
+ * one level of agreement, each level has a weight log2(m/u), and the sum
+ * becomes a score in [0, 1] and a grade. Also the blocking keys a store
+ * files a record under, so that a search gathers candidates by key instead
+ * of scanning. docs/matching.md ("The model") gives the levels, the m and
+ * u values, the thresholds and the keys.
+ *
+ * No allocation, no global state, no registry: safe from any thread.
+ */
+#ifndef ONECARD_MATCH_H
+#define ONECARD_MATCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "name_norm.h"
+
+/* The fields compared, in the order the reason names them. */
+enum match_field {
+	MATCH_F_NAME,
+	MATCH_F_BIRTH,
+	MATCH_F_SEX,
+	MATCH_F_PHONE,
+	MATCH_F_ADDRESS,
+	MATCH_FIELDS
+};
+
+/* How one field compared; which levels a field has is in match.c. */
+enum match_level {
+	MATCH_L_MISSING, /* absent on either side: no evidence */
+	MATCH_L_EXACT,   /* the same after folding */
+	MATCH_L_PINYIN,  /* name: other characters, the same pinyin */
+	MATCH_L_EDIT1,   /* name: one character missing, extra or wrong */
+	MATCH_L_PINYIN1, /* name: one pinyin syllable missing, extra, wrong */
+	MATCH_L_SWAP,    /* birth date: day and month swapped */
+	MATCH_L_1DIGIT,  /* birth date, phone: one digit wrong (phone: or
+			    missing or extra) */
+	MATCH_L_SIMILAR, /* address: most character pairs shared */
+	MATCH_L_DIFF,    /* disagrees */
+	MATCH_LEVELS
+};
+
+/* The grades; the same numbers as onecard.v1.MatchGrade. */
+enum match_grade {
+	MATCH_GRADE_NONE = 0, /* below MATCH_POSSIBLE, or certainly not */
+	MATCH_GRADE_CERTAIN = 1,
+	MATCH_GRADE_PROBABLE = 2,
+	MATCH_GRADE_POSSIBLE = 3,
+};
+
+/* Score thresholds of the grades (score >= threshold). */
+#define MATCH_CERTAIN_SCORE  0.99
+#define MATCH_PROBABLE_SCORE 0.90
+#define MATCH_POSSIBLE_SCORE 0.50
+
+/*
+ * The prior, in bits: a pair that shares a blocking key is one person at
+ * odds of 2^-MATCH_PRIOR_BITS before its fields are compared. A query that
+ * gives few fields (a name alone) cannot reach that much weight, so its
+ * prior is lowered to what full agreement on the given fields minus
+ * MATCH_MARGIN_BITS is: full agreement on a weak query scores 0.985,
+ * below MATCH_CERTAIN.
+ */
+#define MATCH_PRIOR_BITS  12.0
+#define MATCH_MARGIN_BITS 6.0
+
+#define MATCH_PHONE_MAX   32 /* digits kept of a phone */
+#define MATCH_ADDRESS_MAX 96 /* code points of an address compared */
+#define MATCH_REASON_MAX  96 /* bytes of a reason, with its NUL */
+
+/* A record as the matcher compares it: each field parsed once. */
+struct match_rec {
+	bool has_name;
+	struct name_norm name;
+	int birth[8]; /* YYYYMMDD as digits; birth[0] < 0 when absent */
+	int sex;      /* 0 unknown, 1 male, 2 female */
+	int nphone;   /* digits in phone; 0 when absent */
+	char phone[MATCH_PHONE_MAX + 1];
+	int naddr; /* code points of the folded address; 0 when absent */
+	uint32_t addr[MATCH_ADDRESS_MAX];
+	int nbig; /* the address's neighbouring pairs, sorted */
+	uint64_t abig[MATCH_ADDRESS_MAX];
+	char cn_id[19]; /* the holder's cn-id, "" when none */
+};
+
+/*
+ * Parse a record's fields (each may be NULL or ""). A name that does not
+ * normalise (invalid UTF-8, control characters, too long) is treated as
+ * absent; returns -1 then with *why naming the problem, else 0. A search
+ * checks its input with it; a stored record's bad name only loses weight.
+ */
+int match_rec_init(struct match_rec *r, const char *name, int sex,
+    const char *birth_date, const char *phone, const char *address,
+    const char *cn_id, const char **why);
+
+/* What a comparison found. */
+struct match_result {
+	bool excluded; /* two different cn-ids: certainly not one person */
+	double weight; /* the sum of the field weights, in bits */
+	double score;  /* 0..1 */
+	enum match_grade grade;
+	enum match_level level[MATCH_FIELDS];
+	char reason[MATCH_REASON_MAX]; /* "name=pinyin birth=swap ..." */
+};
+
+/*
+ * Compare candidate c with query q. The prior comes from q's fields
+ * (MATCH_PRIOR_BITS, lowered for a weak query), so compare an enrolled
+ * record as q against the stored ones as c.
+ */
+void match_compare(const struct match_rec *q, const struct match_rec *c,
+    struct match_result *out);
+
+/* The weight, log2(m/u), of a field at a level; 0 for MATCH_L_MISSING or a
+ * level the field does not have. */
+double match_weight(enum match_field f, enum match_level l);
+
+/* A field's name and a level's name, as a reason spells them. */
+const char *match_field_name(enum match_field f);
+const char *match_level_name(enum match_level l);
+
+/* The grade of a score. */
+enum match_grade match_grade_of(double score);
+
+/*
+ * Blocking keys: a store files each record under one key of each kind (""
+ * for none), and a search or an enroll gathers its candidates from the
+ * records under its own keys.
+ */
+enum match_key_kind {
+	MATCH_KEY_SURNAME_YEAR, /* surname pinyin and birth year: "zhang 1980"
+				 */
+	MATCH_KEY_BIRTH,        /* the birth date as stored: "1980-05-17" */
+	MATCH_KEY_PHONE,        /* the phone's digits, country code dropped */
+	MATCH_KEY_NAME,         /* the name's syllables sorted: "san zhang" */
+	MATCH_KEY_KINDS
+};
+
+#define MATCH_KEY_MAX (NAME_NORM_KEY_MAX + 8)
+
+/* A record's key of one kind into buf (MATCH_KEY_MAX bytes): its length,
+ * 0 when the record has none of that kind. */
+size_t match_key(enum match_key_kind kind, const char *name,
+    const char *birth_date, const char *phone, char *buf);
+
+/*
+ * The birth date with day and month swapped ("1980-05-07" for
+ * "1980-07-05") into buf (11 bytes) when that is another real date: a
+ * search also looks under it. 1 when written, else 0.
+ */
+int match_birth_swapped(const char *birth_date, char *buf);
+
+#endif
