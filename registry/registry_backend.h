@@ -160,12 +160,13 @@ struct registry_backend {
 	/* Live patients matching every non-empty field, at most limit. */
 	int (*patient_search)(void *h, const char *name, const char *birth_date,
 	    int sex, unsigned limit, registry_pid_cb cb, void *arg);
-	/* Live durable patients filed under any of the blocking keys, each
-	 * once, the newest cap of each key's list, with rows in a. NULL in a
-	 * store that keeps no blocking index. */
+	/* Live durable patients filed under at least min_keys of the
+	 * blocking keys (among the newest cap of each key's list), each once,
+	 * with rows in a. NULL in a store that keeps no blocking index. */
 	int (*patient_candidates)(void *h,
 	    const struct registry_block_key *keys, size_t nkeys, unsigned cap,
-	    struct registry_arena *a, registry_candidate_cb cb, void *arg);
+	    unsigned min_keys, struct registry_arena *a,
+	    registry_candidate_cb cb, void *arg);
 
 	int (*event_append)(void *h, struct registry_event *ev);
 	/* The newest limit events of a patient, newest first. */

@@ -21,6 +21,12 @@
  * 5 * MATCH_BLOCK_CAP records.
  */
 #define MATCH_BLOCK_CAP 200
+/*
+ * An enroll's duplicate check looks at fewer: it runs on every write, and
+ * walking a key's list is a cache miss a patient. A duplicate further back
+ * in every list but one is left to the whole-registry scan.
+ */
+#define MATCH_ENROLL_CAP 48
 
 #define SEARCH_DEFAULT_LIMIT 10
 #define SEARCH_MAX_LIMIT     100
@@ -131,9 +137,19 @@ op_match(struct reg_op *o, const struct op_match_query *mq, int worst,
 		keys[nkeys].key = buf[nkeys];
 		nkeys++;
 	}
+	/*
+	 * An enroll's duplicate check (PROBABLE or better) scores only the
+	 * patients under two keys or more: one that shares a single key
+	 * (the same surname and year, say, and nothing else) cannot grade
+	 * PROBABLE, and scoring the many such ones would cost every write.
+	 * A search, which lists POSSIBLE ones too, scores them all.
+	 */
 	if (reg->be->patient_candidates != NULL)
 		rc = reg->be->patient_candidates(reg->h, keys, nkeys,
-		    MATCH_BLOCK_CAP, &reg->arena, match_gather_one, &g);
+		    worst <= MATCH_GRADE_PROBABLE ? MATCH_ENROLL_CAP
+						  : MATCH_BLOCK_CAP,
+		    worst <= MATCH_GRADE_PROBABLE ? 2 : 1, &reg->arena,
+		    match_gather_one, &g);
 	else {
 		/* A store without a blocking index: the exact name's and
 		 * the exact birth date's patients. */

@@ -1588,7 +1588,8 @@ patient_ptr_cmp(const void *a, const void *b)
 static int
 candidates_locked(struct mem_db *db, struct mem_read *r,
     const struct registry_block_key *keys, size_t nkeys, unsigned cap,
-    struct registry_arena *a, struct mem_cand **out, size_t *nout)
+    unsigned min_keys, struct registry_arena *a, struct mem_cand **out,
+    size_t *nout)
 {
 	struct mem_patient **v = NULL, *p;
 	struct mem_cand *c;
@@ -1612,7 +1613,9 @@ candidates_locked(struct mem_db *db, struct mem_read *r,
 			continue;
 		for (p = hd->first; p != NULL && walked < cap;
 		     p = p->by[which].next, walked++) {
-			if (!patient_seen(r, p))
+			/* The writer sees everything (no walk of each
+			 * patient's identifiers per candidate). */
+			if (!r->writer && !patient_seen(r, p))
 				goto out;
 			if (!live(p))
 				continue;
@@ -1639,8 +1642,11 @@ candidates_locked(struct mem_db *db, struct mem_read *r,
 		goto out;
 	}
 	*out = c;
-	for (size_t i = 0; i < n; i++) {
-		if (i > 0 && v[i] == v[i - 1])
+	for (size_t i = 0, j; i < n; i = j) {
+		/* v[i] .. v[j - 1] are one patient, under j - i keys. */
+		for (j = i + 1; j < n && v[j] == v[i]; j++)
+			;
+		if (j - i < min_keys)
 			continue;
 		if (patient_fill(v[i], a, &c[k].row) == -1) {
 			rc = REGISTRY_EFAIL;
@@ -1662,7 +1668,7 @@ out:
 
 static int
 mem_patient_candidates(void *hv, const struct registry_block_key *keys,
-    size_t nkeys, unsigned cap, struct registry_arena *a,
+    size_t nkeys, unsigned cap, unsigned min_keys, struct registry_arena *a,
     registry_candidate_cb cb, void *arg)
 {
 	struct mem_read r;
@@ -1674,7 +1680,7 @@ mem_patient_candidates(void *hv, const struct registry_block_key *keys,
 		free(c); /* a walk that met a batch not yet durable */
 		read_begin(hv, &r);
 		rc = candidates_locked(((struct mem_handle *)hv)->db, &r, keys,
-		    nkeys, cap, a, &c, &n);
+		    nkeys, cap, min_keys, a, &c, &n);
 	} while (read_end(hv, &r));
 	for (size_t i = 0; rc == 0 && i < n; i++)
 		if (cb(arg, &c[i].row, c[i].cn_id) == -1)

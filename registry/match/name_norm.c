@@ -10,6 +10,7 @@
  * compound surnames and the surnames read differently from their everyday
  * reading. It must never allocate or keep state between calls.
  */
+#include <pthread.h>
 #include <string.h>
 
 #include "name_norm.h"
@@ -366,26 +367,52 @@ name_literal(const char *s, uint32_t cp[2])
 		    &cp[1]);
 }
 
+#define NAME_NCOMPOUND (sizeof(name_compound) / sizeof(name_compound[0]))
+#define NAME_NREADING                                                          \
+	(sizeof(name_surname_reading) / sizeof(name_surname_reading[0]))
+
+/* The lists above decoded once (every name normalised looks them up). */
+static struct {
+	uint32_t compound_cp[NAME_NCOMPOUND][2];
+	uint16_t compound_syl[NAME_NCOMPOUND][2];
+	uint32_t reading_cp[NAME_NREADING][2];
+	uint16_t reading_syl[NAME_NREADING];
+} name_lists;
+static pthread_once_t name_lists_once = PTHREAD_ONCE_INIT;
+
+static void
+name_lists_decode(void)
+{
+	for (size_t i = 0; i < NAME_NCOMPOUND; i++) {
+		name_literal(name_compound[i].hanzi, name_lists.compound_cp[i]);
+		for (int k = 0; k < 2; k++)
+			name_lists.compound_syl[i][k] =
+			    unihan_syllable_find(name_compound[i].pinyin[k],
+				strlen(name_compound[i].pinyin[k]));
+	}
+	for (size_t i = 0; i < NAME_NREADING; i++) {
+		name_literal(
+		    name_surname_reading[i].hanzi, name_lists.reading_cp[i]);
+		name_lists.reading_syl[i] =
+		    unihan_syllable_find(name_surname_reading[i].pinyin,
+			strlen(name_surname_reading[i].pinyin));
+	}
+}
+
 /* The compound surname the name starts with, or -1. */
 static int
 name_compound_at(const struct name_norm *n)
 {
-	uint32_t cp[2];
-	size_t i;
-
-	for (i = 0; i < sizeof(name_compound) / sizeof(name_compound[0]); i++) {
+	pthread_once(&name_lists_once, name_lists_decode);
+	for (size_t i = 0; i < NAME_NCOMPOUND; i++) {
 		if (n->pinyin_input) {
-			if (n->syl[0] ==
-				unihan_syllable_find(name_compound[i].pinyin[0],
-				    strlen(name_compound[i].pinyin[0])) &&
-			    n->syl[1] ==
-				unihan_syllable_find(name_compound[i].pinyin[1],
-				    strlen(name_compound[i].pinyin[1])))
+			if (n->syl[0] == name_lists.compound_syl[i][0] &&
+			    n->syl[1] == name_lists.compound_syl[i][1])
 				return (int)i;
 			continue;
 		}
-		name_literal(name_compound[i].hanzi, cp);
-		if (n->chars[0] == cp[0] && n->chars[1] == cp[1])
+		if (n->chars[0] == name_lists.compound_cp[i][0] &&
+		    n->chars[1] == name_lists.compound_cp[i][1])
 			return (int)i;
 	}
 	return -1;
@@ -404,7 +431,6 @@ name_surname(
 	int m = n->pinyin_input ? n->nsyl : n->nchars, c;
 	bool han0 = !n->pinyin_input && !u[0].latin && n->nsyl > 0;
 	bool split_after_first;
-	uint32_t cp[2];
 	size_t i;
 
 	if (!n->pinyin_input && unihan_reading(u[0].orig) == 0 &&
@@ -432,14 +458,10 @@ name_surname(
 	}
 	if (!han0)
 		return;
-	for (i = 0;
-	     i < sizeof(name_surname_reading) / sizeof(name_surname_reading[0]);
-	     i++) {
-		name_literal(name_surname_reading[i].hanzi, cp);
-		if (n->chars[0] == cp[0]) {
-			n->syl[0] =
-			    unihan_syllable_find(name_surname_reading[i].pinyin,
-				strlen(name_surname_reading[i].pinyin));
+	pthread_once(&name_lists_once, name_lists_decode);
+	for (i = 0; i < NAME_NREADING; i++) {
+		if (n->chars[0] == name_lists.reading_cp[i][0]) {
+			n->syl[0] = name_lists.reading_syl[i];
 			return;
 		}
 	}
