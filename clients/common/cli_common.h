@@ -4,7 +4,7 @@
  * One table of exit codes, one reading of the global options (accepted
  * anywhere on the line), one order in which a connection setting is found
  * (flag, named profile, environment, default profile), and one JSON shape
- * for a patient and for an error. docs/cli.md is the reference; a change
+ * for a patient, an event and an error. docs/cli.md is the reference; a change
  * here is a change there. Nothing here exits the process or talks to the
  * broker.
  */
@@ -12,6 +12,7 @@
 #define ONECARD_CLI_COMMON_H
 
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "onecard.h"
@@ -24,6 +25,7 @@
 #define CLI_EXIT_CONNECT 4 /* cannot connect, TLS, timeout, closed */
 #define CLI_EXIT_BROKER  5 /* any other broker error */
 #define CLI_EXIT_PARTIAL 6 /* import done, but some rows were rejected */
+#define CLI_EXIT_RESYNC  7 /* watch: the events to resume from are gone */
 
 /* One section of the profile file; paths made absolute. */
 struct cli_profile {
@@ -77,6 +79,13 @@ const char *cli_sex_name(Onecard__V1__Sex sex);
 void cli_json_string(FILE *f, const char *s);
 /* Write a patient as one JSON object (no newline). */
 void cli_json_patient(FILE *f, const Onecard__V1__Patient *p);
+/* Write time_ms (milliseconds since the epoch) as RFC 3339 in UTC,
+ * "2026-12-03T08:45:36.120Z", into buf (at least 32 bytes). */
+void cli_time_rfc3339(int64_t time_ms, char *buf, size_t len);
+/* Write an event as one JSON object (no newline): seq, op, patient_id,
+ * other_patient_id, actor, time, time_ms, detail, and patient (the
+ * patient object, or null). */
+void cli_json_event(FILE *f, const Onecard__V1__Event *ev);
 /* Write {"error":CODE,"message":MESSAGE} and a newline. */
 void cli_json_error(FILE *f, const char *code, const char *message);
 

@@ -8,6 +8,7 @@
  */
 #include <inttypes.h>
 #include <stdio.h>
+#include <time.h>
 
 #include "cli_common.h"
 #include "wire.h"
@@ -147,6 +148,54 @@ cli_json_patient(FILE *f, const Onecard__V1__Patient *p)
 		fputc('}', f);
 	}
 	fputs("]}", f);
+}
+
+void
+cli_time_rfc3339(int64_t time_ms, char *buf, size_t len)
+{
+	int64_t ms = time_ms % 1000, s = time_ms / 1000;
+	struct tm tm;
+	time_t t;
+	size_t n;
+
+	if (ms < 0) { /* before 1970: round the seconds down */
+		ms += 1000;
+		s--;
+	}
+	t = (time_t)s;
+	if (gmtime_r(&t, &tm) == NULL ||
+	    (n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm)) == 0) {
+		if (len > 0)
+			buf[0] = '\0';
+		return;
+	}
+	snprintf(buf + n, len - n, ".%03dZ", (int)ms);
+}
+
+void
+cli_json_event(FILE *f, const Onecard__V1__Event *ev)
+{
+	char when[40];
+
+	cli_time_rfc3339(ev->time_ms, when, sizeof when);
+	fprintf(f, "{\"seq\":%" PRIu64 ",\"op\":", ev->seq);
+	cli_json_string(f, ev->op);
+	fputs(",\"patient_id\":", f);
+	cli_json_string(f, ev->patient_id);
+	fputs(",\"other_patient_id\":", f);
+	cli_json_string(f, ev->other_patient_id);
+	fputs(",\"actor\":", f);
+	cli_json_string(f, ev->actor);
+	fputs(",\"time\":", f);
+	cli_json_string(f, when);
+	fprintf(f, ",\"time_ms\":%" PRId64 ",\"detail\":", ev->time_ms);
+	cli_json_string(f, ev->detail);
+	fputs(",\"patient\":", f);
+	if (ev->patient != NULL)
+		cli_json_patient(f, ev->patient);
+	else
+		fputs("null", f);
+	fputc('}', f);
 }
 
 void

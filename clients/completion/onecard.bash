@@ -19,7 +19,7 @@ _onecard_value()
 {
 	local cur=$2
 	case $1 in
-	--cert | --key | --ca | --reject | --out | --head)
+	--cert | --key | --ca | --reject | --out | --head | --state)
 		_filedir 2>/dev/null || COMPREPLY=($(compgen -f -- "$cur"))
 		return 0
 		;;
@@ -34,7 +34,7 @@ _onecard_value()
 	--broker | --timeout | --name | --birth | --phone | --address | \
 		--expect-version | --limit | --connections | --depth | \
 		--patients | --hospitals | --seed | --hospital-codes | \
-		--patient | --actor | --since)
+		--patient | --actor | --since | --from | --exec)
 		return 0
 		;;
 	esac
@@ -64,7 +64,7 @@ _onecard_operands()
 _onecard()
 {
 	local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD - 1]}
-	local cmds="ping lookup enroll link unlink update search help"
+	local cmds="ping lookup enroll link unlink update search watch help"
 	local demo="--name --sex --birth --phone --address"
 	local opts=""
 	COMPREPLY=()
@@ -75,6 +75,7 @@ _onecard()
 		enroll) opts=$demo ;;
 		update) opts="$demo --expect-version" ;;
 		search) opts="--name --birth --sex --phone --id --limit --exact" ;;
+		watch) opts="--from --state --exec" ;;
 		esac
 		COMPREPLY=($(compgen -W "$_onecard_globals $opts" -- "$cur"))
 		return

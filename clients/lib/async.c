@@ -7,9 +7,11 @@
  * directly on the socket's events, the queue of callbacks waiting for
  * replies (in the order the requests were sent) and the connect callback.
  * Every callback handed in is called exactly once: with its reply, or with
- * NULL and an error when the connection fails or is closed. A callback may
- * call onecard_async_send or onecard_async_close; the handle is then freed
- * only once the library is back out of its callbacks.
+ * NULL and an error when the connection fails or is closed. The event
+ * callback is the one exception: it gets each event pushed on the
+ * connection's subscription, then NULL and an error once at the end. A
+ * callback may call onecard_async_send or onecard_async_close; the handle
+ * is then freed only once the library is back out of its callbacks.
  *
  * The I/O is plain so that it stays cheap per request: a read pass reads
  * what the socket holds (read-ahead on, so one read call fetches many
@@ -72,6 +74,8 @@ struct onecard_async {
 
 	onecard_connect_cb connect_cb;
 	void *connect_arg;
+	onecard_event_cb event_cb; /* events pushed (id 0), until the end */
+	void *event_arg;
 
 	struct async_req *q; /* ring of requests awaiting replies */
 	size_t q_head, q_count, q_cap;
@@ -257,6 +261,13 @@ async_fail(struct onecard_async *ac, int err)
 			r.raw_cb(NULL, err, r.arg);
 		else
 			r.cb(NULL, err, r.arg);
+	}
+	/* Last: the subscription's end comes after every reply's. */
+	if (ac->event_cb != NULL) {
+		onecard_event_cb cb = ac->event_cb;
+
+		ac->event_cb = NULL;
+		cb(NULL, err, ac->event_arg);
 	}
 	ac->depth--;
 }
@@ -849,16 +860,23 @@ async_reply(
 		return -1;
 	}
 	if (raw.id == 0) {
-		/* Answers no request: keep its reason for the close that
-		 * usually follows. */
 		reply = wire_reply_unpack(
 		    body, len, len * WIRE_MEM_FACTOR + 65536, &over_cap);
 		if (reply == NULL) {
 			async_bad_reply(ac, "reply is not a valid message", 0);
 			return -1;
 		}
-		snprintf(ac->err, sizeof ac->err, "broker: %s: %s",
-		    wire_code_name(reply->code), reply->message);
+		if (client_reply_kind(reply) == CLIENT_REPLY_EVENT) {
+			/* Pushed: to the event callback, if there is one. */
+			if (ac->event_cb != NULL)
+				ac->event_cb(
+				    reply->event, ONECARD_OK, ac->event_arg);
+		} else {
+			/* Answers no request: keep its reason for the close
+			 * that usually follows. */
+			snprintf(ac->err, sizeof ac->err, "broker: %s: %s",
+			    wire_code_name(reply->code), reply->message);
+		}
 		wire_reply_free(reply);
 		return 0;
 	}
@@ -984,6 +1002,33 @@ onecard_async_send_encoded(struct onecard_async *ac, const void *body,
 	if (ac->q_count == 1)
 		async_set_timeout(ac);
 	return ONECARD_OK;
+}
+
+int
+onecard_async_on_event(struct onecard_async *ac, onecard_event_cb cb, void *arg)
+{
+	if (ac == NULL || ac->closing)
+		return ONECARD_EINVAL;
+	if (ac->state == ASYNC_FAILED)
+		return ac->failed_err;
+	ac->event_cb = cb;
+	ac->event_arg = arg;
+	return ONECARD_OK;
+}
+
+int
+onecard_async_subscribe(struct onecard_async *ac, uint64_t from_seq,
+    int from_now, onecard_reply_cb cb, void *arg)
+{
+	Onecard__V1__Request req = ONECARD__V1__REQUEST__INIT;
+	Onecard__V1__Subscribe sub = ONECARD__V1__SUBSCRIBE__INIT;
+
+	sub.from_seq = from_seq;
+	sub.from_now = from_now != 0;
+	req.op_case = ONECARD__V1__REQUEST__OP_SUBSCRIBE;
+	req.subscribe = &sub;
+	/* Encoded at once: req may live on this stack. */
+	return async_send_msg(ac, &req, cb, NULL, arg);
 }
 
 int

@@ -36,6 +36,15 @@ void client_err_append_ssl(char *buf, size_t len);
 /* Read Reply.id and Reply.code out of a Reply body, checking only that its
  * top-level fields are well formed. 0 or -1. */
 int client_reply_scan(const uint8_t *body, size_t len, uint64_t *id, int *code);
+/* What a reply frame is: the answer to a request (its id), an event pushed
+ * on a subscription (id 0, OK, an event), or the broker's notice that
+ * answers no request (id 0, anything else: an error before a close). */
+enum client_reply_kind {
+	CLIENT_REPLY_ANSWER,
+	CLIENT_REPLY_EVENT,
+	CLIENT_REPLY_NOTICE,
+};
+enum client_reply_kind client_reply_kind(const Onecard__V1__Reply *reply);
 
 /* client_tls.c */
 /* A shared client TLS context and its sessions, one per configuration. */

@@ -41,7 +41,22 @@ onecard_strerror(int err)
 	case ONECARD_EIO:
 		return "I/O error";
 	}
+	/* The broker's refusal, as onecard_subscribe returns it. */
+	if (err > 0)
+		return wire_code_name(err);
 	return "unknown error";
+}
+
+enum client_reply_kind
+client_reply_kind(const Onecard__V1__Reply *reply)
+{
+	if (reply->id != 0)
+		return CLIENT_REPLY_ANSWER;
+	if (reply->code == ONECARD__V1__CODE__OK &&
+	    reply->result_case == ONECARD__V1__REPLY__RESULT_EVENT &&
+	    reply->event != NULL)
+		return CLIENT_REPLY_EVENT;
+	return CLIENT_REPLY_NOTICE;
 }
 
 void

@@ -6,14 +6,19 @@
  * and an input buffer of reply bytes, and the queue of ids sent but not yet
  * answered. Replies come back in the order sent: each one must carry the id
  * of the oldest pending request (or 0 for a reply that answers no request).
- * A transport failure breaks the connection for good; every later call
- * returns the same error and the caller reconnects.
+ * On a subscription, events pushed with id 0 come between the replies: a
+ * wait for a reply sets the events it meets aside for onecard_next_event,
+ * and a wait for an event sets replies aside for onecard_recv, each in a
+ * FIFO of its own. A transport failure breaks the connection for good;
+ * every later call returns the same error and the caller reconnects.
+ * Waiting for an event and finding none in time is not a failure.
  */
 #include <sys/socket.h>
 #include <sys/types.h>
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -32,6 +37,17 @@
 
 #define CONN_FLUSH_CHUNK (256 * 1024) /* bytes handed to one SSL_write */
 #define CONN_READ_CHUNK  (64 * 1024)
+#define CONN_FOREVER     LLONG_MAX /* a deadline that never passes */
+
+/* Frames read while waiting for another kind, oldest first. */
+struct conn_held {
+	struct conn_held *next;
+	Onecard__V1__Reply *reply;
+};
+struct conn_fifo {
+	struct conn_held *head, **tail;
+	size_t n;
+};
 
 struct onecard_conn {
 	int fd;
@@ -48,6 +64,10 @@ struct onecard_conn {
 
 	uint64_t *pending; /* ring of ids sent, oldest at head */
 	size_t p_head, p_count, p_cap;
+
+	int subscribed;           /* onecard_subscribe was answered OK */
+	struct conn_fifo events;  /* events met while waiting for a reply */
+	struct conn_fifo replies; /* replies met while waiting for an event */
 
 	int broken; /* an onecard_err once the connection failed */
 	char err[ONECARD_ERRLEN];
@@ -106,7 +126,8 @@ onecard_last_error(const struct onecard_conn *conn)
 	return conn->err[0] != '\0' ? conn->err : "no error";
 }
 
-/* Wait until fd is ready for events or the deadline passes. 1, 0 or -1. */
+/* Wait until fd is ready for events or the deadline (CONN_FOREVER: none)
+ * passes. 1, 0 or -1. */
 static int
 conn_poll(int fd, short events, long long deadline)
 {
@@ -116,11 +137,60 @@ conn_poll(int fd, short events, long long deadline)
 	pfd.fd = fd;
 	pfd.events = events;
 	for (;;) {
-		r = poll(&pfd, 1, conn_left(deadline));
+		r = poll(&pfd, 1,
+		    deadline == CONN_FOREVER ? -1 : conn_left(deadline));
 		if (r == -1 && errno == EINTR)
+			continue;
+		/* conn_left caps one wait at an hour; a later deadline
+		 * waits again. */
+		if (r == 0 && conn_left(deadline) > 0)
 			continue;
 		return r;
 	}
+}
+
+/* Keep reply at the end of f. 0 or -1 (out of memory). */
+static int
+conn_fifo_put(struct conn_fifo *f, Onecard__V1__Reply *reply)
+{
+	struct conn_held *h;
+
+	if ((h = malloc(sizeof *h)) == NULL)
+		return -1;
+	h->next = NULL;
+	h->reply = reply;
+	if (f->head == NULL)
+		f->tail = &f->head;
+	*f->tail = h;
+	f->tail = &h->next;
+	f->n++;
+	return 0;
+}
+
+/* Take the oldest reply out of f; NULL when it is empty. */
+static Onecard__V1__Reply *
+conn_fifo_take(struct conn_fifo *f)
+{
+	struct conn_held *h = f->head;
+	Onecard__V1__Reply *reply;
+
+	if (h == NULL)
+		return NULL;
+	f->head = h->next;
+	f->n--;
+	reply = h->reply;
+	free(h);
+	return reply;
+}
+
+/* Free what f holds. */
+static void
+conn_fifo_clear(struct conn_fifo *f)
+{
+	Onecard__V1__Reply *reply;
+
+	while ((reply = conn_fifo_take(f)) != NULL)
+		wire_reply_free(reply);
 }
 
 /* Non-blocking connect to one address, finished with poll. fd or -1. */
@@ -281,6 +351,8 @@ conn_free(struct onecard_conn *conn)
 	free(conn->out);
 	free(conn->in);
 	free(conn->pending);
+	conn_fifo_clear(&conn->events);
+	conn_fifo_clear(&conn->replies);
 	free(conn);
 }
 
@@ -372,7 +444,7 @@ onecard_session_reused(const struct onecard_conn *conn)
 size_t
 onecard_pending(const struct onecard_conn *conn)
 {
-	return conn->p_count;
+	return conn->p_count + conn->replies.n;
 }
 
 /* Remember id as the newest pending request. */
@@ -581,34 +653,88 @@ conn_take_reply(struct onecard_conn *conn, Onecard__V1__Reply **reply)
 	return 1;
 }
 
-/* Wait for the next reply until deadline. */
+/* What a wait is for. */
+enum conn_want {
+	CONN_WANT_REPLY, /* a reply to a request, or one with id 0 */
+	CONN_WANT_EVENT, /* a frame with id 0: an event, or the broker's notice
+			  */
+};
+
+/* Keep reply in f for a later call. 0, or ENOMEM (the connection failed). */
+static int
+conn_hold(
+    struct onecard_conn *conn, struct conn_fifo *f, Onecard__V1__Reply *reply)
+{
+	if (conn_fifo_put(f, reply) == 0)
+		return 0;
+	wire_reply_free(reply);
+	return conn_fail(conn, ONECARD_ENOMEM, "out of memory");
+}
+
+/*
+ * Wait until deadline for the next frame of the kind wanted, keeping those
+ * of the other kind aside: replies while waiting for an event, events while
+ * waiting for a reply when hold_events is set (a reply with id 0 that is no
+ * event is returned to either). ONECARD_OK with *reply set, ONECARD_ETIMEDOUT
+ * (the connection is not marked failed: the caller decides), or an error.
+ */
+static int
+conn_wait(struct onecard_conn *conn, enum conn_want want, int hold_events,
+    Onecard__V1__Reply **reply, long long deadline)
+{
+	Onecard__V1__Reply *r = NULL;
+	short events;
+	int rc;
+
+	for (;;) {
+		if ((rc = conn_take_reply(conn, &r)) < 0)
+			return rc;
+		if (rc == 1) {
+			if (want == CONN_WANT_EVENT && r->id != 0)
+				rc = conn_hold(conn, &conn->replies, r);
+			else if (want == CONN_WANT_REPLY && hold_events &&
+			    client_reply_kind(r) == CLIENT_REPLY_EVENT)
+				rc = conn_hold(conn, &conn->events, r);
+			else {
+				*reply = r;
+				return ONECARD_OK;
+			}
+			if (rc != 0)
+				return rc;
+			continue;
+		}
+		/* SSL may hold decrypted bytes the socket no longer shows. */
+		events = 0;
+		if ((rc = conn_read_some(conn, &events)) < 0)
+			return rc;
+		if (rc == 1)
+			continue;
+		rc = conn_poll(conn->fd, events, deadline);
+		if (rc == 0)
+			return ONECARD_ETIMEDOUT;
+		if (rc == -1)
+			return conn_fail(
+			    conn, ONECARD_EIO, "poll: %s", strerror(errno));
+	}
+}
+
+/* Wait for the reply to the oldest request until deadline; a timeout
+ * breaks the connection (the reply may still come, out of step). */
 static int
 conn_recv_until(
     struct onecard_conn *conn, Onecard__V1__Reply **reply, long long deadline)
 {
-	short events;
 	int r;
 
-	for (;;) {
-		if ((r = conn_take_reply(conn, reply)) != 0)
-			return r < 0 ? r : ONECARD_OK;
-		/* SSL may hold decrypted bytes the socket no longer shows. */
-		events = 0;
-		if ((r = conn_read_some(conn, &events)) < 0)
-			return r;
-		if (r == 1)
-			continue;
-		r = conn_poll(conn->fd, events, deadline);
-		if (r == 0) {
-			snprintf(conn->err, sizeof conn->err,
-			    "no reply in %d ms", conn->call_timeout_ms);
-			conn->broken = ONECARD_ETIMEDOUT;
-			return ONECARD_ETIMEDOUT;
-		}
-		if (r == -1)
-			return conn_fail(
-			    conn, ONECARD_EIO, "poll: %s", strerror(errno));
+	if ((*reply = conn_fifo_take(&conn->replies)) != NULL)
+		return ONECARD_OK;
+	r = conn_wait(conn, CONN_WANT_REPLY, conn->subscribed, reply, deadline);
+	if (r == ONECARD_ETIMEDOUT) {
+		snprintf(conn->err, sizeof conn->err, "no reply in %d ms",
+		    conn->call_timeout_ms);
+		conn->broken = ONECARD_ETIMEDOUT;
 	}
+	return r;
 }
 
 int
@@ -628,6 +754,19 @@ onecard_recv(struct onecard_conn *conn, Onecard__V1__Reply **reply)
 	return conn_recv_until(conn, reply, deadline);
 }
 
+/* 0 when no reply is owed to the caller, else ONECARD_EINVAL with why. */
+static int
+conn_check_idle(struct onecard_conn *conn, const char *what)
+{
+	size_t n = conn->p_count + conn->replies.n;
+
+	if (n == 0)
+		return 0;
+	snprintf(conn->err, sizeof conn->err,
+	    "%s with %zu replies pending; use onecard_recv", what, n);
+	return ONECARD_EINVAL;
+}
+
 int
 onecard_call(struct onecard_conn *conn, Onecard__V1__Request *req,
     Onecard__V1__Reply **reply)
@@ -639,15 +778,167 @@ onecard_call(struct onecard_conn *conn, Onecard__V1__Request *req,
 	*reply = NULL;
 	if (conn->broken != 0)
 		return conn->broken;
-	if (conn->p_count != 0) {
-		snprintf(conn->err, sizeof conn->err,
-		    "onecard_call with %zu replies pending; use onecard_recv",
-		    conn->p_count);
-		return ONECARD_EINVAL;
-	}
+	if ((r = conn_check_idle(conn, "onecard_call")) != 0)
+		return r;
 	if ((r = onecard_send(conn, req)) != ONECARD_OK)
 		return r;
 	return onecard_recv(conn, reply);
+}
+
+/* A broker's answer other than OK: its code, with its reason kept. */
+static int
+conn_refused(struct onecard_conn *conn, Onecard__V1__Reply *r)
+{
+	int code = r->code;
+
+	snprintf(conn->err, sizeof conn->err, "%s: %s", wire_code_name(code),
+	    r->message);
+	wire_reply_free(r);
+	return code;
+}
+
+int
+onecard_subscribe(struct onecard_conn *conn, uint64_t from_seq, int from_now,
+    uint64_t *last_seq)
+{
+	Onecard__V1__Request req = ONECARD__V1__REQUEST__INIT;
+	Onecard__V1__Subscribe sub = ONECARD__V1__SUBSCRIBE__INIT;
+	Onecard__V1__Reply *r = NULL;
+	long long deadline;
+	int rc;
+
+	if (conn == NULL)
+		return ONECARD_EINVAL;
+	if (conn->broken != 0)
+		return conn->broken;
+	if ((rc = conn_check_idle(conn, "onecard_subscribe")) != 0)
+		return rc;
+	sub.from_seq = from_seq;
+	sub.from_now = from_now != 0;
+	req.op_case = ONECARD__V1__REQUEST__OP_SUBSCRIBE;
+	req.subscribe = &sub;
+	if ((rc = onecard_send(conn, &req)) != ONECARD_OK)
+		return rc;
+	deadline = conn_now_ms() + conn->call_timeout_ms;
+	if ((rc = conn_flush_until(conn, deadline)) != ONECARD_OK)
+		return rc;
+	/* Events of a subscription made before wait for onecard_next_event. */
+	rc = conn_wait(conn, CONN_WANT_REPLY, 1, &r, deadline);
+	if (rc == ONECARD_ETIMEDOUT) {
+		snprintf(conn->err, sizeof conn->err,
+		    "no answer to subscribe in %d ms", conn->call_timeout_ms);
+		conn->broken = ONECARD_ETIMEDOUT;
+	}
+	if (rc != ONECARD_OK)
+		return rc;
+	if (r->code != ONECARD__V1__CODE__OK)
+		return conn_refused(conn, r);
+	if (r->id == 0 || r->result_case != ONECARD__V1__REPLY__RESULT_EVENT) {
+		wire_reply_free(r);
+		return conn_fail(conn, ONECARD_EPROTO,
+		    "subscribe was answered OK without the last event's seq");
+	}
+	conn->subscribed = 1;
+	if (last_seq != NULL)
+		*last_seq = r->event->seq;
+	wire_reply_free(r);
+	return ONECARD_OK;
+}
+
+int
+onecard_next_event(
+    struct onecard_conn *conn, int timeout_ms, Onecard__V1__Reply **event)
+{
+	Onecard__V1__Reply *r = NULL;
+	long long deadline;
+	int rc;
+
+	if (conn == NULL || event == NULL)
+		return ONECARD_EINVAL;
+	*event = NULL;
+	if (conn->broken != 0)
+		return conn->broken;
+	if ((*event = conn_fifo_take(&conn->events)) != NULL)
+		return ONECARD_OK;
+	if (conn->out_len > 0 &&
+	    (rc = conn_flush_until(
+		 conn, conn_now_ms() + conn->call_timeout_ms)) != ONECARD_OK)
+		return rc;
+	deadline = timeout_ms < 0 ? CONN_FOREVER : conn_now_ms() + timeout_ms;
+	rc = conn_wait(conn, CONN_WANT_EVENT, 1, &r, deadline);
+	if (rc == ONECARD_ETIMEDOUT) {
+		/* Silence, not a failure: what was read of a frame stays. */
+		snprintf(conn->err, sizeof conn->err, "no event in %d ms",
+		    timeout_ms);
+		return rc;
+	}
+	if (rc != ONECARD_OK)
+		return rc;
+	if (client_reply_kind(r) == CLIENT_REPLY_EVENT) {
+		*event = r;
+		return ONECARD_OK;
+	}
+	/* The broker's word that answers no request: it closes after it. */
+	if (r->code != ONECARD__V1__CODE__OK)
+		return conn_refused(conn, r);
+	wire_reply_free(r);
+	return conn_fail(conn, ONECARD_EPROTO,
+	    "a reply with id 0 held neither error nor event");
+}
+
+/* Ping, to keep a quiet subscription open and see the broker answers. */
+static int
+conn_ping(struct onecard_conn *conn)
+{
+	Onecard__V1__Request req = ONECARD__V1__REQUEST__INIT;
+	Onecard__V1__Ping ping = ONECARD__V1__PING__INIT;
+	Onecard__V1__Reply *r = NULL;
+	int rc;
+
+	req.op_case = ONECARD__V1__REQUEST__OP_PING;
+	req.ping = &ping;
+	if ((rc = onecard_call(conn, &req, &r)) != ONECARD_OK)
+		return rc;
+	if (r->code != ONECARD__V1__CODE__OK)
+		return conn_refused(conn, r);
+	wire_reply_free(r);
+	return ONECARD_OK;
+}
+
+int
+onecard_watch(
+    struct onecard_conn *conn, uint64_t *seq, onecard_watch_cb cb, void *arg)
+{
+	Onecard__V1__Reply *ev;
+	uint64_t last;
+	int rc, stop, now;
+
+	if (conn == NULL || seq == NULL || cb == NULL)
+		return ONECARD_EINVAL;
+	now = *seq == ONECARD_SEQ_NOW;
+	if ((rc = onecard_subscribe(conn, now ? 0 : *seq, now, &last)) !=
+	    ONECARD_OK)
+		return rc;
+	if (now)
+		*seq = last;
+	for (;;) {
+		rc = onecard_next_event(conn, conn->call_timeout_ms, &ev);
+		if (rc == ONECARD_ETIMEDOUT) {
+			/* Quiet for a call timeout: the broker must still
+			 * answer, and a ping keeps its idle timer off us. */
+			if ((rc = conn_ping(conn)) != ONECARD_OK)
+				return rc;
+			continue;
+		}
+		if (rc != ONECARD_OK)
+			return rc;
+		stop = cb(ev->event, arg);
+		if (stop >= 0)
+			*seq = ev->event->seq;
+		wire_reply_free(ev);
+		if (stop != 0)
+			return ONECARD_OK;
+	}
 }
 
 void

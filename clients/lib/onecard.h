@@ -8,12 +8,17 @@
  *  - pipelined: onecard_send queues many requests, onecard_recv returns the
  *    replies in the order sent;
  *  - async: for programs that run their own libevent loop (onecard-bench),
- *    onecard_async_* call back when each reply arrives.
+ *    onecard_async_* call back when each reply arrives;
+ *  - events: onecard_subscribe, then onecard_next_event (or onecard_watch,
+ *    or onecard_async_subscribe and onecard_async_on_event) hand over the
+ *    registry's changes as the broker pushes them (docs/notifications.md).
  * Every function returns ONECARD_OK (0) or a negative ONECARD_E* code;
- * onecard_strerror turns one into text. The protocol is in docs/protocol.md.
+ * those that wait for an event also return the broker's refusal, a
+ * positive Reply.code. onecard_strerror turns either into text. The
+ * protocol is in docs/protocol.md.
  * The library never raises SIGPIPE (a broker that hangs up is ECLOSED), and
- * a blocking connection that failed (timeout included) stays failed: every
- * later call returns the same code; reconnect.
+ * a blocking connection that failed (timeout included, but for the wait for
+ * an event) stays failed: every later call returns the same code; reconnect.
  */
 #ifndef ONECARD_H
 #define ONECARD_H
@@ -96,13 +101,74 @@ int onecard_flush(struct onecard_conn *conn);
 /* Flush, then wait for the next reply (in the order requests were sent). */
 int onecard_recv(struct onecard_conn *conn, Onecard__V1__Reply **reply);
 
-/* Requests sent whose replies have not been received yet. */
+/* Requests sent whose replies onecard_recv has not returned yet. */
 size_t onecard_pending(const struct onecard_conn *conn);
 
 /* 1 when conn's handshake resumed an earlier connection's TLS session. */
 int onecard_session_reused(const struct onecard_conn *conn);
 
 void onecard_reply_free(Onecard__V1__Reply *reply);
+
+/*
+ * Events (docs/notifications.md). A subscription asks the broker for every
+ * event after from_seq that this certificate may see, the backlog first,
+ * then live, in seq order (seqs increase; gaps are events for others). The
+ * broker pushes each as Reply{id 0, code OK, event}; a reply with id 0 and
+ * another code is the broker's notice before it closes the connection
+ * (stall, shutdown, log unreadable). Requests may be sent on the same
+ * connection: once onecard_subscribe succeeded, onecard_call and
+ * onecard_recv set the events they meet aside for onecard_next_event, and
+ * onecard_next_event sets replies aside for onecard_recv, so each gets only
+ * its own kind. (A Subscribe sent with onecard_send leaves onecard_recv as
+ * it was: it returns every frame, events included.)
+ *
+ * A connection that drops loses nothing: subscribe again, on a new one,
+ * from the seq of the last event handled. Delivery is thus at least once.
+ */
+
+/*
+ * Subscribe to the events after from_seq, or with from_now set after the
+ * registry's last event now; *last_seq (may be NULL) gets that last event's
+ * seq (with from_now, the place to resume from until an event comes).
+ * Returns ONECARD_OK, an onecard_err, or the broker's refusal as a positive
+ * Reply.code with its reason in onecard_last_error: OUT_OF_RANGE (from_seq
+ * is older than the events kept, or after the last one: resync),
+ * RESOURCE_EXHAUSTED (the broker's --max-subscribers), CONFLICT (conn has a
+ * subscription). ONECARD_EINVAL when replies to onecard_send are pending.
+ */
+int onecard_subscribe(struct onecard_conn *conn, uint64_t from_seq,
+    int from_now, uint64_t *last_seq);
+
+/*
+ * The next event pushed on conn, waiting at most timeout_ms (-1: no limit;
+ * 0: only what has come already). *event is a Reply with id 0, code OK and
+ * event set, freed with onecard_reply_free. ONECARD_ETIMEDOUT when none
+ * came in time; unlike other timeouts this does not fail the connection
+ * (bytes of a frame read so far are kept for the next call). The broker's
+ * notice (id 0, an error code) is returned as that code, positive, with
+ * its reason in onecard_last_error; the close that follows it is
+ * ONECARD_ECLOSED on the next call. Requests queued with onecard_send are
+ * written first.
+ */
+int onecard_next_event(
+    struct onecard_conn *conn, int timeout_ms, Onecard__V1__Reply **event);
+
+/*
+ * Subscribe after *seq and hand each event to cb until cb stops or the
+ * connection fails. *seq ONECARD_SEQ_NOW subscribes from now and is
+ * replaced by the registry's last seq once the broker answers. cb returns
+ * 0 to go on; a positive value stops after the event, handled; a negative
+ * one stops with the event not handled. *seq is kept at the last event
+ * handled, so on any return it is where a new connection resumes (still
+ * ONECARD_SEQ_NOW if the subscription was never answered). After the call
+ * timeout without an event a ping checks that the broker still answers
+ * (and keeps its --idle-timeout from closing conn). Returns ONECARD_OK when
+ * cb stopped it, otherwise as onecard_subscribe and onecard_next_event do.
+ */
+#define ONECARD_SEQ_NOW UINT64_MAX
+typedef int (*onecard_watch_cb)(const Onecard__V1__Event *event, void *arg);
+int onecard_watch(
+    struct onecard_conn *conn, uint64_t *seq, onecard_watch_cb cb, void *arg);
 
 /*
  * Async API on a caller's event_base. The callback gets the reply (owned by
@@ -161,6 +227,24 @@ int onecard_async_send_encoded(struct onecard_async *ac, const void *body,
     size_t len, uint64_t *id, onecard_raw_cb cb, void *arg);
 /* 1 when ac's handshake resumed an earlier connection's TLS session. */
 int onecard_async_session_reused(const struct onecard_async *ac);
+
+/*
+ * Events on an async connection. cb gets each event pushed on ac (owned by
+ * the library, valid during the call only) with ONECARD_OK, then once NULL
+ * and an error when the connection fails or is closed; set it before
+ * subscribing (events that come while none is set are dropped). The
+ * broker's notice before a close is in onecard_async_last_error. A quiet
+ * subscription has no timeout: send a ping now and then to learn that the
+ * broker is gone (and to stay clear of its --idle-timeout).
+ */
+typedef void (*onecard_event_cb)(
+    const Onecard__V1__Event *event, int err, void *arg);
+int onecard_async_on_event(
+    struct onecard_async *ac, onecard_event_cb cb, void *arg);
+/* Send Subscribe (as onecard_subscribe); cb gets its reply: code OK with
+ * event->seq the registry's last event, or the refusal. */
+int onecard_async_subscribe(struct onecard_async *ac, uint64_t from_seq,
+    int from_now, onecard_reply_cb cb, void *arg);
 
 /*
  * Connections share one TLS context per configuration (the same CA,

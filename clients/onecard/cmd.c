@@ -474,6 +474,76 @@ cmd_search(struct cli *cli, int argc, char **argv)
 	return cli_call(cli, &req);
 }
 
+/* watch [--from SEQ | --state FILE] [--exec CMD]: the registry's events as
+ * they come (watch.c). */
+static int
+cmd_watch(struct cli *cli, int argc, char **argv)
+{
+	static const struct option longopts[] = {OPT_HELP,
+	    {"from", required_argument, NULL, 'f'},
+	    {"state", required_argument, NULL, 'S'},
+	    {"exec", required_argument, NULL, 'x'}, {NULL, 0, NULL, 0}};
+	struct watch_opts o;
+	int ch, r;
+
+	memset(&o, 0, sizeof o);
+	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'h':
+			return cmd_help(cli,
+			    "  --from SEQ      the events after SEQ (0: all "
+			    "the broker keeps);\n"
+			    "                  default: those from now on\n"
+			    "  --state FILE    resume after the seq FILE "
+			    "holds, "
+			    "and keep it there;\n"
+			    "                  no FILE: start from now and "
+			    "make "
+			    "it\n"
+			    "  --exec CMD      run CMD with /bin/sh for each "
+			    "event, its JSON on stdin;\n"
+			    "                  an event whose CMD fails is "
+			    "tried again, not passed\n"
+			    "  --json          one JSON object per line\n"
+			    "\nRuns until SIGINT or SIGTERM (exit 0); "
+			    "reconnects by itself, resuming\n"
+			    "after the last event handled. Exit 7: the events "
+			    "to resume from are no\n"
+			    "longer kept (resync with lookups).\n");
+		case 'f':
+			if (cmd_parse_uint(optarg, UINT64_MAX, &o.from) == -1)
+				return cli_usage_error(cli, cmd_usage(cli),
+				    "--from: \"%s\" is not an event seq (a "
+				    "number)",
+				    optarg);
+			o.have_from = 1;
+			break;
+		case 'S':
+			if (optarg[0] == '\0')
+				return cli_usage_error(cli, cmd_usage(cli),
+				    "--state: give a file name");
+			o.state = optarg;
+			break;
+		case 'x':
+			if (optarg[0] == '\0')
+				return cli_usage_error(cli, cmd_usage(cli),
+				    "--exec: give a command");
+			o.exec = optarg;
+			break;
+		default:
+			return cli_usage_error(
+			    cli, cmd_usage(cli), "bad option");
+		}
+	}
+	if ((r = cmd_operands(cli, argc - optind, 0)) != 0)
+		return r;
+	if (o.have_from && o.state != NULL)
+		return cli_usage_error(cli, cmd_usage(cli),
+		    "--from and --state do not go together: the state file "
+		    "says where to resume");
+	return watch_run(cli, &o);
+}
+
 const struct cli_command cli_commands[] = {
     {"ping", cmd_ping, "",
 	"Check the broker answers; print its node and "
@@ -497,5 +567,7 @@ const struct cli_command cli_commands[] = {
 	"[--id DOMAIN=VALUE] [--limit N] [--exact]",
 	"Find patients ranked by how well they match, best first; with "
 	"--exact, those matching every field as typed."},
+    {"watch", cmd_watch, "[--from SEQ | --state FILE] [--exec CMD]",
+	"Print the registry's changes as they happen, one event a line."},
     {NULL, NULL, NULL, NULL},
 };

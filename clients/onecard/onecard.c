@@ -145,8 +145,9 @@ cli_help(FILE *f)
 	      "(conflict, version,\n"
 	      "permission, unauthenticated), 4 cannot connect or transport "
 	      "error,\n"
-	      "5 other broker error. `onecard COMMAND --help` for a "
-	      "command;\ndocs/cli.md or onecard(1) for the rest.\n",
+	      "5 other broker error, 7 (watch) the events to resume from "
+	      "are gone.\n`onecard COMMAND --help` for a command; docs/cli.md "
+	      "or onecard(1)\nfor the rest.\n",
 	    f);
 }
 

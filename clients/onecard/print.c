@@ -205,3 +205,31 @@ print_reply(struct cli *cli, FILE *f, const Onecard__V1__Reply *reply)
 		break;
 	}
 }
+
+void
+print_event(struct cli *cli, FILE *f, const Onecard__V1__Event *ev)
+{
+	char when[40];
+
+	if (cli->json) {
+		cli_json_event(f, ev);
+		fputc('\n', f);
+		return;
+	}
+	/* seq, time, op, patient, the other patient, actor, detail. */
+	cli_time_rfc3339(ev->time_ms, when, sizeof when);
+	fprintf(f, "%" PRIu64 "  %s  ", ev->seq, when);
+	print_text(f, ev->op);
+	fputs("  ", f);
+	print_text(f, ev->patient_id[0] != '\0' ? ev->patient_id : "-");
+	fputs("  ", f);
+	print_text(
+	    f, ev->other_patient_id[0] != '\0' ? ev->other_patient_id : "-");
+	fputs("  ", f);
+	print_text(f, ev->actor);
+	if (ev->detail[0] != '\0') {
+		fputs("  ", f);
+		print_text(f, ev->detail);
+	}
+	fputc('\n', f);
+}

@@ -49,8 +49,12 @@ expect_none()
 
 complete -p onecard >/dev/null || { echo "FAIL: onecard not registered" >&2; fail=1; }
 complete -p onecardctl >/dev/null || { echo "FAIL: onecardctl not registered" >&2; fail=1; }
-expect "ping lookup enroll link unlink update search" onecard ""
+expect "ping lookup enroll link unlink update search watch" onecard ""
 expect "lookup" onecard lo
+expect "watch" onecard wa
+expect "--from --state --exec --json" onecard watch --
+expect_none onecard watch --from ""
+expect_none onecard watch --exec ""
 expect "--json --version --profile --broker" onecard lookup --
 expect "--name --sex --birth --expect-version" onecard update cn-id=1 --
 expect "male female" onecard enroll --sex ""
@@ -71,7 +75,8 @@ printf '[default]\nbroker = a:1\n[night-desk]\nbroker = b:2\n' >"$tmp/p"
 ONECARD_PROFILE_FILE=$tmp/p expect "default night-desk" onecard --profile ""
 ONECARD_PROFILE_FILE=$tmp/p expect "night-desk" onecardctl stats --profile n
 # File names after the options that take a file.
-touch "$tmp/desk.pem"
+touch "$tmp/desk.pem" "$tmp/xc001.seq"
 expect "$tmp/desk.pem" onecard --cert "$tmp/de"
+expect "$tmp/xc001.seq" onecard watch --state "$tmp/xc"
 rm -rf "$tmp"
 exit $fail

@@ -2,7 +2,9 @@
  * test_client_util.c: the part of clients/lib/client_util.c that reads a
  * reply without decoding it (client_reply_scan, behind libonecard's raw
  * replies): it finds Reply.id and Reply.code wherever they are and refuses
- * a body whose top level is not well formed, never reading past its end.
+ * a body whose top level is not well formed, never reading past its end;
+ * how a reply frame is told apart (client_reply_kind): an answer, a pushed
+ * event, or the broker's notice; and onecard_strerror of a broker's code.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -115,6 +117,41 @@ scan_refuses_groups_field_zero_and_long_varints(void **state)
 	    client_reply_scan(overlen, sizeof overlen, &id, &code), -1);
 }
 
+static void
+kind_tells_answer_event_and_notice_apart(void **state)
+{
+	Onecard__V1__Reply r = ONECARD__V1__REPLY__INIT;
+	Onecard__V1__Event ev = ONECARD__V1__EVENT__INIT;
+
+	/* Any reply with an id answers a request, an event in it or not. */
+	r.id = 3;
+	assert_int_equal(client_reply_kind(&r), CLIENT_REPLY_ANSWER);
+	r.result_case = ONECARD__V1__REPLY__RESULT_EVENT;
+	r.event = &ev;
+	assert_int_equal(client_reply_kind(&r), CLIENT_REPLY_ANSWER);
+	/* id 0, OK, an event: pushed. */
+	r.id = 0;
+	assert_int_equal(client_reply_kind(&r), CLIENT_REPLY_EVENT);
+	/* id 0 with an error code, even with an event: the broker's notice. */
+	r.code = ONECARD__V1__CODE__UNAVAILABLE;
+	assert_int_equal(client_reply_kind(&r), CLIENT_REPLY_NOTICE);
+	/* id 0, OK, no event (an undecodable request's answer is not OK,
+	 * but a reply without a result must not pass for an event). */
+	r.code = ONECARD__V1__CODE__OK;
+	r.result_case = ONECARD__V1__REPLY__RESULT__NOT_SET;
+	r.event = NULL;
+	assert_int_equal(client_reply_kind(&r), CLIENT_REPLY_NOTICE);
+}
+
+static void
+strerror_names_a_brokers_code(void **state)
+{
+	assert_string_equal(
+	    onecard_strerror(ONECARD__V1__CODE__OUT_OF_RANGE), "OUT_OF_RANGE");
+	assert_string_equal(onecard_strerror(ONECARD_ETIMEDOUT), "timed out");
+	assert_string_equal(onecard_strerror(-99), "unknown error");
+}
+
 int
 main(void)
 {
@@ -124,6 +161,8 @@ main(void)
 	    cmocka_unit_test(scan_takes_fields_in_any_order),
 	    cmocka_unit_test(scan_refuses_every_truncation_of_a_reply),
 	    cmocka_unit_test(scan_refuses_groups_field_zero_and_long_varints),
+	    cmocka_unit_test(kind_tells_answer_event_and_notice_apart),
+	    cmocka_unit_test(strerror_names_a_brokers_code),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

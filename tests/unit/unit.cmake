@@ -1,0 +1,8 @@
+# Unit suites of files that live in a client program rather than a library:
+# the file is built into its suite.
+target_sources(unit_watch_state PRIVATE
+  ${CMAKE_SOURCE_DIR}/clients/onecard/watch_state.c)
+target_include_directories(unit_watch_state PRIVATE
+  ${CMAKE_SOURCE_DIR}/clients/onecard)
+target_link_libraries(unit_watch_state PRIVATE onecard_cli)
+target_link_libraries(unit_cli_out PRIVATE onecard_cli)
