@@ -99,7 +99,7 @@ notify_worker_init(struct worker *w)
 	w->notify_gen = atomic_load(&nt.refresh);
 	if ((w->notify_ev = event_new(w->base, -1, 0, notify_run, w)) == NULL)
 		return -1;
-	if (registry_events_range(w->reg, &last, &floor) == -1)
+	if (registry_events_range(w->reg, NULL, 0, &last, &floor) == -1)
 		return -1;
 	notify_last_at_least(last);
 	return 0;
@@ -206,7 +206,7 @@ notify_run(evutil_socket_t fd, short what, void *arg)
 	atomic_store(&w->notify_armed, 0);
 	/* The feed lost changes (out of memory): how far is the log now? */
 	if (gen != w->notify_gen &&
-	    registry_events_range(w->reg, &last, &floor) == 0) {
+	    registry_events_range(w->reg, NULL, 0, &last, &floor) == 0) {
 		notify_last_at_least(last);
 		w->notify_gen = gen;
 	}
@@ -297,6 +297,7 @@ notify_subscribe(
 	Onecard__V1__Event ev = ONECARD__V1__EVENT__INIT;
 	struct evbuffer *out = conn_output(c);
 	struct worker *w = conn_worker(c);
+	struct actor who;
 	uint64_t last, floor, from;
 	struct sub *s;
 	int slot;
@@ -314,7 +315,11 @@ notify_subscribe(
 		    "(one each; open another connection for a second)");
 		return;
 	}
-	if (registry_events_range(w->reg, &last, &floor) == -1) {
+	who.cn = conn_cn(c);
+	who.role = conn_role(c);
+	if (registry_events_range(w->reg, &who,
+		sr->from_now ? UINT64_MAX : sr->from_seq, &last,
+		&floor) == -1) {
 		notify_refuse(out, req, res, ONECARD__V1__CODE__UNAVAILABLE,
 		    "subscribe: the event log cannot be read now; retry");
 		return;

@@ -103,10 +103,13 @@ void registry_prefetch_lookups(struct registry *reg, const char *const *domain,
 #define REGISTRY_EVENTS_GONE (-2)
 int registry_events_push(struct registry *reg, const struct actor *who,
     uint64_t *cursor, unsigned max, struct evbuffer *out, unsigned *pushed);
-/* The last durable event's seq, and retention's floor: the events up to it
- * are gone. 0 or -1. */
-int registry_events_range(
-    struct registry *reg, uint64_t *last, uint64_t *floor);
+/*
+ * The last durable event's seq, and retention's floor for who resuming
+ * after from: the events up to it that who could see are gone (for an
+ * admin, or who NULL, every event up to it). 0 or -1.
+ */
+int registry_events_range(struct registry *reg, const struct actor *who,
+    uint64_t from, uint64_t *last, uint64_t *floor);
 
 /* Writer thread only. 0 or -1. */
 int registry_batch_begin(struct registry *reg);

@@ -176,8 +176,10 @@ struct registry_backend {
 	 * handle sees only durable ones and never waits for more. */
 	int (*event_scan)(void *h, uint64_t after, unsigned limit,
 	    registry_event_cb cb, void *arg);
-	/* Events up to this seq were dropped by retention (0: none). */
-	int (*event_floor)(void *h, uint64_t *floor);
+	/* Events up to this seq were dropped by retention (0: none); with
+	 * a hospital code (not NULL), the last event that hospital could see
+	 * among those dropped. */
+	int (*event_floor)(void *h, const char *code, uint64_t *floor);
 
 	int (*hospital_get)(void *h, const char *code, struct registry_arena *a,
 	    struct registry_hospital *out);

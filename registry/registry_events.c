@@ -178,6 +178,25 @@ ev_encode(struct reg_op *o, const struct registry_event *ev)
 	return f;
 }
 
+/*
+ * How far retention dropped what who could see: the floor of every event
+ * for an admin; for a hospital, the last event it could see among those
+ * dropped (asked only when the cursor is under the floor: the cheap case
+ * is the common one).
+ */
+static int
+events_floor(struct registry *reg, const struct actor *who, uint64_t cursor,
+    uint64_t *floor)
+{
+	int rc;
+
+	if ((rc = reg->be->event_floor(reg->h, NULL, floor)) < 0 ||
+	    cursor >= *floor || who == NULL ||
+	    who->role == ONECARD__V1__ROLE__ROLE_ADMIN)
+		return rc;
+	return reg->be->event_floor(reg->h, who->cn, floor);
+}
+
 int
 registry_events_push(struct registry *reg, const struct actor *who,
     uint64_t *cursor, unsigned max, struct evbuffer *out, unsigned *pushed)
@@ -203,7 +222,7 @@ registry_events_push(struct registry *reg, const struct actor *who,
 		return -1;
 	/* Events after the cursor dropped by retention, before or while it
 	 * read: the subscriber cannot have them all. */
-	if ((rc = reg->be->event_floor(reg->h, &floor)) < 0)
+	if ((rc = events_floor(reg, who, *cursor, &floor)) < 0)
 		goto done;
 	if (*cursor < floor) {
 		rc = REGISTRY_EVENTS_GONE;
@@ -216,7 +235,7 @@ registry_events_push(struct registry *reg, const struct actor *who,
 		rc = -1;
 		goto done;
 	}
-	if ((rc = reg->be->event_floor(reg->h, &floor)) < 0)
+	if ((rc = events_floor(reg, who, *cursor, &floor)) < 0)
 		goto done;
 	if (*cursor < floor) {
 		rc = REGISTRY_EVENTS_GONE;
@@ -257,7 +276,8 @@ events_count_none(void *arg, const char *key, uint64_t n)
 }
 
 int
-registry_events_range(struct registry *reg, uint64_t *last, uint64_t *floor)
+registry_events_range(struct registry *reg, const struct actor *who,
+    uint64_t from, uint64_t *last, uint64_t *floor)
 {
 	struct registry_counts c;
 	int rc;
@@ -265,7 +285,7 @@ registry_events_range(struct registry *reg, uint64_t *last, uint64_t *floor)
 	*last = *floor = 0;
 	memset(&c, 0, sizeof(c));
 	if ((rc = reg->be->counts(reg->h, &c, events_count_none, NULL)) < 0 ||
-	    (rc = reg->be->event_floor(reg->h, floor)) < 0)
+	    (rc = events_floor(reg, who, from, floor)) < 0)
 		return -1;
 	*last = c.last_seq;
 	return 0;

@@ -62,8 +62,9 @@ int registry_image_events(void *h, const char *pid, uint64_t upto,
 /* Events with after < seq <= upto, oldest first, at most limit. */
 int registry_image_events_after(void *h, uint64_t after, uint64_t upto,
     unsigned limit, registry_event_cb cb, void *arg);
-/* Events up to this seq were dropped by retention (0: none). */
-int registry_image_event_floor(void *h, uint64_t *floor);
+/* Events up to this seq were dropped by retention (0: none); with a
+ * hospital code, the last that hospital could see was this one. */
+int registry_image_event_floor(void *h, const char *code, uint64_t *floor);
 /*
  * Retention, on the fold's handle: drop the oldest events beyond the last
  * keep_events, or older than keep_ms (0, 0: keep all), at most

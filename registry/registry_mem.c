@@ -1828,10 +1828,17 @@ mem_event_scan(
 }
 
 static int
-mem_event_floor(void *hv, uint64_t *floor)
+mem_event_floor(void *hv, const char *code, uint64_t *floor)
 {
-	*floor = atomic_load(&((struct mem_handle *)hv)->db->event_floor);
-	return 0;
+	struct mem_handle *h = hv;
+
+	*floor = atomic_load(&h->db->event_floor);
+	/* Nothing dropped: no hospital lost anything either. */
+	if (code == NULL || *floor == 0)
+		return 0;
+	if (mem_image(h, "events") == NULL)
+		return REGISTRY_EUNAVAIL;
+	return registry_image_event_floor(h->img, code, floor);
 }
 
 static int
@@ -2950,7 +2957,7 @@ db_open(const char *path, char *err, size_t errlen)
 		&db->last_merge, err, errlen) == -1)
 		goto fail;
 	db->last_event = db->trimmed_event = max_event;
-	if (registry_image_event_floor(db->img, &floor) == -1) {
+	if (registry_image_event_floor(db->img, NULL, &floor) != 0) {
 		snprintf(err, errlen, "%s: cannot read event_floor", path);
 		goto fail;
 	}

@@ -81,6 +81,10 @@ static const char *const sqlite_migrations[] = {
     "CREATE TABLE event_floor ("
     " id INTEGER PRIMARY KEY CHECK (id = 0), seq INTEGER NOT NULL);"
     "INSERT INTO event_floor VALUES (0, 0);",
+    /* The last event each hospital could see that retention dropped: a
+     * hospital may resume from there, whatever else was dropped. */
+    "CREATE TABLE event_floor_hospital ("
+    " code TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;",
 };
 #define SQLITE_NMIGRATIONS                                                     \
 	(sizeof(sqlite_migrations) / sizeof(sqlite_migrations[0]))
@@ -117,6 +121,9 @@ enum sqlite_stmt {
 	ST_EVENT_PRUNE,
 	ST_EVENT_KEEP_COUNT,
 	ST_EVENT_KEEP_AGE,
+	ST_EVENT_PRUNED_NOTIFY,
+	ST_EVENT_FLOOR_HOSP,
+	ST_EVENT_FLOOR_HOSP_SET,
 	ST_EVENT_FLOOR_SET,
 	ST_HOSPITAL_GET,
 	ST_HOSPITAL_PUT,
@@ -208,6 +215,14 @@ static const char *const sqlite_sql[ST_MAX] = {
     [ST_EVENT_FLOOR] = "SELECT seq FROM event_floor WHERE id = 0",
     [ST_EVENT_PRUNE] = "DELETE FROM events WHERE seq > ?1 AND seq <= ?2",
     [ST_EVENT_KEEP_COUNT] = "SELECT coalesce(max(seq), 0) FROM events",
+    [ST_EVENT_PRUNED_NOTIFY] = "SELECT seq, notify FROM events"
+			       " WHERE seq > ?1 AND seq <= ?2"
+			       " AND notify <> '' AND notify <> '-'",
+    [ST_EVENT_FLOOR_HOSP] = "SELECT seq FROM event_floor_hospital"
+			    " WHERE code = ?1",
+    [ST_EVENT_FLOOR_HOSP_SET] =
+	"INSERT INTO event_floor_hospital VALUES (?1, ?2)"
+	" ON CONFLICT (code) DO UPDATE SET seq = max(seq, ?2)",
     [ST_EVENT_KEEP_AGE] = "SELECT coalesce(max(seq), 0) FROM (SELECT seq,"
 			  " time_ms FROM events WHERE seq > ?1 ORDER BY seq"
 			  " LIMIT ?3) WHERE time_ms < ?2",
@@ -1190,6 +1205,106 @@ sqlite_event_floor(void *hv, uint64_t *floor)
 	return sqlite_done(h, ST_EVENT_FLOOR, s, rc, 0);
 }
 
+/* The last event hospital code could see that retention dropped. */
+static int
+sqlite_event_floor_hospital(void *hv, const char *code, uint64_t *floor)
+{
+	struct sqlite_handle *h = hv;
+	sqlite3_stmt *s = sqlite_stmt(h, ST_EVENT_FLOOR_HOSP);
+	int rc;
+
+	*floor = 0;
+	if (s == NULL)
+		return REGISTRY_EFAIL;
+	sqlite_text(s, 1, code);
+	if ((rc = sqlite3_step(s)) == SQLITE_ROW)
+		*floor = (uint64_t)sqlite3_column_int64(s, 0);
+	return sqlite_done(h, ST_EVENT_FLOOR_HOSP, s, rc, 0);
+}
+
+static int
+sqlite_event_floor_of(void *hv, const char *code, uint64_t *floor)
+{
+	return code == NULL ? sqlite_event_floor(hv, floor)
+			    : sqlite_event_floor_hospital(hv, code, floor);
+}
+
+/* The hospitals named in the events old < seq <= want, each with the last
+ * such event: what a hospital could see among the events to drop. */
+struct prune_hosp {
+	char code[72];
+	int64_t seq;
+};
+
+static int
+sqlite_prune_hospitals(struct sqlite_handle *h, uint64_t old, int64_t want)
+{
+	sqlite3_stmt *s = sqlite_stmt(h, ST_EVENT_PRUNED_NOTIFY), *u;
+	struct prune_hosp *v = NULL;
+	size_t n = 0, cap = 0;
+	int rc, ret = 0;
+
+	if (s == NULL)
+		return REGISTRY_EFAIL;
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)old);
+	sqlite3_bind_int64(s, 2, want);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		int64_t seq = sqlite3_column_int64(s, 0);
+		const char *p = sqlite_col(s, 1), *e;
+
+		for (; *p != '\0'; p = e) {
+			size_t len, i;
+
+			while (*p == ' ')
+				p++;
+			for (e = p; *e != '\0' && *e != ' '; e++)
+				;
+			if ((len = (size_t)(e - p)) == 0 ||
+			    len >= sizeof(v->code))
+				continue;
+			for (i = 0; i < n; i++)
+				if (strncmp(v[i].code, p, len) == 0 &&
+				    v[i].code[len] == '\0')
+					break;
+			if (i == n) {
+				if (n == cap) {
+					size_t nc = cap ? cap * 2 : 16;
+					struct prune_hosp *nv =
+					    realloc(v, nc * sizeof(*nv));
+
+					if (nv == NULL) {
+						ret = REGISTRY_EFAIL;
+						goto out;
+					}
+					v = nv;
+					cap = nc;
+				}
+				memcpy(v[n].code, p, len);
+				v[n].code[len] = '\0';
+				v[n++].seq = 0;
+			}
+			if (seq > v[i].seq)
+				v[i].seq = seq;
+		}
+	}
+	ret = sqlite_done(h, ST_EVENT_PRUNED_NOTIFY, s, rc, 0);
+	s = NULL;
+	for (size_t i = 0; ret == 0 && i < n; i++) {
+		if ((u = sqlite_stmt(h, ST_EVENT_FLOOR_HOSP_SET)) == NULL) {
+			ret = REGISTRY_EFAIL;
+			break;
+		}
+		sqlite_text(u, 1, v[i].code);
+		sqlite3_bind_int64(u, 2, v[i].seq);
+		ret = sqlite_exec_stmt(h, ST_EVENT_FLOOR_HOSP_SET, u);
+	}
+out:
+	if (s != NULL)
+		sqlite_done(h, ST_EVENT_PRUNED_NOTIFY, s, SQLITE_DONE, 0);
+	free(v);
+	return ret;
+}
+
 static int
 sqlite_event_list(
     void *hv, const char *pid, unsigned limit, registry_event_cb cb, void *arg)
@@ -1799,6 +1914,10 @@ registry_image_prune(void *hv, uint64_t keep_events, int64_t keep_ms,
 		return 0;
 	if ((rc = sqlite_simple(h, ST_BEGIN_IMMEDIATE)) != 0)
 		return rc;
+	if ((rc = sqlite_prune_hospitals(h, old, want)) != 0) {
+		sqlite_rollback(h);
+		return rc;
+	}
 	if ((s = sqlite_stmt(h, ST_EVENT_PRUNE)) == NULL) {
 		sqlite_rollback(h);
 		return REGISTRY_EFAIL;
@@ -1835,9 +1954,9 @@ registry_image_events_after(void *h, uint64_t after, uint64_t upto,
 }
 
 int
-registry_image_event_floor(void *h, uint64_t *floor)
+registry_image_event_floor(void *h, const char *code, uint64_t *floor)
 {
-	return sqlite_event_floor(h, floor);
+	return sqlite_event_floor_of(h, code, floor);
 }
 
 /*
@@ -1928,7 +2047,7 @@ const struct registry_backend registry_sqlite = {
     .event_append = sqlite_event_append,
     .event_list = sqlite_event_list,
     .event_scan = sqlite_event_scan,
-    .event_floor = sqlite_event_floor,
+    .event_floor = sqlite_event_floor_of,
     .hospital_get = sqlite_hospital_get,
     .hospital_put = sqlite_hospital_put,
     .hospital_list = sqlite_hospital_list,

@@ -110,6 +110,8 @@ assert_quiet(struct onecard_conn *conn)
 	onecard_reply_free(r);
 }
 
+static uint64_t last_event(struct harness *h);
+
 static void
 backlog_then_live_in_order_beside_requests(void **state)
 {
@@ -293,15 +295,18 @@ static void
 retention_drops_old_events_and_says_so(void **state)
 {
 	struct harness h;
-	const char *codes[] = {"H1", NULL};
+	const char *codes[] = {"H1", "H2", NULL};
 	const char *extra[] = {"--event-retention", "5", NULL};
 	struct onecard_conn *conn;
 	Onecard__V1__Reply *r = NULL;
-	uint64_t last = 0;
+	uint64_t last = 0, quiet;
 	int i;
 
 	(void)state;
 	assert_int_equal(harness_start(&h, codes, extra), 0);
+	/* H2's one event, then a stream H2 cannot see */
+	run_ok(&h, "H2", "onecard enroll hosp:H2=Q1");
+	quiet = last_event(&h);
 	for (i = 0; i < 20; i++)
 		run_ok(&h, "H1", "onecard enroll hosp:H1=R%d", i);
 	conn = connect_as(&h, "admin", 5000);
@@ -335,6 +340,24 @@ retention_drops_old_events_and_says_so(void **state)
 		assert_int_equal(r->event->seq, seq);
 		onecard_reply_free(r);
 	}
+	onecard_close(conn);
+	/* H2, quiet all along, resumes after the last event it saw: nothing
+	 * it could see was dropped, though events after it were; H1 cannot */
+	conn = connect_as(&h, "H2", 5000);
+	r = subscribe(conn, quiet, 0);
+	assert_int_equal(r->code, CODE(OK));
+	onecard_reply_free(r);
+	assert_quiet(conn);
+	onecard_close(conn);
+	conn = connect_as(&h, "H1", 5000);
+	r = subscribe(conn, quiet, 0);
+	assert_int_equal(r->code, CODE(OUT_OF_RANGE));
+	onecard_reply_free(r);
+	onecard_close(conn);
+	conn = connect_as(&h, "H2", 5000);
+	r = subscribe(conn, quiet - 1, 0);
+	assert_int_equal(r->code, CODE(OUT_OF_RANGE));
+	onecard_reply_free(r);
 	onecard_close(conn);
 	/* a restart keeps counting from where it was */
 	assert_int_equal(harness_stop(&h, SIGTERM), 0);

@@ -891,7 +891,7 @@ events_reach_the_hospitals_that_hold_or_held_a_card(void **state)
 	patient_of(unlink_id(&admin, "hosp:XC002", "EB"));
 	rd = registry_open(path, 0, NULL, err, sizeof(err));
 	assert_non_null(rd);
-	assert_int_equal(registry_events_range(rd, &top, &floor), 0);
+	assert_int_equal(registry_events_range(rd, NULL, 0, &top, &floor), 0);
 	assert_int_equal(top, event_count());
 	assert_int_equal(floor, 0);
 
