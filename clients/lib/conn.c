@@ -886,9 +886,8 @@ onecard_next_event(
 	    "a reply with id 0 held neither error nor event");
 }
 
-/* Ping, to keep a quiet subscription open and see the broker answers. */
-static int
-conn_ping(struct onecard_conn *conn)
+int
+onecard_ping(struct onecard_conn *conn)
 {
 	Onecard__V1__Request req = ONECARD__V1__REQUEST__INIT;
 	Onecard__V1__Ping ping = ONECARD__V1__PING__INIT;
@@ -926,7 +925,7 @@ onecard_watch(
 		if (rc == ONECARD_ETIMEDOUT) {
 			/* Quiet for a call timeout: the broker must still
 			 * answer, and a ping keeps its idle timer off us. */
-			if ((rc = conn_ping(conn)) != ONECARD_OK)
+			if ((rc = onecard_ping(conn)) != ONECARD_OK)
 				return rc;
 			continue;
 		}

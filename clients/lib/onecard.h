@@ -127,6 +127,13 @@ void onecard_reply_free(Onecard__V1__Reply *reply);
  */
 
 /*
+ * Ping the broker: it answers, and a quiet subscription is seen to be alive
+ * (and kept from the broker's --idle-timeout). Returns ONECARD_OK, an
+ * onecard_err, or the broker's refusal as a positive Reply.code.
+ */
+int onecard_ping(struct onecard_conn *conn);
+
+/*
  * Subscribe to the events after from_seq, or with from_now set after the
  * registry's last event now; *last_seq (may be NULL) gets that last event's
  * seq (with from_now, the place to resume from until an event comes).

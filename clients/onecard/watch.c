@@ -211,24 +211,6 @@ watch_handle(struct watch *w, const Onecard__V1__Event *ev)
 	return r == 0 ? 0 : WATCH_RETRY_EXEC;
 }
 
-/* Ping, to show the broker still answers and keep its idle timer off. */
-static int
-watch_ping(struct onecard_conn *conn)
-{
-	Onecard__V1__Request req = ONECARD__V1__REQUEST__INIT;
-	Onecard__V1__Ping ping = ONECARD__V1__PING__INIT;
-	Onecard__V1__Reply *r = NULL;
-	int rc;
-
-	req.op_case = ONECARD__V1__REQUEST__OP_PING;
-	req.ping = &ping;
-	if ((rc = onecard_call(conn, &req, &r)) != ONECARD_OK)
-		return rc;
-	rc = r->code == ONECARD__V1__CODE__OK ? ONECARD_OK : r->code;
-	onecard_reply_free(r);
-	return rc;
-}
-
 /* The broker cannot resume after w->seq: tell how to start again. */
 static int
 watch_resync(struct watch *w, struct onecard_conn *conn)
@@ -278,7 +260,7 @@ watch_events(struct watch *w, struct onecard_conn *conn)
 			if (watch_now_ms() - heard < w->quiet_ms)
 				continue;
 			watch_idle = !w->dirty;
-			r = watch_ping(conn);
+			r = onecard_ping(conn);
 			watch_idle = 0;
 			if (r != ONECARD_OK) {
 				cli_warnx(w->cli, "no answer to a ping: %s",
