@@ -94,7 +94,7 @@ _onecard()
 _onecardctl()
 {
 	local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD - 1]}
-	local cmds="hospital patient merge unmerge stats import export backup gen audit help"
+	local cmds="hospital patient merge unmerge duplicates stats import export backup gen audit help"
 	local opts=""
 	COMPREPLY=()
 	_onecard_value "$prev" "$cur" && return
@@ -102,6 +102,8 @@ _onecardctl()
 	case "${_onecard_words[0]-} ${_onecard_words[1]-}" in
 	"hospital add"*) opts="--name --admin" ;;
 	"patient history"*) opts="--limit" ;;
+	"duplicates list"*) opts="--limit --all" ;;
+	"duplicates merge"*) opts="--keep-b" ;;
 	import*) opts="--reject --connections --depth" ;;
 	export*) opts="--out" ;;
 	backup*) opts="--db" ;;
@@ -122,6 +124,7 @@ _onecardctl()
 		case ${_onecard_words[0]-} in
 		hospital) opts="add list revoke" ;;
 		patient) opts="show history" ;;
+		duplicates) opts="scan list show merge dismiss" ;;
 		audit) opts="verify search" ;;
 		import) opts="" ;;
 		*) opts="-" ;;

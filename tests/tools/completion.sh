@@ -57,7 +57,10 @@ expect "male female" onecard enroll --sex ""
 expect "cn-id= cn-ssc= hosp: pid=" onecard --json lookup ""
 expect "cn-id=" onecard --broker h:1 lookup cn
 expect_none onecard --broker ""
-expect "hospital patient merge unmerge stats import export gen audit" onecardctl ""
+expect "hospital patient merge unmerge duplicates stats import export gen audit" onecardctl ""
+expect "scan list show merge dismiss" onecardctl duplicates ""
+expect "--limit --all" onecardctl duplicates list --
+expect "--keep-b" onecardctl duplicates merge 3 --
 expect "add list revoke" onecardctl hospital ""
 expect "add" onecardctl --json hospital a
 expect "verify search" onecardctl audit ""
