@@ -19,7 +19,7 @@ _onecard_value()
 {
 	local cur=$2
 	case $1 in
-	--cert | --key | --ca | --reject | --out | --head)
+	--cert | --key | --ca | --reject | --out | --head | --truth)
 		_filedir 2>/dev/null || COMPREPLY=($(compgen -f -- "$cur"))
 		return 0
 		;;
@@ -33,7 +33,7 @@ _onecard_value()
 		;;
 	--broker | --timeout | --name | --birth | --phone | --address | \
 		--expect-version | --limit | --connections | --depth | \
-		--patients | --hospitals | --seed | --hospital-codes | \
+		--patients | --hospitals | --seed | --hospital-codes | --duplicates | \
 		--patient | --actor | --since)
 		return 0
 		;;
@@ -54,7 +54,7 @@ _onecard_operands()
 		fi
 		case $w in
 		--*=*) ;;
-		--json | --help | --version | --admin) ;;
+		--json | --help | --version | --admin | --all | --keep-b) ;;
 		--*) skip=1 ;;
 		*) _onecard_words+=("$w") ;;
 		esac
@@ -107,7 +107,7 @@ _onecardctl()
 	import*) opts="--reject --connections --depth" ;;
 	export*) opts="--out" ;;
 	backup*) opts="--db" ;;
-	gen*) opts="--patients --hospitals --seed --hospital-codes --out" ;;
+	gen*) opts="--patients --hospitals --seed --hospital-codes --out --duplicates --truth" ;;
 	"audit verify"*) opts="--head" ;;
 	"audit search"*) opts="--patient --actor --since" ;;
 	esac

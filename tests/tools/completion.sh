@@ -66,7 +66,7 @@ expect "add" onecardctl --json hospital a
 expect "verify search" onecardctl audit ""
 expect "--name --admin --json" onecardctl hospital add X --
 expect "--reject --connections --depth" onecardctl import f.csv --
-expect "--patients --seed --out" onecardctl gen --
+expect "--patients --seed --out --duplicates --truth" onecardctl gen --
 expect "--head" onecardctl audit verify --
 # Profile names come from the profile file.
 tmp=$(mktemp -d)
