@@ -321,6 +321,46 @@ dup_list_add(void *arg, const struct registry_pair *pr)
 	return 0;
 }
 
+/* Is patient pid live? 1 yes, 0 no (merged away or gone), or a code < 0. */
+static int
+dup_live(struct reg_op *o, const char *pid)
+{
+	struct registry_patient p;
+	int rc = o->reg->be->patient_get(o->reg->h, pid, &o->reg->arena, &p);
+
+	if (rc < 0)
+		return rc;
+	return rc == 0 && p.merged_into[0] == '\0';
+}
+
+/*
+ * An open pair whose patient was merged away by another route is stale:
+ * the question is now about the survivor, which a scan asks again. Left
+ * out of the list and of the open count (kept in the store as it is).
+ */
+static int
+dup_drop_stale(struct reg_op *o, struct dup_list *l)
+{
+	size_t k = 0;
+	int a, b;
+
+	for (size_t i = 0; i < l->n; i++) {
+		if (l->v[i].state == PAIR_OPEN) {
+			if ((a = dup_live(o, l->v[i].a)) < 0 ||
+			    (b = dup_live(o, l->v[i].b)) < 0)
+				return op_backend(o, a < 0 ? a : b);
+			if (!a || !b) {
+				l->open--;
+				if (!l->all)
+					continue;
+			}
+		}
+		l->v[k++] = l->v[i];
+	}
+	l->n = k;
+	return CODE_OK;
+}
+
 /* Best first; then the oldest pair first. */
 static int
 dup_pair_cmp(const void *x, const void *y)
@@ -349,6 +389,8 @@ op_duplicate_list(struct reg_op *o)
 		limit = LIST_MAX_LIMIT;
 	if ((rc = o->reg->be->pair_list(o->reg->h, dup_list_add, &dl)) != 0)
 		return op_backend(o, rc);
+	if ((rc = dup_drop_stale(o, &dl)) != CODE_OK)
+		return rc;
 	if (dl.n > 1)
 		qsort(dl.v, dl.n, sizeof(*dl.v), dup_pair_cmp);
 	return dup_reply(o, dl.v, dl.n < limit ? dl.n : limit, 0, dl.open);
@@ -433,6 +475,18 @@ op_duplicate_merge(struct reg_op *o)
 	if (pr.state != PAIR_OPEN)
 		return op_fail(o, CODE_CONFLICT, "pair_id: the pair is %s",
 		    pr.state == PAIR_MERGED ? "merged" : "dismissed");
+	/* A merge would follow a merged-away patient to its survivor: a
+	 * pair the steward did not look at. */
+	for (int i = 0; i < 2; i++) {
+		int live = dup_live(o, i ? pr.b : pr.a);
+
+		if (live < 0)
+			return op_backend(o, live);
+		if (!live)
+			return op_fail(o, CODE_CONFLICT,
+			    "pair_id: %s was merged away; scan again",
+			    i ? pr.b : pr.a);
+	}
 	registry_copy(sid, d->survivor_b ? pr.b : pr.a, sizeof(sid));
 	registry_copy(did, d->survivor_b ? pr.a : pr.b, sizeof(did));
 	s.domain = dup.domain = "pid";

@@ -2263,6 +2263,33 @@ duplicate_merge_merges_the_pair_and_closes_it(void **state)
 	assert_int_equal(dup_scan_all(), 0);
 }
 
+static void
+open_pair_of_a_patient_merged_elsewhere_leaves_the_list(void **state)
+{
+	Onecard__V1__Reply *r;
+
+	patient_of(
+	    enroll(&xc1, "Wu Gang", "1962-02-03", 1, "hosp:XC001", "W1", NULL));
+	patient_of(
+	    enroll(&xc2, "Wu Gang", "1962-02-03", 1, "hosp:XC002", "W2", NULL));
+	patient_of(
+	    enroll(&xc1, "Ma Li", "1988-09-10", 2, "hosp:XC001", "M1", NULL));
+	r = dup_list(&admin, 0);
+	assert_int_equal(r->duplicates->n_pairs, 1);
+	/* W2 is merged into another patient, not through the worklist */
+	assert_int_equal(
+	    merge(&admin, "hosp:XC001", "M1", "hosp:XC002", "W2")->code,
+	    CODE(OK));
+	r = dup_list(&admin, 0);
+	assert_int_equal(r->duplicates->n_pairs, 0);
+	assert_int_equal(r->duplicates->open, 0);
+	r = dup_list(&admin, 1);
+	assert_int_equal(r->duplicates->n_pairs, 1);
+	r = dup_act(&admin, 2, r->duplicates->pairs[0]->pair_id);
+	assert_int_equal(r->code, CODE(CONFLICT));
+	assert_non_null(strstr(r->message, "merged away"));
+}
+
 int
 main(void)
 {
@@ -2300,6 +2327,7 @@ main(void)
 	    T(enroll_puts_its_candidates_on_the_worklist),
 	    T(scan_finds_a_pair_and_a_dismissed_one_stays_dismissed),
 	    T(duplicate_merge_merges_the_pair_and_closes_it),
+	    T(open_pair_of_a_patient_merged_elsewhere_leaves_the_list),
 	    T(read_handle_sees_the_writers_commits),
 	    T(lookup_validates_and_reports_not_found),
 	    T(search_matches_exact_fields_up_to_the_limit),
