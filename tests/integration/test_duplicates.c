@@ -4,6 +4,8 @@
  * list, show and dismiss act on it, a dismissed pair stays dismissed after
  * a rescan and an enroll, merge through the worklist merges and closes the
  * pair, a hospital is refused, and the audit trail names every action.
+ * The worklist survives kill -9 with nothing folded (replayed from the
+ * redo log) and a clean restart (loaded from the image).
  */
 #include <setjmp.h>
 #include <signal.h>
@@ -13,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -234,12 +237,74 @@ worklist_scan_show_dismiss_and_merge(void **state)
 	assert_non_null(strstr(audit, "duplicate_merge"));
 }
 
+/* Setup for a broker whose fold waits while a hold file exists: the
+ * worklist then lives only in memory and the redo log. */
+static char hold[128];
+
+static int
+setup_held(void **state)
+{
+	FILE *fp;
+
+	snprintf(
+	    hold, sizeof(hold), "/tmp/onecard-dup-hold.%ld", (long)getpid());
+	if ((fp = fopen(hold, "w")) == NULL)
+		return -1;
+	fclose(fp);
+	setenv("ONECARD_TEST_FOLD_HOLD", hold, 1);
+	return setup(state);
+}
+
+static void
+worklist_is_replayed_from_the_log_after_kill_9(void **state)
+{
+	struct dup_test *t = *state;
+	struct harness *h = &t->h;
+	const char *const extra[] = {"--audit-log", t->audit, NULL};
+	long long pair;
+
+	enroll(h, "A1", "赵敏", "1966-06-01", "13600136000");
+	enroll(h, "B1", "赵敏", "1966-06-01", "13600136000");
+	enroll(h, "C1", "钱芳", "1970-10-11", "13500135000");
+	enroll(h, "D1", "钱芳", "1970-10-11", "13500135000");
+	assert_int_equal(
+	    ctl(h, "admin", "onecardctl --json duplicates list"), 0);
+	assert_int_equal(json_num(out, "open"), 2);
+	pair = json_num(out, "pair_id");
+	assert_int_equal(
+	    ctl(h, "admin", "onecardctl duplicates dismiss %lld", pair), 0);
+	/* nothing was folded into the image: a restart replays the log */
+	assert_int_equal(harness_stop(h, SIGKILL), 128 + SIGKILL);
+	unlink(hold);
+	unsetenv("ONECARD_TEST_FOLD_HOLD");
+	assert_int_equal(harness_restart(h, extra), 0);
+	assert_int_equal(harness_log(h, err, sizeof(err)), 0);
+	assert_non_null(strstr(err, "-redo: replayed "));
+	assert_int_equal(
+	    ctl(h, "admin", "onecardctl --json duplicates list --all"), 0);
+	assert_int_equal(json_num(out, "open"), 1);
+	assert_int_equal(count(out, "\"pair_id\""), 2);
+	assert_int_equal(count(out, "\"state\":\"dismissed\""), 1);
+	/* and once folded, the image alone holds the same */
+	assert_int_equal(harness_stop(h, SIGTERM), 0);
+	assert_int_equal(harness_restart(h, extra), 0);
+	assert_int_equal(
+	    ctl(h, "admin", "onecardctl --json duplicates list --all"), 0);
+	assert_int_equal(json_num(out, "open"), 1);
+	assert_int_equal(count(out, "\"state\":\"dismissed\""), 1);
+	assert_int_equal(ctl(h, "admin", "onecardctl duplicates scan"), 0);
+	assert_non_null(strstr(out, "0 new pairs"));
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(
 		worklist_scan_show_dismiss_and_merge, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		worklist_is_replayed_from_the_log_after_kill_9, setup_held,
+		teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
