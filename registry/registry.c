@@ -180,6 +180,12 @@ registry_op_is_write(int op_case)
 	case ONECARD__V1__REQUEST__OP_UNMERGE:
 	case ONECARD__V1__REQUEST__OP_HOSPITAL_ADD:
 	case ONECARD__V1__REQUEST__OP_HOSPITAL_REVOKE:
+	/* The worklist is the writer's, read or written. */
+	case ONECARD__V1__REQUEST__OP_DUPLICATE_SCAN:
+	case ONECARD__V1__REQUEST__OP_DUPLICATE_LIST:
+	case ONECARD__V1__REQUEST__OP_DUPLICATE_SHOW:
+	case ONECARD__V1__REQUEST__OP_DUPLICATE_DISMISS:
+	case ONECARD__V1__REQUEST__OP_DUPLICATE_MERGE:
 		return 1;
 	default:
 		return 0;
@@ -732,6 +738,16 @@ op_dispatch(struct reg_op *o)
 		return op_hospital_add(o);
 	case ONECARD__V1__REQUEST__OP_HOSPITAL_REVOKE:
 		return op_hospital_revoke(o);
+	case ONECARD__V1__REQUEST__OP_DUPLICATE_SCAN:
+		return op_duplicate_scan(o);
+	case ONECARD__V1__REQUEST__OP_DUPLICATE_LIST:
+		return op_duplicate_list(o);
+	case ONECARD__V1__REQUEST__OP_DUPLICATE_SHOW:
+		return op_duplicate_show(o);
+	case ONECARD__V1__REQUEST__OP_DUPLICATE_DISMISS:
+		return op_duplicate_dismiss(o);
+	case ONECARD__V1__REQUEST__OP_DUPLICATE_MERGE:
+		return op_duplicate_merge(o);
 	case ONECARD__V1__REQUEST__OP__NOT_SET:
 		return op_fail(o, CODE_INVALID, "op: missing");
 	default:

@@ -80,6 +80,23 @@ struct registry_hospital {
 	int active;
 };
 
+/* A row of pairs: the steward's worklist (registry_duplicates.c). a < b
+ * in strcmp order, so (a, b) names a pair once. */
+enum registry_pair_state {
+	PAIR_OPEN = 1,
+	PAIR_DISMISSED,
+	PAIR_MERGED
+};
+struct registry_pair {
+	int64_t id;
+	char a[REGISTRY_PID_MAX], b[REGISTRY_PID_MAX];
+	double score;
+	int grade; /* enum match_grade */
+	const char *reason;
+	int state; /* enum registry_pair_state */
+	int64_t found_ms;
+};
+
 /* Counts for stats. */
 struct registry_counts {
 	uint64_t patients;    /* live */
@@ -94,6 +111,7 @@ typedef int (*registry_pid_cb)(void *arg, const char *pid);
 typedef int (*registry_event_cb)(void *arg, const struct registry_event *ev);
 typedef int (*registry_hospital_cb)(
     void *arg, const struct registry_hospital *h);
+typedef int (*registry_pair_cb)(void *arg, const struct registry_pair *pr);
 typedef int (*registry_count_cb)(void *arg, const char *key, uint64_t n);
 /* A candidate for matching: its row and its cn-id ("" when none). */
 typedef int (*registry_candidate_cb)(
@@ -197,6 +215,18 @@ struct registry_backend {
 	int (*merge_idents)(
 	    void *h, int64_t merge_id, registry_ident_cb cb, void *arg);
 	int (*merge_undo)(void *h, int64_t merge_id);
+
+	/* The worklist. pair_insert gives a new pair the next id (or keeps
+	 * the one set, when replayed); pair_state changes only the state.
+	 * pair_find, pair_get and pair_list are the writer's (NULL in a
+	 * store that only folds them in). */
+	int (*pair_insert)(void *h, struct registry_pair *pr);
+	int (*pair_state)(void *h, int64_t id, int state);
+	int (*pair_find)(void *h, const char *a, const char *b,
+	    struct registry_arena *ar, struct registry_pair *out);
+	int (*pair_get)(void *h, int64_t id, struct registry_arena *ar,
+	    struct registry_pair *out);
+	int (*pair_list)(void *h, registry_pair_cb cb, void *arg);
 
 	/* Totals, then cb once per domain with its identifier count. */
 	int (*counts)(void *h, struct registry_counts *c, registry_count_cb cb,

@@ -27,6 +27,7 @@ struct registry_image_sink {
 	    const char *duplicate, uint64_t seq, int undone);
 	int (*merge_ident)(
 	    void *arg, int64_t merge_id, const char *domain, const char *value);
+	int (*pair)(void *arg, const struct registry_pair *pr);
 };
 
 /* The fold's handle: creates and migrates; commits are synced. */

@@ -178,6 +178,15 @@ int op_match(struct reg_op *o, const struct op_match_query *q, int worst,
     const char *skip, size_t max, struct op_match **hits, size_t *nhits);
 int op_search_ranked(struct reg_op *o);
 
+/* registry_duplicates.c */
+int op_pair_note(struct reg_op *o, const char *x, const struct op_match *hit,
+    unsigned *added);
+int op_duplicate_scan(struct reg_op *o);
+int op_duplicate_list(struct reg_op *o);
+int op_duplicate_show(struct reg_op *o);
+int op_duplicate_dismiss(struct reg_op *o);
+int op_duplicate_merge(struct reg_op *o);
+
 /* registry_read.c */
 int op_lookup(struct reg_op *o);
 int op_search(struct reg_op *o);

@@ -136,6 +136,17 @@ struct mem_merge {
 	size_t nidents, cap;
 };
 
+/* A pair of the worklist; found by id (ids are dense from 1) or by
+ * (a, b) through pair_slot. */
+struct mem_pair {
+	int64_t id;
+	int64_t found_ms;
+	double score;
+	int grade, state;
+	char a[REGISTRY_PID_MAX], b[REGISTRY_PID_MAX];
+	char reason[];
+};
+
 struct mem_domain {
 	char *name;
 	uint64_t live, durable;
@@ -154,6 +165,8 @@ enum {
 	J_MERGE_IDENT,
 	J_MERGE_UNDO,
 	J_PATIENT_STAMP,
+	J_PAIR_NEW,
+	J_PAIR_STATE,
 };
 
 struct mem_jrec {
@@ -186,6 +199,10 @@ struct mem_db {
 	size_t norder, order_cap;
 	struct mem_hosp *hosps; /* by code */
 	struct mem_merge **merges;
+	struct mem_pair **pairs; /* by id - 1 */
+	size_t npairs, pairs_cap;
+	size_t *pair_slot; /* open addressing on (a, b): index + 1, 0 empty */
+	size_t pair_mask;
 	size_t nmerges, merges_cap;
 	int64_t last_merge;
 	uint64_t last_event, durable_event, trimmed_event;
@@ -995,6 +1012,131 @@ merge_ident_add(struct mem_merge *m, const char *domain, const char *value)
 	return 0;
 }
 
+/* --- The worklist's pairs -------------------------------------------- */
+
+static uint64_t
+pair_hash(const char *a, const char *b)
+{
+	uint64_t h = 1469598103934665603ull;
+
+	for (; *a; a++)
+		h = (h ^ (unsigned char)*a) * 1099511628211ull;
+	h = (h ^ 0xff) * 1099511628211ull;
+	for (; *b; b++)
+		h = (h ^ (unsigned char)*b) * 1099511628211ull;
+	return h;
+}
+
+/* File pair index i under its (a, b); the table has room. */
+static void
+pair_slot_put(struct mem_db *db, size_t i)
+{
+	size_t k = pair_hash(db->pairs[i]->a, db->pairs[i]->b) & db->pair_mask;
+
+	while (db->pair_slot[k] != 0)
+		k = (k + 1) & db->pair_mask;
+	db->pair_slot[k] = i + 1;
+}
+
+/* Build the (a, b) table again for npairs, at most half full. -1: no
+ * memory (the old table stays). */
+static int
+pair_rehash(struct mem_db *db, size_t want)
+{
+	size_t cap = 64, *v;
+
+	while (cap < want * 2)
+		cap *= 2;
+	if (db->pair_slot != NULL && cap <= db->pair_mask + 1) {
+		memset(db->pair_slot, 0, (db->pair_mask + 1) * sizeof(size_t));
+	} else {
+		if ((v = calloc(cap, sizeof(*v))) == NULL)
+			return -1;
+		free(db->pair_slot);
+		db->pair_slot = v;
+		db->pair_mask = cap - 1;
+	}
+	for (size_t i = 0; i < db->npairs; i++)
+		pair_slot_put(db, i);
+	return 0;
+}
+
+static struct mem_pair *
+pair_by_ab(const struct mem_db *db, const char *a, const char *b)
+{
+	size_t k;
+
+	if (db->pair_slot == NULL)
+		return NULL;
+	for (k = pair_hash(a, b) & db->pair_mask; db->pair_slot[k] != 0;
+	     k = (k + 1) & db->pair_mask) {
+		struct mem_pair *p = db->pairs[db->pair_slot[k] - 1];
+
+		if (strcmp(p->a, a) == 0 && strcmp(p->b, b) == 0)
+			return p;
+	}
+	return NULL;
+}
+
+static struct mem_pair *
+pair_by_id(const struct mem_db *db, int64_t id)
+{
+	if (id >= 1 && (size_t)id <= db->npairs && db->pairs[id - 1]->id == id)
+		return db->pairs[id - 1];
+	for (size_t i = 0; i < db->npairs; i++)
+		if (db->pairs[i]->id == id)
+			return db->pairs[i];
+	return NULL;
+}
+
+/* Add a pair (its id set); NULL when out of memory. */
+static struct mem_pair *
+pair_add(struct mem_db *db, const struct registry_pair *pr)
+{
+	const char *why = pr->reason ? pr->reason : "";
+	struct mem_pair *p;
+
+	if (db->npairs == db->pairs_cap) {
+		size_t cap = db->pairs_cap ? db->pairs_cap * 2 : 64;
+		struct mem_pair **v = realloc(db->pairs, cap * sizeof(*v));
+
+		if (v == NULL)
+			return NULL;
+		db->pairs = v;
+		db->pairs_cap = cap;
+	}
+	if ((db->npairs + 1) * 2 > (db->pair_slot ? db->pair_mask + 1 : 0) &&
+	    pair_rehash(db, db->npairs + 1) == -1)
+		return NULL;
+	if ((p = malloc(sizeof(*p) + strlen(why) + 1)) == NULL)
+		return NULL;
+	p->id = pr->id;
+	p->found_ms = pr->found_ms;
+	p->score = pr->score;
+	p->grade = pr->grade;
+	p->state = pr->state;
+	registry_copy(p->a, pr->a, sizeof(p->a));
+	registry_copy(p->b, pr->b, sizeof(p->b));
+	strcpy(p->reason, why);
+	db->pairs[db->npairs++] = p;
+	pair_slot_put(db, db->npairs - 1);
+	return p;
+}
+
+/* A pair as a row (strings point into the pair). */
+static void
+pair_row(const struct mem_pair *p, struct registry_pair *out)
+{
+	out->id = p->id;
+	registry_copy(out->a, p->a, sizeof(out->a));
+	registry_copy(out->b, p->b, sizeof(out->b));
+	out->score = p->score;
+	out->grade = p->grade;
+	out->reason = p->reason;
+	out->state = p->state;
+	out->found_ms = p->found_ms;
+}
+
 /* --- The writer's journal --------------------------------------------- */
 
 static struct mem_jrec *
@@ -1090,6 +1232,13 @@ journal_undo(struct mem_db *db, struct mem_jrec *j)
 		break;
 	case J_MERGE_UNDO:
 		((struct mem_merge *)j->obj)->undone = 0;
+		break;
+	case J_PAIR_NEW:
+		free(db->pairs[--db->npairs]);
+		(void)pair_rehash(db, db->npairs);
+		break;
+	case J_PAIR_STATE:
+		((struct mem_pair *)j->obj)->state = j->flag;
 		break;
 	}
 }
@@ -2266,6 +2415,85 @@ mem_merge_idents(void *hv, int64_t merge_id, registry_ident_cb cb, void *arg)
 }
 
 static int
+mem_pair_insert(void *hv, struct registry_pair *pr)
+{
+	struct mem_db *db = ((struct mem_handle *)hv)->db;
+	struct mem_pair *p;
+	int64_t bits;
+
+	if (journal_reserve(db) == -1)
+		return REGISTRY_EFAIL;
+	if (pr->id <= 0) /* else a replayed pair keeps its id */
+		pr->id = (int64_t)db->npairs + 1;
+	if ((p = pair_add(db, pr)) == NULL)
+		return REGISTRY_EFAIL;
+	journal(db, J_PAIR_NEW, p);
+	memcpy(&bits, &pr->score, sizeof(bits));
+	MEM_LOG(db, REC_PAIR_INSERT, "issiisii", pr->id, pr->a, pr->b, bits,
+	    (int64_t)pr->grade, pr->reason ? pr->reason : "",
+	    (int64_t)pr->state, pr->found_ms);
+	return 0;
+}
+
+static int
+mem_pair_state(void *hv, int64_t id, int state)
+{
+	struct mem_db *db = ((struct mem_handle *)hv)->db;
+	struct mem_pair *p = pair_by_id(db, id);
+	struct mem_jrec *j;
+
+	if (p == NULL)
+		return 1;
+	if (journal_reserve(db) == -1)
+		return REGISTRY_EFAIL;
+	if ((j = journal(db, J_PAIR_STATE, p)) != NULL)
+		j->flag = p->state;
+	p->state = state;
+	MEM_LOG(db, REC_PAIR_STATE, "ii", id, (int64_t)state);
+	return 0;
+}
+
+static int
+mem_pair_find(void *hv, const char *a, const char *b, struct registry_arena *ar,
+    struct registry_pair *out)
+{
+	struct mem_pair *p = pair_by_ab(((struct mem_handle *)hv)->db, a, b);
+
+	(void)ar;
+	if (p == NULL)
+		return 1;
+	pair_row(p, out);
+	return 0;
+}
+
+static int
+mem_pair_get(
+    void *hv, int64_t id, struct registry_arena *ar, struct registry_pair *out)
+{
+	struct mem_pair *p = pair_by_id(((struct mem_handle *)hv)->db, id);
+
+	(void)ar;
+	if (p == NULL)
+		return 1;
+	pair_row(p, out);
+	return 0;
+}
+
+static int
+mem_pair_list(void *hv, registry_pair_cb cb, void *arg)
+{
+	struct mem_db *db = ((struct mem_handle *)hv)->db;
+	struct registry_pair row;
+
+	for (size_t i = 0; i < db->npairs; i++) {
+		pair_row(db->pairs[i], &row);
+		if (cb(arg, &row) == -1)
+			return REGISTRY_EFAIL;
+	}
+	return 0;
+}
+
+static int
 mem_merge_undo(void *hv, int64_t merge_id)
 {
 	struct mem_db *db = ((struct mem_handle *)hv)->db;
@@ -2559,12 +2787,19 @@ load_merge_ident(
 	return m == NULL || merge_ident_add(m, domain, value) == 0 ? 0 : -1;
 }
 
+static int
+load_pair(void *arg, const struct registry_pair *pr)
+{
+	return pair_add(arg, pr) != NULL ? 0 : -1;
+}
+
 static const struct registry_image_sink mem_sink = {
     .patient = load_patient,
     .ident = load_ident,
     .hospital = load_hospital,
     .merge = load_merge,
     .merge_ident = load_merge_ident,
+    .pair = load_pair,
 };
 
 /* --- The fold --------------------------------------------------------- */
@@ -2870,6 +3105,10 @@ db_free(struct mem_db *db)
 	for (size_t i = 0; i < db->nmerges; i++)
 		merge_free(db->merges[i]);
 	free(db->merges);
+	for (size_t i = 0; i < db->npairs; i++)
+		free(db->pairs[i]);
+	free(db->pairs);
+	free(db->pair_slot);
 	for (size_t i = 0; i < db->ndoms; i++)
 		free(db->doms[i].name);
 	free(db->doms);
@@ -3146,5 +3385,10 @@ const struct registry_backend registry_mem = {
     .merge_find = mem_merge_find,
     .merge_idents = mem_merge_idents,
     .merge_undo = mem_merge_undo,
+    .pair_insert = mem_pair_insert,
+    .pair_state = mem_pair_state,
+    .pair_find = mem_pair_find,
+    .pair_get = mem_pair_get,
+    .pair_list = mem_pair_list,
     .counts = mem_counts,
 };

@@ -151,6 +151,11 @@ op_reply_enrolled(struct reg_op *o, const struct registry_patient *p,
 			c->grade = (Onecard__V1__MatchGrade)hits[i].grade;
 			er->possible_duplicates[er->n_possible_duplicates++] =
 			    c;
+			/* Onto the steward's worklist (kept as it is when
+			 * known: a dismissed pair stays dismissed). */
+			if ((rc = op_pair_note(o, p->id, &hits[i], NULL)) !=
+			    CODE_OK)
+				return rc;
 		}
 	}
 	o->reply.result_case = ONECARD__V1__REPLY__RESULT_ENROLLED;

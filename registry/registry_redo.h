@@ -24,6 +24,10 @@ enum redo_rec {
 	/* REC_EVENT_APPEND and then other_patient_id and notify; what is
 	 * written now (the first is still read from older logs). */
 	REC_EVENT_APPEND2,
+	/* The worklist: a new pair (the score's IEEE bits as an int), and a
+	 * pair's new state. */
+	REC_PAIR_INSERT,
+	REC_PAIR_STATE,
 };
 
 #define REDO_MARKS_MAX 16 /* nested savepoints in one transaction */

@@ -17,6 +17,7 @@ registry_redo_apply(
 	struct registry_patient pt;
 	struct registry_hospital hosp;
 	struct registry_event ev;
+	struct registry_pair pr;
 	const char *a, *b, *c;
 	int64_t id, n;
 	int type, rc = 0;
@@ -107,6 +108,26 @@ registry_redo_apply(
 			id = redo_get_int(&r);
 			if (!r.bad)
 				rc = be->merge_undo(h, id);
+			break;
+		case REC_PAIR_INSERT:
+			memset(&pr, 0, sizeof(pr));
+			pr.id = redo_get_int(&r);
+			registry_copy(pr.a, redo_get_str(&r), sizeof(pr.a));
+			registry_copy(pr.b, redo_get_str(&r), sizeof(pr.b));
+			n = redo_get_int(&r);
+			memcpy(&pr.score, &n, sizeof(pr.score));
+			pr.grade = (int)redo_get_int(&r);
+			pr.reason = redo_get_str(&r);
+			pr.state = (int)redo_get_int(&r);
+			pr.found_ms = redo_get_int(&r);
+			if (!r.bad)
+				rc = be->pair_insert(h, &pr);
+			break;
+		case REC_PAIR_STATE:
+			id = redo_get_int(&r);
+			n = redo_get_int(&r);
+			if (!r.bad)
+				rc = be->pair_state(h, id, (int)n);
 			break;
 		default:
 			r.bad = 1;

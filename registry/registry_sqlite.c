@@ -85,6 +85,11 @@ static const char *const sqlite_migrations[] = {
      * hospital may resume from there, whatever else was dropped. */
     "CREATE TABLE event_floor_hospital ("
     " code TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;",
+    /* The steward's worklist of duplicate candidate pairs. */
+    "CREATE TABLE pairs ("
+    " id INTEGER PRIMARY KEY, a TEXT NOT NULL, b TEXT NOT NULL,"
+    " score REAL NOT NULL, grade INTEGER NOT NULL, reason TEXT NOT NULL,"
+    " state INTEGER NOT NULL, found_ms INTEGER NOT NULL, UNIQUE (a, b));",
 };
 #define SQLITE_NMIGRATIONS                                                     \
 	(sizeof(sqlite_migrations) / sizeof(sqlite_migrations[0]))
@@ -133,6 +138,8 @@ enum sqlite_stmt {
 	ST_MERGE_FIND,
 	ST_MERGE_IDENTS,
 	ST_MERGE_UNDO,
+	ST_PAIR_INSERT,
+	ST_PAIR_STATE,
 	ST_COUNT_PATIENTS,
 	ST_COUNT_DOMAINS,
 	ST_LAST_SEQ,
@@ -246,6 +253,9 @@ static const char *const sqlite_sql[ST_MAX] = {
     [ST_MERGE_IDENTS] = "SELECT domain, value FROM merge_identifiers"
 			" WHERE merge_id = ?1 ORDER BY domain, value",
     [ST_MERGE_UNDO] = "UPDATE merges SET undone = 1 WHERE id = ?1",
+    [ST_PAIR_INSERT] = "INSERT INTO pairs (id, a, b, score, grade, reason,"
+		       " state, found_ms) VALUES (?1,?2,?3,?4,?5,?6,?7,?8)",
+    [ST_PAIR_STATE] = "UPDATE pairs SET state = ?2 WHERE id = ?1",
     [ST_COUNT_PATIENTS] =
 	"SELECT count(*) FILTER (WHERE merged_into = ''),"
 	" count(*) FILTER (WHERE merged_into <> '') FROM patients",
@@ -1468,6 +1478,53 @@ sqlite_merge_undo(void *hv, int64_t merge_id)
 }
 
 static int
+sqlite_pair_insert(void *hv, struct registry_pair *pr)
+{
+	struct sqlite_handle *h = hv;
+	sqlite3_stmt *s = sqlite_stmt(h, ST_PAIR_INSERT);
+	int64_t bits;
+	int rc;
+
+	if (s == NULL)
+		return REGISTRY_EFAIL;
+	if (pr->id > 0) /* a replayed pair keeps its id */
+		sqlite3_bind_int64(s, 1, pr->id);
+	else
+		sqlite3_bind_null(s, 1);
+	sqlite_text(s, 2, pr->a);
+	sqlite_text(s, 3, pr->b);
+	sqlite3_bind_double(s, 4, pr->score);
+	sqlite3_bind_int(s, 5, pr->grade);
+	sqlite_text(s, 6, pr->reason ? pr->reason : "");
+	sqlite3_bind_int(s, 7, pr->state);
+	sqlite3_bind_int64(s, 8, pr->found_ms);
+	if ((rc = sqlite_exec_stmt(h, ST_PAIR_INSERT, s)) != 0)
+		return rc;
+	pr->id = sqlite3_last_insert_rowid(h->db);
+	memcpy(&bits, &pr->score, sizeof(bits));
+	SQLITE_LOG(h, REC_PAIR_INSERT, "issiisii", pr->id, pr->a, pr->b, bits,
+	    (int64_t)pr->grade, pr->reason ? pr->reason : "",
+	    (int64_t)pr->state, pr->found_ms);
+	return 0;
+}
+
+static int
+sqlite_pair_state(void *hv, int64_t id, int state)
+{
+	struct sqlite_handle *h = hv;
+	sqlite3_stmt *s = sqlite_stmt(h, ST_PAIR_STATE);
+	int rc;
+
+	if (s == NULL)
+		return REGISTRY_EFAIL;
+	sqlite3_bind_int64(s, 1, id);
+	sqlite3_bind_int(s, 2, state);
+	if ((rc = sqlite_exec_stmt(h, ST_PAIR_STATE, s)) == 0)
+		SQLITE_LOG(h, REC_PAIR_STATE, "ii", id, (int64_t)state);
+	return rc;
+}
+
+static int
 sqlite_counts(
     void *hv, struct registry_counts *c, registry_count_cb cb, void *arg)
 {
@@ -1782,6 +1839,24 @@ sqlite_load_merge_ident(
 }
 
 static int
+sqlite_load_pair(
+    sqlite3_stmt *s, const struct registry_image_sink *k, void *arg)
+{
+	struct registry_pair pr = {
+	    .id = sqlite3_column_int64(s, 0),
+	    .score = sqlite3_column_double(s, 3),
+	    .grade = sqlite3_column_int(s, 4),
+	    .reason = sqlite_col(s, 5),
+	    .state = sqlite3_column_int(s, 6),
+	    .found_ms = sqlite3_column_int64(s, 7),
+	};
+
+	registry_copy(pr.a, sqlite_col(s, 1), sizeof(pr.a));
+	registry_copy(pr.b, sqlite_col(s, 2), sizeof(pr.b));
+	return k->pair(arg, &pr);
+}
+
+static int
 sqlite_load_max(sqlite3_stmt *s, const struct registry_image_sink *k, void *arg)
 {
 	int64_t *v = arg;
@@ -1824,6 +1899,10 @@ registry_image_load(void *hv, const struct registry_image_sink *sink, void *arg,
 		    "SELECT merge_id, domain, value FROM merge_identifiers"
 		    " ORDER BY merge_id, domain, value",
 		    sqlite_load_merge_ident, sink, arg, err, errlen) == -1 ||
+		sqlite_scan(h,
+		    "SELECT id, a, b, score, grade, reason, state, found_ms"
+		    " FROM pairs ORDER BY id",
+		    sqlite_load_pair, sink, arg, err, errlen) == -1 ||
 		sqlite_scan(h,
 		    "SELECT max((SELECT coalesce(max(seq), 0) FROM events),"
 		    " (SELECT seq FROM event_floor)),"
@@ -2056,5 +2135,7 @@ const struct registry_backend registry_sqlite = {
     .merge_find = sqlite_merge_find,
     .merge_idents = sqlite_merge_idents,
     .merge_undo = sqlite_merge_undo,
+    .pair_insert = sqlite_pair_insert,
+    .pair_state = sqlite_pair_state,
     .counts = sqlite_counts,
 };

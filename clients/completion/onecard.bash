@@ -19,7 +19,7 @@ _onecard_value()
 {
 	local cur=$2
 	case $1 in
-	--cert | --key | --ca | --reject | --out | --head | --state)
+	--cert | --key | --ca | --reject | --out | --head | --state | --truth)
 		_filedir 2>/dev/null || COMPREPLY=($(compgen -f -- "$cur"))
 		return 0
 		;;
@@ -33,7 +33,7 @@ _onecard_value()
 		;;
 	--broker | --timeout | --name | --birth | --phone | --address | \
 		--expect-version | --limit | --connections | --depth | \
-		--patients | --hospitals | --seed | --hospital-codes | \
+		--patients | --hospitals | --seed | --hospital-codes | --duplicates | \
 		--patient | --actor | --since | --from | --exec)
 		return 0
 		;;
@@ -54,7 +54,7 @@ _onecard_operands()
 		fi
 		case $w in
 		--*=*) ;;
-		--json | --help | --version | --admin) ;;
+		--json | --help | --version | --admin | --all | --keep-b) ;;
 		--*) skip=1 ;;
 		*) _onecard_words+=("$w") ;;
 		esac
@@ -95,7 +95,7 @@ _onecard()
 _onecardctl()
 {
 	local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD - 1]}
-	local cmds="hospital patient merge unmerge stats import export backup gen audit help"
+	local cmds="hospital patient merge unmerge duplicates stats import export backup gen audit help"
 	local opts=""
 	COMPREPLY=()
 	_onecard_value "$prev" "$cur" && return
@@ -103,10 +103,12 @@ _onecardctl()
 	case "${_onecard_words[0]-} ${_onecard_words[1]-}" in
 	"hospital add"*) opts="--name --admin" ;;
 	"patient history"*) opts="--limit" ;;
+	"duplicates list"*) opts="--limit --all" ;;
+	"duplicates merge"*) opts="--keep-b" ;;
 	import*) opts="--reject --connections --depth" ;;
 	export*) opts="--out" ;;
 	backup*) opts="--db" ;;
-	gen*) opts="--patients --hospitals --seed --hospital-codes --out" ;;
+	gen*) opts="--patients --hospitals --seed --hospital-codes --out --duplicates --truth" ;;
 	"audit verify"*) opts="--head" ;;
 	"audit search"*) opts="--patient --actor --since" ;;
 	esac
@@ -123,6 +125,7 @@ _onecardctl()
 		case ${_onecard_words[0]-} in
 		hospital) opts="add list revoke" ;;
 		patient) opts="show history" ;;
+		duplicates) opts="scan list show merge dismiss" ;;
 		audit) opts="verify search" ;;
 		import) opts="" ;;
 		*) opts="-" ;;

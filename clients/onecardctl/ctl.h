@@ -59,6 +59,9 @@ int ctl_merge(int argc, char **argv);
 int ctl_unmerge(int argc, char **argv);
 int ctl_stats(int argc, char **argv);
 
+/* duplicates.c */
+int ctl_duplicates(int argc, char **argv);
+
 /* import.c */
 int ctl_import(int argc, char **argv);
 

@@ -91,6 +91,14 @@ struct gen {
 	uint64_t ssc_key;
 	unsigned surname_total;
 	unsigned region_total;
+	/* --duplicates: the copies' own stream, the original a copy is
+	 * made of when one is due, and the copies' card counters. */
+	struct gen_dup_rng dr;
+	double dup_chance; /* of a copy after an original */
+	int pending;
+	unsigned long originals;
+	struct gen_patient orig;
+	unsigned long *dvisits;
 };
 
 /* splitmix64: seeds xoshiro and mixes the seed. */
@@ -171,11 +179,13 @@ gen_new(const struct gen_options *opt)
 	g->ncodes = opt->codes != NULL ? opt->ncodes : opt->hospitals;
 	g->codes = calloc(g->ncodes + 1, sizeof(*g->codes));
 	g->visits = calloc(g->ncodes + 1, sizeof(*g->visits));
+	g->dvisits = calloc(g->ncodes + 1, sizeof(*g->dvisits));
 	for (slots = 1024; slots < 2 * (size_t)opt->patients + 2; slots *= 2)
 		;
 	g->used = calloc(slots, sizeof(*g->used));
 	g->usedmask = slots - 1;
-	if (g->codes == NULL || g->visits == NULL || g->used == NULL)
+	if (g->codes == NULL || g->visits == NULL || g->used == NULL ||
+	    g->dvisits == NULL)
 		goto fail;
 	for (i = 0; i < g->ncodes; i++) {
 		if (opt->codes != NULL)
@@ -190,6 +200,13 @@ gen_new(const struct gen_options *opt)
 	for (i = 0; i < 4; i++)
 		g->s[i] = gen_splitmix(&x);
 	g->ssc_key = gen_rand(g);
+	x = opt->seed ^ 0x6475706c69636174ULL; /* "duplicat" */
+	for (i = 0; i < 4; i++)
+		g->dr.s[i] = gen_splitmix(&x);
+	/* a copy after an original with this chance makes the share of
+	 * copies among all rows opt->duplicates */
+	if (opt->duplicates > 0 && opt->duplicates <= GEN_MAX_DUPLICATES)
+		g->dup_chance = opt->duplicates / (1 - opt->duplicates);
 	for (i = 0; i < NELEM(gen_surnames); i++)
 		g->surname_total += gen_surnames[i].weight;
 	for (i = 0; i < NELEM(gen_regions); i++)
@@ -212,6 +229,7 @@ gen_free(struct gen *g)
 			free(g->codes[i]);
 	free(g->codes);
 	free(g->visits);
+	free(g->dvisits);
 	free(g->used);
 	free(g);
 }
@@ -297,6 +315,34 @@ found:
 	p->birth_date[sizeof(p->birth_date) - 1] = '\0';
 }
 
+/* The copy of g->orig that is due: the error model of gen_dup.c and one
+ * visit card, numbered down from the top so it is no original's. */
+static int
+gen_next_dup(struct gen *g, struct gen_patient *p)
+{
+	struct csv_row *row = &p->row;
+	size_t k = (size_t)(gen_dup_rand(&g->dr) % g->ncodes);
+
+	g->pending = 0;
+	gen_dup_make(&g->dr, &g->orig, p);
+	snprintf(p->visit_domain[0], sizeof(p->visit_domain[0]), "hosp:%s",
+	    g->codes[k]);
+	snprintf(p->visit_value[0], sizeof(p->visit_value[0]), "MZ%010llu",
+	    (unsigned long long)gen_permute(
+		g->ssc_key ^ (0x5851f42d4c957f2dULL * (k + 1)),
+		9999999999ULL - g->dvisits[k]++));
+	row->name = p->name;
+	row->sex = p->sex;
+	row->birth_date = p->birth_date;
+	row->phone = p->phone;
+	row->address = p->address;
+	row->nids = 1;
+	row->ids[0].domain = p->visit_domain[0];
+	row->ids[0].value = p->visit_value[0];
+	g->made++;
+	return 0;
+}
+
 int
 gen_next(struct gen *g, struct gen_patient *p)
 {
@@ -309,6 +355,8 @@ gen_next(struct gen *g, struct gen_patient *p)
 
 	if (g->made >= g->opt.patients)
 		return -1;
+	if (g->pending)
+		return gen_next_dup(g, p);
 	male = gen_below(g, 2) == 0;
 	GEN_PICK(g, gen_surnames, g->surname_total, s);
 	GEN_PICK(g, gen_regions, g->region_total, r);
@@ -345,7 +393,7 @@ gen_next(struct gen *g, struct gen_patient *p)
 	row->ids[row->nids].domain = "cn-id";
 	row->ids[row->nids++].value = p->cnid;
 	if (gen_below(g, 100) < 85) {
-		ssc = gen_permute(g->ssc_key, g->made);
+		ssc = gen_permute(g->ssc_key, g->originals);
 		snprintf(p->ssc, sizeof(p->ssc), "HA%010llu",
 		    (unsigned long long)ssc);
 		row->ids[row->nids].domain = "cn-ssc";
@@ -372,6 +420,15 @@ gen_next(struct gen *g, struct gen_patient *p)
 		row->ids[row->nids++].value = p->visit_value[i];
 	}
 	g->made++;
+	p->cluster = ++g->originals;
+	p->dup = 0;
+	p->errors[0] = '\0';
+	if (g->dup_chance > 0 && g->ncodes > 0 && g->made < g->opt.patients &&
+	    (double)(gen_dup_rand(&g->dr) >> 11) / 9007199254740992.0 <
+		g->dup_chance) {
+		g->pending = 1;
+		g->orig = *p;
+	}
 	return 0;
 }
 
@@ -381,9 +438,13 @@ gen_usage(FILE *fp)
 	fprintf(fp,
 	    "usage: onecardctl gen --patients N [--hospitals H] [--seed S]\n"
 	    "                      [--hospital-codes A,B,C] [--out FILE]\n"
+	    "                      [--duplicates RATE [--truth FILE]]\n"
 	    "Write N synthetic patients as import CSV (docs/csv.md); the same\n"
 	    "seed gives the same file. Hospitals are H001..Hnnn (default 10)\n"
-	    "unless --hospital-codes names them.\n");
+	    "unless --hospital-codes names them. --duplicates makes RATE (0 "
+	    "to\n"
+	    "0.5) of the rows corrupted copies of the row before them and\n"
+	    "writes the clusters to --truth (default: OUT with .truth.csv).\n");
 }
 
 /* Parse a whole unsigned number; -1 if s is not one. */
@@ -408,11 +469,16 @@ ctl_gen(int argc, char **argv)
 	    {"seed", required_argument, NULL, 's'},
 	    {"out", required_argument, NULL, 'o'},
 	    {"hospital-codes", required_argument, NULL, 'c'},
+	    {"duplicates", required_argument, NULL, 'd'},
+	    {"truth", required_argument, NULL, 't'},
 	    {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
 	struct gen_options opt = {.hospitals = 10, .seed = 1};
 	struct gen_patient *p = NULL;
 	struct gen *g = NULL;
-	const char *out = NULL;
+	const char *out = NULL, *truth = NULL;
+	char truth_buf[4096], orig_id[64] = "", *end;
+	unsigned long written = 0;
+	FILE *tf = NULL;
 	char *codes = NULL, *c, **list = NULL;
 	unsigned long long v;
 	int ch, have_n = 0, rc = 2;
@@ -442,6 +508,23 @@ ctl_gen(int argc, char **argv)
 		case 'o':
 			out = optarg;
 			break;
+		case 'd':
+			errno = 0;
+			opt.duplicates = strtod(optarg, &end);
+			if (errno != 0 || *optarg == '\0' || *end != '\0' ||
+			    !(opt.duplicates >= 0 &&
+				opt.duplicates <= GEN_MAX_DUPLICATES)) {
+				fprintf(stderr,
+				    "onecardctl gen: --duplicates: \"%s\" is "
+				    "not a rate from 0 to 0.5\n",
+				    optarg);
+				free(codes);
+				return 2;
+			}
+			break;
+		case 't':
+			truth = optarg;
+			break;
 		case 'c':
 			free(codes);
 			codes = strdup(optarg);
@@ -458,6 +541,22 @@ ctl_gen(int argc, char **argv)
 		gen_usage(stderr);
 		free(codes);
 		return 2;
+	}
+	if (opt.duplicates > 0 && truth == NULL) {
+		size_t n = out != NULL ? strlen(out) : 0;
+
+		if (out == NULL || n + 16 > sizeof(truth_buf)) {
+			fprintf(stderr,
+			    "onecardctl gen: --duplicates needs "
+			    "--truth FILE (or --out)\n");
+			free(codes);
+			return 2;
+		}
+		if (n > 4 && strcmp(out + n - 4, ".csv") == 0)
+			n -= 4;
+		snprintf(truth_buf, sizeof(truth_buf), "%.*s.truth.csv", (int)n,
+		    out);
+		truth = truth_buf;
 	}
 	if (codes != NULL) {
 		list = calloc(strlen(codes) / 2 + 2, sizeof(*list));
@@ -476,10 +575,37 @@ ctl_gen(int argc, char **argv)
 		    stderr, "onecardctl gen: %s: %s\n", out, strerror(errno));
 		goto done;
 	}
+	if (opt.duplicates > 0) {
+		if ((tf = fopen(truth, "w")) == NULL) {
+			fprintf(stderr, "onecardctl gen: %s: %s\n", truth,
+			    strerror(errno));
+			goto done;
+		}
+		fputs("cluster,identifier,errors\n", tf);
+	}
 	setvbuf(fp, NULL, _IOFBF, 1 << 20);
 	fputs(CSV_HEADER "\n", fp);
-	while (gen_next(g, p) == 0)
+	while (gen_next(g, p) == 0) {
 		csv_write_row(fp, &p->row);
+		if (tf == NULL)
+			continue;
+		if (!p->dup) {
+			snprintf(orig_id, sizeof(orig_id), "%s=%s",
+			    p->row.ids[0].domain, p->row.ids[0].value);
+			continue;
+		}
+		/* a cluster: the original, then each copy with its errors */
+		if (written != p->cluster)
+			fprintf(tf, "%lu,%s,\n", p->cluster, orig_id);
+		written = p->cluster;
+		fprintf(tf, "%lu,%s=%s,%s\n", p->cluster, p->row.ids[0].domain,
+		    p->row.ids[0].value, p->errors);
+	}
+	if (tf != NULL && (fflush(tf) != 0 || ferror(tf))) {
+		fprintf(
+		    stderr, "onecardctl gen: %s: %s\n", truth, strerror(errno));
+		goto done;
+	}
 	if (fflush(fp) != 0 || ferror(fp)) {
 		fprintf(stderr, "onecardctl gen: %s: %s\n",
 		    out != NULL ? out : "stdout", strerror(errno));
@@ -490,6 +616,11 @@ done:
 	if (fp != stdout && fp != NULL && fclose(fp) != 0 && rc == 0) {
 		fprintf(
 		    stderr, "onecardctl gen: %s: %s\n", out, strerror(errno));
+		rc = 2;
+	}
+	if (tf != NULL && fclose(tf) != 0 && rc == 0) {
+		fprintf(
+		    stderr, "onecardctl gen: %s: %s\n", truth, strerror(errno));
 		rc = 2;
 	}
 	free(p);

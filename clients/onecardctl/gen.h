@@ -23,7 +23,12 @@ struct gen_options {
 	const char *const *codes; /* hospital codes, or NULL */
 	size_t ncodes;
 	uint64_t seed;
+	/* The share of rows that are corrupted copies of the row before
+	 * them (0 .. GEN_MAX_DUPLICATES; gen_dup.c has the error model). */
+	double duplicates;
 };
+
+#define GEN_MAX_DUPLICATES 0.5
 
 /* One generated patient; row's strings point into the other fields. */
 struct gen_patient {
@@ -37,6 +42,12 @@ struct gen_patient {
 	char visit_domain[GEN_MAX_VISITS][48];
 	char visit_value[GEN_MAX_VISITS][24];
 	struct csv_row row;
+	/* The ground truth: every row's cluster (its original's ordinal, from
+	 * 1); dup is set on a corrupted copy, errors says what was done to it
+	 * ("name=sound;birth=swap"). */
+	unsigned long cluster;
+	int dup;
+	char errors[96];
 };
 
 struct gen;
@@ -53,6 +64,19 @@ char gen_cnid_check(const char *id17);
 
 /* 1 when id is 17 digits and the right check character, else 0. */
 int gen_cnid_valid(const char *id);
+
+/*
+ * Make p a corrupted copy of the original o (gen_dup.c): one to three
+ * errors of the documented model, no cn-id or cn-ssc, and one new visit
+ * card at hospital code (value made unique by the caller).
+ */
+struct gen_dup_rng {
+	uint64_t s[4];
+};
+void gen_dup_make(
+    struct gen_dup_rng *r, const struct gen_patient *o, struct gen_patient *p);
+/* The next 64 bits of the copies' stream. */
+uint64_t gen_dup_rand(struct gen_dup_rng *r);
 
 /* onecardctl gen: write a population as CSV. */
 int ctl_gen(int argc, char **argv);

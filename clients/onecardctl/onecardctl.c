@@ -6,7 +6,7 @@
  * and the one place where a broker's refusal becomes a message for a
  * person: PERMISSION_DENIED names the certificate's CN and says an admin
  * certificate is needed. Subcommands live in hospital.c, patient.c, import.c,
- * gen.c and audit.c; none of them exits the process.
+ * gen.c, audit.c and duplicates.c; none of them exits the process.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +35,8 @@ static const struct ctl_command ctl_commands[] = {
     {"patient", ctl_patient, "patient show|history ID: one patient"},
     {"merge", ctl_merge, "merge SURVIVOR DUPLICATE: fold two records"},
     {"unmerge", ctl_unmerge, "unmerge PATIENT_ID: undo a merge"},
+    {"duplicates", ctl_duplicates,
+	"duplicates scan|list|show|merge|dismiss: the worklist"},
     {"stats", ctl_stats, "stats: patients, identifiers, merges"},
     {"import", ctl_import, "import FILE.csv: enroll patients in bulk"},
     {"export", ctl_export, "export: every live patient as CSV"},
@@ -64,7 +66,7 @@ ctl_usage(FILE *fp)
 	    "(~/.config/onecard/profiles); the certificate must be an\n"
 	    "admin's.\n\ncommands:\n");
 	for (i = 0; i < sizeof(ctl_commands) / sizeof(ctl_commands[0]); i++)
-		fprintf(fp, "  %-9s %s\n", ctl_commands[i].name,
+		fprintf(fp, "  %-10s %s\n", ctl_commands[i].name,
 		    ctl_commands[i].summary);
 	fprintf(fp,
 	    "\nExit: 0 ok, 1 not found (or audit verify: the trail is "

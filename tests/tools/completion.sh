@@ -61,13 +61,16 @@ expect "male female" onecard enroll --sex ""
 expect "cn-id= cn-ssc= hosp: pid=" onecard --json lookup ""
 expect "cn-id=" onecard --broker h:1 lookup cn
 expect_none onecard --broker ""
-expect "hospital patient merge unmerge stats import export gen audit" onecardctl ""
+expect "hospital patient merge unmerge duplicates stats import export gen audit" onecardctl ""
+expect "scan list show merge dismiss" onecardctl duplicates ""
+expect "--limit --all" onecardctl duplicates list --
+expect "--keep-b" onecardctl duplicates merge 3 --
 expect "add list revoke" onecardctl hospital ""
 expect "add" onecardctl --json hospital a
 expect "verify search" onecardctl audit ""
 expect "--name --admin --json" onecardctl hospital add X --
 expect "--reject --connections --depth" onecardctl import f.csv --
-expect "--patients --seed --out" onecardctl gen --
+expect "--patients --seed --out --duplicates --truth" onecardctl gen --
 expect "--head" onecardctl audit verify --
 # Profile names come from the profile file.
 tmp=$(mktemp -d)

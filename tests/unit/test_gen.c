@@ -5,7 +5,9 @@
  * cn-id has a correct MOD 11-2 check character, a real birth date in
  * 1930..2024 equal to the row's, and a 17th digit whose parity is the row's
  * sex; cn-id, cn-ssc and visit card numbers are unique over 100,000 rows; and
- * every generated row passes the import's own row check. gen.c and csv.c are
+ * every generated row passes the import's own row check; with
+ * --duplicates the originals stay the same rows and every copy has an error
+ * of the model and passes the import too. gen.c, gen_dup.c and csv.c are
  * compiled into this test directly.
  */
 #include <setjmp.h>
@@ -20,6 +22,7 @@
 
 #include "../../clients/onecardctl/csv.c"
 #include "../../clients/onecardctl/gen.c"
+#include "../../clients/onecardctl/gen_dup.c"
 
 #define MANY 100000
 
@@ -227,6 +230,105 @@ hospital_codes_given_are_the_visit_domains(void **state)
 	gen_free(g);
 }
 
+/* The rows of a generator with duplicates, originals only, as text. */
+static char *
+gen_text_originals(uint64_t seed, unsigned long n, double rate)
+{
+	struct gen_options opt = {
+	    .patients = n, .hospitals = 5, .seed = seed, .duplicates = rate};
+	struct gen_patient *p = malloc(sizeof(*p));
+	struct gen *g = gen_new(&opt);
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *fp = open_memstream(&buf, &len);
+
+	assert_non_null(p);
+	assert_non_null(g);
+	assert_non_null(fp);
+	while (gen_next(g, p) == 0)
+		if (!p->dup)
+			csv_write_row(fp, &p->row);
+	fclose(fp);
+	gen_free(g);
+	free(p);
+	return buf;
+}
+
+static void
+duplicates_leave_the_originals_as_they_were(void **state)
+{
+	char *with = gen_text_originals(42, 2000, 0.2), *without;
+
+	without = gen_text(42, 2000);
+	/* the originals with copies are the first rows without them */
+	assert_true(strlen(with) < strlen(without));
+	assert_memory_equal(with, without, strlen(with));
+	free(with);
+	free(without);
+}
+
+static void
+every_copy_has_an_error_and_the_import_takes_it(void **state)
+{
+	struct gen_options opt = {
+	    .patients = 20000, .hospitals = 3, .seed = 17, .duplicates = 0.1};
+	struct gen_patient *p = malloc(sizeof(*p)), *o = malloc(sizeof(*o));
+	struct gen *g = gen_new(&opt);
+	struct csv_record *rec = malloc(sizeof(*rec));
+	struct csv_row *row = malloc(sizeof(*row));
+	static const char *const kinds[] = {"name=sound", "name=variant",
+	    "name=delete", "name=insert", "name=substitute", "name=pinyin",
+	    "birth=swap", "birth=slip", "birth=missing", "phone=slip",
+	    "phone=missing", "sex=missing", "address=missing"};
+	unsigned seen[sizeof(kinds) / sizeof(kinds[0])] = {0};
+	char err[256], *line = NULL;
+	size_t linelen = 0, used, n = 0, ndup = 0;
+	FILE *fp;
+
+	assert_non_null(g);
+	while (gen_next(g, p) == 0) {
+		n++;
+		if (!p->dup) {
+			*o = *p;
+			continue;
+		}
+		ndup++;
+		assert_int_equal(p->cluster, o->cluster);
+		assert_true(p->errors[0] != '\0');
+		assert_true(strcmp(p->name, o->name) != 0 ||
+		    strcmp(p->sex, o->sex) != 0 ||
+		    strcmp(p->birth_date, o->birth_date) != 0 ||
+		    strcmp(p->phone, o->phone) != 0 ||
+		    strcmp(p->address, o->address) != 0);
+		/* one visit card, no cn-id: the registry cannot tell */
+		assert_int_equal(p->row.nids, 1);
+		assert_memory_equal(p->row.ids[0].domain, "hosp:", 5);
+		for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++)
+			seen[k] += strstr(p->errors, kinds[k]) != NULL;
+		fp = open_memstream(&line, &linelen);
+		csv_write_row(fp, &p->row);
+		fclose(fp);
+		assert_int_equal(csv_parse_record(line, linelen, 1, &used, rec,
+				     err, sizeof(err)),
+		    CSV_RECORD);
+		if (csv_row_parse(rec, row, err, sizeof(err)) != 0)
+			fail_msg("copy %s: %s (%s)", p->name, err, p->errors);
+		free(line);
+		line = NULL;
+	}
+	assert_int_equal(n, 20000);
+	/* a tenth of the rows are copies */
+	assert_true(ndup > n * 8 / 100 && ndup < n * 12 / 100);
+	for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++)
+		if (seen[k] == 0)
+			fail_msg("no copy has %s", kinds[k]);
+	gen_free(g);
+	free(p);
+	free(o);
+	free(rec);
+	free(row);
+}
+
 int
 main(void)
 {
@@ -237,6 +339,8 @@ main(void)
 		hundred_thousand_rows_are_valid_consistent_and_unique),
 	    cmocka_unit_test(surnames_follow_their_frequency),
 	    cmocka_unit_test(hospital_codes_given_are_the_visit_domains),
+	    cmocka_unit_test(duplicates_leave_the_originals_as_they_were),
+	    cmocka_unit_test(every_copy_has_an_error_and_the_import_takes_it),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -2062,6 +2062,234 @@ readers_wait_for_the_batch_that_changes_what_they_read(void **state)
 
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
+/* --- The steward's worklist ------------------------------------------- */
+
+static Onecard__V1__Reply *
+dup_scan(const struct actor *who, const char *after, unsigned limit)
+{
+	Onecard__V1__Request req = ONECARD__V1__REQUEST__INIT;
+	Onecard__V1__DuplicateScan s = ONECARD__V1__DUPLICATE_SCAN__INIT;
+
+	s.after_patient_id = (char *)after;
+	s.limit = limit;
+	req.op_case = ONECARD__V1__REQUEST__OP_DUPLICATE_SCAN;
+	req.duplicate_scan = &s;
+	return call(who, &req);
+}
+
+/* Scan the whole registry, a page of 2 at a time; the pairs found. */
+static unsigned
+dup_scan_all(void)
+{
+	char after[48] = "";
+	unsigned found = 0;
+
+	for (int pages = 0; pages < 100; pages++) {
+		Onecard__V1__Reply *r = dup_scan(&admin, after, 2);
+
+		assert_int_equal(r->code, CODE(OK));
+		assert_int_equal(
+		    r->result_case, ONECARD__V1__REPLY__RESULT_DUPLICATE_SCAN);
+		found += r->duplicate_scan->found;
+		if (r->duplicate_scan->next_patient_id[0] == '\0')
+			return found;
+		snprintf(after, sizeof(after), "%s",
+		    r->duplicate_scan->next_patient_id);
+	}
+	fail_msg("the scan did not end");
+	return 0;
+}
+
+static Onecard__V1__Reply *
+dup_list(const struct actor *who, int all)
+{
+	Onecard__V1__Request req = ONECARD__V1__REQUEST__INIT;
+	Onecard__V1__DuplicateList l = ONECARD__V1__DUPLICATE_LIST__INIT;
+
+	l.all = all;
+	req.op_case = ONECARD__V1__REQUEST__OP_DUPLICATE_LIST;
+	req.duplicate_list = &l;
+	return call(who, &req);
+}
+
+/* Show (0), dismiss (1) or merge (2, 3: keeping b) pair id. */
+static Onecard__V1__Reply *
+dup_act(const struct actor *who, int what, uint64_t id)
+{
+	Onecard__V1__Request req = ONECARD__V1__REQUEST__INIT;
+	Onecard__V1__DuplicateShow sh = ONECARD__V1__DUPLICATE_SHOW__INIT;
+	Onecard__V1__DuplicateDismiss di = ONECARD__V1__DUPLICATE_DISMISS__INIT;
+	Onecard__V1__DuplicateMerge me = ONECARD__V1__DUPLICATE_MERGE__INIT;
+
+	sh.pair_id = di.pair_id = me.pair_id = id;
+	me.survivor_b = what == 3;
+	if (what == 0) {
+		req.op_case = ONECARD__V1__REQUEST__OP_DUPLICATE_SHOW;
+		req.duplicate_show = &sh;
+	} else if (what == 1) {
+		req.op_case = ONECARD__V1__REQUEST__OP_DUPLICATE_DISMISS;
+		req.duplicate_dismiss = &di;
+	} else {
+		req.op_case = ONECARD__V1__REQUEST__OP_DUPLICATE_MERGE;
+		req.duplicate_merge = &me;
+	}
+	return call(who, &req);
+}
+
+static void
+enroll_puts_its_candidates_on_the_worklist(void **state)
+{
+	const Onecard__V1__Patient *a, *b;
+	const Onecard__V1__DuplicatePair *pr;
+	Onecard__V1__Reply *r;
+
+	a = patient_of(enroll(
+	    &xc1, "Zhao Liu", "1990-01-01", 1, "hosp:XC001", "D1", NULL));
+	b = patient_of(enroll(
+	    &xc2, "Zhao Liu", "1990-01-01", 0, "hosp:XC002", "D2", NULL));
+	r = dup_list(&admin, 0);
+	assert_int_equal(r->result_case, ONECARD__V1__REPLY__RESULT_DUPLICATES);
+	assert_int_equal(r->duplicates->n_pairs, 1);
+	assert_int_equal(r->duplicates->open, 1);
+	pr = r->duplicates->pairs[0];
+	assert_int_equal(
+	    pr->state, ONECARD__V1__DUPLICATE_STATE__DUPLICATE_OPEN);
+	assert_true(pr->grade == ONECARD__V1__MATCH_GRADE__MATCH_CERTAIN ||
+	    pr->grade == ONECARD__V1__MATCH_GRADE__MATCH_PROBABLE);
+	/* a sorts before b */
+	assert_true(strcmp(pr->a->patient_id, pr->b->patient_id) < 0);
+	assert_true(strcmp(pr->a->patient_id, a->patient_id) == 0 ||
+	    strcmp(pr->a->patient_id, b->patient_id) == 0);
+	r = dup_act(&admin, 0, pr->pair_id);
+	assert_int_equal(r->code, CODE(OK));
+	assert_int_equal(r->duplicates->n_pairs, 1);
+	assert_string_equal(
+	    r->duplicates->pairs[0]->a->demographics->name, "Zhao Liu");
+	assert_non_null(strstr(r->duplicates->pairs[0]->reason, "name="));
+	assert_int_equal(r->duplicates->pairs[0]->a->n_identifiers, 1);
+	/* a scan keeps what is known */
+	assert_int_equal(dup_scan_all(), 0);
+	assert_int_equal(dup_act(&admin, 0, 99)->code, CODE(NOT_FOUND));
+	assert_int_equal(dup_act(&admin, 0, 0)->code, CODE(INVALID_ARGUMENT));
+}
+
+static void
+scan_finds_a_pair_and_a_dismissed_one_stays_dismissed(void **state)
+{
+	char err[256];
+	Onecard__V1__Reply *r;
+	uint64_t id;
+
+	patient_of(enroll(
+	    &xc1, "Qian Ming", "1971-03-04", 1, "hosp:XC001", "Q1", NULL));
+	patient_of(enroll(
+	    &xc1, "Sun Hong", "1980-11-12", 2, "hosp:XC001", "S1", NULL));
+	patient_of(
+	    enroll(&xc1, "Li Lei", "1966-05-06", 1, "hosp:XC001", "L1", NULL));
+	assert_int_equal(dup_list(&admin, 1)->duplicates->n_pairs, 0);
+	/* S1 becomes Qian Ming: only a scan can find the pair */
+	assert_int_equal(
+	    update(&xc1, "hosp:XC001", "S1", "Qian Ming", NULL, "1971-03-04", 0)
+		->code,
+	    CODE(OK));
+	assert_int_equal(dup_list(&admin, 0)->duplicates->n_pairs, 0);
+	assert_int_equal(dup_scan_all(), 1);
+	assert_int_equal(dup_scan_all(), 0);
+	r = dup_list(&admin, 0);
+	assert_int_equal(r->duplicates->n_pairs, 1);
+	id = r->duplicates->pairs[0]->pair_id;
+	r = dup_act(&admin, 1, id);
+	assert_int_equal(r->code, CODE(OK));
+	assert_int_equal(r->duplicates->pairs[0]->state,
+	    ONECARD__V1__DUPLICATE_STATE__DUPLICATE_DISMISSED);
+	assert_int_equal(dup_scan_all(), 0);
+	assert_int_equal(dup_list(&admin, 0)->duplicates->n_pairs, 0);
+	/* the worklist survives a restart, dismissed */
+	registry_close(reg);
+	reg = registry_open(path, 1, NULL, err, sizeof(err));
+	assert_non_null(reg);
+	assert_int_equal(dup_scan_all(), 0);
+	r = dup_list(&admin, 1);
+	assert_int_equal(r->duplicates->n_pairs, 1);
+	assert_int_equal(r->duplicates->open, 0);
+	assert_int_equal(r->duplicates->pairs[0]->pair_id, id);
+	assert_int_equal(r->duplicates->pairs[0]->state,
+	    ONECARD__V1__DUPLICATE_STATE__DUPLICATE_DISMISSED);
+	/* a third one pairs with both, but the dismissed pair stays so */
+	r = enroll(
+	    &xc2, "Qian Ming", "1971-03-04", 0, "hosp:XC002", "Q2", NULL);
+	assert_int_equal(r->enrolled->n_possible_duplicates, 2);
+	r = dup_list(&admin, 0);
+	assert_int_equal(r->duplicates->n_pairs, 2);
+	assert_int_equal(r->duplicates->open, 2);
+	assert_true(r->duplicates->pairs[0]->pair_id != id &&
+	    r->duplicates->pairs[1]->pair_id != id);
+}
+
+static void
+duplicate_merge_merges_the_pair_and_closes_it(void **state)
+{
+	const Onecard__V1__Patient *a, *b;
+	Onecard__V1__Reply *r;
+	uint64_t id;
+
+	a = patient_of(enroll(
+	    &xc1, "Zhou Wen", "1955-07-08", 1, "hosp:XC001", "Z1", NULL));
+	b = patient_of(enroll(
+	    &xc2, "Zhou Wen", "1955-07-08", 1, "hosp:XC002", "Z2", NULL));
+	r = dup_list(&admin, 0);
+	assert_int_equal(r->duplicates->n_pairs, 1);
+	id = r->duplicates->pairs[0]->pair_id;
+	assert_int_equal(dup_list(&xc1, 0)->code, CODE(PERMISSION_DENIED));
+	assert_int_equal(dup_scan(&xc1, "", 0)->code, CODE(PERMISSION_DENIED));
+	assert_int_equal(dup_act(&xc1, 0, id)->code, CODE(PERMISSION_DENIED));
+	assert_int_equal(dup_act(&xc1, 1, id)->code, CODE(PERMISSION_DENIED));
+	assert_int_equal(dup_act(&xc1, 2, id)->code, CODE(PERMISSION_DENIED));
+	r = dup_act(&admin, 2, id);
+	assert_int_equal(r->code, CODE(OK));
+	assert_int_equal(r->duplicates->pairs[0]->state,
+	    ONECARD__V1__DUPLICATE_STATE__DUPLICATE_MERGED);
+	/* b's card now finds the survivor (the pair's a) */
+	const char *surv = strcmp(a->patient_id, b->patient_id) < 0
+	    ? a->patient_id
+	    : b->patient_id;
+	assert_string_equal(
+	    patient_of(lookup("hosp:XC002", "Z2"))->patient_id, surv);
+	assert_string_equal(
+	    patient_of(lookup("hosp:XC001", "Z1"))->patient_id, surv);
+	assert_int_equal(dup_act(&admin, 2, id)->code, CODE(CONFLICT));
+	assert_int_equal(dup_act(&admin, 1, id)->code, CODE(CONFLICT));
+	assert_int_equal(dup_list(&admin, 0)->duplicates->n_pairs, 0);
+	assert_int_equal(dup_scan_all(), 0);
+}
+
+static void
+open_pair_of_a_patient_merged_elsewhere_leaves_the_list(void **state)
+{
+	Onecard__V1__Reply *r;
+
+	patient_of(
+	    enroll(&xc1, "Wu Gang", "1962-02-03", 1, "hosp:XC001", "W1", NULL));
+	patient_of(
+	    enroll(&xc2, "Wu Gang", "1962-02-03", 1, "hosp:XC002", "W2", NULL));
+	patient_of(
+	    enroll(&xc1, "Ma Li", "1988-09-10", 2, "hosp:XC001", "M1", NULL));
+	r = dup_list(&admin, 0);
+	assert_int_equal(r->duplicates->n_pairs, 1);
+	/* W2 is merged into another patient, not through the worklist */
+	assert_int_equal(
+	    merge(&admin, "hosp:XC001", "M1", "hosp:XC002", "W2")->code,
+	    CODE(OK));
+	r = dup_list(&admin, 0);
+	assert_int_equal(r->duplicates->n_pairs, 0);
+	assert_int_equal(r->duplicates->open, 0);
+	r = dup_list(&admin, 1);
+	assert_int_equal(r->duplicates->n_pairs, 1);
+	r = dup_act(&admin, 2, r->duplicates->pairs[0]->pair_id);
+	assert_int_equal(r->code, CODE(CONFLICT));
+	assert_non_null(strstr(r->message, "merged away"));
+}
+
 int
 main(void)
 {
@@ -2096,6 +2324,10 @@ main(void)
 	    T(wal_is_copied_back_while_the_writer_keeps_writing),
 	    T(events_are_appended_with_increasing_seq),
 	    T(writes_survive_close_and_reopen),
+	    T(enroll_puts_its_candidates_on_the_worklist),
+	    T(scan_finds_a_pair_and_a_dismissed_one_stays_dismissed),
+	    T(duplicate_merge_merges_the_pair_and_closes_it),
+	    T(open_pair_of_a_patient_merged_elsewhere_leaves_the_list),
 	    T(read_handle_sees_the_writers_commits),
 	    T(lookup_validates_and_reports_not_found),
 	    T(search_matches_exact_fields_up_to_the_limit),
