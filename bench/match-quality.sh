@@ -66,10 +66,10 @@ with open(f"{work}/truth.csv", newline="") as f:
 random.seed(7)
 for o, c in random.sample(copies, min(n, len(copies))):
     r = rows[c]
-    print("\t".join([o, c, r["name"], r["birth_date"], r["phone"], r["sex"]]))
+    print("\x1f".join([o, c, r["name"], r["birth_date"], r["phone"], r["sex"]]))
 EOF
 : >"$WORK/search.out"
-while IFS=$'\t' read -r orig copy name birth phone sex; do
+while IFS=$'\x1f' read -r orig copy name birth phone sex; do
 	args=(--limit 3)
 	[ -n "$name" ] && args+=(--name "$name")
 	[ -n "$birth" ] && args+=(--birth "$birth")
@@ -79,7 +79,7 @@ while IFS=$'\t' read -r orig copy name birth phone sex; do
 	printf '%s\t%s\t' "$orig" "$copy" >>"$WORK/search.out"
 	"$BIN/onecard" --broker "$BROKER_ADDR" --ca "$WORK/certs/ca.pem" \
 		--cert "$WORK/certs/admin.pem" --key "$WORK/certs/admin.key" \
-		--json search "${args[@]}" >>"$WORK/search.out" 2>/dev/null || echo >>"$WORK/search.out"
+		--json search "${args[@]}" >>"$WORK/search.out" 2>/dev/null || true
 done <"$WORK/queries.tsv"
 broker_stop
 
