@@ -128,7 +128,8 @@ void onecard_reply_free(Onecard__V1__Reply *reply);
 
 /*
  * Ping the broker: it answers, and a quiet subscription is seen to be alive
- * (and kept from the broker's --idle-timeout). Returns ONECARD_OK, an
+ * (the broker's --idle-timeout leaves a subscription open). Returns
+ * ONECARD_OK, an
  * onecard_err, or the broker's refusal as a positive Reply.code.
  */
 int onecard_ping(struct onecard_conn *conn);
@@ -168,8 +169,8 @@ int onecard_next_event(
  * one stops with the event not handled. *seq is kept at the last event
  * handled, so on any return it is where a new connection resumes (still
  * ONECARD_SEQ_NOW if the subscription was never answered). After the call
- * timeout without an event a ping checks that the broker still answers
- * (and keeps its --idle-timeout from closing conn). Returns ONECARD_OK when
+ * timeout without an event a ping checks that the broker still answers.
+ * Returns ONECARD_OK when
  * cb stopped it, otherwise as onecard_subscribe and onecard_next_event do.
  */
 #define ONECARD_SEQ_NOW UINT64_MAX
@@ -242,7 +243,7 @@ int onecard_async_session_reused(const struct onecard_async *ac);
  * subscribing (events that come while none is set are dropped). The
  * broker's notice before a close is in onecard_async_last_error. A quiet
  * subscription has no timeout: send a ping now and then to learn that the
- * broker is gone (and to stay clear of its --idle-timeout).
+ * broker is gone.
  */
 typedef void (*onecard_event_cb)(
     const Onecard__V1__Event *event, int err, void *arg);
