@@ -15,13 +15,14 @@ command -v promtool >/dev/null || {
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-# Every onecard_* name used in $1 must be a family broker/metrics.c exports.
+# Every onecard_* name used in $1 must be a family the broker exports
+# (broker/metrics.c, and notify.c for the subscriptions').
 known_metrics() {
 	bad=0
 	for m in $(grep -o 'onecard_[a-z_]*' "$1" | sort -u); do
 		base=${m%_bucket}
-		grep -q "\"$base[ {\"]" "$src/broker/metrics.c" ||
-			grep -q "\"$base\"" "$src/broker/metrics.c" || {
+		grep -q "\"$base[ {\"]" "$src/broker/metrics.c" "$src/broker/notify.c" ||
+			grep -q "\"$base\"" "$src/broker/metrics.c" "$src/broker/notify.c" || {
 			echo "check.sh: $1 uses $m, which onecardd does not export" >&2
 			bad=1
 		}
