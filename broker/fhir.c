@@ -176,6 +176,16 @@ fhir_domain_known(const char *domain)
 	return 0;
 }
 
+/* Does p hold an identifier in domain? */
+static int
+fhir_holds_domain(const Onecard__V1__Patient *p, const char *domain)
+{
+	for (size_t i = 0; i < p->n_identifiers; i++)
+		if (strcmp(p->identifiers[i]->domain, domain) == 0)
+			return 1;
+	return 0;
+}
+
 /* The domain of a urn:onecard: system, or NULL. */
 static const char *
 fhir_system_domain(const char *system)
@@ -230,7 +240,7 @@ fhir_pix(struct fhir_req *r, struct evkeyvalq *q)
 	const char *domain, *tdomain = NULL;
 	Onecard__V1__Reply *reply;
 	Onecard__V1__Patient *p;
-	char sys[256], *bar;
+	char sys[256], ref[80], *bar;
 	json_t *params;
 	int code;
 
@@ -243,21 +253,38 @@ fhir_pix(struct fhir_req *r, struct evkeyvalq *q)
 	}
 	memcpy(sys, src, bar - src);
 	sys[bar - src] = '\0';
+	/* A revoked hospital's domain is no longer "known", but the
+	 * identifiers it issued still are: ask before calling it unknown. */
 	if ((domain = fhir_system_domain(sys)) == NULL ||
-	    strcmp(domain, "pid") == 0 || !fhir_domain_known(domain)) {
+	    strcmp(domain, "pid") == 0 ||
+	    (!fhir_domain_known(domain) && strncmp(domain, "hosp:", 5) != 0)) {
 		fhir_fail(r, 400, "code-invalid",
 		    "sourceIdentifier: unknown identifier domain");
 		return;
 	}
 	if (target != NULL &&
 	    ((tdomain = fhir_system_domain(target)) == NULL ||
-		!fhir_domain_known(tdomain))) {
+		strcmp(tdomain, "pid") == 0 ||
+		(!fhir_domain_known(tdomain) &&
+		    strncmp(tdomain, "hosp:", 5) != 0))) {
 		fhir_fail(
 		    r, 403, "code-invalid", "targetSystem: unknown domain");
 		return;
 	}
 	if ((code = fhir_lookup(r, domain, bar + 1, &reply)) != 0) {
-		fhir_fail_code(r, code);
+		if (code == ONECARD__V1__CODE__NOT_FOUND &&
+		    !fhir_domain_known(domain))
+			fhir_fail(r, 400, "code-invalid",
+			    "sourceIdentifier: unknown identifier domain");
+		else
+			fhir_fail_code(r, code);
+		return;
+	}
+	if (tdomain != NULL && !fhir_domain_known(tdomain) &&
+	    !fhir_holds_domain(reply->patient, tdomain)) {
+		wire_reply_free(reply);
+		fhir_fail(
+		    r, 403, "code-invalid", "targetSystem: unknown domain");
 		return;
 	}
 	p = reply->patient;
@@ -271,14 +298,10 @@ fhir_pix(struct fhir_req *r, struct evkeyvalq *q)
 		    json_pack("{s:s, s:o}", "name", "targetIdentifier",
 			"valueIdentifier", fhir_identifier(p->identifiers[i])));
 	}
-	{
-		char ref[80];
-
-		snprintf(ref, sizeof(ref), "Patient/%s", p->patient_id);
-		json_array_append_new(json_object_get(params, "parameter"),
-		    json_pack("{s:s, s:{s:s}}", "name", "targetId",
-			"valueReference", "reference", ref));
-	}
+	snprintf(ref, sizeof(ref), "Patient/%s", p->patient_id);
+	json_array_append_new(json_object_get(params, "parameter"),
+	    json_pack("{s:s, s:{s:s}}", "name", "targetId", "valueReference",
+		"reference", ref));
 	wire_reply_free(reply);
 	fhir_send(r, 200, params);
 }

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <jansson.h>
@@ -21,7 +22,9 @@
 #include "harness.h"
 
 static struct harness h;
-static int fhir_port;
+static int fhir_port, metrics_port;
+static char audit_dir[64] = "/tmp/onecard-fhir-audit.XXXXXX";
+static char audit_path[128];
 static char out[65536];
 static char survivor[64], merged[64], ouyang[64];
 
@@ -103,18 +106,24 @@ static int
 setup(void **state)
 {
 	static const char *const codes[] = {"XC001", "XC002", NULL};
-	static const char *const extra[] = {
-	    "--fhir-listen", "127.0.0.1:0", NULL};
 	static const char *const more[] = {"XC009", NULL};
+	const char *const extra[] = {"--fhir-listen", "127.0.0.1:0",
+	    "--metrics-listen", "127.0.0.1:0", "--audit-log", audit_path, NULL};
 	char log[65536], *p;
 
 	(void)state;
+	if (mkdtemp(audit_dir) == NULL)
+		return -1;
+	snprintf(audit_path, sizeof audit_path, "%s/audit.log", audit_dir);
 	if (harness_start(&h, codes, extra) == -1 ||
 	    harness_certs(&h, more) == -1 || harness_log(&h, log, sizeof log))
 		return -1;
 	if ((p = strstr(log, "fhir on 127.0.0.1:")) == NULL)
 		return -1;
 	fhir_port = atoi(p + strlen("fhir on 127.0.0.1:"));
+	if ((p = strstr(log, "metrics on 127.0.0.1:")) == NULL)
+		return -1;
+	metrics_port = atoi(p + strlen("metrics on 127.0.0.1:"));
 	/* Two records of one person, then merged; and a compound surname. */
 	if (run("XC001",
 		"onecard --json enroll --name 'Li Si' --sex male "
@@ -146,6 +155,8 @@ teardown(void **state)
 	(void)state;
 	status = harness_stop(&h, SIGTERM);
 	harness_cleanup(&h);
+	unlink(audit_path);
+	rmdir(audit_dir);
 	return status == 0 ? 0 : -1;
 }
 
@@ -391,6 +402,50 @@ door_refuses_what_is_not_a_known_client(void **state)
 	assert_int_equal(run("admin", "onecardctl hospital revoke XC002"), 0);
 	assert_int_equal(fhir_get("XC002", NULL, "/fhir/metadata", &o), 403);
 	json_decref(o);
+	/* The identifiers it issued still resolve, and still name a system. */
+	assert_int_equal(fhir_get("XC001", NULL,
+			     "/fhir/Patient/$ihe-pix?sourceIdentifier="
+			     "urn:onecard:hosp:XC002|OLD-7&targetSystem="
+			     "urn:onecard:hosp:XC002",
+			     &o),
+	    200);
+	assert_int_equal(json_array_size(json_object_get(o, "parameter")), 2);
+	json_decref(o);
+}
+
+static void
+requests_are_audited_and_counted(void **state)
+{
+	char cmd[256], line[4096];
+	FILE *f;
+	int pix = 0, reads = 0, refused = 0;
+
+	assert_int_equal(fhir_get("XC001", NULL,
+			     "/fhir/Patient/$ihe-pix?sourceIdentifier="
+			     "urn:onecard:hosp:XC001|MRN-1",
+			     NULL),
+	    200);
+	assert_non_null(f = fopen(audit_path, "r"));
+	while (fgets(line, sizeof line, f) != NULL) {
+		if (strstr(line, "\"fhir:pix\"") && strstr(line, "XC001"))
+			pix++;
+		if (strstr(line, "\"fhir:read\""))
+			reads++;
+		if (strstr(line, "XC009") && strstr(line, "http=403"))
+			refused++;
+	}
+	fclose(f);
+	assert_true(pix > 0);
+	assert_true(reads > 0);
+	assert_true(refused > 0);
+	snprintf(cmd, sizeof cmd,
+	    "curl -s --max-time 5 http://127.0.0.1:%d/metrics", metrics_port);
+	assert_int_equal(harness_run(&h, NULL, out, sizeof out, cmd), 0);
+	assert_non_null(strstr(out,
+	    "onecard_fhir_requests_total{interface=\"fhir\",status=\"2xx\"}"));
+	assert_null(strstr(out,
+	    "onecard_fhir_requests_total{interface=\"fhir\",status=\"2xx\"} "
+	    "0\n"));
 }
 
 static void
@@ -421,6 +476,7 @@ main(void)
 	    cmocka_unit_test(headers_over_the_limit_are_refused),
 	    /* Last: it revokes XC002. */
 	    cmocka_unit_test(door_refuses_what_is_not_a_known_client),
+	    cmocka_unit_test(requests_are_audited_and_counted),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
