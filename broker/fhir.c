@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <arpa/inet.h>
@@ -404,22 +405,26 @@ fhir_read(struct fhir_req *r, const char *pid)
 static void
 fhir_metadata(struct fhir_req *r)
 {
-	json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:{s:s, s:s}, s:s, "
-			      "s:[s], s:[{s:s, s:[{s:{s:s}, s:s}]}]}",
-	    "resourceType", "CapabilityStatement", "status", "active", "kind",
-	    "instance", "date", "2026-12-03", "software", "name", "onecardd",
-	    "version", onecardd_version, "fhirVersion", "4.0.1", "format",
-	    "json", "rest", "mode", "server", "resource", "type", "Patient",
-	    "interaction", "code", "read");
-	json_t *res = json_array_get(
-	    json_object_get(
-		json_array_get(json_object_get(o, "rest"), 0), "resource"),
-	    0);
+	json_t *patient = json_pack("{s:s, s:[{s:s}], s:[{s:s, s:s}]}", "type",
+	    "Patient", "interaction", "code", "read", "operation", "name",
+	    "ihe-pix", "definition",
+	    "https://profiles.ihe.net/ITI/PIXm/OperationDefinition/"
+	    "IHE.PIXm.pix");
+	char date[16];
+	time_t now = time(NULL);
+	struct tm tm;
+	json_t *o;
 
-	json_object_set_new(res, "operation",
-	    json_pack("[{s:s, s:s}]", "name", "ihe-pix", "definition",
-		"https://profiles.ihe.net/ITI/PIXm/OperationDefinition/"
-		"IHE.PIXm.pix"));
+	/* The statement describes this running instance: today's date. */
+	gmtime_r(&now, &tm);
+	strftime(date, sizeof(date), "%Y-%m-%d", &tm);
+	o = json_pack("{s:s, s:s, s:s, s:s, s:{s:s, s:s}, s:s, s:[s], "
+		      "s:[{s:s, s:[o]}]}",
+	    "resourceType", "CapabilityStatement", "status", "active", "kind",
+	    "instance", "date", date, "software", "name", "onecardd", "version",
+	    onecardd_version, "fhirVersion", "4.0.1", "format", "json", "rest",
+	    "mode", "server", "resource", patient);
+
 	r->op = "fhir:metadata";
 	fhir_send(r, 200, o);
 }

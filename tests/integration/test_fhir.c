@@ -163,7 +163,7 @@ teardown(void **state)
 static void
 metadata_is_a_capability_statement(void **state)
 {
-	json_t *o;
+	json_t *o, *res;
 
 	assert_int_equal(fhir_get("XC001", NULL, "/fhir/metadata", &o), 200);
 	assert_string_equal(
@@ -171,6 +171,24 @@ metadata_is_a_capability_statement(void **state)
 	    "CapabilityStatement");
 	assert_string_equal(
 	    json_string_value(json_object_get(o, "fhirVersion")), "4.0.1");
+	/* Exactly what is served: Patient read and $ihe-pix. */
+	res = json_array_get(
+	    json_object_get(
+		json_array_get(json_object_get(o, "rest"), 0), "resource"),
+	    0);
+	assert_string_equal(
+	    json_string_value(json_object_get(res, "type")), "Patient");
+	assert_string_equal(
+	    json_string_value(json_object_get(
+		json_array_get(json_object_get(res, "interaction"), 0),
+		"code")),
+	    "read");
+	assert_int_equal(
+	    json_array_size(json_object_get(res, "interaction")), 1);
+	assert_string_equal(
+	    json_string_value(json_object_get(
+		json_array_get(json_object_get(res, "operation"), 0), "name")),
+	    "ihe-pix");
 	json_decref(o);
 }
 
