@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -360,8 +361,9 @@ fhir_read(struct fhir_req *r, const char *pid)
 		return;
 	}
 	p = reply->patient;
-	if (strcmp(p->patient_id, pid) != 0) {
-		/* The lookup followed a merge: pid was merged into p. */
+	if (strcasecmp(p->patient_id, pid) != 0) {
+		/* The lookup followed a merge: pid was merged into p (the
+		 * registry may have upper-cased the id it was given). */
 		snprintf(ref, sizeof(ref), "Patient/%s", p->patient_id);
 		o = json_pack("{s:s, s:s, s:b, s:[{s:{s:s}, s:s}]}",
 		    "resourceType", "Patient", "id", pid, "active", 0, "link",
