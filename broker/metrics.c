@@ -99,6 +99,8 @@ static struct {
 	struct histogram batch;
 	struct histogram commit;
 	atomic_uint_fast64_t audit_lines;
+	atomic_uint_fast64_t
+	    fhir[6]; /* FHIR answers by status class 1xx..5xx */
 } m;
 
 /* The HTTP side: touched only by start, stop and the metrics thread. */
@@ -222,6 +224,16 @@ void
 metrics_audit_line(void)
 {
 	atomic_fetch_add_explicit(&m.audit_lines, 1, memory_order_relaxed);
+}
+
+void
+metrics_fhir_request(int status)
+{
+	int k = status / 100;
+
+	if (k < 1 || k > 5)
+		k = 5;
+	atomic_fetch_add_explicit(&m.fhir[k], 1, memory_order_relaxed);
 }
 
 void
@@ -607,6 +619,14 @@ metrics_render(struct evbuffer *b)
 	    "Lines written to the audit trail.");
 	evbuffer_add_printf(b, "onecard_audit_lines_total %llu\n",
 	    (unsigned long long)ld(&m.audit_lines));
+
+	expo_header(b, "onecard_fhir_requests_total", "counter",
+	    "Requests answered on the FHIR interface, by HTTP status class.");
+	for (int k = 2; k <= 5; k++)
+		evbuffer_add_printf(b,
+		    "onecard_fhir_requests_total{interface=\"fhir\","
+		    "status=\"%dxx\"} %llu\n",
+		    k, (unsigned long long)ld(&m.fhir[k]));
 
 	lcache_stats(&lc);
 	expo_header(b, "onecard_lookup_cache_requests_total", "counter",

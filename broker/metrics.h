@@ -22,6 +22,8 @@ void metrics_connection(int delta);
 void metrics_handshake(int ok);
 /* The writer committed a batch of n writes in latency_us. */
 void metrics_commit(size_t n, uint64_t latency_us);
+/* The FHIR interface answered a request with HTTP status. */
+void metrics_fhir_request(int status);
 /* An audit line was written. */
 void metrics_audit_line(void);
 /* The certificate in use expires at cert_not_after, and the CRL's next

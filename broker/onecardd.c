@@ -52,6 +52,7 @@ static const struct option onecardd_longopts[] = {
     {"admins", required_argument, NULL, 'a'},
     {"audit-log", required_argument, NULL, 'L'},
     {"metrics-listen", required_argument, NULL, 'm'},
+    {"fhir-listen", required_argument, NULL, 'x'},
     {"threads", required_argument, NULL, 't'},
     {"max-frame", required_argument, NULL, 'F'},
     {"idle-timeout", required_argument, NULL, 'i'},
@@ -93,6 +94,8 @@ usage(FILE *f)
 	    "  --admins CN,CN             certificate CNs with the admin role\n"
 	    "  --audit-log PATH           the audit trail (off if not given)\n"
 	    "  --metrics-listen HOST:PORT /metrics and /healthz (off if not "
+	    "given)\n"
+	    "  --fhir-listen HOST:PORT    FHIR R4 JSON over HTTPS (off if not "
 	    "given)\n"
 	    "  --threads N                worker threads (online CPUs)\n"
 	    "  --max-frame BYTES          largest request frame (65536)\n"
@@ -312,14 +315,17 @@ config_set(struct config *c, const char *name, const char *value, char *err,
 		return -1;
 	}
 	if (strcmp(name, "listen") == 0 ||
-	    strcmp(name, "metrics-listen") == 0) {
+	    strcmp(name, "metrics-listen") == 0 ||
+	    strcmp(name, "fhir-listen") == 0) {
 		if (server_parse_address(value, &ss, &len) == -1) {
 			snprintf(err, errlen, "--%s: '%s' is not HOST:PORT",
 			    name, value);
 			return -1;
 		}
-		config_string(
-		    name[0] == 'l' ? &c->listen : &c->metrics_listen, value);
+		config_string(name[0] == 'l' ? &c->listen
+			: name[0] == 'f'     ? &c->fhir_listen
+					     : &c->metrics_listen,
+		    value);
 	} else if (strcmp(name, "db") == 0)
 		config_string(&c->db, value);
 	else if (strcmp(name, "cert") == 0)
@@ -616,6 +622,7 @@ config_free(struct config *c)
 	free(c->admins);
 	free(c->audit_log);
 	free(c->metrics_listen);
+	free(c->fhir_listen);
 	free(c->user);
 	free(c->node);
 }
@@ -668,6 +675,8 @@ main(int argc, char **argv)
 	    metrics_start(cfg->metrics_listen, cfg->db, &cfg->limits) == -1)
 		fatalx(
 		    "--metrics-listen %s: cannot start", cfg->metrics_listen);
+	if (cfg->fhir_listen != NULL && fhir_start(cfg) == -1)
+		fatalx("--fhir-listen %s: cannot start", cfg->fhir_listen);
 	if (cfg->user != NULL)
 		onecardd_drop_privileges(cfg->user);
 	if (server_start() == -1)
@@ -677,6 +686,8 @@ main(int argc, char **argv)
 	onecardd_notify("READY=1\nSTATUS=serving");
 
 	server_run();
+	if (cfg->fhir_listen != NULL)
+		fhir_stop();
 	server_stop();
 	writer_stop();
 	server_free();

@@ -41,6 +41,7 @@ struct config {
 	char *admins; /* comma-separated CNs */
 	char *audit_log;
 	char *metrics_listen;
+	char *fhir_listen;
 	char *user;
 	char *node;
 	int threads;
@@ -131,6 +132,11 @@ int tls_peer_cn(SSL *ssl, char *cn, size_t cnlen);
 void tls_close_notify(SSL *ssl);
 void tls_clear_errors(void);
 void tls_shutdown(void);
+
+/* fhir.c */
+/* Serve FHIR on c->fhir_listen on its own thread. 0 or -1. Start-up only. */
+int fhir_start(const struct config *c);
+void fhir_stop(void);
 
 /* server.c */
 int server_parse_address(const char *s, struct sockaddr_storage *ss, int *len);

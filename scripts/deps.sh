@@ -7,7 +7,7 @@ pkgs="build-essential cmake pkg-config openssl ca-certificates git
 libevent-dev libprotobuf-c-dev protobuf-c-compiler libssl-dev libsqlite3-dev
 libcmocka-dev libinih-dev libpq-dev clang-format protobuf-compiler python3-protobuf
 prometheus clang libclang-rt-14-dev sslscan sqlite3 e2fsprogs
-scdoc unicode-data libbz2-dev"
+scdoc unicode-data libbz2-dev libjansson-dev curl"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||

@@ -77,5 +77,6 @@ target_include_directories(${ONECARD_FUZZ_TARGET} PRIVATE "${CMAKE_SOURCE_DIR}/b
 target_link_options(${ONECARD_FUZZ_TARGET} PRIVATE -Wl,--wrap=getaddrinfo)
 target_link_libraries(${ONECARD_FUZZ_TARGET} PRIVATE onecard_registry
   PkgConfig::EVENT PkgConfig::EVENT_EXTRA
-  PkgConfig::EVENT_PTHREADS PkgConfig::INIH OpenSSL::SSL OpenSSL::Crypto
+  PkgConfig::EVENT_PTHREADS PkgConfig::EVENT_OPENSSL PkgConfig::JANSSON
+  PkgConfig::INIH OpenSSL::SSL OpenSSL::Crypto
   Threads::Threads)

@@ -1,0 +1,699 @@
+/*
+ * fhir.c: the FHIR door (docs/fhir.md): FHIR R4 JSON over HTTPS on its own
+ * thread and event loop, with the broker's TLS context, client-certificate
+ * rule and CN identity. Each request becomes a protobuf Request answered by
+ * registry_read on this thread's own read handle, exactly as the binary
+ * door answers it; this file only translates. It never writes to the
+ * registry and never implements an identity rule of its own.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
+#include <jansson.h>
+#include <openssl/ssl.h>
+
+#include "audit.h"
+#include "log.h"
+#include "metrics.h"
+#include "name_norm.h"
+#include "onecardd.h"
+#include "wire.h"
+
+/* Named limits of the FHIR door. */
+#define FHIR_MAX_HEADERS 8192 /* bytes of request line and headers */
+#define FHIR_MAX_BODY    0    /* no endpoint served yet takes a body */
+#define FHIR_TIMEOUT     10   /* seconds to read a request */
+#define FHIR_MAX_PARAMS  16   /* query parameters in one request */
+#define FHIR_SYSTEM      "urn:onecard:"
+#define FHIR_JSON        "application/fhir+json; charset=utf-8"
+
+static struct {
+	struct event_base *base;
+	struct evhttp *http;
+	struct event *wake;
+	int pipe[2];
+	pthread_t thread;
+	int running;
+	struct registry *reg; /* this thread's read handle */
+	SSL_CTX *refuse;      /* when tls_new fails: a handshake that fails */
+	uint64_t next_id;
+} fs = {.pipe = {-1, -1}};
+
+/* One request being answered: who asks, and what goes to the trail. */
+struct fhir_req {
+	struct evhttp_request *req;
+	struct actor who;
+	char cn[ONECARDD_CN_MAX + 1];
+	const char *op;
+	struct op_result res;
+	uint64_t start_us;
+};
+
+/* Send body (taken) with status, then count and audit the request. */
+static void
+fhir_send(struct fhir_req *r, int status, json_t *body)
+{
+	struct evbuffer *b = evbuffer_new();
+	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	char detail[64];
+
+	json_decref(body);
+	evhttp_add_header(evhttp_request_get_output_headers(r->req),
+	    "Content-Type", FHIR_JSON);
+	if (b == NULL || text == NULL ||
+	    evbuffer_add(b, text, strlen(text)) == -1)
+		evhttp_send_error(r->req, HTTP_INTERNAL, NULL);
+	else
+		evhttp_send_reply(r->req, status, NULL, b);
+	free(text);
+	if (b != NULL)
+		evbuffer_free(b);
+	metrics_fhir_request(status);
+	if (audit_enabled()) {
+		struct audit_entry e = {
+		    .actor = r->cn,
+		    .role = r->who.role,
+		    .op = r->op,
+		    .target = r->res.target,
+		    .patient_id = r->res.patient_id,
+		    .code = r->res.code,
+		    .latency_us = onecardd_now_us() - r->start_us,
+		    .detail = detail,
+		};
+		snprintf(detail, sizeof(detail), "http=%d", status);
+		audit_log(&e);
+	}
+}
+
+/* An OperationOutcome with one issue, sent with status. */
+static void
+fhir_fail(struct fhir_req *r, int status, const char *code, const char *diag)
+{
+	json_t *o = json_pack("{s:s, s:[{s:s, s:s, s:s}]}", "resourceType",
+	    "OperationOutcome", "issue", "severity", "error", "code", code,
+	    "diagnostics", diag);
+
+	if (r->res.code == 0 && status >= 400)
+		r->res.code = status == 404 ? ONECARD__V1__CODE__NOT_FOUND
+		    : status == 403 ? ONECARD__V1__CODE__PERMISSION_DENIED
+		    : status == 401 ? ONECARD__V1__CODE__UNAUTHENTICATED
+				    : ONECARD__V1__CODE__INVALID_ARGUMENT;
+	fhir_send(r, status, o);
+}
+
+/*
+ * Ask the registry for the live patient holding domain|value, the same
+ * Lookup the binary door sends. The reply's code; *out is the decoded reply
+ * when OK (free with wire_reply_free).
+ */
+static int
+fhir_lookup(struct fhir_req *r, const char *domain, const char *value,
+    Onecard__V1__Reply **out)
+{
+	Onecard__V1__Request req = ONECARD__V1__REQUEST__INIT;
+	Onecard__V1__Lookup lk = ONECARD__V1__LOOKUP__INIT;
+	Onecard__V1__Identifier id = ONECARD__V1__IDENTIFIER__INIT;
+	Onecard__V1__Reply *reply = NULL;
+	struct evbuffer *b;
+	uint8_t *frame;
+	size_t len, body;
+
+	*out = NULL;
+	if ((b = evbuffer_new()) == NULL)
+		return ONECARD__V1__CODE__INTERNAL;
+	id.domain = (char *)domain;
+	id.value = (char *)value;
+	lk.identifier = &id;
+	req.id = ++fs.next_id;
+	req.op_case = ONECARD__V1__REQUEST__OP_LOOKUP;
+	req.lookup = &lk;
+	registry_read(fs.reg, &r->who, &req, b, &r->res);
+	len = evbuffer_get_length(b);
+	if (wire_peek_evbuffer(b, len, &body) == WIRE_FRAME &&
+	    (frame = evbuffer_pullup(b, -1)) != NULL)
+		reply = wire_reply_unpack(frame + WIRE_HEADER_LEN, body,
+		    body * WIRE_MEM_FACTOR + 4096, NULL);
+	evbuffer_free(b);
+	if (reply == NULL)
+		return r->res.code = ONECARD__V1__CODE__INTERNAL;
+	r->res.code = reply->code;
+	if (reply->code == ONECARD__V1__CODE__OK &&
+	    reply->result_case == ONECARD__V1__REPLY__RESULT_PATIENT) {
+		*out = reply;
+		return ONECARD__V1__CODE__OK;
+	}
+	wire_reply_free(reply);
+	return r->res.code == ONECARD__V1__CODE__OK
+	    ? ONECARD__V1__CODE__INTERNAL
+	    : (int)r->res.code;
+}
+
+/* Is domain one the registry knows (a cn-id, a cn-ssc, a hospital's)? */
+static int
+fhir_domain_known(const char *domain)
+{
+	int role;
+
+	if (strcmp(domain, "cn-id") == 0 || strcmp(domain, "cn-ssc") == 0)
+		return 1;
+	if (strncmp(domain, "hosp:", 5) == 0)
+		return registry_hospital_role(fs.reg, domain + 5, &role) == 0;
+	return 0;
+}
+
+/* Does p hold an identifier in domain? */
+static int
+fhir_holds_domain(const Onecard__V1__Patient *p, const char *domain)
+{
+	for (size_t i = 0; i < p->n_identifiers; i++)
+		if (strcmp(p->identifiers[i]->domain, domain) == 0)
+			return 1;
+	return 0;
+}
+
+/* The domain of a urn:onecard: system, or NULL. */
+static const char *
+fhir_system_domain(const char *system)
+{
+	size_t n = strlen(FHIR_SYSTEM);
+
+	if (strncmp(system, FHIR_SYSTEM, n) != 0 || system[n] == '\0')
+		return NULL;
+	return system + n;
+}
+
+/* An Identifier resource element for id. */
+static json_t *
+fhir_identifier(const Onecard__V1__Identifier *id)
+{
+	char system[128];
+
+	snprintf(system, sizeof(system), FHIR_SYSTEM "%s", id->domain);
+	return json_pack("{s:s, s:s}", "system", system, "value", id->value);
+}
+
+/* Map a registry code that is not OK to an answer. */
+static void
+fhir_fail_code(struct fhir_req *r, int code)
+{
+	switch (code) {
+	case ONECARD__V1__CODE__NOT_FOUND:
+		fhir_fail(
+		    r, 404, "not-found", "no patient holds this identifier");
+		break;
+	case ONECARD__V1__CODE__INVALID_ARGUMENT:
+		fhir_fail(r, 400, "invalid", "the identifier is malformed");
+		break;
+	case ONECARD__V1__CODE__PERMISSION_DENIED:
+		fhir_fail(r, 403, "forbidden", "not allowed for this CN");
+		break;
+	case ONECARD__V1__CODE__UNAVAILABLE:
+		fhir_fail(r, 503, "transient", "registry unavailable");
+		break;
+	default:
+		fhir_fail(r, 500, "exception", "registry error");
+		break;
+	}
+}
+
+/* PIXm ITI-83: GET /fhir/Patient/$ihe-pix. */
+static void
+fhir_pix(struct fhir_req *r, struct evkeyvalq *q)
+{
+	const char *src = evhttp_find_header(q, "sourceIdentifier");
+	const char *target = evhttp_find_header(q, "targetSystem");
+	const char *domain, *tdomain = NULL;
+	Onecard__V1__Reply *reply;
+	Onecard__V1__Patient *p;
+	char sys[256], ref[80], *bar;
+	json_t *params;
+	int code;
+
+	r->op = "fhir:pix";
+	if (src == NULL || (bar = strchr(src, '|')) == NULL ||
+	    (size_t)(bar - src) >= sizeof(sys)) {
+		fhir_fail(r, 400, "required",
+		    "sourceIdentifier=SYSTEM|VALUE is required");
+		return;
+	}
+	memcpy(sys, src, bar - src);
+	sys[bar - src] = '\0';
+	/* A revoked hospital's domain is no longer "known", but the
+	 * identifiers it issued still are: ask before calling it unknown. */
+	if ((domain = fhir_system_domain(sys)) == NULL ||
+	    strcmp(domain, "pid") == 0 ||
+	    (!fhir_domain_known(domain) && strncmp(domain, "hosp:", 5) != 0)) {
+		fhir_fail(r, 400, "code-invalid",
+		    "sourceIdentifier: unknown identifier domain");
+		return;
+	}
+	if (target != NULL &&
+	    ((tdomain = fhir_system_domain(target)) == NULL ||
+		strcmp(tdomain, "pid") == 0 ||
+		(!fhir_domain_known(tdomain) &&
+		    strncmp(tdomain, "hosp:", 5) != 0))) {
+		fhir_fail(
+		    r, 403, "code-invalid", "targetSystem: unknown domain");
+		return;
+	}
+	if ((code = fhir_lookup(r, domain, bar + 1, &reply)) != 0) {
+		if (code == ONECARD__V1__CODE__NOT_FOUND &&
+		    !fhir_domain_known(domain))
+			fhir_fail(r, 400, "code-invalid",
+			    "sourceIdentifier: unknown identifier domain");
+		else
+			fhir_fail_code(r, code);
+		return;
+	}
+	if (tdomain != NULL && !fhir_domain_known(tdomain) &&
+	    !fhir_holds_domain(reply->patient, tdomain)) {
+		wire_reply_free(reply);
+		fhir_fail(
+		    r, 403, "code-invalid", "targetSystem: unknown domain");
+		return;
+	}
+	p = reply->patient;
+	params =
+	    json_pack("{s:s, s:[]}", "resourceType", "Parameters", "parameter");
+	for (size_t i = 0; i < p->n_identifiers; i++) {
+		if (tdomain != NULL &&
+		    strcmp(p->identifiers[i]->domain, tdomain) != 0)
+			continue;
+		json_array_append_new(json_object_get(params, "parameter"),
+		    json_pack("{s:s, s:o}", "name", "targetIdentifier",
+			"valueIdentifier", fhir_identifier(p->identifiers[i])));
+	}
+	snprintf(ref, sizeof(ref), "Patient/%s", p->patient_id);
+	json_array_append_new(json_object_get(params, "parameter"),
+	    json_pack("{s:s, s:{s:s}}", "name", "targetId", "valueReference",
+		"reference", ref));
+	wire_reply_free(reply);
+	fhir_send(r, 200, params);
+}
+
+/*
+ * A HumanName for name: text always; for a name in Chinese characters,
+ * family and given split after the surname (one character, or two for a
+ * compound surname such as 欧阳), as matching reads it.
+ */
+static json_t *
+fhir_human_name(const char *name)
+{
+	json_t *hn = json_pack("{s:s}", "text", name);
+	struct name_norm nn;
+	const unsigned char *s = (const unsigned char *)name;
+	size_t i = 0;
+	int k;
+
+	if (name_normalise(name, strlen(name), &nn, NULL) == -1 ||
+	    nn.pinyin_input || nn.surname_len <= 0 || strchr(name, ' ') ||
+	    nn.surname_len >= nn.nchars)
+		return hn;
+	for (k = 0; k < nn.surname_len && s[i] != '\0'; k++) {
+		i++; /* past the lead byte, then its continuation bytes */
+		while ((s[i] & 0xc0) == 0x80)
+			i++;
+	}
+	if (s[i] == '\0')
+		return hn;
+	json_object_set_new(hn, "family", json_stringn(name, i));
+	json_object_set_new(hn, "given", json_pack("[s]", name + i));
+	return hn;
+}
+
+/* GET /fhir/Patient/ID: the record, or a merged-away one's stub. */
+static void
+fhir_read(struct fhir_req *r, const char *pid)
+{
+	Onecard__V1__Reply *reply;
+	Onecard__V1__Patient *p;
+	Onecard__V1__Demographics *d;
+	json_t *o, *ids;
+	char ref[80], ver[24];
+	int code;
+
+	r->op = "fhir:read";
+	if (strlen(pid) >= 48) {
+		fhir_fail(r, 404, "not-found", "no such patient");
+		return;
+	}
+	if ((code = fhir_lookup(r, "pid", pid, &reply)) != 0) {
+		if (code == ONECARD__V1__CODE__INVALID_ARGUMENT)
+			code = ONECARD__V1__CODE__NOT_FOUND;
+		fhir_fail_code(r, code);
+		return;
+	}
+	p = reply->patient;
+	if (strcasecmp(p->patient_id, pid) != 0) {
+		/* The lookup followed a merge: pid was merged into p (the
+		 * registry may have upper-cased the id it was given). */
+		snprintf(ref, sizeof(ref), "Patient/%s", p->patient_id);
+		o = json_pack("{s:s, s:s, s:b, s:[{s:{s:s}, s:s}]}",
+		    "resourceType", "Patient", "id", pid, "active", 0, "link",
+		    "other", "reference", ref, "type", "replaced-by");
+		wire_reply_free(reply);
+		fhir_send(r, 200, o);
+		return;
+	}
+	snprintf(ver, sizeof(ver), "%llu", (unsigned long long)p->version);
+	o = json_pack("{s:s, s:s, s:{s:s}, s:b}", "resourceType", "Patient",
+	    "id", p->patient_id, "meta", "versionId", ver, "active", 1);
+	ids = json_array();
+	for (size_t i = 0; i < p->n_identifiers; i++)
+		json_array_append_new(ids, fhir_identifier(p->identifiers[i]));
+	json_object_set_new(o, "identifier", ids);
+	if ((d = p->demographics) != NULL) {
+		if (d->name != NULL && d->name[0] != '\0')
+			json_object_set_new(o, "name",
+			    json_pack("[o]", fhir_human_name(d->name)));
+		if (d->sex != ONECARD__V1__SEX__SEX_UNKNOWN)
+			json_object_set_new(o, "gender",
+			    json_string(d->sex == ONECARD__V1__SEX__SEX_MALE
+				    ? "male"
+				    : "female"));
+		if (d->birth_date != NULL && d->birth_date[0] != '\0')
+			json_object_set_new(
+			    o, "birthDate", json_string(d->birth_date));
+		if (d->phone != NULL && d->phone[0] != '\0')
+			json_object_set_new(o, "telecom",
+			    json_pack("[{s:s, s:s}]", "system", "phone",
+				"value", d->phone));
+		if (d->address != NULL && d->address[0] != '\0')
+			json_object_set_new(o, "address",
+			    json_pack("[{s:s}]", "text", d->address));
+	}
+	wire_reply_free(reply);
+	fhir_send(r, 200, o);
+}
+
+/* GET /fhir/metadata: what this door serves, and nothing more. */
+static void
+fhir_metadata(struct fhir_req *r)
+{
+	json_t *patient = json_pack("{s:s, s:[{s:s}], s:[{s:s, s:s}]}", "type",
+	    "Patient", "interaction", "code", "read", "operation", "name",
+	    "ihe-pix", "definition",
+	    "https://profiles.ihe.net/ITI/PIXm/OperationDefinition/"
+	    "IHE.PIXm.pix");
+	char date[16];
+	time_t now = time(NULL);
+	struct tm tm;
+	json_t *o;
+
+	/* The statement describes this running instance: today's date. */
+	gmtime_r(&now, &tm);
+	strftime(date, sizeof(date), "%Y-%m-%d", &tm);
+	o = json_pack("{s:s, s:s, s:s, s:s, s:{s:s, s:s}, s:s, s:[s], "
+		      "s:[{s:s, s:[o]}]}",
+	    "resourceType", "CapabilityStatement", "status", "active", "kind",
+	    "instance", "date", date, "software", "name", "onecardd", "version",
+	    onecardd_version, "fhirVersion", "4.0.1", "format", "json", "rest",
+	    "mode", "server", "resource", patient);
+
+	r->op = "fhir:metadata";
+	fhir_send(r, 200, o);
+}
+
+/* Does the client accept JSON? No: it asked for XML (406). */
+static int
+fhir_wants_json(struct evhttp_request *req, struct evkeyvalq *q)
+{
+	const char *f = evhttp_find_header(q, "_format");
+	const char *a =
+	    evhttp_find_header(evhttp_request_get_input_headers(req), "Accept");
+
+	if (f != NULL)
+		return strstr(f, "json") != NULL;
+	if (a == NULL || a[0] == '\0')
+		return 1;
+	return strstr(a, "json") != NULL || strstr(a, "*/*") != NULL;
+}
+
+/* Who is asking: 0 with r->who set, or -1 with the refusal sent. */
+static int
+fhir_identify(struct fhir_req *r)
+{
+	struct evhttp_connection *evcon = evhttp_request_get_connection(r->req);
+	struct bufferevent *bev =
+	    evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+	SSL *ssl = bev ? bufferevent_openssl_get_ssl(bev) : NULL;
+	int rc, role;
+
+	if (ssl == NULL || tls_peer_cn(ssl, r->cn, sizeof(r->cn)) == -1) {
+		r->cn[0] = '\0';
+		fhir_fail(r, 401, "login", "certificate has no usable CN");
+		return -1;
+	}
+	if (onecardd_is_admin(r->cn)) {
+		r->who.role = ONECARD__V1__ROLE__ROLE_ADMIN;
+		return 0;
+	}
+	rc = registry_hospital_role(fs.reg, r->cn, &role);
+	if (rc == 0) {
+		r->who.role = role;
+		return 0;
+	}
+	if (rc == 1) {
+		log_info("fhir refused cn=%s reason=\"not an active hospital\"",
+		    r->cn);
+		fhir_fail(r, 403, "forbidden",
+		    "certificate CN is not an active hospital");
+	} else
+		fhir_fail(r, 503, "transient", "registry unavailable");
+	return -1;
+}
+
+/* Every request: identify, then route by path. */
+static void
+fhir_serve(struct evhttp_request *req, void *arg)
+{
+	struct fhir_req r = {.req = req, .op = "fhir:other"};
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+	const char *query = uri ? evhttp_uri_get_query(uri) : NULL;
+	const char *rawpath = uri ? evhttp_uri_get_path(uri) : NULL;
+	struct evkeyvalq q;
+	char *path = NULL;
+	int nparams = 0;
+
+	(void)arg;
+	r.start_us = onecardd_now_us();
+	r.who.cn = r.cn;
+	TAILQ_INIT(&q);
+	if (fhir_identify(&r) == -1)
+		return;
+	if (rawpath == NULL ||
+	    (path = evhttp_uridecode(rawpath, 0, NULL)) == NULL ||
+	    (query != NULL && evhttp_parse_query_str(query, &q) == -1)) {
+		fhir_fail(&r, 400, "invalid", "malformed request URI");
+		goto out;
+	}
+	for (struct evkeyval *kv = q.tqh_first; kv; kv = kv->next.tqe_next)
+		nparams++;
+	if (nparams > FHIR_MAX_PARAMS) {
+		fhir_fail(&r, 400, "too-costly", "too many query parameters");
+		goto out;
+	}
+	if (!fhir_wants_json(req, &q)) {
+		fhir_fail(&r, 406, "not-supported", "only JSON is served");
+		goto out;
+	}
+	if (strcmp(path, "/fhir/metadata") == 0)
+		fhir_metadata(&r);
+	else if (strcmp(path, "/fhir/Patient/$ihe-pix") == 0)
+		fhir_pix(&r, &q);
+	else if (strncmp(path, "/fhir/Patient/", 14) == 0 && path[14] != '\0' &&
+	    strchr(path + 14, '/') == NULL && path[14] != '$')
+		fhir_read(&r, path + 14);
+	else
+		fhir_fail(&r, 404, "not-supported", "not served");
+out:
+	evhttp_clear_headers(&q);
+	free(path);
+}
+
+/* A new connection: TLS on the current context (so a reload applies). */
+static struct bufferevent *
+fhir_bevcb(struct event_base *base, void *arg)
+{
+	struct bufferevent *bev;
+	SSL *ssl = tls_new();
+
+	(void)arg;
+	/* Never NULL: evhttp would then serve plain HTTP. */
+	if (ssl == NULL && (ssl = SSL_new(fs.refuse)) == NULL)
+		return NULL;
+	/* libevent's openssl bufferevent does not look at what read-ahead
+	 * keeps inside the SSL: a request could wait there unseen. */
+	SSL_set_read_ahead(ssl, 0);
+	bev = bufferevent_openssl_socket_new(
+	    base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+	if (bev == NULL)
+		SSL_free(ssl);
+	else
+		bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+	tls_clear_errors();
+	return bev;
+}
+
+/* fhir_stop wrote to the pipe: leave the loop. */
+static void
+fhir_wake(evutil_socket_t fd, short what, void *arg)
+{
+	char c;
+
+	(void)what;
+	(void)arg;
+	if (read(fd, &c, 1) < 0)
+		log_debug("fhir: wake read");
+	event_base_loopbreak(fs.base);
+}
+
+/* The FHIR thread: serve until stopped. */
+static void *
+fhir_thread(void *arg)
+{
+	(void)arg;
+	event_base_dispatch(fs.base);
+	return NULL;
+}
+
+/* Print "fhir on HOST:PORT" with the port the socket got. */
+static void
+fhir_print_address(evutil_socket_t fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	char host[INET6_ADDRSTRLEN] = "?";
+
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) == -1) {
+		log_warn("fhir: getsockname");
+		return;
+	}
+	if (ss.ss_family == AF_INET) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+		inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host));
+		fprintf(stderr, "onecardd: fhir on %s:%d\n", host,
+		    ntohs(sin->sin_port));
+	} else if (ss.ss_family == AF_INET6) {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+		inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof(host));
+		fprintf(stderr, "onecardd: fhir on [%s]:%d\n", host,
+		    ntohs(sin6->sin6_port));
+	}
+	fflush(stderr);
+}
+
+/* Free whatever start made. */
+static void
+fhir_free(void)
+{
+	if (fs.http != NULL)
+		evhttp_free(fs.http);
+	if (fs.wake != NULL)
+		event_free(fs.wake);
+	if (fs.base != NULL)
+		event_base_free(fs.base);
+	for (int i = 0; i < 2; i++)
+		if (fs.pipe[i] != -1)
+			close(fs.pipe[i]);
+	if (fs.reg != NULL)
+		registry_close(fs.reg);
+	SSL_CTX_free(fs.refuse);
+	memset(&fs, 0, sizeof(fs));
+	fs.pipe[0] = fs.pipe[1] = -1;
+}
+
+int
+fhir_start(const struct config *c)
+{
+	struct evhttp_bound_socket *bound;
+	struct sockaddr_storage ss;
+	struct registry_limits lim = c->limits;
+	char host[INET6_ADDRSTRLEN], err[256];
+	sigset_t all, old;
+	int len, port, rc;
+
+	if (server_parse_address(c->fhir_listen, &ss, &len) == -1)
+		return -1;
+	if (ss.ss_family == AF_INET) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+		inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host));
+		port = ntohs(sin->sin_port);
+	} else {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+		inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof(host));
+		port = ntohs(sin6->sin6_port);
+	}
+	/* No lookup cache: it would need the change feed to stay true. */
+	lim.lookup_cache = 0;
+	if ((fs.reg = registry_open(c->db, 0, &lim, err, sizeof(err))) ==
+	    NULL) {
+		log_warnx("fhir: %s", err);
+		goto fail;
+	}
+	if ((fs.refuse = SSL_CTX_new(TLS_server_method())) == NULL ||
+	    (fs.base = event_base_new()) == NULL ||
+	    (fs.http = evhttp_new(fs.base)) == NULL || pipe(fs.pipe) == -1)
+		goto fail;
+	for (int i = 0; i < 2; i++)
+		if (fcntl(fs.pipe[i], F_SETFD, FD_CLOEXEC) == -1 ||
+		    fcntl(fs.pipe[i], F_SETFL, O_NONBLOCK) == -1)
+			goto fail;
+	fs.wake = event_new(
+	    fs.base, fs.pipe[0], EV_READ | EV_PERSIST, fhir_wake, NULL);
+	if (fs.wake == NULL || event_add(fs.wake, NULL) == -1)
+		goto fail;
+	evhttp_set_allowed_methods(fs.http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
+	evhttp_set_timeout(fs.http, FHIR_TIMEOUT);
+	evhttp_set_max_headers_size(fs.http, FHIR_MAX_HEADERS);
+	evhttp_set_max_body_size(fs.http, FHIR_MAX_BODY);
+	evhttp_set_bevcb(fs.http, fhir_bevcb, NULL);
+	evhttp_set_gencb(fs.http, fhir_serve, NULL);
+	bound = evhttp_bind_socket_with_handle(fs.http, host, (uint16_t)port);
+	if (bound == NULL) {
+		log_warnx("fhir: cannot listen on %s", c->fhir_listen);
+		fhir_free();
+		return -1;
+	}
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	rc = pthread_create(&fs.thread, NULL, fhir_thread, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != 0)
+		goto fail;
+	fs.running = 1;
+	fhir_print_address(evhttp_bound_socket_get_fd(bound));
+	return 0;
+fail:
+	log_warn("fhir: start");
+	fhir_free();
+	return -1;
+}
+
+void
+fhir_stop(void)
+{
+	if (!fs.running)
+		return;
+	if (write(fs.pipe[1], "x", 1) != 1)
+		log_warn("fhir: stop");
+	pthread_join(fs.thread, NULL);
+	fhir_free();
+}
