@@ -26,7 +26,7 @@
  * walking a key's list is a cache miss a patient. A duplicate further back
  * in every list but one is left to the whole-registry scan.
  */
-#define MATCH_ENROLL_CAP 48
+#define MATCH_ENROLL_CAP 32
 
 #define SEARCH_DEFAULT_LIMIT 10
 #define SEARCH_MAX_LIMIT     100

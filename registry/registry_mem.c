@@ -1745,23 +1745,42 @@ candidates_locked(struct mem_db *db, struct mem_read *r,
 	size_t n = 0, vcap = 0, k = 0;
 	int rc = 0;
 
+	struct mem_patient *cur[MATCH_KEY_KINDS + 1];
+	int which[MATCH_KEY_KINDS + 1];
+	unsigned walked = 0;
+	size_t nw = 0;
+
 	*out = NULL;
 	*nout = 0;
-	for (size_t i = 0; i < nkeys; i++) {
+	for (size_t i = 0; i < nkeys && nw < MATCH_KEY_KINDS + 1; i++) {
 		const char *key = keys[i].key;
 		size_t klen = strlen(key);
 		struct mem_head *hd;
-		unsigned walked = 0;
 
 		if (klen == 0 || keys[i].kind < 0 ||
 		    keys[i].kind >= MATCH_KEY_KINDS)
 			continue;
-		int which = by_block[keys[i].kind];
-		if ((hd = tab_get(&db->heads[which], key, klen,
+		which[nw] = by_block[keys[i].kind];
+		if ((hd = tab_get(&db->heads[which[nw]], key, klen,
 			 lcache_hash(key, klen))) == NULL)
 			continue;
-		for (p = hd->first; p != NULL && walked < cap;
-		     p = p->by[which].next, walked++) {
+		cur[nw++] = hd->first;
+	}
+	/*
+	 * The lists are walked side by side, a step of each in turn, each
+	 * next patient fetched a step ahead: the walk is one cache miss a
+	 * patient, and the misses of the lists overlap instead of adding up.
+	 */
+	for (int more = 1; more && walked < cap; walked++) {
+		more = 0;
+		for (size_t i = 0; i < nw; i++) {
+			if ((p = cur[i]) == NULL)
+				continue;
+			cur[i] = p->by[which[i]].next;
+			if (cur[i] != NULL) {
+				__builtin_prefetch(cur[i]);
+				more = 1;
+			}
 			/* The writer sees everything (no walk of each
 			 * patient's identifiers per candidate). */
 			if (!r->writer && !patient_seen(r, p))
