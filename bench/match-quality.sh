@@ -43,7 +43,16 @@ t0=$(now)
 ctl --json duplicates scan >"$WORK/scan.json" 2>/dev/null || die "scan failed"
 SCAN_SECS=$(secs "$t0" "$(now)")
 note "scan: $(cat "$WORK/scan.json") in $SCAN_SECS s"
-ctl --json duplicates list --all --limit 10000000 >"$WORK/pairs.json" || die "list failed"
+# Every pair, a page of 1000 at a time.
+after=() : >"$WORK/pairs.jsonl"
+while :; do
+	ctl --json duplicates list --all --limit 1000 "${after[@]}" >"$WORK/page.json" ||
+		die "list failed"
+	cat "$WORK/page.json" >>"$WORK/pairs.jsonl"
+	last=$(grep -oE '"pair_id":[0-9]+' "$WORK/page.json" | tail -1 | cut -d: -f2)
+	[ "$(grep -oE '"pair_id":[0-9]+' "$WORK/page.json" | wc -l)" -lt 1000 ] && break
+	after=(--after "$last")
+done
 ctl --json export >"$WORK/export.jsonl" || die "export failed"
 
 # Search from each corrupted copy's own fields, for top-1.
@@ -105,7 +114,10 @@ for ids in clusters.values():
     pids = sorted({pid_of[i] for i in ids if i in pid_of})
     for a, b in itertools.combinations(pids, 2):
         truth.add((a, b))
-pairs = json.load(open(f"{work}/pairs.json"))["pairs"]
+pairs = []
+for line in open(f"{work}/pairs.jsonl"):
+    if line.strip():
+        pairs += json.loads(line)["pairs"]
 def score(pred):
     tp = len(pred & truth)
     p = tp / len(pred) if pred else 1.0

@@ -393,6 +393,20 @@ op_duplicate_list(struct reg_op *o)
 		return rc;
 	if (dl.n > 1)
 		qsort(dl.v, dl.n, sizeof(*dl.v), dup_pair_cmp);
+	/* A page after a pair: what follows it in the same order. */
+	if (l->after_pair_id != 0) {
+		size_t i;
+
+		for (i = 0;
+		     i < dl.n && (uint64_t)dl.v[i].id != l->after_pair_id; i++)
+			;
+		if (i == dl.n)
+			return op_fail(o, CODE_NOT_FOUND,
+			    "after_pair_id: pair %llu is not on the list",
+			    (unsigned long long)l->after_pair_id);
+		dl.v += i + 1;
+		dl.n -= i + 1;
+	}
 	return dup_reply(o, dl.v, dl.n < limit ? dl.n : limit, 0, dl.open);
 }
 

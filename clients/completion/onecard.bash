@@ -103,7 +103,7 @@ _onecardctl()
 	case "${_onecard_words[0]-} ${_onecard_words[1]-}" in
 	"hospital add"*) opts="--name --admin" ;;
 	"patient history"*) opts="--limit" ;;
-	"duplicates list"*) opts="--limit --all" ;;
+	"duplicates list"*) opts="--limit --all --after" ;;
 	"duplicates merge"*) opts="--keep-b" ;;
 	import*) opts="--reject --connections --depth" ;;
 	export*) opts="--out" ;;

@@ -22,7 +22,8 @@ dup_usage(FILE *fp)
 {
 	fprintf(fp,
 	    "usage: onecardctl duplicates scan\n"
-	    "       onecardctl duplicates list [--limit N] [--all]\n"
+	    "       onecardctl duplicates list [--limit N] [--all] [--after "
+	    "PAIR]\n"
 	    "       onecardctl duplicates show PAIR\n"
 	    "       onecardctl duplicates merge PAIR [--keep-b]\n"
 	    "       onecardctl duplicates dismiss PAIR\n"
@@ -291,13 +292,14 @@ dup_scan(void)
 	return CTL_EXIT_OK;
 }
 
-/* duplicates list [--limit N] [--all] */
+/* duplicates list [--limit N] [--all] [--after PAIR] */
 static int
 dup_list(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 	    {"limit", required_argument, NULL, 'l'},
-	    {"all", no_argument, NULL, 'a'}, {NULL, 0, NULL, 0}};
+	    {"all", no_argument, NULL, 'a'},
+	    {"after", required_argument, NULL, 'A'}, {NULL, 0, NULL, 0}};
 	Onecard__V1__Request req = ONECARD__V1__REQUEST__INIT;
 	Onecard__V1__DuplicateList l = ONECARD__V1__DUPLICATE_LIST__INIT;
 	Onecard__V1__DuplicateListResult *lr;
@@ -323,6 +325,11 @@ dup_list(int argc, char **argv)
 			break;
 		case 'a':
 			l.all = 1;
+			break;
+		case 'A':
+			if ((l.after_pair_id = dup_pair_arg("list", optarg)) ==
+			    0)
+				return CTL_EXIT_USAGE;
 			break;
 		default:
 			dup_usage(stderr);

@@ -202,6 +202,19 @@ worklist_scan_show_dismiss_and_merge(void **state)
 	/* the best pair first: D1 and A1 agree in everything */
 	other = json_num(out, "pair_id");
 	assert_true(other > 0 && other != pair);
+	/* a page of one, then the page after it: the second pair */
+	assert_int_equal(
+	    ctl(h, "admin", "onecardctl --json duplicates list --limit 1"), 0);
+	assert_int_equal(json_num(out, "pair_id"), other);
+	assert_int_equal(
+	    ctl(h, "admin", "onecardctl --json duplicates list --after %lld",
+		other),
+	    0);
+	assert_true(json_num(out, "pair_id") > 0);
+	assert_true(json_num(out, "pair_id") != other);
+	assert_int_equal(
+	    ctl(h, "admin", "onecardctl --json duplicates list --after 999"),
+	    1);
 	assert_int_equal(
 	    ctl(h, "admin", "onecardctl duplicates merge %lld", other), 0);
 	assert_non_null(strstr(out, "merged"));
