@@ -237,10 +237,14 @@ last_seq(struct harness *h)
 	return strtoull(p + 9, NULL, 10);
 }
 
-/* Stop the broker with sig and start it again on the same port, so the
- * watch's ONECARD_BROKER still names it. */
+/*
+ * Stop the broker with sig and start it again on the same port, so the
+ * watch's ONECARD_BROKER still names it. The load's threads end with their
+ * connections: they are waited for before the restart rewrites h, which
+ * they read.
+ */
 static void
-restart_same_port(struct harness *h, int sig)
+restart_same_port(struct harness *h, int sig, struct harness_load *load)
 {
 	char addr[64];
 	const char *extra[] = {"--listen", addr, NULL};
@@ -249,6 +253,8 @@ restart_same_port(struct harness *h, int sig)
 	snprintf(addr, sizeof(addr), "%s", h->addr);
 	status = harness_stop(h, sig);
 	assert_int_equal(status, sig == SIGKILL ? 128 + SIGKILL : 0);
+	assert_true(harness_load_wait(load) > 0);
+	harness_load_free(load);
 	assert_int_equal(harness_restart(h, extra), 0);
 	assert_string_equal(h->addr, addr);
 }
@@ -291,14 +297,10 @@ state_covers_every_event_once_across_broker_kill_stop_and_own_restart(
 	/* Writes while the broker is killed, then while it stops. */
 	assert_non_null(load = harness_load_start(&h, "H1", "K", 2));
 	usleep(300 * 1000);
-	restart_same_port(&h, SIGKILL);
-	assert_true(harness_load_wait(load) > 0);
-	harness_load_free(load);
+	restart_same_port(&h, SIGKILL, load);
 	assert_non_null(load = harness_load_start(&h, "H1", "T", 2));
 	usleep(300 * 1000);
-	restart_same_port(&h, SIGTERM);
-	assert_true(harness_load_wait(load) > 0);
-	harness_load_free(load);
+	restart_same_port(&h, SIGTERM, load);
 	run_ok(&h, "H1", NULL, 0, "onecard enroll hosp:H1=AFTER1");
 	last = last_seq(&h);
 	wait_state(sf, (long long)last, &w);
