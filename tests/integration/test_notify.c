@@ -27,7 +27,7 @@
 #define CODE(c) ONECARD__V1__CODE__##c
 
 /* Run a CLI command as cn; assert it exits 0. */
-static void
+static void __attribute__((format(printf, 3, 4)))
 run_ok(struct harness *h, const char *cn, const char *fmt, ...)
 {
 	char cmd[1024], out[4096];
