@@ -574,32 +574,6 @@ fhir_thread(void *arg)
 	return NULL;
 }
 
-/* Print "fhir on HOST:PORT" with the port the socket got. */
-static void
-fhir_print_address(evutil_socket_t fd)
-{
-	struct sockaddr_storage ss;
-	socklen_t len = sizeof(ss);
-	char host[INET6_ADDRSTRLEN] = "?";
-
-	if (getsockname(fd, (struct sockaddr *)&ss, &len) == -1) {
-		log_warn("fhir: getsockname");
-		return;
-	}
-	if (ss.ss_family == AF_INET) {
-		struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
-		inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host));
-		fprintf(stderr, "onecardd: fhir on %s:%d\n", host,
-		    ntohs(sin->sin_port));
-	} else if (ss.ss_family == AF_INET6) {
-		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
-		inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof(host));
-		fprintf(stderr, "onecardd: fhir on [%s]:%d\n", host,
-		    ntohs(sin6->sin6_port));
-	}
-	fflush(stderr);
-}
-
 /* Free whatever start made. */
 static void
 fhir_free(void)
@@ -679,7 +653,7 @@ fhir_start(const struct config *c)
 	if (rc != 0)
 		goto fail;
 	fs.running = 1;
-	fhir_print_address(evhttp_bound_socket_get_fd(bound));
+	metrics_print_listening("fhir", evhttp_bound_socket_get_fd(bound));
 	return 0;
 fail:
 	log_warn("fhir: start");

@@ -834,30 +834,28 @@ metrics_split(const char *hostport, char *host, size_t hostlen, int *port)
 	return 0;
 }
 
-/*
- * Print "metrics on HOST:PORT" with the port the socket got, on stderr like
- * the listener's line (a caller that asked for port 0 waits for it).
- */
-static void
-metrics_print_address(evutil_socket_t fd)
+/* Print "onecardd: WHAT on HOST:PORT" with the port the socket got (a
+ * port 0 flag is given one): the metrics and FHIR listeners. */
+void
+metrics_print_listening(const char *what, evutil_socket_t fd)
 {
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
 	char host[INET6_ADDRSTRLEN] = "?";
 
 	if (getsockname(fd, (struct sockaddr *)&ss, &len) == -1) {
-		log_warn("metrics: getsockname");
+		log_warn("%s: getsockname", what);
 		return;
 	}
 	if (ss.ss_family == AF_INET) {
 		struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
 		inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host));
-		fprintf(stderr, "onecardd: metrics on %s:%d\n", host,
+		fprintf(stderr, "onecardd: %s on %s:%d\n", what, host,
 		    ntohs(sin->sin_port));
 	} else if (ss.ss_family == AF_INET6) {
 		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
 		inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof(host));
-		fprintf(stderr, "onecardd: metrics on [%s]:%d\n", host,
+		fprintf(stderr, "onecardd: %s on [%s]:%d\n", what, host,
 		    ntohs(sin6->sin6_port));
 	}
 	fflush(stderr);
@@ -943,7 +941,7 @@ metrics_start(
 	if (rc != 0)
 		goto fail;
 	srv.running = 1;
-	metrics_print_address(evhttp_bound_socket_get_fd(bound));
+	metrics_print_listening("metrics", evhttp_bound_socket_get_fd(bound));
 	return 0;
 fail:
 	log_warn("metrics: start");

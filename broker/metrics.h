@@ -38,5 +38,7 @@ void metrics_tls_expiry(int64_t cert_not_after, int64_t crl_next_update);
 int metrics_start(const char *hostport, const char *db_url,
     const struct registry_limits *lim);
 void metrics_stop(void);
+/* Print "onecardd: WHAT on HOST:PORT" for a bound listener's fd. */
+void metrics_print_listening(const char *what, int fd);
 
 #endif
