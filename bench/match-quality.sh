@@ -31,7 +31,7 @@ t0=$(now)
 "$BIN/onecardctl" gen --patients "$N" --duplicates "$RATE" --seed 7 \
 	--out "$WORK/pop.csv" --truth "$WORK/truth.csv" >/dev/null
 note "generated $N rows ($(($(wc -l <"$WORK/truth.csv") - 1)) truth lines) in $(secs "$t0" "$(now)") s"
-broker_start "$WORK/reg.db"
+broker_start "$WORK/reg.db" --log-level info
 for h in H001 H002 H003 H004 H005 H006 H007 H008 H009 H010; do
 	ctl hospital add "$h" --name "Hospital $h" >/dev/null 2>&1 || true
 done
@@ -43,6 +43,7 @@ t0=$(now)
 ctl --json duplicates scan >"$WORK/scan.json" 2>/dev/null || die "scan failed"
 SCAN_SECS=$(secs "$t0" "$(now)")
 note "scan: $(cat "$WORK/scan.json") in $SCAN_SECS s"
+note "$(grep -h "match model" "$WORK"/onecardd.*.log | tail -1 | sed 's/^.*match model/match model/')"
 # Every pair, a page of 1000 at a time.
 after=() : >"$WORK/pairs.jsonl"
 while :; do
@@ -142,6 +143,30 @@ print(f"population: {n} rows at duplicate rate {rate}: {len(rec)} patients, {len
 for name, pred in (("MATCH_CERTAIN", certain), ("MATCH_PROBABLE or better", probable), ("exact name + birth date (baseline)", exact)):
     k, tp, p, r, f = score(pred)
     print(f"{name}: {k} pairs, {tp} true: precision {p:.4f}, recall {r:.4f}, F1 {f:.4f}")
+import os
+if os.environ.get("MISSED"):
+    errs = {}
+    with open(f"{work}/truth.csv", newline="") as f:
+        for r in csv.DictReader(f):
+            if r["identifier"] in pid_of:
+                errs[pid_of[r["identifier"]]] = r["errors"]
+    hist = {}
+    for a, b in sorted(truth - probable):
+        e = errs.get(a) or errs.get(b)
+        hist[e] = hist.get(e, 0) + 1
+    print("missed pairs by the copy's errors:", sorted(hist.items(), key=lambda x: -x[1])[:30])
+    reason = {key(x): (x["grade"], x.get("score"), x.get("reason")) for x in pairs}
+    for a, b in sorted(certain - truth)[: int(os.environ["MISSED"])]:
+        print("  false certain:", reason.get((a, b)))
+        for x in (a, b):
+            p = rec[x]
+            print(f"  {x} {p.get('name')} {p.get('sex')} {p.get('birth_date')} {p.get('phone')} {p.get('address')} [{errs.get(x)}]")
+        print()
+    for a, b in sorted(truth - probable)[: int(os.environ["MISSED"])]:
+        for x in (a, b):
+            p = rec[x]
+            print(f"  {x} {p.get('name')} {p.get('sex')} {p.get('birth_date')} {p.get('phone')} {p.get('address')} [{errs.get(x)}]")
+        print()
 top1 = total = 0
 with open(f"{work}/search.out") as f:
     for line in f:

@@ -117,6 +117,10 @@ writer_apply(struct writer_jobq *batch)
 		TAILQ_REMOVE(batch, job, entry);
 		job->done(job);
 	}
+	/* After the replies: a registry that doubled learns its model
+	 * again (rarely: log2 of its growth times). */
+	if (ok)
+		(void)registry_match_relearn(writer_reg);
 }
 
 /* The writer thread: wait for writes, apply them in batches. */
@@ -154,6 +158,8 @@ writer_start(const char *db, const struct registry_limits *lim)
 		log_warnx("registry %s: %s", db, err);
 		return -1;
 	}
+	/* The match model, before the first write (a second at most). */
+	(void)registry_match_learn(writer_reg, NULL);
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
 	rc = pthread_create(&writer_thread, NULL, writer_main, NULL);

@@ -75,6 +75,25 @@ int registry_op_is_write(int op_case);
  */
 int registry_hospital_role(struct registry *reg, const char *code, int *role);
 
+/*
+ * Learn the match model from the registry's own pairs (docs/matching.md,
+ * "Learning the model") and have every handle of the registry use it.
+ * Reads only; takes about a second at any size (a sample). 0 when learnt,
+ * 1 when the registry is too small or its pairs too few to learn from (the
+ * defaults stay), -1 on failure. out (may be NULL) gets the model used.
+ */
+struct match_model;
+int registry_match_learn(struct registry *reg, struct match_model *out);
+
+/*
+ * Learn the model again when the registry has doubled since it was last
+ * learnt (and has LEARN_MIN_PATIENTS): a registry being loaded gets a
+ * model early and keeps it current at a cost that stays a few seconds in
+ * all. For the writer, between batches. As registry_match_learn; 1 when
+ * nothing was due.
+ */
+int registry_match_relearn(struct registry *reg);
+
 /* 0 when the registry answers a trivial query (for /healthz), -1 otherwise. */
 int registry_ping(struct registry *reg);
 

@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <string.h>
 
+struct match_model;
+
 #define REGISTRY_EFAIL    (-1)
 #define REGISTRY_EUNAVAIL (-2)
 
@@ -185,6 +187,15 @@ struct registry_backend {
 	    const struct registry_block_key *keys, size_t nkeys, unsigned cap,
 	    unsigned min_keys, struct registry_arena *a,
 	    registry_candidate_cb cb, void *arg);
+
+	/* How many records are filed under one blocking key (0 when
+	 * none). NULL in a store that keeps no blocking index. */
+	int (*block_count)(void *h, int kind, const char *key, uint64_t *count);
+	/* The match model learnt from the registry (NULL: the defaults),
+	 * shared by every handle of it; model_set publishes a new one. NULL
+	 * in a store that keeps none. */
+	const struct match_model *(*model_get)(void *h);
+	int (*model_set)(void *h, const struct match_model *mm);
 
 	int (*event_append)(void *h, struct registry_event *ev);
 	/* The newest limit events of a patient, newest first. */

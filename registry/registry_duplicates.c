@@ -93,8 +93,8 @@ scan_one(struct reg_op *o, const char *pid, unsigned *added)
 		return rc;
 	mq = (struct op_match_query){
 	    p.name, p.birth_date, p.phone, p.address, cnid, p.sex};
-	if ((rc = op_match(o, &mq, MATCH_GRADE_PROBABLE, pid, SCAN_HITS, &hits,
-		 &nhits)) != CODE_OK)
+	if ((rc = op_match(o, &mq, MATCH_GRADE_PROBABLE, 0, pid, SCAN_HITS,
+		 &hits, &nhits)) != CODE_OK)
 		return rc;
 	for (size_t i = 0; i < nhits; i++)
 		if ((rc = op_pair_note(o, pid, &hits[i], added)) != CODE_OK)
@@ -147,6 +147,12 @@ op_duplicate_scan(struct reg_op *o)
 	limit = s->limit ? s->limit : SCAN_DEFAULT_LIMIT;
 	if (limit > SCAN_MAX_LIMIT)
 		limit = SCAN_MAX_LIMIT;
+	/* A whole scan starts by learning the model again from today's
+	 * registry: its pairs are graded with what the registry is now. */
+	if ((s->after_patient_id == NULL || s->after_patient_id[0] == '\0') &&
+	    registry_match_learn(reg, NULL) == -1)
+		return op_fail(o, CODE_INTERNAL,
+		    "duplicate_scan: cannot learn the match model");
 	if ((pg.v = malloc(limit * sizeof(*pg.v))) == NULL)
 		return op_nomem(o);
 	pg.cap = limit;
@@ -222,6 +228,8 @@ dup_pair_msg(struct reg_op *o, const struct registry_pair *pr, int full,
 		if (pa.merged_into[0] == '\0' && pb.merged_into[0] == '\0') {
 			struct match_rec qa, qb;
 			struct match_result mr;
+			const struct match_model *mm;
+			double share;
 			char ca[VALIDATE_CN_ID_LEN + 1] = "";
 			char cb[VALIDATE_CN_ID_LEN + 1] = "";
 			int has;
@@ -235,7 +243,8 @@ dup_pair_msg(struct reg_op *o, const struct registry_pair *pr, int full,
 			    pa.birth_date, pa.phone, pa.address, ca, NULL);
 			(void)match_rec_init(&qb, pb.name, pb.sex,
 			    pb.birth_date, pb.phone, pb.address, cb, NULL);
-			match_compare(&qa, &qb, &mr);
+			mm = op_match_model(o->reg, pa.name, &share);
+			match_compare_model(mm, share, &qa, &qb, &mr);
 			m->score = mr.score;
 			m->grade = (Onecard__V1__MatchGrade)mr.grade;
 			if ((m->reason = arena_strdup(&reg->arena,

@@ -52,7 +52,8 @@ struct registry {
 	/* Writer: the batch's changes, for the change feed. */
 	struct registry_change *feed;
 	size_t nfeed, feed_cap;
-	int feed_lost; /* out of memory noting them: anything changed */
+	int feed_lost;      /* out of memory noting them: anything changed */
+	uint64_t learnt_at; /* patients when the match model was learnt */
 };
 
 /* One operation in flight. */
@@ -172,10 +173,16 @@ struct op_match {
 	int grade; /* enum match_grade (match/match.h) */
 	const char *reason;
 };
+/* The registry's match model (NULL: the defaults) and, of its
+ * population, the share with this name. */
+const struct match_model *op_match_model(
+    struct registry *reg, const char *name, double *share);
 /* The live patients matching q at grade worst or better (but skip),
- * best first, at most max: *hits in the arena. A code. */
+ * best first, at most max: *hits in the arena. quick: an enroll's check,
+ * which looks at fewer candidates. A code. */
 int op_match(struct reg_op *o, const struct op_match_query *q, int worst,
-    const char *skip, size_t max, struct op_match **hits, size_t *nhits);
+    int quick, const char *skip, size_t max, struct op_match **hits,
+    size_t *nhits);
 int op_search_ranked(struct reg_op *o);
 
 /* registry_duplicates.c */

@@ -6,6 +6,7 @@
  * every candidate comes from a blocking key, at most MATCH_BLOCK_CAP of
  * each key's patients, and it never changes anything.
  */
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -35,6 +36,8 @@
 struct match_gather {
 	struct reg_op *o;
 	const struct match_rec *q;
+	const struct match_model *mm; /* NULL: the defaults */
+	double share;                 /* of patients, with q's name */
 	int worst;        /* keep this grade (enum match_grade) or better */
 	const char *skip; /* a patient id never to list, or NULL */
 	struct op_match *v;
@@ -55,7 +58,7 @@ match_gather_one(void *arg, const struct registry_patient *p, const char *cnid)
 	/* A stored name that does not normalise is only left out. */
 	(void)match_rec_init(&c, p->name, p->sex, p->birth_date, p->phone,
 	    p->address, cnid, NULL);
-	match_compare(g->q, &c, &mr);
+	match_compare_model(g->mm, g->share, g->q, &c, &mr);
 	if (mr.excluded || mr.grade == MATCH_GRADE_NONE ||
 	    (int)mr.grade > g->worst)
 		return 0;
@@ -108,9 +111,26 @@ match_gather_pid(void *arg, const char *pid)
 	return match_gather_one(g, &p, cnid);
 }
 
+const struct match_model *
+op_match_model(struct registry *reg, const char *name, double *share)
+{
+	const struct match_model *mm;
+	char key[MATCH_KEY_MAX];
+	uint64_t n;
+
+	*share = 0;
+	mm = reg->be->model_get != NULL ? reg->be->model_get(reg->h) : NULL;
+	if (mm != NULL && mm->learnt && reg->be->block_count != NULL &&
+	    match_key(MATCH_KEY_NAME, name, NULL, NULL, key) > 0 &&
+	    reg->be->block_count(reg->h, MATCH_KEY_NAME, key, &n) == 0)
+		*share = (double)n / (double)mm->population;
+	return mm;
+}
+
 int
 op_match(struct reg_op *o, const struct op_match_query *mq, int worst,
-    const char *skip, size_t max, struct op_match **hits, size_t *nhits)
+    int quick, const char *skip, size_t max, struct op_match **hits,
+    size_t *nhits)
 {
 	struct registry *reg = o->reg;
 	struct match_rec q;
@@ -137,19 +157,20 @@ op_match(struct reg_op *o, const struct op_match_query *mq, int worst,
 		keys[nkeys].key = buf[nkeys];
 		nkeys++;
 	}
+	g.mm = op_match_model(reg, mq->name, &g.share);
 	/*
-	 * An enroll's duplicate check (PROBABLE or better) scores only the
-	 * patients under two keys or more: one that shares a single key
-	 * (the same surname and year, say, and nothing else) cannot grade
-	 * PROBABLE, and scoring the many such ones would cost every write.
-	 * A search, which lists POSSIBLE ones too, scores them all.
+	 * An enroll's duplicate check (quick) scores only the patients
+	 * under two keys or more, the newest MATCH_ENROLL_CAP of each: one
+	 * that shares a single key (the same surname and year, say, and
+	 * nothing else) seldom grades PROBABLE, and scoring the many such
+	 * ones would cost every write. A search and the whole-registry scan
+	 * score them all: a copy whose birth date is missing or slipped
+	 * shares only its name key.
 	 */
 	if (reg->be->patient_candidates != NULL)
 		rc = reg->be->patient_candidates(reg->h, keys, nkeys,
-		    worst <= MATCH_GRADE_PROBABLE ? MATCH_ENROLL_CAP
-						  : MATCH_BLOCK_CAP,
-		    worst <= MATCH_GRADE_PROBABLE ? 2 : 1, &reg->arena,
-		    match_gather_one, &g);
+		    quick ? MATCH_ENROLL_CAP : MATCH_BLOCK_CAP, quick ? 2 : 1,
+		    &reg->arena, match_gather_one, &g);
 	else {
 		/* A store without a blocking index: the exact name's and
 		 * the exact birth date's patients. */
@@ -293,7 +314,7 @@ op_search_ranked(struct reg_op *o)
 	mq.cn_id = cnid;
 	if (mq.name[0] != '\0' || mq.birth_date[0] != '\0' ||
 	    mq.phone[0] != '\0') {
-		if ((rc = op_match(o, &mq, MATCH_GRADE_POSSIBLE,
+		if ((rc = op_match(o, &mq, MATCH_GRADE_POSSIBLE, 0,
 			 held ? holder.id : NULL, limit, &hits, &nhits)) !=
 		    CODE_OK)
 			return rc;
@@ -323,4 +344,256 @@ op_search_ranked(struct reg_op *o)
 	o->reply.result_case = ONECARD__V1__REPLY__RESULT_SEARCH;
 	o->reply.search = sr;
 	return CODE_OK;
+}
+
+/*
+ * Learning the model (match_model_estimate): from a sample of the live
+ * patients (every stride'th in id order, at most LEARN_SAMPLE), the
+ * levels of LEARN_PARTNERS random pairs each, and of the pairs each
+ * shares a birth date and a name key with (the newest LEARN_BLOCK_CAP of
+ * each key). A registry under LEARN_MIN_PATIENTS keeps the defaults: EM
+ * needs matches to learn from.
+ */
+#define LEARN_SAMPLE       10000
+#define LEARN_PARTNERS     20
+#define LEARN_BLOCK_CAP    100
+#define LEARN_MIN_PATIENTS 1000
+#define LEARN_PAGE         5000
+
+struct learn {
+	struct reg_op o;
+	struct match_rec *rec; /* the sample */
+	char (*pid)[REGISTRY_PID_MAX];
+	size_t n, cap;
+	uint64_t seen, stride;
+	char last[REGISTRY_PID_MAX]; /* the page's last patient */
+	uint32_t *rnd, *blk[2];
+	const struct match_rec *q; /* the patient whose pairs are counted */
+	const char *qpid;
+	int session;
+};
+
+static int
+learn_pick(void *arg, const char *pid)
+{
+	struct learn *l = arg;
+
+	if (l->seen++ % l->stride == 0 && l->n < l->cap)
+		registry_copy(l->pid[l->n++], pid, REGISTRY_PID_MAX);
+	registry_copy(l->last, pid, sizeof(l->last));
+	return 0;
+}
+
+/* Count the levels of q and one patient sharing its key (a candidate
+ * callback). */
+static int
+learn_pair(void *arg, const struct registry_patient *p, const char *cnid)
+{
+	struct learn *l = arg;
+	enum match_level lv[MATCH_FIELDS];
+	struct match_rec c;
+
+	if (p->merged_into[0] != '\0' || strcmp(p->id, l->qpid) == 0)
+		return 0;
+	(void)match_rec_init(&c, p->name, p->sex, p->birth_date, p->phone,
+	    p->address, cnid, NULL);
+	match_levels(l->q, &c, lv);
+	l->blk[l->session][match_pattern(lv)]++;
+	return 0;
+}
+
+/* Read the sampled patients' records; those gone since are dropped. */
+static int
+learn_records(struct learn *l)
+{
+	struct registry *reg = l->o.reg;
+	size_t k = 0;
+
+	for (size_t i = 0; i < l->n; i++) {
+		struct registry_patient p;
+		char cnid[VALIDATE_CN_ID_LEN + 1] = "";
+		int has;
+
+		arena_reset(&reg->arena);
+		if (reg->be->patient_get(reg->h, l->pid[i], &reg->arena, &p) !=
+			0 ||
+		    p.merged_into[0] != '\0')
+			continue;
+		if (op_patient_cn_id(&l->o, l->pid[i], &has, cnid) != CODE_OK)
+			return -1;
+		(void)match_rec_init(&l->rec[k], p.name, p.sex, p.birth_date,
+		    p.phone, p.address, cnid, NULL);
+		if (k != i)
+			memcpy(l->pid[k], l->pid[i], REGISTRY_PID_MAX);
+		k++;
+	}
+	l->n = k;
+	return 0;
+}
+
+/* The pairs of each sampled patient under its birth date and its name;
+ * *mean: how many others share its birth date, on average. */
+static int
+learn_blocked(struct learn *l, double *mean)
+{
+	struct registry *reg = l->o.reg;
+	double others = 0;
+
+	for (size_t i = 0; i < l->n; i++) {
+		struct registry_patient p;
+
+		arena_reset(&reg->arena);
+		if (reg->be->patient_get(reg->h, l->pid[i], &reg->arena, &p) !=
+		    0)
+			continue;
+		for (int s = 0; s < 2; s++) {
+			int kind = s == 0 ? MATCH_KEY_BIRTH : MATCH_KEY_NAME;
+			char key[MATCH_KEY_MAX];
+			struct registry_block_key bk = {kind, key};
+			uint64_t n;
+
+			if (match_key(
+				kind, p.name, p.birth_date, p.phone, key) == 0)
+				continue;
+			if (s == 0 &&
+			    reg->be->block_count(reg->h, kind, key, &n) == 0 &&
+			    n > 0)
+				others += (double)(n - 1);
+			l->q = &l->rec[i];
+			l->qpid = l->pid[i];
+			l->session = s;
+			if (reg->be->patient_candidates(reg->h, &bk, 1,
+				LEARN_BLOCK_CAP, 1, &reg->arena, learn_pair,
+				l) < 0)
+				return -1;
+		}
+	}
+	*mean = l->n ? others / (double)l->n : 0;
+	return 0;
+}
+
+static int
+learn_no_domains(void *arg, const char *key, uint64_t n)
+{
+	(void)arg;
+	(void)key;
+	(void)n;
+	return 0;
+}
+
+int
+registry_match_learn(struct registry *reg, struct match_model *out)
+{
+	struct learn l = {.o = {.reg = reg}};
+	struct registry_counts c;
+	struct match_model mm;
+	uint64_t x = 0x9e3779b97f4a7c15ULL; /* a fixed seed: the same
+					       registry learns the same */
+	double mean = 0;
+	int64_t t0 = registry_now_ms();
+	int rc = -1;
+
+	match_model_default(&mm);
+	if (out != NULL)
+		*out = mm;
+	if (reg->be->model_set == NULL || reg->be->block_count == NULL ||
+	    reg->be->patient_candidates == NULL ||
+	    reg->be->counts(reg->h, &c, learn_no_domains, NULL) != 0)
+		return -1;
+	reg->learnt_at = c.patients;
+	if (c.patients < LEARN_MIN_PATIENTS)
+		return 1;
+	l.cap = LEARN_SAMPLE;
+	l.stride = c.patients / LEARN_SAMPLE + 1;
+	l.rec = malloc(l.cap * sizeof(*l.rec));
+	l.pid = malloc(l.cap * sizeof(*l.pid));
+	l.rnd = calloc(MATCH_PATTERNS, sizeof(uint32_t));
+	l.blk[0] = calloc(MATCH_PATTERNS, sizeof(uint32_t));
+	l.blk[1] = calloc(MATCH_PATTERNS, sizeof(uint32_t));
+	if (l.rec == NULL || l.pid == NULL || l.rnd == NULL ||
+	    l.blk[0] == NULL || l.blk[1] == NULL)
+		goto out;
+	/* The sample: every stride'th live patient, a page at a time. */
+	for (;;) {
+		uint64_t before = l.seen;
+
+		arena_reset(&reg->arena);
+		if (reg->be->patient_page(
+			reg->h, l.last, LEARN_PAGE, learn_pick, &l) < 0)
+			goto out;
+		if (l.seen - before < LEARN_PAGE || l.n == l.cap)
+			break;
+	}
+	if (learn_records(&l) == -1)
+		goto out;
+	/* u: random pairs of the sample (a fixed generator, xorshift). */
+	for (size_t i = 0; l.n > 1 && i < l.n; i++)
+		for (int k = 0; k < LEARN_PARTNERS; k++) {
+			enum match_level lv[MATCH_FIELDS];
+			size_t j;
+
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			if ((j = x % l.n) == i)
+				continue;
+			match_levels(&l.rec[i], &l.rec[j], lv);
+			l.rnd[match_pattern(lv)]++;
+		}
+	if (learn_blocked(&l, &mean) == -1)
+		goto out;
+	if (match_model_estimate(&mm, l.rnd,
+		(const uint32_t *const[2]){l.blk[0], l.blk[1]}, mean,
+		c.patients) == 0) {
+		mm.sample = l.n;
+		if (reg->be->model_set(reg->h, &mm) != 0)
+			goto out;
+		log_info("match model learnt in %lld ms from %" PRIu64
+			 " patients (a sample of %" PRIu64 ", %" PRIu64
+			 " + %" PRIu64 " pairs, %.4f + %.4f matches): prior "
+			 "%.1f bits; exact name %+.1f, birth date %+.1f, phone "
+			 "%+.1f",
+		    (long long)(registry_now_ms() - t0), mm.population,
+		    mm.sample, mm.blocked_pairs[0], mm.blocked_pairs[1],
+		    mm.share[0], mm.share[1], mm.prior,
+		    mm.w[MATCH_F_NAME][MATCH_L_EXACT],
+		    mm.w[MATCH_F_BIRTH][MATCH_L_EXACT],
+		    mm.w[MATCH_F_PHONE][MATCH_L_EXACT]);
+		for (int f = 0; f < MATCH_FIELDS; f++)
+			for (int v = 1; v < MATCH_LEVELS; v++)
+				if (mm.w[f][v] != 0)
+					log_debug("match model: %s=%s m %.4f "
+						  "u %.6f weight %+.2f",
+					    match_field_name(f),
+					    match_level_name(v), mm.m[f][v],
+					    mm.u[f][v], mm.w[f][v]);
+		rc = 0;
+	} else {
+		log_info("match model: %" PRIu64 " patients are too few to "
+			 "learn from; the defaults stay",
+		    c.patients);
+		rc = 1;
+	}
+	if (out != NULL)
+		*out = mm;
+out:
+	free(l.rec);
+	free(l.pid);
+	free(l.rnd);
+	free(l.blk[0]);
+	free(l.blk[1]);
+	arena_reset(&reg->arena);
+	return rc;
+}
+
+int
+registry_match_relearn(struct registry *reg)
+{
+	struct registry_counts c;
+
+	if (reg->be->model_set == NULL ||
+	    reg->be->counts(reg->h, &c, learn_no_domains, NULL) != 0 ||
+	    c.patients < LEARN_MIN_PATIENTS || c.patients < 2 * reg->learnt_at)
+		return 1;
+	return registry_match_learn(reg, NULL);
 }

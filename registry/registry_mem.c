@@ -248,6 +248,14 @@ struct mem_db {
 	struct timespec pruned_at;
 	int prune_failing, prune_more;
 	atomic_uint_fast64_t event_floor; /* events up to it are gone */
+	/* The match model, newest first; an old one stays until close, as
+	 * a reader may still hold it. */
+	struct mem_model *_Atomic model;
+};
+
+struct mem_model {
+	struct match_model m;
+	struct mem_model *older;
 };
 
 struct mem_handle {
@@ -1857,6 +1865,49 @@ mem_patient_candidates(void *hv, const struct registry_block_key *keys,
 	return rc;
 }
 
+static int
+mem_block_count(void *hv, int kind, const char *key, uint64_t *count)
+{
+	struct mem_handle *h = hv;
+	struct mem_read r;
+	struct mem_head *hd;
+	size_t klen = strlen(key);
+
+	*count = 0;
+	if (kind < 0 || kind >= MATCH_KEY_KINDS || klen == 0)
+		return 0;
+	read_begin(h, &r);
+	hd = tab_get(
+	    &h->db->heads[by_block[kind]], key, klen, lcache_hash(key, klen));
+	*count = hd != NULL ? hd->count : 0;
+	(void)read_end(h, &r); /* a count needs no durable view */
+	return 0;
+}
+
+static const struct match_model *
+mem_model_get(void *hv)
+{
+	struct mem_model *mm = atomic_load_explicit(
+	    &((struct mem_handle *)hv)->db->model, memory_order_acquire);
+
+	return mm != NULL ? &mm->m : NULL;
+}
+
+static int
+mem_model_set(void *hv, const struct match_model *m)
+{
+	struct mem_db *db = ((struct mem_handle *)hv)->db;
+	struct mem_model *mm = malloc(sizeof(*mm));
+
+	if (mm == NULL)
+		return REGISTRY_EFAIL;
+	mm->m = *m;
+	/* One writer sets it: no other store can race this exchange. */
+	mm->older = atomic_load(&db->model);
+	atomic_store_explicit(&db->model, mm, memory_order_release);
+	return 0;
+}
+
 /* History: the unfolded events in memory, then the image's. */
 struct mem_hist {
 	registry_event_cb cb;
@@ -3091,7 +3142,12 @@ static void
 db_free(struct mem_db *db)
 {
 	struct mem_fold *f;
+	struct mem_model *mm, *older;
 
+	for (mm = atomic_load(&db->model); mm != NULL; mm = older) {
+		older = mm->older;
+		free(mm);
+	}
 	for (size_t i = 0; i <= db->idents.mask && db->idents.slot; i++)
 		free(db->idents.slot[i]);
 	for (size_t i = 0; i <= db->pids.mask && db->pids.slot; i++) {
@@ -3392,6 +3448,9 @@ const struct registry_backend registry_mem = {
     .patient_page = mem_patient_page,
     .patient_search = mem_patient_search,
     .patient_candidates = mem_patient_candidates,
+    .block_count = mem_block_count,
+    .model_get = mem_model_get,
+    .model_set = mem_model_set,
     .event_append = mem_event_append,
     .event_list = mem_event_list,
     .event_scan = mem_event_scan,

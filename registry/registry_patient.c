@@ -132,7 +132,7 @@ op_reply_enrolled(struct reg_op *o, const struct registry_patient *p,
 		return rc;
 	er->created = created;
 	if (find_dups) {
-		if ((rc = op_match(o, &mq, DUPLICATES_GRADE, p->id,
+		if ((rc = op_match(o, &mq, DUPLICATES_GRADE, 1, p->id,
 			 DUPLICATES_MAX, &hits, &nhits)) != CODE_OK)
 			return rc;
 		er->possible_duplicates = arena_alloc(&reg->arena,

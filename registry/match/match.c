@@ -1,9 +1,9 @@
 /*
  * match.c: the Fellegi-Sunter comparison of two records (match.h) and the
- * blocking keys a store files a record under. The m and u probabilities are
- * documented defaults (docs/matching.md, "The model"), not yet estimated
- * from the registry; the weights follow from them. It must never allocate,
- * keep state or know about the registry.
+ * blocking keys a store files a record under, and the learning of m and u
+ * from a registry's pairs by EM (docs/matching.md, "The model"). The
+ * comparison never allocates; nothing here keeps state or knows about the
+ * registry.
  */
 #include <math.h>
 #include <stdio.h>
@@ -353,9 +353,31 @@ match_address(const struct match_rec *q, const struct match_rec *c)
 }
 
 void
+match_levels(const struct match_rec *q, const struct match_rec *c,
+    enum match_level level[MATCH_FIELDS])
+{
+	level[MATCH_F_NAME] = match_name(q, c);
+	level[MATCH_F_BIRTH] = match_birth(q, c);
+	level[MATCH_F_SEX] = q->sex == 0 || c->sex == 0 ? MATCH_L_MISSING
+	    : q->sex == c->sex                          ? MATCH_L_EXACT
+							: MATCH_L_DIFF;
+	level[MATCH_F_PHONE] = match_phone(q, c);
+	level[MATCH_F_ADDRESS] = match_address(q, c);
+}
+
+void
 match_compare(const struct match_rec *q, const struct match_rec *c,
     struct match_result *out)
 {
+	match_compare_model(NULL, 0, q, c, out);
+}
+
+void
+match_compare_model(const struct match_model *mm, double name_share,
+    const struct match_rec *q, const struct match_rec *c,
+    struct match_result *out)
+{
+	struct match_model def;
 	double wmax = 0, prior;
 	size_t len = 0;
 
@@ -366,41 +388,304 @@ match_compare(const struct match_rec *q, const struct match_rec *c,
 		snprintf(out->reason, sizeof(out->reason), "cn-id=diff");
 		return;
 	}
-	out->level[MATCH_F_NAME] = match_name(q, c);
-	out->level[MATCH_F_BIRTH] = match_birth(q, c);
-	out->level[MATCH_F_SEX] = q->sex == 0 || c->sex == 0 ? MATCH_L_MISSING
-	    : q->sex == c->sex                               ? MATCH_L_EXACT
-							     : MATCH_L_DIFF;
-	out->level[MATCH_F_PHONE] = match_phone(q, c);
-	out->level[MATCH_F_ADDRESS] = match_address(q, c);
-	/* What full agreement on the query's own fields would weigh. */
-	if (q->has_name)
-		wmax += match_weight(MATCH_F_NAME, MATCH_L_EXACT);
-	if (q->birth[0] >= 0)
-		wmax += match_weight(MATCH_F_BIRTH, MATCH_L_EXACT);
-	if (q->sex != 0)
-		wmax += match_weight(MATCH_F_SEX, MATCH_L_EXACT);
-	if (q->nphone > 0)
-		wmax += match_weight(MATCH_F_PHONE, MATCH_L_EXACT);
-	if (q->naddr > 0)
-		wmax += match_weight(MATCH_F_ADDRESS, MATCH_L_EXACT);
+	if (mm == NULL) {
+		match_model_default(&def);
+		mm = &def;
+	}
+	match_levels(q, c, out->level);
+	/*
+	 * What the best agreement on the query's own fields would weigh: a
+	 * query with little in it cannot reach the prior. (The fields the
+	 * stored record lacks lower its score, not the prior: a record
+	 * that near-agrees on a field ranks above one that lacks it.)
+	 */
+	for (int f = 0; f < MATCH_FIELDS; f++) {
+		bool has = f == MATCH_F_NAME ? q->has_name
+		    : f == MATCH_F_BIRTH     ? q->birth[0] >= 0
+		    : f == MATCH_F_SEX       ? q->sex != 0
+		    : f == MATCH_F_PHONE     ? q->nphone > 0
+					     : q->naddr > 0;
+		double best = 0;
+
+		for (int l = 1; has && l < MATCH_LEVELS; l++)
+			if (mm->w[f][l] > best)
+				best = mm->w[f][l];
+		wmax += best;
+	}
 	for (int f = 0; f < MATCH_FIELDS; f++) {
 		enum match_level l = out->level[f];
+		double w = mm->w[f][l];
 
 		if (l == MATCH_L_MISSING)
 			continue;
-		out->weight += match_weight(f, l);
+		/*
+		 * Term frequency: the same name is as likely by chance as
+		 * the name is common. Only a learnt model's u is the
+		 * random pairs' that this replaces.
+		 */
+		if (f == MATCH_F_NAME && l == MATCH_L_EXACT && mm->learnt &&
+		    name_share > 0 && mm->population > 0) {
+			double floor = 1.0 / (double)mm->population;
+
+			w = log2(mm->m[f][l] /
+			    (name_share > floor ? name_share : floor));
+		}
+		out->weight += w;
 		if (len < sizeof(out->reason))
 			len += (size_t)snprintf(out->reason + len,
 			    sizeof(out->reason) - len, "%s%s=%s",
 			    len ? " " : "", match_field_name(f),
 			    match_level_name(l));
 	}
-	prior = MATCH_PRIOR_BITS;
+	prior = mm->prior;
 	if (wmax - MATCH_MARGIN_BITS < prior)
 		prior = wmax - MATCH_MARGIN_BITS;
 	out->score = 1.0 / (1.0 + exp2(prior - out->weight));
 	out->grade = match_grade_of(out->score);
+}
+
+void
+match_model_default(struct match_model *mm)
+{
+	memset(mm, 0, sizeof(*mm));
+	for (int f = 0; f < MATCH_FIELDS; f++)
+		for (size_t i = 0; i < match_fields[f].n; i++) {
+			const struct match_mu *mu = &match_fields[f].mu[i];
+
+			mm->m[f][mu->level] = mu->m;
+			mm->u[f][mu->level] = mu->u;
+			mm->w[f][mu->level] = log2(mu->m / mu->u);
+		}
+	mm->prior = MATCH_PRIOR_BITS;
+}
+
+unsigned
+match_pattern(const enum match_level level[MATCH_FIELDS])
+{
+	unsigned p = 0;
+
+	for (int f = MATCH_FIELDS - 1; f >= 0; f--)
+		p = p * MATCH_LEVELS + (unsigned)level[f];
+	return p;
+}
+
+static void
+match_unpattern(unsigned p, enum match_level level[MATCH_FIELDS])
+{
+	for (int f = 0; f < MATCH_FIELDS; f++) {
+		level[f] = (enum match_level)(p % MATCH_LEVELS);
+		p /= MATCH_LEVELS;
+	}
+}
+
+/* Whether field f has level l (match.c's tables). */
+static bool
+match_has_level(int f, int l)
+{
+	for (size_t i = 0; i < match_fields[f].n; i++)
+		if ((int)match_fields[f].mu[i].level == l)
+			return true;
+	return false;
+}
+
+/* Learning: what EM needs to trust its answer. */
+#define EM_MIN_RANDOM  10000 /* random pairs compared */
+#define EM_MIN_MATCHES 20.0  /* expected matches in a session */
+#define EM_MAX_STEPS   1000
+#define EM_EPSILON     1e-6
+#define EM_FLOOR       1e-3 /* m: no level of a match is impossible */
+#define EM_START_SHARE 0.01
+
+/* A field's probabilities made to sum to 1 with none below floor. */
+static void
+match_normalise(double *p, int f, double floor)
+{
+	double sum = 0;
+
+	for (int l = 1; l < MATCH_LEVELS; l++)
+		if (match_has_level(f, l)) {
+			if (p[l] < floor)
+				p[l] = floor;
+			sum += p[l];
+		}
+	for (int l = 1; l < MATCH_LEVELS; l++)
+		if (match_has_level(f, l))
+			p[l] /= sum;
+}
+
+/*
+ * One EM session over the patterns of pairs that share a key on field
+ * fixed (that field tells nothing there and is left out). u stays as the
+ * random pairs gave it; m and the share of matches are estimated. The
+ * expected number of matches, or -1 on no memory.
+ */
+static double
+match_em(const uint32_t *cnt, int fixed, const double u[][MATCH_LEVELS],
+    double m[][MATCH_LEVELS], double *share, int *steps)
+{
+	unsigned *pat = NULL;
+	size_t np = 0;
+	double total = 0, lambda = EM_START_SHARE, matches = 0;
+	int step;
+
+	for (unsigned p = 0; p < MATCH_PATTERNS; p++)
+		if (cnt[p] > 0)
+			np++;
+	if (np == 0 || (pat = malloc(np * sizeof(*pat))) == NULL)
+		return -1;
+	np = 0;
+	for (unsigned p = 0; p < MATCH_PATTERNS; p++)
+		if (cnt[p] > 0) {
+			pat[np++] = p;
+			total += cnt[p];
+		}
+	for (step = 1; step <= EM_MAX_STEPS; step++) {
+		double acc[MATCH_FIELDS][MATCH_LEVELS] = {{0}};
+		double seen[MATCH_FIELDS] = {0}, rsum = 0, delta, nl;
+
+		for (size_t i = 0; i < np; i++) {
+			enum match_level lv[MATCH_FIELDS];
+			double lm = lambda, lu = 1 - lambda, r;
+
+			match_unpattern(pat[i], lv);
+			for (int f = 0; f < MATCH_FIELDS; f++)
+				if (f != fixed && lv[f] != MATCH_L_MISSING) {
+					lm *= m[f][lv[f]];
+					lu *= u[f][lv[f]];
+				}
+			r = lm / (lm + lu) * cnt[pat[i]];
+			rsum += r;
+			for (int f = 0; f < MATCH_FIELDS; f++)
+				if (f != fixed && lv[f] != MATCH_L_MISSING) {
+					acc[f][lv[f]] += r;
+					seen[f] += r;
+				}
+		}
+		nl = rsum / total;
+		delta = fabs(nl - lambda);
+		lambda = nl;
+		matches = rsum;
+		for (int f = 0; f < MATCH_FIELDS; f++) {
+			if (f == fixed || seen[f] <= 0)
+				continue;
+			for (int l = 1; l < MATCH_LEVELS; l++)
+				if (match_has_level(f, l)) {
+					double v = acc[f][l] / seen[f];
+
+					if (fabs(v - m[f][l]) > delta)
+						delta = fabs(v - m[f][l]);
+					m[f][l] = v;
+				}
+			match_normalise(m[f], f, EM_FLOOR);
+		}
+		if (delta < EM_EPSILON)
+			break;
+	}
+	free(pat);
+	/* Not settled within EM_MAX_STEPS: the last step is close. */
+	*share = lambda;
+	*steps = step > EM_MAX_STEPS ? EM_MAX_STEPS : step;
+	return matches;
+}
+
+/* A field's m is believable when agreeing is evidence for and
+ * disagreeing evidence against. */
+static bool
+match_sane(const struct match_model *mm, const double m[], int f)
+{
+	return m[MATCH_L_EXACT] > mm->u[f][MATCH_L_EXACT] &&
+	    m[MATCH_L_DIFF] < mm->u[f][MATCH_L_DIFF];
+}
+
+int
+match_model_estimate(struct match_model *mm, const uint32_t *rnd,
+    const uint32_t *const blk[2], double mean_birth_pairs, uint64_t population)
+{
+	struct match_model def;
+	double m[2][MATCH_FIELDS][MATCH_LEVELS], got[2], lambda;
+
+	match_model_default(&def);
+	*mm = def;
+	if (population < 2)
+		return -1;
+	for (unsigned p = 0; p < MATCH_PATTERNS; p++)
+		mm->random_pairs += rnd[p];
+	/* u: how often each level holds between two random patients. */
+	for (int f = 0; f < MATCH_FIELDS; f++) {
+		double n[MATCH_LEVELS] = {0}, tot = 0;
+
+		for (unsigned p = 0; p < MATCH_PATTERNS; p++) {
+			enum match_level lv[MATCH_FIELDS];
+
+			if (rnd[p] == 0)
+				continue;
+			match_unpattern(p, lv);
+			if (lv[f] != MATCH_L_MISSING) {
+				n[lv[f]] += rnd[p];
+				tot += rnd[p];
+			}
+		}
+		if (tot < EM_MIN_RANDOM)
+			continue; /* too few have it: the default u */
+		for (int l = 1; l < MATCH_LEVELS; l++)
+			if (match_has_level(f, l)) /* never seen: half a pair */
+				mm->u[f][l] = (n[l] > 0 ? n[l] : 0.5) / tot;
+		match_normalise(mm->u[f], f, 0);
+	}
+	/* m and the share of matches, one session per blocking field. */
+	for (int s = 0; s < 2; s++) {
+		uint64_t pairs = 0;
+
+		memcpy(m[s], def.m, sizeof(m[s]));
+		for (unsigned p = 0; p < MATCH_PATTERNS; p++)
+			pairs += blk[s][p];
+		mm->blocked_pairs[s] = pairs;
+		got[s] = pairs
+		    ? match_em(blk[s], s == 0 ? MATCH_F_BIRTH : MATCH_F_NAME,
+			  mm->u, m[s], &mm->share[s], &mm->iterations[s])
+		    : -1;
+	}
+	/* The birth date's m from the name session, the name's from the
+	 * birth date's, the rest from both, weighed by their matches. */
+	for (int f = 0; f < MATCH_FIELDS; f++) {
+		double w0 =
+		    f == MATCH_F_BIRTH || got[0] < EM_MIN_MATCHES ? 0 : got[0];
+		double w1 =
+		    f == MATCH_F_NAME || got[1] < EM_MIN_MATCHES ? 0 : got[1];
+		double v[MATCH_LEVELS];
+
+		if (w0 + w1 <= 0)
+			continue; /* the default m */
+		for (int l = 0; l < MATCH_LEVELS; l++)
+			v[l] = (w0 * m[0][f][l] + w1 * m[1][f][l]) / (w0 + w1);
+		if (match_sane(mm, v, f))
+			memcpy(mm->m[f], v, sizeof(v));
+	}
+	for (int f = 0; f < MATCH_FIELDS; f++)
+		for (int l = 1; l < MATCH_LEVELS; l++)
+			mm->w[f][l] = match_has_level(f, l)
+			    ? log2(mm->m[f][l] / mm->u[f][l])
+			    : 0;
+	/*
+	 * The prior: of all pairs, the share that is one person. The
+	 * matches among pairs sharing a birth date are m(birth exact) of
+	 * all matches, and a patient shares its birth date with
+	 * mean_birth_pairs others of population - 1.
+	 */
+	if (got[0] < EM_MIN_MATCHES || mean_birth_pairs <= 0) {
+		*mm = def;
+		return -1;
+	}
+	lambda = mm->share[0] * mean_birth_pairs /
+	    (mm->m[MATCH_F_BIRTH][MATCH_L_EXACT] * (double)(population - 1));
+	if (!(lambda > 0 && lambda < 0.5)) {
+		*mm = def;
+		return -1;
+	}
+	mm->prior = log2((1 - lambda) / lambda);
+	mm->population = population;
+	mm->learnt = true;
+	return 0;
 }
 
 /* Append cp to buf as UTF-8; the bytes written. */

@@ -7,13 +7,15 @@
  * of scanning. docs/matching.md ("The model") gives the levels, the m and
  * u values, the thresholds and the keys.
  *
- * No allocation, no global state, no registry: safe from any thread.
+ * No global state and no registry: safe from any thread. Only learning a
+ * model allocates (its scratch).
  */
 #ifndef ONECARD_MATCH_H
 #define ONECARD_MATCH_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "name_norm.h"
 
@@ -112,6 +114,66 @@ struct match_result {
  */
 void match_compare(const struct match_rec *q, const struct match_rec *c,
     struct match_result *out);
+
+/*
+ * A model: m and u of each field's levels, their weights and the prior.
+ * match_model_default() gives the documented defaults (u among pairs that
+ * share a blocking key, a fixed prior); match_model_estimate() learns one
+ * from a registry's own pairs, Splink's way (docs/matching.md, "Learning
+ * the model"): u from random pairs, m and the share of matches by EM over
+ * pairs that share a birth date (for every field but the birth date) and
+ * pairs that share a name (for the birth date), the prior from that share.
+ * A learnt model also weighs a name that agrees by how common it is.
+ */
+struct match_model {
+	double m[MATCH_FIELDS][MATCH_LEVELS];
+	double u[MATCH_FIELDS][MATCH_LEVELS];
+	double w[MATCH_FIELDS][MATCH_LEVELS]; /* log2(m/u); 0 if no level */
+	double prior; /* bits: a pair is one person at odds 2^-prior */
+	bool learnt;  /* weigh common names less (term frequency) */
+	/* How it was learnt (0 for the defaults). */
+	uint64_t population;       /* live patients */
+	uint64_t sample;           /* of them, in the sample */
+	uint64_t random_pairs;     /* compared for u */
+	uint64_t blocked_pairs[2]; /* sharing a birth date; a name */
+	double share[2];           /* of those, one person (EM) */
+	int iterations[2];         /* EM steps to converge */
+};
+
+/* The defaults of match.c's tables. */
+void match_model_default(struct match_model *mm);
+
+/*
+ * Which levels a comparison found, packed: one count per pattern of
+ * levels. MATCH_PATTERNS patterns (MATCH_LEVELS ** MATCH_FIELDS).
+ */
+#define MATCH_PATTERNS 59049u /* 9^5 */
+unsigned match_pattern(const enum match_level level[MATCH_FIELDS]);
+
+/*
+ * Learn a model. rnd: the pattern counts of random pairs of the
+ * population; blk[0]: of pairs sharing a birth date, blk[1]: of pairs
+ * sharing a name key (each MATCH_PATTERNS counts). mean_birth_pairs: how
+ * many others share a patient's birth date, on average. Fields the data
+ * cannot estimate keep the defaults. 0, or -1 when there is too little to
+ * learn from (mm then holds the defaults).
+ */
+int match_model_estimate(struct match_model *mm, const uint32_t *rnd,
+    const uint32_t *const blk[2], double mean_birth_pairs, uint64_t population);
+
+/*
+ * Compare with a model (NULL: the defaults). name_share: of the
+ * population, the share that has the query's name (its pinyin key; 0 when
+ * not known): a learnt model weighs an agreeing name log2(m / share)
+ * instead of log2(m / u), so a common name such as 王伟 weighs less.
+ */
+void match_compare_model(const struct match_model *mm, double name_share,
+    const struct match_rec *q, const struct match_rec *c,
+    struct match_result *out);
+
+/* The level of each field, whatever the cn-ids say. */
+void match_levels(const struct match_rec *q, const struct match_rec *c,
+    enum match_level level[MATCH_FIELDS]);
 
 /* The weight, log2(m/u), of a field at a level; 0 for MATCH_L_MISSING or a
  * level the field does not have. */

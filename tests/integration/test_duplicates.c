@@ -309,6 +309,69 @@ worklist_is_replayed_from_the_log_after_kill_9(void **state)
 	assert_non_null(strstr(out, "0 new pairs"));
 }
 
+/* The last "match model learnt ..." line of the broker's log, from
+ * "prior" on (the time it took left out), into line; 0 when none. */
+static int
+model_line(struct harness *h, char *line, size_t len)
+{
+	static char log[1 << 20];
+	const char *p = NULL, *q;
+
+	assert_int_equal(harness_log(h, log, sizeof(log)), 0);
+	for (q = log; (q = strstr(q, "match model learnt")) != NULL; q++)
+		p = q;
+	if (p == NULL || (p = strstr(p, "prior ")) == NULL)
+		return 0;
+	snprintf(line, len, "%.*s", (int)strcspn(p, "\n"), p);
+	return 1;
+}
+
+/*
+ * The model is learnt from the registry itself: once a registry being
+ * loaded has doubled past 1000 patients, again by a whole scan, and again
+ * at start, each time the same from the same registry (a fixed sample);
+ * the scan it grades finds the generated duplicates.
+ */
+static void
+model_is_learnt_from_the_registry(void **state)
+{
+	struct dup_test *t = *state;
+	struct harness *h = &t->h;
+	const char *const extra[] = {"--audit-log", t->audit, NULL};
+	char csv[160], truth[160], a[256], b[256];
+
+	snprintf(csv, sizeof(csv), "%s/pop.csv", t->audit_dir);
+	snprintf(truth, sizeof(truth), "%s/truth.csv", t->audit_dir);
+	for (int i = 2; i <= 10; i++)
+		assert_int_equal(
+		    ctl(h, "admin", "onecardctl hospital add H%03d --name x",
+			i),
+		    0);
+	assert_int_equal(model_line(h, a, sizeof(a)), 0);
+	assert_int_equal(ctl(h, "admin",
+			     "onecardctl gen --patients 3000 --duplicates 0.1 "
+			     "--seed 7 --out %s --truth %s",
+			     csv, truth),
+	    0);
+	assert_int_equal(ctl(h, "admin", "onecardctl import %s", csv), 0);
+	/* Loaded past 1000, then 2000: learnt while loading. */
+	assert_int_equal(model_line(h, a, sizeof(a)), 1);
+	assert_int_equal(
+	    ctl(h, "admin", "onecardctl --json duplicates scan"), 0);
+	assert_int_equal(model_line(h, a, sizeof(a)), 1);
+	assert_true(json_num(out, "scanned") == 3000);
+	assert_int_equal(
+	    ctl(h, "admin", "onecardctl --json duplicates list --limit 1000"),
+	    0);
+	/* About 300 generated pairs; nearly all graded PROBABLE or
+	 * better (bench/match-quality.sh measures how many exactly). */
+	assert_true(json_num(out, "open") > 250);
+	assert_int_equal(harness_stop(h, SIGTERM), 0);
+	assert_int_equal(harness_restart(h, extra), 0);
+	assert_int_equal(model_line(h, b, sizeof(b)), 1);
+	assert_string_equal(a, b);
+}
+
 int
 main(void)
 {
@@ -318,6 +381,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(
 		worklist_is_replayed_from_the_log_after_kill_9, setup_held,
 		teardown),
+	    cmocka_unit_test_setup_teardown(
+		model_is_learnt_from_the_registry, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -6,6 +6,7 @@
  * as the same person; two different cn-ids never pair; the blocking keys
  * that let a search find a record despite the error.
  */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -291,6 +292,159 @@ blocking_keys_survive_the_errors(void **state)
 	assert_int_equal(match_birth_swapped("1981-29-02", swapped), 0);
 }
 
+/* A synthetic population's m and u: four fields, independent. */
+static const struct {
+	enum match_field f;
+	enum match_level l[3];
+	double m[3], u[3];
+	int n;
+} truth[] = {
+    {MATCH_F_NAME, {MATCH_L_EXACT, MATCH_L_DIFF}, {0.9, 0.1}, {0.001, 0.999},
+	2},
+    {MATCH_F_BIRTH, {MATCH_L_EXACT, MATCH_L_1DIGIT, MATCH_L_DIFF},
+	{0.8, 0.1, 0.1}, {0.0005, 0.002, 0.9975}, 3},
+    {MATCH_F_SEX, {MATCH_L_EXACT, MATCH_L_DIFF}, {0.95, 0.05}, {0.5, 0.5}, 2},
+    {MATCH_F_PHONE, {MATCH_L_EXACT, MATCH_L_DIFF}, {0.7, 0.3}, {0.0001, 0.9999},
+	2},
+};
+#define NTRUTH (sizeof(truth) / sizeof(truth[0]))
+
+/*
+ * Add the expected pattern counts of n pairs (matches: m, else u) into
+ * cnt; fixed (a field index of truth, or -1) always agrees exactly, as
+ * in pairs that share a key on it.
+ */
+static void
+expect(uint32_t *cnt, double n, int match, int fixed)
+{
+	int idx[NTRUTH] = {0};
+
+	for (;;) {
+		enum match_level lv[MATCH_FIELDS] = {0};
+		double p = n;
+		size_t k;
+
+		for (k = 0; k < NTRUTH; k++) {
+			if ((int)k == fixed && idx[k] != 0)
+				break;
+			lv[truth[k].f] = truth[k].l[idx[k]];
+			if ((int)k != fixed)
+				p *= match ? truth[k].m[idx[k]]
+					   : truth[k].u[idx[k]];
+		}
+		if (k == NTRUTH)
+			cnt[match_pattern(lv)] += (uint32_t)(p + 0.5);
+		for (k = 0; k < NTRUTH && ++idx[k] == truth[k].n; k++)
+			idx[k] = 0;
+		if (k == NTRUTH)
+			return;
+	}
+}
+
+/*
+ * EM recovers m and the share of matches from pairs whose truth it is not
+ * told: u from random pairs, each field's m from pairs sharing a key on
+ * another field (the name's from a shared birth date, the birth date's
+ * from a shared name).
+ */
+static void
+em_learns_m_and_the_prior_from_unlabelled_pairs(void **state)
+{
+	static uint32_t rnd[MATCH_PATTERNS], b0[MATCH_PATTERNS],
+	    b1[MATCH_PATTERNS];
+	const uint32_t *const blk[2] = {b0, b1};
+	struct match_model mm, def;
+
+	(void)state;
+	expect(rnd, 1e7, 0, -1);
+	expect(b0, 500, 1, 1); /* sharing a birth date */
+	expect(b0, 10000, 0, 1);
+	expect(b1, 500, 1, 0); /* sharing a name */
+	expect(b1, 20000, 0, 0);
+	assert_int_equal(match_model_estimate(&mm, rnd, blk, 2.0, 1000000), 0);
+	assert_true(mm.learnt);
+	for (size_t k = 0; k < NTRUTH; k++)
+		for (int i = 0; i < truth[k].n; i++) {
+			enum match_field f = truth[k].f;
+			enum match_level l = truth[k].l[i];
+
+			if (fabs(mm.u[f][l] - truth[k].u[i]) >
+				0.05 * truth[k].u[i] ||
+			    fabs(mm.m[f][l] - truth[k].m[i]) > 0.03)
+				fail_msg("%s=%s: m %.4f (%.4f), u %.6f (%.6f)",
+				    match_field_name(f), match_level_name(l),
+				    mm.m[f][l], truth[k].m[i], mm.u[f][l],
+				    truth[k].u[i]);
+		}
+	assert_true(fabs(mm.share[0] - 500.0 / 10500) < 0.005);
+	assert_true(fabs(mm.share[1] - 500.0 / 20500) < 0.005);
+	/* Of all pairs, one person: 500/10500 of those sharing a birth
+	 * date, 2 a patient, are 0.8 of the matches among 1e6 - 1. */
+	assert_true(
+	    fabs(mm.prior - log2((1e6 - 1) * 0.8 / (2.0 * 500 / 10500))) < 0.2);
+	assert_true(fabs(mm.w[MATCH_F_NAME][MATCH_L_EXACT] -
+			log2(mm.m[MATCH_F_NAME][MATCH_L_EXACT] /
+			    mm.u[MATCH_F_NAME][MATCH_L_EXACT])) < 1e-9);
+	/* Too few random pairs and too few matches to learn from: the
+	 * defaults, untouched. */
+	memset(b0, 0, sizeof(b0));
+	expect(b0, 10000, 0, 1);
+	match_model_default(&def);
+	assert_int_equal(match_model_estimate(&mm, rnd, blk, 2.0, 1000000), -1);
+	assert_false(mm.learnt);
+	assert_true(mm.prior == def.prior);
+	assert_true(mm.w[MATCH_F_NAME][MATCH_L_EXACT] ==
+	    def.w[MATCH_F_NAME][MATCH_L_EXACT]);
+}
+
+/* With a learnt model a common name weighs less than a rare one. */
+static void
+common_name_weighs_less(void **state)
+{
+	struct match_model mm;
+	struct match_rec q = rec("王伟", 1, BIRTH, NULL, NULL, NULL);
+	struct match_rec c = rec("王伟", 1, BIRTH, NULL, NULL, NULL);
+	struct match_result rare, common, plain;
+
+	(void)state;
+	match_model_default(&mm);
+	mm.learnt = true;
+	mm.population = 1000000;
+	mm.prior = 20;
+	match_compare_model(&mm, 1e-6, &q, &c, &rare);
+	match_compare_model(&mm, 0.01, &q, &c, &common);
+	assert_true(common.weight < rare.weight);
+	assert_true(common.score < rare.score);
+	/* The name's weight is log2(m / share). */
+	assert_true(
+	    fabs(rare.weight - common.weight - log2(0.01 / 1e-6)) < 1e-9);
+	/* The defaults know no frequencies: the share is ignored. */
+	match_model_default(&mm);
+	match_compare_model(&mm, 0.01, &q, &c, &common);
+	match_compare(&q, &c, &plain);
+	assert_true(common.weight == plain.weight);
+}
+
+/* However strong the agreement, a query with only a name (and sex) is
+ * never certain, even when a level weighs more than exact agreement. */
+static void
+weak_query_is_never_certain_under_any_model(void **state)
+{
+	struct match_model mm;
+	struct match_rec q = rec("章三", 1, NULL, NULL, NULL, NULL);
+	struct match_rec c = rec(NAME, 1, BIRTH, PHONE, NULL, NULL);
+	struct match_result m;
+
+	(void)state;
+	match_model_default(&mm);
+	mm.w[MATCH_F_NAME][MATCH_L_PINYIN] =
+	    mm.w[MATCH_F_NAME][MATCH_L_EXACT] + 4;
+	match_compare_model(&mm, 0, &q, &c, &m);
+	assert_int_equal(m.level[MATCH_F_NAME], MATCH_L_PINYIN);
+	assert_int_equal(m.grade, MATCH_GRADE_PROBABLE);
+	assert_true(m.score < MATCH_CERTAIN_SCORE);
+}
+
 int
 main(void)
 {
@@ -309,6 +463,9 @@ main(void)
 	    cmocka_unit_test(weights_follow_m_and_u),
 	    cmocka_unit_test(bad_names_are_refused),
 	    cmocka_unit_test(blocking_keys_survive_the_errors),
+	    cmocka_unit_test(em_learns_m_and_the_prior_from_unlabelled_pairs),
+	    cmocka_unit_test(common_name_weighs_less),
+	    cmocka_unit_test(weak_query_is_never_certain_under_any_model),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
