@@ -31,7 +31,8 @@ t0=$(now)
 "$BIN/onecardctl" gen --patients "$N" --duplicates "$RATE" --seed 7 \
 	--out "$WORK/pop.csv" --truth "$WORK/truth.csv" >/dev/null
 note "generated $N rows ($(($(wc -l <"$WORK/truth.csv") - 1)) truth lines) in $(secs "$t0" "$(now)") s"
-broker_start "$WORK/reg.db" --log-level info
+# MODEL=1: print every weight the model learnt (a debug log).
+broker_start "$WORK/reg.db" --log-level "$([ -n "${MODEL:-}" ] && echo debug || echo info)"
 for h in H001 H002 H003 H004 H005 H006 H007 H008 H009 H010; do
 	ctl hospital add "$h" --name "Hospital $h" >/dev/null 2>&1 || true
 done
@@ -43,7 +44,9 @@ t0=$(now)
 ctl --json duplicates scan >"$WORK/scan.json" 2>/dev/null || die "scan failed"
 SCAN_SECS=$(secs "$t0" "$(now)")
 note "scan: $(cat "$WORK/scan.json") in $SCAN_SECS s"
-note "$(grep -h "match model" "$WORK"/onecardd.*.log | tail -1 | sed 's/^.*match model/match model/')"
+note "$(grep -h "match model learnt" "$WORK"/onecardd.*.log | tail -1 | sed 's/^.*match model/match model/')"
+[ -n "${MODEL:-}" ] && grep -h "match model: " "$WORK"/onecardd.*.log |
+	tail -17 | sed 's/^.*match model: /  /' >&2
 # Every pair, a page of 1000 at a time.
 after=() : >"$WORK/pairs.jsonl"
 while :; do
