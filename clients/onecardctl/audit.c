@@ -70,9 +70,15 @@ trail_help(FILE *fp)
 	    "usage: onecardctl audit verify [--head HASH] [--json] FILE...\n"
 	    "       onecardctl audit search (--patient ID | --actor CODE) "
 	    "[--since RFC3339] FILE...\n"
+	    "       onecardctl audit patient ID [--since T] [--until T] "
+	    "[--no-merges] [--allow-broken] FILE...\n"
+	    "       onecardctl audit hospital CODE [--since T] [--until T] "
+	    "[--allow-broken] FILE...\n"
 	    "verify: 0 when the chain is intact, 1 at the first broken "
 	    "line; with --json\none object. search prints the matching "
-	    "lines (JSON already).\n");
+	    "lines (JSON already).\npatient, hospital: access reports, "
+	    "verified on the way (1 and no report when\nthe chain is "
+	    "broken); `onecardctl audit patient --help` says more.\n");
 }
 
 /* Print usage to stderr; returns 2. */
@@ -621,6 +627,11 @@ ctl_audit(int argc, char **argv)
 {
 	int i, a = argc > 0 && strcmp(argv[0], "audit") == 0;
 
+	/* The reports read their own options, --help included. */
+	if (argc > a && strcmp(argv[a], "patient") == 0)
+		return audit_report_patient(argc - a - 1, argv + a + 1);
+	if (argc > a && strcmp(argv[a], "hospital") == 0)
+		return audit_report_hospital(argc - a - 1, argv + a + 1);
 	for (i = 0; i < argc; i++)
 		if (strcmp(argv[i], "--help") == 0 ||
 		    strcmp(argv[i], "-h") == 0) {

@@ -60,4 +60,8 @@ void trail_summary(FILE *fp, const struct trail_walk *w, int nfiles);
  * 2026-11-26T06:30:00.000Z (UTC), so times compare as strings. 0 or -1. */
 int trail_since_parse(const char *s, char *out, size_t outlen);
 
+/* audit_report.c: `audit patient` and `audit hospital`. */
+int audit_report_patient(int argc, char **argv);
+int audit_report_hospital(int argc, char **argv);
+
 #endif
