@@ -318,6 +318,9 @@ trail_walk(int nfiles, char **files, struct trail_walk *w)
 			if (w->line != NULL &&
 			    w->line(w->arg, files[i], lineno, line,
 				(size_t)n) != 0) {
+				snprintf(w->error, sizeof(w->error),
+				    "%s:%lu: out of memory", files[i], lineno);
+				fprintf(stderr, "onecardctl: %s\n", w->error);
 				rc = 2;
 				stop = 1;
 			}

@@ -9,6 +9,7 @@
  * it) and the shape of both reports; never writes to a trail and never
  * prints a full cn-id.
  */
+#include <ctype.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -135,7 +136,8 @@ struct report_opts {
 	const char *head;          /* --head HASH */
 	int allow_broken;
 	int follow_merges;
-	const char *subject; /* the patient id or hospital code */
+	const char *subject;     /* the patient id or hospital code */
+	char pid[AUDIT_REC_PID]; /* the patient id, upper-cased */
 	char **files;
 	int nfiles;
 };
@@ -232,9 +234,19 @@ report_args(int argc, char **argv, int patient, struct report_opts *o)
 		report_help(stderr);
 		return 2;
 	}
-	/* A patient given as an identifier "pid=P..." means its id. */
-	if (patient && strncasecmp(o->subject, "pid=", 4) == 0)
-		o->subject += 4;
+	/* A patient given as an identifier "pid=P..." means its id; the
+	 * registry's ids are upper case (it upper-cases a pid it is given). */
+	if (patient) {
+		size_t k;
+
+		if (strncasecmp(o->subject, "pid=", 4) == 0)
+			o->subject += 4;
+		for (k = 0; o->subject[k] != '\0' && k + 1 < sizeof(o->pid);
+		     k++)
+			o->pid[k] = (char)toupper((unsigned char)o->subject[k]);
+		o->pid[k] = '\0';
+		o->subject = o->pid;
+	}
 	return 0;
 }
 
@@ -465,19 +477,11 @@ patient_ids(struct patient_report *pr)
 	return 0;
 }
 
-/* Is id one of the subject's ids? The registry's ids are upper case, but
- * a user may type them otherwise. */
+/* Is id one of the subject's ids? */
 static int
 patient_is_ours(struct patient_report *pr, const char *id)
 {
-	if (id[0] == '\0')
-		return 0;
-	if (smap_find(&pr->ids, id) != NULL)
-		return 1;
-	for (size_t k = 0; k < pr->ids.n; k++)
-		if (strcasecmp(SMAP_KEY(&pr->ids, k), id) == 0)
-			return 1;
-	return 0;
+	return id[0] != '\0' && smap_find(&pr->ids, id) != NULL;
 }
 
 /* Pass 2: keep the lines that touched the subject. */
@@ -541,7 +545,7 @@ patient_merged_into(struct patient_report *pr, char *buf, size_t len)
 	for (size_t k = 0; k < pr->merged.n; k++) {
 		const char *mk = SMAP_KEY(&pr->merged, k);
 		if (SMAP_VAL(&pr->merged, k) != 0 &&
-		    strncasecmp(mk, pr->o->subject, n) == 0 && mk[n] == '\t') {
+		    strncmp(mk, pr->o->subject, n) == 0 && mk[n] == '\t') {
 			snprintf(buf, len, "%s", mk + n + 1);
 			return buf;
 		}

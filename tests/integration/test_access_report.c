@@ -10,6 +10,7 @@
  * with the file and line, and --json must parse. No report may print a
  * full resident ID number.
  */
+#include <ctype.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -287,9 +288,14 @@ patient_report_lists_exactly_its_accesses(void **state)
 	    json_array_size(json_object_get(o, "accesses")), (size_t)own);
 	json_decref(o);
 
-	/* B's report has B's lines only; C's says where it went. */
+	/* B's report has B's lines only, however the id is typed; C's says
+	 * where it went. */
+	char lower[64];
+	for (i = 0; t->b[i] != '\0' && i + 1 < sizeof(lower); i++)
+		lower[i] = (char)tolower((unsigned char)t->b[i]);
+	lower[i] = '\0';
 	assert_int_equal(
-	    run(h, NULL, "onecardctl --json audit patient pid=%s %s", t->b,
+	    run(h, NULL, "onecardctl --json audit patient pid=%s %s", lower,
 		t->audit),
 	    0);
 	o = json_loads(out, 0, NULL);
@@ -386,6 +392,44 @@ hospital_summary_agrees_with_the_trail(void **state)
 	    2);
 }
 
+static void
+an_unmerge_takes_the_record_out_again(void **state)
+{
+	struct report_test *t = *state;
+	struct harness *h = &t->h;
+	static char trail[BUF];
+	char pa[80], pc[80];
+	json_t *o;
+
+	assert_int_equal(run(h, "admin", "onecardctl unmerge %s", t->c), 0);
+	read_trail(t, trail, sizeof(trail));
+	snprintf(pa, sizeof(pa), "\"patient_id\":\"%s\"", t->a);
+	snprintf(pc, sizeof(pc), "\"patient_id\":\"%s\"", t->c);
+	assert_int_equal(trail_lines_with(trail, "\"op\":\"unmerge\"", pc,
+			     "\"other_patient_id\"", NULL),
+	    1);
+
+	/* A's report: A's own lines and the unmerge that took C out. */
+	assert_int_equal(run(h, NULL, "onecardctl --json audit patient %s %s",
+			     t->a, t->audit),
+	    0);
+	o = json_loads(out, 0, NULL);
+	assert_non_null(o);
+	assert_int_equal(json_array_size(json_object_get(o, "records")), 1);
+	assert_int_equal(json_array_size(json_object_get(o, "accesses")),
+	    (size_t)(trail_lines_with(trail, pa, NULL) +
+		trail_lines_with(trail, pc, "\"op\":\"unmerge\"", NULL)));
+	json_decref(o);
+	/* C is itself again: no longer merged into anyone. */
+	assert_int_equal(run(h, NULL, "onecardctl --json audit patient %s %s",
+			     t->c, t->audit),
+	    0);
+	o = json_loads(out, 0, NULL);
+	assert_non_null(o);
+	assert_true(json_is_null(json_object_get(o, "merged_into")));
+	json_decref(o);
+}
+
 /* Change one byte of line n (1-based) of src into dst. */
 static void
 tamper(const char *src, const char *dst, int n)
@@ -479,6 +523,8 @@ main(void)
 		patient_report_lists_exactly_its_accesses, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		hospital_summary_agrees_with_the_trail, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		an_unmerge_takes_the_record_out_again, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		a_changed_byte_stops_the_reports_at_its_line, setup, teardown),
 	};
