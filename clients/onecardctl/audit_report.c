@@ -130,6 +130,22 @@ smap_add(struct smap *m, const char *key, uint64_t n)
 	return 0;
 }
 
+/* Does text (len bytes) hold s? A cheap test before parsing a line. */
+static int
+has(const char *text, size_t len, const char *s)
+{
+	size_t sl = strlen(s);
+	const char *p = text, *end = text + len;
+
+	while (sl > 0 && (size_t)(end - p) >= sl &&
+	    (p = memchr(p, s[0], (size_t)(end - p) - sl + 1)) != NULL) {
+		if (memcmp(p, s, sl) == 0)
+			return 1;
+		p++;
+	}
+	return sl == 0;
+}
+
 /* Options both reports take. */
 struct report_opts {
 	char since[32], until[32]; /* the trail's time form, or "" */
@@ -419,7 +435,8 @@ patient_pass_merges(void *arg, const char *file, unsigned long lineno,
 
 	(void)file;
 	(void)lineno;
-	if (audit_rec_parse(text, len, &r) == -1 || strcmp(r.code, "OK") != 0 ||
+	if (!has(text, len, "\"other_patient_id\":") ||
+	    audit_rec_parse(text, len, &r) == -1 || strcmp(r.code, "OK") != 0 ||
 	    r.other_patient_id[0] == '\0' || r.patient_id[0] == '\0')
 		return 0;
 	if (op_is_merge(r.op)) {
@@ -492,9 +509,16 @@ patient_pass_lines(void *arg, const char *file, unsigned long lineno,
 	struct patient_report *pr = arg;
 	struct audit_rec r;
 	struct access *a;
+	int named = 0;
 
 	(void)file;
 	(void)lineno;
+	/* Most lines name neither this patient nor no one: skip them before
+	 * parsing. */
+	for (size_t k = 0; k < pr->ids.n && !named; k++)
+		named = has(text, len, SMAP_KEY(&pr->ids, k));
+	if (!named && !has(text, len, "\"patient_id\":\"\""))
+		return 0;
 	if (audit_rec_parse(text, len, &r) == -1 || !report_in_time(pr->o, &r))
 		return 0;
 	if (!patient_is_ours(pr, r.patient_id) &&
@@ -834,6 +858,7 @@ done:
 
 struct hospital_report {
 	const struct report_opts *o;
+	char needle[AUDIT_REC_FIELD + 16]; /* "actor":"CODE", or "" */
 	uint64_t requests, refused;
 	char first[32], last[32];
 	struct smap ops;      /* op → requests */
@@ -856,7 +881,8 @@ hospital_pass(void *arg, const char *file, unsigned long lineno,
 
 	(void)file;
 	(void)lineno;
-	if (audit_rec_parse(text, len, &r) == -1 ||
+	if ((hr->needle[0] != '\0' && !has(text, len, hr->needle)) ||
+	    audit_rec_parse(text, len, &r) == -1 ||
 	    strcmp(r.actor, hr->o->subject) != 0 || !report_in_time(hr->o, &r))
 		return 0;
 	hr->requests++;
@@ -1117,6 +1143,12 @@ audit_report_hospital(int argc, char **argv)
 		return rc == 1 ? CLI_EXIT_OK : CLI_EXIT_USAGE;
 	}
 	hr.o = &o;
+	/* A code needs no escaping in the trail (letters, digits, - and _);
+	 * for anything else every line is parsed. */
+	if (strpbrk(o.subject, "\"\\") == NULL &&
+	    strlen(o.subject) < AUDIT_REC_FIELD)
+		snprintf(hr.needle, sizeof(hr.needle), "\"actor\":\"%s\"",
+		    o.subject);
 	if ((rc = report_walk(&o, &t, hospital_pass, &hr)) != 0)
 		goto done;
 	if (audit_json)

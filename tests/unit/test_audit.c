@@ -248,6 +248,18 @@ merge_line_names_the_other_record(void **state)
 	free(buf);
 }
 
+/* The reports' cheap test before parsing a line stays inside its bytes. */
+static void
+report_prefilter_finds_only_what_is_in_the_line(void **state)
+{
+	(void)state;
+	assert_true(has("{\"actor\":\"H1\"}", 14, "\"actor\":\"H1\""));
+	assert_false(has("{\"actor\":\"H1\"}", 12, "\"actor\":\"H1\""));
+	assert_true(has("aab", 3, "ab"));
+	assert_false(has("", 0, "a"));
+	assert_false(has("abc", 3, "abcd"));
+}
+
 /* A report over an edited trail refuses, naming the line; asked to, it
  * reports anyway and still says the trail is broken. */
 static void
@@ -1058,6 +1070,7 @@ main(void)
 		written_lines_verify_intact, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		merge_line_names_the_other_record, setup, teardown),
+	    cmocka_unit_test(report_prefilter_finds_only_what_is_in_the_line),
 	    cmocka_unit_test_setup_teardown(
 		reports_refuse_a_broken_trail_unless_asked, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
