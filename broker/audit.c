@@ -511,6 +511,10 @@ audit_format_body(const struct audit_entry *e, char *p, char *end)
 	ok |= audit_put_str(&p, end, e->target);
 	ok |= AUDIT_PUT_LIT(&p, end, ",\"patient_id\":");
 	ok |= audit_put_str(&p, end, e->patient_id);
+	if (e->other_patient_id != NULL && e->other_patient_id[0] != '\0') {
+		ok |= AUDIT_PUT_LIT(&p, end, ",\"other_patient_id\":");
+		ok |= audit_put_str(&p, end, e->other_patient_id);
+	}
 	ok |= AUDIT_PUT_LIT(&p, end, ",\"code\":");
 	ok |= audit_put_str(&p, end, wire_code_name(e->code));
 	ok |= AUDIT_PUT_LIT(&p, end, ",\"latency_us\":");

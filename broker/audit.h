@@ -18,6 +18,10 @@ struct audit_entry {
 	int code;               /* reply code */
 	uint64_t latency_us;    /* from frame decoded to reply queued */
 	const char *detail;     /* op_result.detail, may be NULL or "" */
+
+	/* op_result.other_patient_id, may be NULL or "": written only when
+	 * set (merge and unmerge lines). */
+	const char *other_patient_id;
 };
 
 /* Start the trail at path (NULL: off). 0 or -1 (logged). Start-up only. */

@@ -52,6 +52,10 @@ struct op_result {
 	char target[112];    /* the identifier or code it named, cn-id masked */
 	char detail[64];     /* what else the trail should say ("filled=sex"),
 				or "" */
+
+	/* merge: the patient merged away; unmerge: the survivor it was
+	 * restored from; else "" */
+	char other_patient_id[48];
 };
 
 /* Set every limit to its default. */

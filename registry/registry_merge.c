@@ -193,6 +193,8 @@ op_merge(struct reg_op *o)
 	if ((rc = op_event_pair(o, "merge", d.id, s.id, 1, detail)) != CODE_OK)
 		return rc;
 	op_patient_id(o, s.id);
+	registry_copy(
+	    o->res->other_patient_id, d.id, sizeof(o->res->other_patient_id));
 	if (filled[0] != '\0')
 		snprintf(o->res->detail, sizeof(o->res->detail), "filled=%s",
 		    filled);
@@ -298,5 +300,7 @@ op_unmerge(struct reg_op *o)
 	    CODE_OK)
 		return rc;
 	op_patient_id(o, d.id);
+	registry_copy(o->res->other_patient_id, live.id,
+	    sizeof(o->res->other_patient_id));
 	return op_reply_patient(o, &d);
 }

@@ -34,7 +34,7 @@ _onecard_value()
 	--broker | --timeout | --name | --birth | --phone | --address | \
 		--expect-version | --limit | --connections | --depth | \
 		--patients | --hospitals | --seed | --hospital-codes | --duplicates | \
-		--patient | --actor | --since | --from | --exec)
+		--patient | --actor | --since | --until | --from | --exec)
 		return 0
 		;;
 	esac
@@ -54,7 +54,8 @@ _onecard_operands()
 		fi
 		case $w in
 		--*=*) ;;
-		--json | --help | --version | --admin | --all | --keep-b) ;;
+		--json | --help | --version | --admin | --all | --keep-b | \
+			--no-merges | --allow-broken) ;;
 		--*) skip=1 ;;
 		*) _onecard_words+=("$w") ;;
 		esac
@@ -111,6 +112,8 @@ _onecardctl()
 	gen*) opts="--patients --hospitals --seed --hospital-codes --out --duplicates --truth" ;;
 	"audit verify"*) opts="--head" ;;
 	"audit search"*) opts="--patient --actor --since" ;;
+	"audit patient"*) opts="--since --until --no-merges --head --allow-broken" ;;
+	"audit hospital"*) opts="--since --until --head --allow-broken" ;;
 	esac
 	if [[ $cur == -* ]]; then
 		COMPREPLY=($(compgen -W "$_onecard_globals $opts" -- "$cur"))
@@ -126,7 +129,7 @@ _onecardctl()
 		hospital) opts="add list revoke" ;;
 		patient) opts="show history" ;;
 		duplicates) opts="scan list show merge dismiss" ;;
-		audit) opts="verify search" ;;
+		audit) opts="verify search patient hospital" ;;
 		import) opts="" ;;
 		*) opts="-" ;;
 		esac

@@ -70,9 +70,15 @@ trail_help(FILE *fp)
 	    "usage: onecardctl audit verify [--head HASH] [--json] FILE...\n"
 	    "       onecardctl audit search (--patient ID | --actor CODE) "
 	    "[--since RFC3339] FILE...\n"
+	    "       onecardctl audit patient ID [--since T] [--until T] "
+	    "[--no-merges] [--allow-broken] FILE...\n"
+	    "       onecardctl audit hospital CODE [--since T] [--until T] "
+	    "[--allow-broken] FILE...\n"
 	    "verify: 0 when the chain is intact, 1 at the first broken "
 	    "line; with --json\none object. search prints the matching "
-	    "lines (JSON already).\n");
+	    "lines (JSON already).\npatient, hospital: access reports, "
+	    "verified on the way (1 and no report when\nthe chain is "
+	    "broken); `onecardctl audit patient --help` says more.\n");
 }
 
 /* Print usage to stderr; returns 2. */
@@ -256,93 +262,141 @@ trail_check(struct chain *c, char **files, int nfiles, const char *file,
 	return 1;
 }
 
-/* onecardctl audit verify FILE...: the verdicts as text. */
-static int
-trail_verify_text(int nfiles, char **files)
+/* Walk the files, judging the chain (audit.h). */
+int
+trail_walk(int nfiles, char **files, struct trail_walk *w)
 {
-	const char *head = NULL;
-
 	struct chain c = {0};
 	char *line = NULL;
-	size_t cap = 0, total = 0;
-	uint64_t first = 0;
+	size_t cap = 0;
 	ssize_t n;
-	int rc = 0;
+	int rc = 0, stop = 0;
+	FILE *saved = trail_out;
 
-	if (nfiles >= 2 && strcmp(files[0], "--head") == 0) {
-		head = files[1];
-		nfiles -= 2;
-		files += 2;
-		if (strlen(head) != HASH_HEX)
-			return trail_usage();
-	}
-	if (nfiles < 1)
-		return trail_usage();
-	for (int i = 0; i < nfiles && rc == 0; i++) {
+	trail_out = w->verdicts;
+	w->lines = 0;
+	w->first_seq = w->last_seq = 0;
+	w->broken = 0;
+	w->head[0] = '\0';
+	for (int i = 0; i < nfiles && !stop; i++) {
 		FILE *f = fopen(files[i], "r");
 		unsigned long lineno = 0;
 		if (f == NULL) {
 			fprintf(stderr, "onecardctl: %s: %s\n", files[i],
 			    strerror(errno));
-			if (audit_json) {
-				fputs("{\"error\":\"CLIENT_INVALID\","
-				      "\"message\":",
-				    stdout);
-				trail_json_string(stdout, files[i]);
-				fputs("}\n", stdout);
-			}
+			snprintf(w->error, sizeof(w->error), "%s: %s", files[i],
+			    strerror(errno));
 			rc = 2;
 			break;
 		}
-		while (rc == 0 && (n = getline(&line, &cap, f)) > 0) {
+		while (!stop && (n = getline(&line, &cap, f)) > 0) {
+			char prev[HASH_HEX + 1];
+			uint64_t seq = 0;
+
 			lineno++;
 			if (trail_check(&c, files, nfiles, files[i], lineno,
 				line, (size_t)n) != 0) {
 				rc = 1;
-				break;
+				w->broken++;
+				if (!w->keep_going) {
+					stop = 1;
+					break;
+				}
 			}
-			char prev[HASH_HEX + 1];
-			uint64_t seq = 0;
-			trail_line_parse(line, (size_t)n, &seq, prev);
+			/* A line that is no audit line at all (or is cut
+			 * short) is never taken for one, even when going on. */
+			if (trail_line_parse(line, (size_t)n, &seq, prev) == -1)
+				continue;
 			if (!c.have)
-				first = seq;
+				w->first_seq = seq;
 			trail_hash(line, (size_t)n, c.hash);
 			c.seq = seq;
 			c.have = 1;
 			c.file = files[i];
 			c.line = lineno;
-			total++;
+			w->lines++;
+			if (w->line != NULL &&
+			    w->line(w->arg, files[i], lineno, line,
+				(size_t)n) != 0) {
+				snprintf(w->error, sizeof(w->error),
+				    "%s:%lu: out of memory", files[i], lineno);
+				fprintf(stderr, "onecardctl: %s\n", w->error);
+				rc = 2;
+				stop = 1;
+			}
 		}
-		if (rc == 0 && ferror(f)) {
+		if (rc != 2 && ferror(f)) {
 			fprintf(
 			    stderr, "onecardctl: %s: read error\n", files[i]);
+			snprintf(w->error, sizeof(w->error), "%s: read error",
+			    files[i]);
 			rc = 2;
+			stop = 1;
 		}
 		fclose(f);
 	}
 	free(line);
-	if (rc == 0) {
-		if (head != NULL && (!c.have || strcmp(head, c.hash) != 0)) {
-			fprintf(trail_out,
-			    "%s:%lu: missing: the trail ends at seq %llu, "
-			    "not at head %s (lines cut off the end?)\n",
-			    c.have ? c.file : files[nfiles - 1], c.line,
-			    (unsigned long long)c.seq, head);
-			return 1;
-		}
-		if (total == 0)
-			fprintf(trail_out, "ok: 0 lines\n");
-		else
-			fprintf(trail_out,
-			    "ok: %zu lines intact (seq %llu..%llu) in %d "
-			    "file(s), head %s%s\n",
-			    total, (unsigned long long)first,
-			    (unsigned long long)c.seq, nfiles, c.hash,
-			    first > 1 ? "; the chain starts mid-trail, "
-					"earlier files were not given"
-				      : "");
+	if (rc == 0 && w->head_want != NULL &&
+	    (!c.have || strcmp(w->head_want, c.hash) != 0)) {
+		fprintf(trail_out,
+		    "%s:%lu: missing: the trail ends at seq %llu, not at head "
+		    "%s (lines cut off the end?)\n",
+		    c.have ? c.file : files[nfiles - 1], c.line,
+		    (unsigned long long)c.seq, w->head_want);
+		w->broken++;
+		rc = 1;
 	}
+	if (c.have) {
+		memcpy(w->head, c.hash, sizeof(w->head));
+		w->last_seq = c.seq;
+	}
+	trail_out = saved;
 	return rc;
+}
+
+/* onecardctl audit verify FILE...: the verdicts as text. */
+static int
+trail_verify_text(int nfiles, char **files)
+{
+	struct trail_walk w = {0};
+	int rc;
+
+	if (nfiles >= 2 && strcmp(files[0], "--head") == 0) {
+		w.head_want = files[1];
+		nfiles -= 2;
+		files += 2;
+		if (strlen(w.head_want) != HASH_HEX)
+			return trail_usage();
+	}
+	if (nfiles < 1)
+		return trail_usage();
+	w.verdicts = trail_out;
+	rc = trail_walk(nfiles, files, &w);
+	if (rc == 2 && audit_json && w.error[0] != '\0' && w.broken == 0) {
+		fputs("{\"error\":\"CLIENT_INVALID\",\"message\":", stdout);
+		trail_json_string(stdout, w.error);
+		fputs("}\n", stdout);
+	}
+	if (rc == 0)
+		trail_summary(trail_out, &w, nfiles);
+	return rc;
+}
+
+/* The "ok: ..." line of an intact walk. */
+void
+trail_summary(FILE *fp, const struct trail_walk *w, int nfiles)
+{
+	if (w->lines == 0)
+		fprintf(fp, "ok: 0 lines\n");
+	else
+		fprintf(fp,
+		    "ok: %zu lines intact (seq %llu..%llu) in %d file(s), head "
+		    "%s%s\n",
+		    w->lines, (unsigned long long)w->first_seq,
+		    (unsigned long long)w->last_seq, nfiles, w->head,
+		    w->first_seq > 1 ? "; the chain starts mid-trail, earlier "
+				       "files were not given"
+				     : "");
 }
 
 /*
@@ -386,7 +440,7 @@ trail_verify(int nfiles, char **files)
  * Turn an RFC 3339 time (or a bare date) into the trail's own form,
  * 2026-11-26T06:30:00.000Z, so lines compare as strings. 0 or -1.
  */
-static int
+int
 trail_since_parse(const char *s, char *out, size_t outlen)
 {
 	struct tm tm;
@@ -574,18 +628,21 @@ trail_search(int argc, char **argv)
 int
 ctl_audit(int argc, char **argv)
 {
-	int i;
+	int i, a = argc > 0 && strcmp(argv[0], "audit") == 0;
 
+	/* The reports read their own options, --help included. */
+	if (argc > a && strcmp(argv[a], "patient") == 0)
+		return audit_report_patient(argc - a - 1, argv + a + 1);
+	if (argc > a && strcmp(argv[a], "hospital") == 0)
+		return audit_report_hospital(argc - a - 1, argv + a + 1);
 	for (i = 0; i < argc; i++)
 		if (strcmp(argv[i], "--help") == 0 ||
 		    strcmp(argv[i], "-h") == 0) {
 			trail_help(stdout);
 			return 0;
 		}
-	if (argc > 0 && strcmp(argv[0], "audit") == 0) {
-		argc--;
-		argv++;
-	}
+	argc -= a;
+	argv += a;
 	if (argc < 1)
 		return trail_usage();
 	if (strcmp(argv[0], "verify") == 0)

@@ -43,7 +43,7 @@ static const struct ctl_command ctl_commands[] = {
     {"backup", ctl_backup, "backup FILE: copy the running registry"},
     {"gen", ctl_gen, "gen --patients N: a synthetic population"},
 #ifdef CTL_HAVE_AUDIT
-    {"audit", ctl_audit, "audit: the audit trail"},
+    {"audit", ctl_audit, "audit: the audit trail; access reports"},
 #endif
 };
 
@@ -69,7 +69,7 @@ ctl_usage(FILE *fp)
 		fprintf(fp, "  %-10s %s\n", ctl_commands[i].name,
 		    ctl_commands[i].summary);
 	fprintf(fp,
-	    "\nExit: 0 ok, 1 not found (or audit verify: the trail is "
+	    "\nExit: 0 ok, 1 not found (or audit: the trail is "
 	    "broken), 2 invalid\ninput, 3 refused, 4 cannot reach the "
 	    "broker, 5 other broker error, 6 import\nrejected some rows. "
 	    "'onecardctl COMMAND --help' for more; docs/cli.md.\n");

@@ -67,7 +67,10 @@ expect "--limit --all" onecardctl duplicates list --
 expect "--keep-b" onecardctl duplicates merge 3 --
 expect "add list revoke" onecardctl hospital ""
 expect "add" onecardctl --json hospital a
-expect "verify search" onecardctl audit ""
+expect "verify search patient hospital" onecardctl audit ""
+expect "--since --until --no-merges --allow-broken" onecardctl audit patient P1 --
+expect "--since --until --allow-broken" onecardctl audit hospital XC001 --
+expect_none onecardctl audit hospital XC001 --until ""
 expect "--name --admin --json" onecardctl hospital add X --
 expect "--reject --connections --depth" onecardctl import f.csv --
 expect "--patients --seed --out --duplicates --truth" onecardctl gen --

@@ -20,6 +20,8 @@
 
 #include "../../broker/audit.c"
 #include "../../clients/onecardctl/audit.c"
+#include "../../clients/onecardctl/audit_line.c"
+#include "../../clients/onecardctl/audit_report.c"
 
 static int metric_lines;
 
@@ -210,6 +212,90 @@ written_lines_verify_intact(void **state)
 	zeros[64] = '\0';
 	assert_non_null(strstr(line_at(buf, 1), zeros));
 	free(buf);
+}
+
+/* A merge line names the record merged away right after patient_id; other
+ * lines do not carry the field; verify reads both. */
+static void
+merge_line_names_the_other_record(void **state)
+{
+	struct fixture *fx = *state;
+	struct audit_entry e = {
+	    .actor = "admin",
+	    .role = ONECARD__V1__ROLE__ROLE_ADMIN,
+	    .op = "merge",
+	    .target = "pid=PS",
+	    .patient_id = "PS",
+	    .code = ONECARD__V1__CODE__OK,
+	    .detail = "filled=phone",
+	    .other_patient_id = "PD",
+	};
+
+	assert_int_equal(audit_open(fx->path, "n"), 0);
+	log_entries(1, 1);
+	audit_log(&e);
+	audit_close();
+	assert_int_equal(run_ctl(fx, "audit", "verify", fx->path, NULL), 0);
+
+	char *buf = slurp(fx->path, NULL);
+	/* line_at gives the rest of the file from that line on */
+	assert_true(strstr(buf, "other_patient_id") > line_at(buf, 2));
+	assert_non_null(strstr(line_at(buf, 2),
+	    "\"patient_id\":\"PS\",\"other_patient_id\":\"PD\",\"code\":"
+	    "\"OK\""));
+	assert_non_null(
+	    strstr(line_at(buf, 2), ",\"detail\":\"filled=phone\""));
+	free(buf);
+}
+
+/* The reports' cheap test before parsing a line stays inside its bytes. */
+static void
+report_prefilter_finds_only_what_is_in_the_line(void **state)
+{
+	(void)state;
+	assert_true(has("{\"actor\":\"H1\"}", 14, "\"actor\":\"H1\""));
+	assert_false(has("{\"actor\":\"H1\"}", 12, "\"actor\":\"H1\""));
+	assert_true(has("aab", 3, "ab"));
+	assert_false(has("", 0, "a"));
+	assert_false(has("abc", 3, "abcd"));
+}
+
+/* A report over an edited trail refuses, naming the line; asked to, it
+ * reports anyway and still says the trail is broken. */
+static void
+reports_refuse_a_broken_trail_unless_asked(void **state)
+{
+	struct fixture *fx = *state;
+
+	assert_int_equal(audit_open(fx->path, "n"), 0);
+	log_entries(4, 1);
+	audit_close();
+	assert_int_equal(
+	    run_ctl(fx, "audit", "patient", "P2", fx->path, NULL), 0);
+	assert_non_null(strstr(fx->out, "accesses: 1 by 1 actor(s)"));
+	assert_int_equal(
+	    run_ctl(fx, "audit", "hospital", "XC001", fx->path, NULL), 0);
+	assert_non_null(strstr(fx->out, "requests: 4,"));
+
+	char *buf = slurp(fx->path, NULL);
+	char *l2 = line_at(buf, 2);
+	char *t = strstr(l2, "MRN-2");
+	assert_non_null(t);
+	t[4] = '9';
+	FILE *f = fopen(fx->path, "w");
+	fputs(buf, f);
+	fclose(f);
+	free(buf);
+
+	assert_int_equal(
+	    run_ctl(fx, "audit", "patient", "P2", fx->path, NULL), 1);
+	assert_null(strstr(fx->out, "accesses:"));
+	assert_int_equal(run_ctl(fx, "audit", "hospital", "XC001",
+			     "--allow-broken", fx->path, NULL),
+	    1);
+	assert_non_null(strstr(fx->out, "BROKEN"));
+	assert_non_null(strstr(fx->out, "audit.log:2: edited"));
+	assert_non_null(strstr(fx->out, "requests: 4,"));
 }
 
 static void
@@ -982,6 +1068,11 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(
 		written_lines_verify_intact, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		merge_line_names_the_other_record, setup, teardown),
+	    cmocka_unit_test(report_prefilter_finds_only_what_is_in_the_line),
+	    cmocka_unit_test_setup_teardown(
+		reports_refuse_a_broken_trail_unless_asked, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		edited_byte_is_found_and_named, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
