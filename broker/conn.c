@@ -488,6 +488,17 @@ conn_refuse_rate(struct conn *c, const struct conn_item *it)
 	metrics_rate_limited(c->cn, kind);
 	if (op == ONECARD__V1__REQUEST__OP_SEARCH && it->req->search != NULL)
 		search_guard_describe(it->req->search, detail, sizeof(detail));
+	if (op == ONECARD__V1__REQUEST__OP_LOOKUP && it->req->lookup != NULL &&
+	    it->req->lookup->identifier != NULL) {
+		/* What it asked, as a served lookup's line names it. */
+		const Onecard__V1__Identifier *id = it->req->lookup->identifier;
+		char val[80];
+
+		registry_mask_id(
+		    id->domain, id->value ? id->value : "", val, sizeof(val));
+		snprintf(res.target, sizeof(res.target), "%.40s=%.64s",
+		    id->domain ? id->domain : "", val);
+	}
 	conn_record_as(c->cn, c->role, op, res.code, &res,
 	    detail[0] ? detail : "rate-limited", it->start_us);
 }

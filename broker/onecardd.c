@@ -139,7 +139,9 @@ usage(FILE *f)
 	    "  --rate-search RATE[/BURST], --rate-write RATE[/BURST]\n"
 	    "                             the same for searches and writes\n"
 	    "  --search-max-results N     a hospital's search returns at most "
-	    "N (100)\n"
+	    "N\n"
+	    "                             (1..100; 0: the protocol's caps, "
+	    "the default)\n"
 	    "  --node NAME                node name in pong (hostname)\n"
 	    "  --user USER                drop privileges to USER after "
 	    "start-up\n"
@@ -478,7 +480,7 @@ config_set(struct config *c, const char *name, const char *value, char *err,
 			errlen) == -1)
 			return -1;
 	} else if (strcmp(name, "search-max-results") == 0) {
-		RANGE(1, 100);
+		RANGE(0, 100);
 		c->search_max_results = v;
 	} else if (strcmp(name, "syslog") == 0) {
 		if ((b = config_bool(value)) == -1) {
@@ -575,7 +577,7 @@ config_defaults(struct config *c)
 	c->max_pending_output = 1024 * 1024;
 	c->log_level = LOG_LEVEL_INFO;
 	c->lookup_cache_mb = 512;
-	c->search_max_results = 100;
+	c->search_max_results = 0; /* the protocol's caps only */
 	registry_limits_default(&c->limits);
 }
 

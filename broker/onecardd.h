@@ -63,7 +63,8 @@ struct config {
 	 * rate_flags are the --rate-* flags given, which win on reload too. */
 	struct ratelimit_conf rates;
 	char *rate_flags[RATELIMIT_KINDS];
-	unsigned search_max_results; /* a hospital's search, at most */
+	unsigned search_max_results; /* a hospital's search, at most; 0: the
+					protocol's caps only */
 };
 
 /* What a worker is told by another thread. */

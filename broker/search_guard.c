@@ -78,7 +78,8 @@ search_guard_check(int role, const Onecard__V1__Search *s, unsigned max_results,
 		if (limit > SEARCH_GUARD_RANKED_MAX)
 			limit = SEARCH_GUARD_RANKED_MAX;
 	}
-	copy->limit = limit < max_results ? limit : max_results;
+	copy->limit =
+	    max_results != 0 && limit > max_results ? max_results : limit;
 	*run = copy;
 	return 0;
 }

@@ -15,7 +15,7 @@
  * search needs an identifier, or a name with a birth date or a phone; its
  * exact search (which reads only name, birth date and sex) a name and a
  * birth date. 0 with *run the search to run: s, or *copy, which narrows
- * it (results cut to max_results; an identifier given without enough
+ * it (results cut to max_results unless 0; an identifier given without enough
  * demographics finds its holder only); -1 with why in err.
  */
 int search_guard_check(int role, const Onecard__V1__Search *s,

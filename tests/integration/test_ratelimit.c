@@ -411,7 +411,7 @@ bad_values_are_refused_naming_the_key(void **state)
 	    {"rate-search = 2000000", NULL,
 		"--rate-search: '2000000' is not RATE[/BURST]"},
 	    {"search-max-results = 500", NULL,
-		"--search-max-results: '500' is not a number from 1 to 100"},
+		"--search-max-results: '500' is not a number from 0 to 100"},
 	    {NULL, "--rate-write 0/5",
 		"--rate-write: '0/5': a rate of 0 is "
 		"unlimited and takes no burst"},
