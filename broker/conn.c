@@ -474,16 +474,12 @@ conn_refuse_rate(struct conn *c, const struct conn_item *it)
 	int kind = it->limited - 1, op = it->req->op_case;
 	struct op_result res;
 	char msg[192], detail[256] = "";
-	/* Rounded up: a client that waits this long is let in. */
-	unsigned long long ms = (it->retry_ns + 999999) / 1000000;
 
 	memset(&res, 0, sizeof(res));
 	res.code = ONECARD__V1__CODE__RESOURCE_EXHAUSTED;
-	snprintf(msg, sizeof(msg),
-	    "rate limit: %s %s exceeded %u %ss/s (burst %u); retry in %llu ms",
-	    c->role == ONECARD__V1__ROLE__ROLE_ADMIN ? "admin" : "hospital",
-	    c->cn, (unsigned)it->rate, ratelimit_kind_name(kind),
-	    (unsigned)it->burst, ms);
+	ratelimit_message(msg, sizeof(msg), c->cn,
+	    c->role == ONECARD__V1__ROLE__ROLE_ADMIN, kind, it->rate, it->burst,
+	    it->retry_ns);
 	wire_append_error(c->out, it->req->id, res.code, msg);
 	metrics_rate_limited(c->cn, kind);
 	if (op == ONECARD__V1__REQUEST__OP_SEARCH && it->req->search != NULL)

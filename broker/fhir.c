@@ -499,12 +499,9 @@ fhir_rate(struct fhir_req *r, const char *op)
 		return 0;
 	r->op = op;
 	r->res.code = ONECARD__V1__CODE__RESOURCE_EXHAUSTED;
-	snprintf(msg, sizeof(msg),
-	    "rate limit: %s %s exceeded %u lookups/s (burst %u); retry in "
-	    "%llu ms",
-	    r->who.role == ONECARD__V1__ROLE__ROLE_ADMIN ? "admin" : "hospital",
-	    r->cn, (unsigned)rate, (unsigned)burst,
-	    (unsigned long long)((retry_ns + 999999) / 1000000));
+	ratelimit_message(msg, sizeof(msg), r->cn,
+	    r->who.role == ONECARD__V1__ROLE__ROLE_ADMIN, RATELIMIT_LOOKUP,
+	    rate, burst, retry_ns);
 	/* Retry-After counts whole seconds: rounded up, so never early. */
 	snprintf(secs, sizeof(secs), "%llu",
 	    (unsigned long long)((retry_ns + 999999999) / 1000000000));

@@ -381,6 +381,17 @@ ratelimit_take(struct ratelimit_peer *p, int kind, uint64_t now_ns,
 }
 
 void
+ratelimit_message(char *buf, size_t len, const char *cn, int admin, int kind,
+    uint32_t rate, uint32_t burst, uint64_t retry_ns)
+{
+	snprintf(buf, len,
+	    "rate limit: %s %s exceeded %u %ss/s (burst %u); retry in %llu ms",
+	    admin ? "admin" : "hospital", cn, (unsigned)rate,
+	    ratelimit_kind_name(kind), (unsigned)burst,
+	    (unsigned long long)((retry_ns + 999999) / 1000000));
+}
+
+void
 ratelimit_free(void)
 {
 	struct ratelimit_peer *p, *next;

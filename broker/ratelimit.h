@@ -76,6 +76,14 @@ struct ratelimit_peer *ratelimit_peer(const char *cn, int admin);
 int ratelimit_take(struct ratelimit_peer *p, int kind, uint64_t now_ns,
     uint64_t *retry_ns, uint32_t *rate, uint32_t *burst);
 
+/*
+ * The refusal's message: "rate limit: hospital XC001 exceeded 100
+ * lookups/s (burst 200); retry in 40 ms" (the wait rounded up, so a client
+ * that waits it is let in). admin says "admin" for "hospital".
+ */
+void ratelimit_message(char *buf, size_t len, const char *cn, int admin,
+    int kind, uint32_t rate, uint32_t burst, uint64_t retry_ns);
+
 /* Free every peer (shutdown, when no thread takes any more). */
 void ratelimit_free(void);
 
