@@ -23,6 +23,8 @@
 #include "metrics.h"
 #include "notify.h"
 #include "onecardd.h"
+#include "ratelimit.h"
+#include "search_guard.h"
 #include "wire.h"
 #include "writer.h"
 
@@ -45,6 +47,9 @@ struct conn_item {
 	const char *message;
 	uint64_t start_us;
 	size_t bytes; /* frame size, counted in conn.inflight_bytes */
+	int limited;  /* over its rate limit: a kind + 1, answered with it */
+	uint32_t rate, burst;
+	uint64_t retry_ns;
 };
 TAILQ_HEAD(conn_itemq, conn_item);
 
@@ -84,7 +89,8 @@ struct conn {
 	unsigned read_on_write : 1; /* SSL_read waits for writability */
 	unsigned write_on_read : 1; /* SSL_write waits for readability */
 	struct conn_itemq parked;
-	struct sub *sub; /* its subscription (notify.c), or NULL */
+	struct sub *sub;           /* its subscription (notify.c), or NULL */
+	struct ratelimit_peer *rl; /* its buckets, from identify on */
 	char peer[INET6_ADDRSTRLEN + 8]; /* "addr:port" */
 	char cn[ONECARDD_CN_MAX + 1];
 };
@@ -348,10 +354,11 @@ conn_check_drained(struct conn *c)
 	return c->state == CONN_CLOSING;
 }
 
-/* Count and audit one request answered to cn (role). */
+/* Count and audit one request answered to cn (role); detail, when not
+ * NULL, says more than res does. */
 static void
 conn_record_as(const char *cn, int role, int op_case, int code,
-    const struct op_result *res, uint64_t start_us)
+    const struct op_result *res, const char *detail, uint64_t start_us)
 {
 	uint64_t lat = onecardd_now_us() - start_us;
 
@@ -366,7 +373,9 @@ conn_record_as(const char *cn, int role, int op_case, int code,
 		    .other_patient_id = res ? res->other_patient_id : NULL,
 		    .code = code,
 		    .latency_us = lat,
-		    .detail = res ? res->detail : NULL,
+		    .detail = detail ? detail
+			: res        ? res->detail
+				     : NULL,
 		};
 		audit_log(&e);
 	}
@@ -377,7 +386,7 @@ static void
 conn_record(struct conn *c, int op_case, int code, const struct op_result *res,
     uint64_t start_us)
 {
-	conn_record_as(c->cn, c->role, op_case, code, res, start_us);
+	conn_record_as(c->cn, c->role, op_case, code, res, NULL, start_us);
 }
 
 /* Answer ping with this node's name and version. */
@@ -394,6 +403,101 @@ conn_pong(struct conn *c, const Onecard__V1__Request *req)
 	r.result_case = ONECARD__V1__REPLY__RESULT_PONG;
 	r.pong = &p;
 	wire_append(c->out, &r.base);
+}
+
+/*
+ * A search: the guard first (search_guard.c), then the registry; audited
+ * with its criteria, masked.
+ */
+static void
+conn_search(struct conn *c, const struct conn_item *it, struct op_result *res)
+{
+	const Onecard__V1__Request *req = it->req;
+	Onecard__V1__Request copy = *req;
+	Onecard__V1__Search narrowed;
+	const Onecard__V1__Search *run;
+	struct actor who = {c->cn, c->role};
+	char err[256], detail[256];
+
+	if (req->search == NULL) {
+		registry_read(c->w->reg, &who, req, c->out, res);
+		conn_record(c, req->op_case, res->code, res, it->start_us);
+		return;
+	}
+	search_guard_describe(req->search, detail, sizeof(detail));
+	if (search_guard_check(c->role, req->search, cfg->search_max_results,
+		cfg->limits.search_limit, &narrowed, &run, err,
+		sizeof(err)) == -1) {
+		wire_append_error(
+		    c->out, req->id, ONECARD__V1__CODE__INVALID_ARGUMENT, err);
+		res->code = ONECARD__V1__CODE__INVALID_ARGUMENT;
+	} else {
+		copy.search = (Onecard__V1__Search *)run;
+		registry_read(c->w->reg, &who, &copy, c->out, res);
+	}
+	conn_record_as(
+	    c->cn, c->role, req->op_case, res->code, res, detail, it->start_us);
+}
+
+/* The rate-limit kind of an operation, or -1 for one not limited. */
+static int
+conn_rate_kind(int op_case)
+{
+	if (op_case == ONECARD__V1__REQUEST__OP_LOOKUP)
+		return RATELIMIT_LOOKUP;
+	if (op_case == ONECARD__V1__REQUEST__OP_SEARCH)
+		return RATELIMIT_SEARCH;
+	return registry_op_is_write(op_case) ? RATELIMIT_WRITE : -1;
+}
+
+/*
+ * Take its request from c's bucket as it arrives; over the limit, mark it
+ * to be refused in its turn (the reply order holds, and a refused write
+ * never reaches the writer).
+ */
+static void
+conn_rate_take(struct conn *c, struct conn_item *it)
+{
+	int kind;
+
+	if (c->rl == NULL || it->req == NULL ||
+	    (kind = conn_rate_kind(it->req->op_case)) == -1)
+		return;
+	if (ratelimit_take(c->rl, kind, it->start_us * 1000, &it->retry_ns,
+		&it->rate, &it->burst) == -1)
+		it->limited = kind + 1;
+}
+
+/* Refuse a request over its rate limit; the connection goes on. */
+static void
+conn_refuse_rate(struct conn *c, const struct conn_item *it)
+{
+	int kind = it->limited - 1, op = it->req->op_case;
+	struct op_result res;
+	char msg[192], detail[256] = "";
+
+	memset(&res, 0, sizeof(res));
+	res.code = ONECARD__V1__CODE__RESOURCE_EXHAUSTED;
+	ratelimit_message(msg, sizeof(msg), c->cn,
+	    c->role == ONECARD__V1__ROLE__ROLE_ADMIN, kind, it->rate, it->burst,
+	    it->retry_ns);
+	wire_append_error(c->out, it->req->id, res.code, msg);
+	metrics_rate_limited(c->cn, kind);
+	if (op == ONECARD__V1__REQUEST__OP_SEARCH && it->req->search != NULL)
+		search_guard_describe(it->req->search, detail, sizeof(detail));
+	if (op == ONECARD__V1__REQUEST__OP_LOOKUP && it->req->lookup != NULL &&
+	    it->req->lookup->identifier != NULL) {
+		/* What it asked, as a served lookup's line names it. */
+		const Onecard__V1__Identifier *id = it->req->lookup->identifier;
+		char val[80];
+
+		registry_mask_id(
+		    id->domain, id->value ? id->value : "", val, sizeof(val));
+		snprintf(res.target, sizeof(res.target), "%.40s=%.64s",
+		    id->domain ? id->domain : "", val);
+	}
+	conn_record_as(c->cn, c->role, op, res.code, &res,
+	    detail[0] ? detail : "rate-limited", it->start_us);
 }
 
 /* Answer an item on this thread (a read, ping, subscribe or an error). */
@@ -414,8 +518,15 @@ conn_answer(struct conn *c, struct conn_item *it)
 			conn_set_state(c, CONN_DRAINING);
 		return;
 	}
+	if (it->limited) {
+		conn_refuse_rate(c, it);
+		return;
+	}
 	op = it->req->op_case;
 	switch (op) {
+	case ONECARD__V1__REQUEST__OP_SEARCH:
+		conn_search(c, it, &res);
+		return;
 	case ONECARD__V1__REQUEST__OP_PING:
 		conn_pong(c, it->req);
 		res.code = ONECARD__V1__CODE__OK;
@@ -482,13 +593,15 @@ conn_send_write(struct conn *c, struct conn_item *it)
 static int
 conn_item_is_write(const struct conn_item *it)
 {
-	return it->req != NULL && registry_op_is_write(it->req->op_case);
+	return it->req != NULL && !it->limited &&
+	    registry_op_is_write(it->req->op_case);
 }
 
 /* Dispatch an item now, or park it behind earlier work. */
 static void
 conn_submit(struct conn *c, struct conn_item *it)
 {
+	conn_rate_take(c, it);
 	c->inflight_bytes += it->bytes;
 	if (TAILQ_EMPTY(&c->parked)) {
 		if (conn_item_is_write(it)) {
@@ -589,6 +702,7 @@ conn_decode_lookup(
 	req.op_case = ONECARD__V1__REQUEST__OP_LOOKUP;
 	req.lookup = &l;
 	c->inflight_bytes += len;
+	conn_rate_take(c, &it);
 	conn_answer(c, &it);
 	return 0;
 }
@@ -770,6 +884,8 @@ conn_identify(struct conn *c)
 		}
 		c->role = role;
 	}
+	/* Once per connection: the pointer follows reloads (ratelimit.c). */
+	c->rl = ratelimit_peer(c->cn, c->role == ONECARD__V1__ROLE__ROLE_ADMIN);
 	log_debug("connection identified id=%llu peer=%s cn=%s role=%s",
 	    (unsigned long long)c->id, c->peer, c->cn,
 	    c->role == ONECARD__V1__ROLE__ROLE_ADMIN ? "admin" : "hospital");
@@ -1348,7 +1464,7 @@ conn_writer_done(struct worker *w, struct writer_job *job)
 
 	/* The write happened whether or not its asker is still here. */
 	conn_record_as(cw->cn, job->who.role, job->req->op_case, job->res.code,
-	    &job->res, cw->start_us);
+	    &job->res, NULL, cw->start_us);
 	if (c == NULL) {
 		conn_write_free(cw);
 		return;

@@ -34,6 +34,7 @@
 #include "metrics.h"
 #include "name_norm.h"
 #include "onecardd.h"
+#include "ratelimit.h"
 #include "wire.h"
 
 /* Named limits of the FHIR door. */
@@ -480,6 +481,37 @@ fhir_identify(struct fhir_req *r)
 	return -1;
 }
 
+/*
+ * The lookup rate limit, with the binary door's buckets: 0 when r may go
+ * on, -1 when it was answered 429 with a Retry-After.
+ */
+static int
+fhir_rate(struct fhir_req *r, const char *op)
+{
+	struct ratelimit_peer *p =
+	    ratelimit_peer(r->cn, r->who.role == ONECARD__V1__ROLE__ROLE_ADMIN);
+	uint64_t retry_ns;
+	uint32_t rate, burst;
+	char msg[192], secs[24];
+
+	if (ratelimit_take(p, RATELIMIT_LOOKUP, onecardd_now_us() * 1000,
+		&retry_ns, &rate, &burst) == 0)
+		return 0;
+	r->op = op;
+	r->res.code = ONECARD__V1__CODE__RESOURCE_EXHAUSTED;
+	ratelimit_message(msg, sizeof(msg), r->cn,
+	    r->who.role == ONECARD__V1__ROLE__ROLE_ADMIN, RATELIMIT_LOOKUP,
+	    rate, burst, retry_ns);
+	/* Retry-After counts whole seconds: rounded up, so never early. */
+	snprintf(secs, sizeof(secs), "%llu",
+	    (unsigned long long)((retry_ns + 999999999) / 1000000000));
+	evhttp_add_header(
+	    evhttp_request_get_output_headers(r->req), "Retry-After", secs);
+	metrics_rate_limited(r->cn, RATELIMIT_LOOKUP);
+	fhir_fail(r, 429, "throttled", msg);
+	return -1;
+}
+
 /* Every request: identify, then route by path. */
 static void
 fhir_serve(struct evhttp_request *req, void *arg)
@@ -516,12 +548,15 @@ fhir_serve(struct evhttp_request *req, void *arg)
 	}
 	if (strcmp(path, "/fhir/metadata") == 0)
 		fhir_metadata(&r);
-	else if (strcmp(path, "/fhir/Patient/$ihe-pix") == 0)
-		fhir_pix(&r, &q);
-	else if (strncmp(path, "/fhir/Patient/", 14) == 0 && path[14] != '\0' &&
-	    strchr(path + 14, '/') == NULL && path[14] != '$')
-		fhir_read(&r, path + 14);
-	else
+	else if (strcmp(path, "/fhir/Patient/$ihe-pix") == 0) {
+		if (fhir_rate(&r, "fhir:pix") == 0)
+			fhir_pix(&r, &q);
+	} else if (strncmp(path, "/fhir/Patient/", 14) == 0 &&
+	    path[14] != '\0' && strchr(path + 14, '/') == NULL &&
+	    path[14] != '$') {
+		if (fhir_rate(&r, "fhir:read") == 0)
+			fhir_read(&r, path + 14);
+	} else
 		fhir_fail(&r, 404, "not-supported", "not served");
 out:
 	evhttp_clear_headers(&q);

@@ -33,6 +33,7 @@
 #include "metrics.h"
 #include "notify.h"
 #include "onecard.pb-c.h"
+#include "ratelimit.h"
 #include "registry.h"
 #include "registry_cache.h"
 #include "wire.h"
@@ -81,6 +82,7 @@ struct peer_slot {
 	char cn[METRICS_CN];
 	atomic_int_fast64_t last_seen; /* Unix seconds */
 	atomic_uint_fast64_t requests[METRICS_OPS];
+	atomic_uint_fast64_t limited[RATELIMIT_KINDS]; /* refused, by kind */
 };
 
 static struct peer_slot peers[METRICS_PEERS + 1];
@@ -224,6 +226,15 @@ void
 metrics_audit_line(void)
 {
 	atomic_fetch_add_explicit(&m.audit_lines, 1, memory_order_relaxed);
+}
+
+void
+metrics_rate_limited(const char *cn, int kind)
+{
+	if (cn == NULL || cn[0] == '\0' || kind < 0 || kind >= RATELIMIT_KINDS)
+		return;
+	atomic_fetch_add_explicit(
+	    &metrics_peer(cn)->limited[kind], 1, memory_order_relaxed);
 }
 
 void
@@ -435,6 +446,26 @@ metrics_render_peers(struct evbuffer *b)
 			expo_label(b, cn);
 			evbuffer_add_printf(b, "\",op=\"%s\"} %llu\n",
 			    metrics_op_name(op), (unsigned long long)n);
+		}
+	}
+	expo_header(b, "onecard_rate_limited_total", "counter",
+	    "Requests refused RESOURCE_EXHAUSTED (FHIR: 429) by a rate "
+	    "limit, by client certificate CN and kind.");
+	for (size_t i = 0; i <= METRICS_PEERS; i++) {
+		struct peer_slot *p = &peers[i];
+
+		if (i < METRICS_PEERS &&
+		    atomic_load_explicit(&p->state, memory_order_acquire) != 2)
+			continue;
+		for (int k = 0; k < RATELIMIT_KINDS; k++) {
+			uint64_t n = ld(&p->limited[k]);
+			if (n == 0)
+				continue;
+			evbuffer_add_printf(
+			    b, "onecard_rate_limited_total{hospital=\"");
+			expo_label(b, i == METRICS_PEERS ? "_other" : p->cn);
+			evbuffer_add_printf(b, "\",kind=\"%s\"} %llu\n",
+			    ratelimit_kind_name(k), (unsigned long long)n);
 		}
 	}
 	expo_header(b, "onecard_hospital_last_request_timestamp_seconds",

@@ -22,6 +22,8 @@ void metrics_connection(int delta);
 void metrics_handshake(int ok);
 /* The writer committed a batch of n writes in latency_us. */
 void metrics_commit(size_t n, uint64_t latency_us);
+/* A request of cn was refused by a rate limit of kind (ratelimit.h). */
+void metrics_rate_limited(const char *cn, int kind);
 /* The FHIR interface answered a request with HTTP status. */
 void metrics_fhir_request(int status);
 /* An audit line was written. */

@@ -69,6 +69,10 @@ static const struct option onecardd_longopts[] = {
     {"search-limit", required_argument, NULL, 'S'},
     {"lookup-cache", required_argument, NULL, 'Q'},
     {"max-unfolded", required_argument, NULL, 'U'},
+    {"rate-lookup", required_argument, NULL, 'r'},
+    {"rate-search", required_argument, NULL, 'e'},
+    {"rate-write", required_argument, NULL, 'w'},
+    {"search-max-results", required_argument, NULL, 'M'},
     {"node", required_argument, NULL, 'n'},
     {"user", required_argument, NULL, 'u'},
     {"syslog", no_argument, NULL, 's'},
@@ -125,6 +129,19 @@ usage(FILE *f)
 	    "the\n"
 	    "                             SQLite image before writes wait "
 	    "(512)\n"
+	    "  --rate-lookup RATE[/BURST] each hospital's lookups per second "
+	    "(0:\n"
+	    "                             unlimited, the default); BURST at "
+	    "once\n"
+	    "                             (RATE); hospital.CODE.rate-lookup in "
+	    "the\n"
+	    "                             config file sets one hospital's\n"
+	    "  --rate-search RATE[/BURST], --rate-write RATE[/BURST]\n"
+	    "                             the same for searches and writes\n"
+	    "  --search-max-results N     a hospital's search returns at most "
+	    "N\n"
+	    "                             (1..100; 0: the protocol's caps, "
+	    "the default)\n"
 	    "  --node NAME                node name in pong (hostname)\n"
 	    "  --user USER                drop privileges to USER after "
 	    "start-up\n"
@@ -288,6 +305,58 @@ config_bool(const char *s)
 	return -1;
 }
 
+/* hospital.CODE.rate-lookup, -search, -write: one hospital's rate. */
+static int
+config_hospital_rate(struct config *c, const char *code, const char *key,
+    const char *name, const char *value, char *err, size_t errlen)
+{
+	return ratelimit_conf_set(&c->rates, code, ratelimit_kind_of_key(key),
+	    value, name, err, errlen);
+}
+
+/*
+ * The hospital.CODE.KEY families: KEY, and the function that takes one
+ * hospital's value (name is the whole key, to name in err). Another family
+ * is one more line.
+ */
+static const struct {
+	const char *key;
+	int (*set)(struct config *c, const char *code, const char *key,
+	    const char *name, const char *value, char *err, size_t errlen);
+} config_hospital_keys[] = {
+    {"rate-lookup", config_hospital_rate},
+    {"rate-search", config_hospital_rate},
+    {"rate-write", config_hospital_rate},
+};
+
+/* A hospital.CODE.KEY setting (config file only). 0, or -1 with err. */
+static int
+config_set_hospital(struct config *c, const char *name, const char *value,
+    char *err, size_t errlen)
+{
+	const char *code = name + strlen("hospital."),
+		   *dot = strrchr(code, '.');
+	char cbuf[ONECARDD_CN_MAX + 1];
+	size_t n;
+
+	if (dot == NULL || dot == code ||
+	    (n = (size_t)(dot - code)) >= sizeof(cbuf)) {
+		snprintf(err, errlen,
+		    "%s: a hospital's setting is hospital.CODE.KEY", name);
+		return -1;
+	}
+	memcpy(cbuf, code, n);
+	cbuf[n] = '\0';
+	for (size_t i = 0;
+	     i < sizeof(config_hospital_keys) / sizeof(config_hospital_keys[0]);
+	     i++)
+		if (strcmp(dot + 1, config_hospital_keys[i].key) == 0)
+			return config_hospital_keys[i].set(
+			    c, cbuf, dot + 1, name, value, err, errlen);
+	snprintf(err, errlen, "unknown setting '%s'", name);
+	return -1;
+}
+
 /*
  * Set the flag called name (without dashes) to value. -1 with a message
  * naming the flag in err when the value is refused or the name unknown.
@@ -314,6 +383,8 @@ config_set(struct config *c, const char *name, const char *value, char *err,
 		snprintf(err, errlen, "--%s: needs a value", name);
 		return -1;
 	}
+	if (strncmp(name, "hospital.", 9) == 0)
+		return config_set_hospital(c, name, value, err, errlen);
 	if (strcmp(name, "listen") == 0 ||
 	    strcmp(name, "metrics-listen") == 0 ||
 	    strcmp(name, "fhir-listen") == 0) {
@@ -400,6 +471,17 @@ config_set(struct config *c, const char *name, const char *value, char *err,
 	} else if (strcmp(name, "max-unfolded") == 0) {
 		RANGE(1, 1024 * 1024);
 		c->limits.max_unfolded = (size_t)v << 20;
+	} else if (ratelimit_kind_of_key(name) != -1) {
+		char flag[64];
+
+		snprintf(flag, sizeof(flag), "--%s", name);
+		if (ratelimit_conf_set(&c->rates, NULL,
+			ratelimit_kind_of_key(name), value, flag, err,
+			errlen) == -1)
+			return -1;
+	} else if (strcmp(name, "search-max-results") == 0) {
+		RANGE(0, 100);
+		c->search_max_results = v;
 	} else if (strcmp(name, "syslog") == 0) {
 		if ((b = config_bool(value)) == -1) {
 			snprintf(err, errlen, "--syslog: '%s' is not yes or no",
@@ -428,6 +510,7 @@ struct config_file {
 	struct config *c;
 	const char *path;
 	int failed;
+	int reload; /* SIGHUP: errors go to the log */
 };
 
 /* inih callback: one key of the [onecardd] section. */
@@ -436,7 +519,8 @@ config_ini_handler(
     void *arg, const char *section, const char *key, const char *value)
 {
 	struct config_file *cf = arg;
-	char name[64], err[256];
+	char name[128], err[256];
+	char *p;
 
 	if (strcmp(section, "onecardd") != 0) {
 		fprintf(stderr, "onecardd: %s: unknown section [%s]\n",
@@ -445,13 +529,25 @@ config_ini_handler(
 		return 0;
 	}
 	snprintf(name, sizeof(name), "%s", key);
-	for (char *p = name; *p; p++)
+	/* max_frame is max-frame; in hospital.CODE.KEY only KEY is (a code
+	 * may hold '_'). */
+	p = strncmp(name, "hospital.", 9) == 0 && strrchr(name, '.')
+	    ? strrchr(name, '.')
+	    : name;
+	for (; *p; p++)
 		if (*p == '_')
 			*p = '-';
 	if (strcmp(name, "config") == 0 ||
 	    config_set(cf->c, name, value, err, sizeof(err)) == -1) {
-		fprintf(stderr, "onecardd: %s: key %s: %s\n", cf->path, key,
-		    strcmp(name, "config") == 0 ? "not allowed here" : err);
+		if (cf->reload)
+			log_warnx("reload: %s: key %s: %s", cf->path, key,
+			    strcmp(name, "config") == 0 ? "not allowed here"
+							: err);
+		else
+			fprintf(stderr, "onecardd: %s: key %s: %s\n", cf->path,
+			    key,
+			    strcmp(name, "config") == 0 ? "not allowed here"
+							: err);
 		cf->failed = 1;
 		return 0;
 	}
@@ -481,6 +577,7 @@ config_defaults(struct config *c)
 	c->max_pending_output = 1024 * 1024;
 	c->log_level = LOG_LEVEL_INFO;
 	c->lookup_cache_mb = 512;
+	c->search_max_results = 0; /* the protocol's caps only */
 	registry_limits_default(&c->limits);
 }
 
@@ -501,7 +598,9 @@ config_load(struct config *c, int argc, char **argv)
 			path = argv[i] + 9;
 	}
 	if (path != NULL) {
-		struct config_file cf = {c, path, 0};
+		struct config_file cf = {c, path, 0, 0};
+
+		config_string(&c->config_path, path);
 
 		rc = ini_parse(path, config_ini_handler, &cf);
 		if (rc == -1) {
@@ -550,6 +649,10 @@ config_load(struct config *c, int argc, char **argv)
 			    name ? err : "unknown flag");
 			exit(1);
 		}
+		if (ratelimit_kind_of_key(name) != -1)
+			config_string(
+			    &c->rate_flags[ratelimit_kind_of_key(name)],
+			    optarg);
 	}
 	if (optind < argc) {
 		fprintf(stderr, "onecardd: unexpected argument '%s'\n",
@@ -625,6 +728,59 @@ config_free(struct config *c)
 	free(c->fhir_listen);
 	free(c->user);
 	free(c->node);
+	free(c->config_path);
+	for (int k = 0; k < RATELIMIT_KINDS; k++)
+		free(c->rate_flags[k]);
+	ratelimit_conf_clear(&c->rates);
+}
+
+/*
+ * SIGHUP: read the rate limits of the config file again (the --rate-*
+ * flags still win) and make them the live ones. The file's other keys
+ * are checked but take effect only at the next start.
+ */
+int
+onecardd_reload_limits(void)
+{
+	struct config c;
+	int rc = 0;
+
+	config_defaults(&c);
+	if (cfg->config_path != NULL) {
+		struct config_file cf = {&c, cfg->config_path, 0, 1};
+
+		rc = ini_parse(cfg->config_path, config_ini_handler, &cf);
+		if (rc == -1)
+			log_warn("reload: --config %s", cfg->config_path);
+		else if (rc != 0 && !cf.failed)
+			log_warnx("reload: --config %s: line %d: syntax error",
+			    cfg->config_path, rc);
+		if (rc != 0 || cf.failed) {
+			log_warnx("reload: rate limits not changed");
+			config_free(&c);
+			return -1;
+		}
+	}
+	for (int k = 0; k < RATELIMIT_KINDS; k++) {
+		char err[256], flag[32];
+
+		snprintf(
+		    flag, sizeof(flag), "--rate-%s", ratelimit_kind_name(k));
+		if (cfg->rate_flags[k] != NULL &&
+		    ratelimit_conf_set(&c.rates, NULL, k, cfg->rate_flags[k],
+			flag, err, sizeof(err)) == -1) {
+			log_warnx("reload: %s", err);
+			rc = -1;
+		}
+	}
+	if (rc == 0 && ratelimit_apply(&c.rates) == -1) {
+		log_warnx("reload: out of memory; rate limits not changed");
+		rc = -1;
+	}
+	if (rc == 0)
+		log_info("rate limits reloaded");
+	config_free(&c);
+	return rc;
 }
 
 int
@@ -661,6 +817,8 @@ main(int argc, char **argv)
 		config_free(cfg);
 		return 0;
 	}
+	if (ratelimit_apply(&cfg->rates) == -1)
+		fatalx("out of memory");
 	if (audit_open(cfg->audit_log, cfg->node) == -1)
 		fatalx("--audit-log %s: cannot open", cfg->audit_log);
 	if (server_subscribe() == -1)
@@ -695,6 +853,7 @@ main(int argc, char **argv)
 		metrics_stop();
 	notify_free();
 	audit_close();
+	ratelimit_free();
 	tls_shutdown();
 	log_info("onecardd stopped");
 	config_free(cfg);

@@ -15,6 +15,7 @@
 
 #include <openssl/ssl.h>
 
+#include "ratelimit.h"
 #include "registry.h"
 
 struct evbuffer;
@@ -57,6 +58,13 @@ struct config {
 	int log_level;
 	size_t lookup_cache_mb; /* all workers' lookup caches together */
 	struct registry_limits limits;
+	char *config_path; /* --config, read again on SIGHUP */
+	/* Rate limits (ratelimit.c): defaults and hospital.CODE.rate-* keys;
+	 * rate_flags are the --rate-* flags given, which win on reload too. */
+	struct ratelimit_conf rates;
+	char *rate_flags[RATELIMIT_KINDS];
+	unsigned search_max_results; /* a hospital's search, at most; 0: the
+					protocol's caps only */
 };
 
 /* What a worker is told by another thread. */
@@ -119,6 +127,9 @@ struct worker {
 extern struct config *cfg;
 extern const char *onecardd_version;
 int onecardd_is_admin(const char *cn);
+/* SIGHUP: read the config file's rate limits again. 0 or -1 (logged; the
+ * previous limits stay). */
+int onecardd_reload_limits(void);
 uint64_t onecardd_now_us(void);
 void onecardd_notify(const char *fmt, ...)
     __attribute__((format(printf, 1, 2)));

@@ -297,7 +297,8 @@ server_sigterm(evutil_socket_t sig, short what, void *arg)
 	event_base_loopbreak(main_base);
 }
 
-/* SIGHUP: new certificates and CRL for new connections, reopen the audit. */
+/* SIGHUP: new certificates and CRL for new connections, reopen the audit,
+ * new rate limits for every connection. */
 static void
 server_sighup(evutil_socket_t sig, short what, void *arg)
 {
@@ -310,7 +311,8 @@ server_sighup(evutil_socket_t sig, short what, void *arg)
 		onecardd_notify("READY=1\nSTATUS=serving; reloaded");
 	else
 		onecardd_notify("READY=1\nSTATUS=serving; reload failed, "
-				"the previous certificates stay (see the log)");
+				"what failed keeps its previous state (see the "
+				"log)");
 }
 
 /* Reload what SIGHUP reloads. 0, or -1 when something failed (logged; what
@@ -326,6 +328,8 @@ server_reload(void)
 		log_warnx("audit log reopen failed");
 		rc = -1;
 	}
+	if (onecardd_reload_limits() == -1)
+		rc = -1;
 	return rc;
 }
 

@@ -108,13 +108,20 @@ fuzz_check_config(const struct config *c)
 	fuzz_check(c->admins == NULL || strpbrk(c->admins, " \t") == NULL,
 	    "admins without spaces");
 	fuzz_check(c->use_syslog == 0 || c->use_syslog == 1, "syslog a bool");
+	fuzz_check(c->search_max_results <= 100, "search-max-results in range");
+	for (int k = 0; k < RATELIMIT_KINDS; k++)
+		fuzz_check(c->rates.def[k].rate <= RATELIMIT_MAX &&
+			c->rates.def[k].burst <= RATELIMIT_MAX &&
+			(c->rates.def[k].rate == 0 ||
+			    c->rates.def[k].burst >= 1),
+		    "rate-* in range");
 }
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct config c;
-	struct config_file cf = {&c, "fuzz.conf", 0};
+	struct config_file cf = {&c, "fuzz.conf", 0, 0};
 	char *text;
 	int rc;
 
