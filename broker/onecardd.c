@@ -67,6 +67,7 @@ static const struct option onecardd_longopts[] = {
     {"max-name", required_argument, NULL, 'N'},
     {"max-address", required_argument, NULL, 'D'},
     {"search-limit", required_argument, NULL, 'S'},
+    {"duplicate-check", required_argument, NULL, 'Z'},
     {"lookup-cache", required_argument, NULL, 'Q'},
     {"max-unfolded", required_argument, NULL, 'U'},
     {"rate-lookup", required_argument, NULL, 'r'},
@@ -122,6 +123,10 @@ usage(FILE *f)
 	    "  --max-ids N, --max-name BYTES, --max-address BYTES, "
 	    "--search-limit N\n"
 	    "                             input limits (16, 128, 256, 50)\n"
+	    "  --duplicate-check on|off   an enroll lists possible "
+	    "duplicates (on;\n"
+	    "                             off for a bulk load a scan "
+	    "follows)\n"
 	    "  --lookup-cache MB          memory for cached lookup replies, "
 	    "all\n"
 	    "                             workers together (512; 0: off)\n"
@@ -465,6 +470,14 @@ config_set(struct config *c, const char *name, const char *value, char *err,
 	} else if (strcmp(name, "search-limit") == 0) {
 		RANGE(1, 100000);
 		c->limits.search_limit = v;
+	} else if (strcmp(name, "duplicate-check") == 0) {
+		if (strcmp(value, "on") != 0 && strcmp(value, "off") != 0) {
+			snprintf(err, errlen,
+			    "--duplicate-check: '%s' is neither on nor off",
+			    value);
+			return -1;
+		}
+		c->limits.no_duplicate_check = strcmp(value, "off") == 0;
 	} else if (strcmp(name, "lookup-cache") == 0) {
 		RANGE(0, 1024 * 1024);
 		c->lookup_cache_mb = v;

@@ -30,6 +30,9 @@ struct registry_limits {
 	 * dropped from the image as it is folded. */
 	uint64_t keep_events;
 	int64_t keep_ms;
+	/* An enroll that creates a patient lists no possible duplicates
+	 * (a bulk load, which a whole-registry scan follows). */
+	int no_duplicate_check;
 };
 
 #define REGISTRY_DEFAULT_MAX_IDS      16

@@ -1865,6 +1865,30 @@ mem_patient_candidates(void *hv, const struct registry_block_key *keys,
 	return rc;
 }
 
+/*
+ * The blocking index's memory: each patient's links in the lists of
+ * matching's keys, the heads (with their keys) and their tables' slots.
+ * The heap's own overhead per allocation is left out.
+ */
+static double
+match_index_bytes(const struct mem_db *db)
+{
+	double bytes = (double)(db->patients + db->merged) * MATCH_KEY_KINDS *
+	    sizeof(struct mem_link);
+
+	for (int k = 0; k < MATCH_KEY_KINDS; k++) {
+		const struct mem_tab *t = &db->heads[by_block[k]];
+
+		bytes += (double)(t->mask + 1) * sizeof(void *);
+		for (size_t i = 0; t->slot != NULL && i <= t->mask; i++)
+			if (t->slot[i] != NULL)
+				bytes += sizeof(struct mem_head) +
+				    strlen(((struct mem_head *)t->slot[i])->key) +
+				    1;
+	}
+	return bytes;
+}
+
 static int
 mem_block_count(void *hv, int kind, const char *key, uint64_t *count)
 {
@@ -3303,12 +3327,15 @@ db_open(const char *path, char *err, size_t errlen)
 	db->logging = 1;
 	log_info("registry %s: %llu patients, %llu identifiers; image loaded "
 		 "in %.2f s, %llu log entries replayed in %.2f s; index "
-		 "%.0f MiB, %.0f bytes a patient",
+		 "%.0f MiB, %.0f bytes a patient, of which matching's %.0f",
 	    path, (unsigned long long)(db->patients + db->merged),
 	    (unsigned long long)db->identifiers, load_s,
 	    (unsigned long long)replayed, since(&t1), index_bytes / 1048576,
 	    db->patients + db->merged > 0
 		? index_bytes / (double)(db->patients + db->merged)
+		: 0.0,
+	    db->patients + db->merged > 0
+		? match_index_bytes(db) / (double)(db->patients + db->merged)
 		: 0.0);
 	return db;
 fail:

@@ -131,7 +131,7 @@ op_reply_enrolled(struct reg_op *o, const struct registry_patient *p,
 	if ((rc = op_patient_msg(o, p, &er->patient)) != CODE_OK)
 		return rc;
 	er->created = created;
-	if (find_dups) {
+	if (find_dups && !reg->lim.no_duplicate_check) {
 		if ((rc = op_match(o, &mq, DUPLICATES_GRADE, 1, p->id,
 			 DUPLICATES_MAX, &hits, &nhits)) != CODE_OK)
 			return rc;

@@ -47,7 +47,7 @@ bench_usage(FILE *fp)
 	    "FILE] [--ca FILE]\n"
 	    "         [-c CONNS] [-P DEPTH] [-d SECONDS | -n REQUESTS] "
 	    "[--threads N]\n"
-	    "         [--op lookup|enroll|link|ping|idle|mixed] [--mix "
+	    "         [--op lookup|enroll|link|search|ping|idle|mixed] [--mix "
 	    "lookup=90,enroll=8,link=2]\n"
 	    "         [--keys N] [--dist uniform|zipf] [--populate | "
 	    "--assume-populated]\n"
@@ -70,15 +70,18 @@ bench_usage(FILE *fp)
 	    "patients (a\n"
 	    "cn-id and a hosp:CODE visit card each, CODE from --hospital or "
 	    "the\n"
-	    "certificate's CN). idle holds the connections open, one ping "
-	    "each, for\n"
-	    "SECONDS. --rate caps the run at R requests a second (a request "
-	    "waits for\n"
-	    "its turn before it is sent; its latency starts when it is sent), "
-	    "to compare\n"
-	    "latencies at the same load. A progress line goes to stderr each "
-	    "second; the\n"
-	    "report to stdout.\n");
+	    "certificate's CN). search is a ranked search by a picked "
+	    "patient's name\n"
+	    "and birth date (from the --keys-from CSV's columns). idle holds "
+	    "the\n"
+	    "connections open, one ping each, for SECONDS. --rate caps the "
+	    "run at R\n"
+	    "requests a second (a request waits for its turn before it is "
+	    "sent; its\n"
+	    "latency starts when it is sent), to compare latencies at the "
+	    "same load.\n"
+	    "A progress line goes to stderr each second; the report to "
+	    "stdout.\n");
 }
 
 /* Parse a whole unsigned number in [min, max]; -1 if s is not one. */
@@ -541,9 +544,10 @@ bench_options(struct bench *b, int argc, char **argv)
 			return 2;
 		}
 	}
-	if ((b->op == OP_LOOKUP || b->op == OP_LINK ||
+	if ((b->op == OP_LOOKUP || b->op == OP_LINK || b->op == OP_SEARCH ||
 		(b->op == OP_MIXED &&
-		    (b->mix[OP_LOOKUP] > 0 || b->mix[OP_LINK] > 0))) &&
+		    (b->mix[OP_LOOKUP] > 0 || b->mix[OP_LINK] > 0 ||
+			b->mix[OP_SEARCH] > 0))) &&
 	    !b->populate && !b->assume_populated && b->keyfile.n == 0) {
 		fprintf(stderr,
 		    "onecard-bench: --op %s needs a population: --populate, "

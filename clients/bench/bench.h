@@ -41,6 +41,7 @@ uint64_t hist_quantile(const struct hist *h, double q);
 
 /* keys.c */
 #define KEYS_CNID_LEN 18
+#define KEYS_NAME_MAX 64 /* bytes of a name kept, with its NUL */
 
 /* Streams of cn-ids: each gets its own region code, so none overlap. */
 enum keys_stream {
@@ -75,6 +76,10 @@ uint64_t zipf_next(const struct zipf *z, uint64_t *state);
  * line): the first cn-id of each line; lines without one are skipped. */
 struct keyfile {
 	char (*value)[KEYS_CNID_LEN + 1];
+	/* From an `onecardct gen` CSV (its header names the columns): each
+	 * line's name and birth date, for --op search; NULL otherwise. */
+	char (*name)[KEYS_NAME_MAX];
+	char (*birth)[11];
 	size_t n;
 };
 int keyfile_load(const char *path, struct keyfile *kf);
@@ -87,6 +92,7 @@ enum bench_op {
 	OP_LINK,
 	OP_PING,
 	OP_IDLE,
+	OP_SEARCH,
 	OP_MIXED,
 };
 

@@ -166,13 +166,55 @@ zipf_next(const struct zipf *z, uint64_t *state)
 	return h % z->n;
 }
 
+/* Field i (0-based) of a CSV line without quotes into out (len bytes);
+ * 0, or -1 when the line has fewer fields or it does not fit. */
+static int
+keyfile_field(const char *line, int i, char *out, size_t len)
+{
+	size_t n;
+
+	for (; i > 0; i--)
+		if ((line = strchr(line, ',')) == NULL)
+			return -1;
+		else
+			line++;
+	n = strcspn(line, ",\r\n");
+	if (n >= len)
+		return -1;
+	memcpy(out, line, n);
+	out[n] = '\0';
+	return 0;
+}
+
+static int
+keyfile_grow(struct keyfile *kf, size_t *alloc, int demo)
+{
+	size_t na = *alloc == 0 ? 4096 : *alloc * 2;
+	void *v;
+
+	if ((v = realloc(kf->value, na * sizeof(*kf->value))) == NULL)
+		return -1;
+	kf->value = v;
+	if (demo) {
+		if ((v = realloc(kf->name, na * sizeof(*kf->name))) == NULL)
+			return -1;
+		kf->name = v;
+		if ((v = realloc(kf->birth, na * sizeof(*kf->birth))) == NULL)
+			return -1;
+		kf->birth = v;
+	}
+	*alloc = na;
+	return 0;
+}
+
 int
 keyfile_load(const char *path, struct keyfile *kf)
 {
 	FILE *fp;
-	char *line = NULL, *p, (*v)[KEYS_CNID_LEN + 1];
+	char *line = NULL, *p;
 	size_t cap = 0, alloc = 0;
 	ssize_t n;
+	int demo = 0, first = 1;
 
 	memset(kf, 0, sizeof *kf);
 	if ((fp = fopen(path, "r")) == NULL) {
@@ -181,26 +223,29 @@ keyfile_load(const char *path, struct keyfile *kf)
 		return -1;
 	}
 	while ((n = getline(&line, &cap, fp)) != -1) {
+		/* onecardctl gen's header: its rows carry demographics. */
+		if (first && strncmp(line, "name,sex,birth_date,", 20) == 0)
+			demo = 1;
+		first = 0;
 		if ((p = strstr(line, "cn-id=")) == NULL)
 			continue;
 		p += 6;
 		if (strspn(p, "0123456789Xx") < KEYS_CNID_LEN)
 			continue;
-		if (kf->n == alloc) {
-			alloc = alloc == 0 ? 4096 : alloc * 2;
-			if ((v = realloc(kf->value, alloc * sizeof *v)) ==
-			    NULL) {
-				fprintf(
-				    stderr, "onecard-bench: out of memory\n");
-				free(line);
-				fclose(fp);
-				keyfile_free(kf);
-				return -1;
-			}
-			kf->value = v;
+		if (kf->n == alloc && keyfile_grow(kf, &alloc, demo) == -1) {
+			fprintf(stderr, "onecard-bench: out of memory\n");
+			free(line);
+			fclose(fp);
+			keyfile_free(kf);
+			return -1;
 		}
 		memcpy(kf->value[kf->n], p, KEYS_CNID_LEN);
 		kf->value[kf->n][KEYS_CNID_LEN] = '\0';
+		if (demo &&
+		    (keyfile_field(line, 0, kf->name[kf->n], KEYS_NAME_MAX) ==
+			    -1 ||
+			keyfile_field(line, 2, kf->birth[kf->n], 11) == -1))
+			kf->name[kf->n][0] = kf->birth[kf->n][0] = '\0';
 		kf->n++;
 	}
 	free(line);
@@ -216,5 +261,7 @@ void
 keyfile_free(struct keyfile *kf)
 {
 	free(kf->value);
+	free(kf->name);
+	free(kf->birth);
 	memset(kf, 0, sizeof *kf);
 }

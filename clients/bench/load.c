@@ -117,6 +117,8 @@ load_op_name(enum bench_op op)
 		return "ping";
 	case OP_IDLE:
 		return "idle";
+	case OP_SEARCH:
+		return "search";
 	case OP_MIXED:
 		return "mixed";
 	}
@@ -244,6 +246,7 @@ load_issue(struct bench_conn *c, int phase, uint64_t now)
 	Onecard__V1__Lookup lookup = ONECARD__V1__LOOKUP__INIT;
 	Onecard__V1__Enroll enroll = ONECARD__V1__ENROLL__INIT;
 	Onecard__V1__Link link = ONECARD__V1__LINK__INIT;
+	Onecard__V1__Search search = ONECARD__V1__SEARCH__INIT;
 	Onecard__V1__Demographics demo = ONECARD__V1__DEMOGRAPHICS__INIT;
 	Onecard__V1__Identifier id[2] = {
 	    ONECARD__V1__IDENTIFIER__INIT, ONECARD__V1__IDENTIFIER__INIT};
@@ -289,6 +292,22 @@ load_issue(struct bench_conn *c, int phase, uint64_t now)
 		lookup.identifier = &id[0];
 		req.op_case = ONECARD__V1__REQUEST__OP_LOOKUP;
 		req.lookup = &lookup;
+		break;
+	case OP_SEARCH:
+		/* A ranked search by a patient's name and birth date: from
+		 * --keys-from's demographics, else the population's. */
+		k = load_pick(c);
+		if (b->keyfile.name != NULL) {
+			search.name = b->keyfile.name[k];
+			search.birth_date = b->keyfile.birth[k];
+		} else {
+			keys_name(k, name, sizeof name);
+			keys_birth(k, birth, &sex);
+			search.name = name;
+			search.birth_date = birth;
+		}
+		req.op_case = ONECARD__V1__REQUEST__OP_SEARCH;
+		req.search = &search;
 		break;
 	case OP_LINK:
 		load_key(b, load_pick(c), cnid);

@@ -189,6 +189,40 @@ restarted_broker_finds_by_blocking_keys_again(void **state)
 	onecard_reply_free(r);
 }
 
+/* --duplicate-check off (a bulk load): the same near duplicate is
+ * enrolled without candidates; a bad value is refused by name. */
+static void
+duplicate_check_off_skips_the_candidates(void **state)
+{
+	static const char *const off[] = {"--duplicate-check", "off", NULL};
+	char cmd[2048], out[512];
+	Onecard__V1__Reply *r;
+
+	onecard_close(conn);
+	assert_int_equal(harness_stop(&h, SIGTERM), 0);
+	assert_int_equal(harness_restart(&h, off), 0);
+	assert_int_equal(harness_connect(&h, "XC001", &conn), ONECARD_OK);
+	r = enroll("張三", "1980-07-05", 1, "", "M3");
+	assert_true(r->enrolled->created);
+	assert_int_equal(r->enrolled->n_possible_duplicates, 0);
+	onecard_reply_free(r);
+	onecard_close(conn);
+	assert_int_equal(harness_stop(&h, SIGTERM), 0);
+	assert_int_equal(harness_restart(&h, NULL), 0);
+	assert_int_equal(harness_connect(&h, "XC001", &conn), ONECARD_OK);
+	r = enroll("張三", "1980-07-05", 1, "", "M4");
+	assert_true(r->enrolled->n_possible_duplicates >= 1);
+	onecard_reply_free(r);
+	snprintf(cmd, sizeof(cmd),
+	    "onecardd --duplicate-check maybe --check-config --db '%s' "
+	    "--cert '%s/broker.pem' --key '%s/broker.key' --ca '%s/ca.pem' "
+	    "2>&1",
+	    h.db, h.certs, h.certs, h.certs);
+	assert_int_not_equal(harness_run(&h, NULL, out, sizeof(out), cmd), 0);
+	assert_non_null(
+	    strstr(out, "--duplicate-check: 'maybe' is neither on nor off"));
+}
+
 int
 main(void)
 {
@@ -196,6 +230,7 @@ main(void)
 	    cmocka_unit_test(typo_search_finds_the_patient_first),
 	    cmocka_unit_test(enroll_of_a_near_duplicate_lists_the_candidate),
 	    cmocka_unit_test(restarted_broker_finds_by_blocking_keys_again),
+	    cmocka_unit_test(duplicate_check_off_skips_the_candidates),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
