@@ -84,7 +84,8 @@ struct conn {
 	unsigned read_on_write : 1; /* SSL_read waits for writability */
 	unsigned write_on_read : 1; /* SSL_write waits for readability */
 	struct conn_itemq parked;
-	struct sub *sub; /* its subscription (notify.c), or NULL */
+	struct sub *sub;       /* its subscription (notify.c), or NULL */
+	struct policy_who pol; /* what it may see (policy.h), once identified */
 	char peer[INET6_ADDRSTRLEN + 8]; /* "addr:port" */
 	char cn[ONECARDD_CN_MAX + 1];
 };
@@ -395,6 +396,49 @@ conn_pong(struct conn *c, const Onecard__V1__Request *req)
 	wire_append(c->out, &r.base);
 }
 
+/* The target domains of a lookup, for the audit trail: "targets=hosp:X,...",
+ * cut to fit. */
+static void
+conn_targets_detail(const Onecard__V1__Lookup *l, struct op_result *res)
+{
+	size_t len;
+
+	if (l == NULL || l->n_target_domains == 0 || res->detail[0] != '\0')
+		return;
+	len = (size_t)snprintf(res->detail, sizeof(res->detail), "targets=");
+	for (size_t i = 0; i < l->n_target_domains && len < sizeof(res->detail);
+	     i++)
+		len += (size_t)snprintf(res->detail + len,
+		    sizeof(res->detail) - len, "%s%s", i ? "," : "",
+		    l->target_domains[i]);
+}
+
+/*
+ * A read for a caller whose disclosure policy is not full: the registry
+ * answers into the worker's filter buffer (its lookup cache shared by every
+ * caller), and the reply goes out filtered.
+ */
+static void
+conn_read_filtered(struct conn *c, const struct actor *who,
+    struct conn_item *it, struct op_result *res)
+{
+	const Onecard__V1__Request *req = it->req;
+	const Onecard__V1__Lookup *l =
+	    req->op_case == ONECARD__V1__REQUEST__OP_LOOKUP ? req->lookup
+							    : NULL;
+	struct evbuffer *in = conn_policy_in(c->w);
+
+	if (in == NULL) {
+		res->code = ONECARD__V1__CODE__UNAVAILABLE;
+		wire_append_error(
+		    c->out, req->id, res->code, "broker out of memory");
+		return;
+	}
+	registry_read(c->w->reg, who, req, in, res);
+	policy_filter_frames(&c->pol, l ? l->target_domains : NULL,
+	    l ? l->n_target_domains : 0, in, c->out);
+}
+
 /* Answer an item on this thread (a read, ping, subscribe or an error). */
 static void
 conn_answer(struct conn *c, struct conn_item *it)
@@ -423,7 +467,27 @@ conn_answer(struct conn *c, struct conn_item *it)
 		notify_subscribe(c, it->req, &res);
 		break;
 	default:
-		registry_read(c->w->reg, &who, it->req, out, &res);
+		policy_refresh(&c->pol);
+		if (op == ONECARD__V1__REQUEST__OP_LOOKUP &&
+		    it->req->lookup != NULL &&
+		    it->req->lookup->n_target_domains > 0) {
+			char err[160];
+
+			if (policy_check_targets(it->req->lookup,
+				cfg->limits.max_ids, err, sizeof(err)) == -1) {
+				res.code = ONECARD__V1__CODE__INVALID_ARGUMENT;
+				wire_append_error(
+				    out, it->req->id, res.code, err);
+				break;
+			}
+		}
+		/* The default, full: the registry's bytes as they are. */
+		if (policy_is_full(&c->pol))
+			registry_read(c->w->reg, &who, it->req, out, &res);
+		else
+			conn_read_filtered(c, &who, it, &res);
+		if (op == ONECARD__V1__REQUEST__OP_LOOKUP)
+			conn_targets_detail(it->req->lookup, &res);
 		break;
 	}
 	conn_record(c, op, res.code, &res, it->start_us);
@@ -769,6 +833,7 @@ conn_identify(struct conn *c)
 		}
 		c->role = role;
 	}
+	policy_resolve(&c->pol, c->cn, c->role);
 	log_debug("connection identified id=%llu peer=%s cn=%s role=%s",
 	    (unsigned long long)c->id, c->peer, c->cn,
 	    c->role == ONECARD__V1__ROLE__ROLE_ADMIN ? "admin" : "hospital");
@@ -1254,6 +1319,21 @@ conn_close_with(struct conn *c, int code, const char *message)
 	conn_fail(c, code, message);
 }
 
+const struct policy_who *
+conn_policy(struct conn *c)
+{
+	policy_refresh(&c->pol);
+	return &c->pol;
+}
+
+struct evbuffer *
+conn_policy_in(struct worker *w)
+{
+	if (w->policy_in == NULL)
+		w->policy_in = evbuffer_new();
+	return w->policy_in;
+}
+
 /* Set up w's connection table and its deadline and flush queues. */
 void
 conn_worker_init(struct worker *w)
@@ -1361,7 +1441,13 @@ conn_writer_done(struct worker *w, struct writer_job *job)
 		/* Copy, not move: the bytes join the output's last chain, so
 		 * a batch of replies leaves in one TLS record, not one each. */
 		size_t n = evbuffer_get_length(job->out);
-		evbuffer_add(c->out, evbuffer_pullup(job->out, -1), n);
+
+		policy_refresh(&c->pol);
+		if (policy_is_full(&c->pol))
+			evbuffer_add(c->out, evbuffer_pullup(job->out, -1), n);
+		else
+			policy_filter_frames(
+			    &c->pol, NULL, 0, job->out, c->out);
 	}
 	conn_write_free(cw);
 	if (c->state == CONN_CLOSING)

@@ -32,6 +32,7 @@
 #include "notify.h"
 #include "onecardd.h"
 #include "wire.h"
+#include "validate.h"
 #include "writer.h"
 
 #ifndef ONECARD_VERSION
@@ -74,6 +75,9 @@ static const struct option onecardd_longopts[] = {
     {"syslog", no_argument, NULL, 's'},
     {"check-config", no_argument, NULL, 'K'},
     {"log-level", required_argument, NULL, 'v'},
+    /* Values past a char: no short flag, and no clash with another's. */
+    {"disclosure", required_argument, NULL, 1001},
+    {"disclosure-cn-id", required_argument, NULL, 1002},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -125,6 +129,18 @@ usage(FILE *f)
 	    "the\n"
 	    "                             SQLite image before writes wait "
 	    "(512)\n"
+	    "  --disclosure full|minimal  what a hospital sees of a patient's "
+	    "identifiers:\n"
+	    "                             every one, or other hospitals' "
+	    "numbers only\n"
+	    "                             when a lookup names their domain "
+	    "(full)\n"
+	    "  --disclosure-cn-id full|masked  a cn-id in full or as "
+	    "410102********123X\n"
+	    "                             (full); per hospital: "
+	    "hospital.CODE.disclosure,\n"
+	    "                             hospital.CODE.disclosure-cn-id in "
+	    "--config\n"
 	    "  --node NAME                node name in pong (hostname)\n"
 	    "  --user USER                drop privileges to USER after "
 	    "start-up\n"
@@ -288,6 +304,60 @@ config_bool(const char *s)
 	return -1;
 }
 
+/* hospital.CODE.disclosure and hospital.CODE.disclosure-cn-id. */
+static int
+config_hospital_policy(struct config *c, const char *code, const char *key,
+    const char *value, char *err, size_t errlen)
+{
+	return policy_config_set(&c->policy, code, key, value, err, errlen);
+}
+
+/*
+ * The per-hospital keys of the config file, hospital.CODE.KEY: one line per
+ * key, naming the function that takes it (after the code is checked).
+ */
+static const struct config_hospital_key {
+	const char *key;
+	int (*set)(struct config *c, const char *code, const char *key,
+	    const char *value, char *err, size_t errlen);
+} config_hospital_keys[] = {
+    {"disclosure", config_hospital_policy},
+    {"disclosure-cn-id", config_hospital_policy},
+};
+
+/* A hospital.CODE.KEY setting (config file only). 0, or -1 with err. */
+static int
+config_hospital(struct config *c, const char *name, const char *value,
+    char *err, size_t errlen)
+{
+	const char *code = name + 9, *dot = strrchr(code, '.');
+	char cbuf[VALIDATE_MAX_CODE + 1], why[128];
+	size_t len = dot ? (size_t)(dot - code) : 0;
+
+	if (dot == NULL || len == 0 || len > VALIDATE_MAX_CODE) {
+		snprintf(err, errlen,
+		    "%s: expected hospital.CODE.KEY (CODE: 1 to %d letters, "
+		    "digits, - or _)",
+		    name, VALIDATE_MAX_CODE);
+		return -1;
+	}
+	memcpy(cbuf, code, len);
+	cbuf[len] = '\0';
+	if (validate_hospital_code("CODE", cbuf, why, sizeof(why)) == -1) {
+		snprintf(err, errlen, "%s: %s", name, why);
+		return -1;
+	}
+	for (size_t i = 0;
+	     i < sizeof(config_hospital_keys) / sizeof(config_hospital_keys[0]);
+	     i++)
+		if (strcmp(dot + 1, config_hospital_keys[i].key) == 0)
+			return config_hospital_keys[i].set(
+			    c, cbuf, dot + 1, value, err, errlen);
+	snprintf(
+	    err, errlen, "%s: unknown per-hospital key '%s'", name, dot + 1);
+	return -1;
+}
+
 /*
  * Set the flag called name (without dashes) to value. -1 with a message
  * naming the flag in err when the value is refused or the name unknown.
@@ -407,6 +477,14 @@ config_set(struct config *c, const char *name, const char *value, char *err,
 			return -1;
 		}
 		c->use_syslog = b;
+	} else if (strcmp(name, "disclosure") == 0 ||
+	    strcmp(name, "disclosure-cn-id") == 0) {
+		if (policy_config_set(
+			&c->policy, NULL, name, value, err, errlen) == -1)
+			return -1;
+	} else if (strncmp(name, "hospital.", 9) == 0) {
+		if (config_hospital(c, name, value, err, errlen) == -1)
+			return -1;
 	} else if (strcmp(name, "log-level") == 0) {
 		if ((b = log_level_parse(value)) == -1) {
 			snprintf(err, errlen,
@@ -428,7 +506,28 @@ struct config_file {
 	struct config *c;
 	const char *path;
 	int failed;
+	int reload; /* SIGHUP: say what is wrong in the log, not on stderr */
 };
+
+/* Say what is wrong with the configuration: on stderr at start-up (and
+ * --check-config), in the log on a reload. */
+static void config_complain(int reload, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+config_complain(int reload, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (reload)
+		log_warnx("reload: %s", msg);
+	else
+		fprintf(stderr, "onecardd: %s\n", msg);
+}
 
 /* inih callback: one key of the [onecardd] section. */
 static int
@@ -436,21 +535,26 @@ config_ini_handler(
     void *arg, const char *section, const char *key, const char *value)
 {
 	struct config_file *cf = arg;
-	char name[64], err[256];
+	char name[128], err[256], *p;
 
 	if (strcmp(section, "onecardd") != 0) {
-		fprintf(stderr, "onecardd: %s: unknown section [%s]\n",
-		    cf->path, section);
+		config_complain(
+		    cf->reload, "%s: unknown section [%s]", cf->path, section);
 		cf->failed = 1;
 		return 0;
 	}
 	snprintf(name, sizeof(name), "%s", key);
-	for (char *p = name; *p; p++)
+	/* key_name is key-name; in hospital.CODE.KEY only KEY is (a code may
+	 * hold an underscore). */
+	p = strncmp(name, "hospital.", 9) == 0 && strrchr(name, '.') != NULL
+	    ? strrchr(name, '.')
+	    : name;
+	for (; *p; p++)
 		if (*p == '_')
 			*p = '-';
 	if (strcmp(name, "config") == 0 ||
 	    config_set(cf->c, name, value, err, sizeof(err)) == -1) {
-		fprintf(stderr, "onecardd: %s: key %s: %s\n", cf->path, key,
+		config_complain(cf->reload, "%s: key %s: %s", cf->path, key,
 		    strcmp(name, "config") == 0 ? "not allowed here" : err);
 		cf->failed = 1;
 		return 0;
@@ -482,11 +586,20 @@ config_defaults(struct config *c)
 	c->log_level = LOG_LEVEL_INFO;
 	c->lookup_cache_mb = 512;
 	registry_limits_default(&c->limits);
+	policy_config_init(&c->policy);
 }
 
-/* Read flags and the config file into c; exits on a bad one. */
-static void
-config_load(struct config *c, int argc, char **argv)
+/* The command line, kept for a reload. */
+static int config_argc;
+static char **config_argv;
+
+/*
+ * Read flags and the config file into c (from its defaults). 0, or -1 after
+ * saying why (config_complain). A reload reads the same flags again, so a
+ * flag still wins over the file.
+ */
+static int
+config_parse(struct config *c, int argc, char **argv, int reload)
 {
 	const char *path = NULL;
 	char err[256];
@@ -501,23 +614,23 @@ config_load(struct config *c, int argc, char **argv)
 			path = argv[i] + 9;
 	}
 	if (path != NULL) {
-		struct config_file cf = {c, path, 0};
+		struct config_file cf = {c, path, 0, reload};
 
 		rc = ini_parse(path, config_ini_handler, &cf);
 		if (rc == -1) {
-			fprintf(stderr, "onecardd: --config %s: %s\n", path,
-			    strerror(errno));
-			exit(1);
+			config_complain(
+			    reload, "--config %s: %s", path, strerror(errno));
+			return -1;
 		}
 		if (rc != 0 || cf.failed) {
 			if (!cf.failed)
-				fprintf(stderr,
-				    "onecardd: --config %s: line %d: "
-				    "syntax error\n",
-				    path, rc);
-			exit(1);
+				config_complain(reload,
+				    "--config %s: line %d: syntax error", path,
+				    rc);
+			return -1;
 		}
 	}
+	optind = 0; /* glibc: start afresh (a reload parses argv again) */
 	while ((ch = getopt_long(argc, argv, "h", onecardd_longopts, NULL)) !=
 	    -1) {
 		const char *name = NULL;
@@ -538,32 +651,33 @@ config_load(struct config *c, int argc, char **argv)
 			c->check_only = 1;
 			continue;
 		case '?':
-			usage(stderr);
-			exit(1);
+			if (!reload)
+				usage(stderr);
+			return -1;
 		}
 		for (const struct option *o = onecardd_longopts; o->name; o++)
 			if (o->val == ch)
 				name = o->name;
 		if (name == NULL ||
 		    config_set(c, name, optarg, err, sizeof(err)) == -1) {
-			fprintf(stderr, "onecardd: %s\n",
-			    name ? err : "unknown flag");
-			exit(1);
+			config_complain(
+			    reload, "%s", name ? err : "unknown flag");
+			return -1;
 		}
 	}
 	if (optind < argc) {
-		fprintf(stderr, "onecardd: unexpected argument '%s'\n",
-		    argv[optind]);
-		exit(1);
+		config_complain(
+		    reload, "unexpected argument '%s'", argv[optind]);
+		return -1;
 	}
 	if (c->db == NULL || c->cert == NULL || c->key == NULL ||
 	    c->ca == NULL) {
-		fprintf(stderr, "onecardd: %s is required\n",
+		config_complain(reload, "%s is required",
 		    c->db == NULL         ? "--db"
 			: c->cert == NULL ? "--cert"
 			: c->key == NULL  ? "--key"
 					  : "--ca");
-		exit(1);
+		return -1;
 	}
 	/* Never off: a client that stops mid-frame or stops reading holds
 	 * buffers, even where idle clients may stay for ever. */
@@ -572,6 +686,17 @@ config_load(struct config *c, int argc, char **argv)
 	/* Each worker keeps its own cache: split the budget between them. */
 	c->limits.lookup_cache =
 	    (c->lookup_cache_mb << 20) / (size_t)c->threads;
+	return 0;
+}
+
+/* Read flags and the config file into c; exits on a bad one. */
+static void
+config_load(struct config *c, int argc, char **argv)
+{
+	config_argc = argc;
+	config_argv = argv;
+	if (config_parse(c, argc, argv, 0) == -1)
+		exit(1);
 }
 
 /* Let the process hold as many descriptors as the hard limit allows. */
@@ -625,6 +750,37 @@ config_free(struct config *c)
 	free(c->fhir_listen);
 	free(c->user);
 	free(c->node);
+	policy_config_free(&c->policy);
+}
+
+/* Say which disclosure policy is in force. */
+static void
+onecardd_log_policy(const struct config *c)
+{
+	log_info("disclosure policy: default %s, cn-id %s, %zu hospital%s set",
+	    c->policy.dflt.ids == POLICY_IDS_MINIMAL ? "minimal" : "full",
+	    c->policy.dflt.cn_id == POLICY_CNID_MASKED ? "masked" : "full",
+	    c->policy.n, c->policy.n == 1 ? "" : "s");
+}
+
+int
+onecardd_reload_config(void)
+{
+	struct config c;
+	int rc = -1;
+
+	if (config_parse(&c, config_argc, config_argv, 1) == -1)
+		log_warnx("reload: the configuration is refused (above); the "
+			  "disclosure policy in force stays");
+	else if (policy_apply(&c.policy) == -1)
+		log_warnx("reload: out of memory; the disclosure policy in "
+			  "force stays");
+	else {
+		onecardd_log_policy(&c);
+		rc = 0;
+	}
+	config_free(&c);
+	return rc;
 }
 
 int
@@ -652,12 +808,16 @@ main(int argc, char **argv)
 	if (tls_init(cfg) == -1)
 		fatalx("cannot set up TLS from --cert, --key, --ca%s",
 		    cfg->crl ? ", --crl" : "");
+	if (policy_apply(&cfg->policy) == -1)
+		fatalx("out of memory");
+	onecardd_log_policy(cfg);
 	if (cfg->check_only) {
 		/* What a reload would load (ExecReload runs this first). */
 		fprintf(stderr,
 		    "onecardd: configuration and TLS files are "
 		    "usable\n");
 		tls_shutdown();
+		policy_free();
 		config_free(cfg);
 		return 0;
 	}
@@ -696,6 +856,7 @@ main(int argc, char **argv)
 	notify_free();
 	audit_close();
 	tls_shutdown();
+	policy_free();
 	log_info("onecardd stopped");
 	config_free(cfg);
 	return 0;

@@ -15,6 +15,7 @@
 
 #include <openssl/ssl.h>
 
+#include "policy.h"
 #include "registry.h"
 
 struct evbuffer;
@@ -57,6 +58,7 @@ struct config {
 	int log_level;
 	size_t lookup_cache_mb; /* all workers' lookup caches together */
 	struct registry_limits limits;
+	struct policy_config policy; /* disclosure, hospital.CODE.disclosure* */
 };
 
 /* What a worker is told by another thread. */
@@ -113,12 +115,18 @@ struct worker {
 	struct event *notify_ev; /* their turn to read on */
 	atomic_int notify_armed; /* notify_ev's timer is set */
 	unsigned notify_gen;
+	/* conn.c's and notify.c's: replies to filter for a caller whose
+	 * disclosure policy is not full (policy.h), made on first use. */
+	struct evbuffer *policy_in;
 };
 
 /* onecardd.c */
 extern struct config *cfg;
 extern const char *onecardd_version;
 int onecardd_is_admin(const char *cn);
+/* SIGHUP: read the flags and config file again and apply what a reload
+ * changes (the disclosure policy). 0, or -1 (logged; the old one stays). */
+int onecardd_reload_config(void);
 uint64_t onecardd_now_us(void);
 void onecardd_notify(const char *fmt, ...)
     __attribute__((format(printf, 1, 2)));
@@ -174,5 +182,10 @@ void conn_set_sub(struct conn *c, struct sub *s);
 int conn_may_push(const struct conn *c);
 void conn_pushed(struct conn *c);
 void conn_close_with(struct conn *c, int code, const char *message);
+/* c's disclosure policy, resolved again if a reload changed it. */
+const struct policy_who *conn_policy(struct conn *c);
+/* w's buffer for replies to filter (policy_filter_frames), or NULL when
+ * out of memory. Empty between uses; its worker's thread only. */
+struct evbuffer *conn_policy_in(struct worker *w);
 
 #endif

@@ -108,13 +108,21 @@ fuzz_check_config(const struct config *c)
 	fuzz_check(c->admins == NULL || strpbrk(c->admins, " \t") == NULL,
 	    "admins without spaces");
 	fuzz_check(c->use_syslog == 0 || c->use_syslog == 1, "syslog a bool");
+	fuzz_check(c->policy.dflt.ids >= 0 && c->policy.dflt.ids <= 1 &&
+		c->policy.dflt.cn_id >= 0 && c->policy.dflt.cn_id <= 1,
+	    "disclosure default is a profile");
+	for (size_t i = 0; i < c->policy.n; i++)
+		fuzz_check(c->policy.v[i].code[0] != '\0' &&
+			c->policy.v[i].rule.ids <= 1 &&
+			c->policy.v[i].rule.cn_id <= 1,
+		    "hospital.CODE.disclosure* set for a code");
 }
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct config c;
-	struct config_file cf = {&c, "fuzz.conf", 0};
+	struct config_file cf = {&c, "fuzz.conf", 0, 0};
 	char *text;
 	int rc;
 
