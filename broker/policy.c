@@ -142,10 +142,11 @@ policy_apply(const struct policy_config *pc)
 		free(s);
 		return -1;
 	}
-	if (pc->n > 0)
+	if (pc->n > 0) {
 		memcpy(s->v, pc->v, pc->n * sizeof(*s->v));
+		qsort(s->v, pc->n, sizeof(*s->v), policy_hospital_cmp);
+	}
 	s->n = pc->n;
-	qsort(s->v, s->n, sizeof(*s->v), policy_hospital_cmp);
 	s->dflt = pc->dflt;
 	s->gen = atomic_load(&policy_gen) + 1;
 	s->older = atomic_load(&policy_current);

@@ -151,32 +151,42 @@ assert_everything(const Onecard__V1__Patient *p)
 	assert_true(has_id(p, "hosp:XC003", "V-3"));
 }
 
-/* The latest "fhir on 127.0.0.1:PORT" of the broker's log. */
+/* The latest "fhir on 127.0.0.1:PORT" of the broker's log and, in *n, how
+ * many starts have printed one. */
 static int
-fhir_port_now(void)
+fhir_port_now(int *n)
 {
 	static const char tag[] = "fhir on 127.0.0.1:";
 	char log[65536];
 	const char *p, *last = NULL;
 
+	*n = 0;
 	if (harness_log(&h, log, sizeof log) == -1)
 		return -1;
-	for (p = log; (p = strstr(p, tag)) != NULL; p++)
+	for (p = log; (p = strstr(p, tag)) != NULL; p++, (*n)++)
 		last = p;
 	return last ? atoi(last + strlen(tag)) : -1;
 }
 
-/* Restart the broker with the config file and the FHIR door. */
+/* Restart the broker with the config file and the FHIR door, and wait for
+ * the door's line (it may come after "listening on"). */
 static int
 restart_with_conf(void)
 {
 	const char *const extra[] = {
 	    "--config", conf, "--fhir-listen", "127.0.0.1:0", NULL};
+	int before, now;
 
+	(void)fhir_port_now(&before);
 	if (harness_stop(&h, SIGTERM) != 0 || harness_restart(&h, extra) != 0)
 		return -1;
-	fhir_port = fhir_port_now();
-	return fhir_port > 0 ? 0 : -1;
+	for (int i = 0; i < 200; i++) {
+		fhir_port = fhir_port_now(&now);
+		if (now > before)
+			return fhir_port > 0 ? 0 : -1;
+		usleep(50000);
+	}
+	return -1;
 }
 
 static int
