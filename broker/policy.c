@@ -187,6 +187,9 @@ policy_resolve(struct policy_who *w, const char *cn, int role)
 	if (s == NULL || role == ONECARD__V1__ROLE__ROLE_ADMIN)
 		return;
 	w->rule = s->dflt;
+	/* A CN longer than any code is no hospital's: the default. */
+	if (strlen(cn) >= sizeof(key.code))
+		return;
 	snprintf(key.code, sizeof(key.code), "%s", cn);
 	if (s->n > 0)
 		h = bsearch(
