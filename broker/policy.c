@@ -487,6 +487,83 @@ policy_frame_id(const uint8_t *body, size_t len)
 	return id;
 }
 
+/* wire_varint with the one-byte case (tags, short lengths) inline. */
+static inline int
+policy_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+	if (*p < end && **p < 0x80) {
+		*v = *(*p)++;
+		return 0;
+	}
+	return wire_varint(p, end, v);
+}
+
+/*
+ * The cheap way first: a Reply{patient} (a lookup's or a write's answer)
+ * whose every identifier w sees as stored needs no change, and its bytes
+ * tell so without decoding. 1 when they do; 0 when something must change,
+ * or the reply is of another shape (then it is decoded).
+ */
+static int
+policy_frame_clean(const struct policy_who *w, char *const *targets, size_t n,
+    const uint8_t *p, size_t len)
+{
+	const uint8_t *end = p + len, *pat = NULL, *pend = NULL;
+	uint64_t key, v;
+
+	while (p < end) {
+		if (policy_varint(&p, end, &key) == -1)
+			return 0;
+		if ((key & 7) == 0) {
+			if (policy_varint(&p, end, &v) == -1)
+				return 0;
+			continue;
+		}
+		if ((key & 7) != 2 || policy_varint(&p, end, &v) == -1 ||
+		    v > (uint64_t)(end - p))
+			return 0;
+		if ((key >> 3) == ONECARD__V1__REPLY__RESULT_PATIENT) {
+			pat = p;
+			pend = p + v;
+		} else if ((key >> 3) != 3) /* message; anything else: decode */
+			return 0;
+		p += v;
+	}
+	if (pat == NULL)
+		return 0;
+	/* Patient: identifiers (3), each Identifier{domain (1), value}. */
+	while (pat < pend) {
+		char domain[VALIDATE_MAX_DOMAIN + 1];
+		const uint8_t *id, *idend;
+
+		if (policy_varint(&pat, pend, &key) == -1)
+			return 0;
+		if ((key & 7) == 0) {
+			if (policy_varint(&pat, pend, &v) == -1)
+				return 0;
+			continue;
+		}
+		if ((key & 7) != 2 || policy_varint(&pat, pend, &v) == -1 ||
+		    v > (uint64_t)(pend - pat))
+			return 0;
+		id = pat;
+		idend = pat + v;
+		pat += v;
+		if ((key >> 3) != 3)
+			continue;
+		if (policy_varint(&id, idend, &key) == -1 ||
+		    key != (1 << 3 | 2) ||
+		    policy_varint(&id, idend, &v) == -1 ||
+		    v > (uint64_t)(idend - id) || v > VALIDATE_MAX_DOMAIN)
+			return 0;
+		memcpy(domain, id, (size_t)v);
+		domain[v] = '\0';
+		if (policy_identifier(w, domain, targets, n) != POLICY_SHOW)
+			return 0;
+	}
+	return 1;
+}
+
 /* Filter one frame of `in` (its body len bytes after the header) into
  * out, and drain it from `in`. 0 or -1 (then the frame is answered
  * INTERNAL, with its id, if that can be sent: never unfiltered). */
@@ -504,7 +581,15 @@ policy_filter_frame(const struct policy_who *w, char *const *targets, size_t n,
 	size_t size, whole = WIRE_HEADER_LEN + len;
 	int rc = -1;
 
-	if ((frame = evbuffer_pullup(in, (ssize_t)whole)) != NULL) {
+	/* Copied, not moved: a reply is small, and joining the output's last
+	 * chain keeps a batch of them one TLS record (as conn.c does). */
+	if ((frame = evbuffer_pullup(in, (ssize_t)whole)) != NULL &&
+	    policy_frame_clean(w, targets, n, frame + WIRE_HEADER_LEN, len) &&
+	    evbuffer_add(out, frame, whole) == 0) {
+		evbuffer_drain(in, whole);
+		return 0;
+	}
+	if (frame != NULL) {
 		id = policy_frame_id(frame + WIRE_HEADER_LEN, len);
 		r = onecard__v1__reply__unpack(
 		    &alloc, len, frame + WIRE_HEADER_LEN);
@@ -512,8 +597,10 @@ policy_filter_frame(const struct policy_who *w, char *const *targets, size_t n,
 	if (r != NULL && policy_filter_reply(w, targets, n, r) == 0) {
 		/* Nothing to leave out: the bytes go as they are. */
 		policy_arena_reset(&a);
-		if (evbuffer_remove_buffer(in, out, whole) == (int)whole)
+		if (evbuffer_add(out, frame, whole) == 0) {
+			evbuffer_drain(in, whole);
 			return 0;
+		}
 		r = NULL;
 	} else if (r != NULL) {
 		size = wire_frame_size(&r->base);

@@ -294,6 +294,16 @@ frames_are_filtered_and_untouched_ones_kept(void **state)
 	    r->event->detail, "cn-id=" CNID_MASKED ",hosp:XC001=A");
 	wire_reply_free(r);
 	assert_int_equal(evbuffer_get_length(out), 0);
+
+	/* Every domain named but the cn-id masked: re-encoded all the same. */
+	w.rule.cn_id = POLICY_CNID_MASKED;
+	add_frame(in, 10, NULL);
+	assert_int_equal(policy_filter_frames(&w, targets, 2, in, out), 0);
+	r = take_frame(out);
+	assert_int_equal(r->id, 10);
+	assert_int_equal(r->patient->n_identifiers, 4);
+	assert_string_equal(r->patient->identifiers[0]->value, CNID_MASKED);
+	wire_reply_free(r);
 	evbuffer_free(in);
 	evbuffer_free(out);
 	evbuffer_free(ref);
