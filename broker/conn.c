@@ -91,6 +91,7 @@ struct conn {
 	struct conn_itemq parked;
 	struct sub *sub;           /* its subscription (notify.c), or NULL */
 	struct ratelimit_peer *rl; /* its buckets, from identify on */
+	struct policy_who pol; /* what it may see (policy.h), once identified */
 	char peer[INET6_ADDRSTRLEN + 8]; /* "addr:port" */
 	char cn[ONECARDD_CN_MAX + 1];
 };
@@ -405,9 +406,71 @@ conn_pong(struct conn *c, const Onecard__V1__Request *req)
 	wire_append(c->out, &r.base);
 }
 
+/* The target domains of a lookup, for the audit trail: "targets=hosp:X,...",
+ * cut to fit. */
+static void
+conn_targets_detail(const Onecard__V1__Lookup *l, struct op_result *res)
+{
+	size_t len;
+
+	if (l == NULL || l->n_target_domains == 0 || res->detail[0] != '\0')
+		return;
+	len = (size_t)snprintf(res->detail, sizeof(res->detail), "targets=");
+	for (size_t i = 0; i < l->n_target_domains && len < sizeof(res->detail);
+	     i++)
+		len += (size_t)snprintf(res->detail + len,
+		    sizeof(res->detail) - len, "%s%s", i ? "," : "",
+		    l->target_domains[i]);
+}
+
 /*
- * A search: the guard first (search_guard.c), then the registry; audited
- * with its criteria, masked.
+ * A read for a caller whose disclosure policy is not full: the registry
+ * answers into the worker's filter buffer (its lookup cache shared by every
+ * caller), and the reply goes out filtered.
+ */
+static void
+conn_read_filtered(struct conn *c, const struct actor *who,
+    const Onecard__V1__Request *req, struct op_result *res)
+{
+	const Onecard__V1__Lookup *l =
+	    req->op_case == ONECARD__V1__REQUEST__OP_LOOKUP ? req->lookup
+							    : NULL;
+	struct evbuffer *in = conn_policy_in(c->w);
+
+	if (in == NULL) {
+		res->code = ONECARD__V1__CODE__UNAVAILABLE;
+		wire_append_error(
+		    c->out, req->id, res->code, "broker out of memory");
+		return;
+	}
+	registry_read(c->w->reg, who, req, in, res);
+	if (l != NULL && l->identifier != NULL &&
+	    l->identifier->domain != NULL) {
+		/* The card presented is the caller's to see: its domain
+		 * counts as named. */
+		char *stack[17], **tv = stack;
+		size_t n = l->n_target_domains;
+
+		if (n + 1 > sizeof(stack) / sizeof(stack[0]) &&
+		    (tv = malloc((n + 1) * sizeof(*tv))) == NULL)
+			tv = NULL;
+		if (tv != NULL) {
+			if (n > 0)
+				memcpy(tv, l->target_domains, n * sizeof(*tv));
+			tv[n] = l->identifier->domain;
+			policy_filter_frames(&c->pol, tv, n + 1, in, c->out);
+			if (tv != stack)
+				free(tv);
+			return;
+		}
+	}
+	policy_filter_frames(&c->pol, l ? l->target_domains : NULL,
+	    l ? l->n_target_domains : 0, in, c->out);
+}
+
+/*
+ * A search: the guard first (search_guard.c), then the registry;
+ * audited with its criteria, masked.
  */
 static void
 conn_search(struct conn *c, const struct conn_item *it, struct op_result *res)
@@ -433,7 +496,11 @@ conn_search(struct conn *c, const struct conn_item *it, struct op_result *res)
 		res->code = ONECARD__V1__CODE__INVALID_ARGUMENT;
 	} else {
 		copy.search = (Onecard__V1__Search *)run;
-		registry_read(c->w->reg, &who, &copy, c->out, res);
+		policy_refresh(&c->pol);
+		if (policy_is_full(&c->pol))
+			registry_read(c->w->reg, &who, &copy, c->out, res);
+		else
+			conn_read_filtered(c, &who, &copy, res);
 	}
 	conn_record_as(
 	    c->cn, c->role, req->op_case, res->code, res, detail, it->start_us);
@@ -451,9 +518,9 @@ conn_rate_kind(int op_case)
 }
 
 /*
- * Take its request from c's bucket as it arrives; over the limit, mark it
- * to be refused in its turn (the reply order holds, and a refused write
- * never reaches the writer).
+ * Take its request from c's bucket as it arrives; over the limit, mark
+ * it to be refused in its turn (the reply order holds, and a refused
+ * write never reaches the writer).
  */
 static void
 conn_rate_take(struct conn *c, struct conn_item *it)
@@ -500,7 +567,8 @@ conn_refuse_rate(struct conn *c, const struct conn_item *it)
 	    detail[0] ? detail : "rate-limited", it->start_us);
 }
 
-/* Answer an item on this thread (a read, ping, subscribe or an error). */
+/* Answer an item on this thread (a read, ping, subscribe or an error).
+ */
 static void
 conn_answer(struct conn *c, struct conn_item *it)
 {
@@ -535,17 +603,38 @@ conn_answer(struct conn *c, struct conn_item *it)
 		notify_subscribe(c, it->req, &res);
 		break;
 	default:
-		registry_read(c->w->reg, &who, it->req, out, &res);
+		policy_refresh(&c->pol);
+		if (op == ONECARD__V1__REQUEST__OP_LOOKUP &&
+		    it->req->lookup != NULL &&
+		    it->req->lookup->n_target_domains > 0) {
+			char err[160];
+
+			if (policy_check_targets(it->req->lookup,
+				cfg->limits.max_ids, err, sizeof(err)) == -1) {
+				res.code = ONECARD__V1__CODE__INVALID_ARGUMENT;
+				wire_append_error(
+				    out, it->req->id, res.code, err);
+				break;
+			}
+		}
+		/* The default, full: the registry's bytes as they are.
+		 */
+		if (policy_is_full(&c->pol))
+			registry_read(c->w->reg, &who, it->req, out, &res);
+		else
+			conn_read_filtered(c, &who, it->req, &res);
+		if (op == ONECARD__V1__REQUEST__OP_LOOKUP)
+			conn_targets_detail(it->req->lookup, &res);
 		break;
 	}
 	conn_record(c, op, res.code, &res, it->start_us);
 }
 
 /*
- * The writer is done with a write (committed or not): send it home to its
- * worker. Writer's thread; once posted, the job is the worker's. (What a
- * committed write changed, a revocation say, comes through the registry's
- * change feed: server_feed.)
+ * The writer is done with a write (committed or not): send it home to
+ * its worker. Writer's thread; once posted, the job is the worker's.
+ * (What a committed write changed, a revocation say, comes through the
+ * registry's change feed: server_feed.)
  */
 static void
 conn_write_done(struct writer_job *job)
@@ -628,7 +717,8 @@ conn_unpark(struct conn *c)
 		if (!conn_item_is_write(it) &&
 		    (c->outstanding > 0 ||
 			evbuffer_get_length(c->out) > cfg->max_pending_output))
-			break; /* its turn, or room for its reply, is to come */
+			break; /* its turn, or room for its reply, is to
+				  come */
 		TAILQ_REMOVE(&c->parked, it, entry);
 		c->nparked--;
 		if (conn_item_is_write(it))
@@ -640,7 +730,8 @@ conn_unpark(struct conn *c)
 	}
 }
 
-/* Part of a frame has arrived: start its clock, unless it runs already. */
+/* Part of a frame has arrived: start its clock, unless it runs already.
+ */
 static void
 conn_partial_start(struct conn *c)
 {
@@ -677,10 +768,11 @@ conn_item_error(int code, const char *message, uint64_t start_us)
 }
 
 /*
- * Decode a lookup that can be answered now (nothing parked or outstanding
- * before it) without allocating, and answer it as any request is answered
- * (conn_answer, then the registry's one lookup path): 0. -1 when the frame
- * is decoded the general way. This saves the decoder's allocations only.
+ * Decode a lookup that can be answered now (nothing parked or
+ * outstanding before it) without allocating, and answer it as any
+ * request is answered (conn_answer, then the registry's one lookup
+ * path): 0. -1 when the frame is decoded the general way. This saves
+ * the decoder's allocations only.
  */
 static int
 conn_decode_lookup(
@@ -708,9 +800,9 @@ conn_decode_lookup(
 }
 
 /*
- * Take one frame off the input: 1 if one was taken (and submitted), 0 if
- * there is not a whole frame, -1 when the connection must stop reading, -2
- * when it was freed.
+ * Take one frame off the input: 1 if one was taken (and submitted), 0
+ * if there is not a whole frame, -1 when the connection must stop
+ * reading, -2 when it was freed.
  */
 static int
 conn_read_frame(struct conn *c, struct evbuffer *in)
@@ -756,7 +848,8 @@ conn_read_frame(struct conn *c, struct evbuffer *in)
 			it =
 			    conn_item_error(ONECARD__V1__CODE__INVALID_ARGUMENT,
 				over ? "frame: message too large to decode"
-				     : "frame: not a valid onecard.v1.Request",
+				     : "frame: not a valid "
+				       "onecard.v1.Request",
 				now);
 		else if (req->op_case == ONECARD__V1__REQUEST__OP__NOT_SET) {
 			wire_request_free(req);
@@ -789,9 +882,10 @@ conn_read_frame(struct conn *c, struct evbuffer *in)
 }
 
 /*
- * Is c's CN a hospital the registry holds as revoked (not merely unknown)?
- * registry_hospital_role says only "not active", so ask for the hospital
- * list as an admin would. Only on the refusal path, so its cost is moot.
+ * Is c's CN a hospital the registry holds as revoked (not merely
+ * unknown)? registry_hospital_role says only "not active", so ask for
+ * the hospital list as an admin would. Only on the refusal path, so its
+ * cost is moot.
  */
 static int
 conn_hospital_revoked(struct conn *c)
@@ -843,7 +937,8 @@ conn_identify(struct conn *c)
 
 	if (tls_peer_cn(c->ssl, c->cn, sizeof(c->cn)) == -1) {
 		c->cn[0] = '\0';
-		log_info("connection refused peer=%s reason=\"no usable CN\"",
+		log_info("connection refused peer=%s reason=\"no "
+			 "usable CN\"",
 		    c->peer);
 		conn_fail(c, ONECARD__V1__CODE__UNAUTHENTICATED,
 		    "certificate has no usable subject CN");
@@ -858,7 +953,8 @@ conn_identify(struct conn *c)
 				 "reason=\"hospital revoked\"",
 			    c->peer, c->cn);
 			snprintf(msg, sizeof(msg),
-			    "hospital %s is revoked: ask the registry's "
+			    "hospital %s is revoked: ask the "
+			    "registry's "
 			    "administrators",
 			    c->cn);
 			conn_fail(c, ONECARD__V1__CODE__UNAUTHENTICATED, msg);
@@ -869,7 +965,8 @@ conn_identify(struct conn *c)
 				 "reason=\"not a registered hospital\"",
 			    c->peer, c->cn);
 			snprintf(msg, sizeof(msg),
-			    "certificate CN %s is not a registered hospital",
+			    "certificate CN %s is not a registered "
+			    "hospital",
 			    c->cn);
 			conn_fail(c, ONECARD__V1__CODE__UNAUTHENTICATED, msg);
 			return;
@@ -884,12 +981,15 @@ conn_identify(struct conn *c)
 		}
 		c->role = role;
 	}
-	/* Once per connection: the pointer follows reloads (ratelimit.c). */
+	/* Once per connection: the pointer follows reloads
+	 * (ratelimit.c). */
 	c->rl = ratelimit_peer(c->cn, c->role == ONECARD__V1__ROLE__ROLE_ADMIN);
+	policy_resolve(&c->pol, c->cn, c->role);
 	log_debug("connection identified id=%llu peer=%s cn=%s role=%s",
 	    (unsigned long long)c->id, c->peer, c->cn,
 	    c->role == ONECARD__V1__ROLE__ROLE_ADMIN ? "admin" : "hospital");
-	/* From the handshake's read event to the open one's (its timeout). */
+	/* From the handshake's read event to the open one's (its
+	 * timeout). */
 	conn_read_off(c);
 	conn_set_state(c, CONN_OPEN);
 	if (c->w->stopping) {
@@ -901,8 +1001,8 @@ conn_identify(struct conn *c)
 }
 
 /*
- * Take whole frames off the input while reading is allowed. -1 when c must
- * not be touched any more (freed, or closing).
+ * Take whole frames off the input while reading is allowed. -1 when c
+ * must not be touched any more (freed, or closing).
  */
 static int
 conn_read(struct conn *c)
@@ -920,7 +1020,8 @@ conn_read(struct conn *c)
 	}
 	if (c->state == CONN_OPEN) {
 		conn_update_reading(c);
-		/* Whatever is left is part of a frame: it has a deadline. */
+		/* Whatever is left is part of a frame: it has a
+		 * deadline. */
 		if (conn_wants_read(c) && evbuffer_get_length(c->in) > 0)
 			conn_partial_start(c);
 		else
@@ -934,7 +1035,8 @@ conn_read(struct conn *c)
 	return 0;
 }
 
-/* Log why a handshake failed (the first real OpenSSL error, the verify result).
+/* Log why a handshake failed (the first real OpenSSL error, the verify
+ * result).
  */
 static void
 conn_log_handshake_error(struct conn *c, const char *what)
@@ -947,7 +1049,8 @@ conn_log_handshake_error(struct conn *c, const char *what)
 		if (buf[0] == '\0' && ERR_GET_LIB(e) != 0)
 			ERR_error_string_n(e, buf, sizeof(buf));
 	v = SSL_get_verify_result(c->ssl);
-	log_info("tls handshake failed peer=%s reason=\"%s%s%s\" verify=\"%s\"",
+	log_info("tls handshake failed peer=%s reason=\"%s%s%s\" "
+		 "verify=\"%s\"",
 	    c->peer, what, buf[0] ? ": " : "", buf,
 	    v == X509_V_OK ? "-" : X509_verify_cert_error_string(v));
 }
@@ -978,9 +1081,10 @@ conn_drain(struct conn *c)
 }
 
 /*
- * Did an SSL call stop (err from SSL_get_error, e the error queue's first
- * entry) because the peer went: close_notify, or end of stream or a reset
- * without one? OpenSSL 3 reports the latter as an error of its own.
+ * Did an SSL call stop (err from SSL_get_error, e the error queue's
+ * first entry) because the peer went: close_notify, or end of stream or
+ * a reset without one? OpenSSL 3 reports the latter as an error of its
+ * own.
  */
 static int
 conn_peer_gone(int err, unsigned long e)
@@ -992,9 +1096,9 @@ conn_peer_gone(int err, unsigned long e)
 }
 
 /*
- * SSL_read or SSL_write stopped with err (SSL_get_error; e the error queue's
- * first entry then): 0 when it waits for the socket (and c waits for the
- * right event), -1 when c was freed.
+ * SSL_read or SSL_write stopped with err (SSL_get_error; e the error
+ * queue's first entry then): 0 when it waits for the socket (and c
+ * waits for the right event), -1 when c was freed.
  */
 static int
 conn_ssl_wait(struct conn *c, int err, unsigned long e, int writing)
@@ -1035,8 +1139,8 @@ conn_ssl_wait(struct conn *c, int err, unsigned long e, int writing)
 }
 
 /*
- * Fill the input from SSL while reading is allowed: 1 if bytes came in, 0
- * if none, -1 when c was freed (end of stream or an error; the frames
+ * Fill the input from SSL while reading is allowed: 1 if bytes came in,
+ * 0 if none, -1 when c was freed (end of stream or an error; the frames
  * already in are answered first, though their replies cannot leave).
  */
 static int
@@ -1064,7 +1168,8 @@ conn_fill(struct conn *c)
 			evbuffer_commit_space(c->in, &v, 1);
 			if (err == SSL_ERROR_WANT_READ)
 				break;
-			/* The frames before the end are answered all the same.
+			/* The frames before the end are answered all
+			 * the same.
 			 */
 			if (got > 0 && conn_read(c) == -1)
 				return -1;
@@ -1074,14 +1179,16 @@ conn_fill(struct conn *c)
 		evbuffer_commit_space(c->in, &v, 1);
 		got += (size_t)r;
 		/*
-		 * Less than asked and nothing left in SSL: the socket is
-		 * most likely empty, and if not, the (level-triggered) poll
-		 * says so. One read(2) instead of another that finds nothing.
+		 * Less than asked and nothing left in SSL: the socket
+		 * is most likely empty, and if not, the
+		 * (level-triggered) poll says so. One read(2) instead
+		 * of another that finds nothing.
 		 */
 		if ((size_t)r < want && !SSL_has_pending(c->ssl))
 			break;
 	}
-	/* A pass's share is read; the rest (socket or SSL) waits its turn. */
+	/* A pass's share is read; the rest (socket or SSL) waits its
+	 * turn. */
 	if (got >= CONN_READ_PASS)
 		event_active(c->rev, EV_READ, 0);
 	return got > 0;
@@ -1118,8 +1225,9 @@ conn_handshake(struct conn *c)
 
 /*
  * A burst of whole lookup frames at the head of the input (pipelined
- * requests): ask the registry to fetch their cache entries while the first
- * ones are answered, instead of waiting on memory for each in turn.
+ * requests): ask the registry to fetch their cache entries while the
+ * first ones are answered, instead of waiting on memory for each in
+ * turn.
  */
 static void
 conn_prefetch(struct conn *c)
@@ -1134,7 +1242,8 @@ conn_prefetch(struct conn *c)
 		return;
 	p = v.iov_base;
 	end = p + v.iov_len;
-	/* Headers first: a single frame (depth 1) is decoded only once. */
+	/* Headers first: a single frame (depth 1) is decoded only once.
+	 */
 	while (nf < REGISTRY_PREFETCH_MAX &&
 	    wire_peek(p, (size_t)(end - p), cfg->max_frame, &len[nf]) ==
 		WIRE_FRAME) {
@@ -1159,7 +1268,8 @@ static void
 conn_on_readable(struct conn *c)
 {
 	if (c->write_on_read) {
-		/* SSL_write waited for this (a renegotiation-like exchange). */
+		/* SSL_write waited for this (a renegotiation-like
+		 * exchange). */
 		c->write_on_read = 0;
 		if (!c->reading)
 			event_del(c->rev);
@@ -1168,7 +1278,8 @@ conn_on_readable(struct conn *c)
 	}
 	if (!c->reading || c->state != CONN_OPEN)
 		return;
-	/* The pass's audit lines wait for its end, and so do the replies. */
+	/* The pass's audit lines wait for its end, and so do the
+	 * replies. */
 	audit_batch_begin();
 	if (conn_fill(c) != -1) {
 		conn_prefetch(c);
@@ -1178,8 +1289,8 @@ conn_on_readable(struct conn *c)
 }
 
 /*
- * Output drained to half its bound (or all of it): parked reads may go on,
- * then new frames. -1 when c must not be touched any more.
+ * Output drained to half its bound (or all of it): parked reads may go
+ * on, then new frames. -1 when c must not be touched any more.
  */
 static int
 conn_wrote(struct conn *c)
@@ -1205,9 +1316,9 @@ conn_wrote(struct conn *c)
 }
 
 /*
- * Send the output: until it is empty, or the socket would block (the write
- * event then waits, under the timeout for stuck output). -1 when c must not
- * be touched any more.
+ * Send the output: until it is empty, or the socket would block (the
+ * write event then waits, under the timeout for stuck output). -1 when
+ * c must not be touched any more.
  */
 static int
 conn_flush(struct conn *c)
@@ -1217,7 +1328,8 @@ conn_flush(struct conn *c)
 
 	if (c->write_on_read)
 		return 0;
-	/* No reply leaves before its audit line: write the held ones. */
+	/* No reply leaves before its audit line: write the held ones.
+	 */
 	audit_pass_end();
 	while ((len = evbuffer_get_length(c->out)) > 0) {
 		if (len > CONN_WRITE_MAX)
@@ -1229,7 +1341,8 @@ conn_flush(struct conn *c)
 			return conn_ssl_wait(
 			    c, SSL_get_error(c->ssl, r), ERR_peek_error(), 1);
 		evbuffer_drain(c->out, (size_t)r);
-		/* Also while draining, when reading no longer resumes. */
+		/* Also while draining, when reading no longer resumes.
+		 */
 		if (c->on_stalled &&
 		    evbuffer_get_length(c->out) <= cfg->max_pending_output / 2)
 			conn_stall_clear(c);
@@ -1248,7 +1361,8 @@ conn_flush_queued(struct worker *w)
 	while ((c = TAILQ_FIRST(&w->flushq)) != NULL) {
 		TAILQ_REMOVE(&w->flushq, c, flush_entry);
 		c->on_flushq = 0;
-		/* Frames a drained output lets in: their lines are held. */
+		/* Frames a drained output lets in: their lines are
+		 * held. */
 		audit_batch_begin();
 		conn_flush(c);
 		audit_batch_hold();
@@ -1267,9 +1381,9 @@ conn_readcb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	if (what & EV_TIMEOUT) {
-		/* Busy, not idle, while requests are in flight; nor is a
-		 * subscriber waiting for events (its stall deadline bounds
-		 * one that does not read them). */
+		/* Busy, not idle, while requests are in flight; nor is
+		 * a subscriber waiting for events (its stall deadline
+		 * bounds one that does not read them). */
 		if (c->state == CONN_OPEN && c->outstanding == 0 &&
 		    c->nparked == 0 && c->sub == NULL)
 			conn_free(c, "idle timeout", 1);
@@ -1371,6 +1485,21 @@ conn_close_with(struct conn *c, int code, const char *message)
 	conn_fail(c, code, message);
 }
 
+const struct policy_who *
+conn_policy(struct conn *c)
+{
+	policy_refresh(&c->pol);
+	return &c->pol;
+}
+
+struct evbuffer *
+conn_policy_in(struct worker *w)
+{
+	if (w->policy_in == NULL)
+		w->policy_in = evbuffer_new();
+	return w->policy_in;
+}
+
 /* Set up w's connection table and its deadline and flush queues. */
 void
 conn_worker_init(struct worker *w)
@@ -1437,7 +1566,8 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *sa, int slen)
 	c->state = CONN_HANDSHAKE;
 	TAILQ_INIT(&c->parked);
 	LIST_INSERT_HEAD(conn_bucket(w, c->id), c, entry);
-	/* A deadline, not an idle timeout: a trickled hello does not reset it.
+	/* A deadline, not an idle timeout: a trickled hello does not
+	 * reset it.
 	 */
 	c->deadline_ms =
 	    onecardd_now_us() / 1000 + (uint64_t)cfg->handshake_timeout * 1000;
@@ -1475,10 +1605,17 @@ conn_writer_done(struct worker *w, struct writer_job *job)
 		wire_append_error(c->out, job->req->id,
 		    ONECARD__V1__CODE__UNAVAILABLE, "broker out of memory");
 	else if (c->state != CONN_CLOSING) {
-		/* Copy, not move: the bytes join the output's last chain, so
-		 * a batch of replies leaves in one TLS record, not one each. */
+		/* Copy, not move: the bytes join the output's last
+		 * chain, so a batch of replies leaves in one TLS
+		 * record, not one each. */
 		size_t n = evbuffer_get_length(job->out);
-		evbuffer_add(c->out, evbuffer_pullup(job->out, -1), n);
+
+		policy_refresh(&c->pol);
+		if (policy_is_full(&c->pol))
+			evbuffer_add(c->out, evbuffer_pullup(job->out, -1), n);
+		else
+			policy_filter_frames(
+			    &c->pol, NULL, 0, job->out, c->out);
 	}
 	conn_write_free(cw);
 	if (c->state == CONN_CLOSING)
@@ -1516,7 +1653,8 @@ conn_revoke(struct worker *w, const char *code)
 	}
 }
 
-/* Shutdown: stop reading everywhere, finish what is in flight, close. */
+/* Shutdown: stop reading everywhere, finish what is in flight, close.
+ */
 void
 conn_drain_all(struct worker *w)
 {
@@ -1547,8 +1685,9 @@ conn_free_all(struct worker *w, const char *reason)
 }
 
 /*
- * Close connections whose handshake, or whose partly received frame, passed
- * its deadline (w's tick): a trickle of bytes resets no idle timer.
+ * Close connections whose handshake, or whose partly received frame,
+ * passed its deadline (w's tick): a trickle of bytes resets no idle
+ * timer.
  */
 void
 conn_expire_deadlines(struct worker *w)
@@ -1564,7 +1703,8 @@ conn_expire_deadlines(struct worker *w)
 	}
 	while (
 	    (c = TAILQ_FIRST(&w->partial)) != NULL && c->deadline_ms <= now) {
-		log_info("frame not completed within --stall-timeout, closing "
+		log_info("frame not completed within --stall-timeout, "
+			 "closing "
 			 "id=%llu cn=%s",
 		    (unsigned long long)c->id, c->cn);
 		conn_free(c, "frame too slow", 1);

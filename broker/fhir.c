@@ -65,6 +65,7 @@ struct fhir_req {
 	const char *op;
 	struct op_result res;
 	uint64_t start_us;
+	struct policy_who pol; /* what it may see (policy.h) */
 };
 
 /* Send body (taken) with status, then count and audit the request. */
@@ -121,12 +122,14 @@ fhir_fail(struct fhir_req *r, int status, const char *code, const char *diag)
 
 /*
  * Ask the registry for the live patient holding domain|value, the same
- * Lookup the binary door sends. The reply's code; *out is the decoded reply
- * when OK (free with wire_reply_free).
+ * Lookup the binary door sends, with its target domains (n of them; PIXm's
+ * targetSystem), and filter the reply by the caller's disclosure policy as
+ * the binary door does. The reply's code; *out is the decoded reply when OK
+ * (free with wire_reply_free).
  */
 static int
 fhir_lookup(struct fhir_req *r, const char *domain, const char *value,
-    Onecard__V1__Reply **out)
+    char *const *targets, size_t n, Onecard__V1__Reply **out)
 {
 	Onecard__V1__Request req = ONECARD__V1__REQUEST__INIT;
 	Onecard__V1__Lookup lk = ONECARD__V1__LOOKUP__INIT;
@@ -145,7 +148,27 @@ fhir_lookup(struct fhir_req *r, const char *domain, const char *value,
 	req.id = ++fs.next_id;
 	req.op_case = ONECARD__V1__REQUEST__OP_LOOKUP;
 	req.lookup = &lk;
+	lk.target_domains = (char **)targets;
+	lk.n_target_domains = n;
 	registry_read(fs.reg, &r->who, &req, b, &r->res);
+	if (!policy_is_full(&r->pol)) {
+		struct evbuffer *f = evbuffer_new();
+		/* The identifier presented is the caller's to see: its
+		 * domain counts as named (PIXm sends one targetSystem). */
+		char *tv[2] = {
+		    n > 0 ? targets[0] : (char *)domain, (char *)domain};
+
+		if (f == NULL) {
+			evbuffer_free(b);
+			return r->res.code = ONECARD__V1__CODE__INTERNAL;
+		}
+		if (n <= 1)
+			policy_filter_frames(&r->pol, tv, 2, b, f);
+		else
+			policy_filter_frames(&r->pol, targets, n, b, f);
+		evbuffer_free(b);
+		b = f;
+	}
 	len = evbuffer_get_length(b);
 	if (wire_peek_evbuffer(b, len, &body) == WIRE_FRAME &&
 	    (frame = evbuffer_pullup(b, -1)) != NULL)
@@ -274,7 +297,9 @@ fhir_pix(struct fhir_req *r, struct evkeyvalq *q)
 		    r, 403, "code-invalid", "targetSystem: unknown domain");
 		return;
 	}
-	if ((code = fhir_lookup(r, domain, bar + 1, &reply)) != 0) {
+	/* targetSystem is PIXm's name for the domains the caller needs. */
+	if ((code = fhir_lookup(r, domain, bar + 1, (char *const *)&tdomain,
+		 tdomain != NULL, &reply)) != 0) {
 		if (code == ONECARD__V1__CODE__NOT_FOUND &&
 		    !fhir_domain_known(domain))
 			fhir_fail(r, 400, "code-invalid",
@@ -355,7 +380,7 @@ fhir_read(struct fhir_req *r, const char *pid)
 		fhir_fail(r, 404, "not-found", "no such patient");
 		return;
 	}
-	if ((code = fhir_lookup(r, "pid", pid, &reply)) != 0) {
+	if ((code = fhir_lookup(r, "pid", pid, NULL, 0, &reply)) != 0) {
 		if (code == ONECARD__V1__CODE__INVALID_ARGUMENT)
 			code = ONECARD__V1__CODE__NOT_FOUND;
 		fhir_fail_code(r, code);
@@ -464,11 +489,13 @@ fhir_identify(struct fhir_req *r)
 	}
 	if (onecardd_is_admin(r->cn)) {
 		r->who.role = ONECARD__V1__ROLE__ROLE_ADMIN;
+		policy_resolve(&r->pol, r->cn, r->who.role);
 		return 0;
 	}
 	rc = registry_hospital_role(fs.reg, r->cn, &role);
 	if (rc == 0) {
 		r->who.role = role;
+		policy_resolve(&r->pol, r->cn, r->who.role);
 		return 0;
 	}
 	if (rc == 1) {

@@ -164,11 +164,29 @@ static int
 notify_pump(struct sub *s)
 {
 	struct actor who = {conn_cn(s->c), conn_role(s->c)};
+	const struct policy_who *pol = conn_policy(s->c);
+	struct evbuffer *out = conn_output(s->c), *in = out;
 	unsigned pushed = 0;
 	int rc;
 
-	rc = registry_events_push(s->w->reg, &who, &s->cursor, NOTIFY_CHUNK,
-	    conn_output(s->c), &pushed);
+	/*
+	 * The frames come from the read handle's event cache, encoded once
+	 * for every subscriber on the worker with the whole record. A
+	 * subscriber whose disclosure policy is not full gets them decoded,
+	 * filtered and encoded again for it alone (policy_filter_frames);
+	 * the cache keeps the shared bytes, and a full subscriber (the
+	 * default, and every admin) is sent them untouched.
+	 */
+	if (!policy_is_full(pol) && (in = conn_policy_in(s->w)) == NULL) {
+		conn_close_with(s->c, ONECARD__V1__CODE__UNAVAILABLE,
+		    "subscribe: broker out of memory; subscribe again from "
+		    "the last seq you handled");
+		return -1;
+	}
+	rc = registry_events_push(
+	    s->w->reg, &who, &s->cursor, NOTIFY_CHUNK, in, &pushed);
+	if (in != out)
+		policy_filter_frames(pol, NULL, 0, in, out);
 	if (rc == REGISTRY_EVENTS_GONE) {
 		conn_close_with(s->c, ONECARD__V1__CODE__OUT_OF_RANGE,
 		    "subscribe: the events after the last one sent are no "

@@ -32,6 +32,7 @@
 #include "notify.h"
 #include "onecardd.h"
 #include "wire.h"
+#include "validate.h"
 #include "writer.h"
 
 #ifndef ONECARD_VERSION
@@ -79,6 +80,9 @@ static const struct option onecardd_longopts[] = {
     {"syslog", no_argument, NULL, 's'},
     {"check-config", no_argument, NULL, 'K'},
     {"log-level", required_argument, NULL, 'v'},
+    /* Values past a char: no short flag, and no clash with another's. */
+    {"disclosure", required_argument, NULL, 1001},
+    {"disclosure-cn-id", required_argument, NULL, 1002},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -147,6 +151,18 @@ usage(FILE *f)
 	    "N\n"
 	    "                             (1..100; 0: the protocol's caps, "
 	    "the default)\n"
+	    "  --disclosure full|minimal  what a hospital sees of a patient's "
+	    "identifiers:\n"
+	    "                             every one, or other hospitals' "
+	    "numbers only\n"
+	    "                             when a lookup names their domain "
+	    "(full)\n"
+	    "  --disclosure-cn-id full|masked  a cn-id in full or as "
+	    "410102********123X\n"
+	    "                             (full); per hospital: "
+	    "hospital.CODE.disclosure,\n"
+	    "                             hospital.CODE.disclosure-cn-id in "
+	    "--config\n"
 	    "  --node NAME                node name in pong (hostname)\n"
 	    "  --user USER                drop privileges to USER after "
 	    "start-up\n"
@@ -319,12 +335,21 @@ config_hospital_rate(struct config *c, const char *code, const char *key,
 	    value, name, err, errlen);
 }
 
+/* hospital.CODE.disclosure and hospital.CODE.disclosure-cn-id. */
+static int
+config_hospital_policy(struct config *c, const char *code, const char *key,
+    const char *name, const char *value, char *err, size_t errlen)
+{
+	(void)name;
+	return policy_config_set(&c->policy, code, key, value, err, errlen);
+}
+
 /*
- * The hospital.CODE.KEY families: KEY, and the function that takes one
- * hospital's value (name is the whole key, to name in err). Another family
- * is one more line.
+ * The per-hospital keys of the config file, hospital.CODE.KEY: one line per
+ * key, naming the function that takes it (after the code is checked; name
+ * is the whole key, to name in err).
  */
-static const struct {
+static const struct config_hospital_key {
 	const char *key;
 	int (*set)(struct config *c, const char *code, const char *key,
 	    const char *name, const char *value, char *err, size_t errlen);
@@ -332,33 +357,40 @@ static const struct {
     {"rate-lookup", config_hospital_rate},
     {"rate-search", config_hospital_rate},
     {"rate-write", config_hospital_rate},
+    {"disclosure", config_hospital_policy},
+    {"disclosure-cn-id", config_hospital_policy},
 };
 
 /* A hospital.CODE.KEY setting (config file only). 0, or -1 with err. */
 static int
-config_set_hospital(struct config *c, const char *name, const char *value,
+config_hospital(struct config *c, const char *name, const char *value,
     char *err, size_t errlen)
 {
-	const char *code = name + strlen("hospital."),
-		   *dot = strrchr(code, '.');
-	char cbuf[ONECARDD_CN_MAX + 1];
-	size_t n;
+	const char *code = name + 9, *dot = strrchr(code, '.');
+	char cbuf[VALIDATE_MAX_CODE + 1], why[128];
+	size_t len = dot ? (size_t)(dot - code) : 0;
 
-	if (dot == NULL || dot == code ||
-	    (n = (size_t)(dot - code)) >= sizeof(cbuf)) {
+	if (dot == NULL || len == 0 || len > VALIDATE_MAX_CODE) {
 		snprintf(err, errlen,
-		    "%s: a hospital's setting is hospital.CODE.KEY", name);
+		    "%s: expected hospital.CODE.KEY (CODE: 1 to %d letters, "
+		    "digits, - or _)",
+		    name, VALIDATE_MAX_CODE);
 		return -1;
 	}
-	memcpy(cbuf, code, n);
-	cbuf[n] = '\0';
+	memcpy(cbuf, code, len);
+	cbuf[len] = '\0';
+	if (validate_hospital_code("CODE", cbuf, why, sizeof(why)) == -1) {
+		snprintf(err, errlen, "%s: %s", name, why);
+		return -1;
+	}
 	for (size_t i = 0;
 	     i < sizeof(config_hospital_keys) / sizeof(config_hospital_keys[0]);
 	     i++)
 		if (strcmp(dot + 1, config_hospital_keys[i].key) == 0)
 			return config_hospital_keys[i].set(
 			    c, cbuf, dot + 1, name, value, err, errlen);
-	snprintf(err, errlen, "unknown setting '%s'", name);
+	snprintf(
+	    err, errlen, "%s: unknown per-hospital key '%s'", name, dot + 1);
 	return -1;
 }
 
@@ -389,7 +421,7 @@ config_set(struct config *c, const char *name, const char *value, char *err,
 		return -1;
 	}
 	if (strncmp(name, "hospital.", 9) == 0)
-		return config_set_hospital(c, name, value, err, errlen);
+		return config_hospital(c, name, value, err, errlen);
 	if (strcmp(name, "listen") == 0 ||
 	    strcmp(name, "metrics-listen") == 0 ||
 	    strcmp(name, "fhir-listen") == 0) {
@@ -502,6 +534,14 @@ config_set(struct config *c, const char *name, const char *value, char *err,
 			return -1;
 		}
 		c->use_syslog = b;
+	} else if (strcmp(name, "disclosure") == 0 ||
+	    strcmp(name, "disclosure-cn-id") == 0) {
+		if (policy_config_set(
+			&c->policy, NULL, name, value, err, errlen) == -1)
+			return -1;
+	} else if (strncmp(name, "hospital.", 9) == 0) {
+		if (config_hospital(c, name, value, err, errlen) == -1)
+			return -1;
 	} else if (strcmp(name, "log-level") == 0) {
 		if ((b = log_level_parse(value)) == -1) {
 			snprintf(err, errlen,
@@ -526,25 +566,44 @@ struct config_file {
 	int reload; /* SIGHUP: errors go to the log */
 };
 
+/* Say what is wrong with the configuration: on stderr at start-up (and
+ * --check-config), in the log on a reload. */
+static void config_complain(int reload, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+config_complain(int reload, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (reload)
+		log_warnx("reload: %s", msg);
+	else
+		fprintf(stderr, "onecardd: %s\n", msg);
+}
+
 /* inih callback: one key of the [onecardd] section. */
 static int
 config_ini_handler(
     void *arg, const char *section, const char *key, const char *value)
 {
 	struct config_file *cf = arg;
-	char name[128], err[256];
-	char *p;
+	char name[128], err[256], *p;
 
 	if (strcmp(section, "onecardd") != 0) {
-		fprintf(stderr, "onecardd: %s: unknown section [%s]\n",
-		    cf->path, section);
+		config_complain(
+		    cf->reload, "%s: unknown section [%s]", cf->path, section);
 		cf->failed = 1;
 		return 0;
 	}
 	snprintf(name, sizeof(name), "%s", key);
-	/* max_frame is max-frame; in hospital.CODE.KEY only KEY is (a code
-	 * may hold '_'). */
-	p = strncmp(name, "hospital.", 9) == 0 && strrchr(name, '.')
+	/* key_name is key-name; in hospital.CODE.KEY only KEY is (a code may
+	 * hold an underscore). */
+	p = strncmp(name, "hospital.", 9) == 0 && strrchr(name, '.') != NULL
 	    ? strrchr(name, '.')
 	    : name;
 	for (; *p; p++)
@@ -552,15 +611,8 @@ config_ini_handler(
 			*p = '-';
 	if (strcmp(name, "config") == 0 ||
 	    config_set(cf->c, name, value, err, sizeof(err)) == -1) {
-		if (cf->reload)
-			log_warnx("reload: %s: key %s: %s", cf->path, key,
-			    strcmp(name, "config") == 0 ? "not allowed here"
-							: err);
-		else
-			fprintf(stderr, "onecardd: %s: key %s: %s\n", cf->path,
-			    key,
-			    strcmp(name, "config") == 0 ? "not allowed here"
-							: err);
+		config_complain(cf->reload, "%s: key %s: %s", cf->path, key,
+		    strcmp(name, "config") == 0 ? "not allowed here" : err);
 		cf->failed = 1;
 		return 0;
 	}
@@ -592,11 +644,20 @@ config_defaults(struct config *c)
 	c->lookup_cache_mb = 512;
 	c->search_max_results = 0; /* the protocol's caps only */
 	registry_limits_default(&c->limits);
+	policy_config_init(&c->policy);
 }
 
-/* Read flags and the config file into c; exits on a bad one. */
-static void
-config_load(struct config *c, int argc, char **argv)
+/* The command line, kept for a reload. */
+static int config_argc;
+static char **config_argv;
+
+/*
+ * Read flags and the config file into c (from its defaults). 0, or -1 after
+ * saying why (config_complain). A reload reads the same flags again, so a
+ * flag still wins over the file.
+ */
+static int
+config_parse(struct config *c, int argc, char **argv, int reload)
 {
 	const char *path = NULL;
 	char err[256];
@@ -611,25 +672,23 @@ config_load(struct config *c, int argc, char **argv)
 			path = argv[i] + 9;
 	}
 	if (path != NULL) {
-		struct config_file cf = {c, path, 0, 0};
-
-		config_string(&c->config_path, path);
+		struct config_file cf = {c, path, 0, reload};
 
 		rc = ini_parse(path, config_ini_handler, &cf);
 		if (rc == -1) {
-			fprintf(stderr, "onecardd: --config %s: %s\n", path,
-			    strerror(errno));
-			exit(1);
+			config_complain(
+			    reload, "--config %s: %s", path, strerror(errno));
+			return -1;
 		}
 		if (rc != 0 || cf.failed) {
 			if (!cf.failed)
-				fprintf(stderr,
-				    "onecardd: --config %s: line %d: "
-				    "syntax error\n",
-				    path, rc);
-			exit(1);
+				config_complain(reload,
+				    "--config %s: line %d: syntax error", path,
+				    rc);
+			return -1;
 		}
 	}
+	optind = 0; /* glibc: start afresh (a reload parses argv again) */
 	while ((ch = getopt_long(argc, argv, "h", onecardd_longopts, NULL)) !=
 	    -1) {
 		const char *name = NULL;
@@ -650,36 +709,33 @@ config_load(struct config *c, int argc, char **argv)
 			c->check_only = 1;
 			continue;
 		case '?':
-			usage(stderr);
-			exit(1);
+			if (!reload)
+				usage(stderr);
+			return -1;
 		}
 		for (const struct option *o = onecardd_longopts; o->name; o++)
 			if (o->val == ch)
 				name = o->name;
 		if (name == NULL ||
 		    config_set(c, name, optarg, err, sizeof(err)) == -1) {
-			fprintf(stderr, "onecardd: %s\n",
-			    name ? err : "unknown flag");
-			exit(1);
+			config_complain(
+			    reload, "%s", name ? err : "unknown flag");
+			return -1;
 		}
-		if (ratelimit_kind_of_key(name) != -1)
-			config_string(
-			    &c->rate_flags[ratelimit_kind_of_key(name)],
-			    optarg);
 	}
 	if (optind < argc) {
-		fprintf(stderr, "onecardd: unexpected argument '%s'\n",
-		    argv[optind]);
-		exit(1);
+		config_complain(
+		    reload, "unexpected argument '%s'", argv[optind]);
+		return -1;
 	}
 	if (c->db == NULL || c->cert == NULL || c->key == NULL ||
 	    c->ca == NULL) {
-		fprintf(stderr, "onecardd: %s is required\n",
+		config_complain(reload, "%s is required",
 		    c->db == NULL         ? "--db"
 			: c->cert == NULL ? "--cert"
 			: c->key == NULL  ? "--key"
 					  : "--ca");
-		exit(1);
+		return -1;
 	}
 	/* Never off: a client that stops mid-frame or stops reading holds
 	 * buffers, even where idle clients may stay for ever. */
@@ -688,6 +744,17 @@ config_load(struct config *c, int argc, char **argv)
 	/* Each worker keeps its own cache: split the budget between them. */
 	c->limits.lookup_cache =
 	    (c->lookup_cache_mb << 20) / (size_t)c->threads;
+	return 0;
+}
+
+/* Read flags and the config file into c; exits on a bad one. */
+static void
+config_load(struct config *c, int argc, char **argv)
+{
+	config_argc = argc;
+	config_argv = argv;
+	if (config_parse(c, argc, argv, 0) == -1)
+		exit(1);
 }
 
 /* Let the process hold as many descriptors as the hard limit allows. */
@@ -741,57 +808,45 @@ config_free(struct config *c)
 	free(c->fhir_listen);
 	free(c->user);
 	free(c->node);
-	free(c->config_path);
-	for (int k = 0; k < RATELIMIT_KINDS; k++)
-		free(c->rate_flags[k]);
 	ratelimit_conf_clear(&c->rates);
+	policy_config_free(&c->policy);
+}
+
+/* Say which disclosure policy is in force. */
+static void
+onecardd_log_policy(const struct config *c)
+{
+	log_info("disclosure policy: default %s, cn-id %s, %zu hospital%s set",
+	    c->policy.dflt.ids == POLICY_IDS_MINIMAL ? "minimal" : "full",
+	    c->policy.dflt.cn_id == POLICY_CNID_MASKED ? "masked" : "full",
+	    c->policy.n, c->policy.n == 1 ? "" : "s");
 }
 
 /*
- * SIGHUP: read the rate limits of the config file again (the --rate-*
- * flags still win) and make them the live ones. The file's other keys
- * are checked but take effect only at the next start.
+ * SIGHUP: read the flags and the config file again (a flag still wins) and
+ * make their rate limits and disclosure policy the live ones, for open
+ * connections too. The file's other keys are checked but take effect only
+ * at the next start. A refused file changes nothing.
  */
 int
-onecardd_reload_limits(void)
+onecardd_reload_config(void)
 {
 	struct config c;
-	int rc = 0;
+	int rc = -1;
 
-	config_defaults(&c);
-	if (cfg->config_path != NULL) {
-		struct config_file cf = {&c, cfg->config_path, 0, 1};
-
-		rc = ini_parse(cfg->config_path, config_ini_handler, &cf);
-		if (rc == -1)
-			log_warn("reload: --config %s", cfg->config_path);
-		else if (rc != 0 && !cf.failed)
-			log_warnx("reload: --config %s: line %d: syntax error",
-			    cfg->config_path, rc);
-		if (rc != 0 || cf.failed) {
-			log_warnx("reload: rate limits not changed");
-			config_free(&c);
-			return -1;
-		}
-	}
-	for (int k = 0; k < RATELIMIT_KINDS; k++) {
-		char err[256], flag[32];
-
-		snprintf(
-		    flag, sizeof(flag), "--rate-%s", ratelimit_kind_name(k));
-		if (cfg->rate_flags[k] != NULL &&
-		    ratelimit_conf_set(&c.rates, NULL, k, cfg->rate_flags[k],
-			flag, err, sizeof(err)) == -1) {
-			log_warnx("reload: %s", err);
-			rc = -1;
-		}
-	}
-	if (rc == 0 && ratelimit_apply(&c.rates) == -1) {
-		log_warnx("reload: out of memory; rate limits not changed");
-		rc = -1;
-	}
-	if (rc == 0)
+	if (config_parse(&c, config_argc, config_argv, 1) == -1)
+		log_warnx("reload: the configuration is refused (above): rate "
+			  "limits not changed, the disclosure policy in force "
+			  "stays");
+	else if (ratelimit_apply(&c.rates) == -1 ||
+	    policy_apply(&c.policy) == -1)
+		log_warnx("reload: out of memory: rate limits not changed, the "
+			  "disclosure policy in force stays");
+	else {
 		log_info("rate limits reloaded");
+		onecardd_log_policy(&c);
+		rc = 0;
+	}
 	config_free(&c);
 	return rc;
 }
@@ -821,12 +876,16 @@ main(int argc, char **argv)
 	if (tls_init(cfg) == -1)
 		fatalx("cannot set up TLS from --cert, --key, --ca%s",
 		    cfg->crl ? ", --crl" : "");
+	if (policy_apply(&cfg->policy) == -1)
+		fatalx("out of memory");
+	onecardd_log_policy(cfg);
 	if (cfg->check_only) {
 		/* What a reload would load (ExecReload runs this first). */
 		fprintf(stderr,
 		    "onecardd: configuration and TLS files are "
 		    "usable\n");
 		tls_shutdown();
+		policy_free();
 		config_free(cfg);
 		return 0;
 	}
@@ -868,6 +927,7 @@ main(int argc, char **argv)
 	audit_close();
 	ratelimit_free();
 	tls_shutdown();
+	policy_free();
 	log_info("onecardd stopped");
 	config_free(cfg);
 	return 0;

@@ -16,6 +16,7 @@
 #include <openssl/ssl.h>
 
 #include "ratelimit.h"
+#include "policy.h"
 #include "registry.h"
 
 struct evbuffer;
@@ -58,13 +59,11 @@ struct config {
 	int log_level;
 	size_t lookup_cache_mb; /* all workers' lookup caches together */
 	struct registry_limits limits;
-	char *config_path; /* --config, read again on SIGHUP */
-	/* Rate limits (ratelimit.c): defaults and hospital.CODE.rate-* keys;
-	 * rate_flags are the --rate-* flags given, which win on reload too. */
+	/* Rate limits (ratelimit.c): defaults and hospital.CODE.rate-* keys. */
 	struct ratelimit_conf rates;
-	char *rate_flags[RATELIMIT_KINDS];
 	unsigned search_max_results; /* a hospital's search, at most; 0: the
 					protocol's caps only */
+	struct policy_config policy; /* disclosure, hospital.CODE.disclosure* */
 };
 
 /* What a worker is told by another thread. */
@@ -121,15 +120,19 @@ struct worker {
 	struct event *notify_ev; /* their turn to read on */
 	atomic_int notify_armed; /* notify_ev's timer is set */
 	unsigned notify_gen;
+	/* conn.c's and notify.c's: replies to filter for a caller whose
+	 * disclosure policy is not full (policy.h), made on first use. */
+	struct evbuffer *policy_in;
 };
 
 /* onecardd.c */
 extern struct config *cfg;
 extern const char *onecardd_version;
 int onecardd_is_admin(const char *cn);
-/* SIGHUP: read the config file's rate limits again. 0 or -1 (logged; the
- * previous limits stay). */
-int onecardd_reload_limits(void);
+/* SIGHUP: read the flags and config file again and apply what a reload
+ * changes (the rate limits, the disclosure policy). 0, or -1 (logged; the
+ * old ones stay). */
+int onecardd_reload_config(void);
 uint64_t onecardd_now_us(void);
 void onecardd_notify(const char *fmt, ...)
     __attribute__((format(printf, 1, 2)));
@@ -185,5 +188,10 @@ void conn_set_sub(struct conn *c, struct sub *s);
 int conn_may_push(const struct conn *c);
 void conn_pushed(struct conn *c);
 void conn_close_with(struct conn *c, int code, const char *message);
+/* c's disclosure policy, resolved again if a reload changed it. */
+const struct policy_who *conn_policy(struct conn *c);
+/* w's buffer for replies to filter (policy_filter_frames), or NULL when
+ * out of memory. Empty between uses; its worker's thread only. */
+struct evbuffer *conn_policy_in(struct worker *w);
 
 #endif

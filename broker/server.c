@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <event2/thread.h>
@@ -297,8 +298,8 @@ server_sigterm(evutil_socket_t sig, short what, void *arg)
 	event_base_loopbreak(main_base);
 }
 
-/* SIGHUP: new certificates and CRL for new connections, reopen the audit,
- * new rate limits for every connection. */
+/* SIGHUP: new certificates and CRL for new connections, the disclosure
+ * policy and rate limits for every connection, reopen the audit. */
 static void
 server_sighup(evutil_socket_t sig, short what, void *arg)
 {
@@ -311,8 +312,7 @@ server_sighup(evutil_socket_t sig, short what, void *arg)
 		onecardd_notify("READY=1\nSTATUS=serving; reloaded");
 	else
 		onecardd_notify("READY=1\nSTATUS=serving; reload failed, "
-				"what failed keeps its previous state (see the "
-				"log)");
+				"what failed stays as it was (see the log)");
 }
 
 /* Reload what SIGHUP reloads. 0, or -1 when something failed (logged; what
@@ -324,12 +324,12 @@ server_reload(void)
 
 	if (tls_reload(cfg) == -1)
 		rc = -1;
+	if (onecardd_reload_config() == -1)
+		rc = -1;
 	if (audit_enabled() && audit_reopen() == -1) {
 		log_warnx("audit log reopen failed");
 		rc = -1;
 	}
-	if (onecardd_reload_limits() == -1)
-		rc = -1;
 	return rc;
 }
 
@@ -654,6 +654,8 @@ server_free(void)
 		if (w->base != NULL)
 			event_base_free(w->base);
 		free(w->scratch);
+		if (w->policy_in != NULL)
+			evbuffer_free(w->policy_in);
 		pthread_mutex_destroy(&w->lock);
 	}
 	free(workers);

@@ -34,7 +34,7 @@ _onecard_value()
 	--broker | --timeout | --name | --birth | --phone | --address | \
 		--expect-version | --limit | --connections | --depth | \
 		--patients | --hospitals | --seed | --hospital-codes | --duplicates | \
-		--patient | --actor | --since | --until | --from | --exec)
+		--patient | --actor | --since | --until | --from | --exec | --target)
 		return 0
 		;;
 	esac
@@ -73,6 +73,7 @@ _onecard()
 	_onecard_operands
 	if [[ $cur == -* ]]; then
 		case ${_onecard_words[0]-} in
+		lookup) opts="--target" ;;
 		enroll) opts=$demo ;;
 		update) opts="$demo --expect-version" ;;
 		search) opts="--name --birth --sex --phone --id --limit --exact" ;;

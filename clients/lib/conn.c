@@ -905,6 +905,25 @@ onecard_ping(struct onecard_conn *conn)
 }
 
 int
+onecard_lookup(struct onecard_conn *conn, const Onecard__V1__Identifier *id,
+    const char *const *targets, size_t n, Onecard__V1__Reply **reply)
+{
+	Onecard__V1__Request req = ONECARD__V1__REQUEST__INIT;
+	Onecard__V1__Lookup lookup = ONECARD__V1__LOOKUP__INIT;
+
+	if (conn == NULL || id == NULL || reply == NULL ||
+	    (n > 0 && targets == NULL))
+		return ONECARD_EINVAL;
+	*reply = NULL;
+	lookup.identifier = (Onecard__V1__Identifier *)id;
+	lookup.target_domains = (char **)targets;
+	lookup.n_target_domains = n;
+	req.op_case = ONECARD__V1__REQUEST__OP_LOOKUP;
+	req.lookup = &lookup;
+	return onecard_call(conn, &req, reply);
+}
+
+int
 onecard_watch(
     struct onecard_conn *conn, uint64_t *seq, onecard_watch_cb cb, void *arg)
 {

@@ -135,6 +135,18 @@ void onecard_reply_free(Onecard__V1__Reply *reply);
 int onecard_ping(struct onecard_conn *conn);
 
 /*
+ * Look up the patient who holds id, naming the other hospitals' domains
+ * ("hosp:XC002") whose numbers the caller needs in targets (n of them; may
+ * be NULL and 0). A broker with the minimal disclosure profile shows
+ * another hospital's numbers only when their domain is named; under full
+ * every identifier is shown anyway (docs/protocol.md, "Disclosure").
+ * ONECARD_OK with *reply the broker's answer, whatever its code (freed with
+ * onecard_reply_free), or an onecard_err.
+ */
+int onecard_lookup(struct onecard_conn *conn, const Onecard__V1__Identifier *id,
+    const char *const *targets, size_t n, Onecard__V1__Reply **reply);
+
+/*
  * Subscribe to the events after from_seq, or with from_now set after the
  * registry's last event now; *last_seq (may be NULL) gets that last event's
  * seq (with from_now, the place to resume from until an event comes).

@@ -215,22 +215,60 @@ cmd_ping(struct cli *cli, int argc, char **argv)
 	return cli_call(cli, &req);
 }
 
-/* lookup ID: the patient who holds ID. */
+/* Most --target options of one lookup (the broker's --max-ids bounds it
+ * again). */
+#define CMD_MAX_TARGETS 16
+
+/* lookup [--target DOMAIN]... ID: the patient who holds ID. */
 static int
 cmd_lookup(struct cli *cli, int argc, char **argv)
 {
+	static const struct option longopts[] = {
+	    {"target", required_argument, NULL, 't'}, OPT_HELP,
+	    {NULL, 0, NULL, 0}};
 	Onecard__V1__Request req = ONECARD__V1__REQUEST__INIT;
 	Onecard__V1__Lookup lookup = ONECARD__V1__LOOKUP__INIT;
 	Onecard__V1__Identifier id;
-	char buf[IDENT_BUFLEN];
-	int r;
+	char buf[IDENT_BUFLEN], *targets[CMD_MAX_TARGETS];
+	size_t n = 0;
+	int ch, r;
 
-	if (cmd_no_options(cli, argc, argv, &r) == -1)
-		return r;
+	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 't':
+			if (n == CMD_MAX_TARGETS)
+				return cli_usage_error(cli, cmd_usage(cli),
+				    "--target: at most %d", CMD_MAX_TARGETS);
+			if (optarg[0] == '\0' || strchr(optarg, '=') != NULL)
+				return cli_usage_error(cli, cmd_usage(cli),
+				    "--target: \"%s\" is not a domain (such as "
+				    "hosp:XC002)",
+				    optarg);
+			targets[n++] = optarg;
+			break;
+		case 'h':
+			return cmd_help(cli,
+			    "  --target DOMAIN        another hospital's "
+			    "domain "
+			    "whose numbers you need\n"
+			    "                         (hosp:XC002); repeat for "
+			    "more. A broker with the\n"
+			    "                         minimal disclosure "
+			    "profile "
+			    "shows other hospitals'\n"
+			    "                         numbers only when named "
+			    "here\n");
+		default:
+			return cli_usage_error(
+			    cli, cmd_usage(cli), "bad option");
+		}
+	}
 	if ((r = cmd_operands(cli, argc - optind, 1)) != 0 ||
 	    (r = cmd_identifier(cli, argv[optind], buf, &id)) != 0)
 		return r;
 	lookup.identifier = &id;
+	lookup.target_domains = targets;
+	lookup.n_target_domains = n;
 	req.op_case = ONECARD__V1__REQUEST__OP_LOOKUP;
 	req.lookup = &lookup;
 	return cli_call(cli, &req);
@@ -548,7 +586,7 @@ const struct cli_command cli_commands[] = {
     {"ping", cmd_ping, "",
 	"Check the broker answers; print its node and "
 	"version."},
-    {"lookup", cmd_lookup, "ID",
+    {"lookup", cmd_lookup, "[--target DOMAIN]... ID",
 	"Print the patient who holds ID (merges are followed)."},
     {"enroll", cmd_enroll,
 	"[--name N] [--sex male|female] [--birth YYYY-MM-DD] [--phone P] "

@@ -115,6 +115,14 @@ fuzz_check_config(const struct config *c)
 			(c->rates.def[k].rate == 0 ||
 			    c->rates.def[k].burst >= 1),
 		    "rate-* in range");
+	fuzz_check(c->policy.dflt.ids >= 0 && c->policy.dflt.ids <= 1 &&
+		c->policy.dflt.cn_id >= 0 && c->policy.dflt.cn_id <= 1,
+	    "disclosure default is a profile");
+	for (size_t i = 0; i < c->policy.n; i++)
+		fuzz_check(c->policy.v[i].code[0] != '\0' &&
+			c->policy.v[i].rule.ids <= 1 &&
+			c->policy.v[i].rule.cn_id <= 1,
+		    "hospital.CODE.disclosure* set for a code");
 }
 
 int

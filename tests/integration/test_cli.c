@@ -114,7 +114,8 @@ usage_errors_exit_2(void **state)
 	assert_int_equal(run("XC001", "onecard frobnicate"), 2);
 	assert_non_null(strstr(err, "unknown command"));
 	assert_int_equal(run("XC001", "onecard lookup"), 2);
-	assert_non_null(strstr(err, "usage: onecard lookup ID"));
+	assert_non_null(
+	    strstr(err, "usage: onecard lookup [--target DOMAIN]... ID"));
 	assert_int_equal(run("XC001", "onecard lookup a=1 b=2"), 2);
 	assert_int_equal(run("XC001", "onecard lookup 12345"), 2);
 	assert_non_null(strstr(err, "DOMAIN=VALUE"));

@@ -405,9 +405,10 @@ bad_values_are_refused_naming_the_key(void **state)
 		"hospital.XC001.rate-write: '5/0' is not RATE[/BURST]: BURST "
 		"is requests at once, 1 to 1000000"},
 	    {"hospital.XC001.rate-serch = 5", NULL,
-		"unknown setting 'hospital.XC001.rate-serch'"},
+		"unknown per-hospital key 'rate-serch'"},
 	    {"hospital.X!Y.rate-search = 5", NULL,
-		"'X!Y' is not a hospital code"},
+		"hospital.X!Y.rate-search: CODE: hospital code may hold only "
+		"letters, digits, - and _"},
 	    {"rate-search = 2000000", NULL,
 		"--rate-search: '2000000' is not RATE[/BURST]"},
 	    {"search-max-results = 500", NULL,

@@ -56,6 +56,8 @@ expect "--from --state --exec --json" onecard watch --
 expect_none onecard watch --from ""
 expect_none onecard watch --exec ""
 expect "--json --version --profile --broker" onecard lookup --
+expect "--target" onecard lookup --
+expect_none onecard lookup --target ""
 expect "--name --sex --birth --expect-version" onecard update cn-id=1 --
 expect "male female" onecard enroll --sex ""
 expect "cn-id= cn-ssc= hosp: pid=" onecard --json lookup ""
