@@ -56,8 +56,8 @@ match_gather_one(void *arg, const struct registry_patient *p, const char *cnid)
 	    (g->skip != NULL && strcmp(p->id, g->skip) == 0))
 		return 0;
 	/* A stored name that does not normalise is only left out. */
-	(void)match_rec_init(&c, p->name, p->sex, p->birth_date, p->phone,
-	    p->address, cnid, NULL);
+	match_rec_init_for(g->q, &c, p->name, p->sex, p->birth_date, p->phone,
+	    p->address, cnid);
 	match_compare_model(g->mm, g->share, g->q, &c, &mr);
 	if (mr.excluded || mr.grade == MATCH_GRADE_NONE ||
 	    (int)mr.grade > g->worst)
@@ -111,6 +111,33 @@ match_gather_pid(void *arg, const char *pid)
 	return match_gather_one(g, &p, cnid);
 }
 
+/*
+ * A patient found under the surname-and-year key alone shares neither the
+ * name's reading (the name key), nor the birth date or its swap (the birth
+ * keys), nor the phone (the phone key). When even the best such patient
+ * could not reach the worst grade asked, that key's list, the longest and
+ * least telling (every 王 born in 1985), is not walked: on a large registry
+ * it is most of a search's candidates and none of its answers. The keys
+ * left; a search only (an enroll's quick check counts keys per patient).
+ */
+static size_t
+match_prune_keys(const struct match_model *mm, const struct match_rec *q,
+    int worst, struct registry_block_key *keys, size_t nkeys)
+{
+	bool agrees[MATCH_FIELDS] = {false, false, true, false, true};
+	double need = worst == MATCH_GRADE_CERTAIN ? MATCH_CERTAIN_SCORE
+	    : worst == MATCH_GRADE_PROBABLE        ? MATCH_PROBABLE_SCORE
+						   : MATCH_POSSIBLE_SCORE;
+	size_t k = 0;
+
+	if (match_best_without(mm, q, agrees) >= need)
+		return nkeys;
+	for (size_t i = 0; i < nkeys; i++)
+		if (keys[i].kind != MATCH_KEY_SURNAME_YEAR)
+			keys[k++] = keys[i];
+	return k;
+}
+
 const struct match_model *
 op_match_model(struct registry *reg, const char *name, double *share)
 {
@@ -134,6 +161,7 @@ op_match(struct reg_op *o, const struct op_match_query *mq, int worst,
 {
 	struct registry *reg = o->reg;
 	struct match_rec q;
+	struct match_model def;
 	struct match_gather g = {.o = o, .q = &q, .worst = worst, .skip = skip};
 	char buf[MATCH_KEY_KINDS + 1][MATCH_KEY_MAX];
 	struct registry_block_key keys[MATCH_KEY_KINDS + 1];
@@ -157,7 +185,13 @@ op_match(struct reg_op *o, const struct op_match_query *mq, int worst,
 		keys[nkeys].key = buf[nkeys];
 		nkeys++;
 	}
-	g.mm = op_match_model(reg, mq->name, &g.share);
+	/* The defaults worked out once, not for every candidate. */
+	if ((g.mm = op_match_model(reg, mq->name, &g.share)) == NULL) {
+		match_model_default(&def);
+		g.mm = &def;
+	}
+	if (!quick)
+		nkeys = match_prune_keys(g.mm, &q, worst, keys, nkeys);
 	/*
 	 * An enroll's duplicate check (quick) scores only the patients
 	 * under two keys or more, the newest MATCH_ENROLL_CAP of each: one

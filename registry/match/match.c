@@ -71,6 +71,8 @@ static const struct {
 	sizeof(match_address_mu) / sizeof(match_address_mu[0])},
 };
 
+static bool match_has_level(int f, int l);
+
 static const char *const match_level_names[MATCH_LEVELS] = {
     [MATCH_L_MISSING] = "missing",
     [MATCH_L_EXACT] = "exact",
@@ -228,6 +230,16 @@ match_rec_init(struct match_rec *r, const char *name, int sex,
 	return rc;
 }
 
+void
+match_rec_init_for(const struct match_rec *q, struct match_rec *r,
+    const char *name, int sex, const char *birth_date, const char *phone,
+    const char *address, const char *cn_id)
+{
+	(void)match_rec_init(r, q->has_name ? name : NULL, sex,
+	    q->birth[0] >= 0 ? birth_date : NULL, q->nphone > 0 ? phone : NULL,
+	    q->naddr > 0 ? address : NULL, cn_id, NULL);
+}
+
 static enum match_level
 match_name(const struct match_rec *q, const struct match_rec *c)
 {
@@ -378,7 +390,7 @@ match_compare_model(const struct match_model *mm, double name_share,
     struct match_result *out)
 {
 	struct match_model def;
-	double wmax = 0, prior;
+	double prior;
 	size_t len = 0;
 
 	memset(out, 0, sizeof(*out));
@@ -393,25 +405,6 @@ match_compare_model(const struct match_model *mm, double name_share,
 		mm = &def;
 	}
 	match_levels(q, c, out->level);
-	/*
-	 * What the best agreement on the query's own fields would weigh: a
-	 * query with little in it cannot reach the prior. (The fields the
-	 * stored record lacks lower its score, not the prior: a record
-	 * that near-agrees on a field ranks above one that lacks it.)
-	 */
-	for (int f = 0; f < MATCH_FIELDS; f++) {
-		bool has = f == MATCH_F_NAME ? q->has_name
-		    : f == MATCH_F_BIRTH     ? q->birth[0] >= 0
-		    : f == MATCH_F_SEX       ? q->sex != 0
-		    : f == MATCH_F_PHONE     ? q->nphone > 0
-					     : q->naddr > 0;
-		double best = 0;
-
-		for (int l = 1; has && l < MATCH_LEVELS; l++)
-			if (mm->w[f][l] > best)
-				best = mm->w[f][l];
-		wmax += best;
-	}
 	for (int f = 0; f < MATCH_FIELDS; f++) {
 		enum match_level l = out->level[f];
 		double w = mm->w[f][l];
@@ -437,11 +430,66 @@ match_compare_model(const struct match_model *mm, double name_share,
 			    len ? " " : "", match_field_name(f),
 			    match_level_name(l));
 	}
-	prior = mm->prior;
-	if (wmax - MATCH_MARGIN_BITS < prior)
-		prior = wmax - MATCH_MARGIN_BITS;
+	prior = match_prior(mm, q);
 	out->score = 1.0 / (1.0 + exp2(prior - out->weight));
 	out->grade = match_grade_of(out->score);
+}
+
+/* Whether q gives field f. */
+static bool
+match_has(const struct match_rec *q, int f)
+{
+	return f == MATCH_F_NAME ? q->has_name
+	    : f == MATCH_F_BIRTH ? q->birth[0] >= 0
+	    : f == MATCH_F_SEX   ? q->sex != 0
+	    : f == MATCH_F_PHONE ? q->nphone > 0
+				 : q->naddr > 0;
+}
+
+double
+match_prior(const struct match_model *mm, const struct match_rec *q)
+{
+	double wmax = 0;
+
+	/*
+	 * What the best agreement on the query's own fields would weigh: a
+	 * query with little in it cannot reach the prior. (The fields the
+	 * stored record lacks lower its score, not the prior: a record
+	 * that near-agrees on a field ranks above one that lacks it.)
+	 */
+	for (int f = 0; f < MATCH_FIELDS; f++) {
+		double best = 0;
+
+		for (int l = 1; match_has(q, f) && l < MATCH_LEVELS; l++)
+			if (mm->w[f][l] > best)
+				best = mm->w[f][l];
+		wmax += best;
+	}
+	return wmax - MATCH_MARGIN_BITS < mm->prior ? wmax - MATCH_MARGIN_BITS
+						    : mm->prior;
+}
+
+double
+match_best_without(const struct match_model *mm, const struct match_rec *q,
+    const bool agrees[MATCH_FIELDS])
+{
+	double w = 0;
+
+	for (int f = 0; f < MATCH_FIELDS; f++) {
+		double best = -1e9;
+
+		if (!match_has(q, f))
+			continue;
+		for (int l = 1; l < MATCH_LEVELS; l++)
+			if (match_has_level(f, l) &&
+			    !(!agrees[f] &&
+				(l == MATCH_L_EXACT || l == MATCH_L_PINYIN ||
+				    l == MATCH_L_SWAP)) &&
+			    mm->w[f][l] > best)
+				best = mm->w[f][l];
+		w += best;
+	}
+	return 1.0 / (1.0 + exp2(match_prior(mm, q) - w));
 }
 
 void

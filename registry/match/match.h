@@ -97,6 +97,16 @@ int match_rec_init(struct match_rec *r, const char *name, int sex,
     const char *birth_date, const char *phone, const char *address,
     const char *cn_id, const char **why);
 
+/*
+ * match_rec_init for a candidate compared with query q only: a field q
+ * lacks compares as missing whatever the candidate holds, so it is not
+ * parsed (folding an address and sorting its pairs is most of the cost of
+ * a candidate when the query gives none).
+ */
+void match_rec_init_for(const struct match_rec *q, struct match_rec *r,
+    const char *name, int sex, const char *birth_date, const char *phone,
+    const char *address, const char *cn_id);
+
 /* What a comparison found. */
 struct match_result {
 	bool excluded; /* two different cn-ids: certainly not one person */
@@ -170,6 +180,19 @@ int match_model_estimate(struct match_model *mm, const uint32_t *rnd,
 void match_compare_model(const struct match_model *mm, double name_share,
     const struct match_rec *q, const struct match_rec *c,
     struct match_result *out);
+
+/* The prior, in bits, a comparison with query q uses under model mm:
+ * mm's, lowered for a query with little in it (MATCH_MARGIN_BITS). */
+double match_prior(const struct match_model *mm, const struct match_rec *q);
+
+/*
+ * The best score a record can reach against q when, of the fields marked
+ * false in agrees, it shares neither the value nor its reading (a name at
+ * most edit1 or pinyin1, a birth date at most 1digit: what a record found
+ * under none of those fields' blocking keys can do).
+ */
+double match_best_without(const struct match_model *mm,
+    const struct match_rec *q, const bool agrees[MATCH_FIELDS]);
 
 /* The level of each field, whatever the cn-ids say. */
 void match_levels(const struct match_rec *q, const struct match_rec *c,
