@@ -38,6 +38,7 @@ struct match_gather {
 	const struct match_rec *q;
 	const struct match_model *mm; /* NULL: the defaults */
 	double share;                 /* of patients, with q's name */
+	double need;                  /* the score of the worst grade kept */
 	int worst;        /* keep this grade (enum match_grade) or better */
 	const char *skip; /* a patient id never to list, or NULL */
 	struct op_match *v;
@@ -54,6 +55,12 @@ match_gather_one(void *arg, const struct registry_patient *p, const char *cnid)
 
 	if (p->merged_into[0] != '\0' ||
 	    (g->skip != NULL && strcmp(p->id, g->skip) == 0))
+		return 0;
+	/* The cheap fields first: a candidate that cannot grade even with
+	 * its name and address at their best is not parsed further. */
+	match_rec_init_for(
+	    g->q, &c, NULL, p->sex, p->birth_date, p->phone, NULL, cnid);
+	if (match_bound(g->mm, g->q, &c) < g->need)
 		return 0;
 	/* A stored name that does not normalise is only left out. */
 	match_rec_init_for(g->q, &c, p->name, p->sex, p->birth_date, p->phone,
@@ -122,12 +129,9 @@ match_gather_pid(void *arg, const char *pid)
  */
 static size_t
 match_prune_keys(const struct match_model *mm, const struct match_rec *q,
-    int worst, struct registry_block_key *keys, size_t nkeys)
+    double need, struct registry_block_key *keys, size_t nkeys)
 {
 	bool agrees[MATCH_FIELDS] = {false, false, true, false, true};
-	double need = worst == MATCH_GRADE_CERTAIN ? MATCH_CERTAIN_SCORE
-	    : worst == MATCH_GRADE_PROBABLE        ? MATCH_PROBABLE_SCORE
-						   : MATCH_POSSIBLE_SCORE;
 	size_t k = 0;
 
 	if (match_best_without(mm, q, agrees) >= need)
@@ -190,8 +194,11 @@ op_match(struct reg_op *o, const struct op_match_query *mq, int worst,
 		match_model_default(&def);
 		g.mm = &def;
 	}
+	g.need = worst == MATCH_GRADE_CERTAIN ? MATCH_CERTAIN_SCORE
+	    : worst == MATCH_GRADE_PROBABLE   ? MATCH_PROBABLE_SCORE
+					      : MATCH_POSSIBLE_SCORE;
 	if (!quick)
-		nkeys = match_prune_keys(g.mm, &q, worst, keys, nkeys);
+		nkeys = match_prune_keys(g.mm, &q, g.need, keys, nkeys);
 	/*
 	 * An enroll's duplicate check (quick) scores only the patients
 	 * under two keys or more, the newest MATCH_ENROLL_CAP of each: one

@@ -492,6 +492,42 @@ match_best_without(const struct match_model *mm, const struct match_rec *q,
 	return 1.0 / (1.0 + exp2(match_prior(mm, q) - w));
 }
 
+double
+match_bound(const struct match_model *mm, const struct match_rec *q,
+    const struct match_rec *c)
+{
+	enum match_level lv[MATCH_FIELDS];
+	double w = 0;
+
+	lv[MATCH_F_BIRTH] = match_birth(q, c);
+	lv[MATCH_F_SEX] = q->sex == 0 || c->sex == 0 ? MATCH_L_MISSING
+	    : q->sex == c->sex                       ? MATCH_L_EXACT
+						     : MATCH_L_DIFF;
+	lv[MATCH_F_PHONE] = match_phone(q, c);
+	for (int f = 0; f < MATCH_FIELDS; f++) {
+		double best = 0;
+
+		if (f == MATCH_F_NAME || f == MATCH_F_ADDRESS) {
+			for (int l = 1; match_has(q, f) && l < MATCH_LEVELS;
+			     l++)
+				if (mm->w[f][l] > best)
+					best = mm->w[f][l];
+			/* A rare name weighs more than its level. */
+			if (f == MATCH_F_NAME && mm->learnt &&
+			    mm->population > 0) {
+				double top = log2(mm->m[f][MATCH_L_EXACT] *
+				    (double)mm->population);
+
+				if (match_has(q, f) && top > best)
+					best = top;
+			}
+		} else if (lv[f] != MATCH_L_MISSING)
+			best = mm->w[f][lv[f]];
+		w += best;
+	}
+	return 1.0 / (1.0 + exp2(match_prior(mm, q) - w));
+}
+
 void
 match_model_default(struct match_model *mm)
 {

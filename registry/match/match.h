@@ -194,6 +194,16 @@ double match_prior(const struct match_model *mm, const struct match_rec *q);
 double match_best_without(const struct match_model *mm,
     const struct match_rec *q, const bool agrees[MATCH_FIELDS]);
 
+/*
+ * The best score c can reach against q when only c's birth date, sex and
+ * phone are parsed (match_rec_init_for with no name or address): those
+ * fields as they compare, the name and the address at their best. A
+ * candidate whose bound is below the grade wanted need not have its name
+ * normalised or its address folded.
+ */
+double match_bound(const struct match_model *mm, const struct match_rec *q,
+    const struct match_rec *c);
+
 /* The level of each field, whatever the cn-ids say. */
 void match_levels(const struct match_rec *q, const struct match_rec *c,
     enum match_level level[MATCH_FIELDS]);
