@@ -9,13 +9,17 @@
 # policy and limits together cost <= 3% of lookup throughput.
 #
 #   bench/ratelimit-overhead.sh [KEYS]     (default 10000)
-#   env: RUNS (3), SECONDS_PER_RUN (10), CONNS (50), DEPTHS ("1 16")
+#   env: RUNS (3), SECONDS_PER_RUN (10), CONNS (50), DEPTHS ("1 16"),
+#   ON_FLAGS (the "on" broker's flags; default the rate limit alone:
+#   ON_FLAGS="--rate-lookup 1000000/1000000 --disclosure minimal" measures
+#   the limits with the recommended disclosure policy)
 
 source "$(dirname "$0")/lib.sh"
 
 KEYS=${1:-10000}
 CONNS=${CONNS:-50}
 DEPTHS=${DEPTHS:-1 16}
+read -r -a ON <<<"${ON_FLAGS:---rate-lookup 1000000/1000000}"
 
 bench_setup
 DB=$WORK/registry.db
@@ -24,7 +28,7 @@ note "enrolling $KEYS patients"
 bench --op lookup --populate --keys "$KEYS" -c 8 -P 64 -n 1 >/dev/null || die "populate failed"
 broker_stop
 
-echo "# lookups with --rate-lookup on vs off: $KEYS keys, $CONNS connections, ${SECONDS_PER_RUN}s x $RUNS runs, medians"
+echo "# lookups with ${ON[*]} (on) vs without (off): $KEYS keys, $CONNS connections, ${SECONDS_PER_RUN}s x $RUNS runs, medians"
 machine_line
 printf "%-6s %14s %10s %14s %10s %8s %8s %8s\n" depth off_req/s p99_ms on_req/s p99_ms on/off cpu_off cpu_on
 for depth in $DEPTHS; do
@@ -38,7 +42,7 @@ for depth in $DEPTHS; do
 		broker_stop
 		off+=("$(echo "$out" | json_get throughput)")
 		offp+=("$(echo "$out" | json_get p99_ms)")
-		broker_start "$DB" --rate-lookup 1000000/1000000
+		broker_start "$DB" "${ON[@]}"
 		t0=$(cpu_ticks "$BROKER_PID")
 		out=$(bench --op lookup --assume-populated --keys "$KEYS" -c "$CONNS" -P "$depth" -d "$SECONDS_PER_RUN") ||
 			die "onecard-bench failed: $out"

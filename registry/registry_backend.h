@@ -116,6 +116,9 @@ typedef int (*registry_hospital_cb)(
 typedef int (*registry_pair_cb)(void *arg, const struct registry_pair *pr);
 typedef int (*registry_count_cb)(void *arg, const char *key, uint64_t n);
 /* A candidate for matching: its row and its cn-id ("" when none). */
+/* A candidate's cheap columns, before its row is copied: 0 skips it. */
+typedef int (*registry_candidate_pre_cb)(
+    void *arg, int sex, const char *birth_date, const char *phone);
 typedef int (*registry_candidate_cb)(
     void *arg, const struct registry_patient *p, const char *cn_id);
 
@@ -182,11 +185,13 @@ struct registry_backend {
 	    int sex, unsigned limit, registry_pid_cb cb, void *arg);
 	/* Live durable patients filed under at least min_keys of the
 	 * blocking keys (among the newest cap of each key's list), each once,
-	 * with rows in a. NULL in a store that keeps no blocking index. */
+	 * with rows in a. pre (may be NULL) sees each one's cheap columns
+	 * first, under the store's lock, and skips it by returning 0: its row
+	 * is then not copied. NULL in a store that keeps no blocking index. */
 	int (*patient_candidates)(void *h,
 	    const struct registry_block_key *keys, size_t nkeys, unsigned cap,
 	    unsigned min_keys, struct registry_arena *a,
-	    registry_candidate_cb cb, void *arg);
+	    registry_candidate_pre_cb pre, registry_candidate_cb cb, void *arg);
 
 	/* How many records are filed under one blocking key (0 when
 	 * none). NULL in a store that keeps no blocking index. */

@@ -39,6 +39,7 @@ struct match_gather {
 	const struct match_model *mm; /* NULL: the defaults */
 	double share;                 /* of patients, with q's name */
 	double need;                  /* the score of the worst grade kept */
+	double prior;                 /* match_prior of q */
 	int worst;        /* keep this grade (enum match_grade) or better */
 	const char *skip; /* a patient id never to list, or NULL */
 	struct op_match *v;
@@ -55,12 +56,6 @@ match_gather_one(void *arg, const struct registry_patient *p, const char *cnid)
 
 	if (p->merged_into[0] != '\0' ||
 	    (g->skip != NULL && strcmp(p->id, g->skip) == 0))
-		return 0;
-	/* The cheap fields first: a candidate that cannot grade even with
-	 * its name and address at their best is not parsed further. */
-	match_rec_init_for(
-	    g->q, &c, NULL, p->sex, p->birth_date, p->phone, NULL, cnid);
-	if (match_bound(g->mm, g->q, &c) < g->need)
 		return 0;
 	/* A stored name that does not normalise is only left out. */
 	match_rec_init_for(g->q, &c, p->name, p->sex, p->birth_date, p->phone,
@@ -89,6 +84,21 @@ match_gather_one(void *arg, const struct registry_patient *p, const char *cnid)
 		return -1;
 	g->n++;
 	return 0;
+}
+
+/*
+ * The cheap fields first (a pre callback, before the row is copied): a
+ * candidate that cannot grade even with its name and address at their best
+ * is not copied or parsed further.
+ */
+static int
+match_gather_pre(void *arg, int sex, const char *birth_date, const char *phone)
+{
+	struct match_gather *g = arg;
+	struct match_rec c;
+
+	match_rec_init_for(g->q, &c, NULL, sex, birth_date, phone, NULL, NULL);
+	return match_bound(g->mm, g->q, &c, g->prior) >= g->need;
 }
 
 /* Best first; equal scores in patient id order, so answers are stable. */
@@ -197,6 +207,7 @@ op_match(struct reg_op *o, const struct op_match_query *mq, int worst,
 	g.need = worst == MATCH_GRADE_CERTAIN ? MATCH_CERTAIN_SCORE
 	    : worst == MATCH_GRADE_PROBABLE   ? MATCH_PROBABLE_SCORE
 					      : MATCH_POSSIBLE_SCORE;
+	g.prior = match_prior(g.mm, &q);
 	if (!quick)
 		nkeys = match_prune_keys(g.mm, &q, g.need, keys, nkeys);
 	/*
@@ -211,7 +222,7 @@ op_match(struct reg_op *o, const struct op_match_query *mq, int worst,
 	if (reg->be->patient_candidates != NULL)
 		rc = reg->be->patient_candidates(reg->h, keys, nkeys,
 		    quick ? MATCH_ENROLL_CAP : MATCH_BLOCK_CAP, quick ? 2 : 1,
-		    &reg->arena, match_gather_one, &g);
+		    &reg->arena, match_gather_pre, match_gather_one, &g);
 	else {
 		/* A store without a blocking index: the exact name's and
 		 * the exact birth date's patients. */
@@ -504,8 +515,8 @@ learn_blocked(struct learn *l, double *mean)
 			l->qpid = l->pid[i];
 			l->session = s;
 			if (reg->be->patient_candidates(reg->h, &bk, 1,
-				LEARN_BLOCK_CAP, 1, &reg->arena, learn_pair,
-				l) < 0)
+				LEARN_BLOCK_CAP, 1, &reg->arena, NULL,
+				learn_pair, l) < 0)
 				return -1;
 		}
 	}

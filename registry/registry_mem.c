@@ -1745,8 +1745,8 @@ patient_ptr_cmp(const void *a, const void *b)
 static int
 candidates_locked(struct mem_db *db, struct mem_read *r,
     const struct registry_block_key *keys, size_t nkeys, unsigned cap,
-    unsigned min_keys, struct registry_arena *a, struct mem_cand **out,
-    size_t *nout)
+    unsigned min_keys, struct registry_arena *a, registry_candidate_pre_cb pre,
+    void *arg, struct mem_cand **out, size_t *nout)
 {
 	struct mem_patient **v = NULL, *p;
 	struct mem_cand *c;
@@ -1824,6 +1824,10 @@ candidates_locked(struct mem_db *db, struct mem_read *r,
 			;
 		if (j - i < min_keys)
 			continue;
+		if (pre != NULL &&
+		    pre(arg, v[i]->f->sex, v[i]->f->s + v[i]->f->birth,
+			v[i]->f->s + v[i]->f->phone) == 0)
+			continue;
 		if (patient_fill(v[i], a, &c[k].row) == -1) {
 			rc = REGISTRY_EFAIL;
 			break;
@@ -1845,7 +1849,7 @@ out:
 static int
 mem_patient_candidates(void *hv, const struct registry_block_key *keys,
     size_t nkeys, unsigned cap, unsigned min_keys, struct registry_arena *a,
-    registry_candidate_cb cb, void *arg)
+    registry_candidate_pre_cb pre, registry_candidate_cb cb, void *arg)
 {
 	struct mem_read r;
 	struct mem_cand *c = NULL;
@@ -1856,7 +1860,7 @@ mem_patient_candidates(void *hv, const struct registry_block_key *keys,
 		free(c); /* a walk that met a batch not yet durable */
 		read_begin(hv, &r);
 		rc = candidates_locked(((struct mem_handle *)hv)->db, &r, keys,
-		    nkeys, cap, min_keys, a, &c, &n);
+		    nkeys, cap, min_keys, a, pre, arg, &c, &n);
 	} while (read_end(hv, &r));
 	for (size_t i = 0; rc == 0 && i < n; i++)
 		if (cb(arg, &c[i].row, c[i].cn_id) == -1)
@@ -1883,7 +1887,8 @@ match_index_bytes(const struct mem_db *db)
 		for (size_t i = 0; t->slot != NULL && i <= t->mask; i++)
 			if (t->slot[i] != NULL)
 				bytes += sizeof(struct mem_head) +
-				    strlen(((struct mem_head *)t->slot[i])->key) +
+				    strlen(
+					((struct mem_head *)t->slot[i])->key) +
 				    1;
 	}
 	return bytes;

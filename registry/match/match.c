@@ -494,7 +494,7 @@ match_best_without(const struct match_model *mm, const struct match_rec *q,
 
 double
 match_bound(const struct match_model *mm, const struct match_rec *q,
-    const struct match_rec *c)
+    const struct match_rec *c, double prior)
 {
 	enum match_level lv[MATCH_FIELDS];
 	double w = 0;
@@ -525,7 +525,7 @@ match_bound(const struct match_model *mm, const struct match_rec *q,
 			best = mm->w[f][lv[f]];
 		w += best;
 	}
-	return 1.0 / (1.0 + exp2(match_prior(mm, q) - w));
+	return 1.0 / (1.0 + exp2(prior - w));
 }
 
 void

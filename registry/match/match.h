@@ -199,10 +199,11 @@ double match_best_without(const struct match_model *mm,
  * phone are parsed (match_rec_init_for with no name or address): those
  * fields as they compare, the name and the address at their best. A
  * candidate whose bound is below the grade wanted need not have its name
- * normalised or its address folded.
+ * normalised or its address folded. prior: match_prior(mm, q), worked
+ * out once for all of q's candidates.
  */
 double match_bound(const struct match_model *mm, const struct match_rec *q,
-    const struct match_rec *c);
+    const struct match_rec *c, double prior);
 
 /* The level of each field, whatever the cn-ids say. */
 void match_levels(const struct match_rec *q, const struct match_rec *c,
