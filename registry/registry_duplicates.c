@@ -120,16 +120,6 @@ scan_page_add(void *arg, const char *pid)
 	return 0;
 }
 
-/* The totals are enough (a count callback). */
-static int
-scan_count_domain(void *arg, const char *key, uint64_t n)
-{
-	(void)arg;
-	(void)key;
-	(void)n;
-	return 0;
-}
-
 /* DuplicateScan: one page of the whole-registry scan. */
 int
 op_duplicate_scan(struct reg_op *o)
@@ -171,7 +161,7 @@ op_duplicate_scan(struct reg_op *o)
 		}
 	}
 	arena_reset(&reg->arena);
-	rc = reg->be->counts(reg->h, &c, scan_count_domain, NULL);
+	rc = reg->be->counts(reg->h, &c, op_count_none, NULL);
 	if (rc == 0 && (sr = arena_alloc(&reg->arena, sizeof(*sr))) != NULL) {
 		onecard__v1__duplicate_scan_result__init(sr);
 		sr->next_patient_id = arena_strdup(

@@ -266,15 +266,6 @@ done:
 	return rc == REGISTRY_EVENTS_GONE ? rc : rc < 0 ? -1 : rc;
 }
 
-static int
-events_count_none(void *arg, const char *key, uint64_t n)
-{
-	(void)arg;
-	(void)key;
-	(void)n;
-	return 0;
-}
-
 int
 registry_events_range(struct registry *reg, const struct actor *who,
     uint64_t from, uint64_t *last, uint64_t *floor)
@@ -284,7 +275,7 @@ registry_events_range(struct registry *reg, const struct actor *who,
 
 	*last = *floor = 0;
 	memset(&c, 0, sizeof(c));
-	if ((rc = reg->be->counts(reg->h, &c, events_count_none, NULL)) < 0 ||
+	if ((rc = reg->be->counts(reg->h, &c, op_count_none, NULL)) < 0 ||
 	    (rc = events_floor(reg, who, from, floor)) < 0)
 		return -1;
 	*last = c.last_seq;
