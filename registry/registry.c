@@ -373,15 +373,6 @@ op_idents(struct reg_op *o, const char *pid, struct ident_vec *iv)
 
 /* Does a patient hold a cn-id? Its value into cnid when so. */
 int
-op_count_none(void *arg, const char *key, uint64_t n)
-{
-	(void)arg;
-	(void)key;
-	(void)n;
-	return 0;
-}
-
-int
 op_patient_cn_id(struct reg_op *o, const char *pid, int *has, char *cnid)
 {
 	struct ident_vec iv;

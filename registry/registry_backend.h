@@ -244,7 +244,8 @@ struct registry_backend {
 	    struct registry_pair *out);
 	int (*pair_list)(void *h, registry_pair_cb cb, void *arg);
 
-	/* Totals, then cb once per domain with its identifier count. */
+	/* Totals, then cb once per domain with its identifier count (cb
+	 * NULL: the totals only). */
 	int (*counts)(void *h, struct registry_counts *c, registry_count_cb cb,
 	    void *arg);
 };

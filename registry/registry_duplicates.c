@@ -161,7 +161,7 @@ op_duplicate_scan(struct reg_op *o)
 		}
 	}
 	arena_reset(&reg->arena);
-	rc = reg->be->counts(reg->h, &c, op_count_none, NULL);
+	rc = reg->be->counts(reg->h, &c, NULL, NULL);
 	if (rc == 0 && (sr = arena_alloc(&reg->arena, sizeof(*sr))) != NULL) {
 		onecard__v1__duplicate_scan_result__init(sr);
 		sr->next_patient_id = arena_strdup(

@@ -275,7 +275,7 @@ registry_events_range(struct registry *reg, const struct actor *who,
 
 	*last = *floor = 0;
 	memset(&c, 0, sizeof(c));
-	if ((rc = reg->be->counts(reg->h, &c, op_count_none, NULL)) < 0 ||
+	if ((rc = reg->be->counts(reg->h, &c, NULL, NULL)) < 0 ||
 	    (rc = events_floor(reg, who, from, floor)) < 0)
 		return -1;
 	*last = c.last_seq;

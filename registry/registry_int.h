@@ -118,8 +118,6 @@ int op_resolve(struct reg_op *o, const char *field,
     char *norm, int *kind);
 int ident_vec_add(void *arg, const char *domain, const char *value);
 int op_idents(struct reg_op *o, const char *pid, struct ident_vec *iv);
-/* A counts callback for a caller that needs only the totals. */
-int op_count_none(void *arg, const char *key, uint64_t n);
 int op_patient_cn_id(struct reg_op *o, const char *pid, int *has, char *cnid);
 void registry_events_free(struct registry *reg);
 int op_patient_build(struct reg_op *o, const struct registry_patient *p,

@@ -541,7 +541,7 @@ registry_match_learn(struct registry *reg, struct match_model *out)
 		*out = mm;
 	if (reg->be->model_set == NULL || reg->be->block_count == NULL ||
 	    reg->be->patient_candidates == NULL ||
-	    reg->be->counts(reg->h, &c, op_count_none, NULL) != 0)
+	    reg->be->counts(reg->h, &c, NULL, NULL) != 0)
 		return -1;
 	reg->learnt_at = c.patients;
 	if (c.patients < LEARN_MIN_PATIENTS)
@@ -635,7 +635,7 @@ registry_match_relearn(struct registry *reg)
 	struct registry_counts c;
 
 	if (reg->be->model_set == NULL ||
-	    reg->be->counts(reg->h, &c, op_count_none, NULL) != 0 ||
+	    reg->be->counts(reg->h, &c, NULL, NULL) != 0 ||
 	    c.patients < LEARN_MIN_PATIENTS || c.patients < 2 * reg->learnt_at)
 		return 1;
 	return registry_match_learn(reg, NULL);

@@ -2188,6 +2188,12 @@ mem_counts(void *hv, struct registry_counts *c, registry_count_cb cb, void *arg)
 	c->merged = h->writer ? db->merged : db->d_merged;
 	c->identifiers = h->writer ? db->identifiers : db->d_identifiers;
 	c->last_seq = h->writer ? db->last_event : db->durable_event;
+	if (cb == NULL) {
+		/* The totals only: no copy of the domains (the writer asks
+		 * after every batch whether to learn the model again). */
+		pthread_rwlock_unlock(&db->lock);
+		return 0;
+	}
 	n = db->ndoms;
 	if ((d = malloc((n ? n : 1) * sizeof(*d))) != NULL && n > 0)
 		memcpy(d, db->doms, n * sizeof(*d));

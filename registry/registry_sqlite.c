@@ -1552,7 +1552,7 @@ sqlite_counts(
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		uint64_t n = (uint64_t)sqlite3_column_int64(s, 1);
 		c->identifiers += n;
-		if (cb(arg, sqlite_col(s, 0), n) == -1)
+		if (cb != NULL && cb(arg, sqlite_col(s, 0), n) == -1)
 			return sqlite_done(h, ST_COUNT_DOMAINS, s, SQLITE_DONE,
 			    REGISTRY_EFAIL);
 	}
