@@ -2,13 +2,15 @@
  * fhir.c: the FHIR door (docs/fhir.md): FHIR R4 JSON over HTTPS on its own
  * thread and event loop, with the broker's TLS context, client-certificate
  * rule and CN identity. Each request becomes a protobuf Request answered by
- * registry_read on this thread's own read handle, exactly as the binary
- * door answers it; this file only translates. It never writes to the
- * registry and never implements an identity rule of its own.
+ * registry_read on this thread's own read handle (or, for the feed's
+ * writes, by the writer: fhir_feed.c), exactly as the binary door answers
+ * it; these files only translate. They never implement a rule of their
+ * own. This one: the server, identity, routing, PIXm, reads, metadata.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +32,8 @@
 #include <openssl/ssl.h>
 
 #include "audit.h"
+#include "fhir.h"
+#include "fhir_parse.h"
 #include "log.h"
 #include "metrics.h"
 #include "name_norm.h"
@@ -37,13 +41,11 @@
 #include "ratelimit.h"
 #include "wire.h"
 
-/* Named limits of the FHIR door. */
-#define FHIR_MAX_HEADERS 8192 /* bytes of request line and headers */
-#define FHIR_MAX_BODY    0    /* no endpoint served yet takes a body */
-#define FHIR_TIMEOUT     10   /* seconds to read a request */
-#define FHIR_MAX_PARAMS  16   /* query parameters in one request */
-#define FHIR_SYSTEM      "urn:onecard:"
-#define FHIR_JSON        "application/fhir+json; charset=utf-8"
+/* Named limits of the FHIR door (and fhir_parse.h's). */
+#define FHIR_MAX_HEADERS 8192  /* bytes of request line and headers */
+#define FHIR_MAX_BODY    65536 /* bytes of a request body */
+#define FHIR_TIMEOUT     10    /* seconds to read a request */
+#define FHIR_MAX_PARAMS  16    /* query parameters in one request */
 
 static struct {
 	struct event_base *base;
@@ -57,30 +59,27 @@ static struct {
 	uint64_t next_id;
 } fs = {.pipe = {-1, -1}};
 
-/* One request being answered: who asks, and what goes to the trail. */
-struct fhir_req {
-	struct evhttp_request *req;
-	struct actor who;
-	char cn[ONECARDD_CN_MAX + 1];
-	const char *op;
-	struct op_result res;
-	uint64_t start_us;
-	struct policy_who pol; /* what it may see (policy.h) */
-};
+struct registry *
+fhir_registry(void)
+{
+	return fs.reg;
+}
 
-/* Send body (taken) with status, then count and audit the request. */
-static void
+void
 fhir_send(struct fhir_req *r, int status, json_t *body)
 {
 	struct evbuffer *b = evbuffer_new();
-	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-	char detail[64];
+	char *text = body
+	    ? json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(6))
+	    : NULL;
+	char detail[320];
 
 	json_decref(body);
-	evhttp_add_header(evhttp_request_get_output_headers(r->req),
-	    "Content-Type", FHIR_JSON);
-	if (b == NULL || text == NULL ||
-	    evbuffer_add(b, text, strlen(text)) == -1)
+	if (text != NULL)
+		evhttp_add_header(evhttp_request_get_output_headers(r->req),
+		    "Content-Type", FHIR_JSON);
+	if (b == NULL || (body != NULL && text == NULL) ||
+	    (text != NULL && evbuffer_add(b, text, strlen(text)) == -1))
 		evhttp_send_error(r->req, HTTP_INTERNAL, NULL);
 	else
 		evhttp_send_reply(r->req, status, NULL, b);
@@ -99,16 +98,24 @@ fhir_send(struct fhir_req *r, int status, json_t *body)
 		    .latency_us = onecardd_now_us() - r->start_us,
 		    .detail = detail,
 		};
-		snprintf(detail, sizeof(detail), "http=%d", status);
+		snprintf(detail, sizeof(detail), "http=%d%s%s", status,
+		    r->detail[0] ? " " : "", r->detail);
 		audit_log(&e);
 	}
 }
 
-/* An OperationOutcome with one issue, sent with status. */
-static void
-fhir_fail(struct fhir_req *r, int status, const char *code, const char *diag)
+void
+fhir_fail(
+    struct fhir_req *r, int status, const char *code, const char *fmt, ...)
 {
-	json_t *o = json_pack("{s:s, s:[{s:s, s:s, s:s}]}", "resourceType",
+	char diag[512];
+	va_list ap;
+	json_t *o;
+
+	va_start(ap, fmt);
+	vsnprintf(diag, sizeof(diag), fmt, ap);
+	va_end(ap);
+	o = json_pack("{s:s, s:[{s:s, s:s, s:s}]}", "resourceType",
 	    "OperationOutcome", "issue", "severity", "error", "code", code,
 	    "diagnostics", diag);
 
@@ -116,15 +123,63 @@ fhir_fail(struct fhir_req *r, int status, const char *code, const char *diag)
 		r->res.code = status == 404 ? ONECARD__V1__CODE__NOT_FOUND
 		    : status == 403 ? ONECARD__V1__CODE__PERMISSION_DENIED
 		    : status == 401 ? ONECARD__V1__CODE__UNAUTHENTICATED
+		    : status == 409 ? ONECARD__V1__CODE__CONFLICT
+		    : status == 412 ? ONECARD__V1__CODE__VERSION_MISMATCH
+		    : status >= 500 ? ONECARD__V1__CODE__INTERNAL
 				    : ONECARD__V1__CODE__INVALID_ARGUMENT;
 	fhir_send(r, status, o);
+}
+
+int
+fhir_decode(struct fhir_req *r, struct evbuffer *b, char *const *targets,
+    size_t n, Onecard__V1__Reply **out)
+{
+	Onecard__V1__Reply *reply = NULL;
+	uint8_t *frame;
+	size_t len, body;
+
+	*out = NULL;
+	policy_refresh(&r->pol);
+	if (!policy_is_full(&r->pol)) {
+		struct evbuffer *f = evbuffer_new();
+
+		if (f == NULL)
+			return r->res.code = ONECARD__V1__CODE__INTERNAL;
+		policy_filter_frames(&r->pol, targets, n, b, f);
+		evbuffer_add_buffer(b, f);
+		evbuffer_free(f);
+	}
+	len = evbuffer_get_length(b);
+	if (wire_peek_evbuffer(b, len, &body) == WIRE_FRAME &&
+	    (frame = evbuffer_pullup(b, -1)) != NULL)
+		reply = wire_reply_unpack(frame + WIRE_HEADER_LEN, body,
+		    body * WIRE_MEM_FACTOR + 4096, NULL);
+	if (reply == NULL)
+		return r->res.code = ONECARD__V1__CODE__INTERNAL;
+	*out = reply;
+	return r->res.code = reply->code;
+}
+
+int
+fhir_ask(struct fhir_req *r, const Onecard__V1__Request *req,
+    char *const *targets, size_t n, Onecard__V1__Reply **out)
+{
+	struct evbuffer *b = evbuffer_new();
+	int code;
+
+	*out = NULL;
+	if (b == NULL)
+		return r->res.code = ONECARD__V1__CODE__INTERNAL;
+	registry_read(fs.reg, &r->who, req, b, &r->res);
+	code = fhir_decode(r, b, targets, n, out);
+	evbuffer_free(b);
+	return code;
 }
 
 /*
  * Ask the registry for the live patient holding domain|value, the same
  * Lookup the binary door sends, with its target domains (n of them; PIXm's
- * targetSystem), and filter the reply by the caller's disclosure policy as
- * the binary door does. The reply's code; *out is the decoded reply when OK
+ * targetSystem). The reply's code; *out is the decoded reply when OK
  * (free with wire_reply_free).
  */
 static int
@@ -134,14 +189,13 @@ fhir_lookup(struct fhir_req *r, const char *domain, const char *value,
 	Onecard__V1__Request req = ONECARD__V1__REQUEST__INIT;
 	Onecard__V1__Lookup lk = ONECARD__V1__LOOKUP__INIT;
 	Onecard__V1__Identifier id = ONECARD__V1__IDENTIFIER__INIT;
-	Onecard__V1__Reply *reply = NULL;
-	struct evbuffer *b;
-	uint8_t *frame;
-	size_t len, body;
+	Onecard__V1__Reply *reply;
+	/* The identifier presented is the caller's to see: its domain
+	 * counts as named (PIXm sends one targetSystem). */
+	char *tv[2] = {n > 0 ? targets[0] : (char *)domain, (char *)domain};
+	int code;
 
 	*out = NULL;
-	if ((b = evbuffer_new()) == NULL)
-		return ONECARD__V1__CODE__INTERNAL;
 	id.domain = (char *)domain;
 	id.value = (char *)value;
 	lk.identifier = &id;
@@ -150,43 +204,17 @@ fhir_lookup(struct fhir_req *r, const char *domain, const char *value,
 	req.lookup = &lk;
 	lk.target_domains = (char **)targets;
 	lk.n_target_domains = n;
-	registry_read(fs.reg, &r->who, &req, b, &r->res);
-	if (!policy_is_full(&r->pol)) {
-		struct evbuffer *f = evbuffer_new();
-		/* The identifier presented is the caller's to see: its
-		 * domain counts as named (PIXm sends one targetSystem). */
-		char *tv[2] = {
-		    n > 0 ? targets[0] : (char *)domain, (char *)domain};
-
-		if (f == NULL) {
-			evbuffer_free(b);
-			return r->res.code = ONECARD__V1__CODE__INTERNAL;
-		}
-		if (n <= 1)
-			policy_filter_frames(&r->pol, tv, 2, b, f);
-		else
-			policy_filter_frames(&r->pol, targets, n, b, f);
-		evbuffer_free(b);
-		b = f;
-	}
-	len = evbuffer_get_length(b);
-	if (wire_peek_evbuffer(b, len, &body) == WIRE_FRAME &&
-	    (frame = evbuffer_pullup(b, -1)) != NULL)
-		reply = wire_reply_unpack(frame + WIRE_HEADER_LEN, body,
-		    body * WIRE_MEM_FACTOR + 4096, NULL);
-	evbuffer_free(b);
-	if (reply == NULL)
-		return r->res.code = ONECARD__V1__CODE__INTERNAL;
-	r->res.code = reply->code;
-	if (reply->code == ONECARD__V1__CODE__OK &&
+	code = n <= 1 ? fhir_ask(r, &req, tv, 2, &reply)
+		      : fhir_ask(r, &req, targets, n, &reply);
+	if (code == ONECARD__V1__CODE__OK &&
 	    reply->result_case == ONECARD__V1__REPLY__RESULT_PATIENT) {
 		*out = reply;
 		return ONECARD__V1__CODE__OK;
 	}
-	wire_reply_free(reply);
-	return r->res.code == ONECARD__V1__CODE__OK
-	    ? ONECARD__V1__CODE__INTERNAL
-	    : (int)r->res.code;
+	if (reply != NULL)
+		wire_reply_free(reply);
+	return code == ONECARD__V1__CODE__OK ? ONECARD__V1__CODE__INTERNAL
+					     : code;
 }
 
 /* Is domain one the registry knows (a cn-id, a cn-ssc, a hospital's)? */
@@ -212,41 +240,45 @@ fhir_holds_domain(const Onecard__V1__Patient *p, const char *domain)
 	return 0;
 }
 
-/* The domain of a urn:onecard: system, or NULL. */
-static const char *
-fhir_system_domain(const char *system)
-{
-	size_t n = strlen(FHIR_SYSTEM);
-
-	if (strncmp(system, FHIR_SYSTEM, n) != 0 || system[n] == '\0')
-		return NULL;
-	return system + n;
-}
-
-/* An Identifier resource element for id. */
-static json_t *
+json_t *
 fhir_identifier(const Onecard__V1__Identifier *id)
 {
 	char system[128];
 
-	snprintf(system, sizeof(system), FHIR_SYSTEM "%s", id->domain);
+	snprintf(system, sizeof(system), FHIR_SYSTEM_URN "%s", id->domain);
 	return json_pack("{s:s, s:s}", "system", system, "value", id->value);
 }
 
-/* Map a registry code that is not OK to an answer. */
-static void
-fhir_fail_code(struct fhir_req *r, int code)
+void
+fhir_fail_code(struct fhir_req *r, int code, const char *msg)
 {
+	int has = msg != NULL && msg[0] != '\0';
+
+	r->res.code = code;
 	switch (code) {
 	case ONECARD__V1__CODE__NOT_FOUND:
-		fhir_fail(
-		    r, 404, "not-found", "no patient holds this identifier");
+		fhir_fail(r, 404, "not-found", "%s",
+		    has ? msg : "no patient holds this identifier");
 		break;
 	case ONECARD__V1__CODE__INVALID_ARGUMENT:
-		fhir_fail(r, 400, "invalid", "the identifier is malformed");
+		fhir_fail(r, 400, "invalid", "%s",
+		    has ? msg : "the identifier is malformed");
 		break;
 	case ONECARD__V1__CODE__PERMISSION_DENIED:
-		fhir_fail(r, 403, "forbidden", "not allowed for this CN");
+		fhir_fail(r, 403, "forbidden", "%s",
+		    has ? msg : "not allowed for this CN");
+		break;
+	case ONECARD__V1__CODE__CONFLICT:
+		fhir_fail(r, 409, "conflict", "%s",
+		    has ? msg : "the change contradicts the registry");
+		break;
+	case ONECARD__V1__CODE__VERSION_MISMATCH:
+		fhir_fail(r, 412, "conflict", "%s",
+		    has ? msg : "the record has moved on");
+		break;
+	case ONECARD__V1__CODE__RESOURCE_EXHAUSTED:
+		fhir_fail(r, 429, "throttled", "%s",
+		    has ? msg : "a limit was passed");
 		break;
 	case ONECARD__V1__CODE__UNAVAILABLE:
 		fhir_fail(r, 503, "transient", "registry unavailable");
@@ -263,7 +295,7 @@ fhir_pix(struct fhir_req *r, struct evkeyvalq *q)
 {
 	const char *src = evhttp_find_header(q, "sourceIdentifier");
 	const char *target = evhttp_find_header(q, "targetSystem");
-	const char *domain, *tdomain = NULL;
+	char domain[FHIR_TEXT_MAX], tbuf[FHIR_TEXT_MAX], *tdomain = NULL;
 	Onecard__V1__Reply *reply;
 	Onecard__V1__Patient *p;
 	char sys[256], ref[80], *bar;
@@ -281,16 +313,14 @@ fhir_pix(struct fhir_req *r, struct evkeyvalq *q)
 	sys[bar - src] = '\0';
 	/* A revoked hospital's domain is no longer "known", but the
 	 * identifiers it issued still are: ask before calling it unknown. */
-	if ((domain = fhir_system_domain(sys)) == NULL ||
-	    strcmp(domain, "pid") == 0 ||
+	if (fhir_system_domain(sys, domain, sizeof(domain)) == -1 ||
 	    (!fhir_domain_known(domain) && strncmp(domain, "hosp:", 5) != 0)) {
 		fhir_fail(r, 400, "code-invalid",
 		    "sourceIdentifier: unknown identifier domain");
 		return;
 	}
 	if (target != NULL &&
-	    ((tdomain = fhir_system_domain(target)) == NULL ||
-		strcmp(tdomain, "pid") == 0 ||
+	    (fhir_system_domain(target, tdomain = tbuf, sizeof(tbuf)) == -1 ||
 		(!fhir_domain_known(tdomain) &&
 		    strncmp(tdomain, "hosp:", 5) != 0))) {
 		fhir_fail(
@@ -305,7 +335,7 @@ fhir_pix(struct fhir_req *r, struct evkeyvalq *q)
 			fhir_fail(r, 400, "code-invalid",
 			    "sourceIdentifier: unknown identifier domain");
 		else
-			fhir_fail_code(r, code);
+			fhir_fail_code(r, code, NULL);
 		return;
 	}
 	if (tdomain != NULL && !fhir_domain_known(tdomain) &&
@@ -364,15 +394,61 @@ fhir_human_name(const char *name)
 	return hn;
 }
 
+json_t *
+fhir_patient_stub(const char *pid, const char *survivor)
+{
+	char ref[80];
+
+	snprintf(ref, sizeof(ref), "Patient/%s", survivor);
+	return json_pack("{s:s, s:s, s:b, s:[{s:{s:s}, s:s}]}", "resourceType",
+	    "Patient", "id", pid, "active", 0, "link", "other", "reference",
+	    ref, "type", "replaced-by");
+}
+
+json_t *
+fhir_patient(const Onecard__V1__Patient *p)
+{
+	const Onecard__V1__Demographics *d = p->demographics;
+	char ver[24];
+	json_t *o, *ids;
+
+	snprintf(ver, sizeof(ver), "%llu", (unsigned long long)p->version);
+	o = json_pack("{s:s, s:s, s:{s:s}, s:b}", "resourceType", "Patient",
+	    "id", p->patient_id, "meta", "versionId", ver, "active", 1);
+	ids = json_array();
+	for (size_t i = 0; i < p->n_identifiers; i++)
+		json_array_append_new(ids, fhir_identifier(p->identifiers[i]));
+	json_object_set_new(o, "identifier", ids);
+	if (d == NULL)
+		return o;
+	if (d->name != NULL && d->name[0] != '\0')
+		json_object_set_new(
+		    o, "name", json_pack("[o]", fhir_human_name(d->name)));
+	if (d->sex != ONECARD__V1__SEX__SEX_UNKNOWN)
+		json_object_set_new(o, "gender",
+		    json_string(d->sex == ONECARD__V1__SEX__SEX_MALE
+			    ? "male"
+			    : "female"));
+	if (d->birth_date != NULL && d->birth_date[0] != '\0')
+		json_object_set_new(o, "birthDate", json_string(d->birth_date));
+	if (d->phone != NULL && d->phone[0] != '\0')
+		json_object_set_new(o, "telecom",
+		    json_pack(
+			"[{s:s, s:s}]", "system", "phone", "value", d->phone));
+	if (d->address != NULL && d->address[0] != '\0')
+		json_object_set_new(
+		    o, "address", json_pack("[{s:s}]", "text", d->address));
+	return o;
+}
+
 /* GET /fhir/Patient/ID: the record, or a merged-away one's stub. */
 static void
 fhir_read(struct fhir_req *r, const char *pid)
 {
 	Onecard__V1__Reply *reply;
 	Onecard__V1__Patient *p;
-	Onecard__V1__Demographics *d;
-	json_t *o, *ids;
-	char ref[80], ver[24];
+	char etag[32];
+	json_t *o;
 	int code;
 
 	r->op = "fhir:read";
@@ -383,65 +459,71 @@ fhir_read(struct fhir_req *r, const char *pid)
 	if ((code = fhir_lookup(r, "pid", pid, NULL, 0, &reply)) != 0) {
 		if (code == ONECARD__V1__CODE__INVALID_ARGUMENT)
 			code = ONECARD__V1__CODE__NOT_FOUND;
-		fhir_fail_code(r, code);
+		fhir_fail_code(r, code, NULL);
 		return;
 	}
 	p = reply->patient;
 	if (strcasecmp(p->patient_id, pid) != 0) {
 		/* The lookup followed a merge: pid was merged into p (the
 		 * registry may have upper-cased the id it was given). */
-		snprintf(ref, sizeof(ref), "Patient/%s", p->patient_id);
-		o = json_pack("{s:s, s:s, s:b, s:[{s:{s:s}, s:s}]}",
-		    "resourceType", "Patient", "id", pid, "active", 0, "link",
-		    "other", "reference", ref, "type", "replaced-by");
+		o = fhir_patient_stub(pid, p->patient_id);
 		wire_reply_free(reply);
 		fhir_send(r, 200, o);
 		return;
 	}
-	snprintf(ver, sizeof(ver), "%llu", (unsigned long long)p->version);
-	o = json_pack("{s:s, s:s, s:{s:s}, s:b}", "resourceType", "Patient",
-	    "id", p->patient_id, "meta", "versionId", ver, "active", 1);
-	ids = json_array();
-	for (size_t i = 0; i < p->n_identifiers; i++)
-		json_array_append_new(ids, fhir_identifier(p->identifiers[i]));
-	json_object_set_new(o, "identifier", ids);
-	if ((d = p->demographics) != NULL) {
-		if (d->name != NULL && d->name[0] != '\0')
-			json_object_set_new(o, "name",
-			    json_pack("[o]", fhir_human_name(d->name)));
-		if (d->sex != ONECARD__V1__SEX__SEX_UNKNOWN)
-			json_object_set_new(o, "gender",
-			    json_string(d->sex == ONECARD__V1__SEX__SEX_MALE
-				    ? "male"
-				    : "female"));
-		if (d->birth_date != NULL && d->birth_date[0] != '\0')
-			json_object_set_new(
-			    o, "birthDate", json_string(d->birth_date));
-		if (d->phone != NULL && d->phone[0] != '\0')
-			json_object_set_new(o, "telecom",
-			    json_pack("[{s:s, s:s}]", "system", "phone",
-				"value", d->phone));
-		if (d->address != NULL && d->address[0] != '\0')
-			json_object_set_new(o, "address",
-			    json_pack("[{s:s}]", "text", d->address));
-	}
+	snprintf(
+	    etag, sizeof(etag), "W/\"%llu\"", (unsigned long long)p->version);
+	evhttp_add_header(
+	    evhttp_request_get_output_headers(r->req), "ETag", etag);
+	o = fhir_patient(p);
 	wire_reply_free(reply);
 	fhir_send(r, 200, o);
+}
+
+/* A search parameter of the CapabilityStatement. */
+static json_t *
+fhir_cap_param(const char *name, const char *type)
+{
+	char def[96];
+
+	if (name[0] == '_')
+		snprintf(def, sizeof(def),
+		    "http://hl7.org/fhir/SearchParameter/Resource-id");
+	else
+		snprintf(def, sizeof(def),
+		    "http://hl7.org/fhir/SearchParameter/individual-%s", name);
+	return json_pack(
+	    "{s:s, s:s, s:s}", "name", name, "type", type, "definition", def);
 }
 
 /* GET /fhir/metadata: what this door serves, and nothing more. */
 static void
 fhir_metadata(struct fhir_req *r)
 {
-	json_t *patient = json_pack("{s:s, s:[{s:s}], s:[{s:s, s:s}]}", "type",
-	    "Patient", "interaction", "code", "read", "operation", "name",
-	    "ihe-pix", "definition",
-	    "https://profiles.ihe.net/ITI/PIXm/OperationDefinition/"
-	    "IHE.PIXm.pix");
+	static const char *const params[][2] = {{"_id", "token"},
+	    {"identifier", "token"}, {"family", "string"}, {"given", "string"},
+	    {"birthdate", "date"}, {"gender", "token"}, {"telecom", "token"},
+	    {"address", "string"}};
+	json_t *sp = json_array();
+	json_t *patient;
 	char date[16];
 	time_t now = time(NULL);
 	struct tm tm;
 	json_t *o;
+
+	for (size_t i = 0; i < sizeof(params) / sizeof(params[0]); i++)
+		json_array_append_new(
+		    sp, fhir_cap_param(params[i][0], params[i][1]));
+	patient = json_pack("{s:s, s:[{s:s}, {s:s}, {s:s}, {s:s}], s:b, s:b, "
+			    "s:s, s:o, s:[{s:s, s:s}, {s:s, s:s}]}",
+	    "type", "Patient", "interaction", "code", "read", "code",
+	    "search-type", "code", "update", "code", "delete", "updateCreate",
+	    1, "conditionalUpdate", 1, "conditionalDelete", "single",
+	    "searchParam", sp, "operation", "name", "ihe-pix", "definition",
+	    "https://profiles.ihe.net/ITI/PIXm/OperationDefinition/"
+	    "IHE.PIXm.pix",
+	    "name", "match", "definition",
+	    "http://hl7.org/fhir/OperationDefinition/Patient-match");
 
 	/* The statement describes this running instance: today's date. */
 	gmtime_r(&now, &tm);
@@ -508,38 +590,192 @@ fhir_identify(struct fhir_req *r)
 	return -1;
 }
 
-/*
- * The lookup rate limit, with the binary door's buckets: 0 when r may go
- * on, -1 when it was answered 429 with a Retry-After.
- */
-static int
-fhir_rate(struct fhir_req *r, const char *op)
+int
+fhir_rate(struct fhir_req *r, int kind, const char *op)
 {
-	struct ratelimit_peer *p =
-	    ratelimit_peer(r->cn, r->who.role == ONECARD__V1__ROLE__ROLE_ADMIN);
+	int admin = r->who.role == ONECARD__V1__ROLE__ROLE_ADMIN;
+	struct ratelimit_peer *p = ratelimit_peer(r->cn, admin);
 	uint64_t retry_ns;
 	uint32_t rate, burst;
 	char msg[192], secs[24];
 
-	if (ratelimit_take(p, RATELIMIT_LOOKUP, onecardd_now_us() * 1000,
-		&retry_ns, &rate, &burst) == 0)
-		return 0;
 	r->op = op;
+	if (ratelimit_take(p, kind, onecardd_now_us() * 1000, &retry_ns, &rate,
+		&burst) == 0)
+		return 0;
 	r->res.code = ONECARD__V1__CODE__RESOURCE_EXHAUSTED;
-	ratelimit_message(msg, sizeof(msg), r->cn,
-	    r->who.role == ONECARD__V1__ROLE__ROLE_ADMIN, RATELIMIT_LOOKUP,
-	    rate, burst, retry_ns);
+	ratelimit_message(
+	    msg, sizeof(msg), r->cn, admin, kind, rate, burst, retry_ns);
 	/* Retry-After counts whole seconds: rounded up, so never early. */
 	snprintf(secs, sizeof(secs), "%llu",
 	    (unsigned long long)((retry_ns + 999999999) / 1000000000));
 	evhttp_add_header(
 	    evhttp_request_get_output_headers(r->req), "Retry-After", secs);
-	metrics_rate_limited(r->cn, RATELIMIT_LOOKUP);
-	fhir_fail(r, 429, "throttled", msg);
+	metrics_rate_limited(r->cn, kind);
+	fhir_fail(r, 429, "throttled", "%s", msg);
 	return -1;
 }
 
-/* Every request: identify, then route by path. */
+void
+fhir_url(struct fhir_req *r, const char *path, char *buf, size_t len)
+{
+	const char *host = evhttp_find_header(
+	    evhttp_request_get_input_headers(r->req), "Host");
+
+	/* A Host that is not a plain host[:port] is not echoed back. */
+	if (host == NULL || host[0] == '\0' || strlen(host) > 255 ||
+	    host[strspn(host,
+		"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+		"0123456789.-:[]")] != '\0')
+		host = "localhost";
+	snprintf(buf, len, "https://%s%s", host, path);
+}
+
+/* The request's body as a string (NUL added), or NULL when empty. */
+static char *
+fhir_body(struct evhttp_request *req, size_t *len)
+{
+	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	char *s;
+
+	*len = evbuffer_get_length(in);
+	if (*len == 0 || (s = malloc(*len + 1)) == NULL)
+		return NULL;
+	evbuffer_copyout(in, s, *len);
+	s[*len] = '\0';
+	return s;
+}
+
+/* Does the request's Content-Type start with one of types (|-separated)? */
+static int
+fhir_content_is(struct evhttp_request *req, const char *types)
+{
+	const char *ct = evhttp_find_header(
+	    evhttp_request_get_input_headers(req), "Content-Type");
+	const char *t = types;
+
+	if (ct == NULL)
+		return 0;
+	while (*t != '\0') {
+		size_t n = strcspn(t, "|");
+
+		if (strncasecmp(ct, t, n) == 0 &&
+		    (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' '))
+			return 1;
+		t += n + (t[n] == '|');
+	}
+	return 0;
+}
+
+#define FHIR_JSON_TYPES "application/fhir+json|application/json"
+
+/* POST /fhir/Patient/$match: a JSON body, then the matcher. */
+static void
+fhir_post_match(struct fhir_req *r)
+{
+	char *body, err[256];
+	size_t len;
+	json_t *o;
+
+	r->op = "fhir:match";
+	if (!fhir_content_is(r->req, FHIR_JSON_TYPES)) {
+		fhir_fail(r, 415, "not-supported",
+		    "Content-Type: give application/fhir+json");
+		return;
+	}
+	body = fhir_body(r->req, &len);
+	o = fhir_parse_json(body ? body : "", len, err, sizeof(err));
+	free(body);
+	if (o == NULL) {
+		fhir_fail(r, 400, "structure", "%s", err);
+		return;
+	}
+	if (fhir_rate(r, RATELIMIT_SEARCH, "fhir:match") == 0)
+		fhir_match(r, o);
+	json_decref(o);
+}
+
+/* PUT /fhir/Patient?identifier=...: the feed's create or update. */
+static void
+fhir_put(struct fhir_req *r, struct evkeyvalq *q)
+{
+	char *body, err[256];
+	size_t len;
+	json_t *o;
+
+	r->op = "fhir:put";
+	if (!fhir_content_is(r->req, FHIR_JSON_TYPES)) {
+		fhir_fail(r, 415, "not-supported",
+		    "Content-Type: give application/fhir+json");
+		return;
+	}
+	body = fhir_body(r->req, &len);
+	o = fhir_parse_json(body ? body : "", len, err, sizeof(err));
+	free(body);
+	if (o == NULL) {
+		fhir_fail(r, 400, "structure", "%s", err);
+		return;
+	}
+	if (fhir_rate(r, RATELIMIT_WRITE, "fhir:put") == 0)
+		fhir_feed_put(r, q, o);
+	json_decref(o);
+}
+
+/*
+ * The query: the URI's, and for a POST _search the form body's too. 0, or
+ * -1 answered.
+ */
+static int
+fhir_query(struct fhir_req *r, const char *query, int form, struct evkeyvalq *q)
+{
+	char *body = NULL, *all = NULL;
+	size_t len = 0;
+	int nparams = 0, rc;
+
+	if (form) {
+		if (!fhir_content_is(
+			r->req, "application/x-www-form-urlencoded")) {
+			fhir_fail(r, 415, "not-supported",
+			    "Content-Type: give "
+			    "application/x-www-form-urlencoded");
+			return -1;
+		}
+		body = fhir_body(r->req, &len);
+		if (body != NULL && strlen(body) != len) {
+			free(body);
+			fhir_fail(r, 400, "invalid", "body: holds a NUL byte");
+			return -1;
+		}
+	}
+	if (body != NULL && query != NULL && query[0] != '\0') {
+		size_t n = strlen(query) + len + 2;
+
+		if ((all = malloc(n)) != NULL)
+			snprintf(all, n, "%s&%s", query, body);
+	}
+	rc = all    ? evhttp_parse_query_str(all, q)
+	    : body  ? evhttp_parse_query_str(body, q)
+	    : query ? evhttp_parse_query_str(query, q)
+		    : 0;
+	if (body != NULL && query != NULL && query[0] != '\0' && all == NULL)
+		rc = -1;
+	free(all);
+	free(body);
+	if (rc == -1) {
+		fhir_fail(r, 400, "invalid", "malformed query string");
+		return -1;
+	}
+	for (struct evkeyval *kv = q->tqh_first; kv; kv = kv->next.tqe_next)
+		nparams++;
+	if (nparams > FHIR_MAX_PARAMS) {
+		fhir_fail(r, 400, "too-costly",
+		    "too many query parameters (at most %d)", FHIR_MAX_PARAMS);
+		return -1;
+	}
+	return 0;
+}
+
+/* Every request: identify, then route by method and path. */
 static void
 fhir_serve(struct evhttp_request *req, void *arg)
 {
@@ -547,9 +783,10 @@ fhir_serve(struct evhttp_request *req, void *arg)
 	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
 	const char *query = uri ? evhttp_uri_get_query(uri) : NULL;
 	const char *rawpath = uri ? evhttp_uri_get_path(uri) : NULL;
+	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+	int get = cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_HEAD;
 	struct evkeyvalq q;
 	char *path = NULL;
-	int nparams = 0;
 
 	(void)arg;
 	r.start_us = onecardd_now_us();
@@ -558,32 +795,49 @@ fhir_serve(struct evhttp_request *req, void *arg)
 	if (fhir_identify(&r) == -1)
 		return;
 	if (rawpath == NULL ||
-	    (path = evhttp_uridecode(rawpath, 0, NULL)) == NULL ||
-	    (query != NULL && evhttp_parse_query_str(query, &q) == -1)) {
+	    (path = evhttp_uridecode(rawpath, 0, NULL)) == NULL) {
 		fhir_fail(&r, 400, "invalid", "malformed request URI");
 		goto out;
 	}
-	for (struct evkeyval *kv = q.tqh_first; kv; kv = kv->next.tqe_next)
-		nparams++;
-	if (nparams > FHIR_MAX_PARAMS) {
-		fhir_fail(&r, 400, "too-costly", "too many query parameters");
+	if (fhir_query(&r, query,
+		cmd == EVHTTP_REQ_POST &&
+		    strcmp(path, "/fhir/Patient/_search") == 0,
+		&q) == -1)
 		goto out;
-	}
 	if (!fhir_wants_json(req, &q)) {
 		fhir_fail(&r, 406, "not-supported", "only JSON is served");
 		goto out;
 	}
-	if (strcmp(path, "/fhir/metadata") == 0)
+	if (strcmp(path, "/fhir/metadata") == 0 && get)
 		fhir_metadata(&r);
-	else if (strcmp(path, "/fhir/Patient/$ihe-pix") == 0) {
-		if (fhir_rate(&r, "fhir:pix") == 0)
+	else if (strcmp(path, "/fhir/Patient/$ihe-pix") == 0 && get) {
+		if (fhir_rate(&r, RATELIMIT_LOOKUP, "fhir:pix") == 0)
 			fhir_pix(&r, &q);
+	} else if (strcmp(path, "/fhir/Patient/$match") == 0 &&
+	    cmd == EVHTTP_REQ_POST)
+		fhir_post_match(&r);
+	else if ((strcmp(path, "/fhir/Patient") == 0 && get) ||
+	    (strcmp(path, "/fhir/Patient/_search") == 0 &&
+		cmd == EVHTTP_REQ_POST)) {
+		if (fhir_rate(&r, RATELIMIT_SEARCH, "fhir:search") == 0)
+			fhir_search(&r, &q);
+	} else if (strcmp(path, "/fhir/Patient") == 0 && cmd == EVHTTP_REQ_PUT)
+		fhir_put(&r, &q);
+	else if (strcmp(path, "/fhir/Patient") == 0 &&
+	    cmd == EVHTTP_REQ_DELETE) {
+		if (fhir_rate(&r, RATELIMIT_WRITE, "fhir:delete") == 0)
+			fhir_feed_delete(&r, &q);
 	} else if (strncmp(path, "/fhir/Patient/", 14) == 0 &&
 	    path[14] != '\0' && strchr(path + 14, '/') == NULL &&
-	    path[14] != '$') {
-		if (fhir_rate(&r, "fhir:read") == 0)
+	    path[14] != '$' && path[14] != '_' && get) {
+		if (fhir_rate(&r, RATELIMIT_LOOKUP, "fhir:read") == 0)
 			fhir_read(&r, path + 14);
-	} else
+	} else if (strncmp(path, "/fhir/", 6) == 0 &&
+	    (strcmp(path, "/fhir/metadata") == 0 ||
+		strncmp(path, "/fhir/Patient", 13) == 0))
+		fhir_fail(&r, 405, "not-supported",
+		    "method not allowed on %.64s", path);
+	else
 		fhir_fail(&r, 404, "not-supported", "not served");
 out:
 	evhttp_clear_headers(&q);
@@ -696,7 +950,9 @@ fhir_start(const struct config *c)
 	    fs.base, fs.pipe[0], EV_READ | EV_PERSIST, fhir_wake, NULL);
 	if (fs.wake == NULL || event_add(fs.wake, NULL) == -1)
 		goto fail;
-	evhttp_set_allowed_methods(fs.http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
+	evhttp_set_allowed_methods(fs.http,
+	    EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
+		EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH);
 	evhttp_set_timeout(fs.http, FHIR_TIMEOUT);
 	evhttp_set_max_headers_size(fs.http, FHIR_MAX_HEADERS);
 	evhttp_set_max_body_size(fs.http, FHIR_MAX_BODY);
@@ -731,5 +987,6 @@ fhir_stop(void)
 	if (write(fs.pipe[1], "x", 1) != 1)
 		log_warn("fhir: stop");
 	pthread_join(fs.thread, NULL);
+	fhir_feed_drain();
 	fhir_free();
 }

@@ -321,6 +321,7 @@ op_search_ranked(struct reg_op *o)
 	mq.name = s->name ? s->name : "";
 	mq.birth_date = s->birth_date ? s->birth_date : "";
 	mq.phone = s->phone ? s->phone : "";
+	mq.address = s->address ? s->address : "";
 	mq.sex = s->sex;
 	has_id = id != NULL &&
 	    ((id->domain && id->domain[0] != '\0') ||
@@ -342,6 +343,9 @@ op_search_ranked(struct reg_op *o)
 		return CODE_INVALID;
 	if (mq.phone[0] != '\0' &&
 	    validate_phone("phone", mq.phone, o->msg, sizeof(o->msg)) == -1)
+		return CODE_INVALID;
+	if (validate_text("address", mq.address, reg->lim.max_address, o->msg,
+		sizeof(o->msg)) == -1)
 		return CODE_INVALID;
 	if (has_id &&
 	    (k = validate_identifier(&o->vc, "identifier", id, norm,

@@ -413,7 +413,8 @@ struct patient_report {
 static int
 op_is_merge(const char *op)
 {
-	return strcmp(op, "merge") == 0 || strcmp(op, "duplicate_merge") == 0;
+	return strcmp(op, "merge") == 0 || strcmp(op, "duplicate_merge") == 0 ||
+	    strcmp(op, "fhir:merge") == 0;
 }
 
 /* Does op disclose records without naming them in the trail? */

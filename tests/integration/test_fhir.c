@@ -173,7 +173,8 @@ metadata_is_a_capability_statement(void **state)
 	    "CapabilityStatement");
 	assert_string_equal(
 	    json_string_value(json_object_get(o, "fhirVersion")), "4.0.1");
-	/* Exactly what is served: Patient read and $ihe-pix. */
+	/* Exactly what is served: Patient read, search, the feed's
+	 * conditional update and delete, $ihe-pix and $match. */
 	res = json_array_get(
 	    json_object_get(
 		json_array_get(json_object_get(o, "rest"), 0), "resource"),
@@ -186,11 +187,24 @@ metadata_is_a_capability_statement(void **state)
 		"code")),
 	    "read");
 	assert_int_equal(
-	    json_array_size(json_object_get(res, "interaction")), 1);
+	    json_array_size(json_object_get(res, "interaction")), 4);
+	assert_string_equal(
+	    json_string_value(json_object_get(
+		json_array_get(json_object_get(res, "interaction"), 1),
+		"code")),
+	    "search-type");
+	assert_true(json_is_true(json_object_get(res, "conditionalUpdate")));
+	assert_int_equal(
+	    json_array_size(json_object_get(res, "searchParam")), 8);
+	assert_int_equal(json_array_size(json_object_get(res, "operation")), 2);
 	assert_string_equal(
 	    json_string_value(json_object_get(
 		json_array_get(json_object_get(res, "operation"), 0), "name")),
 	    "ihe-pix");
+	assert_string_equal(
+	    json_string_value(json_object_get(
+		json_array_get(json_object_get(res, "operation"), 1), "name")),
+	    "match");
 	json_decref(o);
 }
 
