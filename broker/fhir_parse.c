@@ -694,6 +694,10 @@ fhir_parse_search(const struct evkeyvalq *q, int strict,
 				}
 				v = bar + 1;
 			}
+			if (v[0] == '\0') {
+				fhir_err(err, errlen, "telecom: no number");
+				return -1;
+			}
 			if (fhir_copy(out->phone, sizeof(out->phone), v) ==
 			    -1) {
 				fhir_err(err, errlen, "telecom: too long");

@@ -1,10 +1,12 @@
-# tests/fuzz: three more harnesses, built the way fuzz.cmake builds fuzz_frame.
+# tests/fuzz: four more harnesses, built the way fuzz.cmake builds fuzz_frame.
 #
 #   fuzz_request  frames through request validation and dispatch against a
 #                 real SQLite registry (registry/*.c)
 #   fuzz_csv      onecardctl's patient CSV parser (clients/onecardctl/csv.c)
 #   fuzz_config   onecardd's config-file parser (broker/onecardd.c's
 #                 config_set through inih)
+#   fuzz_fhir     the FHIR door's query-string and JSON-body parser
+#                 (broker/fhir_parse.c)
 #
 # With Clang and -DONECARD_FUZZ=ON each is a libFuzzer binary and the ctest
 # fuzz/<name> fuzzes it for 30 s from its committed corpus (new inputs go to
@@ -80,3 +82,8 @@ target_link_libraries(${ONECARD_FUZZ_TARGET} PRIVATE onecard_registry
   PkgConfig::EVENT_PTHREADS PkgConfig::EVENT_OPENSSL PkgConfig::JANSSON
   PkgConfig::INIH OpenSSL::SSL OpenSSL::Crypto
   Threads::Threads)
+
+onecard_fuzz_target(fhir "${CMAKE_SOURCE_DIR}/broker/fhir_parse.c")
+target_include_directories(${ONECARD_FUZZ_TARGET} PRIVATE "${CMAKE_SOURCE_DIR}/broker")
+target_link_libraries(${ONECARD_FUZZ_TARGET} PRIVATE onecard_proto
+  PkgConfig::EVENT PkgConfig::EVENT_EXTRA PkgConfig::JANSSON)
