@@ -243,9 +243,9 @@ fhir_holds_domain(const Onecard__V1__Patient *p, const char *domain)
 json_t *
 fhir_identifier(const Onecard__V1__Identifier *id)
 {
-	char system[128];
+	char system[FHIR_TEXT_MAX];
 
-	snprintf(system, sizeof(system), FHIR_SYSTEM_URN "%s", id->domain);
+	fhir_system_name(id->domain, system, sizeof(system));
 	return json_pack("{s:s, s:s}", "system", system, "value", id->value);
 }
 
@@ -922,6 +922,13 @@ fhir_start(const struct config *c)
 
 	if (server_parse_address(c->fhir_listen, &ss, &len) == -1)
 		return -1;
+	fhir_system_clear();
+	for (size_t i = 0; i < c->n_fhir_systems; i++)
+		if (fhir_system_add(c->fhir_systems[i], err, sizeof(err)) ==
+		    -1) {
+			log_warnx("--fhir-system %s", err);
+			return -1;
+		}
 	if (ss.ss_family == AF_INET) {
 		struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
 		inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host));

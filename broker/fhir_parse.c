@@ -39,11 +39,110 @@ fhir_copy(char *dst, size_t dstlen, const char *s)
 	return 0;
 }
 
+/* Systems the configuration names for domains (--fhir-system), set at
+ * start before the door's thread runs, read-only after. */
+static struct {
+	char domain[FHIR_TEXT_MAX];
+	char uri[FHIR_TEXT_MAX];
+} fhir_systems[FHIR_MAX_SYSTEMS];
+static size_t fhir_nsystems;
+
+int
+fhir_system_check(const char *spec, char *domain, size_t domlen, char *uri,
+    size_t urilen, char *err, size_t errlen)
+{
+	const char *eq = strchr(spec, '=');
+	size_t n = eq ? (size_t)(eq - spec) : 0, k;
+
+	if (eq == NULL || n == 0 || n >= domlen) {
+		fhir_err(err, errlen, "'%.64s' is not DOMAIN=URI", spec);
+		return -1;
+	}
+	memcpy(domain, spec, n);
+	domain[n] = '\0';
+	k = strlen(domain + 5);
+	if (strcmp(domain, "cn-id") != 0 && strcmp(domain, "cn-ssc") != 0 &&
+	    (strncmp(domain, "hosp:", 5) != 0 || k == 0 || k > 16 ||
+		domain[5 +
+		    strspn(domain + 5,
+			"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+			"0123456789_-")] != '\0')) {
+		fhir_err(err, errlen,
+		    "'%.64s': the domain is cn-id, cn-ssc or hosp:CODE",
+		    domain);
+		return -1;
+	}
+	eq++;
+	if (fhir_copy(uri, urilen, eq) == -1 ||
+	    (strncmp(eq, "urn:oid:", 8) == 0 ? eq[8] == '\0' || eq[8] == '.' ||
+			eq[8 + strspn(eq + 8, "0123456789.")] != '\0'
+					     : strncmp(eq, "urn:", 4) != 0 &&
+			strncmp(eq, "http://", 7) != 0 &&
+			strncmp(eq, "https://", 8) != 0) ||
+	    strncmp(eq, FHIR_SYSTEM_URN, strlen(FHIR_SYSTEM_URN)) == 0 ||
+	    eq[strcspn(eq, " |,\t")] != '\0') {
+		fhir_err(err, errlen,
+		    "'%.64s': the system is urn:oid:DIGITS.DIGITS, another "
+		    "urn: or an http(s) URL (not urn:onecard:, no space, "
+		    "'|' or ',')",
+		    eq);
+		return -1;
+	}
+	return 0;
+}
+
+int
+fhir_system_add(const char *spec, char *err, size_t errlen)
+{
+	char dom[FHIR_TEXT_MAX], uri[FHIR_TEXT_MAX];
+
+	if (fhir_system_check(
+		spec, dom, sizeof(dom), uri, sizeof(uri), err, errlen) == -1)
+		return -1;
+	for (size_t i = 0; i < fhir_nsystems; i++)
+		if (strcmp(fhir_systems[i].domain, dom) == 0 ||
+		    strcmp(fhir_systems[i].uri, uri) == 0) {
+			fhir_err(err, errlen, "'%.64s': %s named twice", spec,
+			    strcmp(fhir_systems[i].domain, dom) == 0
+				? "domain"
+				: "system");
+			return -1;
+		}
+	if (fhir_nsystems == FHIR_MAX_SYSTEMS) {
+		fhir_err(err, errlen, "more than %d systems", FHIR_MAX_SYSTEMS);
+		return -1;
+	}
+	memcpy(fhir_systems[fhir_nsystems].domain, dom, sizeof(dom));
+	memcpy(fhir_systems[fhir_nsystems].uri, uri, sizeof(uri));
+	fhir_nsystems++;
+	return 0;
+}
+
+void
+fhir_system_clear(void)
+{
+	fhir_nsystems = 0;
+}
+
+void
+fhir_system_name(const char *domain, char *buf, size_t len)
+{
+	for (size_t i = 0; i < fhir_nsystems; i++)
+		if (strcmp(fhir_systems[i].domain, domain) == 0) {
+			snprintf(buf, len, "%s", fhir_systems[i].uri);
+			return;
+		}
+	snprintf(buf, len, FHIR_SYSTEM_URN "%s", domain);
+}
+
 int
 fhir_system_domain(const char *system, char *dom, size_t domlen)
 {
 	size_t n = strlen(FHIR_SYSTEM_URN);
 
+	for (size_t i = 0; i < fhir_nsystems; i++)
+		if (strcmp(fhir_systems[i].uri, system) == 0)
+			return fhir_copy(dom, domlen, fhir_systems[i].domain);
 	if (strncmp(system, FHIR_SYSTEM_URN, n) != 0 || system[n] == '\0' ||
 	    strcmp(system + n, "pid") == 0)
 		return -1;

@@ -16,12 +16,13 @@
 struct evkeyvalq;
 
 /* Named limits of what a request may carry. */
-#define FHIR_MAX_DEPTH  32  /* nesting of a JSON body */
-#define FHIR_MAX_IDS    16  /* identifiers of one Patient */
-#define FHIR_MAX_COUNT  100 /* _count and $match's count */
-#define FHIR_TEXT_MAX   256 /* bytes of one string the door keeps */
-#define FHIR_SYSTEM_URN "urn:onecard:"
-#define FHIR_GRADE_URL  "http://hl7.org/fhir/StructureDefinition/match-grade"
+#define FHIR_MAX_DEPTH   32  /* nesting of a JSON body */
+#define FHIR_MAX_IDS     16  /* identifiers of one Patient */
+#define FHIR_MAX_COUNT   100 /* _count and $match's count */
+#define FHIR_TEXT_MAX    256 /* bytes of one string the door keeps */
+#define FHIR_MAX_SYSTEMS 32  /* --fhir-system mappings */
+#define FHIR_SYSTEM_URN  "urn:onecard:"
+#define FHIR_GRADE_URL   "http://hl7.org/fhir/StructureDefinition/match-grade"
 
 /* An identifier as the registry takes it: domain, value. */
 struct fhir_ident {
@@ -63,9 +64,21 @@ struct fhir_search_in {
 };
 
 /*
- * The domain of a FHIR identifier system: urn:onecard:D is D. 0 with the
- * domain in dom (domlen bytes), -1 for a system this registry does not
- * name.
+ * Identifier systems. A domain D is the system urn:onecard:D unless
+ * --fhir-system D=URI (an OID as urn:oid:..., another urn: or a URL) names
+ * it otherwise; urn:onecard:D is still understood then. Set at start,
+ * before the door serves: fhir_system_check reads "D=URI" (0, or -1 with
+ * why in err), fhir_system_add keeps one, fhir_system_clear drops them.
+ */
+int fhir_system_check(const char *spec, char *domain, size_t domlen, char *uri,
+    size_t urilen, char *err, size_t errlen);
+int fhir_system_add(const char *spec, char *err, size_t errlen);
+void fhir_system_clear(void);
+/* The system that names domain. */
+void fhir_system_name(const char *domain, char *buf, size_t len);
+/*
+ * The domain a FHIR identifier system names. 0 with the domain in dom
+ * (domlen bytes), -1 for a system this registry does not name.
  */
 int fhir_system_domain(const char *system, char *dom, size_t domlen);
 

@@ -27,6 +27,7 @@
 #include <ini.h>
 
 #include "audit.h"
+#include "fhir_parse.h"
 #include "log.h"
 #include "metrics.h"
 #include "notify.h"
@@ -83,6 +84,7 @@ static const struct option onecardd_longopts[] = {
     /* Values past a char: no short flag, and no clash with another's. */
     {"disclosure", required_argument, NULL, 1001},
     {"disclosure-cn-id", required_argument, NULL, 1002},
+    {"fhir-system", required_argument, NULL, 1010},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -106,6 +108,11 @@ usage(FILE *f)
 	    "given)\n"
 	    "  --fhir-listen HOST:PORT    FHIR R4 JSON over HTTPS (off if not "
 	    "given)\n"
+	    "  --fhir-system DOMAIN=URI   the FHIR system of a domain, e.g. "
+	    "cn-id=urn:oid:...\n"
+	    "                             (urn:onecard:DOMAIN; repeatable; "
+	    "read "
+	    "at start)\n"
 	    "  --threads N                worker threads (online CPUs)\n"
 	    "  --max-frame BYTES          largest request frame (65536)\n"
 	    "  --idle-timeout SECONDS     close idle clients (300; 0: never)\n"
@@ -434,6 +441,39 @@ config_set(struct config *c, const char *name, const char *value, char *err,
 			: name[0] == 'f'     ? &c->fhir_listen
 					     : &c->metrics_listen,
 		    value);
+	} else if (strcmp(name, "fhir-system") == 0) {
+		char dom[256], uri[256], why[200], **sys;
+
+		if (fhir_system_check(value, dom, sizeof(dom), uri, sizeof(uri),
+			why, sizeof(why)) == -1) {
+			snprintf(err, errlen, "--%s: %s", name, why);
+			return -1;
+		}
+		for (size_t i = 0; i < c->n_fhir_systems; i++) {
+			char d2[256], u2[256];
+
+			if (fhir_system_check(c->fhir_systems[i], d2,
+				sizeof(d2), u2, sizeof(u2), why,
+				sizeof(why)) == 0 &&
+			    (strcmp(d2, dom) == 0 || strcmp(u2, uri) == 0)) {
+				snprintf(err, errlen,
+				    "--%s: '%s' names a %s named already", name,
+				    value,
+				    strcmp(d2, dom) == 0 ? "domain" : "system");
+				return -1;
+			}
+		}
+		if ((sys = realloc(c->fhir_systems,
+			 (c->n_fhir_systems + 1) * sizeof(*sys))) == NULL) {
+			snprintf(err, errlen, "--%s: out of memory", name);
+			return -1;
+		}
+		c->fhir_systems = sys;
+		if ((sys[c->n_fhir_systems] = strdup(value)) == NULL) {
+			snprintf(err, errlen, "--%s: out of memory", name);
+			return -1;
+		}
+		c->n_fhir_systems++;
 	} else if (strcmp(name, "db") == 0)
 		config_string(&c->db, value);
 	else if (strcmp(name, "cert") == 0)
@@ -806,6 +846,9 @@ config_free(struct config *c)
 	free(c->audit_log);
 	free(c->metrics_listen);
 	free(c->fhir_listen);
+	for (size_t i = 0; i < c->n_fhir_systems; i++)
+		free(c->fhir_systems[i]);
+	free(c->fhir_systems);
 	free(c->user);
 	free(c->node);
 	ratelimit_conf_clear(&c->rates);

@@ -44,6 +44,8 @@ struct config {
 	char *audit_log;
 	char *metrics_listen;
 	char *fhir_listen;
+	char **fhir_systems; /* --fhir-system DOMAIN=URI, each as given */
+	size_t n_fhir_systems;
 	char *user;
 	char *node;
 	int threads;

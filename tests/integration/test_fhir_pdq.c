@@ -171,8 +171,9 @@ static int
 setup(void **state)
 {
 	static const char *const codes[] = {"XC001", "XC002", NULL};
-	const char *const extra[] = {
-	    "--fhir-listen", "127.0.0.1:0", "--audit-log", audit_path, NULL};
+	const char *const extra[] = {"--fhir-listen", "127.0.0.1:0",
+	    "--audit-log", audit_path, "--fhir-system",
+	    "cn-ssc=urn:oid:1.2.156.112604.1", NULL};
 	char log[65536], *p;
 
 	(void)state;
@@ -354,6 +355,18 @@ post_search_takes_a_form_body(void **state)
 	    200);
 	assert_int_equal(bundle_total(b), 1);
 	assert_string_equal(entry_id(b, 0, NULL), zhang);
+	json_decref(b);
+	/* cn-ssc is named by an OID here (--fhir-system): asked by it,
+	 * and answered with it. */
+	assert_int_equal(
+	    fhir("XC001", "POST", "/fhir/Patient/_search",
+		"application/x-www-form-urlencoded",
+		"identifier=urn:oid:1.2.156.112604.1|SSC001", NULL, &b),
+	    200);
+	assert_int_equal(bundle_total(b), 1);
+	assert_non_null(strstr(out,
+	    "{\"system\":\"urn:oid:1.2.156.112604.1\",\"value\":\"SSC001\"}"));
+	assert_null(strstr(out, "urn:onecard:cn-ssc"));
 	json_decref(b);
 	assert_int_equal(fhir("XC001", "POST", "/fhir/Patient/_search",
 			     "application/fhir+json", "{}", NULL, &b),
@@ -726,6 +739,42 @@ feed_writes_are_audited_step_by_step(void **state)
 	assert_true(unlink_ >= 2);
 }
 
+/* Run onecardd --check-config with args; its exit status, stderr in err. */
+static int
+check_config(char *err, size_t errlen, const char *args)
+{
+	char cmd[2048];
+
+	snprintf(cmd, sizeof cmd,
+	    "onecardd --check-config --listen 127.0.0.1:0 --db '%s/x.db' "
+	    "--cert '%s/broker.pem' --key '%s/broker.key' --ca '%s/ca.pem' %s",
+	    h.dir, h.certs, h.certs, h.certs, args);
+	return harness_run2(&h, NULL, out, sizeof out, err, errlen, cmd);
+}
+
+static void
+bad_fhir_systems_are_refused_naming_the_flag(void **state)
+{
+	static const char *const bad[] = {"cn-id", "cn-id=", "x=urn:oid:1.2",
+	    "cn-id=urn:oid:1.a", "cn-id=urn:onecard:cn-id", "cn-id=ftp://x",
+	    "hosp:=urn:oid:1.2", "'cn-id=urn:oid:1.2 3'",
+	    "cn-id=urn:oid:1.2 --fhir-system cn-id=urn:oid:1.3",
+	    "cn-id=urn:oid:1.2 --fhir-system cn-ssc=urn:oid:1.2"};
+	char err[4096], args[256];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		snprintf(args, sizeof args, "--fhir-system %s", bad[i]);
+		assert_int_not_equal(check_config(err, sizeof err, args), 0);
+		assert_non_null(strstr(err, "--fhir-system"));
+	}
+	assert_int_equal(
+	    check_config(err, sizeof err,
+		"--fhir-system cn-id=urn:oid:2.16.156.10011.1.5 "
+		"--fhir-system hosp:XC001=https://xc001.example/mrn"),
+	    0);
+}
+
 int
 main(void)
 {
@@ -746,6 +795,7 @@ main(void)
 	    cmocka_unit_test(feed_merge_is_for_admins),
 	    cmocka_unit_test(feed_delete_unlinks),
 	    cmocka_unit_test(feed_writes_are_audited_step_by_step),
+	    cmocka_unit_test(bad_fhir_systems_are_refused_naming_the_flag),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
