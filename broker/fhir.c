@@ -87,6 +87,9 @@ fhir_send(struct fhir_req *r, int status, json_t *body)
 	if (b != NULL)
 		evbuffer_free(b);
 	metrics_fhir_request(status);
+	if (r->op_case != 0)
+		metrics_request_on(METRICS_FHIR, r->cn, r->op_case, r->res.code,
+		    onecardd_now_us() - r->start_us);
 	if (audit_enabled()) {
 		struct audit_entry e = {
 		    .actor = r->cn,
@@ -600,6 +603,11 @@ fhir_rate(struct fhir_req *r, int kind, const char *op)
 	char msg[192], secs[24];
 
 	r->op = op;
+	/* Counted as the binary door counts them; the feed's writes are
+	 * counted step by step (fhir_feed.c). */
+	r->op_case = kind == RATELIMIT_LOOKUP ? ONECARD__V1__REQUEST__OP_LOOKUP
+	    : kind == RATELIMIT_SEARCH        ? ONECARD__V1__REQUEST__OP_SEARCH
+					      : 0;
 	if (ratelimit_take(p, kind, onecardd_now_us() * 1000, &retry_ns, &rate,
 		&burst) == 0)
 		return 0;

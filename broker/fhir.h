@@ -26,6 +26,7 @@ struct fhir_req {
 	struct actor who;
 	char cn[ONECARDD_CN_MAX + 1];
 	const char *op;
+	int op_case; /* the registry op it is counted as (metrics); 0: none */
 	struct op_result res;
 	uint64_t start_us;
 	struct policy_who pol; /* what it may see (policy.h) */

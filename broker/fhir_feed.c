@@ -25,6 +25,7 @@
 #include "fhir.h"
 #include "fhir_parse.h"
 #include "log.h"
+#include "metrics.h"
 #include "wire.h"
 #include "writer.h"
 
@@ -173,6 +174,8 @@ fhir_feed_audit(struct fhir_feed *f)
 
 	if (audit_enabled())
 		audit_log(&e);
+	metrics_request_on(METRICS_FHIR, f->r.cn, f->job.req->op_case,
+	    f->job.res.code, e.latency_us);
 }
 
 /* The identifier as the registry's message names it. */

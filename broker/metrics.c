@@ -81,11 +81,15 @@ struct peer_slot {
 	atomic_int state;
 	char cn[METRICS_CN];
 	atomic_int_fast64_t last_seen; /* Unix seconds */
-	atomic_uint_fast64_t requests[METRICS_OPS];
+	atomic_uint_fast64_t requests[METRICS_IFACES][METRICS_OPS];
 	atomic_uint_fast64_t limited[RATELIMIT_KINDS]; /* refused, by kind */
 };
 
 static struct peer_slot peers[METRICS_PEERS + 1];
+
+/* The interface label of each door (metrics.h). */
+static const char *const metrics_iface_name[METRICS_IFACES] = {
+    "binary", "fhir"};
 
 static struct {
 	atomic_int_fast64_t cert_not_after;
@@ -93,8 +97,9 @@ static struct {
 } tls_expiry;
 
 static struct {
-	atomic_uint_fast64_t requests[METRICS_OPS][METRICS_CODES];
-	struct histogram latency[METRICS_OPS];
+	atomic_uint_fast64_t requests[METRICS_IFACES][METRICS_OPS]
+				     [METRICS_CODES];
+	struct histogram latency[METRICS_IFACES][METRICS_OPS];
 	atomic_int_fast64_t conns_open;
 	atomic_uint_fast64_t conns_total;
 	atomic_uint_fast64_t handshakes[2]; /* failed, ok */
@@ -181,13 +186,22 @@ metrics_peer(const char *cn)
 void
 metrics_request(const char *cn, int op_case, int code, uint64_t latency_us)
 {
+	metrics_request_on(METRICS_BINARY, cn, op_case, code, latency_us);
+}
+
+void
+metrics_request_on(
+    int iface, const char *cn, int op_case, int code, uint64_t latency_us)
+{
 	int op = metrics_op_index(op_case);
 
+	if (iface < 0 || iface >= METRICS_IFACES)
+		iface = METRICS_BINARY;
 	if (cn != NULL && cn[0] != '\0') {
 		struct peer_slot *p = metrics_peer(cn);
 
 		atomic_fetch_add_explicit(
-		    &p->requests[op], 1, memory_order_relaxed);
+		    &p->requests[iface][op], 1, memory_order_relaxed);
 		atomic_store_explicit(
 		    &p->last_seen, (int64_t)time(NULL), memory_order_relaxed);
 	}
@@ -195,8 +209,9 @@ metrics_request(const char *cn, int op_case, int code, uint64_t latency_us)
 	if (code < 0 || code >= METRICS_CODES)
 		code = ONECARD__V1__CODE__INTERNAL;
 	atomic_fetch_add_explicit(
-	    &m.requests[op][code], 1, memory_order_relaxed);
-	histogram_observe(&m.latency[op], lat_bounds, LAT_BUCKETS, latency_us);
+	    &m.requests[iface][op][code], 1, memory_order_relaxed);
+	histogram_observe(
+	    &m.latency[iface][op], lat_bounds, LAT_BUCKETS, latency_us);
 }
 
 void
@@ -437,16 +452,19 @@ metrics_render_peers(struct evbuffer *b)
 		if (i < METRICS_PEERS &&
 		    atomic_load_explicit(&p->state, memory_order_acquire) != 2)
 			continue;
-		for (int op = 0; op < METRICS_OPS; op++) {
-			uint64_t n = ld(&p->requests[op]);
-			if (n == 0 || metrics_op_name(op) == NULL)
-				continue;
-			evbuffer_add_printf(
-			    b, "onecard_hospital_requests_total{hospital=\"");
-			expo_label(b, cn);
-			evbuffer_add_printf(b, "\",op=\"%s\"} %llu\n",
-			    metrics_op_name(op), (unsigned long long)n);
-		}
+		for (int k = 0; k < METRICS_IFACES; k++)
+			for (int op = 0; op < METRICS_OPS; op++) {
+				uint64_t n = ld(&p->requests[k][op]);
+				if (n == 0 || metrics_op_name(op) == NULL)
+					continue;
+				evbuffer_add_printf(b,
+				    "onecard_hospital_requests_total{"
+				    "interface=\"%s\",hospital=\"",
+				    metrics_iface_name[k]);
+				expo_label(b, cn);
+				evbuffer_add_printf(b, "\",op=\"%s\"} %llu\n",
+				    metrics_op_name(op), (unsigned long long)n);
+			}
 	}
 	expo_header(b, "onecard_rate_limited_total", "counter",
 	    "Requests refused RESOURCE_EXHAUSTED (FHIR: 429) by a rate "
@@ -592,32 +610,39 @@ metrics_render(struct evbuffer *b)
 	notify_render(b);
 	expo_header(b, "onecard_requests_total", "counter",
 	    "Requests answered, by operation and reply code.");
-	for (int op = 0; op < METRICS_OPS; op++)
-		for (int c = 0; c < METRICS_CODES; c++) {
-			uint64_t n = ld(&m.requests[op][c]);
-			if (n != 0 && metrics_op_name(op) != NULL)
-				evbuffer_add_printf(b,
-				    "onecard_requests_total{op=\"%s\","
-				    "code=\"%s\"} %llu\n",
-				    metrics_op_name(op), wire_code_name(c),
-				    (unsigned long long)n);
-		}
+	for (int k = 0; k < METRICS_IFACES; k++)
+		for (int op = 0; op < METRICS_OPS; op++)
+			for (int c = 0; c < METRICS_CODES; c++) {
+				uint64_t n = ld(&m.requests[k][op][c]);
+				if (n != 0 && metrics_op_name(op) != NULL)
+					evbuffer_add_printf(b,
+					    "onecard_requests_total{interface="
+					    "\"%s\",op=\"%s\",code=\"%s\"} "
+					    "%llu\n",
+					    metrics_iface_name[k],
+					    metrics_op_name(op),
+					    wire_code_name(c),
+					    (unsigned long long)n);
+			}
 
 	metrics_render_peers(b);
 	metrics_render_build_tls(b);
 
 	expo_header(b, "onecard_request_duration_seconds", "histogram",
 	    "Time from a request decoded to its reply queued, by operation.");
-	for (int op = 0; op < METRICS_OPS; op++) {
-		char labels[64];
-		if (ld(&m.latency[op].count) == 0 ||
-		    metrics_op_name(op) == NULL)
-			continue;
-		snprintf(
-		    labels, sizeof(labels), "op=\"%s\",", metrics_op_name(op));
-		expo_histogram(b, "onecard_request_duration_seconds", labels,
-		    &m.latency[op], lat_les, LAT_BUCKETS, 1e-6);
-	}
+	for (int k = 0; k < METRICS_IFACES; k++)
+		for (int op = 0; op < METRICS_OPS; op++) {
+			char labels[96];
+			if (ld(&m.latency[k][op].count) == 0 ||
+			    metrics_op_name(op) == NULL)
+				continue;
+			snprintf(labels, sizeof(labels),
+			    "interface=\"%s\",op=\"%s\",",
+			    metrics_iface_name[k], metrics_op_name(op));
+			expo_histogram(b, "onecard_request_duration_seconds",
+			    labels, &m.latency[k][op], lat_les, LAT_BUCKETS,
+			    1e-6);
+		}
 
 	expo_header(b, "onecard_connections_open", "gauge",
 	    "Client connections open now.");

@@ -12,10 +12,20 @@
 
 struct registry_limits;
 
+/* The doors a request comes through: the series' interface label. */
+enum {
+	METRICS_BINARY, /* "binary": the protocol of docs/protocol.md */
+	METRICS_FHIR,   /* "fhir": the FHIR door */
+	METRICS_IFACES
+};
+
 /* One request answered to cn (the certificate CN; "" or NULL before one is
- * known): op (Request op case), reply code, latency. */
+ * known): op (Request op case), reply code, latency. metrics_request is
+ * the binary door's. */
 void metrics_request(
     const char *cn, int op_case, int code, uint64_t latency_us);
+void metrics_request_on(
+    int iface, const char *cn, int op_case, int code, uint64_t latency_us);
 /* A connection opened (+1) or closed (-1). */
 void metrics_connection(int delta);
 /* A TLS handshake finished: ok or failed; failed with a reason word. */

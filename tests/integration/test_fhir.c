@@ -488,6 +488,17 @@ requests_are_audited_and_counted(void **state)
 	assert_null(strstr(out,
 	    "onecard_fhir_requests_total{interface=\"fhir\",status=\"2xx\"} "
 	    "0\n"));
+	/* The registry's operations are counted as the binary door's are,
+	 * labelled by the door they came through. */
+	assert_non_null(strstr(out,
+	    "onecard_requests_total{interface=\"fhir\",op=\"lookup\","
+	    "code=\"OK\"}"));
+	assert_non_null(strstr(out,
+	    "onecard_request_duration_seconds_count{interface=\"fhir\","
+	    "op=\"lookup\"}"));
+	assert_non_null(strstr(out,
+	    "onecard_hospital_requests_total{interface=\"fhir\","
+	    "hospital=\"XC001\",op=\"lookup\"}"));
 }
 
 static void

@@ -245,18 +245,22 @@ requests_move_the_counters(void **state)
 	onecard_close(c);
 
 #define DELTA(s) (metric(during, s) - metric(before, s))
-	assert_true(DELTA("onecard_requests_total{op=\"lookup\","
-			  "code=\"NOT_FOUND\"}") == 3);
-	assert_true(DELTA("onecard_requests_total{op=\"lookup\","
-			  "code=\"OK\"}") == 1);
-	assert_true(DELTA("onecard_requests_total{op=\"enroll\","
-			  "code=\"OK\"}") == 1);
+	assert_true(
+	    DELTA("onecard_requests_total{interface=\"binary\",op=\"lookup\","
+		  "code=\"NOT_FOUND\"}") == 3);
+	assert_true(
+	    DELTA("onecard_requests_total{interface=\"binary\",op=\"lookup\","
+		  "code=\"OK\"}") == 1);
+	assert_true(
+	    DELTA("onecard_requests_total{interface=\"binary\",op=\"enroll\","
+		  "code=\"OK\"}") == 1);
 	assert_true(DELTA("onecard_request_duration_seconds_count"
-			  "{op=\"lookup\"}") == 4);
-	assert_true(DELTA("onecard_request_duration_seconds_bucket"
-			  "{op=\"lookup\",le=\"+Inf\"}") == 4);
+			  "{interface=\"binary\",op=\"lookup\"}") == 4);
+	assert_true(
+	    DELTA("onecard_request_duration_seconds_bucket"
+		  "{interface=\"binary\",op=\"lookup\",le=\"+Inf\"}") == 4);
 	assert_true(DELTA("onecard_request_duration_seconds_sum"
-			  "{op=\"lookup\"}") > 0);
+			  "{interface=\"binary\",op=\"lookup\"}") > 0);
 	assert_true(DELTA("onecard_audit_lines_total") == 5);
 	assert_true(DELTA("onecard_connections_total") == 1);
 	assert_true(DELTA("onecard_tls_handshakes_total{result=\"ok\"}") == 1);

@@ -366,13 +366,13 @@ metrics_show_hospitals_build_and_expiry(void **state)
 	assert_int_equal(harness_ping_as(&h, "H2"), ONECARD__V1__CODE__OK);
 
 	expo = scrape(&h);
-	assert_int_equal(
-	    (int)harness_metric(expo,
-		"onecard_hospital_requests_total{hospital=\"H1\",op=\"ping\"}"),
+	assert_int_equal((int)harness_metric(expo,
+			     "onecard_hospital_requests_total{interface="
+			     "\"binary\",hospital=\"H1\",op=\"ping\"}"),
 	    3);
-	assert_int_equal(
-	    (int)harness_metric(expo,
-		"onecard_hospital_requests_total{hospital=\"H2\",op=\"ping\"}"),
+	assert_int_equal((int)harness_metric(expo,
+			     "onecard_hospital_requests_total{interface="
+			     "\"binary\",hospital=\"H2\",op=\"ping\"}"),
 	    1);
 	v = harness_metric(expo,
 	    "onecard_hospital_last_request_timestamp_seconds{hospital=\"H1\"}");
