@@ -521,7 +521,7 @@ fhir_parse_patient(
 			return -1;
 		}
 		for (size_t i = 0; i < json_array_size(ids); i++) {
-			char where[32];
+			char where[48];
 
 			snprintf(where, sizeof(where), "identifier[%zu]", i);
 			if (fhir_parse_ident(json_array_get(ids, i), where,
