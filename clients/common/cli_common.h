@@ -26,6 +26,7 @@
 #define CLI_EXIT_BROKER  5 /* any other broker error */
 #define CLI_EXIT_PARTIAL 6 /* import done, but some rows were rejected */
 #define CLI_EXIT_RESYNC  7 /* watch: the events to resume from are gone */
+#define CLI_EXIT_UNKNOWN 8 /* a write's broker failed before answering */
 
 /* One section of the profile file; paths made absolute. */
 struct cli_profile {
@@ -69,6 +70,16 @@ const char *cli_profile_path(char *buf, size_t len);
 int cli_exit_for_code(int code);
 /* The exit code for a libonecard error. */
 int cli_exit_for_err(int err);
+/*
+ * onecard_call, and when a write's reply was lost to a broker's failure
+ * (ONECARD_EUNKNOWN: the connection moved to the next broker), the same
+ * write once more there if that is safe: an enroll or a link (they
+ * converge on the same record) or an update with expected_version (a
+ * second one is refused, not applied twice). prog and what name it in the
+ * note on stderr.
+ */
+int cli_call_failover(struct onecard_conn *conn, Onecard__V1__Request *req,
+    Onecard__V1__Reply **reply, const char *prog, const char *what);
 /* A stable token for a libonecard error, for JSON ("CLIENT_CONNECT"). */
 const char *cli_err_token(int err);
 /* The name of a Reply.code as JSON carries it ("NOT_FOUND"). */

@@ -36,7 +36,26 @@ cli_exit_for_code(int code)
 int
 cli_exit_for_err(int err)
 {
-	return err == ONECARD_EINVAL ? CLI_EXIT_USAGE : CLI_EXIT_CONNECT;
+	return err == ONECARD_EINVAL  ? CLI_EXIT_USAGE
+	    : err == ONECARD_EUNKNOWN ? CLI_EXIT_UNKNOWN
+				      : CLI_EXIT_CONNECT;
+}
+
+int
+cli_call_failover(struct onecard_conn *conn, Onecard__V1__Request *req,
+    Onecard__V1__Reply **reply, const char *prog, const char *what)
+{
+	int r = onecard_call(conn, req, reply);
+
+	if (r != ONECARD_EUNKNOWN ||
+	    (req->op_case != ONECARD__V1__REQUEST__OP_ENROLL &&
+		req->op_case != ONECARD__V1__REQUEST__OP_LINK &&
+		(req->op_case != ONECARD__V1__REQUEST__OP_UPDATE ||
+		    req->update == NULL || req->update->expected_version == 0)))
+		return r;
+	fprintf(stderr, "%s: %s: %s; sent again to %s (safe to repeat)\n", prog,
+	    what, onecard_last_error(conn), onecard_broker(conn));
+	return onecard_call(conn, req, reply);
 }
 
 const char *
@@ -55,6 +74,8 @@ cli_err_token(int err)
 		return "CLIENT_CLOSED";
 	case ONECARD_EPROTO:
 		return "CLIENT_PROTOCOL";
+	case ONECARD_EUNKNOWN:
+		return "CLIENT_OUTCOME_UNKNOWN";
 	default:
 		return "CLIENT_ERROR";
 	}

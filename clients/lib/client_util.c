@@ -40,6 +40,8 @@ onecard_strerror(int err)
 		return "out of memory";
 	case ONECARD_EIO:
 		return "I/O error";
+	case ONECARD_EUNKNOWN:
+		return "outcome unknown";
 	}
 	/* The broker's refusal, as onecard_subscribe returns it. */
 	if (err > 0)

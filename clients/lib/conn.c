@@ -12,6 +12,12 @@
  * FIFO of its own. A transport failure breaks the connection for good;
  * every later call returns the same error and the caller reconnects.
  * Waiting for an event and finding none in time is not a failure.
+ *
+ * Several brokers (--broker A:P,B:P): connect takes the first that
+ * answers, and onecard_call, when its broker fails under it (or answers
+ * UNAVAILABLE), moves to the next one in place. A read is then sent again;
+ * a write whose reply was lost is ONECARD_EUNKNOWN, since the broker may
+ * have applied it (docs/protocol.md, "Several brokers").
  */
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -38,6 +44,7 @@
 #define CONN_FLUSH_CHUNK (256 * 1024) /* bytes handed to one SSL_write */
 #define CONN_READ_CHUNK  (64 * 1024)
 #define CONN_FOREVER     LLONG_MAX /* a deadline that never passes */
+#define CONN_ADDR_MAX    272       /* one "HOST:PORT" of the broker list */
 
 /* Frames read while waiting for another kind, oldest first. */
 struct conn_held {
@@ -71,6 +78,12 @@ struct onecard_conn {
 
 	int broken; /* an onecard_err once the connection failed */
 	char err[ONECARD_ERRLEN];
+
+	/* What connect was given, kept to connect again (failover). */
+	struct onecard_options opt; /* strings point at the copies below */
+	char *brokers, *ca, *cert, *key, *server_name;
+	size_t nbrokers, cur;     /* how many; which one is in use */
+	char addr[CONN_ADDR_MAX]; /* the one in use */
 };
 
 /* Milliseconds on a monotonic clock. */
@@ -338,22 +351,106 @@ conn_handshake(struct onecard_conn *conn, long long deadline)
 	}
 }
 
+/* Drop the transport and everything owed on it: conn can connect again. */
+static void
+conn_drop(struct onecard_conn *conn)
+{
+	SSL_free(conn->ssl);
+	conn->ssl = NULL;
+	if (conn->fd != -1)
+		close(conn->fd);
+	conn->fd = -1;
+	conn->out_len = 0;
+	conn->in_off = conn->in_len = 0;
+	conn->p_head = conn->p_count = 0;
+	conn_fifo_clear(&conn->events);
+	conn_fifo_clear(&conn->replies);
+	conn->subscribed = 0;
+	conn->broken = 0;
+}
+
 /* Free everything conn holds (no close_notify). */
 static void
 conn_free(struct onecard_conn *conn)
 {
 	if (conn == NULL)
 		return;
-	SSL_free(conn->ssl);
+	conn_drop(conn);
 	client_tls_put(conn->tls);
-	if (conn->fd != -1)
-		close(conn->fd);
 	free(conn->out);
 	free(conn->in);
 	free(conn->pending);
-	conn_fifo_clear(&conn->events);
-	conn_fifo_clear(&conn->replies);
+	free(conn->brokers);
+	free(conn->ca);
+	free(conn->cert);
+	free(conn->key);
+	free(conn->server_name);
 	free(conn);
+}
+
+/* The i-th "HOST:PORT" of a comma-separated list into buf, spaces
+ * trimmed. 0, or -1 when there is none or it does not fit. */
+static int
+conn_nth_broker(const char *list, size_t i, char *buf, size_t len)
+{
+	const char *p = list, *end;
+	size_t n;
+
+	for (; i > 0; i--)
+		if ((p = strchr(p, ',')) == NULL)
+			return -1;
+		else
+			p++;
+	while (*p == ' ')
+		p++;
+	end = p + strcspn(p, ",");
+	while (end > p && end[-1] == ' ')
+		end--;
+	n = (size_t)(end - p);
+	if (n == 0 || n >= len)
+		return -1;
+	memcpy(buf, p, n);
+	buf[n] = '\0';
+	return 0;
+}
+
+/* Connect conn (dropped) to addr and shake hands. ONECARD_OK or an
+ * error, with conn->err saying why. */
+static int
+conn_open(struct onecard_conn *conn, const char *addr)
+{
+	char host[256], port[16];
+	long long deadline = conn_now_ms() + conn->opt.connect_timeout_ms;
+	int r;
+
+	snprintf(conn->addr, sizeof conn->addr, "%s", addr);
+	conn->err[0] = '\0';
+	if (client_split_addr(addr, host, sizeof host, port, sizeof port) ==
+	    -1) {
+		snprintf(conn->err, sizeof conn->err,
+		    "broker address \"%s\" is not HOST:PORT", addr);
+		return ONECARD_EINVAL;
+	}
+	conn->ssl = client_tls_new(conn->tls,
+	    conn->opt.server_name != NULL ? conn->opt.server_name : host, addr,
+	    conn->err, sizeof conn->err);
+	if (conn->ssl == NULL)
+		return ONECARD_EINVAL;
+	if ((r = conn_tcp(conn, host, port, deadline)) != ONECARD_OK)
+		return r;
+	if (client_tls_set_socket(conn->ssl, conn->fd) == -1)
+		return conn_fail(conn, ONECARD_ENOMEM, "socket BIO");
+	r = conn_handshake(conn, deadline);
+	client_tls_done(conn->ssl, r == ONECARD_OK);
+	return r;
+}
+
+/* Copy s (may be NULL) into *dst: 0, or -1 out of memory. */
+static int
+conn_keep(char **dst, const char *s)
+{
+	*dst = NULL;
+	return s != NULL && (*dst = strdup(s)) == NULL ? -1 : 0;
 }
 
 int
@@ -362,9 +459,9 @@ onecard_connect(const struct onecard_options *optin, struct onecard_conn **out,
 {
 	struct onecard_options opt;
 	struct onecard_conn *conn;
-	char host[256], port[16];
-	long long deadline;
-	int r;
+	char addr[CONN_ADDR_MAX], why[ONECARD_ERRLEN] = "";
+	size_t n, commas = 0;
+	int r = ONECARD_ECONNECT;
 
 	*out = NULL;
 	if (errbuf != NULL && errlen > 0)
@@ -374,10 +471,21 @@ onecard_connect(const struct onecard_options *optin, struct onecard_conn **out,
 		return ONECARD_EINVAL;
 	}
 	client_options_resolve(optin, &opt);
-	if (client_split_addr(
-		opt.broker, host, sizeof host, port, sizeof port) == -1) {
+	for (n = 0; conn_nth_broker(opt.broker, n, addr, sizeof addr) == 0;
+	     n++) {
+		char host[256], port[16];
+
+		if (client_split_addr(
+			addr, host, sizeof host, port, sizeof port) == -1)
+			break;
+	}
+	for (const char *p = opt.broker; *p; p++)
+		commas += *p == ',';
+	if (n != commas + 1) {
 		client_errf(errbuf, errlen,
-		    "broker address \"%s\" is not HOST:PORT", opt.broker);
+		    "broker address \"%s\" is not HOST:PORT (or a list "
+		    "HOST:PORT,HOST:PORT)",
+		    opt.broker);
 		return ONECARD_EINVAL;
 	}
 	if ((conn = calloc(1, sizeof *conn)) == NULL) {
@@ -388,35 +496,85 @@ onecard_connect(const struct onecard_options *optin, struct onecard_conn **out,
 	conn->call_timeout_ms = opt.call_timeout_ms;
 	conn->max_frame = opt.max_frame;
 	conn->next_id = 1;
-	deadline = conn_now_ms() + opt.connect_timeout_ms;
-
-	if ((conn->tls = client_tls_get(&opt, conn->err, sizeof conn->err)) ==
-	    NULL) {
-		r = ONECARD_EINVAL;
-		goto fail;
+	conn->nbrokers = n;
+	conn->opt = opt;
+	if (conn_keep(&conn->brokers, opt.broker) == -1 ||
+	    conn_keep(&conn->ca, opt.ca) == -1 ||
+	    conn_keep(&conn->cert, opt.cert) == -1 ||
+	    conn_keep(&conn->key, opt.key) == -1 ||
+	    conn_keep(&conn->server_name, opt.server_name) == -1) {
+		client_errf(errbuf, errlen, "out of memory");
+		conn_free(conn);
+		return ONECARD_ENOMEM;
 	}
-	conn->ssl = client_tls_new(conn->tls,
-	    opt.server_name != NULL ? opt.server_name : host, opt.broker,
-	    conn->err, sizeof conn->err);
-	if (conn->ssl == NULL) {
-		r = ONECARD_EINVAL;
-		goto fail;
+	conn->opt.broker = conn->brokers;
+	conn->opt.ca = conn->ca;
+	conn->opt.cert = conn->cert;
+	conn->opt.key = conn->key;
+	conn->opt.server_name = conn->server_name;
+	if ((conn->tls = client_tls_get(
+		 &conn->opt, conn->err, sizeof conn->err)) == NULL) {
+		client_errf(errbuf, errlen, "%s", conn->err);
+		conn_free(conn);
+		return ONECARD_EINVAL;
 	}
-	if ((r = conn_tcp(conn, host, port, deadline)) != ONECARD_OK)
-		goto fail;
-	if (client_tls_set_socket(conn->ssl, conn->fd) == -1) {
-		r = conn_fail(conn, ONECARD_ENOMEM, "socket BIO");
-		goto fail;
+	for (size_t i = 0; i < n; i++) {
+		(void)conn_nth_broker(conn->brokers, i, addr, sizeof addr);
+		conn_drop(conn);
+		if ((r = conn_open(conn, addr)) == ONECARD_OK) {
+			conn->cur = i;
+			*out = conn;
+			return ONECARD_OK;
+		}
+		/* With one broker its reason is the whole message. */
+		if (n == 1)
+			snprintf(why, sizeof why, "%s", conn->err);
+		else
+			client_errf(why + strlen(why), sizeof why - strlen(why),
+			    "%s%s: %s", i ? "; " : "", addr, conn->err);
+		if (r == ONECARD_EINVAL || r == ONECARD_ENOMEM)
+			break;
 	}
-	r = conn_handshake(conn, deadline);
-	client_tls_done(conn->ssl, r == ONECARD_OK);
-	if (r != ONECARD_OK)
-		goto fail;
-	*out = conn;
-	return ONECARD_OK;
-fail:
-	client_errf(errbuf, errlen, "%s", conn->err);
+	client_errf(errbuf, errlen, "%s", why);
 	conn_free(conn);
+	return r;
+}
+
+const char *
+onecard_broker(const struct onecard_conn *conn)
+{
+	return conn != NULL ? conn->addr : "";
+}
+
+/*
+ * The broker in use failed (its reason in conn->err): connect to the next
+ * one that answers, in list order after it. ONECARD_OK, or the last error
+ * with every broker's reason in conn->err and the connection broken.
+ */
+static int
+conn_failover(struct onecard_conn *conn, int why)
+{
+	char addr[CONN_ADDR_MAX], failed[ONECARD_ERRLEN], tried[ONECARD_ERRLEN];
+	int r = why;
+
+	client_errf(failed, sizeof failed, "%s: %s", conn->addr, conn->err);
+	tried[0] = '\0';
+	for (size_t k = 1; k < conn->nbrokers; k++) {
+		size_t i = (conn->cur + k) % conn->nbrokers;
+
+		(void)conn_nth_broker(conn->brokers, i, addr, sizeof addr);
+		conn_drop(conn);
+		if ((r = conn_open(conn, addr)) == ONECARD_OK) {
+			conn->cur = i;
+			client_errf(conn->err, sizeof conn->err,
+			    "%s; moved to %s", failed, addr);
+			return ONECARD_OK;
+		}
+		client_errf(tried + strlen(tried), sizeof tried - strlen(tried),
+		    "; %s: %s", addr, conn->err);
+	}
+	client_errf(conn->err, sizeof conn->err, "%s%s", failed, tried);
+	conn->broken = r;
 	return r;
 }
 
@@ -767,6 +925,39 @@ conn_check_idle(struct onecard_conn *conn, const char *what)
 	return ONECARD_EINVAL;
 }
 
+/* One call on the broker in use. */
+static int
+conn_call_once(struct onecard_conn *conn, Onecard__V1__Request *req,
+    Onecard__V1__Reply **reply)
+{
+	int r;
+
+	if ((r = onecard_send(conn, req)) != ONECARD_OK)
+		return r;
+	return onecard_recv(conn, reply);
+}
+
+/* May a request of this kind be sent again after its reply was lost? A
+ * read may; a write may have been applied. */
+static int
+conn_resend_safe(int op_case)
+{
+	switch (op_case) {
+	case ONECARD__V1__REQUEST__OP_PING:
+	case ONECARD__V1__REQUEST__OP_LOOKUP:
+	case ONECARD__V1__REQUEST__OP_SEARCH:
+	case ONECARD__V1__REQUEST__OP_HISTORY:
+	case ONECARD__V1__REQUEST__OP_EXPORT:
+	case ONECARD__V1__REQUEST__OP_HOSPITAL_LIST:
+	case ONECARD__V1__REQUEST__OP_STATS:
+	case ONECARD__V1__REQUEST__OP_DUPLICATE_LIST:
+	case ONECARD__V1__REQUEST__OP_DUPLICATE_SHOW:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
 int
 onecard_call(struct onecard_conn *conn, Onecard__V1__Request *req,
     Onecard__V1__Reply **reply)
@@ -780,9 +971,38 @@ onecard_call(struct onecard_conn *conn, Onecard__V1__Request *req,
 		return conn->broken;
 	if ((r = conn_check_idle(conn, "onecard_call")) != 0)
 		return r;
-	if ((r = onecard_send(conn, req)) != ONECARD_OK)
+	r = conn_call_once(conn, req, reply);
+	/* One broker, or a subscription (whose place in the stream another
+	 * broker does not know): nowhere to move. */
+	if (conn->nbrokers < 2 || conn->subscribed)
 		return r;
-	return onecard_recv(conn, reply);
+	if (r == ONECARD_OK &&
+	    (*reply)->code == ONECARD__V1__CODE__UNAVAILABLE) {
+		/* Nothing was changed: the next broker may take it. */
+		snprintf(conn->err, sizeof conn->err, "UNAVAILABLE: %s",
+		    (*reply)->message);
+		if (conn_failover(conn, ONECARD_ECLOSED) != ONECARD_OK)
+			return r;
+		onecard_reply_free(*reply);
+		*reply = NULL;
+		return conn_call_once(conn, req, reply);
+	}
+	if (r != ONECARD_ECLOSED && r != ONECARD_EIO &&
+	    r != ONECARD_ETIMEDOUT && r != ONECARD_EPROTO)
+		return r;
+	if (conn_failover(conn, r) != ONECARD_OK)
+		return r;
+	if (!conn_resend_safe(req->op_case)) {
+		char why[ONECARD_ERRLEN];
+
+		snprintf(why, sizeof why, "%s", conn->err);
+		client_errf(conn->err, sizeof conn->err,
+		    "outcome unknown: the write was sent but its reply was "
+		    "lost (%s); check before sending it again",
+		    why);
+		return ONECARD_EUNKNOWN;
+	}
+	return conn_call_once(conn, req, reply);
 }
 
 /* A broker's answer other than OK: its code, with its reason kept. */

@@ -47,15 +47,22 @@ enum onecard_err {
 	    -6, /* the broker sent something that is not a valid frame */
 	ONECARD_ENOMEM = -7,
 	ONECARD_EIO = -8, /* a read or write failed */
+	/* A write was sent, the broker failed before its reply came, and
+	 * the connection moved to the next broker: the write may or may not
+	 * have been applied. Sending it again is safe for enroll and link
+	 * (they converge), and for update with expected_version. */
+	ONECARD_EUNKNOWN = -9,
 };
 
 /* Where the broker is and who we are. */
 struct onecard_options {
 	const char
-	    *broker; /* "HOST:PORT"; NULL: $ONECARD_BROKER or 127.0.0.1:7443 */
-	const char *ca;          /* PEM file; NULL: $ONECARD_CA */
-	const char *cert;        /* PEM file; NULL: $ONECARD_CERT */
-	const char *key;         /* PEM file; NULL: $ONECARD_KEY */
+	    *broker;      /* "HOST:PORT", or several: "HOST:PORT,HOST:PORT" (the
+			   first that answers is used; onecard_call moves on when
+			   it fails); NULL: $ONECARD_BROKER or 127.0.0.1:7443 */
+	const char *ca;   /* PEM file; NULL: $ONECARD_CA */
+	const char *cert; /* PEM file; NULL: $ONECARD_CERT */
+	const char *key;  /* PEM file; NULL: $ONECARD_KEY */
 	const char *server_name; /* name checked in the broker's certificate;
 				    NULL: HOST */
 	int connect_timeout_ms;  /* 0: 10000 */
@@ -82,11 +89,20 @@ int onecard_connect(const struct onecard_options *opt,
 /* Send close_notify and free everything. */
 void onecard_close(struct onecard_conn *conn);
 
+/* The broker conn is connected to now: one "HOST:PORT" of the list. */
+const char *onecard_broker(const struct onecard_conn *conn);
+
 /*
  * Send req and wait for its reply. When req->id is 0 the library picks one.
  * *reply is freed with onecard_reply_free. A reply with id 0 (an error that
  * answers no request, such as UNAUTHENTICATED) is returned as it is; req then
  * stays pending. ONECARD_EINVAL when replies to onecard_send are pending.
+ *
+ * With several brokers, when the one in use fails under the call (closed,
+ * I/O error, no reply in time) or answers UNAVAILABLE, the connection
+ * moves to the next that answers: a read or an UNAVAILABLE request is sent
+ * again there; a write whose reply was lost is ONECARD_EUNKNOWN (the
+ * connection is on the next broker, ready). Not on a subscription.
  */
 int onecard_call(struct onecard_conn *conn, Onecard__V1__Request *req,
     Onecard__V1__Reply **reply);

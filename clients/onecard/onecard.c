@@ -80,7 +80,8 @@ cli_call(struct cli *cli, Onecard__V1__Request *req)
 			cli_json_error(stdout, cli_err_token(r), err);
 		return cli_exit_for_err(r);
 	}
-	if ((r = onecard_call(conn, req, &reply)) != ONECARD_OK) {
+	if ((r = cli_call_failover(conn, req, &reply, "onecard", cli->cmd)) !=
+	    ONECARD_OK) {
 		cli_warnx(cli, "%s", onecard_last_error(conn));
 		if (cli->json)
 			cli_json_error(

@@ -209,7 +209,7 @@ ctl_call(
 	*reply = NULL;
 	if ((rc = ctl_connect(&conn)) != CTL_EXIT_OK)
 		return rc;
-	rc = onecard_call(conn, req, &r);
+	rc = cli_call_failover(conn, req, &r, "onecardctl", what);
 	if (rc != ONECARD_OK) {
 		const char *e = onecard_last_error(conn) != NULL
 		    ? onecard_last_error(conn)
