@@ -1,15 +1,18 @@
 #!/bin/sh
 # The main job: install what is missing, build, make the development PKI,
-# start onecardd on 127.0.0.1:7443 with its SQLite registry under var/,
+# start onecardd on 127.0.0.1:7443 (and its FHIR door on 127.0.0.1:8443)
+# with its SQLite registry under var/,
 # register three demo hospitals and a small synthetic population, then keep
 # the broker in the foreground until Ctrl-C (which stops it cleanly).
 #   scripts/run-demo.sh            (README quick start, command 1)
-# Environment: ONECARD_DEMO_PATIENTS (default 1000), ONECARD_DEMO_PORT (7443).
+# Environment: ONECARD_DEMO_PATIENTS (default 1000), ONECARD_DEMO_PORT (7443),
+# ONECARD_DEMO_FHIR_PORT (8443).
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 patients=${ONECARD_DEMO_PATIENTS:-1000}
 port=${ONECARD_DEMO_PORT:-7443}
+fhir_port=${ONECARD_DEMO_FHIR_PORT:-8443}
 hospitals="XC001 XC002 ZZ003"
 
 scripts/deps.sh
@@ -24,7 +27,8 @@ export ONECARD_CERT=certs/dev/admin.pem ONECARD_KEY=certs/dev/admin.key
 
 "$bin/onecardd" --listen "127.0.0.1:$port" --db var/registry.db \
     --cert certs/dev/broker.pem --key certs/dev/broker.key --ca certs/dev/ca.pem \
-    --admins admin --audit-log var/audit.log --metrics-listen 127.0.0.1:9464 &
+    --admins admin --audit-log var/audit.log --metrics-listen 127.0.0.1:9464 \
+    --fhir-listen "127.0.0.1:$fhir_port" &
 pid=$!
 trap 'kill -TERM $pid 2>/dev/null' INT TERM
 
@@ -59,6 +63,11 @@ From another terminal, as hospital XC001:
   export ONECARD_CERT=certs/dev/XC001.pem ONECARD_KEY=certs/dev/XC001.key
   build/bin/onecard ping
   build/bin/onecard lookup $sample
+
+FHIR (docs/fhir.md) on https://127.0.0.1:$fhir_port/fhir, with the same certificates:
+
+  curl --cert certs/dev/XC001.pem --key certs/dev/XC001.key --cacert certs/dev/ca.pem \
+       'https://127.0.0.1:$fhir_port/fhir/Patient?identifier=urn:onecard:$(echo "$sample" | sed 's/=/|/')'
 
 Ctrl-C here stops the broker.
 MSG

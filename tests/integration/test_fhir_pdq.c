@@ -739,6 +739,73 @@ feed_writes_are_audited_step_by_step(void **state)
 	assert_true(unlink_ >= 2);
 }
 
+/*
+ * The commands of docs/fhir.md's marked example block (a line ending in a
+ * backslash goes on), run as written but against this broker: its port,
+ * its certificates, a real patient id. Each must be answered 2xx.
+ */
+static void
+docs_examples_run(void **state)
+{
+	char path[512], *line = NULL, cmd[8192] = "", *p;
+	char port[16], run_cmd[16384];
+	size_t cap = 0, n;
+	int state_ = 0, ran = 0, rc;
+	ssize_t len;
+	FILE *fp;
+
+	(void)state;
+	snprintf(path, sizeof path, "%s/docs/fhir.md", ONECARD_SOURCE_DIR);
+	assert_non_null(fp = fopen(path, "r"));
+	snprintf(port, sizeof port, "%d", fhir_port);
+	while ((len = getline(&line, &cap, fp)) > 0) {
+		if (line[len - 1] == '\n')
+			line[--len] = '\0';
+		if (state_ == 0) {
+			state_ = strncmp(line, "<!-- example:", 13) == 0;
+			continue;
+		}
+		if (state_ == 1) {
+			assert_memory_equal(line, "```", 3);
+			state_ = 2;
+			continue;
+		}
+		if (strncmp(line, "```", 3) == 0)
+			break;
+		if (line[0] == '\0')
+			continue;
+		n = strlen(cmd);
+		snprintf(cmd + n, sizeof cmd - n, "%s", line);
+		n = strlen(cmd);
+		if (n > 0 && cmd[n - 1] == '\\') {
+			cmd[n - 1] = ' ';
+			continue;
+		}
+		/* This broker: its port, certificates and a patient. */
+		while ((p = strstr(cmd, "8443")) != NULL) {
+			memmove(p + strlen(port), p + 4, strlen(p + 4) + 1);
+			memcpy(p, port, strlen(port));
+		}
+		while ((p = strstr(cmd, "PATIENT_ID")) != NULL) {
+			memmove(p + strlen(zhang), p + 10, strlen(p + 10) + 1);
+			memcpy(p, zhang, strlen(zhang));
+		}
+		snprintf(run_cmd, sizeof run_cmd,
+		    "cd '%s' && mkdir -p certs && ln -sfn '%s' certs/dev && "
+		    "%s -sS -f -o /dev/null",
+		    h.dir, h.certs, cmd);
+		rc = harness_run(&h, NULL, out, sizeof out, run_cmd);
+		if (rc != 0)
+			fprintf(stderr, "failed: %s\n", cmd);
+		assert_int_equal(rc, 0);
+		ran++;
+		cmd[0] = '\0';
+	}
+	free(line);
+	fclose(fp);
+	assert_true(ran >= 6);
+}
+
 /* Run onecardd --check-config with args; its exit status, stderr in err. */
 static int
 check_config(char *err, size_t errlen, const char *args)
@@ -796,6 +863,7 @@ main(void)
 	    cmocka_unit_test(feed_delete_unlinks),
 	    cmocka_unit_test(feed_writes_are_audited_step_by_step),
 	    cmocka_unit_test(bad_fhir_systems_are_refused_naming_the_flag),
+	    cmocka_unit_test(docs_examples_run),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
