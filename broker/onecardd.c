@@ -83,6 +83,8 @@ static const struct option onecardd_longopts[] = {
     /* Values past a char: no short flag, and no clash with another's. */
     {"disclosure", required_argument, NULL, 1001},
     {"disclosure-cn-id", required_argument, NULL, 1002},
+    {"fhir-max-conns", required_argument, NULL, 1003},
+    {"fhir-timeout", required_argument, NULL, 1004},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -106,6 +108,10 @@ usage(FILE *f)
 	    "given)\n"
 	    "  --fhir-listen HOST:PORT    FHIR R4 JSON over HTTPS (off if not "
 	    "given)\n"
+	    "  --fhir-max-conns N         FHIR connections at once; more are "
+	    "closed (1024)\n"
+	    "  --fhir-timeout SECONDS     time to send a whole FHIR request "
+	    "(10)\n"
 	    "  --threads N                worker threads (online CPUs)\n"
 	    "  --max-frame BYTES          largest request frame (65536)\n"
 	    "  --idle-timeout SECONDS     close idle clients (300; 0: never)\n"
@@ -481,6 +487,12 @@ config_set(struct config *c, const char *name, const char *value, char *err,
 	} else if (strcmp(name, "max-conns") == 0) {
 		RANGE(1, 10000000);
 		c->max_conns = v;
+	} else if (strcmp(name, "fhir-max-conns") == 0) {
+		RANGE(1, 1000000);
+		c->fhir_max_conns = v;
+	} else if (strcmp(name, "fhir-timeout") == 0) {
+		RANGE(1, 3600);
+		c->fhir_timeout = v;
 	} else if (strcmp(name, "max-subscribers") == 0) {
 		RANGE(1, 1000000);
 		c->max_subscribers = v;

@@ -44,6 +44,8 @@ struct config {
 	char *audit_log;
 	char *metrics_listen;
 	char *fhir_listen;
+	int fhir_max_conns; /* FHIR connections at once; 0: fhir.c's default */
+	int fhir_timeout;   /* seconds to send a FHIR request; 0: the same */
 	char *user;
 	char *node;
 	int threads;
