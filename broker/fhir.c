@@ -44,8 +44,75 @@
 /* Named limits of the FHIR door (and fhir_parse.h's). */
 #define FHIR_MAX_HEADERS 8192  /* bytes of request line and headers */
 #define FHIR_MAX_BODY    65536 /* bytes of a request body */
-#define FHIR_TIMEOUT     10    /* seconds to read a request */
+#define FHIR_TIMEOUT     10    /* seconds to send a request (--fhir-timeout) */
+#define FHIR_MAX_CONNS   1024  /* connections at once (--fhir-max-conns) */
 #define FHIR_MAX_PARAMS  16    /* query parameters in one request */
+
+/*
+ * One connection's deadline: a whole request within the timeout of the
+ * connection's start or of its last answer, however slowly its bytes come
+ * (evhttp's own timeout restarts at every byte read). Made by fhir_bevcb,
+ * hung on the connection's SSL, freed with it by fhir_conn_free, the one
+ * place a connection leaves the count.
+ */
+struct fhir_conn {
+	struct event *deadline;
+	struct bufferevent *bev;
+	struct timeval timeout;
+	int counted; /* holds one of --fhir-max-conns' slots */
+};
+
+static atomic_int fhir_conns;            /* open, counted connections */
+static atomic_ullong fhir_conns_refused; /* over --fhir-max-conns */
+static int fhir_conn_index = -1;         /* SSL ex_data: struct fhir_conn */
+static int fhir_max_conns = FHIR_MAX_CONNS;
+static int fhir_timeout = FHIR_TIMEOUT;
+
+/* The deadline passed: end the connection (evhttp frees it on the EOF). */
+static void
+fhir_conn_expire(evutil_socket_t fd, short what, void *arg)
+{
+	struct fhir_conn *fc = arg;
+	evutil_socket_t s = bufferevent_getfd(fc->bev);
+
+	(void)fd;
+	(void)what;
+	if (s != -1)
+		shutdown(s, SHUT_RDWR);
+}
+
+/* An answer was queued: the next request has a full timeout again. */
+static void
+fhir_conn_wrote(
+    struct evbuffer *b, const struct evbuffer_cb_info *info, void *arg)
+{
+	struct fhir_conn *fc = arg;
+
+	(void)b;
+	if (info->n_added > 0 && fc->counted)
+		evtimer_add(fc->deadline, &fc->timeout);
+}
+
+/* SSL_free of a connection's SSL: its slot and deadline go with it. */
+static void
+fhir_conn_free(
+    void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+	struct fhir_conn *fc = ptr;
+
+	(void)parent;
+	(void)ad;
+	(void)idx;
+	(void)argl;
+	(void)argp;
+	if (fc == NULL)
+		return;
+	if (fc->counted)
+		atomic_fetch_sub(&fhir_conns, 1);
+	if (fc->deadline != NULL)
+		event_free(fc->deadline);
+	free(fc);
+}
 
 static struct {
 	struct event_base *base;
@@ -852,17 +919,56 @@ out:
 	free(path);
 }
 
-/* A new connection: TLS on the current context (so a reload applies). */
+/*
+ * A new connection: TLS on the current context (so a reload applies), a
+ * deadline, and a slot of --fhir-max-conns. Over the cap the connection
+ * gets a context without a certificate and a deadline of zero: it is shut
+ * on the loop's next turn, before any handshake could finish.
+ */
 static struct bufferevent *
 fhir_bevcb(struct event_base *base, void *arg)
 {
 	struct bufferevent *bev;
-	SSL *ssl = tls_new();
+	struct fhir_conn *fc;
+	SSL *ssl = NULL;
+	time_t now;
+	static _Atomic time_t last_full_log;
 
 	(void)arg;
-	/* Never NULL: evhttp would then serve plain HTTP. */
-	if (ssl == NULL && (ssl = SSL_new(fs.refuse)) == NULL)
+	if ((fc = calloc(1, sizeof(*fc))) == NULL)
 		return NULL;
+	fc->counted = atomic_fetch_add(&fhir_conns, 1) < fhir_max_conns;
+	if (fc->counted) {
+		fc->timeout.tv_sec = fhir_timeout;
+		ssl = tls_new();
+	} else {
+		atomic_fetch_sub(&fhir_conns, 1);
+		atomic_fetch_add(&fhir_conns_refused, 1);
+		now = time(NULL);
+		if (atomic_exchange(&last_full_log, now) != now)
+			log_warnx(
+			    "fhir connection refused: --fhir-max-conns %d "
+			    "reached (%llu refused)",
+			    fhir_max_conns,
+			    (unsigned long long)atomic_load(
+				&fhir_conns_refused));
+	}
+	/* Never NULL: evhttp would then serve plain HTTP. */
+	if (ssl == NULL)
+		ssl = SSL_new(fs.refuse);
+	if (ssl == NULL ||
+	    (fc->deadline = evtimer_new(base, fhir_conn_expire, fc)) == NULL ||
+	    SSL_set_ex_data(ssl, fhir_conn_index, fc) != 1) {
+		if (fc->counted)
+			atomic_fetch_sub(&fhir_conns, 1);
+		if (fc->deadline != NULL)
+			event_free(fc->deadline);
+		free(fc);
+		SSL_free(ssl);
+		return NULL;
+	}
+	/* From here SSL_free frees fc (fhir_conn_free). */
+	evtimer_add(fc->deadline, &fc->timeout);
 	/* libevent's openssl bufferevent does not look at what read-ahead
 	 * keeps inside the SSL: a request could wait there unseen. */
 	SSL_set_read_ahead(ssl, 0);
@@ -870,8 +976,12 @@ fhir_bevcb(struct event_base *base, void *arg)
 	    base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
 	if (bev == NULL)
 		SSL_free(ssl);
-	else
+	else {
+		fc->bev = bev;
 		bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+		evbuffer_add_cb(
+		    bufferevent_get_output(bev), fhir_conn_wrote, fc);
+	}
 	tls_clear_errors();
 	return bev;
 }
@@ -946,6 +1056,14 @@ fhir_start(const struct config *c)
 		inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof(host));
 		port = ntohs(sin6->sin6_port);
 	}
+	if (c->fhir_max_conns > 0)
+		fhir_max_conns = c->fhir_max_conns;
+	if (c->fhir_timeout > 0)
+		fhir_timeout = c->fhir_timeout;
+	if (fhir_conn_index == -1 &&
+	    (fhir_conn_index = SSL_get_ex_new_index(
+		 0, NULL, NULL, NULL, fhir_conn_free)) == -1)
+		goto fail;
 	/* No lookup cache: it would need the change feed to stay true. */
 	lim.lookup_cache = 0;
 	if ((fs.reg = registry_open(c->db, 0, &lim, err, sizeof(err))) ==
@@ -968,7 +1086,7 @@ fhir_start(const struct config *c)
 	evhttp_set_allowed_methods(fs.http,
 	    EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
 		EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH);
-	evhttp_set_timeout(fs.http, FHIR_TIMEOUT);
+	evhttp_set_timeout(fs.http, fhir_timeout);
 	evhttp_set_max_headers_size(fs.http, FHIR_MAX_HEADERS);
 	evhttp_set_max_body_size(fs.http, FHIR_MAX_BODY);
 	evhttp_set_bevcb(fs.http, fhir_bevcb, NULL);

@@ -85,6 +85,8 @@ static const struct option onecardd_longopts[] = {
     {"disclosure", required_argument, NULL, 1001},
     {"disclosure-cn-id", required_argument, NULL, 1002},
     {"fhir-system", required_argument, NULL, 1010},
+    {"fhir-max-conns", required_argument, NULL, 1003},
+    {"fhir-timeout", required_argument, NULL, 1004},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -113,6 +115,10 @@ usage(FILE *f)
 	    "                             (urn:onecard:DOMAIN; repeatable; "
 	    "read "
 	    "at start)\n"
+	    "  --fhir-max-conns N         FHIR connections at once; more are "
+	    "closed (1024)\n"
+	    "  --fhir-timeout SECONDS     time to send a whole FHIR request "
+	    "(10)\n"
 	    "  --threads N                worker threads (online CPUs)\n"
 	    "  --max-frame BYTES          largest request frame (65536)\n"
 	    "  --idle-timeout SECONDS     close idle clients (300; 0: never)\n"
@@ -521,6 +527,12 @@ config_set(struct config *c, const char *name, const char *value, char *err,
 	} else if (strcmp(name, "max-conns") == 0) {
 		RANGE(1, 10000000);
 		c->max_conns = v;
+	} else if (strcmp(name, "fhir-max-conns") == 0) {
+		RANGE(1, 1000000);
+		c->fhir_max_conns = v;
+	} else if (strcmp(name, "fhir-timeout") == 0) {
+		RANGE(1, 3600);
+		c->fhir_timeout = v;
 	} else if (strcmp(name, "max-subscribers") == 0) {
 		RANGE(1, 1000000);
 		c->max_subscribers = v;

@@ -46,6 +46,8 @@ struct config {
 	char *fhir_listen;
 	char **fhir_systems; /* --fhir-system DOMAIN=URI, each as given */
 	size_t n_fhir_systems;
+	int fhir_max_conns; /* FHIR connections at once; 0: fhir.c's default */
+	int fhir_timeout;   /* seconds to send a FHIR request; 0: the same */
 	char *user;
 	char *node;
 	int threads;

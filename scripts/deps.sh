@@ -13,6 +13,14 @@ for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
 	    missing="$missing $p"
 done
+# Node and npm for tests/fhir-node (a FHIR client and the R4 schema
+# validator, installed by npm): Debian's, only where there is no node at
+# all, so a node installed otherwise is never replaced.
+if ! command -v node >/dev/null; then
+	missing="$missing nodejs npm"
+elif ! command -v npm >/dev/null; then
+	echo "deps: node is here but npm is not; tests/fhir-node needs it" >&2
+fi
 [ -z "$missing" ] && exit 0
 echo "deps: installing$missing" >&2
 sudo=""
