@@ -44,6 +44,7 @@ struct config {
 	char *audit_log;
 	char *metrics_listen;
 	char *fhir_listen;
+	int fhir_threads; /* 0: as many as threads */
 	char *user;
 	char *node;
 	int threads;
