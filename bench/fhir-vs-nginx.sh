@@ -29,7 +29,11 @@
 #        wrk -t and onecard-bench --threads), BROKER_THREADS (cores),
 #        BROKER_FLAGS (more onecardd flags, e.g. "--fhir-threads 1"),
 #        NGINX_WORKERS (cores), ONECARD_BIN_DIR (build/bin),
-#        KEEP=1 to keep the work folder (certs, configs, logs)
+#        KEEP=1 to keep the work folder (certs, configs, logs),
+#        PERF=FILE to record onecardd with perf record -g into FILE during
+#        the first FHIR run (then: perf report -i FILE --no-children),
+#        PERF_FLAGS (its options; "-F 999 -g", or "-F 499 --call-graph dwarf"
+#        for call chains through code built without frame pointers)
 
 source "$(dirname "$0")/lib.sh"
 
@@ -191,9 +195,15 @@ side_nginx() {
 	n_cpu+=("$(cpu_us_per_req $(($(server_ticks "$NGINX_PID") - t0)) "$(echo "$out" | wrk_get requests)")")
 }
 side_fhir() {
-	local t0 out
+	local t0 out perf="" pf
+	if [ -n "${PERF:-}" ] && [ ${#f_rate[@]} = 0 ]; then
+		read -r -a pf <<<"${PERF_FLAGS:--F 999 -g}"
+		perf record -q "${pf[@]}" -p "$BROKER_PID" -o "$PERF" -- sleep "$SECONDS_PER_RUN" 2>"$WORK/perf.log" &
+		perf=$!
+	fi
 	t0=$(cpu_ticks "$BROKER_PID")
 	out=$(wrk_run "$FHIR_URL") || die "wrk against the FHIR door failed: $out"
+	[ -z "$perf" ] || wait "$perf" || note "perf record failed: $(cat "$WORK/perf.log")"
 	[ "$(echo "$out" | wrk_get non2xx)" = 0 ] && [ "$(echo "$out" | wrk_get errors)" = 0 ] ||
 		note "fhir: some answers were errors: $(echo "$out" | grep '^WRK')"
 	f_rate+=("$(echo "$out" | wrk_get rate)")
@@ -222,7 +232,8 @@ for run in $(seq "$RUNS"); do
 		side_fhir
 		side_nginx
 	fi
-	note "run $run: nginx ${n_rate[-1]}/s p99 ${n_p99[-1]} ms ${n_cpu[-1]} us CPU/req;" \
+	note "run $run: fhir/nginx $(ratio "${f_rate[-1]}" "${n_rate[-1]}"), fhir/binary $(ratio "${f_rate[-1]}" "${b_rate[-1]}"):" \
+		"nginx ${n_rate[-1]}/s p99 ${n_p99[-1]} ms ${n_cpu[-1]} us CPU/req;" \
 		"fhir ${f_rate[-1]}/s p99 ${f_p99[-1]} ms ${f_cpu[-1]} us CPU/req;" \
 		"binary ${b_rate[-1]}/s p99 ${b_p99[-1]} ms ${b_cpu[-1]} us CPU/req"
 done
