@@ -8,9 +8,10 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
 	redis-server redis-tools \
+	nginx-light wrk \
 	postgresql postgresql-contrib \
 	python3 procps util-linux curl \
 	linux-perf valgrind
-# apt starts a system redis-server and PostgreSQL cluster on their default
-# ports; the scripts start their own on free loopback ports and leave
+# apt starts a system redis-server, PostgreSQL cluster and nginx on their
+# default ports; the scripts start their own on free loopback ports and leave
 # those alone.

@@ -1,11 +1,12 @@
 /*
  * fhir.c: the FHIR door (docs/fhir.md): FHIR R4 JSON over HTTPS on its own
- * thread and event loop, with the broker's TLS context, client-certificate
+ * threads and event loops, with the broker's TLS context, client-certificate
  * rule and CN identity. Each request becomes a protobuf Request answered by
- * registry_read on this thread's own read handle (or, for the feed's
- * writes, by the writer: fhir_feed.c), exactly as the binary door answers
- * it; these files only translate. They never implement a rule of their
- * own. This one: the server, identity, routing, PIXm, reads, metadata.
+ * registry_read on the serving thread's own read handle (or, for the
+ * feed's writes, by the writer: fhir_feed.c), exactly as the binary door
+ * answers it; these files only translate. They never implement a rule of
+ * their own. This one: the server, identity, routing, PIXm, reads,
+ * metadata.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -20,6 +21,7 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -114,22 +116,32 @@ fhir_conn_free(
 	free(fc);
 }
 
-static struct {
+/* One serving thread: its loop, its evhttp on the shared listening socket,
+ * its registry read handle. */
+struct fhir_thread {
 	struct event_base *base;
 	struct evhttp *http;
 	struct event *wake;
 	int pipe[2];
 	pthread_t thread;
-	int running;
+	int started;
 	struct registry *reg; /* this thread's read handle */
-	SSL_CTX *refuse;      /* when tls_new fails: a handshake that fails */
-	uint64_t next_id;
-} fs = {.pipe = {-1, -1}};
+};
+
+static struct {
+	struct fhir_thread *t; /* n of them */
+	int n;
+	SSL_CTX *refuse; /* when tls_new fails: a handshake that fails */
+} fs;
+
+/* The thread this code runs on, and its request ids. */
+static _Thread_local struct fhir_thread *fhir_self;
+static _Thread_local uint64_t fhir_next_id;
 
 struct registry *
 fhir_registry(void)
 {
-	return fs.reg;
+	return fhir_self->reg;
 }
 
 void
@@ -240,7 +252,7 @@ fhir_ask(struct fhir_req *r, const Onecard__V1__Request *req,
 	*out = NULL;
 	if (b == NULL)
 		return r->res.code = ONECARD__V1__CODE__INTERNAL;
-	registry_read(fs.reg, &r->who, req, b, &r->res);
+	registry_read(fhir_registry(), &r->who, req, b, &r->res);
 	code = fhir_decode(r, b, targets, n, out);
 	evbuffer_free(b);
 	return code;
@@ -269,7 +281,7 @@ fhir_lookup(struct fhir_req *r, const char *domain, const char *value,
 	id.domain = (char *)domain;
 	id.value = (char *)value;
 	lk.identifier = &id;
-	req.id = ++fs.next_id;
+	req.id = ++fhir_next_id;
 	req.op_case = ONECARD__V1__REQUEST__OP_LOOKUP;
 	req.lookup = &lk;
 	lk.target_domains = (char **)targets;
@@ -296,7 +308,8 @@ fhir_domain_known(const char *domain)
 	if (strcmp(domain, "cn-id") == 0 || strcmp(domain, "cn-ssc") == 0)
 		return 1;
 	if (strncmp(domain, "hosp:", 5) == 0)
-		return registry_hospital_role(fs.reg, domain + 5, &role) == 0;
+		return registry_hospital_role(
+			   fhir_registry(), domain + 5, &role) == 0;
 	return 0;
 }
 
@@ -644,7 +657,7 @@ fhir_identify(struct fhir_req *r)
 		policy_resolve(&r->pol, r->cn, r->who.role);
 		return 0;
 	}
-	rc = registry_hospital_role(fs.reg, r->cn, &role);
+	rc = registry_hospital_role(fhir_registry(), r->cn, &role);
 	if (rc == 0) {
 		r->who.role = role;
 		policy_resolve(&r->pol, r->cn, r->who.role);
@@ -986,57 +999,118 @@ fhir_bevcb(struct event_base *base, void *arg)
 	return bev;
 }
 
-/* fhir_stop wrote to the pipe: leave the loop. */
+/* fhir_stop wrote to the thread's pipe: leave its loop. */
 static void
 fhir_wake(evutil_socket_t fd, short what, void *arg)
 {
+	struct fhir_thread *t = arg;
 	char c;
 
 	(void)what;
-	(void)arg;
 	if (read(fd, &c, 1) < 0)
 		log_debug("fhir: wake read");
-	event_base_loopbreak(fs.base);
+	event_base_loopbreak(t->base);
 }
 
-/* The FHIR thread: serve until stopped. */
+/* A FHIR thread: serve until stopped. */
 static void *
 fhir_thread(void *arg)
 {
-	(void)arg;
-	event_base_dispatch(fs.base);
+	fhir_self = arg;
+	event_base_dispatch(fhir_self->base);
 	return NULL;
 }
 
-/* Free whatever start made. */
+/* Free whatever start made; the threads have stopped. */
 static void
 fhir_free(void)
 {
-	if (fs.http != NULL)
-		evhttp_free(fs.http);
-	if (fs.wake != NULL)
-		event_free(fs.wake);
-	if (fs.base != NULL)
-		event_base_free(fs.base);
-	for (int i = 0; i < 2; i++)
-		if (fs.pipe[i] != -1)
-			close(fs.pipe[i]);
-	if (fs.reg != NULL)
-		registry_close(fs.reg);
+	for (int i = 0; i < fs.n; i++) {
+		struct fhir_thread *t = &fs.t[i];
+
+		if (t->http != NULL)
+			evhttp_free(t->http);
+		if (t->wake != NULL)
+			event_free(t->wake);
+		if (t->base != NULL)
+			event_base_free(t->base);
+		for (int j = 0; j < 2; j++)
+			if (t->pipe[j] != -1)
+				close(t->pipe[j]);
+		if (t->reg != NULL)
+			registry_close(t->reg);
+	}
+	free(fs.t);
 	SSL_CTX_free(fs.refuse);
 	memset(&fs, 0, sizeof(fs));
-	fs.pipe[0] = fs.pipe[1] = -1;
 }
 
+/* Stop and join the threads that started; free everything. */
+static void
+fhir_join(void)
+{
+	for (int i = 0; i < fs.n; i++)
+		if (fs.t[i].started && write(fs.t[i].pipe[1], "x", 1) != 1)
+			log_warn("fhir: stop");
+	for (int i = 0; i < fs.n; i++)
+		if (fs.t[i].started)
+			pthread_join(fs.t[i].thread, NULL);
+	fhir_feed_drain();
+	fhir_free();
+}
+
+/* Thread t's loop, evhttp, wake pipe and read handle. 0 or -1. */
+static int
+fhir_thread_init(struct fhir_thread *t, const struct config *c)
+{
+	struct registry_limits lim = c->limits;
+	char err[256];
+
+	/* No lookup cache: it would need the change feed to stay true. */
+	lim.lookup_cache = 0;
+	if ((t->reg = registry_open(c->db, 0, &lim, err, sizeof(err))) ==
+	    NULL) {
+		log_warnx("fhir: %s", err);
+		return -1;
+	}
+	if ((t->base = event_base_new()) == NULL ||
+	    (t->http = evhttp_new(t->base)) == NULL || pipe(t->pipe) == -1)
+		return -1;
+	for (int i = 0; i < 2; i++)
+		if (fcntl(t->pipe[i], F_SETFD, FD_CLOEXEC) == -1 ||
+		    fcntl(t->pipe[i], F_SETFL, O_NONBLOCK) == -1)
+			return -1;
+	t->wake =
+	    event_new(t->base, t->pipe[0], EV_READ | EV_PERSIST, fhir_wake, t);
+	if (t->wake == NULL || event_add(t->wake, NULL) == -1)
+		return -1;
+	evhttp_set_allowed_methods(t->http,
+	    EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
+		EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH);
+	evhttp_set_timeout(t->http, fhir_timeout);
+	evhttp_set_max_headers_size(t->http, FHIR_MAX_HEADERS);
+	evhttp_set_max_body_size(t->http, FHIR_MAX_BODY);
+	evhttp_set_bevcb(t->http, fhir_bevcb, NULL);
+	evhttp_set_gencb(t->http, fhir_serve, NULL);
+	return 0;
+}
+
+/*
+ * Listen on --fhir-listen with --fhir-threads threads (default: one per
+ * worker), each with its own loop, evhttp and registry read handle. The
+ * socket is bound once (so the port a port 0 got is the one printed, and an
+ * address in use fails as before); each thread accepts on its own copy of
+ * it, whichever is free first taking a new connection.
+ */
 int
 fhir_start(const struct config *c)
 {
 	struct evhttp_bound_socket *bound;
 	struct sockaddr_storage ss;
-	struct registry_limits lim = c->limits;
 	char host[INET6_ADDRSTRLEN], err[256];
 	sigset_t all, old;
-	int len, port, rc;
+	int len, port, n, rc = 0, one = 1;
+	evutil_socket_t fd;
 
 	if (server_parse_address(c->fhir_listen, &ss, &len) == -1)
 		return -1;
@@ -1056,6 +1130,13 @@ fhir_start(const struct config *c)
 		inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof(host));
 		port = ntohs(sin6->sin6_port);
 	}
+	fhir_system_clear();
+	for (size_t i = 0; i < c->n_fhir_systems; i++)
+		if (fhir_system_add(c->fhir_systems[i], err, sizeof(err)) ==
+		    -1) {
+			log_warnx("--fhir-system %s", err);
+			return -1;
+		}
 	if (c->fhir_max_conns > 0)
 		fhir_max_conns = c->fhir_max_conns;
 	if (c->fhir_timeout > 0)
@@ -1064,47 +1145,59 @@ fhir_start(const struct config *c)
 	    (fhir_conn_index = SSL_get_ex_new_index(
 		 0, NULL, NULL, NULL, fhir_conn_free)) == -1)
 		goto fail;
-	/* No lookup cache: it would need the change feed to stay true. */
-	lim.lookup_cache = 0;
-	if ((fs.reg = registry_open(c->db, 0, &lim, err, sizeof(err))) ==
-	    NULL) {
-		log_warnx("fhir: %s", err);
+	n = c->fhir_threads > 0 ? c->fhir_threads : c->threads;
+	if ((fs.t = calloc((size_t)n, sizeof(*fs.t))) == NULL)
 		goto fail;
-	}
-	if ((fs.refuse = SSL_CTX_new(TLS_server_method())) == NULL ||
-	    (fs.base = event_base_new()) == NULL ||
-	    (fs.http = evhttp_new(fs.base)) == NULL || pipe(fs.pipe) == -1)
+	fs.n = n;
+	for (int i = 0; i < fs.n; i++)
+		fs.t[i].pipe[0] = fs.t[i].pipe[1] = -1;
+	if ((fs.refuse = SSL_CTX_new(TLS_server_method())) == NULL)
 		goto fail;
-	for (int i = 0; i < 2; i++)
-		if (fcntl(fs.pipe[i], F_SETFD, FD_CLOEXEC) == -1 ||
-		    fcntl(fs.pipe[i], F_SETFL, O_NONBLOCK) == -1)
+	for (int i = 0; i < fs.n; i++)
+		if (fhir_thread_init(&fs.t[i], c) == -1)
 			goto fail;
-	fs.wake = event_new(
-	    fs.base, fs.pipe[0], EV_READ | EV_PERSIST, fhir_wake, NULL);
-	if (fs.wake == NULL || event_add(fs.wake, NULL) == -1)
-		goto fail;
-	evhttp_set_allowed_methods(fs.http,
-	    EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
-		EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH);
-	evhttp_set_timeout(fs.http, fhir_timeout);
-	evhttp_set_max_headers_size(fs.http, FHIR_MAX_HEADERS);
-	evhttp_set_max_body_size(fs.http, FHIR_MAX_BODY);
-	evhttp_set_bevcb(fs.http, fhir_bevcb, NULL);
-	evhttp_set_gencb(fs.http, fhir_serve, NULL);
-	bound = evhttp_bind_socket_with_handle(fs.http, host, (uint16_t)port);
+	bound =
+	    evhttp_bind_socket_with_handle(fs.t[0].http, host, (uint16_t)port);
 	if (bound == NULL) {
 		log_warnx("fhir: cannot listen on %s", c->fhir_listen);
 		fhir_free();
 		return -1;
 	}
+	fd = evhttp_bound_socket_get_fd(bound);
+	/*
+	 * evhttp sends an answer's headers and body as two writes: with Nagle
+	 * the body waited for the client's delayed ACK, 40 ms a request on a
+	 * keep-alive connection. Accepted sockets inherit the flag.
+	 */
+	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) == -1)
+		log_warn("fhir: TCP_NODELAY");
+	for (int i = 1; i < fs.n; i++) {
+		evutil_socket_t copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+
+		if (copy == -1)
+			goto fail;
+		/* On failure libevent may have closed copy: leave it. */
+		if (evhttp_accept_socket_with_handle(fs.t[i].http, copy) ==
+		    NULL)
+			goto fail;
+	}
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
-	rc = pthread_create(&fs.thread, NULL, fhir_thread, NULL);
+	for (int i = 0; i < fs.n; i++) {
+		rc = pthread_create(
+		    &fs.t[i].thread, NULL, fhir_thread, &fs.t[i]);
+		if (rc != 0)
+			break;
+		fs.t[i].started = 1;
+	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (rc != 0)
-		goto fail;
-	fs.running = 1;
-	metrics_print_listening("fhir", evhttp_bound_socket_get_fd(bound));
+	if (rc != 0) {
+		errno = rc;
+		log_warn("fhir: start");
+		fhir_join();
+		return -1;
+	}
+	metrics_print_listening("fhir", fd);
 	return 0;
 fail:
 	log_warn("fhir: start");
@@ -1115,11 +1208,7 @@ fail:
 void
 fhir_stop(void)
 {
-	if (!fs.running)
+	if (fs.n == 0)
 		return;
-	if (write(fs.pipe[1], "x", 1) != 1)
-		log_warn("fhir: stop");
-	pthread_join(fs.thread, NULL);
-	fhir_feed_drain();
-	fhir_free();
+	fhir_join();
 }

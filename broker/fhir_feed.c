@@ -7,8 +7,10 @@
  * conditional DELETE unlinks. Each step is the binary protocol's own write
  * (Enroll, Update, Link, Merge, Unlink), sent to the writer as a job like a
  * connection's, so every domain rule is the registry's. The answer waits
- * for the writer: its reply comes back to this thread through an event.
+ * for the writer: its reply comes back to the door thread that took the
+ * request, through an event on that thread's loop.
  */
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,15 +55,19 @@ struct fhir_feed {
 	uint64_t expected;      /* If-Match: the version the caller saw */
 };
 
-/* The feeds in flight (the door's thread), and how many the writer has. */
+/* The feeds in flight, of every door thread (under the lock), and how
+ * many jobs the writer has. */
 static LIST_HEAD(, fhir_feed) fhir_feeds = LIST_HEAD_INITIALIZER(fhir_feeds);
+static pthread_mutex_t fhir_feeds_lock = PTHREAD_MUTEX_INITIALIZER;
 static atomic_int fhir_inflight;
 
 /* Free a feed that is done, and what it holds. */
 static void
 fhir_feed_free(struct fhir_feed *f)
 {
+	pthread_mutex_lock(&fhir_feeds_lock);
 	LIST_REMOVE(f, entry);
+	pthread_mutex_unlock(&fhir_feeds_lock);
 	writer_job_clear(&f->job);
 	if (f->back != NULL)
 		event_free(f->back);
@@ -130,7 +136,9 @@ fhir_feed_new(struct fhir_req *r)
 	}
 	f->r = *r;
 	f->r.who.cn = f->r.cn;
+	pthread_mutex_lock(&fhir_feeds_lock);
 	LIST_INSERT_HEAD(&fhir_feeds, f, entry);
+	pthread_mutex_unlock(&fhir_feeds_lock);
 	return f;
 }
 

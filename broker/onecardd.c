@@ -55,6 +55,7 @@ static const struct option onecardd_longopts[] = {
     {"audit-log", required_argument, NULL, 'L'},
     {"metrics-listen", required_argument, NULL, 'm'},
     {"fhir-listen", required_argument, NULL, 'x'},
+    {"fhir-threads", required_argument, NULL, 'y'},
     {"threads", required_argument, NULL, 't'},
     {"max-frame", required_argument, NULL, 'F'},
     {"idle-timeout", required_argument, NULL, 'i'},
@@ -119,6 +120,8 @@ usage(FILE *f)
 	    "closed (1024)\n"
 	    "  --fhir-timeout SECONDS     time to send a whole FHIR request "
 	    "(10)\n"
+	    "  --fhir-threads N           threads serving it (as many as "
+	    "--threads)\n"
 	    "  --threads N                worker threads (online CPUs)\n"
 	    "  --max-frame BYTES          largest request frame (65536)\n"
 	    "  --idle-timeout SECONDS     close idle clients (300; 0: never)\n"
@@ -512,6 +515,9 @@ config_set(struct config *c, const char *name, const char *value, char *err,
 	} else if (strcmp(name, "threads") == 0) {
 		RANGE(1, 256);
 		c->threads = v;
+	} else if (strcmp(name, "fhir-threads") == 0) {
+		RANGE(1, 256);
+		c->fhir_threads = (int)v;
 	} else if (strcmp(name, "max-frame") == 0) {
 		RANGE(64, 64 * 1024 * 1024);
 		c->max_frame = v;

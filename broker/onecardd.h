@@ -48,6 +48,7 @@ struct config {
 	size_t n_fhir_systems;
 	int fhir_max_conns; /* FHIR connections at once; 0: fhir.c's default */
 	int fhir_timeout;   /* seconds to send a FHIR request; 0: the same */
+	int fhir_threads;   /* 0: as many as threads */
 	char *user;
 	char *node;
 	int threads;
