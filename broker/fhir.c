@@ -757,28 +757,35 @@ fhir_content_is(struct evhttp_request *req, const char *types)
 
 #define FHIR_JSON_TYPES "application/fhir+json|application/json"
 
-/* POST /fhir/Patient/$match: a JSON body, then the matcher. */
-static void
-fhir_post_match(struct fhir_req *r)
+/* The request's JSON body, or NULL when it was answered 415 or 400. */
+static json_t *
+fhir_json_body(struct fhir_req *r, const char *op)
 {
 	char *body, err[256];
 	size_t len;
 	json_t *o;
 
-	r->op = "fhir:match";
+	r->op = op;
 	if (!fhir_content_is(r->req, FHIR_JSON_TYPES)) {
 		fhir_fail(r, 415, "not-supported",
 		    "Content-Type: give application/fhir+json");
-		return;
+		return NULL;
 	}
 	body = fhir_body(r->req, &len);
 	o = fhir_parse_json(body ? body : "", len, err, sizeof(err));
 	free(body);
-	if (o == NULL) {
+	if (o == NULL)
 		fhir_fail(r, 400, "structure", "%s", err);
-		return;
-	}
-	if (fhir_rate(r, RATELIMIT_SEARCH, "fhir:match") == 0)
+	return o;
+}
+
+/* POST /fhir/Patient/$match: a JSON body, then the matcher. */
+static void
+fhir_post_match(struct fhir_req *r)
+{
+	json_t *o = fhir_json_body(r, "fhir:match");
+
+	if (o != NULL && fhir_rate(r, RATELIMIT_SEARCH, "fhir:match") == 0)
 		fhir_match(r, o);
 	json_decref(o);
 }
@@ -787,24 +794,9 @@ fhir_post_match(struct fhir_req *r)
 static void
 fhir_put(struct fhir_req *r, struct evkeyvalq *q)
 {
-	char *body, err[256];
-	size_t len;
-	json_t *o;
+	json_t *o = fhir_json_body(r, "fhir:put");
 
-	r->op = "fhir:put";
-	if (!fhir_content_is(r->req, FHIR_JSON_TYPES)) {
-		fhir_fail(r, 415, "not-supported",
-		    "Content-Type: give application/fhir+json");
-		return;
-	}
-	body = fhir_body(r->req, &len);
-	o = fhir_parse_json(body ? body : "", len, err, sizeof(err));
-	free(body);
-	if (o == NULL) {
-		fhir_fail(r, 400, "structure", "%s", err);
-		return;
-	}
-	if (fhir_rate(r, RATELIMIT_WRITE, "fhir:put") == 0)
+	if (o != NULL && fhir_rate(r, RATELIMIT_WRITE, "fhir:put") == 0)
 		fhir_feed_put(r, q, o);
 	json_decref(o);
 }
