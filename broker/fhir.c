@@ -332,44 +332,42 @@ fhir_identifier(const Onecard__V1__Identifier *id)
 	return json_pack("{s:s, s:s}", "system", system, "value", id->value);
 }
 
+/* How a registry code is answered, and what to say when it says nothing. */
+static const struct {
+	int code, status;
+	const char *issue, *say;
+} fhir_codes[] = {
+    {ONECARD__V1__CODE__NOT_FOUND, 404, "not-found",
+	"no patient holds this identifier"},
+    {ONECARD__V1__CODE__INVALID_ARGUMENT, 400, "invalid",
+	"the identifier is malformed"},
+    {ONECARD__V1__CODE__PERMISSION_DENIED, 403, "forbidden",
+	"not allowed for this CN"},
+    {ONECARD__V1__CODE__CONFLICT, 409, "conflict",
+	"the change contradicts the registry"},
+    {ONECARD__V1__CODE__VERSION_MISMATCH, 412, "conflict",
+	"the record has moved on"},
+    {ONECARD__V1__CODE__RESOURCE_EXHAUSTED, 429, "throttled",
+	"a limit was passed"},
+    {ONECARD__V1__CODE__UNAVAILABLE, 503, "transient", "registry unavailable"},
+};
+
 void
 fhir_fail_code(struct fhir_req *r, int code, const char *msg)
 {
-	int has = msg != NULL && msg[0] != '\0';
-
 	r->res.code = code;
-	switch (code) {
-	case ONECARD__V1__CODE__NOT_FOUND:
-		fhir_fail(r, 404, "not-found", "%s",
-		    has ? msg : "no patient holds this identifier");
-		break;
-	case ONECARD__V1__CODE__INVALID_ARGUMENT:
-		fhir_fail(r, 400, "invalid", "%s",
-		    has ? msg : "the identifier is malformed");
-		break;
-	case ONECARD__V1__CODE__PERMISSION_DENIED:
-		fhir_fail(r, 403, "forbidden", "%s",
-		    has ? msg : "not allowed for this CN");
-		break;
-	case ONECARD__V1__CODE__CONFLICT:
-		fhir_fail(r, 409, "conflict", "%s",
-		    has ? msg : "the change contradicts the registry");
-		break;
-	case ONECARD__V1__CODE__VERSION_MISMATCH:
-		fhir_fail(r, 412, "conflict", "%s",
-		    has ? msg : "the record has moved on");
-		break;
-	case ONECARD__V1__CODE__RESOURCE_EXHAUSTED:
-		fhir_fail(r, 429, "throttled", "%s",
-		    has ? msg : "a limit was passed");
-		break;
-	case ONECARD__V1__CODE__UNAVAILABLE:
-		fhir_fail(r, 503, "transient", "registry unavailable");
-		break;
-	default:
-		fhir_fail(r, 500, "exception", "registry error");
-		break;
-	}
+	for (size_t i = 0; i < sizeof(fhir_codes) / sizeof(fhir_codes[0]); i++)
+		if (fhir_codes[i].code == code) {
+			/* UNAVAILABLE's own message may name the store. */
+			fhir_fail(r, fhir_codes[i].status, fhir_codes[i].issue,
+			    "%s",
+			    msg != NULL && msg[0] != '\0' &&
+				    code != ONECARD__V1__CODE__UNAVAILABLE
+				? msg
+				: fhir_codes[i].say);
+			return;
+		}
+	fhir_fail(r, 500, "exception", "registry error");
 }
 
 /* PIXm ITI-83: GET /fhir/Patient/$ihe-pix. */
