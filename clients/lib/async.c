@@ -102,9 +102,18 @@ struct onecard_async {
 	struct addrinfo *ai, *ai_next;
 	long long connect_deadline; /* ms, monotonic: TCP and TLS share it */
 	char addr[300];
+
+	/* Several brokers: the list, the next to try, and what each said. */
+	struct onecard_options opt; /* resolved; strings are the caller's */
+	char *brokers;
+	int multi; /* more than one: a connect failure tries the next */
+	size_t next_broker;
+	int connect_timeout_ms;
+	char tried[ONECARD_ERRLEN];
 };
 
 static void async_fail(struct onecard_async *, int);
+static int async_try_broker(struct onecard_async *);
 static void async_tcpcb(evutil_socket_t, short, void *);
 static int async_tls_start(struct onecard_async *);
 static int async_flush(struct onecard_async *);
@@ -195,6 +204,7 @@ async_free(struct onecard_async *ac)
 	async_event_free(&ac->start_ev);
 	if (ac->ai != NULL)
 		freeaddrinfo(ac->ai);
+	free(ac->brokers);
 	client_tls_put(ac->tls);
 	free(ac->q);
 	free(ac->in);
@@ -248,6 +258,20 @@ async_fail(struct onecard_async *ac, int err)
 		return;
 	if (ac->state == ASYNC_CONNECTING && ac->tls_started && ac->ssl != NULL)
 		client_tls_done(ac->ssl, 0);
+	if (ac->state == ASYNC_CONNECTING && ac->multi) {
+		/* Say this broker's reason, then try the next one. */
+		size_t n = strlen(ac->tried);
+
+		snprintf(ac->tried + n, sizeof ac->tried - n, "%s%s: %s",
+		    n ? "; " : "", ac->addr, ac->err);
+		if (err != ONECARD_EINVAL && err != ONECARD_ENOMEM) {
+			async_drop_io(ac);
+			ac->tls_started = 0;
+			if (async_try_broker(ac) == 0)
+				return;
+		}
+		snprintf(ac->err, sizeof ac->err, "%s", ac->tried);
+	}
 	ac->state = ASYNC_FAILED;
 	ac->failed_err = err;
 	async_drop_io(ac);
@@ -700,15 +724,82 @@ async_startcb(evutil_socket_t fd, short what, void *arg)
 		async_free(ac);
 }
 
+/*
+ * Start connecting to the next broker of the list: its SSL, its addresses
+ * and its first TCP connect, with a connect timeout of its own. 0, or the
+ * error of the last that could not start (ac->err says why; with several,
+ * ac->tried says why for each).
+ */
+static int
+async_try_broker(struct onecard_async *ac)
+{
+	struct addrinfo hints;
+	char host[256], port[16];
+	const char *p;
+	size_t n;
+	int r, err = ONECARD_ECONNECT;
+
+	for (;;) {
+		p = ac->brokers;
+		for (size_t i = 0; i < ac->next_broker && p != NULL; i++)
+			if ((p = strchr(p, ',')) != NULL)
+				p++;
+		if (p == NULL)
+			return err;
+		ac->next_broker++;
+		while (*p == ' ')
+			p++;
+		n = strcspn(p, ",");
+		while (n > 0 && p[n - 1] == ' ')
+			n--;
+		snprintf(ac->addr, sizeof ac->addr, "%.*s", (int)n, p);
+		if (ac->ai != NULL)
+			freeaddrinfo(ac->ai);
+		ac->ai = ac->ai_next = NULL;
+		SSL_free(ac->ssl);
+		ac->ssl = NULL;
+		ac->connect_deadline = async_now_ms() + ac->connect_timeout_ms;
+		memset(&hints, 0, sizeof hints);
+		hints.ai_family = AF_UNSPEC;
+		hints.ai_socktype = SOCK_STREAM;
+		hints.ai_flags = AI_NUMERICSERV;
+		if (client_split_addr(
+			ac->addr, host, sizeof host, port, sizeof port) == -1) {
+			snprintf(ac->err, sizeof ac->err,
+			    "broker address \"%s\" is not HOST:PORT", ac->addr);
+			return ONECARD_EINVAL;
+		}
+		ac->ssl = client_tls_new(ac->tls,
+		    ac->opt.server_name != NULL ? ac->opt.server_name : host,
+		    ac->addr, ac->err, sizeof ac->err);
+		if (ac->ssl == NULL)
+			return ONECARD_EINVAL;
+		if ((r = getaddrinfo(host, port, &hints, &ac->ai)) != 0) {
+			snprintf(ac->err, sizeof ac->err, "resolve %s: %s",
+			    host, gai_strerror(r));
+			ac->ai = NULL;
+		} else {
+			ac->ai_next = ac->ai;
+			if (async_tcp_next(ac) == 0)
+				return 0;
+		}
+		if (!ac->multi)
+			return err;
+		/* This one cannot even start: say why, go on. */
+		n = strlen(ac->tried);
+		snprintf(ac->tried + n, sizeof ac->tried - n, "%s%s: %s",
+		    n ? "; " : "", ac->addr, ac->err);
+		snprintf(ac->err, sizeof ac->err, "%s", ac->tried);
+	}
+}
+
 struct onecard_async *
 onecard_async_connect(struct event_base *base,
     const struct onecard_options *optin, onecard_connect_cb cb, void *arg)
 {
 	struct onecard_options opt;
 	struct onecard_async *ac;
-	struct addrinfo hints;
-	char host[256], port[16];
-	int r, err = ONECARD_EINVAL;
+	int err = ONECARD_EINVAL;
 
 	if (base == NULL || optin == NULL)
 		return NULL;
@@ -724,40 +815,20 @@ onecard_async_connect(struct event_base *base,
 	ac->next_id = 1;
 	ac->call_tv.tv_sec = opt.call_timeout_ms / 1000;
 	ac->call_tv.tv_usec = (opt.call_timeout_ms % 1000) * 1000;
-	ac->connect_deadline = async_now_ms() + opt.connect_timeout_ms;
+	ac->connect_timeout_ms = opt.connect_timeout_ms;
+	ac->opt = opt;
+	ac->opt.broker = NULL; /* the caller's string: ac->brokers is ours */
+	ac->multi = strchr(opt.broker, ',') != NULL;
 	snprintf(ac->addr, sizeof ac->addr, "%s", opt.broker);
 	ac->start_ev = event_new(base, -1, 0, async_startcb, ac);
-	if (ac->start_ev == NULL) {
+	if (ac->start_ev == NULL ||
+	    (ac->brokers = strdup(opt.broker)) == NULL) {
 		async_free(ac);
 		return NULL;
 	}
-
-	if (client_split_addr(
-		opt.broker, host, sizeof host, port, sizeof port) == -1) {
-		snprintf(ac->err, sizeof ac->err,
-		    "broker address \"%s\" is not HOST:PORT", opt.broker);
-		goto fail;
-	}
 	if ((ac->tls = client_tls_get(&opt, ac->err, sizeof ac->err)) == NULL)
 		goto fail;
-	ac->ssl = client_tls_new(ac->tls,
-	    opt.server_name != NULL ? opt.server_name : host, opt.broker,
-	    ac->err, sizeof ac->err);
-	if (ac->ssl == NULL)
-		goto fail;
-	memset(&hints, 0, sizeof hints);
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_NUMERICSERV;
-	err = ONECARD_ECONNECT;
-	if ((r = getaddrinfo(host, port, &hints, &ac->ai)) != 0) {
-		snprintf(ac->err, sizeof ac->err, "resolve %s: %s", host,
-		    gai_strerror(r));
-		ac->ai = NULL;
-		goto fail;
-	}
-	ac->ai_next = ac->ai;
-	if (async_tcp_next(ac) == -1)
+	if ((err = async_try_broker(ac)) != 0)
 		goto fail;
 	return ac;
 fail:

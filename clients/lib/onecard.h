@@ -219,7 +219,10 @@ typedef void (*onecard_connect_cb)(
 
 /* Start connecting; cb runs once with ONECARD_OK or an error, always from
  * the loop (never before this returns). NULL only when base or opt is NULL
- * or memory ran out; close the handle with onecard_async_close either way. */
+ * or memory ran out; close the handle with onecard_async_close either way.
+ * With several brokers the first that answers is taken; a connection that
+ * fails later is failed (every callback gets the error): the caller
+ * connects again, and the list's first broker that answers takes it. */
 struct onecard_async *onecard_async_connect(struct event_base *base,
     const struct onecard_options *opt, onecard_connect_cb cb, void *arg);
 /* Queue a request; cb runs once with its reply. */

@@ -24,6 +24,7 @@
 #include <sys/socket.h>
 
 #include <cmocka.h>
+#include <event2/event.h>
 
 #include "harness.h"
 
@@ -219,6 +220,56 @@ a_lost_write_reply_is_outcome_unknown(void **state)
 	harness_fake_stop(&f);
 }
 
+/* The libevent API's connect callback: its error, and the error text. */
+static int async_err = 1;
+static char async_why[512];
+
+static void
+async_connected(struct onecard_async *ac, int e, void *arg)
+{
+	(void)arg;
+	async_err = e;
+	snprintf(
+	    async_why, sizeof async_why, "%s", onecard_async_last_error(ac));
+}
+
+/* onecard_async_connect to list as XC001; the callback's error. */
+static int
+async_connect_to(const char *list)
+{
+	struct onecard_options opt;
+	struct event_base *base = event_base_new();
+	struct onecard_async *ac;
+
+	assert_non_null(base);
+	harness_options(&h, "XC001", &opt);
+	opt.broker = list;
+	async_err = 1;
+	async_why[0] = '\0';
+	assert_non_null(
+	    ac = onecard_async_connect(base, &opt, async_connected, NULL));
+	while (async_err == 1)
+		event_base_loop(base, EVLOOP_ONCE);
+	onecard_async_close(ac);
+	event_base_free(base);
+	return async_err;
+}
+
+static void
+the_async_connect_takes_the_first_broker_that_answers(void **state)
+{
+	char list[160];
+
+	(void)state;
+	snprintf(list, sizeof list, "%s,%s", dead_addr, h.addr);
+	assert_int_equal(async_connect_to(list), ONECARD_OK);
+	snprintf(list, sizeof list, "%s, %s", dead_addr, dead_addr);
+	assert_int_equal(async_connect_to(list), ONECARD_ECONNECT);
+	/* Both are named, each with its reason. */
+	assert_non_null(strstr(async_why, "; "));
+	assert_non_null(strstr(async_why, dead_addr));
+}
+
 static void
 a_killed_broker_leaves_the_connection_on_the_other(void **state)
 {
@@ -271,6 +322,8 @@ main(void)
 	    cmocka_unit_test(a_malformed_list_is_refused),
 	    cmocka_unit_test(unavailable_moves_the_request_to_the_next_broker),
 	    cmocka_unit_test(a_lost_write_reply_is_outcome_unknown),
+	    cmocka_unit_test(
+		the_async_connect_takes_the_first_broker_that_answers),
 	    /* Last: it kills the harness's broker. */
 	    cmocka_unit_test(
 		a_killed_broker_leaves_the_connection_on_the_other),
