@@ -53,7 +53,9 @@ bench_usage(FILE *fp)
 	    "--assume-populated]\n"
 	    "         [--seed S] [--keys-from FILE] [--hospital CODE] "
 	    "[--connect-window N]\n"
-	    "         [--rate R] [--timeout SECONDS] [--json] [--quiet]\n"
+	    "         [--rate R] [--timeout SECONDS] [--failover] [--acked "
+	    "FILE]\n"
+	    "         [--json] [--quiet]\n"
 	    "       onecard-bench --help | --version\n"
 	    "\n"
 	    "Keep CONNS connections (default 50) over N threads (default 1), "
@@ -80,6 +82,13 @@ bench_usage(FILE *fp)
 	    "sent; its\n"
 	    "latency starts when it is sent), to compare latencies at the "
 	    "same load.\n"
+	    "--failover connects a lost connection again (--broker A,B "
+	    "gives the\n"
+	    "brokers to try) and reports how long clients were without "
+	    "answers;\n"
+	    "--acked FILE writes the cn-id of every enrollment answered OK, "
+	    "to check\n"
+	    "afterwards that none was lost.\n"
 	    "A progress line goes to stderr each second; the report to "
 	    "stdout.\n");
 }
@@ -291,6 +300,18 @@ bench_report_text(struct bench *b, const struct bench_stats *s, uint64_t ns,
 	    bench_ms(hist_quantile(&s->hist, 0.90)),
 	    bench_ms(hist_quantile(&s->hist, 0.99)),
 	    bench_ms(hist_quantile(&s->hist, 0.999)), bench_ms(s->hist.max));
+	if (b->failover) {
+		int n = atomic_load(&b->reconnected);
+
+		printf("failover  %d connections lost, %d connected again; "
+		       "without answers %.1f ms on average, %.1f ms at most\n",
+		    atomic_load(&b->conns_lost), n,
+		    n > 0 ? (double)atomic_load(&b->gap_sum_ns) / n / 1e6 : 0,
+		    (double)atomic_load(&b->gap_max_ns) / 1e6);
+	}
+	if (b->acked != NULL)
+		printf("acked     %zu enrollments answered OK (in %s)\n",
+		    b->n_acked, b->acked);
 }
 
 /* The report as one flat JSON object. */
@@ -327,6 +348,13 @@ bench_report_json(struct bench *b, const struct bench_stats *s, uint64_t ns,
 	    bench_ms(hist_quantile(&s->hist, 0.90)),
 	    bench_ms(hist_quantile(&s->hist, 0.99)),
 	    bench_ms(hist_quantile(&s->hist, 0.999)), bench_ms(s->hist.max));
+	if (b->failover)
+		printf(",\"conns_lost\":%d,\"reconnected\":%d,"
+		       "\"failover_gap_max_ms\":%.1f",
+		    atomic_load(&b->conns_lost), atomic_load(&b->reconnected),
+		    (double)atomic_load(&b->gap_max_ns) / 1e6);
+	if (b->acked != NULL)
+		printf(",\"acked\":%zu", b->n_acked);
 	onecard_tls_stats(&tls);
 	printf(",\"tls_contexts\":%" PRIu64 ",\"tls_handshakes\":%" PRIu64
 	       ",\"tls_resumed\":%" PRIu64,
@@ -340,6 +368,30 @@ bench_report_json(struct bench *b, const struct bench_stats *s, uint64_t ns,
 		    (double)pop_ns / 1e9,
 		    pop_ns > 0 ? (double)pop->done * 1e9 / (double)pop_ns : 0);
 	printf("}\n");
+}
+
+/* --acked: one cn-id a line, of each enrollment answered OK. 0 or -1. */
+static int
+bench_write_acked(struct bench *b)
+{
+	char cnid[KEYS_CNID_LEN + 1];
+	FILE *f = fopen(b->acked, "w");
+
+	if (f == NULL) {
+		fprintf(stderr, "onecard-bench: --acked %s: %s\n", b->acked,
+		    strerror(errno));
+		return -1;
+	}
+	for (size_t i = 0; i < b->n_acked; i++) {
+		keys_cnid(KEYS_WRITES, b->nonce, b->acked_keys[i], cnid);
+		fprintf(f, "%s\n", cnid);
+	}
+	if (fclose(f) == EOF) {
+		fprintf(stderr, "onecard-bench: --acked %s: %s\n", b->acked,
+		    strerror(errno));
+		return -1;
+	}
+	return 0;
 }
 
 /* Parse the command line into b. 0, or the exit code. */
@@ -367,6 +419,8 @@ bench_options(struct bench *b, int argc, char **argv)
 		O_THREADS,
 		O_RATE,
 		O_VERSION,
+		O_FAILOVER,
+		O_ACKED,
 	};
 	static const struct option longopts[] = {
 	    {"broker", required_argument, NULL, O_BROKER},
@@ -390,6 +444,8 @@ bench_options(struct bench *b, int argc, char **argv)
 	    {"connect-window", required_argument, NULL, O_WINDOW},
 	    {"timeout", required_argument, NULL, O_TIMEOUT},
 	    {"rate", required_argument, NULL, O_RATE},
+	    {"failover", no_argument, NULL, O_FAILOVER},
+	    {"acked", required_argument, NULL, O_ACKED},
 	    {"json", no_argument, NULL, O_JSON},
 	    {"quiet", no_argument, NULL, O_QUIET},
 	    {"version", no_argument, NULL, O_VERSION},
@@ -497,6 +553,12 @@ bench_options(struct bench *b, int argc, char **argv)
 			if (errno != 0 || *end != '\0' || !(b->rate >= 1) ||
 			    b->rate > 1e9)
 				bad = "--rate";
+			break;
+		case O_FAILOVER:
+			b->failover = 1;
+			break;
+		case O_ACKED:
+			b->acked = optarg;
 			break;
 		case O_JSON:
 			b->json = 1;
@@ -656,6 +718,8 @@ main(int argc, char **argv)
 	atomic_store(&b->phase, PHASE_RUN);
 	bench_wait(b, b->op == OP_MIXED ? "run" : load_op_name(b->op));
 	load_join(b, run, &run_ns);
+	if (b->acked != NULL && bench_write_acked(b) == -1)
+		rc = CLI_EXIT_USAGE;
 
 	if (b->json)
 		bench_report_json(
@@ -666,7 +730,15 @@ main(int argc, char **argv)
 	fflush(stdout);
 	/* The exit-code table of docs/cli.md: a connection that failed or
 	 * was lost is a transport error (4); an error reply, a broker one. */
-	if (run->errors > 0 || atomic_load(&b->connect_failed) > 0 ||
+	if (rc == CLI_EXIT_USAGE)
+		; /* --acked could not be written */
+	else if (b->failover &&
+	    atomic_load(&b->reconnected) >= atomic_load(&b->conns_lost) &&
+	    atomic_load(&b->connect_failed) == 0)
+		/* Losses were the point: every one was connected again. */
+		rc = b->populate && pop->not_ok > 0 ? CLI_EXIT_BROKER
+						    : CLI_EXIT_OK;
+	else if (run->errors > 0 || atomic_load(&b->connect_failed) > 0 ||
 	    atomic_load(&b->conns_lost) > 0 || (b->populate && pop->errors > 0))
 		rc = CLI_EXIT_CONNECT;
 	else if (b->populate && pop->not_ok > 0)
@@ -674,6 +746,7 @@ main(int argc, char **argv)
 	else
 		rc = CLI_EXIT_OK;
 out:
+	free(b->acked_keys);
 	keyfile_free(&b->keyfile);
 	free(pop);
 	free(run);

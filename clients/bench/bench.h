@@ -139,6 +139,9 @@ struct bench {
 	struct zipf zipf_dist;
 	int connect_window; /* connects in flight per thread */
 	int json, quiet;
+	int failover; /* --failover: connect a lost connection again */
+	const char
+	    *acked; /* --acked FILE: the cn-ids of acknowledged enrolls */
 
 	/* shared state */
 	_Atomic int phase;
@@ -148,6 +151,14 @@ struct bench {
 	_Atomic uint64_t write_next;  /* next new-patient key */
 	atomic_int connected, connect_failed, threads_idle, conns_lost;
 	atomic_int errors_told;
+	/* --failover: connections connected again, and the time from a
+	 * connection's loss to its first answer after (sum and longest). */
+	atomic_int reconnected;
+	_Atomic uint64_t gap_sum_ns, gap_max_ns;
+	/* --acked: the write keys (keys_cnid(KEYS_WRITES, nonce, k)) of the
+	 * enrollments answered OK in the run, gathered by load_join. */
+	uint64_t *acked_keys;
+	size_t n_acked;
 
 	/* Requests encoded once with id 0 (load.c): libonecard adds the id,
 	 * a lookup gets its cn-id copied in at lookup_key_at. */

@@ -46,6 +46,7 @@ enum conn_state {
 struct inflight {
 	uint64_t start;
 	enum bench_op op;
+	uint64_t k; /* an enrollment's write key */
 };
 
 struct bench_conn {
@@ -58,6 +59,7 @@ struct bench_conn {
 	int waiting; /* for --rate to let it send */
 	struct inflight *ring;
 	unsigned head, count, cap;
+	uint64_t lost_ns; /* --failover: when it was lost; 0 when up */
 };
 
 struct bench_thread {
@@ -80,6 +82,10 @@ struct bench_thread {
 	int seen_phase; /* the phase this thread is working in */
 	int phase_done; /* told threads_idle for seen_phase */
 	int finishing;  /* closing everything: no new work */
+
+	int reconnecting; /* --failover: lost, to be connected again */
+	uint64_t *acked;  /* --acked: write keys answered OK */
+	size_t nacked, acked_cap;
 
 	struct bench_stats live; /* touched by this thread only */
 	uint64_t start_ns, end_ns;
@@ -360,7 +366,7 @@ sent:
 		load_tell(b, "send", onecard_async_last_error(c->ac));
 		return -1;
 	}
-	c->ring[(c->head + c->count) % c->cap] = (struct inflight){now, op};
+	c->ring[(c->head + c->count) % c->cap] = (struct inflight){now, op, k};
 	c->count++;
 	return 1;
 }
@@ -378,16 +384,24 @@ load_conn_quiet(struct bench_conn *c)
 		t->end_ns = load_now();
 }
 
-/* The connection failed: its handle goes, its requests are lost. */
+/* The connection failed: its handle goes, its requests are lost. With
+ * --failover, the tick connects it again while the run lasts. */
 static void
 load_conn_dead(struct bench_conn *c)
 {
+	struct bench_thread *t = c->t;
+
 	if (c->state == BC_DEAD)
 		return;
 	c->state = BC_DEAD;
-	atomic_fetch_add(&c->t->b->conns_lost, 1);
+	atomic_fetch_add(&t->b->conns_lost, 1);
 	onecard_async_close(c->ac);
 	c->ac = NULL;
+	if (t->b->failover && t->seen_phase == PHASE_RUN && !t->finishing) {
+		if (c->lost_ns == 0)
+			c->lost_ns = load_now();
+		t->reconnecting++;
+	}
 	load_conn_quiet(c);
 }
 
@@ -516,6 +530,32 @@ load_reply_cb(const struct onecard_raw_reply *reply, int err, void *arg)
 		return;
 	}
 	now = reply->recv_ns;
+	if (c->lost_ns != 0) {
+		/* The first answer since it was lost: how long it took. */
+		uint64_t gap = now > c->lost_ns ? now - c->lost_ns : 0,
+			 max = atomic_load(&t->b->gap_max_ns);
+
+		atomic_fetch_add(&t->b->gap_sum_ns, gap);
+		while (gap > max &&
+		    !atomic_compare_exchange_weak(&t->b->gap_max_ns, &max, gap))
+			;
+		c->lost_ns = 0;
+	}
+	if (t->b->acked != NULL && in.op == OP_ENROLL &&
+	    t->seen_phase == PHASE_RUN &&
+	    reply->code == ONECARD__V1__CODE__OK) {
+		if (t->nacked == t->acked_cap) {
+			size_t cap = t->acked_cap ? t->acked_cap * 2 : 4096;
+			uint64_t *a = realloc(t->acked, cap * sizeof *a);
+
+			if (a != NULL) {
+				t->acked = a;
+				t->acked_cap = cap;
+			}
+		}
+		if (t->nacked < t->acked_cap)
+			t->acked[t->nacked++] = in.k;
+	}
 	s->done++;
 	if (reply->code >= 0 && reply->code < BENCH_NCODES)
 		s->codes[reply->code]++;
@@ -572,6 +612,58 @@ load_finish(struct bench_thread *t)
 	event_base_loopexit(t->base, NULL);
 }
 
+/* --failover: a lost connection is up again (or not: the tick retries). */
+static void
+load_reconnect_cb(struct onecard_async *ac, int err, void *arg)
+{
+	struct bench_conn *c = arg;
+	struct bench_thread *t = c->t;
+
+	t->connecting--;
+	if (err != ONECARD_OK || t->finishing) {
+		load_tell(t->b, "connect again", onecard_async_last_error(ac));
+		c->ac = NULL;
+		onecard_async_close(ac);
+		c->state = BC_DEAD;
+		t->reconnecting++;
+		return;
+	}
+	c->state = BC_UP;
+	atomic_fetch_add(&t->b->reconnected, 1);
+	if (t->seen_phase == PHASE_RUN) {
+		c->active = 1;
+		t->active++;
+		load_fill(c, t->seen_phase, load_now());
+	}
+}
+
+/* --failover: connect the lost connections again while the run lasts. */
+static void
+load_reconnect(struct bench_thread *t)
+{
+	struct bench_conn *c;
+
+	if (load_now() >= atomic_load(&t->b->deadline_ns)) {
+		t->reconnecting = 0;
+		return;
+	}
+	for (int i = 0; i < t->n && t->reconnecting > 0; i++) {
+		c = &t->c[i];
+		if (c->state != BC_DEAD || c->lost_ns == 0)
+			continue;
+		t->reconnecting--;
+		c->state = BC_CONNECTING;
+		t->connecting++;
+		c->ac = onecard_async_connect(
+		    t->base, &t->b->opt, load_reconnect_cb, c);
+		if (c->ac == NULL) {
+			t->connecting--;
+			c->state = BC_DEAD;
+			t->reconnecting++;
+		}
+	}
+}
+
 /* Every 10 ms: follow the main thread's phase, publish statistics, say
  * when this thread is done with its phase. */
 static void
@@ -593,10 +685,12 @@ load_tickcb(evutil_socket_t fd, short what, void *arg)
 		for (int i = 0; i < t->n; i++)
 			load_conn_quiet(&t->c[i]);
 	}
+	if (t->reconnecting > 0 && t->seen_phase == PHASE_RUN && !t->finishing)
+		load_reconnect(t);
 	if (++t->ticks % LOAD_PUBLISH_TICK == 0)
 		load_publish(t);
 	if (!t->phase_done && t->active == 0 && t->connecting == 0 &&
-	    t->next_connect == t->n) {
+	    t->reconnecting == 0 && t->next_connect == t->n) {
 		t->phase_done = 1;
 		load_publish(t);
 		atomic_fetch_add(&b->threads_idle, 1);
@@ -671,6 +765,7 @@ load_thread_free(struct bench_thread *t)
 		free(t->c[i].ring);
 	}
 	free(t->c);
+	free(t->acked);
 	if (t->tick != NULL)
 		event_free(t->tick);
 	if (t->pace != NULL)
@@ -822,6 +917,20 @@ load_join(struct bench *b, struct bench_stats *sum, uint64_t *elapsed_ns)
 		if (b->t[i] != NULL && b->t[i]->started)
 			pthread_join(b->t[i]->tid, NULL);
 	load_merge(b, sum, 1, elapsed_ns);
+	for (int i = 0; i < b->threads; i++) {
+		struct bench_thread *t = b->t[i];
+		uint64_t *a;
+
+		if (t == NULL || t->nacked == 0)
+			continue;
+		a = realloc(
+		    b->acked_keys, (b->n_acked + t->nacked) * sizeof *a);
+		if (a == NULL)
+			continue;
+		memcpy(a + b->n_acked, t->acked, t->nacked * sizeof *a);
+		b->acked_keys = a;
+		b->n_acked += t->nacked;
+	}
 	for (int i = 0; i < b->threads; i++)
 		load_thread_free(b->t[i]);
 	free(b->t);

@@ -314,6 +314,45 @@ a_killed_broker_leaves_the_connection_on_the_other(void **state)
 	onecard_close(conn);
 }
 
+/*
+ * onecard-bench --failover under load: a broker killed mid-run, every
+ * connection it had moves to the other, and the report says so; --acked
+ * lists every enrollment answered OK. (Whether an acknowledged write
+ * survives needs one registry behind both: bench/failover.sh, PostgreSQL.)
+ */
+static void
+the_bench_carries_on_on_the_other_broker(void **state)
+{
+	char cmd[2048], acked[320], line[64];
+	long lines = 0;
+	FILE *f;
+	int status;
+
+	(void)state;
+	assert_int_equal(harness_restart(&h, NULL), 0);
+	snprintf(acked, sizeof acked, "%s/acked.txt", h.dir);
+	snprintf(cmd, sizeof cmd,
+	    "(sleep 1; kill -KILL %d) & "
+	    "onecard-bench --broker '%s,%s' --op enroll -c 8 -d 3 "
+	    "--failover --acked '%s' --quiet",
+	    (int)h.pid, h.addr, b_addr, acked);
+	status = run("XC001", "%s", cmd);
+	if (status != 0)
+		fprintf(stderr, "%s%s", out, err);
+	assert_int_equal(status, 0);
+	h.pid = 0; /* killed */
+	assert_non_null(strstr(out, "connections lost"));
+	assert_null(strstr(out, "failover  0 connections lost"));
+	assert_non_null(strstr(out, "connected again"));
+	assert_non_null(f = fopen(acked, "r"));
+	while (fgets(line, sizeof line, f) != NULL)
+		lines++;
+	fclose(f);
+	assert_true(lines > 0);
+	snprintf(line, sizeof line, "acked     %ld enrollments", lines);
+	assert_non_null(strstr(out, line));
+}
+
 int
 main(void)
 {
@@ -324,9 +363,10 @@ main(void)
 	    cmocka_unit_test(a_lost_write_reply_is_outcome_unknown),
 	    cmocka_unit_test(
 		the_async_connect_takes_the_first_broker_that_answers),
-	    /* Last: it kills the harness's broker. */
+	    /* Last: they kill the harness's broker. */
 	    cmocka_unit_test(
 		a_killed_broker_leaves_the_connection_on_the_other),
+	    cmocka_unit_test(the_bench_carries_on_on_the_other_broker),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
