@@ -49,6 +49,7 @@
 #define FHIR_TIMEOUT     10    /* seconds to send a request (--fhir-timeout) */
 #define FHIR_MAX_CONNS   1024  /* connections at once (--fhir-max-conns) */
 #define FHIR_MAX_PARAMS  16    /* query parameters in one request */
+#define FHIR_COALESCE    16384 /* answers up to this are sent as one record */
 
 /*
  * One connection's deadline: a whole request within the timeout of the
@@ -83,16 +84,24 @@ fhir_conn_expire(evutil_socket_t fd, short what, void *arg)
 		shutdown(s, SHUT_RDWR);
 }
 
-/* An answer was queued: the next request has a full timeout again. */
+/*
+ * An answer was queued: the next request has a full timeout again. evhttp
+ * queues its headers and its body apart, and the openssl bufferevent writes
+ * each chain of the buffer as a record and a write(2) of its own: a small
+ * answer is made one chain, so it leaves as one record in one write.
+ */
 static void
 fhir_conn_wrote(
     struct evbuffer *b, const struct evbuffer_cb_info *info, void *arg)
 {
 	struct fhir_conn *fc = arg;
 
-	(void)b;
-	if (info->n_added > 0 && fc->counted)
+	if (info->n_added == 0)
+		return;
+	if (fc->counted)
 		evtimer_add(fc->deadline, &fc->timeout);
+	if (evbuffer_get_length(b) <= FHIR_COALESCE)
+		evbuffer_pullup(b, -1);
 }
 
 /* SSL_free of a connection's SSL: its slot and deadline go with it. */
@@ -975,6 +984,8 @@ fhir_bevcb(struct event_base *base, void *arg)
 	/* libevent's openssl bufferevent does not look at what read-ahead
 	 * keeps inside the SSL: a request could wait there unseen. */
 	SSL_set_read_ahead(ssl, 0);
+	/* fhir_conn_wrote may move bytes a blocked SSL_write will retry. */
+	SSL_set_mode(ssl, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	bev = bufferevent_openssl_socket_new(
 	    base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
 	if (bev == NULL)
