@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# bench/failover.sh: kill -9 one of two brokers on one PostgreSQL registry
+# under load (issue 19's target: clients working on the other within 1 s,
+# and no acknowledged write lost).
+#
+# A throwaway cluster (tests/pg/cluster.sh, fsync on), two onecardd on it
+# (A and B), then onecard-bench enrolling over CONNS connections given
+# --broker A,B --failover --acked FILE: every connection starts on A, the
+# first that answers. KILL_AFTER seconds in, A gets SIGKILL; each lost
+# connection connects again, to B, and the bench reports how long
+# connections went without answers (the longest is the figure). After the
+# run every cn-id the bench saw acknowledged is looked for through B (one
+# onecardctl export): a missing one is a lost acknowledged write. Each run
+# starts A again; medians over RUNS.
+#
+#   bench/failover.sh
+#   env: RUNS (3), SECONDS_PER_RUN (8), KILL_AFTER (3), CONNS (50),
+#        BROKER_THREADS, PG_USER, PG_BIN, ONECARD_BIN_DIR
+
+SECONDS_PER_RUN=${SECONDS_PER_RUN:-8}
+source "$(dirname "$0")/lib.sh"
+KILL_AFTER=${KILL_AFTER:-3}
+CONNS=${CONNS:-50}
+
+bench_setup
+STATE="$WORK/pg"
+pg_stop() {
+	"$BENCH_ROOT/tests/pg/cluster.sh" stop "$STATE" >/dev/null 2>&1 || true
+	bench_cleanup
+}
+trap pg_stop EXIT
+"$BENCH_ROOT/tests/pg/cluster.sh" start "$STATE" >/dev/null ||
+	die "the PostgreSQL cluster did not start (bench/deps.sh installs it)"
+DB=$(cat "$STATE/url")
+
+broker_start "$DB"
+B_PID=$BROKER_PID B_ADDR=$BROKER_ADDR
+note "B at $B_ADDR on $DB"
+
+echo "# kill -9 of one of two brokers on one PostgreSQL registry: $CONNS connections enrolling, ${SECONDS_PER_RUN}s runs, A killed after ${KILL_AFTER}s, $RUNS runs"
+machine_line
+gaps=() means=() rates=()
+lost_total=0
+for run in $(seq "$RUNS"); do
+	broker_start "$DB"
+	A_PID=$BROKER_PID A_ADDR=$BROKER_ADDR
+	BROKER_ADDR="$A_ADDR,$B_ADDR"
+	acked="$WORK/acked.$run"
+	(sleep "$KILL_AFTER"; kill -KILL "$A_PID") &
+	killer=$!
+	out=$(bench --op enroll -c "$CONNS" -P 1 -d "$SECONDS_PER_RUN" \
+		--failover --acked "$acked") || die "onecard-bench failed: $out"
+	wait "$killer" || true
+	wait "$A_PID" 2>/dev/null || true
+	BROKER_ADDR=$B_ADDR
+	n=$(wc -l <"$acked")
+	ctl export --out "$WORK/export.csv" >/dev/null ||
+		die "onecardctl export through B failed"
+	missing=$(grep -oE '[0-9]{17}[0-9X]' "$WORK/export.csv" | sort -u |
+		comm -13 - <(sort -u "$acked") | wc -l)
+	lost_total=$((lost_total + missing))
+	gaps+=("$(echo "$out" | json_get failover_gap_max_ms)")
+	rates+=("$(echo "$out" | json_get throughput)")
+	note "run $run: $(echo "$out" | json_get conns_lost) connections lost, $(echo "$out" | json_get reconnected) connected again to B, longest without answers ${gaps[-1]} ms; $n enrollments acknowledged, $missing of them missing after"
+done
+echo "longest time without answers after the kill, median of runs: $(median "${gaps[@]}") ms (target <= 1000 ms); runs: ${gaps[*]}"
+echo "enrollments/s through the run (kill included), median: $(median "${rates[@]}")"
+echo "acknowledged enrollments missing afterwards, all runs: $lost_total (target 0)"
+[ "$lost_total" = 0 ]
