@@ -34,12 +34,12 @@ trap pg_stop EXIT
 DB=$(cat "$STATE/url")
 
 broker_start "$DB"
-B_PID=$BROKER_PID B_ADDR=$BROKER_ADDR
+B_ADDR=$BROKER_ADDR
 note "B at $B_ADDR on $DB"
 
 echo "# kill -9 of one of two brokers on one PostgreSQL registry: $CONNS connections enrolling, ${SECONDS_PER_RUN}s runs, A killed after ${KILL_AFTER}s, $RUNS runs"
 machine_line
-gaps=() means=() rates=()
+gaps=() rates=()
 lost_total=0
 for run in $(seq "$RUNS"); do
 	broker_start "$DB"
