@@ -444,28 +444,9 @@ conn_read_filtered(struct conn *c, const struct actor *who,
 		return;
 	}
 	registry_read(c->w->reg, who, req, in, res);
-	if (l != NULL && l->identifier != NULL &&
-	    l->identifier->domain != NULL) {
-		/* The card presented is the caller's to see: its domain
-		 * counts as named. */
-		char *stack[17], **tv = stack;
-		size_t n = l->n_target_domains;
-
-		if (n + 1 > sizeof(stack) / sizeof(stack[0]) &&
-		    (tv = malloc((n + 1) * sizeof(*tv))) == NULL)
-			tv = NULL;
-		if (tv != NULL) {
-			if (n > 0)
-				memcpy(tv, l->target_domains, n * sizeof(*tv));
-			tv[n] = l->identifier->domain;
-			policy_filter_frames(&c->pol, tv, n + 1, in, c->out);
-			if (tv != stack)
-				free(tv);
-			return;
-		}
-	}
-	policy_filter_frames(&c->pol, l ? l->target_domains : NULL,
-	    l ? l->n_target_domains : 0, in, c->out);
+	policy_filter_named(&c->pol, l ? l->target_domains : NULL,
+	    l ? l->n_target_domains : 0,
+	    l && l->identifier ? l->identifier->domain : NULL, in, c->out);
 }
 
 /*

@@ -223,7 +223,7 @@ fhir_fail(
 
 int
 fhir_decode(struct fhir_req *r, struct evbuffer *b, char *const *targets,
-    size_t n, Onecard__V1__Reply **out)
+    size_t n, const char *presented, Onecard__V1__Reply **out)
 {
 	Onecard__V1__Reply *reply = NULL;
 	uint8_t *frame;
@@ -236,7 +236,7 @@ fhir_decode(struct fhir_req *r, struct evbuffer *b, char *const *targets,
 
 		if (f == NULL)
 			return r->res.code = ONECARD__V1__CODE__INTERNAL;
-		policy_filter_frames(&r->pol, targets, n, b, f);
+		policy_filter_named(&r->pol, targets, n, presented, b, f);
 		evbuffer_add_buffer(b, f);
 		evbuffer_free(f);
 	}
@@ -253,7 +253,8 @@ fhir_decode(struct fhir_req *r, struct evbuffer *b, char *const *targets,
 
 int
 fhir_ask(struct fhir_req *r, const Onecard__V1__Request *req,
-    char *const *targets, size_t n, Onecard__V1__Reply **out)
+    char *const *targets, size_t n, const char *presented,
+    Onecard__V1__Reply **out)
 {
 	struct evbuffer *b = evbuffer_new();
 	int code;
@@ -262,7 +263,7 @@ fhir_ask(struct fhir_req *r, const Onecard__V1__Request *req,
 	if (b == NULL)
 		return r->res.code = ONECARD__V1__CODE__INTERNAL;
 	registry_read(fhir_registry(), &r->who, req, b, &r->res);
-	code = fhir_decode(r, b, targets, n, out);
+	code = fhir_decode(r, b, targets, n, presented, out);
 	evbuffer_free(b);
 	return code;
 }
@@ -281,9 +282,6 @@ fhir_lookup(struct fhir_req *r, const char *domain, const char *value,
 	Onecard__V1__Lookup lk = ONECARD__V1__LOOKUP__INIT;
 	Onecard__V1__Identifier id = ONECARD__V1__IDENTIFIER__INIT;
 	Onecard__V1__Reply *reply;
-	/* The identifier presented is the caller's to see: its domain
-	 * counts as named (PIXm sends one targetSystem). */
-	char *tv[2] = {n > 0 ? targets[0] : (char *)domain, (char *)domain};
 	int code;
 
 	*out = NULL;
@@ -295,8 +293,8 @@ fhir_lookup(struct fhir_req *r, const char *domain, const char *value,
 	req.lookup = &lk;
 	lk.target_domains = (char **)targets;
 	lk.n_target_domains = n;
-	code = n <= 1 ? fhir_ask(r, &req, tv, 2, &reply)
-		      : fhir_ask(r, &req, targets, n, &reply);
+	/* The identifier presented is the caller's to see. */
+	code = fhir_ask(r, &req, targets, n, domain, &reply);
 	if (code == ONECARD__V1__CODE__OK &&
 	    reply->result_case == ONECARD__V1__REPLY__RESULT_PATIENT) {
 		*out = reply;

@@ -46,15 +46,17 @@ void fhir_fail_code(struct fhir_req *r, int code, const char *msg);
 
 /*
  * Answer req on this thread's read handle, filtered by the caller's
- * disclosure policy for the n target domains, as the binary door does. The
+ * disclosure policy for the n target domains and the domain of the card
+ * presented (NULL: none), as the binary door does. The
  * reply's code; *out the decoded reply (free with wire_reply_free) whenever
  * one came, OK or not.
  */
 int fhir_ask(struct fhir_req *r, const Onecard__V1__Request *req,
-    char *const *targets, size_t n, Onecard__V1__Reply **out);
+    char *const *targets, size_t n, const char *presented,
+    Onecard__V1__Reply **out);
 /* The same for a reply frame already made (the writer's), in b. */
 int fhir_decode(struct fhir_req *r, struct evbuffer *b, char *const *targets,
-    size_t n, Onecard__V1__Reply **out);
+    size_t n, const char *presented, Onecard__V1__Reply **out);
 /* Take a token of kind from the caller's bucket: 0, or -1 answered 429. */
 int fhir_rate(struct fhir_req *r, int kind, const char *op);
 

@@ -241,7 +241,7 @@ fhir_feed_back(evutil_socket_t fd, short what, void *arg)
 	if (f->job.out == NULL)
 		code = ONECARD__V1__CODE__UNAVAILABLE;
 	else
-		code = fhir_decode(&f->r, f->job.out, NULL, 0, &reply);
+		code = fhir_decode(&f->r, f->job.out, NULL, 0, NULL, &reply);
 	if (code != ONECARD__V1__CODE__OK) {
 		fhir_fail_code(&f->r, code, reply ? reply->message : NULL);
 		goto done;
@@ -314,7 +314,7 @@ fhir_feed_next(struct fhir_feed *f)
 	l.identifier = &known;
 	lq.op_case = ONECARD__V1__REQUEST__OP_LOOKUP;
 	lq.lookup = &l;
-	code = fhir_ask(&f->r, &lq, NULL, 0, &reply);
+	code = fhir_ask(&f->r, &lq, NULL, 0, NULL, &reply);
 	if (code == ONECARD__V1__CODE__OK &&
 	    reply->result_case == ONECARD__V1__REPLY__RESULT_PATIENT)
 		fhir_feed_answer(f, reply->patient, 200);
@@ -363,7 +363,7 @@ fhir_feed_held_elsewhere(
 	l.identifier = &x;
 	req.op_case = ONECARD__V1__REQUEST__OP_LOOKUP;
 	req.lookup = &l;
-	code = fhir_ask(&f->r, &req, NULL, 0, &reply);
+	code = fhir_ask(&f->r, &req, NULL, 0, NULL, &reply);
 	rc = code == ONECARD__V1__CODE__NOT_FOUND ? 0
 	    : code != ONECARD__V1__CODE__OK       ? -1
 	    : reply->result_case == ONECARD__V1__REPLY__RESULT_PATIENT &&
@@ -516,7 +516,7 @@ fhir_feed_put(struct fhir_req *r, const struct evkeyvalq *q, const json_t *body)
 	l.identifier = &id;
 	req.op_case = ONECARD__V1__REQUEST__OP_LOOKUP;
 	req.lookup = &l;
-	code = fhir_ask(&f->r, &req, NULL, 0, &reply);
+	code = fhir_ask(&f->r, &req, NULL, 0, NULL, &reply);
 	if (code == ONECARD__V1__CODE__NOT_FOUND)
 		fhir_feed_enroll(f);
 	else if (code == ONECARD__V1__CODE__OK &&

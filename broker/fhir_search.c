@@ -102,7 +102,7 @@ fhir_run_search(
 	}
 	req.op_case = ONECARD__V1__REQUEST__OP_SEARCH;
 	req.search = (Onecard__V1__Search *)run;
-	if ((code = fhir_ask(r, &req, NULL, 0, &reply)) !=
+	if ((code = fhir_ask(r, &req, NULL, 0, NULL, &reply)) !=
 	    ONECARD__V1__CODE__OK) {
 		fhir_fail_code(r, code, reply ? reply->message : NULL);
 		if (reply != NULL)
@@ -137,7 +137,7 @@ fhir_search_id(struct fhir_req *r, const struct fhir_search_in *in)
 	lk.identifier = &id;
 	req.op_case = ONECARD__V1__REQUEST__OP_LOOKUP;
 	req.lookup = &lk;
-	code = fhir_ask(r, &req, NULL, 0, &reply);
+	code = fhir_ask(r, &req, NULL, 0, NULL, &reply);
 	/* Only the patient whose id it is: a merged-away id is not the
 	 * survivor's (a read of it shows the link). */
 	if (code == ONECARD__V1__CODE__OK &&

@@ -634,3 +634,24 @@ policy_filter_frames(const struct policy_who *w, char *const *targets, size_t n,
 	evbuffer_drain(in, evbuffer_get_length(in));
 	return rc;
 }
+
+int
+policy_filter_named(const struct policy_who *w, char *const *targets, size_t n,
+    const char *presented, struct evbuffer *in, struct evbuffer *out)
+{
+	char *stack[17], **tv = stack;
+	int rc;
+
+	if (presented == NULL)
+		return policy_filter_frames(w, targets, n, in, out);
+	if (n + 1 > sizeof(stack) / sizeof(stack[0]) &&
+	    (tv = malloc((n + 1) * sizeof(*tv))) == NULL)
+		return policy_filter_frames(w, targets, n, in, out);
+	if (n > 0)
+		memcpy(tv, targets, n * sizeof(*tv));
+	tv[n] = (char *)presented;
+	rc = policy_filter_frames(w, tv, n + 1, in, out);
+	if (tv != stack)
+		free(tv);
+	return rc;
+}

@@ -115,5 +115,12 @@ size_t policy_filter_patient(const struct policy_who *w, char *const *targets,
  */
 int policy_filter_frames(const struct policy_who *w, char *const *targets,
     size_t n, struct evbuffer *in, struct evbuffer *out);
+/*
+ * The same for a lookup's answer: the domain of the card presented (NULL:
+ * none) counts as named, with the n targets, since the desk already holds
+ * that card.
+ */
+int policy_filter_named(const struct policy_who *w, char *const *targets,
+    size_t n, const char *presented, struct evbuffer *in, struct evbuffer *out);
 
 #endif
