@@ -17,7 +17,7 @@
  * answers, and onecard_call, when its broker fails under it (or answers
  * UNAVAILABLE), moves to the next one in place. A read is then sent again;
  * a write whose reply was lost is ONECARD_EUNKNOWN, since the broker may
- * have applied it (docs/protocol.md, "Several brokers").
+ * have applied it (docs/cli.md, "Several brokers").
  */
 #include <sys/socket.h>
 #include <sys/types.h>
