@@ -19,7 +19,9 @@
 #include "registry_backend.h"
 
 #define PG_PARAMS_MAX 9
-#define PG_NUM_LEN    24 /* a decimal int64 and its NUL */
+#define PG_NUM_LEN    24    /* a decimal int64 and its NUL */
+#define PG_LOCK_WAIT  "10s" /* a writer's wait for another broker's batch */
+#define PG_IDLE_TXN   "60s" /* an open transaction left idle that long ends */
 
 /*
  * Each migration takes the schema from version i to i + 1; they run in one
@@ -197,15 +199,13 @@ static const struct {
      * Event numbers follow commit order across brokers. A sequence would
      * not: broker A may take 7, broker B take 8 and commit first, and a
      * subscriber that read 8 and resumes after it never sees 7. Here each
-     * event takes its number from one counter row with an UPDATE, which
-     * holds that row's lock until the transaction ends: another broker's
-     * transaction that appends an event waits for this one to commit (or
-     * roll back) and then counts on from its last number, so no number
-     * becomes visible before every smaller one has. The update and the
-     * insert are one statement, so they stand or fall together under a
-     * savepoint: an op undone gives its number back and, if it was the
-     * batch's only event, the lock too. The price: batches that append
-     * events commit one broker at a time, from their first event on.
+     * event takes its number from the counter row, which the write
+     * transaction locked when it began (pg_begin) and holds to its end:
+     * another broker's transaction waits for this one to commit (or roll
+     * back) and then counts on from its last number, so no number becomes
+     * visible before every smaller one has. The update and the insert are
+     * one statement, so they stand or fall together under a savepoint: an
+     * op undone gives its number back, and numbers have no gaps.
      */
     [PS_EVENT_APPEND] = {"WITH c AS (UPDATE event_counter SET last = last + 1"
 			 " WHERE id = 0 RETURNING last)"
@@ -285,7 +285,8 @@ static int
 pg_state_unavail(const char *state)
 {
 	return strncmp(state, "08", 2) == 0 || strncmp(state, "53", 2) == 0 ||
-	    strncmp(state, "57P", 3) == 0 || strcmp(state, "25006") == 0;
+	    strncmp(state, "57", 2) == 0 || strcmp(state, "25006") == 0 ||
+	    strcmp(state, "55P03") == 0;
 }
 
 /*
@@ -537,7 +538,14 @@ pg_open(const char *url, int writer, char *err, size_t errlen)
 		goto fail;
 	}
 	PQsetNoticeProcessor(h->conn, pg_notice, NULL);
-	if (pg_command(h, "SET client_min_messages = warning") != 0) {
+	/* A writer waits for another broker's batch at most PG_LOCK_WAIT,
+	 * then answers UNAVAILABLE; a broker stopped in the middle of a batch
+	 * has it rolled back after PG_IDLE_TXN, releasing the others. */
+	if (pg_command(h,
+		"SET client_min_messages = warning;"
+		" SET lock_timeout = '" PG_LOCK_WAIT "';"
+		" SET idle_in_transaction_session_timeout = '" PG_IDLE_TXN
+		"'") != 0) {
 		snprintf(err, errlen, "--db: cannot set up the session");
 		goto fail;
 	}
@@ -566,11 +574,21 @@ pg_ping(void *hv)
 
 /* --- Transactions ----------------------------------------------------- */
 
+static int pg_rollback(void *);
+
 /*
- * A write transaction is READ COMMITTED: each statement sees what other
- * brokers committed before it, and the writer's row locks (FOR UPDATE)
- * make a second broker wait and then read the new row. A read transaction
- * (a subscriber's chunk) is one snapshot: events and records agree.
+ * A write transaction (a writer's batch) is READ COMMITTED and first locks
+ * the event counter row, in the same round trip: the brokers' batches run
+ * one at a time, each seeing every batch committed before it, and event
+ * numbers follow commit order. Taking that lock first, before any other,
+ * means two batches never wait for each other in a cycle: without it,
+ * batches enrolling the same cn-ids in another order deadlock, and the
+ * server takes a second (deadlock_timeout) to break each. The row locks
+ * of the writer's reads (FOR UPDATE) and the retry of an op that hits
+ * another broker's key still hold should this lock be narrowed one day.
+ * Group commit keeps the cost: one wait per batch, not per write. A read
+ * transaction (a subscriber's chunk) is one snapshot: events and records
+ * agree.
  */
 static int
 pg_begin(void *hv, int write)
@@ -581,10 +599,13 @@ pg_begin(void *hv, int write)
 	if ((rc = pg_ready(h)) != 0)
 		return rc;
 	h->writing = write;
-	return pg_command(h,
-	    write ? "BEGIN ISOLATION LEVEL READ COMMITTED"
-		  : "BEGIN ISOLATION LEVEL REPEATABLE READ"
-		    " READ ONLY");
+	rc = pg_command(h,
+	    write ? "BEGIN ISOLATION LEVEL READ COMMITTED;"
+		    " SELECT last FROM event_counter WHERE id = 0 FOR UPDATE"
+		  : "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+	if (rc != 0)
+		pg_rollback(h);
+	return rc;
 }
 
 static int
