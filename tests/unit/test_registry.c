@@ -2103,6 +2103,91 @@ readers_wait_for_the_batch_that_changes_what_they_read(void **state)
 
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
+/* --pg: a second broker's writer enrolling hosp:XC002=Q2 in a batch. */
+struct second_writer {
+	struct registry *reg;
+	struct op_result res;
+	int done;
+};
+
+static void *
+second_writer_main(void *arg)
+{
+	struct second_writer *w = arg;
+	Onecard__V1__Request req = ONECARD__V1__REQUEST__INIT;
+	Onecard__V1__Enroll e = ONECARD__V1__ENROLL__INIT;
+	Onecard__V1__Identifier id = ONECARD__V1__IDENTIFIER__INIT, *idp = &id;
+	struct evbuffer *out = evbuffer_new();
+
+	id.domain = (char *)"hosp:XC002";
+	id.value = (char *)"Q2";
+	e.identifiers = &idp;
+	e.n_identifiers = 1;
+	req.id = 99;
+	req.op_case = ONECARD__V1__REQUEST__OP_ENROLL;
+	req.enroll = &e;
+	if (registry_batch_begin(w->reg) == 0) {
+		registry_write(w->reg, &xc2, &req, out, &w->res);
+		if (registry_batch_commit(w->reg) == -1)
+			w->res.code = -1;
+	} else
+		w->res.code = -1;
+	evbuffer_free(out);
+	__atomic_store_n(&w->done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/* Read events after *cursor on rd as admin; how many were read. */
+static int
+events_read(struct registry *rd, uint64_t *cursor)
+{
+	struct evbuffer *out = evbuffer_new();
+	unsigned pushed;
+	int n = registry_events_push(rd, &admin, cursor, 64, out, &pushed);
+
+	evbuffer_free(out);
+	return n;
+}
+
+/*
+ * Two brokers' writers on one PostgreSQL registry: an event numbered
+ * after another never commits before it. Broker 1's batch appends an
+ * event and stays open; broker 2's batch waits for it instead of taking
+ * the next number and committing first (which a sequence would let it
+ * do, and a subscriber that read the later event would never see the
+ * earlier one).
+ */
+static void
+events_of_two_writers_commit_in_seq_order(void **state)
+{
+	struct second_writer w = {0};
+	struct registry *rd;
+	uint64_t cursor = 0, first;
+	char err[256];
+	pthread_t t;
+
+	assert_non_null(w.reg = registry_open(path, 1, NULL, err, sizeof(err)));
+	assert_non_null(rd = registry_open(path, 0, NULL, err, sizeof(err)));
+	assert_int_equal(registry_batch_begin(reg), 0);
+	patient_of(enroll(&xc1, "", NULL, 0, "hosp:XC001", "Q1", NULL));
+	assert_int_equal(pthread_create(&t, NULL, second_writer_main, &w), 0);
+	usleep(300 * 1000);
+	/* Nothing is committed yet, and broker 2 waits. */
+	assert_false(__atomic_load_n(&w.done, __ATOMIC_ACQUIRE));
+	assert_int_equal(events_read(rd, &cursor), 0);
+	assert_int_equal(registry_batch_commit(reg), 0);
+	pthread_join(t, NULL);
+	assert_int_equal(w.res.code, CODE(OK));
+	/* Both now, in the order they committed. */
+	assert_int_equal(events_read(rd, &cursor), 2);
+	first = cursor;
+	assert_int_equal(
+	    history(&admin, "hosp:XC001", "Q1")->history->events[0]->seq,
+	    first - 1);
+	registry_close(rd);
+	registry_close(w.reg);
+}
+
 /* --- The steward's worklist ------------------------------------------- */
 
 static Onecard__V1__Reply *
@@ -2441,7 +2526,12 @@ main(int argc, char **argv)
 	    T(readers_wait_for_the_batch_that_changes_what_they_read),
 	};
 
-	struct CMUnitTest pg_tests[sizeof(tests) / sizeof(tests[0])];
+	/* What only a store shared by several writers does. */
+	const struct CMUnitTest pg_only[] = {
+	    T(events_of_two_writers_commit_in_seq_order),
+	};
+	struct CMUnitTest pg_tests[sizeof(tests) / sizeof(tests[0]) +
+	    sizeof(pg_only) / sizeof(pg_only[0])];
 	size_t n = 0;
 
 	if (argc < 2 || strcmp(argv[1], "--pg") != 0)
@@ -2457,5 +2547,7 @@ main(int argc, char **argv)
 		if (k == sizeof(sqlite_only) / sizeof(sqlite_only[0]))
 			pg_tests[n++] = tests[i];
 	}
+	for (size_t i = 0; i < sizeof(pg_only) / sizeof(pg_only[0]); i++)
+		pg_tests[n++] = pg_only[i];
 	return _cmocka_run_group_tests("registry_pg", pg_tests, n, NULL, NULL);
 }
