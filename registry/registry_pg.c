@@ -268,6 +268,7 @@ struct pg_handle {
 	PGconn *conn;
 	char *url;
 	int writer;
+	int txn;     /* begun and not yet ended by commit or rollback */
 	int writing; /* a write transaction is open: reads lock rows */
 	unsigned char prepared[PS_MAX]; /* on this connection */
 };
@@ -321,6 +322,23 @@ pg_error(struct pg_handle *h, const char *what, PGresult *r)
 	return REGISTRY_EFAIL;
 }
 
+static int pg_command(struct pg_handle *, const char *);
+
+/*
+ * Set up a new session: warnings only in the log; a writer waits for
+ * another broker's batch at most PG_LOCK_WAIT, then answers UNAVAILABLE;
+ * a broker stopped in the middle of a batch has it rolled back after
+ * PG_IDLE_TXN, releasing the others.
+ */
+static int
+pg_session(struct pg_handle *h)
+{
+	return pg_command(h,
+	    "SET client_min_messages = warning;"
+	    " SET lock_timeout = '" PG_LOCK_WAIT "';"
+	    " SET idle_in_transaction_session_timeout = '" PG_IDLE_TXN "'");
+}
+
 /*
  * Connect again if the connection was lost, outside a transaction only (a
  * transaction lost with it is over: in_txn says so). 0 or EUNAVAIL.
@@ -338,6 +356,8 @@ pg_ready(struct pg_handle *h)
 		    PQerrorMessage(h->conn));
 		return REGISTRY_EUNAVAIL;
 	}
+	if (pg_session(h) != 0)
+		return REGISTRY_EUNAVAIL;
 	log_info("pg: reconnected");
 	return 0;
 }
@@ -369,8 +389,9 @@ pg_run(struct pg_handle *h, enum pg_stmt q, const char *const *params, int *rc)
 	PGresult *r;
 
 	*rc = 0;
-	if (PQtransactionStatus(h->conn) == PQTRANS_IDLE &&
-	    (*rc = pg_ready(h)) != 0)
+	/* Never in a transaction that was lost with the connection: the
+	 * statements would run on their own, outside it. */
+	if (!h->txn && (*rc = pg_ready(h)) != 0)
 		return NULL;
 	snprintf(name, sizeof(name), "s%d", (int)q);
 	if (!h->prepared[q]) {
@@ -538,14 +559,7 @@ pg_open(const char *url, int writer, char *err, size_t errlen)
 		goto fail;
 	}
 	PQsetNoticeProcessor(h->conn, pg_notice, NULL);
-	/* A writer waits for another broker's batch at most PG_LOCK_WAIT,
-	 * then answers UNAVAILABLE; a broker stopped in the middle of a batch
-	 * has it rolled back after PG_IDLE_TXN, releasing the others. */
-	if (pg_command(h,
-		"SET client_min_messages = warning;"
-		" SET lock_timeout = '" PG_LOCK_WAIT "';"
-		" SET idle_in_transaction_session_timeout = '" PG_IDLE_TXN
-		"'") != 0) {
+	if (pg_session(h) != 0) {
 		snprintf(err, errlen, "--db: cannot set up the session");
 		goto fail;
 	}
@@ -599,6 +613,7 @@ pg_begin(void *hv, int write)
 	if ((rc = pg_ready(h)) != 0)
 		return rc;
 	h->writing = write;
+	h->txn = 1;
 	rc = pg_command(h,
 	    write ? "BEGIN ISOLATION LEVEL READ COMMITTED;"
 		    " SELECT last FROM event_counter WHERE id = 0 FOR UPDATE"
@@ -624,7 +639,7 @@ pg_rollback(void *hv)
 	struct pg_handle *h = hv;
 	PGTransactionStatusType s = PQtransactionStatus(h->conn);
 
-	h->writing = 0;
+	h->writing = h->txn = 0;
 	if (s != PQTRANS_INTRANS && s != PQTRANS_INERROR)
 		return 0;
 	return pg_command(h, "ROLLBACK");
@@ -642,7 +657,7 @@ pg_commit(void *hv)
 	PGresult *r = PQexec(h->conn, "COMMIT");
 	int rc = 0;
 
-	h->writing = 0;
+	h->writing = h->txn = 0;
 	if (r == NULL || PQresultStatus(r) != PGRES_COMMAND_OK)
 		rc = pg_error(h, "COMMIT", r);
 	else if (strcmp(PQcmdStatus(r), "COMMIT") != 0) {

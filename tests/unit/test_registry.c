@@ -19,6 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include <cmocka.h>
 #include <event2/buffer.h>
@@ -2103,22 +2104,25 @@ readers_wait_for_the_batch_that_changes_what_they_read(void **state)
 
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
-/* --pg: a second broker's writer enrolling hosp:XC002=Q2 in a batch. */
-struct second_writer {
-	struct registry *reg;
-	struct op_result res;
-	int done;
-};
-
-static void *
-second_writer_main(void *arg)
+/*
+ * --pg: a second broker's writer, in a child process of its own (as a
+ * broker would be: no memory shared with the first), enrolling
+ * hosp:XC002=Q2 in a batch; it exits 0 when that was answered OK.
+ */
+static pid_t
+second_writer_start(void)
 {
-	struct second_writer *w = arg;
 	Onecard__V1__Request req = ONECARD__V1__REQUEST__INIT;
 	Onecard__V1__Enroll e = ONECARD__V1__ENROLL__INIT;
 	Onecard__V1__Identifier id = ONECARD__V1__IDENTIFIER__INIT, *idp = &id;
-	struct evbuffer *out = evbuffer_new();
+	struct op_result res = {0};
+	struct registry *w;
+	struct evbuffer *out;
+	char err[256];
+	pid_t pid = fork();
 
+	if (pid != 0)
+		return pid;
 	id.domain = (char *)"hosp:XC002";
 	id.value = (char *)"Q2";
 	e.identifiers = &idp;
@@ -2126,15 +2130,49 @@ second_writer_main(void *arg)
 	req.id = 99;
 	req.op_case = ONECARD__V1__REQUEST__OP_ENROLL;
 	req.enroll = &e;
-	if (registry_batch_begin(w->reg) == 0) {
-		registry_write(w->reg, &xc2, &req, out, &w->res);
-		if (registry_batch_commit(w->reg) == -1)
-			w->res.code = -1;
-	} else
-		w->res.code = -1;
-	evbuffer_free(out);
-	__atomic_store_n(&w->done, 1, __ATOMIC_RELEASE);
-	return NULL;
+	if ((w = registry_open(path, 1, NULL, err, sizeof(err))) == NULL ||
+	    (out = evbuffer_new()) == NULL || registry_batch_begin(w) != 0)
+		_exit(2);
+	registry_write(w, &xc2, &req, out, &res);
+	if (registry_batch_commit(w) != 0)
+		_exit(3);
+	_exit(res.code == CODE(OK) ? 0 : 4);
+}
+
+/*
+ * --pg: the server drops every connection (a restart, a failover): the
+ * next request on each handle is answered UNAVAILABLE, and the one after
+ * it is served on a new connection.
+ */
+static void
+lost_connection_is_unavailable_then_reconnects(void **state)
+{
+	struct registry *rd;
+	char err[256];
+	PGconn *c;
+	PGresult *r;
+
+	patient_of(enroll(&xc1, "", NULL, 0, "hosp:XC001", "K1", NULL));
+	assert_non_null(rd = registry_open(path, 0, NULL, err, sizeof(err)));
+	assert_int_equal(lookup_on(rd, "hosp:XC001", "K1")->code, CODE(OK));
+	c = PQconnectdb(pg_url);
+	assert_int_equal(PQstatus(c), CONNECTION_OK);
+	r = PQexec(c,
+	    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+	    " WHERE datname = current_database()"
+	    " AND pid <> pg_backend_pid()");
+	assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+	assert_true(PQntuples(r) >= 2);
+	PQclear(r);
+	PQfinish(c);
+	assert_int_equal(
+	    enroll(&xc1, "", NULL, 0, "hosp:XC001", "K2", NULL)->code,
+	    CODE(UNAVAILABLE));
+	assert_int_equal(
+	    lookup_on(rd, "hosp:XC001", "K1")->code, CODE(UNAVAILABLE));
+	patient_of(enroll(&xc1, "", NULL, 0, "hosp:XC001", "K2", NULL));
+	assert_int_equal(lookup_on(rd, "hosp:XC001", "K2")->code, CODE(OK));
+	registry_close(rd);
 }
 
 /* Read events after *cursor on rd as admin; how many were read. */
@@ -2160,32 +2198,30 @@ events_read(struct registry *rd, uint64_t *cursor)
 static void
 events_of_two_writers_commit_in_seq_order(void **state)
 {
-	struct second_writer w = {0};
 	struct registry *rd;
-	uint64_t cursor = 0, first;
+	uint64_t cursor = 0;
 	char err[256];
-	pthread_t t;
+	pid_t pid;
+	int status;
 
-	assert_non_null(w.reg = registry_open(path, 1, NULL, err, sizeof(err)));
 	assert_non_null(rd = registry_open(path, 0, NULL, err, sizeof(err)));
 	assert_int_equal(registry_batch_begin(reg), 0);
 	patient_of(enroll(&xc1, "", NULL, 0, "hosp:XC001", "Q1", NULL));
-	assert_int_equal(pthread_create(&t, NULL, second_writer_main, &w), 0);
+	assert_true((pid = second_writer_start()) > 0);
 	usleep(300 * 1000);
 	/* Nothing is committed yet, and broker 2 waits. */
-	assert_false(__atomic_load_n(&w.done, __ATOMIC_ACQUIRE));
+	assert_int_equal(waitpid(pid, &status, WNOHANG), 0);
 	assert_int_equal(events_read(rd, &cursor), 0);
 	assert_int_equal(registry_batch_commit(reg), 0);
-	pthread_join(t, NULL);
-	assert_int_equal(w.res.code, CODE(OK));
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
 	/* Both now, in the order they committed. */
 	assert_int_equal(events_read(rd, &cursor), 2);
-	first = cursor;
 	assert_int_equal(
 	    history(&admin, "hosp:XC001", "Q1")->history->events[0]->seq,
-	    first - 1);
+	    cursor - 1);
 	registry_close(rd);
-	registry_close(w.reg);
 }
 
 /* --- The steward's worklist ------------------------------------------- */
@@ -2529,6 +2565,7 @@ main(int argc, char **argv)
 	/* What only a store shared by several writers does. */
 	const struct CMUnitTest pg_only[] = {
 	    T(events_of_two_writers_commit_in_seq_order),
+	    T(lost_connection_is_unavailable_then_reconnects),
 	};
 	struct CMUnitTest pg_tests[sizeof(tests) / sizeof(tests[0]) +
 	    sizeof(pg_only) / sizeof(pg_only[0])];
