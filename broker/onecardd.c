@@ -896,8 +896,12 @@ main(int argc, char **argv)
 		fatalx("--audit-log %s: cannot open", cfg->audit_log);
 	if (server_subscribe() == -1)
 		fatalx("cannot read the registry's change feed");
-	if (writer_start(cfg->db, &cfg->limits) == -1)
-		fatalx("--db %s: cannot open the registry", cfg->db);
+	if (writer_start(cfg->db, &cfg->limits) == -1) {
+		char safe[512];
+
+		registry_url_safe(cfg->db, safe, sizeof(safe));
+		fatalx("--db %s: cannot open the registry", safe);
+	}
 	if (notify_init(cfg->max_subscribers) == -1)
 		fatalx("out of memory");
 	if (server_init(cfg) == -1)

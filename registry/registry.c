@@ -59,6 +59,58 @@ registry_mask_id(
 	dst[i] = '\0';
 }
 
+void
+registry_url_safe(const char *url, char *dst, size_t dstlen)
+{
+	const char *auth = strstr(url, "://"), *end, *colon, *at, *p;
+	size_t n = 0;
+
+	if (dstlen == 0)
+		return;
+		/* Copy url, skipping each secret and writing *** in its place.
+		 */
+#define URL_PUT(s, len)                                                        \
+	do {                                                                   \
+		size_t l_ = (len);                                             \
+		if (n + l_ >= dstlen)                                          \
+			l_ = dstlen - 1 - n;                                   \
+		memcpy(dst + n, (s), l_);                                      \
+		n += l_;                                                       \
+	} while (0)
+	p = url;
+	if (auth != NULL) {
+		auth += 3;
+		end = auth + strcspn(auth, "/?");
+		at = memchr(auth, '@', (size_t)(end - auth));
+		colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+		if (colon != NULL) {
+			URL_PUT(url, (size_t)(colon + 1 - url));
+			URL_PUT("***", 3);
+			p = at;
+		}
+	}
+	while (*p != '\0') {
+		const char *kw = strstr(p, "password=");
+
+		if (kw == NULL ||
+		    (kw != url && kw[-1] != '?' && kw[-1] != '&' &&
+			kw[-1] != ' ')) {
+			if (kw == NULL) {
+				URL_PUT(p, strlen(p));
+				break;
+			}
+			URL_PUT(p, (size_t)(kw + 9 - p));
+			p = kw + 9;
+			continue;
+		}
+		URL_PUT(p, (size_t)(kw + 9 - p));
+		URL_PUT("***", 3);
+		p = kw + 9 + strcspn(kw + 9, "& ");
+	}
+#undef URL_PUT
+	dst[n] = '\0';
+}
+
 /* "domain=value" with a cn-id masked. */
 void
 registry_ident_text(

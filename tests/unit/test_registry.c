@@ -1778,6 +1778,30 @@ postgresql_url_without_a_server_fails_naming_the_connection(void **state)
 	assert_null(registry_open(
 	    "postgres://127.0.0.1:1/x", 0, NULL, err, sizeof(err)));
 	assert_non_null(strstr(err, "cannot connect to PostgreSQL"));
+	/* The server backs such a registry up, not onecardctl. */
+	assert_int_equal(registry_backup("postgresql://127.0.0.1:1/x",
+			     "/nonexistent/b.db", err, sizeof(err)),
+	    -1);
+	assert_non_null(strstr(err, "pg_dump"));
+}
+
+static void
+url_safe_hides_a_password_only(void **state)
+{
+	char buf[256];
+
+	registry_url_safe("postgresql://onecard:s3cret@db1:5432,db2/mpi"
+			  "?sslmode=require&password=s3cret&x=1",
+	    buf, sizeof(buf));
+	assert_string_equal(buf,
+	    "postgresql://onecard:***@db1:5432,db2/mpi"
+	    "?sslmode=require&password=***&x=1");
+	registry_url_safe("postgres://onecard@db/mpi", buf, sizeof(buf));
+	assert_string_equal(buf, "postgres://onecard@db/mpi");
+	registry_url_safe("/var/lib/onecard/registry.db", buf, sizeof(buf));
+	assert_string_equal(buf, "/var/lib/onecard/registry.db");
+	registry_url_safe("postgresql://u:pw@h/d", buf, 12);
+	assert_string_equal(buf, "postgresql:");
 }
 
 static void
@@ -2557,6 +2581,7 @@ main(int argc, char **argv)
 	    T(mask_id_hides_the_middle_of_a_cn_id_only),
 	    T(postgresql_url_without_a_server_fails_naming_the_connection),
 	    T(sqlite_url_scheme_opens_the_same_file),
+	    T(url_safe_hides_a_password_only),
 	    T(export_pages_live_patients_in_id_order),
 	    T(reads_during_writes_always_see_whole_records),
 	    T(readers_wait_for_the_batch_that_changes_what_they_read),
