@@ -115,6 +115,9 @@ enum pg_stmt {
 	PS_MERGE_UNDO,
 	PS_PAIR_INSERT,
 	PS_PAIR_STATE,
+	PS_PAIR_FIND,
+	PS_PAIR_GET,
+	PS_PAIR_LIST,
 	PS_COUNT_PATIENTS,
 	PS_COUNT_DOMAINS,
 	PS_PING,
@@ -253,6 +256,12 @@ static const struct {
 			" RETURNING id",
 	7},
     [PS_PAIR_STATE] = {"UPDATE pairs SET state = $2 WHERE id = $1", 2},
+#define PG_PAIR_COLS "id, a, b, score, grade, reason, state, found_ms"
+    [PS_PAIR_FIND] = {"SELECT " PG_PAIR_COLS " FROM pairs"
+		      " WHERE a = $1 AND b = $2",
+	2},
+    [PS_PAIR_GET] = {"SELECT " PG_PAIR_COLS " FROM pairs WHERE id = $1", 1},
+    [PS_PAIR_LIST] = {"SELECT " PG_PAIR_COLS " FROM pairs ORDER BY id", 0},
     [PS_COUNT_PATIENTS] = {"SELECT count(*) FILTER (WHERE merged_into = ''),"
 			   " count(*) FILTER (WHERE merged_into <> ''),"
 			   " (SELECT last FROM event_counter WHERE id = 0)"
@@ -1170,6 +1179,74 @@ pg_pair_state(void *hv, int64_t id, int state)
 	return pg_write(hv, PS_PAIR_STATE, pv);
 }
 
+/* Row i of a pairs query (PG_PAIR_COLS) into pr; reason copied into ar
+ * when ar is set, else valid while r is. */
+static int
+pg_pair_row(const PGresult *r, int i, struct registry_arena *ar,
+    struct registry_pair *pr)
+{
+	pr->id = pg_int(r, i, 0);
+	registry_copy(pr->a, PQgetvalue(r, i, 1), sizeof(pr->a));
+	registry_copy(pr->b, PQgetvalue(r, i, 2), sizeof(pr->b));
+	pr->score = strtod(PQgetvalue(r, i, 3), NULL);
+	pr->grade = (int)pg_int(r, i, 4);
+	pr->reason = ar ? pg_dup(ar, r, i, 5) : PQgetvalue(r, i, 5);
+	pr->state = (int)pg_int(r, i, 6);
+	pr->found_ms = pg_int(r, i, 7);
+	return pr->reason == NULL ? REGISTRY_EFAIL : 0;
+}
+
+/* One pair from q: 0, 1 when none, or a code. */
+static int
+pg_pair_one(struct pg_handle *h, enum pg_stmt q, const char *const *pv,
+    struct registry_arena *ar, struct registry_pair *out)
+{
+	PGresult *r;
+	int rc;
+
+	if ((r = pg_run(h, q, pv, &rc)) == NULL)
+		return rc;
+	rc = PQntuples(r) > 0 ? pg_pair_row(r, 0, ar, out) : 1;
+	PQclear(r);
+	return rc;
+}
+
+static int
+pg_pair_find(void *hv, const char *a, const char *b, struct registry_arena *ar,
+    struct registry_pair *out)
+{
+	const char *pv[] = {a, b};
+
+	return pg_pair_one(hv, PS_PAIR_FIND, pv, ar, out);
+}
+
+static int
+pg_pair_get(
+    void *hv, int64_t id, struct registry_arena *ar, struct registry_pair *out)
+{
+	char i[PG_NUM_LEN];
+	const char *pv[] = {pg_num(i, id)};
+
+	return pg_pair_one(hv, PS_PAIR_GET, pv, ar, out);
+}
+
+static int
+pg_pair_list(void *hv, registry_pair_cb cb, void *arg)
+{
+	struct registry_pair pr;
+	PGresult *r;
+	int rc;
+
+	if ((r = pg_run(hv, PS_PAIR_LIST, NULL, &rc)) == NULL)
+		return rc;
+	for (int i = 0; rc == 0 && i < PQntuples(r); i++)
+		if ((rc = pg_pair_row(r, i, NULL, &pr)) == 0 &&
+		    cb(arg, &pr) == -1)
+			rc = REGISTRY_EFAIL;
+	PQclear(r);
+	return rc;
+}
+
 static int
 pg_counts(void *hv, struct registry_counts *c, registry_count_cb cb, void *arg)
 {
@@ -1199,9 +1276,9 @@ pg_counts(void *hv, struct registry_counts *c, registry_count_cb cb, void *arg)
 }
 
 /*
- * The blocking index, the learnt match model and the worklist's reads are
- * not kept here yet (NULL, as in sqlite-direct): ranked search falls back
- * to exact fields and the worklist's ops answer UNIMPLEMENTED.
+ * The blocking index and the learnt match model are not kept here yet
+ * (NULL, as in sqlite-direct): ranked search, an enrollment's duplicate
+ * check and the worklist's scan fall back to exact name and birth date.
  */
 const struct registry_backend registry_pg = {
     .name = "postgresql",
@@ -1242,5 +1319,8 @@ const struct registry_backend registry_pg = {
     .merge_undo = pg_merge_undo,
     .pair_insert = pg_pair_insert,
     .pair_state = pg_pair_state,
+    .pair_find = pg_pair_find,
+    .pair_get = pg_pair_get,
+    .pair_list = pg_pair_list,
     .counts = pg_counts,
 };

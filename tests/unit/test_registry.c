@@ -2513,8 +2513,8 @@ pg_find_url(void)
  * What only the SQLite stores do, left out with --pg: the WAL file and
  * its checkpoints, the lookup cache (off on a shared registry until other
  * brokers' changes drop it), readers that wait for the batch in memory,
- * the worklist and the learnt blocking (not kept in PostgreSQL yet), and
- * the sqlite: and postgresql:// checks themselves.
+ * a phone alone found through the blocking index (not kept in PostgreSQL
+ * yet), and the sqlite: and postgresql:// checks themselves.
  */
 static const char *const sqlite_only[] = {
     "cached_lookup_sends_the_same_bytes",
@@ -2522,10 +2522,6 @@ static const char *const sqlite_only[] = {
     "writes_survive_close_and_reopen",
     "readers_wait_for_the_batch_that_changes_what_they_read",
     "ranked_search_finds_the_patient_despite_desk_errors", /* phone key */
-    "enroll_puts_its_candidates_on_the_worklist",
-    "scan_finds_a_pair_and_a_dismissed_one_stays_dismissed",
-    "duplicate_merge_merges_the_pair_and_closes_it",
-    "open_pair_of_a_patient_merged_elsewhere_leaves_the_list",
     "postgresql_url_without_a_server_fails_naming_the_connection",
     "sqlite_url_scheme_opens_the_same_file",
 };
