@@ -334,16 +334,17 @@ pg_error(struct pg_handle *h, const char *what, PGresult *r)
 static int pg_command(struct pg_handle *, const char *);
 
 /*
- * Set up a new session: warnings only in the log; a writer waits for
- * another broker's batch at most PG_LOCK_WAIT, then answers UNAVAILABLE;
- * a broker stopped in the middle of a batch has it rolled back after
- * PG_IDLE_TXN, releasing the others.
+ * Set up a new session: text in UTF-8 (the registry's, whatever
+ * PGCLIENTENCODING says), warnings only in the log; a writer waits for another
+ * broker's batch at most PG_LOCK_WAIT, then answers UNAVAILABLE; a broker
+ * stopped in the middle of a batch has it rolled back after PG_IDLE_TXN,
+ * releasing the others.
  */
 static int
 pg_session(struct pg_handle *h)
 {
 	return pg_command(h,
-	    "SET client_min_messages = warning;"
+	    "SET client_encoding = 'UTF8'; SET client_min_messages = warning;"
 	    " SET lock_timeout = '" PG_LOCK_WAIT "';"
 	    " SET idle_in_transaction_session_timeout = '" PG_IDLE_TXN "'");
 }
