@@ -2199,6 +2199,50 @@ lost_connection_is_unavailable_then_reconnects(void **state)
 	registry_close(rd);
 }
 
+/*
+ * --pg: brokers started together on an empty database: each writer
+ * creates and migrates the schema under the advisory lock, so every one
+ * opens and each migration is applied once.
+ */
+static void
+writers_opening_at_once_migrate_once(void **state)
+{
+	pid_t pid[4];
+	char err[256];
+	int status;
+	PGconn *c;
+	PGresult *r;
+
+	registry_close(reg);
+	reg = NULL;
+	assert_int_equal(pg_empty_schema(), 0);
+	for (int i = 0; i < 4; i++) {
+		if ((pid[i] = fork()) == 0) {
+			struct registry *w =
+			    registry_open(path, 1, NULL, err, sizeof(err));
+
+			if (w == NULL)
+				fprintf(stderr, "writer %d: %s\n", i, err);
+			_exit(w != NULL ? 0 : 1);
+		}
+		assert_true(pid[i] > 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		assert_int_equal(waitpid(pid[i], &status, 0), pid[i]);
+		assert_true(WIFEXITED(status));
+		assert_int_equal(WEXITSTATUS(status), 0);
+	}
+	c = PQconnectdb(pg_url);
+	r = PQexec(c,
+	    "SELECT count(*), count(DISTINCT version)"
+	    " FROM schema_version");
+	assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+	assert_string_equal(PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1));
+	PQclear(r);
+	PQfinish(c);
+	assert_non_null(reg = registry_open(path, 1, NULL, err, sizeof(err)));
+}
+
 /* Read events after *cursor on rd as admin; how many were read. */
 static int
 events_read(struct registry *rd, uint64_t *cursor)
@@ -2587,6 +2631,7 @@ main(int argc, char **argv)
 	const struct CMUnitTest pg_only[] = {
 	    T(events_of_two_writers_commit_in_seq_order),
 	    T(lost_connection_is_unavailable_then_reconnects),
+	    T(writers_opening_at_once_migrate_once),
 	};
 	struct CMUnitTest pg_tests[sizeof(tests) / sizeof(tests[0]) +
 	    sizeof(pg_only) / sizeof(pg_only[0])];
