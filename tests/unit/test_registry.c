@@ -2243,6 +2243,47 @@ writers_opening_at_once_migrate_once(void **state)
 	assert_non_null(reg = registry_open(path, 1, NULL, err, sizeof(err)));
 }
 
+/* --pg: commit another session's open transaction after 300 ms. */
+static void *
+commit_later(void *arg)
+{
+	PGconn *c = arg;
+
+	usleep(300 * 1000);
+	PQclear(PQexec(c, "COMMIT"));
+	return NULL;
+}
+
+/*
+ * --pg: another writer (here a bare session, which does not queue behind
+ * the writers' counter lock) holds hosp:XC001=R9 uncommitted. The enroll
+ * of R9 waits for it, meets the key once it commits, and runs again: it
+ * answers with the patient the other writer made, as it would have
+ * coming second on one broker, not UNAVAILABLE.
+ */
+static void
+enroll_meeting_a_key_committed_meanwhile_runs_again(void **state)
+{
+	PGconn *c = PQconnectdb(pg_url);
+	PGresult *r;
+	pthread_t t;
+
+	assert_int_equal(PQstatus(c), CONNECTION_OK);
+	r = PQexec(c,
+	    "BEGIN; INSERT INTO patients (id, version, created_ms)"
+	    " VALUES ('POTHER', 1, 0); INSERT INTO identifiers"
+	    " VALUES ('hosp:XC001', 'R9', 'POTHER')");
+	assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+	PQclear(r);
+	assert_int_equal(pthread_create(&t, NULL, commit_later, c), 0);
+	assert_string_equal(
+	    patient_of(enroll(&xc1, "", NULL, 0, "hosp:XC001", "R9", NULL))
+		->patient_id,
+	    "POTHER");
+	pthread_join(t, NULL);
+	PQfinish(c);
+}
+
 /* Read events after *cursor on rd as admin; how many were read. */
 static int
 events_read(struct registry *rd, uint64_t *cursor)
@@ -2632,6 +2673,7 @@ main(int argc, char **argv)
 	    T(events_of_two_writers_commit_in_seq_order),
 	    T(lost_connection_is_unavailable_then_reconnects),
 	    T(writers_opening_at_once_migrate_once),
+	    T(enroll_meeting_a_key_committed_meanwhile_runs_again),
 	};
 	struct CMUnitTest pg_tests[sizeof(tests) / sizeof(tests[0]) +
 	    sizeof(pg_only) / sizeof(pg_only[0])];
