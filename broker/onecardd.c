@@ -100,7 +100,8 @@ usage(FILE *f)
 	    "usage: onecardd --db PATH --cert FILE --key FILE --ca FILE "
 	    "[options]\n"
 	    "  --listen HOST:PORT         address to serve (127.0.0.1:7443)\n"
-	    "  --db PATH|URL              the registry (SQLite file)\n"
+	    "  --db PATH|URL              the registry (SQLite file, or "
+	    "postgresql://...)\n"
 	    "  --cert FILE, --key FILE    the broker's certificate and key\n"
 	    "  --ca FILE                  CA that client certificates chain "
 	    "to\n"
@@ -956,8 +957,12 @@ main(int argc, char **argv)
 		fatalx("--audit-log %s: cannot open", cfg->audit_log);
 	if (server_subscribe() == -1)
 		fatalx("cannot read the registry's change feed");
-	if (writer_start(cfg->db, &cfg->limits) == -1)
-		fatalx("--db %s: cannot open the registry", cfg->db);
+	if (writer_start(cfg->db, &cfg->limits) == -1) {
+		char safe[512];
+
+		registry_url_safe(cfg->db, safe, sizeof(safe));
+		fatalx("--db %s: cannot open the registry", safe);
+	}
 	if (notify_init(cfg->max_subscribers) == -1)
 		fatalx("out of memory");
 	if (server_init(cfg) == -1)

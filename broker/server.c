@@ -504,7 +504,10 @@ server_init(const struct config *c)
 		event_add(w->tick, &tick);
 		w->reg = registry_open(c->db, 0, &c->limits, err, sizeof(err));
 		if (w->reg == NULL) {
-			log_warnx("registry %s: %s", c->db, err);
+			char safe[512];
+
+			registry_url_safe(c->db, safe, sizeof(safe));
+			log_warnx("registry %s: %s", safe, err);
 			return -1;
 		}
 		if (notify_worker_init(w) == -1) {

@@ -149,13 +149,14 @@ writer_main(void *arg)
 int
 writer_start(const char *db, const struct registry_limits *lim)
 {
-	char err[256];
+	char err[256], safe[512];
 	sigset_t all, old;
 	int rc;
 
 	writer_reg = registry_open(db, 1, lim, err, sizeof(err));
 	if (writer_reg == NULL) {
-		log_warnx("registry %s: %s", db, err);
+		registry_url_safe(db, safe, sizeof(safe));
+		log_warnx("registry %s: %s", safe, err);
 		return -1;
 	}
 	/* The match model, before the first write (a second at most). */

@@ -16,7 +16,8 @@
 #include "registry_mem.h"
 #include "wire.h"
 
-#define MERGE_MAX_HOPS 64 /* merged_into links followed before giving up */
+#define MERGE_MAX_HOPS   64 /* merged_into links followed before giving up */
+#define REGISTRY_RETRIES 8  /* runs again of an op that lost a race */
 
 /* Unix time in milliseconds. */
 int64_t
@@ -58,6 +59,58 @@ registry_mask_id(
 	dst[i] = '\0';
 }
 
+void
+registry_url_safe(const char *url, char *dst, size_t dstlen)
+{
+	const char *auth = strstr(url, "://"), *end, *colon, *at, *p;
+	size_t n = 0;
+
+	if (dstlen == 0)
+		return;
+		/* Copy url, skipping each secret and writing *** in its place.
+		 */
+#define URL_PUT(s, len)                                                        \
+	do {                                                                   \
+		size_t l_ = (len);                                             \
+		if (n + l_ >= dstlen)                                          \
+			l_ = dstlen - 1 - n;                                   \
+		memcpy(dst + n, (s), l_);                                      \
+		n += l_;                                                       \
+	} while (0)
+	p = url;
+	if (auth != NULL) {
+		auth += 3;
+		end = auth + strcspn(auth, "/?");
+		at = memchr(auth, '@', (size_t)(end - auth));
+		colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+		if (colon != NULL) {
+			URL_PUT(url, (size_t)(colon + 1 - url));
+			URL_PUT("***", 3);
+			p = at;
+		}
+	}
+	while (*p != '\0') {
+		const char *kw = strstr(p, "password=");
+
+		if (kw == NULL ||
+		    (kw != url && kw[-1] != '?' && kw[-1] != '&' &&
+			kw[-1] != ' ')) {
+			if (kw == NULL) {
+				URL_PUT(p, strlen(p));
+				break;
+			}
+			URL_PUT(p, (size_t)(kw + 9 - p));
+			p = kw + 9;
+			continue;
+		}
+		URL_PUT(p, (size_t)(kw + 9 - p));
+		URL_PUT("***", 3);
+		p = kw + 9 + strcspn(kw + 9, "& ");
+	}
+#undef URL_PUT
+	dst[n] = '\0';
+}
+
 /* "domain=value" with a cn-id masked. */
 void
 registry_ident_text(
@@ -78,14 +131,19 @@ registry_ident_text(
  * in memory, acknowledged at its redo log, with the SQLite file as its
  * image (registry_mem.c). "sqlite-direct:" answers from SQLite itself and
  * commits every batch into it (registry_sqlite.c), as the broker did
- * before; it is kept for comparison.
+ * before; it is kept for comparison. "postgresql://" (or "postgres://")
+ * puts the registry in PostgreSQL, shared by several brokers
+ * (registry_pg.c); the whole URL goes to libpq, which reads it.
  */
 static const struct {
 	const char *scheme;
 	const struct registry_backend *be;
+	int whole; /* the store takes the whole URL, not what follows ':' */
 } registry_stores[] = {
-    {"sqlite", &registry_mem},
-    {"sqlite-direct", &registry_sqlite},
+    {"sqlite", &registry_mem, 0},
+    {"sqlite-direct", &registry_sqlite, 0},
+    {"postgresql", &registry_pg, 1},
+    {"postgres", &registry_pg, 1},
 };
 
 /* The store a URL names and the path after its scheme; NULL if none. */
@@ -102,7 +160,7 @@ registry_store(const char *url, const char **path)
 	     i < sizeof(registry_stores) / sizeof(registry_stores[0]); i++)
 		if (strlen(registry_stores[i].scheme) == n &&
 		    strncmp(url, registry_stores[i].scheme, n) == 0) {
-			*path = colon + 1;
+			*path = registry_stores[i].whole ? url : colon + 1;
 			return registry_stores[i].be;
 		}
 	return NULL;
@@ -116,17 +174,10 @@ registry_open(const char *url, int writer, const struct registry_limits *lim,
 	const struct registry_backend *be;
 	const char *path;
 
-	if (strncmp(url, "postgresql://", 13) == 0 ||
-	    strncmp(url, "postgres://", 11) == 0) {
-		snprintf(err, errlen,
-		    "%s: the PostgreSQL backend is not built into this broker",
-		    "--db");
-		return NULL;
-	}
 	if ((be = registry_store(url, &path)) == NULL) {
 		snprintf(err, errlen,
-		    "--db %s: unknown store (sqlite:PATH, sqlite-direct:PATH "
-		    "or a path)",
+		    "--db %s: unknown store (sqlite:PATH, sqlite-direct:PATH, "
+		    "postgresql://... or a path)",
 		    url);
 		return NULL;
 	}
@@ -144,6 +195,10 @@ registry_open(const char *url, int writer, const struct registry_limits *lim,
 		reg->lim = *lim;
 	else
 		registry_limits_default(&reg->lim);
+	/* A lookup cached by one broker is not dropped yet when another
+	 * broker changes the patient: a shared registry is read afresh. */
+	if (be == &registry_pg)
+		reg->cache_off = 1;
 	if (writer)
 		registry_mem_set_limits(&reg->lim);
 	if ((reg->h = be->open(path, writer, err, errlen)) == NULL) {
@@ -214,6 +269,11 @@ op_fail(struct reg_op *o, int code, const char *fmt, ...)
 int
 op_backend(struct reg_op *o, int rc)
 {
+	if (rc == REGISTRY_ERETRY) {
+		o->retry = 1; /* registry_write runs the op again */
+		return op_fail(o, CODE_UNAVAIL,
+		    "another broker changed this at the same time; retry");
+	}
 	if (rc == REGISTRY_EUNAVAIL)
 		return op_fail(o, CODE_UNAVAIL,
 		    "the registry cannot take this now; retry");
@@ -834,21 +894,34 @@ registry_write(struct registry *reg, const struct actor *who,
 		code = op_backend(&o, rc);
 		goto done;
 	}
-	if ((rc = reg->be->savepoint(reg->h)) < 0) {
-		code = op_backend(&o, rc);
-		goto end;
-	}
 	nfeed = reg->nfeed;
-	code = op_dispatch(&o);
-	if (code == CODE_OK)
-		rc = reg->be->release(reg->h);
-	else {
-		rc = reg->be->rollback_to(reg->h);
-		reg->nfeed = nfeed; /* undone: not a change */
-	}
-	if (rc < 0) {
-		reg->broken = 1;
-		code = op_backend(&o, rc);
+	/*
+	 * Each op under its own savepoint: one that fails is undone alone.
+	 * One that lost a race to another broker sharing the store (a key
+	 * it committed meanwhile, a deadlock) is undone and run again: it
+	 * now reads what the other committed and answers as if it had come
+	 * second on one broker.
+	 */
+	for (int tries = 0;; tries++) {
+		if ((rc = reg->be->savepoint(reg->h)) < 0) {
+			code = op_backend(&o, rc);
+			goto end;
+		}
+		code = op_dispatch(&o);
+		if (code == CODE_OK)
+			rc = reg->be->release(reg->h);
+		else {
+			rc = reg->be->rollback_to(reg->h);
+			reg->nfeed = nfeed; /* undone: not a change */
+		}
+		if (rc < 0) {
+			reg->broken = 1;
+			code = op_backend(&o, rc);
+			break;
+		}
+		if (code == CODE_OK || !o.retry || tries == REGISTRY_RETRIES)
+			break;
+		op_init(&o, reg, who, req, res);
 	}
 end:
 	if (own_txn) {

@@ -196,6 +196,10 @@ void registry_store_stats(struct registry_store_stats *st);
  */
 int registry_backup(const char *url, const char *dst, char *err, size_t errlen);
 
+/* The --db URL for logs: a password in it (user:PASSWORD@, password=...)
+ * replaced by ***. */
+void registry_url_safe(const char *url, char *dst, size_t dstlen);
+
 /* Mask a cn-id for logs and the audit trail: 410102********123X. */
 void registry_mask_id(
     const char *domain, const char *value, char *dst, size_t dstlen);

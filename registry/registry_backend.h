@@ -1,8 +1,9 @@
 /*
  * registry_backend.h: the primitives a registry store provides (rows,
  * transactions, savepoints, errors) and never a rule. Only registry*.c
- * include it. Returns 0 done, 1 not found, REGISTRY_EFAIL or
- * REGISTRY_EUNAVAIL; strings handed to a callback live only during the call.
+ * include it. Returns 0 done, 1 not found, REGISTRY_EFAIL, REGISTRY_EUNAVAIL
+ * or REGISTRY_ERETRY; strings handed to a callback live only during the
+ * call.
  */
 #ifndef ONECARD_REGISTRY_BACKEND_H
 #define ONECARD_REGISTRY_BACKEND_H
@@ -15,6 +16,10 @@ struct match_model;
 
 #define REGISTRY_EFAIL    (-1)
 #define REGISTRY_EUNAVAIL (-2)
+/* Another writer on the same store (another broker) got there first: a
+ * key it committed, a serialization failure, a deadlock. The op is undone
+ * to its savepoint and run again on what is there now. */
+#define REGISTRY_ERETRY (-3)
 
 #define REGISTRY_PID_MAX 48
 
@@ -251,5 +256,6 @@ struct registry_backend {
 };
 
 extern const struct registry_backend registry_sqlite;
+extern const struct registry_backend registry_pg;
 
 #endif

@@ -137,6 +137,13 @@ registry_backup(const char *url, const char *dst, char *err, size_t errlen)
 	char redo[4096], tmp[4096];
 	int rc = -1;
 
+	if (strncmp(url, "postgresql://", 13) == 0 ||
+	    strncmp(url, "postgres://", 11) == 0) {
+		snprintf(err, errlen,
+		    "a registry in PostgreSQL is backed up with the server's "
+		    "own tools (pg_dump, pg_basebackup)");
+		return -1;
+	}
 	if (strncmp(url, "sqlite:", 7) == 0)
 		path = url + 7;
 	if (access(path, F_OK) == -1) {

@@ -138,9 +138,11 @@ op_duplicate_scan(struct reg_op *o)
 	if (limit > SCAN_MAX_LIMIT)
 		limit = SCAN_MAX_LIMIT;
 	/* A whole scan starts by learning the model again from today's
-	 * registry: its pairs are graded with what the registry is now. */
+	 * registry: its pairs are graded with what the registry is now. A
+	 * store that keeps no model (PostgreSQL, so far) grades with the
+	 * defaults. */
 	if ((s->after_patient_id == NULL || s->after_patient_id[0] == '\0') &&
-	    registry_match_learn(reg, NULL) == -1)
+	    reg->be->model_set != NULL && registry_match_learn(reg, NULL) == -1)
 		return op_fail(o, CODE_INTERNAL,
 		    "duplicate_scan: cannot learn the match model");
 	if ((pg.v = malloc(limit * sizeof(*pg.v))) == NULL)

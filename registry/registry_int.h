@@ -68,6 +68,8 @@ struct reg_op {
 	char msg[REGISTRY_MSGLEN];
 	/* A lookup answered in one step with a live record: cache it. */
 	int cacheable;
+	/* A backend answered REGISTRY_ERETRY: undo the op and run it again. */
+	int retry;
 	size_t keylen;
 	char key[VALIDATE_MAX_DOMAIN + 1 + VALIDATE_MAX_VALUE + 1];
 };

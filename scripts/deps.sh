@@ -5,7 +5,7 @@
 set -eu
 pkgs="build-essential cmake pkg-config openssl ca-certificates git
 libevent-dev libprotobuf-c-dev protobuf-c-compiler libssl-dev libsqlite3-dev
-libcmocka-dev libinih-dev libpq-dev clang-format protobuf-compiler python3-protobuf
+libcmocka-dev libinih-dev libpq-dev postgresql clang-format protobuf-compiler python3-protobuf
 prometheus clang libclang-rt-14-dev sslscan sqlite3 e2fsprogs
 scdoc unicode-data libbz2-dev libjansson-dev curl"
 missing=""

@@ -1,5 +1,7 @@
 #!/bin/sh
-# Every test: install what is missing, build, run the whole suite through ctest.
+# Every test: install what is missing, build, run the whole suite through ctest
+# (the tests of the registry on PostgreSQL included: ctest starts a throwaway
+# cluster for them, tests/pg/cluster.sh, or uses ONECARD_TEST_PG if set).
 #   scripts/test.sh              (README quick start, command 2)
 #   scripts/test.sh --sanitize   the same suite built with AddressSanitizer + UBSan
 #   scripts/test.sh --tsan       the same suite built with ThreadSanitizer

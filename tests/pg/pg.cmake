@@ -1,0 +1,31 @@
+# The tests that run the registry on PostgreSQL share one throwaway cluster
+# (tests/pg/cluster.sh), started by the fixture pg/start before the first of
+# them and stopped by pg/stop after the last; the URL is in pg/url under the
+# build folder. No server, no pass: pg/start fails, and every test needing
+# it is reported as not run.
+set(PG_STATE "${CMAKE_BINARY_DIR}/pg")
+add_test(NAME pg/start COMMAND ${CMAKE_CURRENT_LIST_DIR}/cluster.sh start ${PG_STATE})
+add_test(NAME pg/stop COMMAND ${CMAKE_CURRENT_LIST_DIR}/cluster.sh stop ${PG_STATE})
+set_tests_properties(pg/start PROPERTIES FIXTURES_SETUP pg TIMEOUT 120)
+set_tests_properties(pg/stop PROPERTIES FIXTURES_CLEANUP pg TIMEOUT 60)
+
+# The registry's unit suite again, on PostgreSQL.
+add_test(NAME unit/registry_pg COMMAND unit_registry --pg)
+set(PG_TESTS unit/registry_pg)
+# Every integration test named test_pg*.c runs against the cluster.
+foreach(src ${INTEGRATION_TESTS})
+  get_filename_component(name ${src} NAME_WE)
+  if(name MATCHES "^test_pg")
+    string(REGEX REPLACE "^test_" "" short ${name})
+    list(APPEND PG_TESTS integration/${short})
+  endif()
+endforeach()
+set_tests_properties(${PG_TESTS} PROPERTIES FIXTURES_REQUIRED pg
+  ENVIRONMENT "ONECARD_TEST_PG_URLFILE=${PG_STATE}/url")
+# They check the registry's invariants in SQL themselves.
+foreach(t ${PG_TESTS})
+  if(t MATCHES "^integration/")
+    string(REGEX REPLACE "^integration/" "it_" target ${t})
+    target_link_libraries(${target} PRIVATE PkgConfig::PQ)
+  endif()
+endforeach()
