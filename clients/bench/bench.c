@@ -303,9 +303,11 @@ bench_report_text(struct bench *b, const struct bench_stats *s, uint64_t ns,
 	if (b->failover) {
 		int n = atomic_load(&b->reconnected);
 
-		printf("failover  %d connections lost, %d connected again; "
-		       "without answers %.1f ms on average, %.1f ms at most\n",
+		printf("failover  %d connections lost, %d connected again "
+		       "(%.1f ms at most); without answers %.1f ms on average, "
+		       "%.1f ms at most\n",
 		    atomic_load(&b->conns_lost), n,
+		    (double)atomic_load(&b->reconnect_max_ns) / 1e6,
 		    n > 0 ? (double)atomic_load(&b->gap_sum_ns) / n / 1e6 : 0,
 		    (double)atomic_load(&b->gap_max_ns) / 1e6);
 	}
@@ -350,8 +352,9 @@ bench_report_json(struct bench *b, const struct bench_stats *s, uint64_t ns,
 	    bench_ms(hist_quantile(&s->hist, 0.999)), bench_ms(s->hist.max));
 	if (b->failover)
 		printf(",\"conns_lost\":%d,\"reconnected\":%d,"
-		       "\"failover_gap_max_ms\":%.1f",
+		       "\"reconnect_max_ms\":%.1f,\"failover_gap_max_ms\":%.1f",
 		    atomic_load(&b->conns_lost), atomic_load(&b->reconnected),
+		    (double)atomic_load(&b->reconnect_max_ns) / 1e6,
 		    (double)atomic_load(&b->gap_max_ns) / 1e6);
 	if (b->acked != NULL)
 		printf(",\"acked\":%zu", b->n_acked);

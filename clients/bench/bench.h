@@ -155,6 +155,7 @@ struct bench {
 	 * connection's loss to its first answer after (sum and longest). */
 	atomic_int reconnected;
 	_Atomic uint64_t gap_sum_ns, gap_max_ns;
+	_Atomic uint64_t reconnect_max_ns; /* loss to connected again */
 	/* --acked: the write keys (keys_cnid(KEYS_WRITES, nonce, k)) of the
 	 * enrollments answered OK in the run, gathered by load_join. */
 	uint64_t *acked_keys;

@@ -630,6 +630,15 @@ load_reconnect_cb(struct onecard_async *ac, int err, void *arg)
 	}
 	c->state = BC_UP;
 	atomic_fetch_add(&t->b->reconnected, 1);
+	if (c->lost_ns != 0) {
+		uint64_t gap = load_now() - c->lost_ns,
+			 max = atomic_load(&t->b->reconnect_max_ns);
+
+		while (gap > max &&
+		    !atomic_compare_exchange_weak(
+			&t->b->reconnect_max_ns, &max, gap))
+			;
+	}
 	if (t->seen_phase == PHASE_RUN) {
 		c->active = 1;
 		t->active++;
