@@ -977,11 +977,19 @@ main(int argc, char **argv)
 		onecardd_drop_privileges(cfg->user);
 	if (server_start() == -1)
 		fatalx("cannot start the worker threads");
+	{
+		char err[256];
+
+		/* Other brokers' commits, on a shared registry. */
+		if (registry_remote_feed_start(cfg->db, err, sizeof(err)) == -1)
+			fatalx("%s", err);
+	}
 	log_info("onecardd %s started node=%s threads=%d max_conns=%d",
 	    onecardd_version, cfg->node, cfg->threads, cfg->max_conns);
 	onecardd_notify("READY=1\nSTATUS=serving");
 
 	server_run();
+	registry_remote_feed_stop();
 	if (cfg->fhir_listen != NULL)
 		fhir_stop();
 	server_stop();

@@ -700,16 +700,20 @@ registry_feed_cache(void *arg, const struct registry_change *c, size_t n)
 		lcache_publish(h, k);
 }
 
+void
+registry_feed_publish(const struct registry_change *c, size_t n)
+{
+	for (int i = 0; i < feed_nsubs; i++)
+		feed_subs[i].cb(feed_subs[i].arg, c, n);
+}
+
 /* The batch is durable: hand its changes to every subscriber. */
 static void
 registry_feed_deliver(struct registry *reg)
 {
-	if (reg->nfeed > 0 || reg->feed_lost) {
-		for (int i = 0; i < feed_nsubs; i++)
-			feed_subs[i].cb(feed_subs[i].arg,
-			    reg->feed_lost ? NULL : reg->feed,
-			    reg->feed_lost ? 0 : reg->nfeed);
-	}
+	if (reg->nfeed > 0 || reg->feed_lost)
+		registry_feed_publish(reg->feed_lost ? NULL : reg->feed,
+		    reg->feed_lost ? 0 : reg->nfeed);
 	reg->nfeed = 0;
 	reg->feed_lost = 0;
 }

@@ -173,6 +173,17 @@ typedef void (*registry_feed_cb)(
 #define REGISTRY_FEED_MAX 8
 int registry_feed_subscribe(registry_feed_cb cb, void *arg);
 
+/*
+ * Several brokers on one PostgreSQL registry: follow the changes the
+ * others commit (LISTEN, then read their events) and hand them to the
+ * change feed's subscribers, on a thread of its own, so their subscribers
+ * hear of them, their caches drop what changed and a revocation closes
+ * connections here too. url is --db; any other store: nothing to do. 0 or
+ * -1 with err set. Start-up only; stop before the subscribers go.
+ */
+int registry_remote_feed_start(const char *url, char *err, size_t errlen);
+void registry_remote_feed_stop(void);
+
 /* The fold of the log into the image, for /metrics. */
 struct registry_store_stats {
 	uint64_t unfolded_entries; /* synced log entries not in the image */

@@ -257,5 +257,7 @@ struct registry_backend {
 
 extern const struct registry_backend registry_sqlite;
 extern const struct registry_backend registry_pg;
+/* The channel a PostgreSQL writer NOTIFYs at commit (registry_pgfeed.c). */
+#define REGISTRY_PG_CHANNEL "onecard_events"
 
 #endif

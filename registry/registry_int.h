@@ -203,4 +203,9 @@ int op_export(struct reg_op *o);
 int op_history(struct reg_op *o);
 int op_stats(struct reg_op *o);
 
+/* Hand changes (NULL, 0: some were lost) to every subscriber of the change
+ * feed: the writer's after a commit, registry_pgfeed.c's for other
+ * brokers' commits. Subscribers may be called from both threads. */
+void registry_feed_publish(const struct registry_change *c, size_t n);
+
 #endif

@@ -277,8 +277,9 @@ struct pg_handle {
 	PGconn *conn;
 	char *url;
 	int writer;
-	int txn;     /* begun and not yet ended by commit or rollback */
-	int writing; /* a write transaction is open: reads lock rows */
+	int txn;             /* begun and not yet ended by commit or rollback */
+	int writing;         /* a write transaction is open: reads lock rows */
+	uint64_t notify_seq; /* the transaction's last event: told at COMMIT */
 	unsigned char prepared[PS_MAX]; /* on this connection */
 };
 
@@ -624,6 +625,7 @@ pg_begin(void *hv, int write)
 		return rc;
 	h->writing = write;
 	h->txn = 1;
+	h->notify_seq = 0;
 	rc = pg_command(h,
 	    write ? "BEGIN ISOLATION LEVEL READ COMMITTED;"
 		    " SELECT last FROM event_counter WHERE id = 0 FOR UPDATE"
@@ -664,9 +666,23 @@ static int
 pg_commit(void *hv)
 {
 	struct pg_handle *h = hv;
-	PGresult *r = PQexec(h->conn, "COMMIT");
+	char sql[96];
+	PGresult *r;
 	int rc = 0;
 
+	/*
+	 * Other brokers LISTEN on this channel (registry_pgfeed.c): the
+	 * notification goes out with the commit, in commit order, and carries
+	 * only the last event's number; they read the events themselves.
+	 */
+	if (h->notify_seq > 0)
+		snprintf(sql, sizeof(sql),
+		    "SELECT pg_notify('" REGISTRY_PG_CHANNEL "', '%" PRIu64
+		    "'); COMMIT",
+		    h->notify_seq);
+	else
+		snprintf(sql, sizeof(sql), "COMMIT");
+	r = PQexec(h->conn, sql);
 	h->writing = h->txn = 0;
 	if (r == NULL || PQresultStatus(r) != PGRES_COMMAND_OK)
 		rc = pg_error(h, "COMMIT", r);
@@ -955,8 +971,10 @@ pg_event_append(void *hv, struct registry_event *ev)
 	if (PQntuples(r) != 1) {
 		log_warnx("pg: the event counter row is missing");
 		rc = REGISTRY_EFAIL;
-	} else
+	} else {
 		ev->seq = (uint64_t)pg_int(r, 0, 0);
+		((struct pg_handle *)hv)->notify_seq = ev->seq;
+	}
 	PQclear(r);
 	return rc;
 }

@@ -3,7 +3,9 @@
  * postgresql://...), on the throwaway cluster of ctest's pg fixture, each
  * test in a schema of its own. The contract's writes and reads through two
  * brokers, a write on one broker seen by a lookup on the other at once, a
- * subscriber served both brokers' events in order; then two brokers on one
+ * subscriber on each broker served both brokers' events in order, and a
+ * revocation on one closing the hospital's connection on the other; then
+ * two brokers on one
  * database, many connections racing to enroll the same cn-ids, to add two
  * cn-ids to one patient and to merge two patients into each other, with the
  * registry's invariants checked in SQL afterwards.
@@ -251,6 +253,19 @@ unmerge(struct onecard_conn *conn, const char *pid)
 	return call(conn, &req, NULL);
 }
 
+/* Revoke hospital code (admin). */
+static int
+revoke_hospital(struct onecard_conn *conn, const char *code)
+{
+	Onecard__V1__Request req = ONECARD__V1__REQUEST__INIT;
+	Onecard__V1__HospitalRevoke r = ONECARD__V1__HOSPITAL_REVOKE__INIT;
+
+	r.code = (char *)code;
+	req.op_case = ONECARD__V1__REQUEST__OP_HOSPITAL_REVOKE;
+	req.hospital_revoke = &r;
+	return call(conn, &req, NULL);
+}
+
 /* Look up domain=value: the code, the patient id into pid. */
 static int
 lookup(
@@ -277,7 +292,7 @@ contract_ops_run_through_brokers_on_postgresql(void **state)
 {
 	static const char *const codes[] = {"XC001", NULL};
 	struct harness h, h2;
-	struct onecard_conn *c1, *c2, *adm, *sub;
+	struct onecard_conn *c1, *c2, *adm, *sub, *sub2;
 	Onecard__V1__Reply *ev;
 	char url[512], cn[19], cn2[19], p1[48], p2[48], got[48];
 	const char *args[] = {"--db", url, NULL};
@@ -293,11 +308,13 @@ contract_ops_run_through_brokers_on_postgresql(void **state)
 	assert_int_equal(harness_connect(&h, "XC001", &c1), ONECARD_OK);
 	assert_int_equal(harness_connect(&h2, "XC001", &c2), ONECARD_OK);
 	assert_int_equal(harness_connect(&h, "admin", &adm), ONECARD_OK);
-	/* On broker 1, which the last write goes through: a broker wakes its
-	 * subscribers on its own commits only, so far (waking them on other
-	 * brokers' commits is still to come). */
+	/* One subscriber on each broker: broker 2's hears broker 1's
+	 * commits through LISTEN/NOTIFY (registry_pgfeed.c), the last ones
+	 * (the merge and unmerge) only that way. */
 	assert_int_equal(harness_connect(&h, "admin", &sub), ONECARD_OK);
 	assert_int_equal(onecard_subscribe(sub, 0, 1, &last), ONECARD_OK);
+	assert_int_equal(harness_connect(&h2, "admin", &sub2), ONECARD_OK);
+	assert_int_equal(onecard_subscribe(sub2, 0, 1, &last), ONECARD_OK);
 	cn_id(cn, 1);
 	cn_id(cn2, 2);
 
@@ -325,16 +342,19 @@ contract_ops_run_through_brokers_on_postgresql(void **state)
 	assert_int_equal(lookup(c2, "hosp:XC001", "C1", got), CODE(OK));
 	assert_string_equal(got, p2);
 
-	/* The subscriber hears every event, both brokers', in order (the
+	/* Each subscriber hears every event, both brokers', in order (the
 	 * merge's and unmerge's quiet halves are not an admin's). */
-	for (uint64_t seq = 0, i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
-		assert_int_equal(
-		    onecard_next_event(sub, 10000, &ev), ONECARD_OK);
-		assert_true(ev->event->seq > seq);
-		seq = ev->event->seq;
-		assert_string_equal(ev->event->op, want[i]);
-		onecard_reply_free(ev);
-	}
+	for (int k = 0; k < 2; k++)
+		for (uint64_t seq = 0, i = 0;
+		     i < sizeof(want) / sizeof(want[0]); i++) {
+			assert_int_equal(
+			    onecard_next_event(k ? sub2 : sub, 10000, &ev),
+			    ONECARD_OK);
+			assert_true(ev->event->seq > seq);
+			seq = ev->event->seq;
+			assert_string_equal(ev->event->op, want[i]);
+			onecard_reply_free(ev);
+		}
 
 	/* The events are numbered 1..n without a gap: undone ops (the
 	 * conflicts) gave their numbers back. */
@@ -343,10 +363,22 @@ contract_ops_run_through_brokers_on_postgresql(void **state)
 	assert_int_equal(
 	    pg_number(pg, "SELECT max(seq) - count(*) FROM events"), 0);
 	PQfinish(pg);
+	/* A revocation through broker 1 closes the hospital's connection
+	 * on broker 2 as well. */
+	assert_int_equal(revoke_hospital(adm, "XC001"), CODE(OK));
+	for (int i = 0; i < 100; i++) {
+		int rc = lookup(c2, "hosp:XC001", "A1", got);
+
+		if (rc != CODE(OK))
+			break;
+		assert_true(i < 99);
+		usleep(50000);
+	}
 	onecard_close(c1);
 	onecard_close(c2);
 	onecard_close(adm);
 	onecard_close(sub);
+	onecard_close(sub2);
 	harness_stop(&h2, SIGTERM);
 	harness_cleanup(&h);
 }
