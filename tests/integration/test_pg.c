@@ -42,7 +42,7 @@ pg_find_url(void)
 {
 	const char *env = getenv("ONECARD_TEST_PG");
 	const char *file = getenv("ONECARD_TEST_PG_URLFILE");
-	FILE *f;
+	FILE *f = NULL;
 
 	if (env != NULL && env[0] != '\0') {
 		snprintf(pg_base, sizeof(pg_base), "%s", env);

@@ -29,3 +29,10 @@ foreach(t ${PG_TESTS})
     target_link_libraries(${target} PRIVATE PkgConfig::PQ)
   endif()
 endforeach()
+
+# A primary with a synchronous standby (pg_basebackup) of its own: the
+# broker rides a restart and a promotion without losing an acknowledged
+# write (tests/pg/ha.sh; not the shared cluster).
+add_test(NAME pg/ha COMMAND sh ${CMAKE_CURRENT_LIST_DIR}/ha.sh
+  ${ONECARD_BIN_DIR} ${CMAKE_SOURCE_DIR})
+set_tests_properties(pg/ha PROPERTIES TIMEOUT 300)
