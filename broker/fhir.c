@@ -1129,13 +1129,6 @@ fhir_start(const struct config *c)
 		inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof(host));
 		port = ntohs(sin6->sin6_port);
 	}
-	fhir_system_clear();
-	for (size_t i = 0; i < c->n_fhir_systems; i++)
-		if (fhir_system_add(c->fhir_systems[i], err, sizeof(err)) ==
-		    -1) {
-			log_warnx("--fhir-system %s", err);
-			return -1;
-		}
 	if (c->fhir_max_conns > 0)
 		fhir_max_conns = c->fhir_max_conns;
 	if (c->fhir_timeout > 0)
