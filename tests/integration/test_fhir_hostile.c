@@ -41,6 +41,12 @@
 #define TIMEOUT_S 2
 /* --fhir-max-conns of the broker that tests the cap. */
 #define CAP 3
+/*
+ * How much the broker may grow while refusing a 2 MiB body: its 64 KiB
+ * limit and the buffers around it, with room for ASan's quarantine (a
+ * body buffered whole would take more than 2 MiB).
+ */
+#define BODY_GROWTH_KIB 1536
 
 static struct harness h;
 static int fhir_port;
@@ -446,6 +452,8 @@ body_over_the_limit_is_refused_unread(void **state)
 	struct answer *a = malloc(sizeof(*a));
 	struct tconn c;
 	long before, after;
+	char got[96];
+	int status;
 
 	(void)state;
 	assert_non_null(a);
@@ -459,12 +467,14 @@ body_over_the_limit_is_refused_unread(void **state)
 			break;
 	tconn_answer(a, &c, 5000, 1);
 	tconn_close(&c);
-	if (a->status != 413)
-		fail_msg("a 2 MiB body got '%.80s'", a->buf);
 	after = rss_kib(h.pid);
-	if (after - before > 1024)
-		fail_msg("onecardd grew from %ld to %ld KiB", before, after);
+	status = a->status;
+	snprintf(got, sizeof(got), "%.80s", a->buf);
 	free(a);
+	if (status != 413)
+		fail_msg("a 2 MiB body got '%s'", got);
+	if (after - before > BODY_GROWTH_KIB)
+		fail_msg("onecardd grew from %ld to %ld KiB", before, after);
 	assert_door_serves();
 }
 
@@ -481,7 +491,8 @@ chunked_body_over_the_limit_is_refused(void **state)
 	struct answer *a = malloc(sizeof(*a));
 	struct tconn c;
 	long before, after;
-	int n;
+	char got[96];
+	int n, status;
 
 	(void)state;
 	assert_non_null(a);
@@ -496,12 +507,14 @@ chunked_body_over_the_limit_is_refused(void **state)
 			break;
 	tconn_answer(a, &c, 5000, 1);
 	tconn_close(&c);
-	if (a->status != 413 && a->status != 0)
-		fail_msg("a 2 MiB chunked body got '%.80s'", a->buf);
 	after = rss_kib(h.pid);
-	if (after - before > 1024)
-		fail_msg("onecardd grew from %ld to %ld KiB", before, after);
+	status = a->status;
+	snprintf(got, sizeof(got), "%.80s", a->buf);
 	free(a);
+	if (status != 413 && status != 0)
+		fail_msg("a 2 MiB chunked body got '%s'", got);
+	if (after - before > BODY_GROWTH_KIB)
+		fail_msg("onecardd grew from %ld to %ld KiB", before, after);
 	assert_door_serves();
 }
 
