@@ -487,15 +487,15 @@ fhir_feed_put(struct fhir_req *r, const struct evkeyvalq *q, const json_t *body)
 		fhir_feed_free(f);
 		return;
 	}
+	if (!f->in.active && f->in.has_link) {
+		fhir_feed_merge(f);
+		return;
+	}
 	if (!f->in.active || f->in.has_link) {
-		if (f->in.active || !f->in.has_link)
-			fhir_fail(&f->r, 400, "invalid",
-			    "active, link: a merge is active=false with one "
-			    "replaced-by link");
-		else
-			fhir_feed_merge(f);
-		if (f->in.active || !f->in.has_link)
-			fhir_feed_free(f);
+		fhir_fail(&f->r, 400, "invalid",
+		    "active, link: a merge is active=false with one "
+		    "replaced-by link");
+		fhir_feed_free(f);
 		return;
 	}
 	/* The conditional identifier is the Patient's too. */

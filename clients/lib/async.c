@@ -735,24 +735,20 @@ async_try_broker(struct onecard_async *ac)
 {
 	struct addrinfo hints;
 	char host[256], port[16];
-	const char *p;
 	size_t n;
 	int r, err = ONECARD_ECONNECT;
 
 	for (;;) {
-		p = ac->brokers;
-		for (size_t i = 0; i < ac->next_broker && p != NULL; i++)
-			if ((p = strchr(p, ',')) != NULL)
-				p++;
-		if (p == NULL)
+		if (ac->next_broker >= client_count_brokers(ac->brokers))
 			return err;
-		ac->next_broker++;
-		while (*p == ' ')
-			p++;
-		n = strcspn(p, ",");
-		while (n > 0 && p[n - 1] == ' ')
-			n--;
-		snprintf(ac->addr, sizeof ac->addr, "%.*s", (int)n, p);
+		if (client_nth_broker(ac->brokers, ac->next_broker++, ac->addr,
+			sizeof ac->addr) == -1) {
+			snprintf(ac->err, sizeof ac->err,
+			    "broker address \"%s\" is not HOST:PORT (or a list "
+			    "HOST:PORT,HOST:PORT)",
+			    ac->brokers);
+			return ONECARD_EINVAL;
+		}
 		if (ac->ai != NULL)
 			freeaddrinfo(ac->ai);
 		ac->ai = ac->ai_next = NULL;

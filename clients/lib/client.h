@@ -25,6 +25,11 @@
 /* Split "HOST:PORT" or "[V6]:PORT" into host and port. 0 or -1. */
 int client_split_addr(
     const char *addr, char *host, size_t hostlen, char *port, size_t portlen);
+/* The i-th "HOST:PORT" of a comma-separated broker list into buf, spaces
+ * trimmed. 0, or -1 when there is none, it is empty or it does not fit. */
+int client_nth_broker(const char *list, size_t i, char *buf, size_t len);
+/* How many entries the list has (its commas, plus one). */
+size_t client_count_brokers(const char *list);
 /* Options with every default applied (env, then built-in). */
 void client_options_resolve(
     const struct onecard_options *in, struct onecard_options *out);

@@ -282,3 +282,37 @@ client_reply_scan(const uint8_t *body, size_t len, uint64_t *id, int *code)
 	}
 	return 0;
 }
+
+int
+client_nth_broker(const char *list, size_t i, char *buf, size_t len)
+{
+	const char *p = list, *end;
+	size_t n;
+
+	for (; i > 0; i--)
+		if ((p = strchr(p, ',')) == NULL)
+			return -1;
+		else
+			p++;
+	while (*p == ' ')
+		p++;
+	end = p + strcspn(p, ",");
+	while (end > p && end[-1] == ' ')
+		end--;
+	n = (size_t)(end - p);
+	if (n == 0 || n >= len)
+		return -1;
+	memcpy(buf, p, n);
+	buf[n] = '\0';
+	return 0;
+}
+
+size_t
+client_count_brokers(const char *list)
+{
+	size_t n = 1;
+
+	for (; *list != '\0'; list++)
+		n += *list == ',';
+	return n;
+}

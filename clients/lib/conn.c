@@ -388,32 +388,6 @@ conn_free(struct onecard_conn *conn)
 	free(conn);
 }
 
-/* The i-th "HOST:PORT" of a comma-separated list into buf, spaces
- * trimmed. 0, or -1 when there is none or it does not fit. */
-static int
-conn_nth_broker(const char *list, size_t i, char *buf, size_t len)
-{
-	const char *p = list, *end;
-	size_t n;
-
-	for (; i > 0; i--)
-		if ((p = strchr(p, ',')) == NULL)
-			return -1;
-		else
-			p++;
-	while (*p == ' ')
-		p++;
-	end = p + strcspn(p, ",");
-	while (end > p && end[-1] == ' ')
-		end--;
-	n = (size_t)(end - p);
-	if (n == 0 || n >= len)
-		return -1;
-	memcpy(buf, p, n);
-	buf[n] = '\0';
-	return 0;
-}
-
 /* Connect conn (dropped) to addr and shake hands. ONECARD_OK or an
  * error, with conn->err saying why. */
 static int
@@ -460,7 +434,7 @@ onecard_connect(const struct onecard_options *optin, struct onecard_conn **out,
 	struct onecard_options opt;
 	struct onecard_conn *conn;
 	char addr[CONN_ADDR_MAX], why[ONECARD_ERRLEN] = "";
-	size_t n, commas = 0;
+	size_t n;
 	int r = ONECARD_ECONNECT;
 
 	*out = NULL;
@@ -471,7 +445,7 @@ onecard_connect(const struct onecard_options *optin, struct onecard_conn **out,
 		return ONECARD_EINVAL;
 	}
 	client_options_resolve(optin, &opt);
-	for (n = 0; conn_nth_broker(opt.broker, n, addr, sizeof addr) == 0;
+	for (n = 0; client_nth_broker(opt.broker, n, addr, sizeof addr) == 0;
 	     n++) {
 		char host[256], port[16];
 
@@ -479,9 +453,7 @@ onecard_connect(const struct onecard_options *optin, struct onecard_conn **out,
 			addr, host, sizeof host, port, sizeof port) == -1)
 			break;
 	}
-	for (const char *p = opt.broker; *p; p++)
-		commas += *p == ',';
-	if (n != commas + 1) {
+	if (n != client_count_brokers(opt.broker)) {
 		client_errf(errbuf, errlen,
 		    "broker address \"%s\" is not HOST:PORT (or a list "
 		    "HOST:PORT,HOST:PORT)",
@@ -519,7 +491,7 @@ onecard_connect(const struct onecard_options *optin, struct onecard_conn **out,
 		return ONECARD_EINVAL;
 	}
 	for (size_t i = 0; i < n; i++) {
-		(void)conn_nth_broker(conn->brokers, i, addr, sizeof addr);
+		(void)client_nth_broker(conn->brokers, i, addr, sizeof addr);
 		conn_drop(conn);
 		if ((r = conn_open(conn, addr)) == ONECARD_OK) {
 			conn->cur = i;
@@ -562,7 +534,7 @@ conn_failover(struct onecard_conn *conn, int why)
 	for (size_t k = 1; k < conn->nbrokers; k++) {
 		size_t i = (conn->cur + k) % conn->nbrokers;
 
-		(void)conn_nth_broker(conn->brokers, i, addr, sizeof addr);
+		(void)client_nth_broker(conn->brokers, i, addr, sizeof addr);
 		conn_drop(conn);
 		if ((r = conn_open(conn, addr)) == ONECARD_OK) {
 			conn->cur = i;
