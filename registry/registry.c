@@ -912,9 +912,14 @@ registry_write(struct registry *reg, const struct actor *who,
 			goto end;
 		}
 		code = op_dispatch(&o);
-		if (code == CODE_OK)
-			rc = reg->be->release(reg->h);
-		else {
+		/* A store that sends writes ahead (PostgreSQL) learns at
+		 * the release that one failed: the op failed, and is undone
+		 * (and run again, when it lost a race). */
+		if (code == CODE_OK && (rc = reg->be->release(reg->h)) < 0)
+			code = op_backend(&o, rc);
+		else
+			rc = 0;
+		if (code != CODE_OK) {
 			rc = reg->be->rollback_to(reg->h);
 			reg->nfeed = nfeed; /* undone: not a change */
 		}

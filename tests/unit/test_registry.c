@@ -2598,15 +2598,13 @@ pg_find_url(void)
  * What only the SQLite stores do, left out with --pg: the WAL file and
  * its checkpoints, the lookup cache (off on a shared registry until other
  * brokers' changes drop it), readers that wait for the batch in memory,
- * a phone alone found through the blocking index (not kept in PostgreSQL
- * yet), and the sqlite: and postgresql:// checks themselves.
+ * and the sqlite: and postgresql:// checks themselves.
  */
 static const char *const sqlite_only[] = {
     "cached_lookup_sends_the_same_bytes",
     "wal_is_copied_back_while_the_writer_keeps_writing",
     "writes_survive_close_and_reopen",
     "readers_wait_for_the_batch_that_changes_what_they_read",
-    "ranked_search_finds_the_patient_despite_desk_errors", /* phone key */
     "postgresql_url_without_a_server_fails_naming_the_connection",
     "sqlite_url_scheme_opens_the_same_file",
 };
