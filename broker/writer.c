@@ -79,6 +79,25 @@ writer_fail_batch(struct writer_jobq *batch)
 	}
 }
 
+/* Let the registry read at once what the batch's writes will ask. */
+static void
+writer_hint(struct writer_jobq *batch)
+{
+	const Onecard__V1__Request **reqs;
+	struct writer_job *job;
+	size_t n = 0;
+
+	TAILQ_FOREACH(job, batch, entry)
+		n++;
+	if ((reqs = malloc(n * sizeof(*reqs))) == NULL)
+		return;
+	n = 0;
+	TAILQ_FOREACH(job, batch, entry)
+		reqs[n++] = job->req;
+	registry_batch_hint(writer_reg, reqs, n);
+	free(reqs);
+}
+
 /* Apply a batch in one transaction, then hand each job back. */
 static void
 writer_apply(struct writer_jobq *batch)
@@ -89,6 +108,8 @@ writer_apply(struct writer_jobq *batch)
 	int ok;
 
 	ok = registry_batch_begin(writer_reg) == 0;
+	if (ok)
+		writer_hint(batch);
 	TAILQ_FOREACH(job, batch, entry) {
 		n++;
 		if ((job->out = evbuffer_new()) == NULL) {

@@ -961,6 +961,56 @@ registry_batch_begin(struct registry *reg)
 	return 0;
 }
 
+/* Identifiers a batch's hint reads at most. */
+#define REGISTRY_HINT_MAX 4096
+
+void
+registry_batch_hint(
+    struct registry *reg, const Onecard__V1__Request *const *reqs, size_t n)
+{
+	struct validate_ctx vc = {.today = registry_today(reg),
+	    .max_name = reg->lim.max_name,
+	    .max_address = reg->lim.max_address};
+	const char **doms, **vals;
+	char(*norm)[VALIDATE_MAX_VALUE + 1], err[8];
+	size_t k = 0;
+
+	if (!reg->in_batch || reg->be->ident_hint == NULL || n == 0)
+		return;
+	doms = malloc(REGISTRY_HINT_MAX * sizeof(*doms));
+	vals = malloc(REGISTRY_HINT_MAX * sizeof(*vals));
+	norm = malloc(REGISTRY_HINT_MAX * sizeof(*norm));
+	for (size_t i = 0; doms && vals && norm && i < n; i++) {
+		const Onecard__V1__Identifier *one[1], *const *ids = one;
+		size_t nids = 0;
+
+		if (reqs[i]->op_case == ONECARD__V1__REQUEST__OP_ENROLL &&
+		    reqs[i]->enroll != NULL) {
+			ids = (const Onecard__V1__Identifier *const *)reqs[i]
+				  ->enroll->identifiers;
+			nids = reqs[i]->enroll->n_identifiers;
+		} else if (reqs[i]->op_case == ONECARD__V1__REQUEST__OP_LINK &&
+		    reqs[i]->link != NULL && reqs[i]->link->added != NULL) {
+			one[0] = reqs[i]->link->added;
+			nids = 1;
+		}
+		/* Stored form, as the op will ask; one that is not valid
+		 * is never asked for. */
+		for (size_t j = 0; j < nids && k < REGISTRY_HINT_MAX; j++)
+			if (validate_identifier(&vc, "", ids[j], norm[k],
+				sizeof(norm[k]), NULL, err, sizeof(err)) >= 0) {
+				doms[k] = ids[j]->domain;
+				vals[k] = norm[k];
+				k++;
+			}
+	}
+	if (k > 0)
+		(void)reg->be->ident_hint(reg->h, doms, vals, k);
+	free(doms);
+	free(vals);
+	free(norm);
+}
+
 int
 registry_batch_commit(struct registry *reg)
 {

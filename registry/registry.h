@@ -142,6 +142,10 @@ int registry_batch_begin(struct registry *reg);
 void registry_write(struct registry *reg, const struct actor *who,
     const Onecard__V1__Request *req, struct evbuffer *out,
     struct op_result *res);
+/* Before the batch's writes: who holds the identifiers they name, read at
+ * once where a read is a round trip (PostgreSQL). Changes nothing. */
+void registry_batch_hint(
+    struct registry *reg, const Onecard__V1__Request *const *reqs, size_t n);
 int registry_batch_commit(struct registry *reg);
 void registry_batch_rollback(struct registry *reg);
 

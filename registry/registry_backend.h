@@ -171,6 +171,11 @@ struct registry_backend {
 	int (*ident_delete)(void *h, const char *domain, const char *value);
 	int (*ident_move)(
 	    void *h, const char *domain, const char *value, const char *pid);
+	/* A batch is about to name these identifiers: a store that keeps
+	 * what its batch read (PostgreSQL) reads who holds each, at once.
+	 * NULL in a store where a read costs no round trip. */
+	int (*ident_hint)(void *h, const char *const *domains,
+	    const char *const *values, size_t n);
 	/* The identifiers of a patient, ordered by domain and value. */
 	int (*patient_idents)(
 	    void *h, const char *pid, registry_ident_cb cb, void *arg);

@@ -142,6 +142,7 @@ enum pg_stmt {
 	PS_PING,
 	PS_COUNTER_SET,
 	PS_NOTIFY,
+	PS_OWNERS,
 	PS_MAX
 };
 
@@ -341,6 +342,12 @@ static const struct {
      * out with the commit, in commit order, and carries only the last
      * event's number; they read the events themselves. */
     [PS_NOTIFY] = {"SELECT pg_notify('" REGISTRY_PG_CHANNEL "', $1)", 1},
+    /* Who holds each of a batch's identifiers (two arrays, one order). */
+    [PS_OWNERS] = {"SELECT q.d, q.v, i.patient_id"
+		   " FROM unnest($1::text[], $2::text[]) AS q(d, v)"
+		   " LEFT JOIN identifiers i ON i.domain = q.d COLLATE \"C\""
+		   " AND i.value = q.v COLLATE \"C\"",
+	2},
 };
 
 /* Statements a writer's batch sends ahead at most before it reads their
@@ -1296,6 +1303,73 @@ pg_each_ident(struct pg_handle *h, enum pg_stmt q, const char *const *pv,
 	return rc;
 }
 
+/* s as an element of an array literal, quoted, at *p (room for 2 *
+ * strlen(s) + 3 bytes). */
+static void
+pg_array_add(char **p, const char *s, int first)
+{
+	char *o = *p;
+
+	if (!first)
+		*o++ = ',';
+	*o++ = '"';
+	for (; *s != '\0'; s++) {
+		if (*s == '"' || *s == '\\')
+			*o++ = '\\';
+		*o++ = *s;
+	}
+	*o++ = '"';
+	*p = o;
+}
+
+/* Read who holds each identifier a batch will name, in one statement,
+ * into what the batch knows (registry_pgbatch.h). */
+static int
+pg_ident_hint(
+    void *hv, const char *const *domains, const char *const *values, size_t n)
+{
+	struct pg_handle *h = hv;
+	size_t dlen = 3, vlen = 3;
+	char *d, *v, *dp, *vp;
+	const char *pv[2];
+	PGresult *r;
+	int rc = 0;
+
+	if (!h->pipe || h->known == NULL || n == 0)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		dlen += 2 * strlen(domains[i]) + 3;
+		vlen += 2 * strlen(values[i]) + 3;
+	}
+	if ((d = malloc(dlen)) == NULL || (v = malloc(vlen)) == NULL) {
+		free(d);
+		return 0; /* not known: each is read when asked */
+	}
+	dp = d, vp = v;
+	*dp++ = '{', *vp++ = '{';
+	for (size_t i = 0; i < n; i++) {
+		pg_array_add(&dp, domains[i], i == 0);
+		pg_array_add(&vp, values[i], i == 0);
+	}
+	*dp++ = '}', *vp++ = '}';
+	*dp = *vp = '\0';
+	pv[0] = d, pv[1] = v;
+	/* Under a savepoint of its own: a failure here is not the batch's. */
+	if ((rc = pg_savepoint(h)) == 0 &&
+	    (r = pg_run(h, PS_OWNERS, pv, &rc)) != NULL) {
+		for (int i = 0; i < PQntuples(r); i++)
+			pgb_owner_note(h->known, PQgetvalue(r, i, 0),
+			    PQgetvalue(r, i, 1),
+			    PQgetisnull(r, i, 2) ? NULL : PQgetvalue(r, i, 2));
+		PQclear(r);
+		rc = pg_release(h);
+	} else if (rc != 0)
+		rc = pg_rollback_to(h);
+	free(d);
+	free(v);
+	return rc;
+}
+
 /* A batch knows the identifiers of a patient it read or made. */
 static int
 pg_patient_idents(void *hv, const char *pid, registry_ident_cb cb, void *arg)
@@ -1820,6 +1894,7 @@ const struct registry_backend registry_pg = {
     .ident_insert = pg_ident_insert,
     .ident_delete = pg_ident_delete,
     .ident_move = pg_ident_move,
+    .ident_hint = pg_ident_hint,
     .patient_idents = pg_patient_idents,
     .patient_get = pg_patient_get,
     .patient_insert = pg_patient_insert,

@@ -77,12 +77,15 @@ pgfeed_op(const char *op)
  * Publish the events after pf.seen, a page at a time, until none is left.
  * 0, or -1 when the connection failed.
  */
+/* The events after $1: prepared once a connection (pgfeed_connect), so
+ * that each read is planned once, not at every batch of every broker. */
+static const char pgfeed_sql[] =
+    "SELECT seq, op, patient_id, other_patient_id, detail FROM events"
+    " WHERE seq > $1 ORDER BY seq LIMIT 1000";
+
 static int
 pgfeed_read(PGconn *conn)
 {
-	static const char sql[] =
-	    "SELECT seq, op, patient_id, other_patient_id, detail FROM events"
-	    " WHERE seq > $1 ORDER BY seq LIMIT 1000";
 	struct registry_change *c;
 	char after[24];
 	const char *pv[1] = {after};
@@ -97,7 +100,7 @@ pgfeed_read(PGconn *conn)
 		size_t k = 0;
 
 		snprintf(after, sizeof(after), "%" PRIu64, pf.seen);
-		r = PQexecParams(conn, sql, 1, NULL, pv, NULL, NULL, 0);
+		r = PQexecPrepared(conn, "events", 1, pv, NULL, NULL, 0);
 		if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 			log_warnx("pg feed: %s",
 			    PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY)
@@ -150,6 +153,10 @@ pgfeed_connect(void)
 		return NULL;
 	}
 	r = PQexec(conn, "LISTEN " REGISTRY_PG_CHANNEL);
+	if (PQresultStatus(r) == PGRES_COMMAND_OK) {
+		PQclear(r);
+		r = PQprepare(conn, "events", pgfeed_sql, 1, NULL);
+	}
 	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
 		log_warnx("pg feed: LISTEN: %s", PQerrorMessage(conn));
 		PQclear(r);

@@ -1167,6 +1167,107 @@ batch_with_a_failing_write_commits_its_neighbours(void **state)
 	assert_int_equal(lookup("hosp:XC001", "GONE")->code, CODE(NOT_FOUND));
 }
 
+/* Hint the batch (registry_batch_hint) with one enroll naming the
+ * identifiers given as domain, value, ..., NULL. */
+static void
+hint(const char *dom, ...)
+{
+	Onecard__V1__Request req = ONECARD__V1__REQUEST__INIT;
+	Onecard__V1__Enroll e = ONECARD__V1__ENROLL__INIT;
+	Onecard__V1__Identifier ids[16], *idp[16];
+	const Onecard__V1__Request *reqs[1] = {&req};
+	va_list ap;
+	size_t n = 0;
+
+	va_start(ap, dom);
+	for (; dom != NULL; dom = va_arg(ap, const char *)) {
+		assert_true(n < 16);
+		onecard__v1__identifier__init(&ids[n]);
+		ids[n].domain = (char *)dom;
+		ids[n].value = va_arg(ap, char *);
+		idp[n] = &ids[n];
+		n++;
+	}
+	va_end(ap);
+	e.identifiers = idp;
+	e.n_identifiers = n;
+	req.op_case = ONECARD__V1__REQUEST__OP_ENROLL;
+	req.enroll = &e;
+	registry_batch_hint(reg, reqs, 1);
+}
+
+#define QV "Q\"1\\{,}" /* a value an array literal must quote */
+
+/*
+ * A batch told ahead what its writes will name (PostgreSQL reads who
+ * holds them in one statement, and keeps what the batch reads and writes
+ * of identifiers to its end) answers as if each write had read the store
+ * itself: through links, a write refused and undone in the middle, an
+ * unlink, values that need quoting, and one that is not valid at all.
+ */
+static void
+batch_told_ahead_answers_as_each_write_alone(void **state)
+{
+	const Onecard__V1__Patient *a, *b, *c;
+	struct registry *rd;
+	char err[256];
+
+	a = patient_of(enroll(&xc1, "", NULL, 0, "hosp:XC001", "H1", NULL));
+	assert_int_equal(registry_batch_begin(reg), 0);
+	hint("hosp:XC001", "H1", "hosp:XC001", "H2", "hosp:XC001", QV,
+	    "hosp:XC001", "H4", "hosp:XC001", "H5", "hosp:XC001", "not valid",
+	    NULL);
+	/* H1 is held: H5 joins its patient */
+	c = patient_of(enroll(
+	    &xc1, "", NULL, 0, "hosp:XC001", "H1", "hosp:XC001", "H5", NULL));
+	assert_string_equal(c->patient_id, a->patient_id);
+	assert_int_equal(c->n_identifiers, 2);
+	b = patient_of(enroll(
+	    &xc1, "", NULL, 0, "hosp:XC001", "H2", "hosp:XC001", QV, NULL));
+	assert_string_not_equal(b->patient_id, a->patient_id);
+	assert_int_equal(
+	    patient_of(link_id(&xc1, "hosp:XC001", QV, "hosp:XC001", "H4"))
+		->n_identifiers,
+	    3);
+	assert_int_equal(unlink_id(&xc1, "hosp:XC001", "H5")->code, CODE(OK));
+	c = patient_of(enroll(&xc1, "", NULL, 0, "hosp:XC001", "H5", NULL));
+	assert_string_not_equal(c->patient_id, a->patient_id);
+	/* H5 left H1's patient: its record says so */
+	assert_int_equal(
+	    patient_of(link_id(&xc1, "hosp:XC001", "H1", "hosp:XC001", "H6"))
+		->n_identifiers,
+	    2);
+	/* refused and undone: what the batch knew is read again */
+	assert_int_equal(enroll(&xc1, "", NULL, 0, "hosp:XC001", "H1",
+			     "hosp:XC001", "H2", NULL)
+			     ->code,
+	    CODE(CONFLICT));
+	assert_int_equal(
+	    enroll(&xc1, "", NULL, 0, "hosp:XC001", "not valid", NULL)->code,
+	    CODE(INVALID_ARGUMENT));
+	assert_int_equal(
+	    patient_of(lookup("hosp:XC001", "H1"))->n_identifiers, 2);
+	assert_int_equal(registry_batch_commit(reg), 0);
+
+	rd = registry_open(path, 0, NULL, err, sizeof(err));
+	assert_non_null(rd);
+	assert_string_equal(
+	    patient_of(lookup_on(rd, "hosp:XC001", "H1"))->patient_id,
+	    a->patient_id);
+	assert_int_equal(
+	    patient_of(lookup_on(rd, "hosp:XC001", "H1"))->n_identifiers, 2);
+	assert_string_equal(
+	    patient_of(lookup_on(rd, "hosp:XC001", QV))->patient_id,
+	    b->patient_id);
+	assert_string_equal(
+	    patient_of(lookup_on(rd, "hosp:XC001", "H4"))->patient_id,
+	    b->patient_id);
+	assert_string_equal(
+	    patient_of(lookup_on(rd, "hosp:XC001", "H5"))->patient_id,
+	    c->patient_id);
+	registry_close(rd);
+}
+
 /* What the change feed delivered, for the test below. */
 static struct {
 	int calls;
@@ -2639,6 +2740,7 @@ main(int argc, char **argv)
 	    T(admin_cannot_add_cards_of_an_unknown_hospital),
 	    T(change_feed_delivers_each_committed_change_once),
 	    T(batch_with_a_failing_write_commits_its_neighbours),
+	    T(batch_told_ahead_answers_as_each_write_alone),
 	    T(patient_ids_are_unique_time_ordered_and_unguessable),
 	    T(wal_is_copied_back_while_the_writer_keeps_writing),
 	    T(events_are_appended_with_increasing_seq),
