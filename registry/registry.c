@@ -195,10 +195,6 @@ registry_open(const char *url, int writer, const struct registry_limits *lim,
 		reg->lim = *lim;
 	else
 		registry_limits_default(&reg->lim);
-	/* A lookup cached by one broker is not dropped yet when another
-	 * broker changes the patient: a shared registry is read afresh. */
-	if (be == &registry_pg)
-		reg->cache_off = 1;
 	if (writer)
 		registry_mem_set_limits(&reg->lim);
 	if ((reg->h = be->open(path, writer, err, errlen)) == NULL) {

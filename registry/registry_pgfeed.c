@@ -9,7 +9,10 @@
  * caches drop the patients changed, a revocation closes that hospital's
  * connections. The notification carries only a number; the events table
  * is the one source. This broker's own events come back too: every
- * subscriber takes a change twice without harm.
+ * subscriber takes a change twice without harm. While the connection is
+ * down, each retry publishes "anything may have changed" (the lookup
+ * caches empty themselves), so a cached lookup is never older than a
+ * retry interval.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -215,6 +218,10 @@ pgfeed_thread(void *arg)
 			if ((conn = pgfeed_connect()) == NULL) {
 				struct pollfd p = {pf.pipe[0], POLLIN, 0};
 
+				/* Deaf to other brokers: every cached
+				 * lookup goes, each retry, so none is
+				 * older than that. */
+				registry_feed_publish(NULL, 0);
 				if (poll(&p, 1, PGFEED_RETRY_S * 1000) > 0)
 					break;
 				continue;

@@ -296,8 +296,8 @@ contract_ops_run_through_brokers_on_postgresql(void **state)
 	Onecard__V1__Reply *ev;
 	char url[512], cn[19], cn2[19], p1[48], p2[48], got[48];
 	const char *args[] = {"--db", url, NULL};
-	const char *want[] = {
-	    "enroll", "link", "enroll", "link", "enroll", "merge", "unmerge"};
+	const char *want[] = {"enroll", "enroll", "link", "enroll", "link",
+	    "enroll", "merge", "unmerge"};
 	uint64_t last = 0;
 	PGconn *pg;
 
@@ -324,8 +324,13 @@ contract_ops_run_through_brokers_on_postgresql(void **state)
 	assert_string_equal(got, p1);
 	assert_int_equal(lookup(c2, "hosp:XC001", "A1", got), CODE(OK));
 	assert_string_equal(got, p1);
+	/* A miss is never cached: once enrolled on broker 1, broker 2
+	 * finds it at once. */
 	assert_int_equal(
 	    lookup(c2, "hosp:XC001", "NOPE", got), CODE(NOT_FOUND));
+	assert_int_equal(enroll(c1, NULL, "NOPE", p2), CODE(OK));
+	assert_int_equal(lookup(c2, "hosp:XC001", "NOPE", got), CODE(OK));
+	assert_string_equal(got, p2);
 	/* The same cn-id again, on the other broker: the same patient. */
 	assert_int_equal(enroll(c2, cn, "A2", got), CODE(OK));
 	assert_string_equal(got, p1);
@@ -338,9 +343,20 @@ contract_ops_run_through_brokers_on_postgresql(void **state)
 	assert_int_equal(merge(adm, "A1", "C1"), CODE(OK));
 	assert_int_equal(lookup(c2, "hosp:XC001", "C1", got), CODE(OK));
 	assert_string_equal(got, p1);
-	assert_int_equal(unmerge(adm, p2), CODE(OK));
+	/* Broker 2 cached C1's lookup (twice: the second from its cache);
+	 * the unmerge through broker 1 reaches it through the feed, which
+	 * drops the cached reply: C1 names p2 again within the feed's
+	 * delay (measured by bench/pg-store.sh). */
 	assert_int_equal(lookup(c2, "hosp:XC001", "C1", got), CODE(OK));
-	assert_string_equal(got, p2);
+	assert_string_equal(got, p1);
+	assert_int_equal(unmerge(adm, p2), CODE(OK));
+	for (int i = 0;; i++) {
+		assert_int_equal(lookup(c2, "hosp:XC001", "C1", got), CODE(OK));
+		if (strcmp(got, p2) == 0)
+			break;
+		assert_true(i < 100);
+		usleep(50000);
+	}
 
 	/* Each subscriber hears every event, both brokers', in order (the
 	 * merge's and unmerge's quiet halves are not an admin's). */
@@ -359,7 +375,7 @@ contract_ops_run_through_brokers_on_postgresql(void **state)
 	/* The events are numbered 1..n without a gap: undone ops (the
 	 * conflicts) gave their numbers back. */
 	pg = pg_connect("it_contract");
-	assert_true(pg_number(pg, "SELECT count(*) FROM events") >= 8);
+	assert_true(pg_number(pg, "SELECT count(*) FROM events") >= 9);
 	assert_int_equal(
 	    pg_number(pg, "SELECT max(seq) - count(*) FROM events"), 0);
 	PQfinish(pg);
