@@ -7,6 +7,7 @@
 #   cluster.sh stop STATE    stops it and removes the folder
 # As root the server runs as the postgres user (PG_USER), else as you.
 # PG_BIN: the server's binaries (default: the newest /usr/lib/postgresql/*).
+# PG_SHARED_BUFFERS (32MB), PG_MAX_CONNECTIONS (100): the server's settings.
 # Fails loudly, never skips: a test that needs the server must not pass
 # without one.
 set -eu
@@ -62,7 +63,7 @@ as_pg "$PG_BIN/initdb" -D "$data/db" -U onecard --auth=trust -E UTF8 \
 for try in 1 2 3 4 5 6 7 8; do
 	port=$((20000 + $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 30000))
 	if as_pg "$PG_BIN/pg_ctl" -D "$data/db" -l "$data/server.log" -w -t 60 \
-		-o "-p $port -k $data -c listen_addresses=127.0.0.1 -c fsync=on -c max_connections=100 -c shared_buffers=32MB" \
+		-o "-p $port -k $data -c listen_addresses=127.0.0.1 -c fsync=on -c max_connections=${PG_MAX_CONNECTIONS:-100} -c shared_buffers=${PG_SHARED_BUFFERS:-32MB}" \
 		start >/dev/null 2>&1; then
 		echo "postgresql://onecard@127.0.0.1:$port/postgres" >"$state/url"
 		cp "$data/server.log" "$state/server.log" 2>/dev/null || true
