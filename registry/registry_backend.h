@@ -262,6 +262,10 @@ struct registry_backend {
 
 extern const struct registry_backend registry_sqlite;
 extern const struct registry_backend registry_pg;
+/* A PostgreSQL writer committed events first..last and its own feed has
+ * them: the cross-broker feed need not hand them on again
+ * (registry_pgfeed.c). */
+void registry_pgfeed_own(uint64_t first, uint64_t last);
 /* The channel a PostgreSQL writer NOTIFYs at commit (registry_pgfeed.c). */
 #define REGISTRY_PG_CHANNEL "onecard_events"
 

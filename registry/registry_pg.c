@@ -1056,8 +1056,10 @@ pg_commit(void *hv)
 	PQclear(r);
 	pg_rollback(h); /* leaves the pipeline; rolls back a failed one */
 	if (rc != 0)
-		rc = REGISTRY_EUNAVAIL;
-	return rc;
+		return REGISTRY_EUNAVAIL;
+	if (h->seq > h->seq_base)
+		registry_pgfeed_own(h->seq_base + 1, h->seq);
+	return 0;
 }
 
 static int

@@ -8,10 +8,12 @@
  * in number order, and publishes them as changes: subscribers read on,
  * caches drop the patients changed, a revocation closes that hospital's
  * connections. The notification carries only a number; the events table
- * is the one source. This broker's own events come back too: every
- * subscriber takes a change twice without harm. While the connection is
- * down, each retry publishes "anything may have changed" (the lookup
- * caches empty themselves), so a cached lookup is never older than a
+ * is the one source. This broker's own events come back too; those its
+ * writer already published (registry_pgfeed_own) are passed over, so a
+ * lookup cached just after a write is not dropped again for nothing. One
+ * read before the writer noted them is published twice, without harm. While the
+ * connection is down, each retry publishes "anything may have changed" (the
+ * lookup caches empty themselves), so a cached lookup is never older than a
  * retry interval.
  */
 #include <errno.h>
@@ -35,6 +37,55 @@
 #define PGFEED_PAGE    1000 /* events read at once (the SQL says it too) */
 #define PGFEED_POLL_MS 1000 /* read anyway this often */
 #define PGFEED_RETRY_S 1    /* wait before connecting again */
+
+/* The event ranges this broker's writer committed, not yet read back. */
+#define PGFEED_OWN 64
+
+static struct {
+	pthread_mutex_t mu;
+	uint64_t first[PGFEED_OWN], last[PGFEED_OWN];
+	unsigned n;
+} own = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+void
+registry_pgfeed_own(uint64_t first, uint64_t last)
+{
+	pthread_mutex_lock(&own.mu);
+	if (own.n == PGFEED_OWN) { /* the feed is behind: forget the oldest */
+		memmove(own.first, own.first + 1,
+		    (PGFEED_OWN - 1) * sizeof(own.first[0]));
+		memmove(own.last, own.last + 1,
+		    (PGFEED_OWN - 1) * sizeof(own.last[0]));
+		own.n--;
+	}
+	own.first[own.n] = first;
+	own.last[own.n] = last;
+	own.n++;
+	pthread_mutex_unlock(&own.mu);
+}
+
+/* Is seq one of this broker's own, already published? Ranges before it
+ * are done with (seq only grows). */
+static int
+pgfeed_is_own(uint64_t seq)
+{
+	unsigned i, k = 0;
+	int mine = 0;
+
+	pthread_mutex_lock(&own.mu);
+	for (i = 0; i < own.n; i++) {
+		if (own.last[i] < seq)
+			continue; /* read past: dropped */
+		if (own.first[i] <= seq)
+			mine = 1;
+		own.first[k] = own.first[i];
+		own.last[k] = own.last[i];
+		k++;
+	}
+	own.n = k;
+	pthread_mutex_unlock(&own.mu);
+	return mine;
+}
 
 static struct {
 	pthread_t thread;
@@ -115,10 +166,14 @@ pgfeed_read(PGconn *conn)
 		}
 		n = PQntuples(r);
 		for (int i = 0; i < n; i++) {
-			struct registry_change *x = &c[k++];
+			struct registry_change *x = &c[k];
 			const char *op = PQgetvalue(r, i, 1);
 
 			x->seq = strtoull(PQgetvalue(r, i, 0), NULL, 10);
+			pf.seen = x->seq;
+			if (pgfeed_is_own(x->seq))
+				continue;
+			k++;
 			x->op = pgfeed_op(op);
 			registry_copy(x->patient_id, PQgetvalue(r, i, 2),
 			    sizeof(x->patient_id));
@@ -133,7 +188,6 @@ pgfeed_read(PGconn *conn)
 				registry_copy(y->patient_id,
 				    PQgetvalue(r, i, 3), sizeof(y->patient_id));
 			}
-			pf.seen = x->seq;
 		}
 		PQclear(r);
 		if (k > 0)

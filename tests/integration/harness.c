@@ -473,7 +473,8 @@ harness_start(
 	snprintf(h->certs, sizeof h->certs, "%s/certs", h->dir);
 	snprintf(h->db, sizeof h->db, "%s/registry.db", h->dir);
 	snprintf(h->log_path, sizeof h->log_path, "%s/onecardd.log", h->dir);
-	if (harness_certs(h, codes) == -1 || harness_spawn(h, extra_args) == -1)
+	if (harness_pg_db(h) == -1 || harness_certs(h, codes) == -1 ||
+	    harness_spawn(h, extra_args) == -1)
 		goto fail;
 	if (harness_add_hospitals(h, codes) == -1) {
 		harness_dump_log(h);
@@ -607,6 +608,7 @@ harness_cleanup(struct harness *h)
 		harness_wait(pid, HARNESS_STOP_TIMEOUT_MS);
 	}
 	h->pid = 0;
+	harness_pg_drop(h);
 	if (h->dir[0] == '\0')
 		return;
 	harness_rmdir(h->dir);

@@ -26,7 +26,8 @@
 struct harness {
 	char dir[256];      /* the temporary folder */
 	char certs[320];    /* dir/certs: ca.pem, broker.*, admin.*, CODE.* */
-	char db[320];       /* dir/registry.db */
+	char db[320];       /* dir/registry.db, or a PostgreSQL URL */
+	char pg_schema[32]; /* its schema there (harness_pg.c); "" for none */
 	char addr[64];      /* "127.0.0.1:PORT" */
 	int port;           /* the port onecardd got */
 	pid_t pid;          /* onecardd, or 0 when not running */
@@ -43,6 +44,16 @@ struct harness {
  */
 int harness_start(
     struct harness *h, const char *const *codes, const char *const *extra_args);
+
+/* ONECARD_TEST_STORE=postgresql: point h->db at a new schema of the pg
+ * fixture's cluster (harness_start does). 0 (also when not asked) or -1. */
+int harness_pg_db(struct harness *h);
+/* Drop that schema, if any (harness_cleanup does). */
+void harness_pg_drop(struct harness *h);
+/* Is the suite running on PostgreSQL (ONECARD_TEST_STORE=postgresql)? A
+ * test of what only the SQLite store has (its files, its log, retention,
+ * the learnt model) says so and skips there. */
+int harness_on_pg(void);
 
 /* Start onecardd again on the same dir, db and certs; it gets a new port. */
 int harness_restart(struct harness *h, const char *const *extra_args);

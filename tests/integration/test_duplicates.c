@@ -276,6 +276,9 @@ worklist_is_replayed_from_the_log_after_kill_9(void **state)
 	const char *const extra[] = {"--audit-log", t->audit, NULL};
 	long long pair;
 
+	/* The SQLite store's redo log: on PostgreSQL, its own WAL. */
+	if (harness_on_pg())
+		skip();
 	enroll(h, "A1", "赵敏", "1966-06-01", "13600136000");
 	enroll(h, "B1", "赵敏", "1966-06-01", "13600136000");
 	enroll(h, "C1", "钱芳", "1970-10-11", "13500135000");
@@ -340,6 +343,9 @@ model_is_learnt_from_the_registry(void **state)
 	const char *const extra[] = {"--audit-log", t->audit, NULL};
 	char csv[160], truth[160], a[256], b[256];
 
+	/* No learnt match model on PostgreSQL yet. */
+	if (harness_on_pg())
+		skip();
 	snprintf(csv, sizeof(csv), "%s/pop.csv", t->audit_dir);
 	snprintf(truth, sizeof(truth), "%s/truth.csv", t->audit_dir);
 	for (int i = 2; i <= 10; i++)

@@ -302,6 +302,9 @@ retention_drops_old_events_and_says_so(void **state)
 	uint64_t last = 0, quiet;
 	int i;
 
+	/* PostgreSQL keeps every event: no retention there yet. */
+	if (harness_on_pg())
+		skip();
 	(void)state;
 	assert_int_equal(harness_start(&h, codes, extra), 0);
 	/* H2's one event, then a stream H2 cannot see */

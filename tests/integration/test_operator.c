@@ -112,7 +112,9 @@ files_the_broker_creates_are_owner_only_whatever_the_umask(void **state)
 	const char *codes[] = {"H1", NULL};
 	char audit[400], out[512];
 	const char *extra[] = {"--audit-log", audit, NULL};
-	const char *files[] = {"registry.db", "registry.db-redo", "audit.log"};
+	const char *files[] = {"audit.log", "registry.db", "registry.db-redo"};
+	/* On PostgreSQL the registry is no file of the broker's. */
+	const size_t nfiles = harness_on_pg() ? 1 : 3;
 	mode_t old;
 	int rc, m;
 
@@ -130,7 +132,7 @@ files_the_broker_creates_are_owner_only_whatever_the_umask(void **state)
 	assert_int_equal(harness_run(&h, "H1", out, sizeof(out),
 			     "onecard enroll --name Mode cn-ssc=MODE0600"),
 	    0);
-	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+	for (size_t i = 0; i < nfiles; i++) {
 		m = mode_of(h.dir, files[i]);
 		if (m == -1)
 			fail_msg("%s was not created", files[i]);
@@ -386,15 +388,20 @@ metrics_show_hospitals_build_and_expiry(void **state)
 	assert_true(v > 29.0 * 86400 && v <= 30.0 * 86400);
 	assert_non_null(strstr(expo, "\nonecard_registry_patients "));
 	assert_non_null(strstr(expo, "\nonecard_registry_identifiers "));
-	assert_true(harness_metric(
+	if (!harness_on_pg()) { /* the SQLite store's files */
+		assert_true(
+		    harness_metric(
 			expo, "onecard_registry_file_bytes{file=\"db\"}") > 0);
-	assert_true(harness_metric(expo,
+		assert_true(
+		    harness_metric(expo,
 			"onecard_registry_file_bytes{file=\"redo\"}") > 0);
-	assert_true(harness_metric(
-			expo, "onecard_registry_filesystem_avail_bytes") > 0);
-	assert_true(
-	    harness_metric(expo, "onecard_registry_filesystem_size_bytes") >=
-	    harness_metric(expo, "onecard_registry_filesystem_avail_bytes"));
+		assert_true(harness_metric(expo,
+				"onecard_registry_filesystem_avail_bytes") > 0);
+		assert_true(harness_metric(expo,
+				"onecard_registry_filesystem_size_bytes") >=
+		    harness_metric(
+			expo, "onecard_registry_filesystem_avail_bytes"));
+	}
 	free(expo);
 
 	/* A new CRL, due in 10 days, then SIGHUP: the gauge follows it. */
