@@ -25,15 +25,7 @@ CONNS=${CONNS:-50}
 MIX=${MIX:-lookup=90,enroll=10}
 
 bench_setup
-STATE="$WORK/pg"
-pg_stop() {
-	"$BENCH_ROOT/tests/pg/cluster.sh" stop "$STATE" >/dev/null 2>&1 || true
-	bench_cleanup
-}
-trap pg_stop EXIT
-"$BENCH_ROOT/tests/pg/cluster.sh" start "$STATE" >/dev/null ||
-	die "the PostgreSQL cluster did not start (bench/deps.sh installs it)"
-DB=$(cat "$STATE/url")
+pg_cluster_start
 
 broker_start "$DB"
 B_ADDR=$BROKER_ADDR

@@ -176,3 +176,51 @@ fold_catch_up() {
 	done
 	awk -v a="$(date +%s.%N)" -v b="$t0" 'BEGIN { printf "%.1f\n", a - b }'
 }
+
+# PostgreSQL's side of the durable-enrollment comparison, in the database
+# "${PSQL[@]}" reaches: a patient table and an identifier table keyed as
+# the registry's, and $WORK/enroll.sql, pgbench's transaction: a patient
+# row and its cn-id and visit-card rows.
+pg_enroll_tables() {
+	"${PSQL[@]}" <<'EOF'
+CREATE TABLE patient (
+	id bigserial PRIMARY KEY,
+	name text NOT NULL,
+	sex smallint NOT NULL,
+	birth_date date NOT NULL,
+	version bigint NOT NULL DEFAULT 1,
+	created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE identifier (
+	domain text NOT NULL,
+	value text NOT NULL,
+	patient_id bigint NOT NULL REFERENCES patient (id),
+	PRIMARY KEY (domain, value)
+);
+CREATE INDEX identifier_patient ON identifier (patient_id);
+EOF
+	cat >"$WORK/enroll.sql" <<'EOF'
+BEGIN;
+WITH p AS (INSERT INTO patient (name, sex, birth_date) VALUES ('王伟明', 1, '1980-02-29') RETURNING id)
+INSERT INTO identifier (domain, value, patient_id)
+SELECT 'cn-id', lpad(CAST(id AS text), 18, '0'), id FROM p UNION ALL SELECT 'hosp' || chr(58) || 'BENCH', 'W' || id, id FROM p; -- chr(58): pgbench reads a colon as a variable
+END;
+EOF
+	chmod a+r "$WORK/enroll.sql"
+}
+
+# A throwaway cluster (tests/pg/cluster.sh, fsync on) for this run, stopped
+# at exit; its libpq URL in DB. Settings from the environment
+# (PG_SHARED_BUFFERS, PG_MAX_CONNECTIONS).
+pg_cluster_start() {
+	PG_STATE="$WORK/pg"
+	trap 'pg_cluster_stop' EXIT
+	"$BENCH_ROOT/tests/pg/cluster.sh" start "$PG_STATE" >/dev/null ||
+		die "the PostgreSQL cluster did not start (bench/deps.sh installs it)"
+	DB=$(cat "$PG_STATE/url")
+}
+
+pg_cluster_stop() {
+	"$BENCH_ROOT/tests/pg/cluster.sh" stop "$PG_STATE" >/dev/null 2>&1 || true
+	bench_cleanup
+}

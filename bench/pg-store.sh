@@ -34,45 +34,13 @@ PG_BIN=${PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail 
 [ -x "$BIN/stale-bench" ] || die "$BIN/stale-bench not found: build first"
 
 bench_setup
-STATE="$WORK/pg"
-pg_stop() {
-	"$BENCH_ROOT/tests/pg/cluster.sh" stop "$STATE" >/dev/null 2>&1 || true
-	bench_cleanup
-}
-trap pg_stop EXIT
-PG_SHARED_BUFFERS=256MB PG_MAX_CONNECTIONS=200 \
-	"$BENCH_ROOT/tests/pg/cluster.sh" start "$STATE" >/dev/null ||
-	die "the PostgreSQL cluster did not start (bench/deps.sh installs it)"
-DB=$(cat "$STATE/url")
+PG_SHARED_BUFFERS=256MB PG_MAX_CONNECTIONS=200 pg_cluster_start
 PSQL=(psql "$DB" -qAt -v ON_ERROR_STOP=1)
 PGB=("$PG_BIN/pgbench" "$DB")
 PG_VERSION=$("${PSQL[@]}" -c 'SHOW server_version')
 
 # pgbench's tables, beside the registry's (other names).
-"${PSQL[@]}" <<'EOF'
-CREATE TABLE patient (
-	id bigserial PRIMARY KEY,
-	name text NOT NULL,
-	sex smallint NOT NULL,
-	birth_date date NOT NULL,
-	version bigint NOT NULL DEFAULT 1,
-	created_at timestamptz NOT NULL DEFAULT now()
-);
-CREATE TABLE identifier (
-	domain text NOT NULL,
-	value text NOT NULL,
-	patient_id bigint NOT NULL REFERENCES patient (id),
-	PRIMARY KEY (domain, value)
-);
-CREATE INDEX identifier_patient ON identifier (patient_id);
-EOF
-cat >"$WORK/enroll.sql" <<'EOF'
-BEGIN;
-WITH p AS (INSERT INTO patient (name, sex, birth_date) VALUES ('王伟明', 1, '1980-02-29') RETURNING id)
-INSERT INTO identifier (domain, value, patient_id)
-SELECT 'cn-id', lpad(CAST(id AS text), 18, '0'), id FROM p UNION ALL SELECT 'hosp' || chr(58) || 'BENCH', 'W' || id, id FROM p; -- chr(58): pgbench reads a colon as a variable
-END;
-EOF
+pg_enroll_tables
 "${PGB[@]}" -i -q -s "$PGBENCH_SCALE" -I dtgvp >"$WORK/pgbench-init.log" 2>&1 ||
 	{ cat "$WORK/pgbench-init.log" >&2; die "pgbench -i failed"; }
 

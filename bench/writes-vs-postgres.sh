@@ -58,31 +58,7 @@ pg_stop() {
 }
 trap pg_stop EXIT
 PSQL=("$PG_BIN/psql" -h 127.0.0.1 -p "$PGPORT" -U bench -d postgres -qAt -v ON_ERROR_STOP=1)
-"${PSQL[@]}" <<'EOF'
-CREATE TABLE patient (
-	id bigserial PRIMARY KEY,
-	name text NOT NULL,
-	sex smallint NOT NULL,
-	birth_date date NOT NULL,
-	version bigint NOT NULL DEFAULT 1,
-	created_at timestamptz NOT NULL DEFAULT now()
-);
-CREATE TABLE identifier (
-	domain text NOT NULL,
-	value text NOT NULL,
-	patient_id bigint NOT NULL REFERENCES patient (id),
-	PRIMARY KEY (domain, value)
-);
-CREATE INDEX identifier_patient ON identifier (patient_id);
-EOF
-cat >"$WORK/enroll.sql" <<'EOF'
-BEGIN;
-WITH p AS (INSERT INTO patient (name, sex, birth_date) VALUES ('王伟明', 1, '1980-02-29') RETURNING id)
-INSERT INTO identifier (domain, value, patient_id)
-SELECT 'cn-id', lpad(CAST(id AS text), 18, '0'), id FROM p UNION ALL SELECT 'hosp' || chr(58) || 'BENCH', 'W' || id, id FROM p; -- chr(58): pgbench reads a colon as a variable
-END;
-EOF
-chmod a+r "$WORK/enroll.sql"
+pg_enroll_tables
 PG_VERSION=$("${PSQL[@]}" -c 'SHOW server_version')
 SYNC=$("${PSQL[@]}" -c 'SHOW synchronous_commit')
 
