@@ -796,6 +796,16 @@ config_parse(struct config *c, int argc, char **argv, int reload)
 					  : "--ca");
 		return -1;
 	}
+	/* Refused rather than not done: the registry on PostgreSQL keeps
+	 * every event (retention is the SQLite store's). */
+	if ((strncmp(c->db, "postgresql:", 11) == 0 ||
+		strncmp(c->db, "postgres:", 9) == 0) &&
+	    (c->limits.keep_events > 0 || c->limits.keep_ms > 0)) {
+		config_complain(reload,
+		    "--event-retention: the registry on PostgreSQL keeps "
+		    "every event; retention runs on the SQLite store only");
+		return -1;
+	}
 	/* Never off: a client that stops mid-frame or stops reading holds
 	 * buffers, even where idle clients may stay for ever. */
 	if (c->stall_timeout == 0)

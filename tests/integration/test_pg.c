@@ -287,6 +287,41 @@ lookup(
 	return code;
 }
 
+/*
+ * What the store does not do is refused, not ignored: event retention
+ * with a registry on PostgreSQL, naming the flag (--check-config, and
+ * the same at start).
+ */
+static void
+retention_on_postgresql_is_refused_naming_the_flag(void **state)
+{
+	static const char *const codes[] = {"XC001", NULL};
+	struct harness h;
+	char cmd[2048], out[512], err[2048];
+
+	(void)state;
+	assert_int_equal(harness_start(&h, codes, NULL), 0);
+	snprintf(cmd, sizeof(cmd),
+	    "onecardd --check-config --listen 127.0.0.1:0"
+	    " --db postgresql://onecard@127.0.0.1:1/x --cert '%s/broker.pem'"
+	    " --key '%s/broker.key' --ca '%s/ca.pem' --event-retention 30d",
+	    h.certs, h.certs, h.certs);
+	assert_int_equal(
+	    harness_run2(&h, NULL, out, sizeof(out), err, sizeof(err), cmd), 1);
+	assert_non_null(strstr(err,
+	    "--event-retention: the registry on "
+	    "PostgreSQL keeps every event"));
+	/* The same flag on SQLite is taken. */
+	snprintf(cmd, sizeof(cmd),
+	    "onecardd --check-config --listen 127.0.0.1:0 --db '%s/x.db'"
+	    " --cert '%s/broker.pem' --key '%s/broker.key' --ca '%s/ca.pem'"
+	    " --event-retention 30d",
+	    h.dir, h.certs, h.certs, h.certs);
+	assert_int_equal(
+	    harness_run2(&h, NULL, out, sizeof(out), err, sizeof(err), cmd), 0);
+	harness_cleanup(&h);
+}
+
 static void
 contract_ops_run_through_brokers_on_postgresql(void **state)
 {
@@ -641,6 +676,8 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(
+		retention_on_postgresql_is_refused_naming_the_flag),
 	    cmocka_unit_test(contract_ops_run_through_brokers_on_postgresql),
 	    cmocka_unit_test(two_brokers_racing_keep_every_invariant),
 	};
