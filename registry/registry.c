@@ -960,6 +960,27 @@ registry_batch_begin(struct registry *reg)
 /* Identifiers a batch's hint reads at most. */
 #define REGISTRY_HINT_MAX 4096
 
+/* The identifiers a write names for a batch's hint: an enrollment's, a
+ * link's added one (in *one); *n of them, 0 for any other write. */
+static const Onecard__V1__Identifier *const *
+hint_idents(const Onecard__V1__Request *req,
+    const Onecard__V1__Identifier **one, size_t *n)
+{
+	*n = 0;
+	if (req->op_case == ONECARD__V1__REQUEST__OP_ENROLL &&
+	    req->enroll != NULL) {
+		*n = req->enroll->n_identifiers;
+		return (const Onecard__V1__Identifier *const *)
+		    req->enroll->identifiers;
+	}
+	if (req->op_case == ONECARD__V1__REQUEST__OP_LINK &&
+	    req->link != NULL && req->link->added != NULL) {
+		*one = req->link->added;
+		*n = 1;
+	}
+	return one;
+}
+
 void
 registry_batch_hint(
     struct registry *reg, const Onecard__V1__Request *const *reqs, size_t n)
@@ -967,32 +988,29 @@ registry_batch_hint(
 	struct validate_ctx vc = {.today = registry_today(reg),
 	    .max_name = reg->lim.max_name,
 	    .max_address = reg->lim.max_address};
+	const Onecard__V1__Identifier *one, *const *ids;
 	const char **doms, **vals;
 	char(*norm)[VALIDATE_MAX_VALUE + 1], err[8];
-	size_t k = 0;
+	size_t k = 0, nids, total = 0;
 
-	if (!reg->in_batch || reg->be->ident_hint == NULL || n == 0)
+	if (!reg->in_batch || reg->be->ident_hint == NULL)
 		return;
-	doms = malloc(REGISTRY_HINT_MAX * sizeof(*doms));
-	vals = malloc(REGISTRY_HINT_MAX * sizeof(*vals));
-	norm = malloc(REGISTRY_HINT_MAX * sizeof(*norm));
+	for (size_t i = 0; i < n; i++) {
+		(void)hint_idents(reqs[i], &one, &nids);
+		total += nids;
+	}
+	if (total > REGISTRY_HINT_MAX)
+		total = REGISTRY_HINT_MAX;
+	if (total == 0)
+		return;
+	doms = malloc(total * sizeof(*doms));
+	vals = malloc(total * sizeof(*vals));
+	norm = malloc(total * sizeof(*norm));
 	for (size_t i = 0; doms && vals && norm && i < n; i++) {
-		const Onecard__V1__Identifier *one[1], *const *ids = one;
-		size_t nids = 0;
-
-		if (reqs[i]->op_case == ONECARD__V1__REQUEST__OP_ENROLL &&
-		    reqs[i]->enroll != NULL) {
-			ids = (const Onecard__V1__Identifier *const *)reqs[i]
-				  ->enroll->identifiers;
-			nids = reqs[i]->enroll->n_identifiers;
-		} else if (reqs[i]->op_case == ONECARD__V1__REQUEST__OP_LINK &&
-		    reqs[i]->link != NULL && reqs[i]->link->added != NULL) {
-			one[0] = reqs[i]->link->added;
-			nids = 1;
-		}
+		ids = hint_idents(reqs[i], &one, &nids);
 		/* Stored form, as the op will ask; one that is not valid
 		 * is never asked for. */
-		for (size_t j = 0; j < nids && k < REGISTRY_HINT_MAX; j++)
+		for (size_t j = 0; j < nids && k < total; j++)
 			if (validate_identifier(&vc, "", ids[j], norm[k],
 				sizeof(norm[k]), NULL, err, sizeof(err)) >= 0) {
 				doms[k] = ids[j]->domain;

@@ -156,6 +156,25 @@ call(const struct actor *who, Onecard__V1__Request *req)
 	return call_on(reg, who, req);
 }
 
+/* Identifiers given as domain, value, ..., NULL (dom the first domain,
+ * the rest from ap) into ids, pointed at by idp; how many. */
+static size_t
+idents_from(va_list *ap, const char *dom, Onecard__V1__Identifier *ids,
+    Onecard__V1__Identifier **idp, size_t max)
+{
+	size_t n = 0;
+
+	for (; dom != NULL; dom = va_arg(*ap, const char *)) {
+		assert_true(n < max);
+		onecard__v1__identifier__init(&ids[n]);
+		ids[n].domain = (char *)dom;
+		ids[n].value = va_arg(*ap, char *);
+		idp[n] = &ids[n];
+		n++;
+	}
+	return n;
+}
+
 /* Enroll with demographics and identifiers given as domain, value, ...,
  * NULL. */
 static Onecard__V1__Reply *
@@ -168,20 +187,14 @@ enroll(
 	Onecard__V1__Identifier ids[40], *idp[40];
 	va_list ap;
 	const char *dom;
-	size_t n = 0;
+	size_t n;
 
 	d.name = (char *)(name ? name : "");
 	d.birth_date = (char *)(birth ? birth : "");
 	d.sex = sex;
 	va_start(ap, sex);
-	while ((dom = va_arg(ap, const char *)) != NULL) {
-		assert_true(n < 40);
-		onecard__v1__identifier__init(&ids[n]);
-		ids[n].domain = (char *)dom;
-		ids[n].value = va_arg(ap, char *);
-		idp[n] = &ids[n];
-		n++;
-	}
+	dom = va_arg(ap, const char *);
+	n = idents_from(&ap, dom, ids, idp, 40);
 	va_end(ap);
 	e.demographics = &d;
 	e.identifiers = idp;
@@ -1177,17 +1190,10 @@ hint(const char *dom, ...)
 	Onecard__V1__Identifier ids[16], *idp[16];
 	const Onecard__V1__Request *reqs[1] = {&req};
 	va_list ap;
-	size_t n = 0;
+	size_t n;
 
 	va_start(ap, dom);
-	for (; dom != NULL; dom = va_arg(ap, const char *)) {
-		assert_true(n < 16);
-		onecard__v1__identifier__init(&ids[n]);
-		ids[n].domain = (char *)dom;
-		ids[n].value = va_arg(ap, char *);
-		idp[n] = &ids[n];
-		n++;
-	}
+	n = idents_from(&ap, dom, ids, idp, 16);
 	va_end(ap);
 	e.identifiers = idp;
 	e.n_identifiers = n;
